@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
+import * as path from 'node:path';
+
+import { SyscallError } from './errors';
+
+/** The raw shape of build/Release/berth_native.node. Only index.ts talks to it. */
+export interface NativeBinding {
+  init(opts: { SyscallError: typeof SyscallError }): void;
+  readonly constants: Readonly<Record<string, number>>;
+  unshare(flags: number): void;
+  setns(target: string | number, nstype: number): void;
+  sethostname(name: string): void;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount2(target: string, flags: number): void;
+  /**
+   * Clones on a libuv pool thread. `onExec` is called once: with an error (nothing left
+   * running or open) or with the pid and pidfd after a successful execve; `onExit` once
+   * after that, when the child has been reaped.
+   */
+  spawn(
+    plan: RawSpawnPlan,
+    onExec: (err: SyscallError | null, pid: number, pidfd: number) => void,
+    onExit: (err: SyscallError | null, code: number | null, signal: number | null) => void,
+  ): void;
+  pidfdSendSignal(pidfd: number, signal: number): void;
+}
+
+/** What index.ts hands to the binding's spawn() after validation. */
+export interface RawSpawnPlan {
+  file: string;
+  /** Including argv[0]. */
+  argv: string[];
+  envp: string[];
+  cwd: string | null;
+  cloneFlags: number;
+  hostname: string | null;
+  stdio: [number, number, number] | null;
+}
+
+const FILE_NAME = 'berth_native.node';
+
+/**
+ * Where the addon is looked for, in order: `$BERTH_NATIVE_PATH` (a .node file), then the
+ * node-gyp output folders of this package. `src/` (tests) and `dist/` (built) are both one
+ * level below the package root.
+ */
+export function candidatePaths(env: NodeJS.ProcessEnv = process.env): string[] {
+  const root = path.resolve(__dirname, '..');
+  const paths: string[] = [];
+  const override = env['BERTH_NATIVE_PATH'];
+  if (override !== undefined && override !== '') paths.push(path.resolve(override));
+  paths.push(path.join(root, 'build', 'Release', FILE_NAME), path.join(root, 'build', 'Debug', FILE_NAME));
+  return paths;
+}
+
+/**
+ * Loads the first candidate that loads, and hands it the SyscallError class. Throws an Error
+ * that lists every path tried and why each failed.
+ */
+export function loadNativeBinding(paths: readonly string[] = candidatePaths()): NativeBinding {
+  const failures: string[] = [];
+  for (const file of paths) {
+    if (!existsSync(file)) {
+      failures.push(`  ${file}: not found`);
+      continue;
+    }
+    try {
+      const mod = { exports: {} as NativeBinding };
+      process.dlopen(mod, file, constants.dlopen.RTLD_NOW);
+      mod.exports.init({ SyscallError });
+      return mod.exports;
+    } catch (err) {
+      failures.push(`  ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new Error(
+    `@berth/native: could not load the native addon ${FILE_NAME}. Build it with ` +
+      `\`npm run build:native -w @berth/native\` or point BERTH_NATIVE_PATH at it. Tried:\n${failures.join('\n')}`,
+  );
+}
+
+let cached: NativeBinding | undefined;
+
+/** The addon, loaded on first use (so that code using only the RecordingFake never loads it). */
+export function binding(): NativeBinding {
+  cached ??= loadNativeBinding();
+  return cached;
+}

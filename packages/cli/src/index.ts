@@ -1,0 +1,3 @@
+export { main } from './main';
+export { up, status } from './up';
+export { SERVICES, serviceBin } from './services';

@@ -1,0 +1,70 @@
+// `berth up` for real: etcd and the five services come up SERVING on their sockets in
+// $BERTH_RUN_DIR, and SIGTERM (what Ctrl-C sends to npm's child too) leaves no process behind.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { checkHealth, startServiceProcess, type ServiceProcess } from '@berth/common';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SERVICES } from './services';
+
+const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth.js');
+
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+async function waitForOutput(p: ServiceProcess, re: RegExp, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!re.test(p.output())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output:\n${p.output()}`);
+    if (p.proc.exitCode !== null) throw new Error(`berth up exited ${p.proc.exitCode}; output:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('berth up', () => {
+  let dir: string;
+  let up: ServiceProcess | undefined;
+  let pids: number[] = [];
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-up-')); });
+  afterEach(async () => {
+    await up?.stop();
+    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    up = undefined;
+    pids = [];
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('brings up etcd and the five services, and SIGTERM stops them all', async () => {
+    const runDir = path.join(dir, 'run');
+    const env = { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: path.join(dir, 'state') };
+    up = startServiceProcess(bin, ['up'], env);
+    await waitForOutput(up, /Berth is up/);
+    for (const name of SERVICES) {
+      expect(up.output()).toMatch(new RegExp(`${name}\\s+unix://\\S+\\s+SERVING`));
+      expect(await checkHealth(`unix://${path.join(runDir, `${name}.sock`)}`)).toBe('SERVING');
+    }
+    // a client in another language (Python grpcio) sees the same health on every socket
+    const py = execFileSync('/usr/bin/python3', [path.resolve(__dirname, '../../../tools/checks/py/health_check.py'),
+      ...SERVICES.map((n) => `unix://${path.join(runDir, `${n}.sock`)}`)], { encoding: 'utf8' });
+    expect(py.trim().split('\n').map((l) => l.split(' ')[1])).toEqual(SERVICES.map(() => 'SERVING'));
+    pids = childrenOf(up.proc.pid!);
+    expect(pids.length).toBe(SERVICES.length + 1); // the services and etcd
+    // a second `berth up` on the same run dir refuses to start
+    const second = startServiceProcess(bin, ['up'], env);
+    expect((await second.exited).code).toBe(1);
+    expect(second.output()).toMatch(/another berth up \(pid \d+\) is running/);
+
+    expect(await up.stop(30_000)).toEqual({ code: 0, signal: null });
+    expect(up.output()).toMatch(/stopped; nothing left running/);
+    expect(pids.filter(alive)).toEqual([]);
+    for (const name of SERVICES) expect(fs.existsSync(path.join(runDir, `${name}.sock`))).toBe(false);
+    expect(fs.existsSync(path.join(runDir, 'up.pid'))).toBe(false);
+  });
+});

@@ -1,0 +1,134 @@
+// `berth up`: a Berth cluster on this machine on embedded defaults — a local etcd that Berth
+// manages itself, and the five services on unix sockets in $BERTH_RUN_DIR with state under
+// $BERTH_STATE_DIR — in the foreground. Ctrl-C or SIGTERM stops everything it started.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EtcdCluster, checkHealth, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { SERVICES, serviceBin, type ServiceName } from './services';
+
+export interface UpOptions {
+  runDir?: string;
+  stateDir?: string;
+  /** Print progress to this stream (default stdout). */
+  out?: NodeJS.WritableStream;
+  /** Resolve once everything is serving instead of waiting for a signal (tests). */
+  signal?: AbortSignal;
+}
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  socket: string;
+  exited: Promise<number | null>;
+}
+
+function isAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+export async function up(opts: UpOptions = {}): Promise<number> {
+  const out = opts.out ?? process.stdout;
+  const runDir = opts.runDir ?? defaultRunDir();
+  const stateDir = opts.stateDir ?? stateRoot();
+  const say = (s: string) => out.write(s + '\n');
+  fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const logDir = path.join(stateDir, 'logs');
+  fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
+
+  // One `berth up` per run dir. A lock left by a crashed run (its pid is gone) is taken over.
+  const lock = path.join(runDir, 'up.pid');
+  try {
+    const pid = Number(fs.readFileSync(lock, 'utf8'));
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      say(`berth up: another berth up (pid ${pid}) is running with run dir ${runDir}`);
+      return 1;
+    }
+    say(`berth up: taking over from a previous run that did not stop cleanly (pid ${pid})`);
+  } catch { /* no lock */ }
+  fs.writeFileSync(lock, String(process.pid), { mode: 0o600 });
+
+  const children: Child[] = [];
+  let etcd: EtcdCluster | undefined;
+  let stopping = false;
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(children.map(async (c) => {
+      if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
+      c.proc.kill('SIGTERM');
+      const t = setTimeout(() => c.proc.kill('SIGKILL'), 10_000);
+      await c.exited;
+      clearTimeout(t);
+    }));
+    await etcd?.destroy();
+    fs.rmSync(lock, { force: true });
+  };
+
+  let resolveSignal!: (sig: string) => void;
+  const signalled = new Promise<string>((r) => (resolveSignal = r));
+  const onSig = (sig: NodeJS.Signals) => resolveSignal(sig);
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  opts.signal?.addEventListener('abort', () => resolveSignal('abort'), { once: true });
+
+  try {
+    // etcd on fixed loopback ports remembered in the state dir, so a restart finds its data.
+    const etcdRoot = path.join(stateDir, 'etcd');
+    const portsFile = path.join(etcdRoot, 'ports.json');
+    let clientPorts: number[] | undefined;
+    try { clientPorts = (JSON.parse(fs.readFileSync(portsFile, 'utf8')) as { client: number[] }).client; } catch { /* first run */ }
+    say('starting etcd ...');
+    etcd = await EtcdCluster.start({ dataRoot: etcdRoot, members: 1, namePrefix: 'berth', clientPorts, enableV2: true });
+    fs.writeFileSync(portsFile, JSON.stringify({ client: etcd.endpoints.map((e) => Number(new URL(e).port)) }));
+    say(`etcd        ${etcd.endpoints.join(',')}  (data ${etcdRoot})`);
+
+    for (const name of SERVICES) {
+      const socket = `unix://${path.join(runDir, `${name}.sock`)}`;
+      const args = [serviceBin(name), '--listen', socket, '--state-dir', path.join(stateDir, name)];
+      if (name === 'etcd-client') args.push('--etcd-endpoints', etcd.endpoints.join(','));
+      const log = fs.openSync(path.join(logDir, `${name}.log`), 'a', 0o600);
+      const proc = spawn(process.execPath, args, { stdio: ['ignore', log, log], env: { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir } });
+      fs.closeSync(log);
+      const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+      const child: Child = { name, proc, socket, exited };
+      children.push(child);
+      void exited.then((code) => {
+        if (!stopping) say(`berth up: ${name} exited unexpectedly (code ${code}); see ${path.join(logDir, `${name}.log`)}`);
+      });
+    }
+
+    const statuses = await Promise.all(children.map((c) => waitServing(c.socket, 20_000)));
+    say('');
+    say('SERVICE         SOCKET                                        HEALTH');
+    children.forEach((c, i) => say(`${c.name.padEnd(15)} ${c.socket.padEnd(45)} ${statuses[i]}`));
+    const ok = statuses.every((s) => s === 'SERVING');
+    say('');
+    if (!ok) {
+      say(`berth up: not every service is serving; logs are in ${logDir}`);
+      await stopAll();
+      return 1;
+    }
+    say('Berth is up: etcd and all five services are SERVING.');
+    say('Press Ctrl-C to stop everything.');
+
+    const sig = await signalled;
+    say(`\nberth up: ${sig}: stopping services and etcd ...`);
+    await stopAll();
+    say('berth up: stopped; nothing left running.');
+    return 0;
+  } catch (err) {
+    say(`berth up: ${(err as Error).message}`);
+    await stopAll();
+    return 1;
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}
+
+export async function status(runDir = defaultRunDir()): Promise<Record<ServiceName, string>> {
+  const res = {} as Record<ServiceName, string>;
+  for (const name of SERVICES) res[name] = await checkHealth(`unix://${path.join(runDir, `${name}.sock`)}`);
+  return res;
+}

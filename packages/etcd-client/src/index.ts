@@ -1,0 +1,1 @@
+export { spec, anyEndpointHealthy } from './service';

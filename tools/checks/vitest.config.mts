@@ -1,0 +1,3 @@
+import { berthVitestConfig } from '../vitest.shared.mts';
+
+export default berthVitestConfig(process.cwd());
