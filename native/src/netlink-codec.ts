@@ -1,0 +1,216 @@
+/**
+ * Netlink message encoding and decoding, in TS (policy side): the addon only moves bytes.
+ * Layouts follow the kernel's uapi headers (linux/netlink.h, rtnetlink.h, if_link.h,
+ * neighbour.h, pkt_sched.h, netfilter/nfnetlink_conntrack.h).
+ */
+import { isIPv4 } from 'node:net';
+
+export const NLM_F = {
+  REQUEST: 0x1,
+  MULTI: 0x2,
+  ACK: 0x4,
+  ECHO: 0x8,
+  DUMP: 0x300,
+  REPLACE: 0x100,
+  EXCL: 0x200,
+  CREATE: 0x400,
+  APPEND: 0x800,
+} as const;
+
+export const RTM = {
+  NEWLINK: 16, DELLINK: 17, GETLINK: 18, SETLINK: 19,
+  NEWADDR: 20, DELADDR: 21, GETADDR: 22,
+  NEWROUTE: 24, DELROUTE: 25, GETROUTE: 26,
+  NEWNEIGH: 28, DELNEIGH: 29, GETNEIGH: 30,
+  NEWQDISC: 36, DELQDISC: 37, GETQDISC: 38,
+  NEWTFILTER: 44, DELTFILTER: 45, GETTFILTER: 46,
+} as const;
+
+export const NLA_F_NESTED = 0x8000;
+const NLA_TYPE_MASK = 0x3fff;
+
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+
+/** A netlink attribute to encode: a raw payload or nested attributes. */
+export type Attr = [type: number, value: Buffer | Attr[]];
+
+export function u8(v: number): Buffer { return Buffer.from([v & 0xff]); }
+export function u16(v: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; }
+export function be16(v: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; }
+export function u32(v: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; }
+export function u64(v: bigint | number): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; }
+export function cstr(s: string): Buffer { return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]); }
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [type, value] of attrs) {
+    const nested = !Buffer.isBuffer(value);
+    const payload = nested ? encodeAttrs(value) : value;
+    const hdr = Buffer.alloc(4);
+    hdr.writeUInt16LE(4 + payload.length, 0);
+    hdr.writeUInt16LE(nested ? type | NLA_F_NESTED : type, 2);
+    parts.push(hdr, payload, Buffer.alloc(align4(payload.length) - payload.length));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Attributes by type (the last one wins for repeated types; use listAttrs for lists). */
+export function parseAttrs(buf: Buffer, offset = 0, end = buf.length): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (const [type, value] of listAttrs(buf, offset, end)) out.set(type, value);
+  return out;
+}
+
+export function listAttrs(buf: Buffer, offset = 0, end = buf.length): Array<[number, Buffer]> {
+  const out: Array<[number, Buffer]> = [];
+  let off = offset;
+  while (off + 4 <= end) {
+    const len = buf.readUInt16LE(off);
+    const type = buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+    if (len < 4 || off + len > end) break;
+    out.push([type, buf.subarray(off + 4, off + len)]);
+    off += align4(len);
+  }
+  return out;
+}
+
+/** One whole netlink message: header + fixed family header + attributes. */
+export function encodeMessage(type: number, flags: number, seq: number, header: Buffer, attrs: readonly Attr[] = []): Buffer {
+  const body = Buffer.concat([header, Buffer.alloc(align4(header.length) - header.length), encodeAttrs(attrs)]);
+  const hdr = Buffer.alloc(16);
+  hdr.writeUInt32LE(16 + body.length, 0);
+  hdr.writeUInt16LE(type, 4);
+  hdr.writeUInt16LE(flags | NLM_F.REQUEST, 6);
+  hdr.writeUInt32LE(seq >>> 0, 8);
+  hdr.writeUInt32LE(0, 12);
+  return Buffer.concat([hdr, body]);
+}
+
+export interface Message {
+  type: number;
+  flags: number;
+  seq: number;
+  /** Everything after the 16-byte header. */
+  payload: Buffer;
+}
+
+export function parseMessages(buf: Buffer): Message[] {
+  const out: Message[] = [];
+  let off = 0;
+  while (off + 16 <= buf.length) {
+    const len = buf.readUInt32LE(off);
+    if (len < 16 || off + len > buf.length) break;
+    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), payload: buf.subarray(off + 16, off + len) });
+    off += align4(len);
+  }
+  return out;
+}
+
+// ---- fixed headers ----
+
+/** struct ifinfomsg (16 bytes). */
+export function ifinfomsg(o: { family?: number; type?: number; index?: number; flags?: number; change?: number } = {}): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt8(o.family ?? AF_UNSPEC, 0);
+  b.writeUInt16LE(o.type ?? 0, 2);
+  b.writeInt32LE(o.index ?? 0, 4);
+  b.writeUInt32LE((o.flags ?? 0) >>> 0, 8);
+  b.writeUInt32LE((o.change ?? 0) >>> 0, 12);
+  return b;
+}
+
+/** struct ifaddrmsg (8 bytes). */
+export function ifaddrmsg(o: { family: number; prefixlen: number; flags?: number; scope?: number; index: number }): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt8(o.family, 0);
+  b.writeUInt8(o.prefixlen, 1);
+  b.writeUInt8(o.flags ?? 0, 2);
+  b.writeUInt8(o.scope ?? 0, 3);
+  b.writeUInt32LE(o.index, 4);
+  return b;
+}
+
+/** struct rtmsg (12 bytes). */
+export function rtmsg(o: { family: number; dstLen?: number; table?: number; protocol?: number; scope?: number; type?: number; flags?: number }): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt8(o.family, 0);
+  b.writeUInt8(o.dstLen ?? 0, 1);
+  b.writeUInt8(0, 2); // src_len
+  b.writeUInt8(0, 3); // tos
+  b.writeUInt8(o.table === undefined ? 0 : Math.min(o.table, 255), 4);
+  b.writeUInt8(o.protocol ?? 0, 5);
+  b.writeUInt8(o.scope ?? 0, 6);
+  b.writeUInt8(o.type ?? 0, 7);
+  b.writeUInt32LE(o.flags ?? 0, 8);
+  return b;
+}
+
+/** struct ndmsg (12 bytes). */
+export function ndmsg(o: { family: number; ifindex: number; state?: number; flags?: number; type?: number }): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt8(o.family, 0);
+  b.writeInt32LE(o.ifindex, 4);
+  b.writeUInt16LE(o.state ?? 0, 8);
+  b.writeUInt8(o.flags ?? 0, 10);
+  b.writeUInt8(o.type ?? 0, 11);
+  return b;
+}
+
+/** struct tcmsg (20 bytes). */
+export function tcmsg(o: { ifindex: number; handle?: number; parent?: number; info?: number }): Buffer {
+  const b = Buffer.alloc(20);
+  b.writeUInt8(AF_UNSPEC, 0);
+  b.writeInt32LE(o.ifindex, 4);
+  b.writeUInt32LE((o.handle ?? 0) >>> 0, 8);
+  b.writeUInt32LE((o.parent ?? 0) >>> 0, 12);
+  b.writeUInt32LE((o.info ?? 0) >>> 0, 16);
+  return b;
+}
+
+/** struct nfgenmsg (4 bytes). */
+export function nfgenmsg(family: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt8(family, 0);
+  return b;
+}
+
+// ---- addresses ----
+
+export function ipv4Bytes(ip: string, field = 'address'): Buffer {
+  if (!isIPv4(ip)) throw new TypeError(`${field}: expected an IPv4 address, got '${ip}'`);
+  return Buffer.from(ip.split('.').map(Number));
+}
+
+export function ipv4String(b: Buffer): string {
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+export function macBytes(mac: string, field = 'mac'): Buffer {
+  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) throw new TypeError(`${field}: expected a MAC address like 02:42:ac:11:00:02, got '${mac}'`);
+  return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function macString(b: Buffer): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Parses "10.1.2.3/24" into address and prefix length; names `field` on error. */
+export function parseCidr(cidr: string, field = 'cidr'): { ip: string; prefix: number } {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(cidr);
+  if (!m || !isIPv4(m[1]!) || Number(m[2]) > 32) throw new TypeError(`${field}: expected an IPv4 CIDR like 10.88.0.0/16, got '${cidr}'`);
+  return { ip: m[1]!, prefix: Number(m[2]) };
+}
+
+export function ipToInt(ip: string): number {
+  return ipv4Bytes(ip).readUInt32BE(0);
+}
+
+export function intToIp(n: number): string {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return ipv4String(b);
+}

@@ -1,0 +1,200 @@
+// rtnetlink / ctnetlink / sysctl on the real kernel, inside network namespaces this test makes
+// (unique names, deleted after each test even on failure). `ip`/`tc`/`conntrack` are used only
+// as the independent peer that reads back what our netlink code did.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { Conntrack, encodeMessage, Netns, NLM_F, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
+
+const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
+const ipJson = (ns: string, ...args: string[]): any[] => JSON.parse(sh('ip', ['-n', ns, '-j', ...args]) || '[]');
+
+describe('netlink on the real kernel', () => {
+  let names: string[] = [];
+  let opened: Array<{ close(): void }> = [];
+  const mkns = (): string => {
+    const n = `bnl-${randomBytes(4).toString('hex')}`;
+    sh('ip', ['netns', 'add', n]);
+    names.push(n);
+    return n;
+  };
+  const open = (ns: string): { netns: Netns; rt: Rtnl } => {
+    const netns = Netns.open(`/run/netns/${ns}`);
+    const rt = Rtnl.open(netns);
+    opened.push(rt, netns);
+    return { netns, rt };
+  };
+
+  beforeEach(() => { names = []; opened = []; });
+  afterEach(() => {
+    for (const o of opened.reverse()) o.close();
+    for (const n of names) execFileSync('ip', ['netns', 'del', n]);
+    for (const n of names) expect(fs.existsSync(`/run/netns/${n}`)).toBe(false);
+  });
+
+  it('refuses a path that is not a network namespace, naming it', () => {
+    expect(() => Netns.open('/etc/hostname')).toThrow(/NS_GET_NSTYPE.*\/etc\/hostname.*ENOTTY/);
+    expect(() => Netns.open('/proc/self/ns/uts')).toThrow(/EINVAL/);
+    expect(() => Netns.open('/no/such/netns')).toThrow(/ENOENT/);
+  });
+
+  it('makes bridges and veths across namespaces, with mtu, mac, master, up and rename', async () => {
+    const a = mkns();
+    const b = mkns();
+    const A = open(a);
+    const B = open(b);
+    const br = await A.rt.addBridge('br-t', { mtu: 1400 });
+    expect(br.kind).toBe('bridge');
+    const host = await A.rt.addVeth({ name: 'vh0', peer: 'eth0', peerNetns: B.netns, mtu: 1400, peerMac: '02:00:00:00:00:05' });
+    expect(host.kind).toBe('veth');
+    await A.rt.setLink(host.index, { master: br.index, up: true, mac: '02:00:00:00:00:01' });
+    await A.rt.setLink(br.index, { up: true });
+    await A.rt.setHairpin(host.index, true);
+    const links = ipJson(a, '-d', 'link', 'show', 'vh0');
+    expect(links[0]).toMatchObject({ ifname: 'vh0', mtu: 1400, master: 'br-t', address: '02:00:00:00:00:01' });
+    expect(links[0].linkinfo.info_slave_data.hairpin).toBe(true);
+    const peer = ipJson(b, 'link', 'show', 'eth0')[0];
+    expect(peer).toMatchObject({ ifname: 'eth0', mtu: 1400, address: '02:00:00:00:00:05' });
+    const eth0 = (await B.rt.link('eth0'))!;
+    await B.rt.setLink(eth0.index, { name: 'net1' });
+    expect(await B.rt.link('eth0')).toBeNull();
+    expect((await B.rt.link('net1'))!.index).toBe(eth0.index);
+    // Move it back to A by fd; deleting one end deletes both.
+    await B.rt.setLink(eth0.index, { netns: A.netns });
+    expect((await A.rt.links()).map((l) => l.name).sort()).toEqual(['br-t', 'lo', 'net1', 'vh0']);
+    expect(await A.rt.deleteLink('vh0')).toBe(true);
+    expect(await A.rt.deleteLink('vh0')).toBe(false);
+    expect(await A.rt.link('net1')).toBeNull();
+  });
+
+  it('reports what the kernel cannot do with its errno and reason', async () => {
+    const { rt } = open(mkns());
+    await rt.addBridge('dup0');
+    const dup = await rt.addBridge('dup0').catch((e: unknown) => e);
+    expect(dup).toBeInstanceOf(SyscallError);
+    expect((dup as SyscallError).code).toBe('EEXIST');
+    expect((dup as SyscallError).message).toMatch(/create bridge dup0/);
+    // This machine's kernel has no dummy driver: the error says so rather than hiding it.
+    const dummy = await rt.addDummy('d0').catch((e: unknown) => e);
+    if (dummy instanceof SyscallError) expect(dummy.code).toMatch(/^E(OPNOTSUPP|NOTSUP)$/);
+    else expect((dummy as { kind: string }).kind).toBe('dummy');
+    await expect(rt.addBridge('this-name-is-too-long')).rejects.toThrow(/bridge name: 'this-name-is-too-long' is not a valid interface name/);
+    const vx = await rt.addVxlan('vx0', { vni: 42, local: '127.0.0.1', port: 4790 });
+    expect(vx.kind).toBe('vxlan');
+    expect(ipJson(rt.transport instanceof RecordingNetlink ? '' : names[0]!, '-d', 'link', 'show', 'vx0')[0].linkinfo.info_data).toMatchObject({ id: 42, local: '127.0.0.1', port: 4790 });
+  });
+
+  it('adds and removes addresses, routes (link, via, onlink, table) and neighbours', async () => {
+    const ns = mkns();
+    const { rt } = open(ns);
+    const br = await rt.addBridge('br1');
+    await rt.setLink(br.index, { up: true });
+    await rt.addAddress(br.index, '10.77.0.1/24');
+    expect(await rt.addresses(br.index)).toEqual([{ index: br.index, ip: '10.77.0.1', prefix: 24, scope: 0 }]);
+    expect(ipJson(ns, 'addr', 'show', 'br1')[0].addr_info[0]).toMatchObject({ local: '10.77.0.1', prefixlen: 24, broadcast: '10.77.0.255' });
+    await rt.addRoute({ dst: '10.78.0.5/32', oif: br.index });
+    await rt.addRoute({ dst: '10.79.0.0/24', gw: '10.77.0.9' });
+    await rt.addRoute({ dst: '169.254.1.1/32', oif: br.index, scope: 'link' });
+    await rt.addRoute({ dst: 'default', gw: '169.254.1.1', oif: br.index, onlink: true });
+    await rt.addRoute({ dst: '10.80.0.0/16', gw: '10.77.0.9', table: 1000 });
+    const mine = (await rt.routes()).filter((r) => r.protocol === RTPROT_BERTH);
+    expect(mine.map((r) => `${r.dst} ${r.gw ?? '-'} ${r.scope}${r.onlink ? ' onlink' : ''}`).sort()).toEqual([
+      '10.78.0.5/32 - 253', '10.79.0.0/24 10.77.0.9 0', '169.254.1.1/32 - 253', 'default 169.254.1.1 0 onlink',
+    ]);
+    expect(ipJson(ns, 'route', 'show', 'table', '1000')).toEqual([expect.objectContaining({ dst: '10.80.0.0/16', gateway: '10.77.0.9' })]);
+    expect((await rt.routes(1000))[0]).toMatchObject({ dst: '10.80.0.0/16', table: 1000 });
+    await expect(rt.addRoute({ dst: '10.79.0.0/24', gw: '10.77.0.9' })).rejects.toThrow(/EEXIST/);
+    await rt.addNeighbour({ ifindex: br.index, ip: '10.77.0.7', mac: '02:00:00:00:00:07' });
+    await rt.addNeighbour({ ifindex: br.index, ip: '10.77.0.8', proxy: true });
+    expect((await rt.neighbours()).filter((n) => n.state === 0x80)).toEqual([expect.objectContaining({ ip: '10.77.0.7', mac: '02:00:00:00:00:07', state: 0x80 })]);
+    expect(await rt.neighbours({ proxy: true })).toEqual([expect.objectContaining({ ip: '10.77.0.8', proxy: true })]);
+    expect(sh('ip', ['-n', ns, 'neigh', 'show', 'proxy'])).toMatch(/10\.77\.0\.8 dev br1 proxy/);
+    for (const r of mine) expect(await rt.deleteRoute(r)).toBe(true);
+    expect(await rt.deleteRoute({ dst: '10.79.0.0/24', gw: '10.77.0.9' })).toBe(false);
+    expect(await rt.deleteRoute({ dst: '10.80.0.0/16', table: 1000 })).toBe(true);
+    expect(await rt.deleteNeighbour({ ifindex: br.index, ip: '10.77.0.7' })).toBe(true);
+    expect(await rt.deleteNeighbour({ ifindex: br.index, ip: '10.77.0.8', proxy: true })).toBe(true);
+    expect(await rt.deleteAddress(br.index, '10.77.0.1/24')).toBe(true);
+    expect(await rt.addresses(br.index)).toEqual([]);
+    expect(await rt.neighbours({ proxy: true })).toEqual([]);
+  });
+
+  it('reads and writes sysctls of the namespace, not of the host', () => {
+    const ns = mkns();
+    const { netns } = open(ns);
+    const hostFwd = fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+    sysctl(netns, 'net.ipv4.ip_forward', hostFwd === '1' ? '0' : '1');
+    expect(sysctl(netns, 'net/ipv4/ip_forward')).toBe(hostFwd === '1' ? '0' : '1');
+    expect(fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()).toBe(hostFwd);
+    expect(sh('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/ipv4/ip_forward']).trim()).toBe(hostFwd === '1' ? '0' : '1');
+    expect(() => sysctl(netns, 'kernel.hostname', 'x')).toThrow(/sysctl key/);
+    expect(() => sysctl(netns, 'net/../../etc/passwd')).toThrow(/sysctl key/);
+  });
+
+  it('shapes with tbf, and redirects ingress to an ifb', async () => {
+    const ns = mkns();
+    const { rt, netns } = open(ns);
+    const peerNs = open(mkns()).netns;
+    const v = await rt.addVeth({ name: 'v0', peer: 'v1', peerNetns: peerNs });
+    const ifb = await rt.addIfb('ifb0');
+    await rt.setLink(ifb.index, { up: true });
+    await rt.setTbf(v.index, { rate: 1_000_000, burst: 32 * 1024, latencyMs: 50 });
+    const q = JSON.parse(sh('tc', ['-n', ns, '-j', 'qdisc', 'show', 'dev', 'v0']));
+    expect(q[0]).toMatchObject({ kind: 'tbf', options: expect.objectContaining({ rate: 125000, burst: 32768 }) });
+    await rt.addIngressQdisc(v.index);
+    await rt.addIngressRedirect(v.index, ifb.index);
+    expect(sh('tc', ['-n', ns, 'filter', 'show', 'dev', 'v0', 'ingress'])).toMatch(/mirred \(Egress Redirect to device ifb0\)/);
+    expect((await rt.qdiscs(v.index)).map((x) => x.kind).sort()).toEqual(['ingress', 'tbf']);
+    expect(await rt.deleteQdisc(v.index, 'ingress')).toBe(true);
+    expect(await rt.deleteQdisc(v.index, 'root')).toBe(true);
+    expect((await rt.qdiscs(v.index)).map((x) => x.kind)).not.toContain('tbf');
+    void netns;
+  });
+
+  it('deletes conntrack entries by IP and protocol', async () => {
+    const ns = mkns();
+    const { netns } = open(ns);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // A new namespace tracks connections only once a rule needs conntrack.
+    sh('ip', ['netns', 'exec', ns, 'iptables', '-w', '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
+    // Two UDP flows on loopback inside the namespace: to 127.0.0.2 and to 127.0.0.3.
+    sh('ip', ['netns', 'exec', ns, process.execPath, '-e',
+      "const s=require('dgram').createSocket('udp4');s.send('x',9999,'127.0.0.2',()=>s.send('y',9999,'127.0.0.3',()=>s.close()))"]);
+    const ct = Conntrack.open(netns);
+    opened.push(ct);
+    const before = (await ct.list()).filter((e) => e.proto === 17).map((e) => e.origDst).sort();
+    expect(before).toEqual(['127.0.0.2', '127.0.0.3']);
+    expect(await ct.deleteByIp('127.0.0.2', 'tcp')).toBe(0);
+    expect(await ct.deleteByIp('127.0.0.2', 'udp')).toBe(1);
+    expect(sh('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-p', 'udp'])).not.toMatch(/dst=127\.0\.0\.2 /);
+    expect(sh('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-p', 'udp'])).toMatch(/dst=127\.0\.0\.3 /);
+  });
+});
+
+describe('netlink encoding (recording transport)', () => {
+  it('frames messages the way the kernel reads them', () => {
+    const m = encodeMessage(RTM.GETLINK, NLM_F.DUMP, 7, Buffer.alloc(16), [[3, Buffer.from('eth0\0')]]);
+    expect(m.readUInt32LE(0)).toBe(m.length);
+    expect(m.length).toBe(16 + 16 + 4 + 8);
+    const parsed = parseMessages(m);
+    expect(parsed).toHaveLength(1);
+    expect(parsed[0]).toMatchObject({ type: RTM.GETLINK, seq: 7, flags: NLM_F.DUMP | NLM_F.REQUEST });
+  });
+
+  it('sends a link-scope route without gateway and an onlink default route', async () => {
+    const rec = new RecordingNetlink();
+    const rt = new Rtnl(rec);
+    await rt.addRoute({ dst: '169.254.1.1/32', oif: 3 });
+    await rt.addRoute({ dst: 'default', gw: '169.254.1.1', oif: 3, onlink: true });
+    const [link, def] = rec.requests;
+    expect(link!.header[6]).toBe(253);
+    expect(link!.header[1]).toBe(32);
+    expect(def!.header[6]).toBe(0);
+    expect(def!.header.readUInt32LE(8)).toBe(4);
+    expect(def!.flags & NLM_F.EXCL).toBe(NLM_F.EXCL);
+    await expect(rt.addRoute({ dst: '10.0.0.0/33' })).rejects.toThrow(/route dst: expected an IPv4 CIDR/);
+  });
+});
