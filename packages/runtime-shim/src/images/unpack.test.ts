@@ -1,0 +1,160 @@
+// Secure layer unpacking on the real filesystem and kernel: a corpus of hostile layers, each
+// rejected with a clear error and nothing written outside the snapshot; whiteouts and opaque
+// directories as overlayfs reads them, checked through a real overlay mount.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { applyLayer, WhiteoutMaker } from './unpack';
+import { chunks, makeTar, type TarSpec } from './testing';
+import { sha256 } from './digest';
+
+let dir: string;
+let dest: string;
+let outside: string;
+let whiteouts: WhiteoutMaker;
+const mounts: string[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-unpack-'));
+  dest = path.join(dir, 'root', 'layer');
+  outside = path.join(dir, 'root');
+  fs.mkdirSync(dest, { recursive: true });
+  fs.mkdirSync(path.join(dir, 'wh'));
+  whiteouts = new WhiteoutMaker(path.join(dir, 'wh'));
+});
+afterEach(() => {
+  for (const m of mounts.splice(0)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function listOutside(): string[] {
+  // Everything under root/ except the layer itself, plus anything new in the temp dir.
+  return fs.readdirSync(outside).filter((f) => f !== 'layer').concat(fs.readdirSync(dir).filter((f) => !['root', 'wh'].includes(f)));
+}
+
+const corpus: Array<{ name: string; entries: TarSpec[]; error: RegExp; limits?: Record<string, number> }> = [
+  { name: 'dot-dot path', entries: [{ name: '../evil', data: 'x' }], error: /path contains "\.\."/ },
+  { name: 'dot-dot in the middle', entries: [{ name: 'a/../../evil', data: 'x' }], error: /path contains "\.\."/ },
+  { name: 'absolute path', entries: [{ name: '/etc/evil', data: 'x' }], error: /absolute path/ },
+  { name: 'write through a symlink to a dir outside', entries: [{ name: 'esc', type: 'symlink', linkname: '/' }, { name: 'esc/evil', data: 'x' }], error: /parent "esc" is a symlink/ },
+  { name: 'write through a relative symlink', entries: [{ name: 'd', type: 'dir' }, { name: 'd/up', type: 'symlink', linkname: '.' }, { name: 'd/up/f', data: 'x' }], error: /parent "d\/up" is a symlink/ },
+  { name: 'relative symlink that climbs out', entries: [{ name: 'a/link', type: 'symlink', linkname: '../../../etc/passwd' }], error: /points out of the layer/ },
+  { name: 'hardlink to a host file', entries: [{ name: 'h', type: 'link', linkname: '/etc/passwd' }], error: /absolute path/ },
+  { name: 'hardlink climbing out', entries: [{ name: 'h', type: 'link', linkname: '../evil-target' }], error: /path contains "\.\."/ },
+  { name: 'hardlink through a symlink', entries: [{ name: 's', type: 'symlink', linkname: '/etc' }, { name: 'h', type: 'link', linkname: 's/passwd' }], error: /not in this layer/ },
+  { name: 'hardlink to a file not in the layer', entries: [{ name: 'h', type: 'link', linkname: 'etc/shadow' }], error: /not in this layer/ },
+  { name: 'char device', entries: [{ name: 'dev/mem', type: 'char', devmajor: 1, devminor: 1 }], error: /char device 1:1 is not allowed/ },
+  { name: 'block device', entries: [{ name: 'sda', type: 'block', devmajor: 8, devminor: 0 }], error: /block device 8:0 is not allowed/ },
+  { name: 'PAX path with ..', entries: [{ name: 'innocent', data: 'x', pax: { path: '../../pax-evil' } }], error: /path contains "\.\."/ },
+  { name: 'whiteout of ..', entries: [{ name: 'a/.wh...', data: '' }], error: /whiteout of an invalid name/ },
+  { name: 'name with NUL via PAX', entries: [{ name: 'x', data: 'x', pax: { path: 'a\0b' } }], error: /NUL/ },
+  { name: 'component longer than NAME_MAX', entries: [{ name: 'x', data: 'x', pax: { path: 'z'.repeat(300) } }], error: /longer than 255 bytes/ },
+  { name: 'too many entries', entries: Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, data: 'x' })), error: /more than 10 entries/, limits: { maxEntries: 10 } },
+];
+
+describe('applyLayer rejects hostile layers', () => {
+  it.each(corpus)('$name', async ({ entries, error, limits }) => {
+    await expect(applyLayer(chunks(makeTar(entries)), dest, { whiteouts, limits })).rejects.toThrow(error);
+    expect(listOutside()).toEqual([]);
+    expect(fs.existsSync('/etc/evil') || fs.existsSync('/pax-evil')).toBe(false);
+  });
+
+  it('rejects a gzip decompression bomb by the size limit', async () => {
+    const bomb = zlib.gzipSync(makeTar([{ name: 'zeros', data: Buffer.alloc(64 * 1024 * 1024) }]));
+    expect(bomb.length).toBeLessThan(256 * 1024);
+    await expect(applyLayer(chunks(bomb, 65536), dest, { whiteouts, limits: { maxLayerBytes: 8 * 1024 * 1024 } })).rejects.toThrow(/decompression bomb/);
+  });
+
+  it('rejects truncated archives: plain, gzip and zstd', async () => {
+    const tar = makeTar([{ name: 'big', data: Buffer.alloc(100_000, 7) }]);
+    await expect(applyLayer(chunks(tar.subarray(0, 50_000)), dest, { whiteouts })).rejects.toThrow(/truncated archive/);
+    const gz = zlib.gzipSync(tar);
+    fs.rmSync(dest, { recursive: true }); fs.mkdirSync(dest);
+    await expect(applyLayer(chunks(gz.subarray(0, gz.length - 20)), dest, { whiteouts })).rejects.toThrow(/bad gzip stream|truncated/);
+    const zst = execFileSync('zstd', ['-q', '-c'], { input: tar });
+    fs.rmSync(dest, { recursive: true }); fs.mkdirSync(dest);
+    await expect(applyLayer(chunks(zst.subarray(0, zst.length - 10)), dest, { whiteouts })).rejects.toThrow(/bad zstd stream|truncated/);
+  });
+
+  it('rejects a corrupt header checksum', async () => {
+    const tar = makeTar([{ name: 'f', data: 'x' }]);
+    tar[0] ^= 0xff;
+    await expect(applyLayer(chunks(tar), dest, { whiteouts })).rejects.toThrow(/checksum mismatch/);
+  });
+});
+
+describe('applyLayer writes what a layer says', () => {
+  it('unpacks files, dirs, symlinks, hardlinks, modes, owners and xattrs; hashes the diff id', async () => {
+    const tar = makeTar([
+      { name: './', type: 'dir' },
+      { name: 'bin/', type: 'dir', mode: 0o755 },
+      { name: 'bin/busybox', data: 'ELF', mode: 0o4755, uid: 0 },
+      { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox' },
+      { name: 'bin/rel', type: 'symlink', linkname: '../bin/busybox' },
+      { name: 'home/u/f', data: 'owned', uid: 1000, gid: 1001, mode: 0o640 },
+      { name: 'home/u/hl', type: 'link', linkname: 'home/u/f' },
+      { name: 'ping', data: 'p', pax: { 'SCHILY.xattr.user.berth': 'yes', 'SCHILY.xattr.trusted.overlay.redirect': '/etc' } },
+      { name: 'fifo', type: 'fifo' },
+      { name: 'replaced', data: 'old' },
+      { name: 'replaced', data: 'new' },
+      { name: 'p/' + 'x'.repeat(150), data: 'long', pax: { path: 'p/' + 'y'.repeat(200) } },
+    ]);
+    const r = await applyLayer(chunks(zlib.gzipSync(tar)), dest, { whiteouts });
+    expect(r.diffId).toBe(sha256(tar));
+    expect(fs.readFileSync(path.join(dest, 'bin/busybox'), 'utf8')).toBe('ELF');
+    expect(fs.statSync(path.join(dest, 'bin/busybox')).mode & 0o7777).toBe(0o4755);
+    expect(fs.readlinkSync(path.join(dest, 'bin/sh'))).toBe('/bin/busybox');
+    const st = fs.statSync(path.join(dest, 'home/u/f'));
+    expect([st.uid, st.gid, st.mode & 0o777, st.nlink]).toEqual([1000, 1001, 0o640, 2]);
+    expect(fs.statSync(path.join(dest, 'home/u/hl')).ino).toBe(st.ino);
+    expect(fs.statSync(path.join(dest, 'fifo')).isFIFO()).toBe(true);
+    expect(fs.readFileSync(path.join(dest, 'replaced'), 'utf8')).toBe('new');
+    expect(fs.readFileSync(path.join(dest, 'p', 'y'.repeat(200)), 'utf8')).toBe('long');
+    const attrs = execFileSync('getfattr', ['-d', '-m', '-', path.join(dest, 'ping')], { encoding: 'utf8' });
+    expect(attrs).toContain('user.berth="yes"');
+    expect(attrs).not.toContain('trusted.overlay');
+    expect(fs.statSync(path.join(dest, 'home/u/f')).mtimeMs).toBe(1700000000 * 1000);
+  });
+
+  it('zstd layers decompress to the same tree', async () => {
+    const tar = makeTar([{ name: 'a/b', data: 'zstd!' }]);
+    const zst = execFileSync('zstd', ['-q', '-c'], { input: tar });
+    const r = await applyLayer(chunks(zst), dest, { whiteouts });
+    expect(r.diffId).toBe(sha256(tar));
+    expect(fs.readFileSync(path.join(dest, 'a/b'), 'utf8')).toBe('zstd!');
+  });
+
+  it('whiteouts and opaque dirs hide lower files in a real overlay mount', async () => {
+    const lower = path.join(dir, 'lower');
+    const upperLayer = path.join(dir, 'upper-layer');
+    fs.mkdirSync(lower); fs.mkdirSync(upperLayer);
+    await applyLayer(chunks(makeTar([
+      { name: 'etc/gone', data: 'lower' },
+      { name: 'etc/stays', data: 'lower' },
+      { name: 'opq/a', data: 'lower a' },
+      { name: 'opq/sub/deep', data: 'lower deep' },
+    ])), lower, { whiteouts });
+    await applyLayer(chunks(makeTar([
+      { name: 'etc/.wh.gone', data: '' },
+      { name: 'opq/.wh..wh..opq', data: '' },
+      { name: 'opq/b', data: 'upper b' },
+      { name: 'new', data: 'upper' },
+    ])), upperLayer, { whiteouts });
+    const wh = fs.statSync(path.join(upperLayer, 'etc/gone'));
+    expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+    expect(execFileSync('getfattr', ['-n', 'trusted.overlay.opaque', '--only-values', path.join(upperLayer, 'opq')], { encoding: 'utf8' })).toBe('y');
+    const merged = path.join(dir, 'merged');
+    const work = path.join(dir, 'work');
+    const upper = path.join(dir, 'upper');
+    for (const d of [merged, work, upper]) fs.mkdirSync(d);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${upperLayer}:${lower},upperdir=${upper},workdir=${work}`, merged]);
+    mounts.push(merged);
+    expect(fs.readdirSync(path.join(merged, 'etc')).sort()).toEqual(['stays']);
+    expect(fs.readdirSync(path.join(merged, 'opq')).sort()).toEqual(['b']);
+    expect(fs.readFileSync(path.join(merged, 'new'), 'utf8')).toBe('upper');
+    expect(fs.readFileSync(path.join(merged, 'etc/stays'), 'utf8')).toBe('lower');
+  });
+});
