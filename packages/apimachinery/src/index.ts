@@ -5,3 +5,5 @@ export * from './names';
 export * from './selectors';
 export * from './validation';
 export * from './defaults';
+export * from './admission';
+export * from './auth/index';
