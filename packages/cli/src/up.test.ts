@@ -17,7 +17,8 @@ function childrenOf(pid: number): number[] {
     return [];
   }
 }
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+/** Running and not a zombie. */
+const alive = (pid: number) => { try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; } };
 
 async function waitForOutput(p: ServiceProcess, re: RegExp, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -66,5 +67,24 @@ describe('berth up', () => {
     expect(pids.filter(alive)).toEqual([]);
     for (const name of SERVICES) expect(fs.existsSync(path.join(runDir, `${name}.sock`))).toBe(false);
     expect(fs.existsSync(path.join(runDir, 'up.pid'))).toBe(false);
+  });
+
+  it('after a kill -9 of berth up, the next berth up stops the leftovers and comes up again', async () => {
+    const runDir = path.join(dir, 'run');
+    const env = { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: path.join(dir, 'state') };
+    up = startServiceProcess(bin, ['up'], env);
+    await waitForOutput(up, /Berth is up/);
+    const first = childrenOf(up.proc.pid!);
+    pids.push(...first);
+    up.proc.kill('SIGKILL');
+    await up.exited;
+    expect(first.filter(alive).length).toBe(first.length); // orphans keep running...
+    up = startServiceProcess(bin, ['up'], env);
+    await waitForOutput(up, /Berth is up/);
+    expect(up.output()).toMatch(/taking over from a previous run/);
+    expect(first.filter(alive)).toEqual([]); // ...until the next berth up stops them
+    pids.push(...childrenOf(up.proc.pid!));
+    expect(await up.stop(30_000)).toEqual({ code: 0, signal: null });
+    expect(pids.filter(alive)).toEqual([]);
   });
 });

@@ -23,8 +23,30 @@ interface Child {
   exited: Promise<number | null>;
 }
 
+/** Running and not a zombie (a killed orphan stays a zombie until init reaps it). */
+function isRunning(pid: number): boolean {
+  try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+}
+
 function isAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+/** Kills the processes a crashed `berth up` left behind (its pids file), if they still run one of ours. */
+function killLeftovers(pidsFile: string, say: (s: string) => void): void {
+  let pids: number[] = [];
+  try { pids = fs.readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number); } catch { return; }
+  for (const pid of pids) {
+    let cmd = '';
+    try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
+    // Only what we started: a berth service or etcd (a recycled pid is left alone).
+    if (!/berth-[a-z-]+\.js|\betcd\b/.test(cmd)) continue;
+    try { process.kill(pid, 'SIGKILL'); say(`berth up: stopped leftover process ${pid}`); } catch { /* gone */ }
+    // Wait until it is gone (reaped by init), so its ports and sockets are free for us.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && isRunning(pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  fs.rmSync(pidsFile, { force: true });
 }
 
 export async function up(opts: UpOptions = {}): Promise<number> {
@@ -46,11 +68,17 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       return 1;
     }
     say(`berth up: taking over from a previous run that did not stop cleanly (pid ${pid})`);
+    killLeftovers(path.join(runDir, 'up.children'), say);
   } catch { /* no lock */ }
   fs.writeFileSync(lock, String(process.pid), { mode: 0o600 });
 
   const children: Child[] = [];
   let etcd: EtcdCluster | undefined;
+  const pidsFile = path.join(runDir, 'up.children');
+  const recordPids = () => {
+    const pids = [...children.map((c) => c.proc.pid), ...(etcd?.memberInfo.map((m) => m.pid) ?? [])].filter(Boolean);
+    fs.writeFileSync(pidsFile, pids.join('\n'), { mode: 0o600 });
+  };
   let stopping = false;
   const stopAll = async (): Promise<void> => {
     stopping = true;
@@ -62,6 +90,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       clearTimeout(t);
     }));
     await etcd?.destroy();
+    fs.rmSync(pidsFile, { force: true });
     fs.rmSync(lock, { force: true });
   };
 
@@ -81,6 +110,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
     say('starting etcd ...');
     etcd = await EtcdCluster.start({ dataRoot: etcdRoot, members: 1, namePrefix: 'berth', clientPorts, enableV2: true });
     fs.writeFileSync(portsFile, JSON.stringify({ client: etcd.endpoints.map((e) => Number(new URL(e).port)) }));
+    recordPids();
     say(`etcd        ${etcd.endpoints.join(',')}  (data ${etcdRoot})`);
 
     for (const name of SERVICES) {
@@ -88,11 +118,14 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       const args = [serviceBin(name), '--listen', socket, '--state-dir', path.join(stateDir, name)];
       if (name === 'etcd-client') args.push('--etcd-endpoints', etcd.endpoints.join(','));
       const log = fs.openSync(path.join(logDir, `${name}.log`), 'a', 0o600);
-      const proc = spawn(process.execPath, args, { stdio: ['ignore', log, log], env: { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir } });
+      // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
+      // service once, gracefully, instead of the service seeing SIGINT and SIGTERM at once.
+      const proc = spawn(process.execPath, args, { stdio: ['ignore', log, log], detached: true, env: { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir } });
       fs.closeSync(log);
       const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
       const child: Child = { name, proc, socket, exited };
       children.push(child);
+      recordPids();
       void exited.then((code) => {
         if (!stopping) say(`berth up: ${name} exited unexpectedly (code ${code}); see ${path.join(logDir, `${name}.log`)}`);
       });

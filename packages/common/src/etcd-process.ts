@@ -76,7 +76,8 @@ class Member {
 
   start(bin: string): void {
     const out = this.logFile ? fs.openSync(this.logFile, 'a') : 'ignore';
-    const proc = spawn(bin, this.args, { stdio: ['ignore', out, out], detached: false });
+    // Own process group: a terminal's Ctrl-C goes to the owner, which stops etcd itself.
+    const proc = spawn(bin, this.args, { stdio: ['ignore', out, out], detached: true });
     if (typeof out === 'number') fs.closeSync(out);
     this.proc = proc;
     this.info.pid = proc.pid;
