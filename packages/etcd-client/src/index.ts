@@ -1,1 +1,2 @@
 export { spec, anyEndpointHealthy } from './service';
+export * from './v3';
