@@ -43,6 +43,7 @@ export type { MountFlag, NamespaceName, UmountFlag } from './flags';
 export { candidatePaths, loadNativeBinding } from './loader';
 export { FakeProcess, RecordingFake, type RecordedCall, type Scripted } from './recording-fake';
 export { HOST_NAME_MAX, type SpawnOptions } from './validate';
+export * from './container';
 export * from './netlink';
 
 /** How a spawned process ended: `code` if it exited, `signal` (e.g. 'SIGKILL') if it was killed. */

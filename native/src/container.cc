@@ -1,0 +1,1196 @@
+// containerSpawn(): the container init path (and `exec` into a running container), from clone
+// to execve, with the OCI create/start split.
+//
+//   JS thread: TS compiles config.json into a flat ContainerPlan (policy), queues the work
+//   pool thread                                   child (a fork-style copy of this process)
+//   -----------                                   ------------------------------------------
+//   status + sync pipes (O_CLOEXEC)
+//   [setns(pid) on this thread when joining]
+//   block signals, clone(CLONE_PIDFD|NEW*) ---->  non-dumpable, default signal dispositions
+//   [restore pid_for_children]                    wait for "go" on the sync pipe
+//   write uid/gid maps, cgroup.procs,             setns (joined namespaces), time ns offsets
+//   oom_score_adj; send "go" ---------------->    mounts: propagation, rootfs bind, every op of
+//                                                   the plan resolved inside the rootfs
+//                                                 pivot_root (or chroot), hostname, rlimits,
+//                                                   sysctls, [seccomp w/o NNP], groups/uid/gid,
+//                                                   capabilities, umask, cwd, NNP
+//   read the status pipe: "ready" or {stage,  <-  report "ready" (or {stage, errno, op} + exit)
+//     errno, op}; on failure reap the child       [hold: open the exec fifo for writing until
+//                                                   `start` opens it for reading]
+//                                                 [seccomp with NNP], close fds, execve
+//
+// * Fork-style (no CLONE_VM): the child must be able to wait for `start` long after the
+//   calling process (a CLI) has exited, so it cannot borrow our address space like spawn()'s
+//   vfork-style child. It is still a copy of a multi-threaded process, so it only makes
+//   async-signal-safe syscalls on data laid out before clone() and never allocates.
+// * Paths inside the rootfs are resolved by the kernel with openat2(RESOLVE_IN_ROOT |
+//   RESOLVE_NO_MAGICLINKS): a symlink planted by the image cannot lead a mount target, a masked
+//   path or a device node out of the rootfs (CVE-2021-30465). The mount then goes to the
+//   resolved fd through /proc/self/fd/N of the host's procfs, so the path is never walked twice.
+// * The child is non-dumpable from its first instruction (CVE-2019-5736: the container must not
+//   open /proc/<pid>/exe of a runtime process); execve of the container binary resets it.
+// * Failures before "ready" come back as {stage, errno, op} and surface as SyscallError; the
+//   only step after "ready" that can fail is execve itself (reported on the container's
+//   stderr, exit 127), and its binary was checked with faccessat before "ready".
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+namespace berth {
+namespace {
+
+// Stages reported by the child. Names are part of the TS API (ContainerStage).
+enum CStage : int32_t {
+  kCReady = -1,
+  kCSync = 0,
+  kCSetns,
+  kCTimens,
+  kCSetsid,
+  kCPropagation,
+  kCRootfs,
+  kCMountOp,
+  kCPivot,
+  kCHostname,
+  kCDomainname,
+  kCRlimit,
+  kCSysctl,
+  kCSeccomp,
+  kCCapBounding,
+  kCUser,
+  kCCaps,
+  kCUmask,
+  kCCwd,
+  kCNoNewPrivs,
+  kCExecutable,
+  kCStdio,
+  kCCloseRange,
+  kCProcfs,
+  kCStageCount,
+};
+
+constexpr const char* kCStageNames[kCStageCount] = {
+    "sync",    "setns",      "timens",  "setsid",       "propagation", "rootfs", "mount",     "pivot_root",
+    "hostname", "domainname", "rlimit", "sysctl",       "seccomp",     "capbset", "user",     "capabilities",
+    "umask",   "cwd",        "no_new_privileges", "executable", "stdio", "close_range", "procfs",
+};
+
+struct CRecord {
+  int32_t stage;
+  int32_t err;
+  int32_t op;  // index of the failing op / rlimit / sysctl / namespace, -1 when none
+};
+
+// One filesystem step inside the rootfs (TS decides which, and in what order).
+enum OpKind : int32_t {
+  kOpMount = 0,      // mount(source, target, fstype, flags, data); mkdir: 1 dir, 2 file
+  kOpRemount = 1,    // mount(NULL, target, NULL, MS_REMOUNT | flags) (read-only bind etc.)
+  kOpPropagate = 2,  // mount(NULL, target, NULL, propagation flags)
+  kOpMknod = 3,      // mknodat(parent, name, mode, dev)
+  kOpSymlink = 4,    // symlinkat(source, parent, name)
+  kOpMask = 5,       // tmpfs (dir) or /dev/null (file) over target; a symlink is left alone
+  kOpReadonly = 6,   // bind target onto itself, remount read-only
+  kOpMkdir = 7,      // mkdir -p inside the rootfs
+};
+
+struct Op {
+  int32_t kind;
+  std::string source;
+  bool hasSource = false;
+  std::string target;  // relative to the rootfs
+  std::string fstype;
+  bool hasFstype = false;
+  unsigned long flags = 0;
+  std::string data;
+  bool hasData = false;
+  int32_t mkdir = 0;
+  uint32_t mode = 0;
+  uint64_t dev = 0;
+};
+
+struct NsJoin {
+  int fd;
+  int nstype;
+};
+
+struct Rlimit {
+  int resource;
+  struct rlimit value;
+};
+
+struct Sysctl {
+  std::string path;  // relative to /proc/sys, '/'-separated
+  std::string value;
+};
+
+struct ContainerPlan {
+  uint64_t cloneFlags = 0;  // CLONE_NEW* except CLONE_NEWTIME
+  bool newTime = false;
+  std::string timeOffsets;
+  std::vector<NsJoin> join;  // setns in the child, in order
+  int joinPidFd = -1;        // setns on the cloning thread (pid_for_children)
+  std::string uidMap, gidMap;
+  bool setgroupsDeny = false;
+  std::vector<int> cgroupProcsFds;
+  bool hasOomScoreAdj = false;
+  int oomScoreAdj = 0;
+
+  bool hasRootfs = false;
+  std::string rootfs;
+  unsigned long rootPropagation = 0;
+  bool rootReadonly = false;
+  bool noPivot = false;
+  std::vector<Op> ops;
+
+  bool hasHostname = false, hasDomainname = false;
+  std::string hostname, domainname;
+  std::vector<Rlimit> rlimits;
+  std::vector<Sysctl> sysctls;
+
+  bool setUser = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  bool setGroups = false;
+  int umask = -1;
+
+  bool setCaps = false;
+  int lastCap = 40;
+  uint64_t bounding = 0, effective = 0, permitted = 0, inheritable = 0, ambient = 0;
+  bool noNewPrivileges = false;
+  std::vector<struct sock_filter> seccomp;
+  bool hasSeccomp = false;
+  unsigned int seccompFlags = 0;
+
+  bool hasCwd = false;
+  std::string cwd;
+  std::vector<std::string> argvStore, envStore, candidates;
+  std::vector<char*> argv, envp;
+  int stdio[3] = {0, 1, 2};
+  int preserveFds = 0;
+  int fifoFd = -1;
+  bool setsid = true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Child side: async-signal-safe syscalls only, no allocation, never returns.
+
+struct ChildCtx {
+  const ContainerPlan* plan;
+  int statusFd;
+  int syncFd;
+};
+
+[[noreturn]] void CFail(const ChildCtx& c, CStage stage, int op = -1, int err = -1) {
+  CRecord rec{stage, err < 0 ? errno : err, op};
+  ssize_t ignored = ::write(c.statusFd, &rec, sizeof rec);
+  (void)ignored;
+  ::_exit(127);
+}
+
+size_t CLen(const char* s) {
+  size_t n = 0;
+  while (s[n] != '\0') ++n;
+  return n;
+}
+
+// "/proc/self/fd/<fd>" into buf (64 bytes).
+const char* FdPath(char* buf, int fd) {
+  const char prefix[] = "/proc/self/fd/";
+  size_t n = sizeof prefix - 1;
+  std::memcpy(buf, prefix, n);
+  char digits[16];
+  int d = 0;
+  do {
+    digits[d++] = static_cast<char>('0' + fd % 10);
+    fd /= 10;
+  } while (fd > 0);
+  while (d > 0) buf[n++] = digits[--d];
+  buf[n] = '\0';
+  return buf;
+}
+
+long Openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve) {
+  struct open_how how;
+  std::memset(&how, 0, sizeof how);
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = resolve;
+  return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+// Opens `path` (relative to the rootfs) as O_PATH inside the root, creating missing directories
+// on the way (and the last component as `mkdirKind`: 1 directory, 2 empty file). Every
+// component is created with mkdirat() on an fd already resolved inside the root, so nothing is
+// ever created outside it. Returns an fd or -1 with errno set.
+int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast) {
+  uint64_t lastFlags = O_PATH | (nofollowLast ? O_NOFOLLOW : 0);
+  int fd = static_cast<int>(Openat2(rootfd, path, lastFlags, kInRoot));
+  if (fd >= 0 || errno != ENOENT || mkdirKind == 0) return fd;
+
+  char buf[4096];
+  size_t len = CLen(path);
+  if (len >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(buf, path, len + 1);
+  int parent = ::fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+  if (parent < 0) return -1;
+  size_t start = 0;
+  while (start < len) {
+    while (start < len && buf[start] == '/') ++start;
+    if (start >= len) break;
+    size_t end = start;
+    while (end < len && buf[end] != '/') ++end;
+    bool last = true;
+    for (size_t i = end; i < len; ++i) {
+      if (buf[i] != '/') {
+        last = false;
+        break;
+      }
+    }
+    char saved = buf[end];
+    buf[end] = '\0';
+    // The prefix so far, resolved from the root again (symlinks stay inside it).
+    int next = static_cast<int>(Openat2(rootfd, buf, last ? lastFlags : (O_PATH | O_DIRECTORY), kInRoot));
+    if (next < 0 && errno == ENOENT) {
+      const char* name = buf + start;
+      int rc;
+      if (last && mkdirKind == 2) {
+        rc = ::openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (rc >= 0) ::close(rc), rc = 0;
+      } else {
+        rc = ::mkdirat(parent, name, 0755);
+      }
+      if (rc != 0 && errno != EEXIST) {
+        int err = errno;
+        ::close(parent);
+        errno = err;
+        return -1;
+      }
+      next = static_cast<int>(Openat2(rootfd, buf, last ? lastFlags : (O_PATH | O_DIRECTORY), kInRoot));
+    }
+    buf[end] = saved;
+    int err = errno;
+    ::close(parent);
+    if (next < 0) {
+      errno = err;
+      return -1;
+    }
+    parent = next;
+    start = end;
+  }
+  return parent;
+}
+
+// Splits `path` into its parent (opened inside the root, created if missing) and last name.
+int OpenParentInRoot(int rootfd, const char* path, char* nameOut, size_t nameCap) {
+  char buf[4096];
+  size_t len = CLen(path);
+  while (len > 0 && path[len - 1] == '/') --len;
+  if (len == 0 || len >= sizeof buf) {
+    errno = EINVAL;
+    return -1;
+  }
+  size_t slash = len;
+  while (slash > 0 && path[slash - 1] != '/') --slash;
+  size_t nameLen = len - slash;
+  if (nameLen + 1 > nameCap) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(nameOut, path + slash, nameLen);
+  nameOut[nameLen] = '\0';
+  if (slash == 0) {
+    buf[0] = '.';
+    buf[1] = '\0';
+  } else {
+    std::memcpy(buf, path, slash);
+    buf[slash] = '\0';
+  }
+  return OpenInRoot(rootfd, buf, 1, false);
+}
+
+// Mounts onto the fd's path through the host procfs, so the kernel uses the dentry that was
+// resolved inside the root instead of walking a path the container could change meanwhile.
+int MountOnFd(const char* source, int fd, const char* fstype, unsigned long flags, const char* data) {
+  char path[64];
+  return ::mount(source, FdPath(path, fd), fstype, flags, data);
+}
+
+int RunOp(const Op& op, int rootfd, int devNull) {
+  const char* source = op.hasSource ? op.source.c_str() : nullptr;
+  const char* fstype = op.hasFstype ? op.fstype.c_str() : nullptr;
+  const char* data = op.hasData ? op.data.c_str() : nullptr;
+  switch (op.kind) {
+    case kOpMount:
+    case kOpRemount:
+    case kOpPropagate:
+    case kOpMkdir: {
+      int fd = OpenInRoot(rootfd, op.target.c_str(), op.kind == kOpMkdir ? 1 : op.mkdir, false);
+      if (fd < 0) return -1;
+      int rc = 0;
+      if (op.kind == kOpMount) rc = MountOnFd(source, fd, fstype, op.flags, data);
+      if (op.kind == kOpRemount) rc = MountOnFd(nullptr, fd, nullptr, MS_REMOUNT | op.flags, data);
+      if (op.kind == kOpPropagate) rc = MountOnFd(nullptr, fd, nullptr, op.flags, nullptr);
+      int err = errno;
+      ::close(fd);
+      errno = err;
+      return rc;
+    }
+    case kOpMknod:
+    case kOpSymlink: {
+      char name[256];
+      int parent = OpenParentInRoot(rootfd, op.target.c_str(), name, sizeof name);
+      if (parent < 0) return -1;
+      // O_PATH fds cannot be used with mknodat/symlinkat: reopen the directory for real.
+      int dir = ::openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      int err = errno;
+      ::close(parent);
+      if (dir < 0) {
+        errno = err;
+        return -1;
+      }
+      int rc = op.kind == kOpMknod ? ::mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev))
+                                   : ::symlinkat(source, dir, name);
+      if (rc != 0 && errno == EEXIST) rc = 0;  // the image already has it: keep the image's
+      err = errno;
+      ::close(dir);
+      errno = err;
+      return rc;
+    }
+    case kOpMask: {
+      // O_NOFOLLOW on the last component: a masked path swapped for a symlink is left as it
+      // is, never the symlink's target masked (CVE-2025-31133).
+      int fd = OpenInRoot(rootfd, op.target.c_str(), 0, true);
+      if (fd < 0) return errno == ENOENT ? 0 : -1;
+      struct stat st;
+      int rc = ::fstat(fd, &st);
+      if (rc == 0 && S_ISDIR(st.st_mode)) {
+        rc = MountOnFd("tmpfs", fd, "tmpfs", MS_RDONLY, "size=0,mode=0555");
+      } else if (rc == 0 && !S_ISLNK(st.st_mode)) {
+        char nullPath[64];
+        rc = MountOnFd(FdPath(nullPath, devNull), fd, nullptr, MS_BIND, nullptr);
+      }
+      int err = errno;
+      ::close(fd);
+      errno = err;
+      return rc;
+    }
+    case kOpReadonly: {
+      int fd = OpenInRoot(rootfd, op.target.c_str(), 0, false);
+      if (fd < 0) return errno == ENOENT ? 0 : -1;
+      char self[64];
+      int rc = MountOnFd(FdPath(self, fd), fd, nullptr, MS_BIND | MS_REC, nullptr);
+      int err = errno;
+      ::close(fd);
+      if (rc == 0) {
+        // The new bind mount is on top now: reopen to get it, then remount it read-only.
+        fd = OpenInRoot(rootfd, op.target.c_str(), 0, false);
+        if (fd < 0) return -1;
+        rc = MountOnFd(nullptr, fd, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       nullptr);
+        if (rc != 0 && errno == EPERM) {
+          // Locked flags (user namespaces): keep nosuid/nodev/noexec as they were.
+          rc = MountOnFd(nullptr, fd, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr);
+        }
+        err = errno;
+        ::close(fd);
+      }
+      errno = err;
+      return rc;
+    }
+    default:
+      errno = EINVAL;
+      return -1;
+  }
+}
+
+int WriteAll(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// Writes `value` to /proc/sys/<path>, opened beneath a procfs checked to be the real one
+// (CVE-2019-16884: a container-controlled mount over /proc must not receive our writes).
+int WriteSysctl(int procfd, const Sysctl& s) {
+  char path[4096];
+  const char prefix[] = "sys/";
+  size_t n = s.path.size();
+  if (n + sizeof prefix >= sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  std::memcpy(path, prefix, sizeof prefix - 1);
+  std::memcpy(path + sizeof prefix - 1, s.path.data(), n);
+  path[sizeof prefix - 1 + n] = '\0';
+  int fd = static_cast<int>(Openat2(procfd, path, O_WRONLY, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV));
+  if (fd < 0) return -1;
+  int rc = WriteAll(fd, s.value.data(), s.value.size());
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return rc;
+}
+
+int OpenCheckedProc() {
+  int fd = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  struct statfs sfs;
+  if (::fstatfs(fd, &sfs) != 0 || sfs.f_type != PROC_SUPER_MAGIC) {
+    ::close(fd);
+    errno = EXDEV;
+    return -1;
+  }
+  return fd;
+}
+
+int LoadSeccomp(const ContainerPlan& plan) {
+  struct sock_fprog prog;
+  prog.len = static_cast<unsigned short>(plan.seccomp.size());
+  prog.filter = const_cast<struct sock_filter*>(plan.seccomp.data());
+  return static_cast<int>(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccompFlags, &prog));
+}
+
+void WriteStderr(const char* msg) {
+  ssize_t ignored = ::write(2, msg, CLen(msg));
+  (void)ignored;
+}
+
+[[noreturn]] void ContainerChild(const ChildCtx& c) {
+  const ContainerPlan& plan = *c.plan;
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+  }
+
+  // Wait until the parent has written our id maps and put us in our cgroups.
+  char go = 0;
+  ssize_t n;
+  do n = ::read(c.syncFd, &go, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1) CFail(c, kCSync, -1, n == 0 ? EPIPE : errno);
+  ::close(c.syncFd);
+
+  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
+    // Become root of the new user namespace (ids are unmapped until the maps are written).
+    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) CFail(c, kCUser);
+  }
+
+  for (size_t i = 0; i < plan.join.size(); ++i) {
+    if (::setns(plan.join[i].fd, plan.join[i].nstype) != 0) CFail(c, kCSetns, static_cast<int>(i));
+    ::close(plan.join[i].fd);
+  }
+
+  if (plan.newTime) {
+    // Offsets can be set only before any process is in the namespace, so: create it for our
+    // children, set them, then move ourselves in through time_for_children.
+    if (::unshare(CLONE_NEWTIME) != 0) CFail(c, kCTimens);
+    if (!plan.timeOffsets.empty()) {
+      int fd = ::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || WriteAll(fd, plan.timeOffsets.data(), plan.timeOffsets.size()) != 0) CFail(c, kCTimens);
+      ::close(fd);
+    }
+    int fd = ::open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWTIME) != 0) CFail(c, kCTimens);
+    ::close(fd);
+  }
+
+  if (plan.setsid && ::setsid() < 0) CFail(c, kCSetsid);
+
+  int devNull = -1;
+  if (plan.hasRootfs) {
+    // Nothing we mount may propagate back to the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | plan.rootPropagation, nullptr) != 0) CFail(c, kCPropagation);
+    if (::mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      CFail(c, kCRootfs);
+    }
+    int rootfd = ::open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) CFail(c, kCRootfs);
+    // The host's /dev/null for masking files, opened here: a bind source must be a mount of
+    // our own (new) mount namespace, so an fd from the parent's namespace would not do. Never
+    // the rootfs' /dev/null, which the image controls (CVE-2025-31133).
+    devNull = ::open("/dev/null", O_PATH | O_CLOEXEC);
+    struct stat nullSt;
+    if (devNull < 0 || ::fstat(devNull, &nullSt) != 0 || !S_ISCHR(nullSt.st_mode) || nullSt.st_rdev != makedev(1, 3)) {
+      CFail(c, kCRootfs, -1, devNull < 0 ? errno : EXDEV);
+    }
+    for (size_t i = 0; i < plan.ops.size(); ++i) {
+      if (RunOp(plan.ops[i], rootfd, devNull) != 0) CFail(c, kCMountOp, static_cast<int>(i));
+    }
+    if (::fchdir(rootfd) != 0) CFail(c, kCPivot);
+    if (plan.noPivot) {
+      if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 || ::chroot(".") != 0) CFail(c, kCPivot);
+    } else {
+      // pivot_root(".", "."): the old root ends up stacked under the new one at "/", and is
+      // detached right away; no directory inside the rootfs is needed for it.
+      if (::syscall(SYS_pivot_root, ".", ".") != 0) CFail(c, kCPivot);
+      if (::mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) CFail(c, kCPivot);
+      if (::umount2(".", MNT_DETACH) != 0) CFail(c, kCPivot);
+    }
+    if (::chdir("/") != 0) CFail(c, kCPivot);
+    if (plan.rootReadonly &&
+        ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
+      CFail(c, kCRootfs);
+    }
+    ::close(rootfd);
+    ::close(devNull);
+  }
+
+  if (plan.hasHostname && ::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) CFail(c, kCHostname);
+  if (plan.hasDomainname && ::setdomainname(plan.domainname.data(), plan.domainname.size()) != 0) {
+    CFail(c, kCDomainname);
+  }
+  for (size_t i = 0; i < plan.rlimits.size(); ++i) {
+    if (::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].resource), &plan.rlimits[i].value) != 0) {
+      CFail(c, kCRlimit, static_cast<int>(i));
+    }
+  }
+
+  int procfd = -1;
+  if (!plan.sysctls.empty() || plan.fifoFd >= 0) {
+    procfd = OpenCheckedProc();
+    if (procfd < 0) CFail(c, kCProcfs);
+  }
+  for (size_t i = 0; i < plan.sysctls.size(); ++i) {
+    if (WriteSysctl(procfd, plan.sysctls[i]) != 0) CFail(c, kCSysctl, static_cast<int>(i));
+  }
+
+  // Without no_new_privileges the filter needs CAP_SYS_ADMIN, so it goes in before the
+  // capabilities are dropped; with it, as late as possible (right before execve).
+  if (plan.hasSeccomp && !plan.noNewPrivileges && LoadSeccomp(plan) != 0) CFail(c, kCSeccomp);
+
+  if (plan.setCaps) {
+    for (int cap = 0; cap <= plan.lastCap; ++cap) {
+      if ((plan.bounding & (1ULL << cap)) != 0) continue;
+      if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) CFail(c, kCCapBounding, cap);
+    }
+  }
+  if (plan.setUser) {
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) CFail(c, kCUser);
+    if (plan.setGroups && ::setgroups(plan.groups.size(), plan.groups.data()) != 0) CFail(c, kCUser);
+    if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) CFail(c, kCUser);
+    if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) CFail(c, kCUser);
+    if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) CFail(c, kCUser);
+  }
+  if (plan.setCaps) {
+    struct __user_cap_header_struct hdr;
+    struct __user_cap_data_struct data[2];
+    hdr.version = _LINUX_CAPABILITY_VERSION_3;
+    hdr.pid = 0;
+    for (int i = 0; i < 2; ++i) {
+      data[i].effective = static_cast<uint32_t>(plan.effective >> (32 * i));
+      data[i].permitted = static_cast<uint32_t>(plan.permitted >> (32 * i));
+      data[i].inheritable = static_cast<uint32_t>(plan.inheritable >> (32 * i));
+    }
+    if (::syscall(SYS_capset, &hdr, data) != 0) CFail(c, kCCaps);
+    for (int cap = 0; cap <= plan.lastCap; ++cap) {
+      if ((plan.ambient & (1ULL << cap)) == 0) continue;
+      if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) CFail(c, kCCaps, cap);
+    }
+  }
+  if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
+
+  if (plan.hasCwd) {
+    // Resolved inside the (new) root and never through a magic link, so a leaked descriptor
+    // cannot make the cwd a host directory (CVE-2024-21626).
+    int fd = static_cast<int>(Openat2(AT_FDCWD, plan.cwd.c_str(), O_PATH | O_DIRECTORY, kInRoot));
+    if (fd < 0 || ::fchdir(fd) != 0) CFail(c, kCCwd);
+    ::close(fd);
+  }
+
+  if (plan.noNewPrivileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) CFail(c, kCNoNewPrivs);
+
+  // Find the binary now, so that `create` (not `start`) reports a missing executable.
+  int exe = -1;
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    if (::faccessat(AT_FDCWD, plan.candidates[i].c_str(), X_OK, AT_EACCESS) == 0) {
+      struct stat st;
+      if (::stat(plan.candidates[i].c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        exe = static_cast<int>(i);
+        break;
+      }
+    }
+  }
+  if (exe < 0) CFail(c, kCExecutable, -1, ENOENT);
+
+  int copies[3];
+  for (int i = 0; i < 3; ++i) {
+    copies[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (copies[i] < 0) CFail(c, kCStdio);
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(copies[i], i) < 0) CFail(c, kCStdio);
+  }
+  for (int i = 0; i < plan.preserveFds; ++i) {
+    int flags = ::fcntl(3 + i, F_GETFD);
+    if (flags >= 0) ::fcntl(3 + i, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  // Only stdio and the preserved fds reach the container.
+  if (::syscall(SYS_close_range, 3U + static_cast<unsigned>(plan.preserveFds), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    CFail(c, kCCloseRange);
+  }
+
+  if (plan.fifoFd >= 0) {
+    CRecord ready{kCReady, 0, -1};
+    if (WriteAll(c.statusFd, reinterpret_cast<const char*>(&ready), sizeof ready) != 0) ::_exit(127);
+    ::close(c.statusFd);
+    // Hold until `start` opens the fifo for reading (the open blocks until then). Reopened
+    // through the checked procfs: the fifo is outside the rootfs.
+    char path[64];
+    char* rel = const_cast<char*>(FdPath(path, plan.fifoFd)) + 6;  // "self/fd/N"
+    int fd;
+    do fd = ::openat(procfd, rel, O_WRONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+      WriteStderr("berth-runtime: container init: could not open the exec fifo\n");
+      ::_exit(127);
+    }
+    if (WriteAll(fd, "0", 1) != 0) ::_exit(127);
+    ::close(fd);
+  }
+
+  if (plan.hasSeccomp && plan.noNewPrivileges && LoadSeccomp(plan) != 0) {
+    if (plan.fifoFd >= 0) {
+      WriteStderr("berth-runtime: container init: loading the seccomp filter failed\n");
+      ::_exit(127);
+    }
+    CFail(c, kCSeccomp);
+  }
+
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(plan.candidates[exe].c_str(), plan.argv.data(), plan.envp.data());
+  if (plan.fifoFd >= 0) {
+    WriteStderr("berth-runtime: container init: execve failed\n");
+    ::_exit(127);
+  }
+  CFail(c, kCExecutable);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent side, on a libuv pool thread.
+
+struct Outcome {
+  pid_t pid = -1;
+  int pidfd = -1;
+  int err = 0;
+  const char* syscall = nullptr;
+  const char* stage = nullptr;
+  int op = -1;
+};
+
+void SetFail(Outcome& out, int err, const char* syscall, const char* stage, int op = -1) {
+  out.err = err;
+  out.syscall = syscall;
+  out.stage = stage;
+  out.op = op;
+}
+
+int WriteProcFile(pid_t pid, const char* name, const std::string& data) {
+  char path[64];
+  std::string p = "/proc/" + std::to_string(pid) + "/" + name;
+  std::strncpy(path, p.c_str(), sizeof path - 1);
+  path[sizeof path - 1] = '\0';
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = WriteAll(fd, data.data(), data.size());
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return rc;
+}
+
+int HighCloexecFd(int fd, int floor) {
+  if (fd >= floor) return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return moved;
+}
+
+void ReapAndClose(int pidfd) {
+  siginfo_t ignored;
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &ignored, WEXITED) < 0 &&
+         errno == EINTR) {
+  }
+  ::close(pidfd);
+}
+
+const char* StageSyscall(int stage) {
+  switch (stage) {
+    case kCSync: return "read";
+    case kCSetns: case kCTimens: return stage == kCSetns ? "setns" : "unshare";
+    case kCSetsid: return "setsid";
+    case kCPropagation: case kCRootfs: case kCMountOp: return "mount";
+    case kCPivot: return "pivot_root";
+    case kCHostname: return "sethostname";
+    case kCDomainname: return "setdomainname";
+    case kCRlimit: return "setrlimit";
+    case kCSysctl: return "write";
+    case kCSeccomp: return "seccomp";
+    case kCCapBounding: case kCNoNewPrivs: return "prctl";
+    case kCUser: return "setresuid";
+    case kCCaps: return "capset";
+    case kCUmask: return "umask";
+    case kCCwd: return "chdir";
+    case kCExecutable: return "execve";
+    case kCStdio: return "dup2";
+    case kCCloseRange: return "close_range";
+    case kCProcfs: return "open";
+    default: return "unknown";
+  }
+}
+
+void CloneContainer(const ContainerPlan& plan, Outcome& out) {
+  int floor = 3 + plan.preserveFds + 8;
+  int statusPipe[2], syncPipe[2];
+  if (::pipe2(statusPipe, O_CLOEXEC) != 0) return SetFail(out, errno, "pipe2", "prepare");
+  if (::pipe2(syncPipe, O_CLOEXEC) != 0) {
+    int err = errno;
+    ::close(statusPipe[0]);
+    ::close(statusPipe[1]);
+    return SetFail(out, err, "pipe2", "prepare");
+  }
+  int fds[4] = {statusPipe[0], statusPipe[1], syncPipe[0], syncPipe[1]};
+  for (int& fd : fds) fd = HighCloexecFd(fd, floor);
+  for (int fd : fds) {
+    if (fd < 0) {
+      for (int other : fds) {
+        if (other >= 0) ::close(other);
+      }
+      return SetFail(out, EMFILE, "fcntl", "prepare");
+    }
+  }
+  int statusRead = fds[0], statusWrite = fds[1], syncRead = fds[2], syncWrite = fds[3];
+
+  int savedPidNs = -1;
+  if (plan.joinPidFd >= 0) {
+    savedPidNs = ::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (savedPidNs < 0 || ::setns(plan.joinPidFd, CLONE_NEWPID) != 0) {
+      int err = errno;
+      if (savedPidNs >= 0) ::close(savedPidNs);
+      for (int fd : fds) ::close(fd);
+      return SetFail(out, err, "setns", "join_pid");
+    }
+  }
+
+  unsigned long flags = static_cast<unsigned long>(plan.cloneFlags) | CLONE_PIDFD | SIGCHLD;
+  int pidfd = -1;
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);
+  // Raw fork-style clone: the child returns here on a copy of this stack.
+  long pid = ::syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, nullptr);
+  if (pid == 0) {
+    ::close(statusRead);
+    ::close(syncWrite);
+    ChildCtx ctx{&plan, statusWrite, syncRead};
+    ContainerChild(ctx);
+  }
+  int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  if (savedPidNs >= 0) {
+    ::setns(savedPidNs, CLONE_NEWPID);  // back to our own: always allowed
+    ::close(savedPidNs);
+  }
+  ::close(statusWrite);
+  ::close(syncRead);
+  if (pid < 0) {
+    ::close(statusRead);
+    ::close(syncWrite);
+    return SetFail(out, cloneErr, "clone", "clone");
+  }
+
+  auto abort = [&](int err, const char* syscall, const char* stage) {
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(syncWrite);
+    ::close(statusRead);
+    ReapAndClose(pidfd);
+    SetFail(out, err, syscall, stage);
+  };
+  auto p = static_cast<pid_t>(pid);
+  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
+    if (plan.setgroupsDeny && WriteProcFile(p, "setgroups", "deny") != 0) return abort(errno, "write", "setgroups");
+    if (!plan.uidMap.empty() && WriteProcFile(p, "uid_map", plan.uidMap) != 0) return abort(errno, "write", "uid_map");
+    if (!plan.gidMap.empty() && WriteProcFile(p, "gid_map", plan.gidMap) != 0) return abort(errno, "write", "gid_map");
+  }
+  std::string pidText = std::to_string(p);
+  for (int fd : plan.cgroupProcsFds) {
+    if (::pwrite(fd, pidText.data(), pidText.size(), 0) < 0) return abort(errno, "write", "cgroup");
+  }
+  if (plan.hasOomScoreAdj && WriteProcFile(p, "oom_score_adj", std::to_string(plan.oomScoreAdj)) != 0) {
+    return abort(errno, "write", "oom_score_adj");
+  }
+  char go = 1;
+  if (::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
+  ::close(syncWrite);
+
+  CRecord rec{};
+  ssize_t n;
+  do n = ::read(statusRead, &rec, sizeof rec);
+  while (n < 0 && errno == EINTR);
+  int readErr = errno;
+  ::close(statusRead);
+  out.pid = p;
+  out.pidfd = pidfd;
+  if (n == 0 && plan.fifoFd < 0) return;  // execve succeeded
+  if (n == static_cast<ssize_t>(sizeof rec) && rec.stage == kCReady) return;
+  if (n == static_cast<ssize_t>(sizeof rec) && rec.stage >= 0 && rec.stage < kCStageCount) {
+    SetFail(out, rec.err, StageSyscall(rec.stage), kCStageNames[rec.stage], rec.op);
+  } else {
+    SetFail(out, n < 0 ? readErr : EPROTO, "read", "status");
+  }
+  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  ReapAndClose(pidfd);
+  out.pid = -1;
+  out.pidfd = -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// N-API glue.
+
+std::string Str(Napi::Object o, const char* key, bool* present = nullptr) {
+  Napi::Value v = o.Get(key);
+  bool has = v.IsString();
+  if (present != nullptr) *present = has;
+  return has ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+double Num(Napi::Object o, const char* key, double fallback = 0) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+bool Bool(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+}
+
+uint64_t Big(Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBigInt()) return 0;
+  bool lossless = false;
+  return v.As<Napi::BigInt>().Uint64Value(&lossless);
+}
+
+std::vector<std::string> Strings(Napi::Object o, const char* key) {
+  std::vector<std::string> out;
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) return out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
+std::vector<char*> Ptrs(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
+  auto plan = std::make_unique<ContainerPlan>();
+  plan->cloneFlags = static_cast<uint64_t>(Num(o, "cloneFlags"));
+  plan->newTime = Bool(o, "newTime");
+  plan->timeOffsets = Str(o, "timeOffsets");
+  Napi::Array join = o.Get("join").As<Napi::Array>();
+  for (uint32_t i = 0; i < join.Length(); ++i) {
+    Napi::Object j = join.Get(i).As<Napi::Object>();
+    plan->join.push_back({static_cast<int>(Num(j, "fd")), static_cast<int>(Num(j, "nstype"))});
+  }
+  plan->joinPidFd = static_cast<int>(Num(o, "joinPidFd", -1));
+  plan->uidMap = Str(o, "uidMap");
+  plan->gidMap = Str(o, "gidMap");
+  plan->setgroupsDeny = Bool(o, "setgroupsDeny");
+  Napi::Array cg = o.Get("cgroupProcsFds").As<Napi::Array>();
+  for (uint32_t i = 0; i < cg.Length(); ++i) plan->cgroupProcsFds.push_back(cg.Get(i).As<Napi::Number>().Int32Value());
+  Napi::Value oom = o.Get("oomScoreAdj");
+  if (oom.IsNumber()) {
+    plan->hasOomScoreAdj = true;
+    plan->oomScoreAdj = oom.As<Napi::Number>().Int32Value();
+  }
+  plan->rootfs = Str(o, "rootfs", &plan->hasRootfs);
+  plan->rootPropagation = static_cast<unsigned long>(Num(o, "rootPropagation"));
+  plan->rootReadonly = Bool(o, "rootReadonly");
+  plan->noPivot = Bool(o, "noPivot");
+  Napi::Array ops = o.Get("ops").As<Napi::Array>();
+  for (uint32_t i = 0; i < ops.Length(); ++i) {
+    Napi::Object j = ops.Get(i).As<Napi::Object>();
+    Op op;
+    op.kind = static_cast<int32_t>(Num(j, "kind"));
+    op.source = Str(j, "source", &op.hasSource);
+    op.target = Str(j, "target");
+    op.fstype = Str(j, "fstype", &op.hasFstype);
+    op.flags = static_cast<unsigned long>(Num(j, "flags"));
+    op.data = Str(j, "data", &op.hasData);
+    op.mkdir = static_cast<int32_t>(Num(j, "mkdir"));
+    op.mode = static_cast<uint32_t>(Num(j, "mode"));
+    op.dev = makedev(static_cast<unsigned>(Num(j, "major")), static_cast<unsigned>(Num(j, "minor")));
+    plan->ops.push_back(std::move(op));
+  }
+  plan->hostname = Str(o, "hostname", &plan->hasHostname);
+  plan->domainname = Str(o, "domainname", &plan->hasDomainname);
+  Napi::Array rl = o.Get("rlimits").As<Napi::Array>();
+  for (uint32_t i = 0; i < rl.Length(); ++i) {
+    Napi::Object j = rl.Get(i).As<Napi::Object>();
+    Rlimit r;
+    r.resource = static_cast<int>(Num(j, "resource"));
+    r.value.rlim_cur = Big(j, "soft");
+    r.value.rlim_max = Big(j, "hard");
+    plan->rlimits.push_back(r);
+  }
+  Napi::Array sc = o.Get("sysctls").As<Napi::Array>();
+  for (uint32_t i = 0; i < sc.Length(); ++i) {
+    Napi::Object j = sc.Get(i).As<Napi::Object>();
+    plan->sysctls.push_back({Str(j, "path"), Str(j, "value")});
+  }
+  Napi::Value user = o.Get("user");
+  if (user.IsObject()) {
+    Napi::Object u = user.As<Napi::Object>();
+    plan->setUser = true;
+    plan->uid = static_cast<uid_t>(Num(u, "uid"));
+    plan->gid = static_cast<gid_t>(Num(u, "gid"));
+    Napi::Value g = u.Get("groups");
+    if (g.IsArray()) {
+      plan->setGroups = true;
+      Napi::Array ga = g.As<Napi::Array>();
+      for (uint32_t i = 0; i < ga.Length(); ++i) plan->groups.push_back(ga.Get(i).As<Napi::Number>().Uint32Value());
+    }
+  }
+  plan->umask = static_cast<int>(Num(o, "umask", -1));
+  Napi::Value caps = o.Get("caps");
+  if (caps.IsObject()) {
+    Napi::Object k = caps.As<Napi::Object>();
+    plan->setCaps = true;
+    plan->lastCap = static_cast<int>(Num(k, "lastCap", 40));
+    plan->bounding = Big(k, "bounding");
+    plan->effective = Big(k, "effective");
+    plan->permitted = Big(k, "permitted");
+    plan->inheritable = Big(k, "inheritable");
+    plan->ambient = Big(k, "ambient");
+  }
+  plan->noNewPrivileges = Bool(o, "noNewPrivileges");
+  Napi::Value seccomp = o.Get("seccomp");
+  if (seccomp.IsBuffer()) {
+    Napi::Buffer<uint8_t> buf = seccomp.As<Napi::Buffer<uint8_t>>();
+    size_t count = buf.Length() / sizeof(struct sock_filter);
+    plan->seccomp.resize(count);
+    std::memcpy(plan->seccomp.data(), buf.Data(), count * sizeof(struct sock_filter));
+    plan->hasSeccomp = true;
+    plan->seccompFlags = static_cast<unsigned>(Num(o, "seccompFlags"));
+  }
+  plan->cwd = Str(o, "cwd", &plan->hasCwd);
+  plan->argvStore = Strings(o, "argv");
+  plan->envStore = Strings(o, "envp");
+  plan->candidates = Strings(o, "candidates");
+  plan->argv = Ptrs(plan->argvStore);
+  plan->envp = Ptrs(plan->envStore);
+  Napi::Value stdio = o.Get("stdio");
+  if (stdio.IsArray()) {
+    Napi::Array a = stdio.As<Napi::Array>();
+    for (uint32_t i = 0; i < 3; ++i) plan->stdio[i] = a.Get(i).As<Napi::Number>().Int32Value();
+  }
+  plan->preserveFds = static_cast<int>(Num(o, "preserveFds"));
+  plan->fifoFd = static_cast<int>(Num(o, "fifoFd", -1));
+  plan->setsid = !Bool(o, "noSetsid");
+  return plan;
+}
+
+class ContainerWork : public Napi::AsyncWorker {
+ public:
+  ContainerWork(Napi::Function cb, std::unique_ptr<ContainerPlan> plan)
+      : Napi::AsyncWorker(cb, "BerthContainer"), plan_(std::move(plan)) {}
+  void Execute() override { CloneContainer(*plan_, out_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (out_.err != 0) {
+      Napi::Value err = MakeSyscallError(env, out_.err, out_.syscall, {out_.stage, nullptr});
+      if (err.IsObject()) err.As<Napi::Object>().Set("op", Napi::Number::New(env, out_.op));
+      Callback().Call({err, Napi::Number::New(env, -1), Napi::Number::New(env, -1)});
+      return;
+    }
+    Callback().Call({env.Null(), Napi::Number::New(env, out_.pid), Napi::Number::New(env, out_.pidfd)});
+  }
+
+ private:
+  std::unique_ptr<ContainerPlan> plan_;
+  Outcome out_;
+};
+
+Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
+  auto plan = ParsePlan(info[0].As<Napi::Object>());
+  auto* work = new ContainerWork(info[1].As<Napi::Function>(), std::move(plan));
+  work->Queue();
+  return info.Env().Undefined();
+}
+
+// watchPidfd(pidfd, onExit(err, code, signal)): reports the exit of a child through its
+// pidfd, watched on the event loop; reaps it with waitid(P_PIDFD) and closes the pidfd.
+struct PidfdWatch {
+  napi_env env;
+  int pidfd;
+  uv_poll_t poll;
+  Napi::FunctionReference cb;
+};
+
+void OnWatchClosed(uv_handle_t* h) { delete static_cast<PidfdWatch*>(h->data); }
+
+void OnWatchReadable(uv_poll_t* handle, int status, int) {
+  auto* w = static_cast<PidfdWatch*>(handle->data);
+  Napi::Env env(w->env);
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  int rc = 0, err = 0;
+  if (status < 0) {
+    rc = -1;
+    err = -status;
+  } else {
+    do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w->pidfd), &si, WEXITED | WNOHANG);
+    while (rc < 0 && errno == EINTR);
+    err = errno;
+    if (rc == 0 && si.si_pid == 0) return;
+  }
+  uv_poll_stop(&w->poll);
+  ::close(w->pidfd);
+  Napi::HandleScope scope(env);
+  Napi::Value e = env.Null(), code = env.Null(), sig = env.Null();
+  if (rc < 0) {
+    // ECHILD: not our child (a container created by another process): it has exited, but
+    // its status belongs to its parent.
+    e = MakeSyscallError(env, err, "waitid");
+  } else if (si.si_code == CLD_EXITED) {
+    code = Napi::Number::New(env, si.si_status);
+  } else {
+    sig = Napi::Number::New(env, si.si_status);
+  }
+  Napi::FunctionReference cb = std::move(w->cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnWatchClosed);
+  cb.Call(env.Global(), {e, code, sig});
+  ReportPendingException(env);
+}
+
+Napi::Value WatchPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto w = std::make_unique<PidfdWatch>();
+  w->env = env;
+  w->pidfd = info[0].As<Napi::Number>().Int32Value();
+  w->poll.data = w.get();
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  int rc = uv_poll_init(loop, &w->poll, w->pidfd);
+  if (rc != 0) return ThrowSyscallError(env, -rc, "uv_poll_init");
+  rc = uv_poll_start(&w->poll, UV_READABLE, OnWatchReadable);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnWatchClosed);
+    w.release();
+    return ThrowSyscallError(env, -rc, "uv_poll_start");
+  }
+  w->cb = Napi::Persistent(info[1].As<Napi::Function>());
+  w.release();
+  return env.Undefined();
+}
+
+Napi::Value Mkfifo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  mode_t mode = info[1].As<Napi::Number>().Uint32Value();
+  mode_t old = ::umask(0);
+  int rc = ::mkfifo(path.c_str(), mode);
+  int err = errno;
+  ::umask(old);
+  if (rc != 0) return ThrowSyscallError(env, err, "mkfifo", {nullptr, path.c_str()});
+  return env.Undefined();
+}
+
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  long fd = ::syscall(SYS_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0);
+  if (fd < 0) return ThrowSyscallError(env, errno, "pidfd_open");
+  return Napi::Number::New(env, static_cast<double>(fd));
+}
+
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return ThrowSyscallError(env, errno, "prctl");
+  return env.Undefined();
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  ::close(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+void InitContainer(Napi::Env env, Napi::Object exports) {
+  exports.Set("containerSpawn", Napi::Function::New(env, ContainerSpawn, "containerSpawn"));
+  exports.Set("watchPidfd", Napi::Function::New(env, WatchPidfd, "watchPidfd"));
+  exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper, "setChildSubreaper"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+}
+
+ModuleRegistrar registrar(InitContainer);
+
+}  // namespace
+}  // namespace berth

@@ -1,0 +1,196 @@
+/**
+ * The container init path of the addon (container.cc): one flat plan, compiled from an OCI
+ * config by the runtime library (policy lives there), executed between clone and execve.
+ * `containerSyscalls` is the real implementation; `RecordingContainerFake` records plans for
+ * pure-logic tests.
+ */
+import { signalName, SyscallError } from './errors';
+import { binding } from './loader';
+
+/** One filesystem step inside the rootfs; `target` is relative to the rootfs. */
+export type RootfsOp =
+  | { kind: 'mount'; source: string | null; target: string; fstype: string | null; flags: number; data: string | null; mkdir: 'dir' | 'file' | null }
+  | { kind: 'remount'; target: string; flags: number; data?: string | null }
+  | { kind: 'propagate'; target: string; flags: number }
+  | { kind: 'mknod'; target: string; mode: number; major: number; minor: number }
+  | { kind: 'symlink'; source: string; target: string }
+  | { kind: 'mask'; target: string }
+  | { kind: 'readonly'; target: string }
+  | { kind: 'mkdir'; target: string };
+
+const OP_KINDS = { mount: 0, remount: 1, propagate: 2, mknod: 3, symlink: 4, mask: 5, readonly: 6, mkdir: 7 } as const;
+
+export interface ContainerPlan {
+  /** CLONE_NEW* bits of the namespaces to create, without CLONE_NEWTIME. */
+  cloneFlags: number;
+  newTime?: boolean;
+  /** /proc/self/timens_offsets content, e.g. "monotonic 10 0\nboottime 5 0". */
+  timeOffsets?: string;
+  /** Namespaces to join (fds of ns files, CLONE_NEW* type), in order; not pid. */
+  join?: Array<{ fd: number; nstype: number }>;
+  /** A pid namespace to join (fd); the process is cloned into it. */
+  joinPidFd?: number;
+  uidMap?: string;
+  gidMap?: string;
+  setgroupsDeny?: boolean;
+  /** Open cgroup.procs files; the parent writes the pid into each before the child goes on. */
+  cgroupProcsFds?: number[];
+  oomScoreAdj?: number | null;
+  /** Host path of the rootfs; absent: no filesystem setup (exec into a running container). */
+  rootfs?: string | null;
+  rootPropagation?: number;
+  rootReadonly?: boolean;
+  noPivot?: boolean;
+  ops?: RootfsOp[];
+  hostname?: string | null;
+  domainname?: string | null;
+  rlimits?: Array<{ resource: number; soft: bigint; hard: bigint }>;
+  /** Paths relative to /proc/sys ('net/ipv4/ip_forward'). */
+  sysctls?: Array<{ path: string; value: string }>;
+  user?: { uid: number; gid: number; groups?: number[] } | null;
+  umask?: number | null;
+  caps?: { lastCap: number; bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint } | null;
+  noNewPrivileges?: boolean;
+  /** struct sock_filter[] as bytes. */
+  seccomp?: Buffer | null;
+  seccompFlags?: number;
+  cwd?: string | null;
+  argv: string[];
+  envp: string[];
+  /** Absolute paths (inside the container) to try for argv[0], in order. */
+  candidates: string[];
+  stdio?: [number, number, number];
+  preserveFds?: number;
+  /** An O_PATH fd of the exec fifo: hold before execve until it is opened for reading. */
+  fifoFd?: number;
+  noSetsid?: boolean;
+}
+
+/** Where a container init failed, as the child reported it. */
+export type ContainerStage =
+  | 'prepare' | 'clone' | 'join_pid' | 'setgroups' | 'uid_map' | 'gid_map' | 'cgroup' | 'oom_score_adj' | 'sync'
+  | 'setns' | 'timens' | 'setsid' | 'propagation' | 'rootfs' | 'mount' | 'pivot_root' | 'hostname' | 'domainname'
+  | 'rlimit' | 'sysctl' | 'seccomp' | 'capbset' | 'user' | 'capabilities' | 'umask' | 'cwd' | 'no_new_privileges'
+  | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'status';
+
+/** A container init failure: a SyscallError with `op`, the index of the failing op/rlimit/sysctl. */
+export type ContainerSpawnError = SyscallError & { op?: number };
+
+export interface ContainerExit {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface ContainerSyscalls {
+  /** Clones and sets up the container; resolves once it holds at the fifo (or has exec'd). */
+  spawnContainer(plan: ContainerPlan): Promise<{ pid: number; pidfd: number }>;
+  /** Resolves when the child behind the pidfd has exited and been reaped; closes the pidfd. */
+  watchExit(pidfd: number): Promise<ContainerExit>;
+  mkfifo(path: string, mode: number): void;
+  pidfdOpen(pid: number): number;
+  setChildSubreaper(): void;
+  closeFd(fd: number): void;
+}
+
+interface ContainerBinding {
+  containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
+  watchPidfd(pidfd: number, cb: (err: SyscallError | null, code: number | null, signal: number | null) => void): void;
+  mkfifo(path: string, mode: number): void;
+  pidfdOpen(pid: number): number;
+  setChildSubreaper(): void;
+  closeFd(fd: number): void;
+}
+
+const raw = (): ContainerBinding => binding() as unknown as ContainerBinding;
+
+function checkPlan(plan: ContainerPlan): object {
+  if (!Array.isArray(plan.argv) || plan.argv.length === 0) throw new RangeError('container plan argv must not be empty');
+  if (!Array.isArray(plan.candidates) || plan.candidates.length === 0) {
+    throw new RangeError('container plan candidates must list at least one executable path');
+  }
+  for (const s of [...plan.argv, ...plan.envp, ...plan.candidates, plan.rootfs ?? '', plan.cwd ?? '']) {
+    if (typeof s !== 'string' || s.includes('\0')) throw new RangeError('container plan strings must not contain NUL bytes');
+  }
+  if ((plan.cloneFlags & 0x80) !== 0) throw new RangeError('container plan: use newTime for the time namespace, not cloneFlags');
+  return {
+    ...plan,
+    join: plan.join ?? [],
+    cgroupProcsFds: plan.cgroupProcsFds ?? [],
+    rlimits: plan.rlimits ?? [],
+    sysctls: plan.sysctls ?? [],
+    ops: (plan.ops ?? []).map((op) => ({ ...op, kind: OP_KINDS[op.kind], mkdir: 'mkdir' in op ? (op.mkdir === 'dir' ? 1 : op.mkdir === 'file' ? 2 : 0) : 0 })),
+    oomScoreAdj: plan.oomScoreAdj ?? undefined,
+    hostname: plan.hostname ?? undefined,
+    domainname: plan.domainname ?? undefined,
+    rootfs: plan.rootfs ?? undefined,
+    cwd: plan.cwd ?? undefined,
+    umask: plan.umask ?? undefined,
+    user: plan.user ?? undefined,
+    caps: plan.caps ?? undefined,
+    seccomp: plan.seccomp ?? undefined,
+  };
+}
+
+export const containerSyscalls: ContainerSyscalls = {
+  spawnContainer(plan) {
+    const checked = checkPlan(plan);
+    return new Promise((resolve, reject) => {
+      raw().containerSpawn(checked, (err, pid, pidfd) => {
+        if (err !== null) reject(err);
+        else resolve({ pid, pidfd });
+      });
+    });
+  },
+  watchExit(pidfd) {
+    return new Promise((resolve, reject) => {
+      raw().watchPidfd(pidfd, (err, code, signal) => {
+        if (err !== null) reject(err);
+        else resolve({ code, signal: signal === null ? null : signalName(signal) });
+      });
+    });
+  },
+  mkfifo(path, mode) {
+    if (path.includes('\0')) throw new RangeError('mkfifo path must not contain NUL bytes');
+    raw().mkfifo(path, mode);
+  },
+  pidfdOpen: (pid) => raw().pidfdOpen(pid),
+  setChildSubreaper: () => raw().setChildSubreaper(),
+  closeFd: (fd) => raw().closeFd(fd),
+};
+
+/** ContainerSyscalls for pure-logic tests: records every plan; containers "exit 0" when told. */
+export class RecordingContainerFake implements ContainerSyscalls {
+  readonly plans: ContainerPlan[] = [];
+  readonly fifos: string[] = [];
+  private nextPid = 5000;
+  private readonly exits = new Map<number, (e: ContainerExit) => void>();
+  failNext: Error | null = null;
+
+  async spawnContainer(plan: ContainerPlan): Promise<{ pid: number; pidfd: number }> {
+    checkPlan(plan);
+    this.plans.push(plan);
+    if (this.failNext !== null) {
+      const err = this.failNext;
+      this.failNext = null;
+      throw err;
+    }
+    const pid = this.nextPid++;
+    return { pid, pidfd: pid };
+  }
+  watchExit(pidfd: number): Promise<ContainerExit> {
+    return new Promise((resolve) => this.exits.set(pidfd, resolve));
+  }
+  /** Ends the fake container with this exit. */
+  exit(pid: number, status: ContainerExit = { code: 0, signal: null }): void {
+    this.exits.get(pid)?.(status);
+    this.exits.delete(pid);
+  }
+  mkfifo(path: string): void {
+    this.fifos.push(path);
+  }
+  pidfdOpen(pid: number): number {
+    return pid;
+  }
+  setChildSubreaper(): void {}
+  closeFd(): void {}
+}

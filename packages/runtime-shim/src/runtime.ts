@@ -1,0 +1,340 @@
+// The OCI runtime library: create/start/state/kill/delete/run/exec/pause/resume/ps/update.
+// `berth-runtime` (the CLI) and the runtime-shim daemon both drive this class; the daemon
+// in-process, so the hot path never execs a CLI.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+
+import { containerSyscalls, SyscallError, type ContainerExit, type ContainerSyscalls } from '@berth/native';
+
+import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
+import { runHooks } from './hooks';
+import { ConfigError, loadSpec, validateSpec, type Process, type Resources, type Spec } from './oci/config';
+import { compilePlan } from './oci/plan';
+import { checkId, pidStartTime, RuntimeError, StateStore, type OciState, type Status, type StoredState } from './state';
+
+export interface RuntimeOptions {
+  root: string;
+  syscalls?: ContainerSyscalls;
+  systemdCgroup?: boolean;
+  /** cgroup fs root (tests point the v2 driver at a fixture). */
+  cgroupRoot?: string;
+  warn?: (msg: string) => void;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  pidFile?: string;
+  noPivot?: boolean;
+  preserveFds?: number;
+  stdio?: [number, number, number];
+  /** A spec already loaded (the daemon builds it itself); default: <bundle>/config.json. */
+  spec?: Spec;
+}
+
+export interface Created {
+  state: OciState;
+  /** Settles when the init process exits, with OOM kills counted; only for our own children. */
+  exited: Promise<ContainerExit & { oomKilled: boolean }>;
+}
+
+/** SIGKILL, KILL, 9 -> 9. */
+export function parseSignal(sig: string): number {
+  const signals = osConstants.signals as Record<string, number>;
+  if (/^\d+$/.test(sig)) {
+    const n = Number(sig);
+    if (n >= 1 && n <= 64) return n;
+  } else {
+    const up = sig.toUpperCase();
+    const n = signals[up.startsWith('SIG') ? up : `SIG${up}`];
+    if (n !== undefined) return n;
+  }
+  throw new RuntimeError(`unknown signal "${sig}"`);
+}
+
+const OCI_VERSION = '1.0.2';
+
+export class Runtime {
+  readonly store: StateStore;
+  private readonly sys: ContainerSyscalls;
+  private readonly warn: (msg: string) => void;
+  /** Exit promises of the containers this process created (their parent is us). */
+  private readonly exits = new Map<string, Created['exited']>();
+
+  constructor(private readonly opts: RuntimeOptions) {
+    this.store = new StateStore(opts.root);
+    this.sys = opts.syscalls ?? containerSyscalls;
+    this.warn = opts.warn ?? (() => undefined);
+  }
+
+  private driver(s: Pick<StoredState, 'cgroupPath' | 'cgroupVersion' | 'cgroupPaths'>): CgroupDriver {
+    if (s.cgroupVersion === 2) return new CgroupV2(s.cgroupPath, this.opts.cgroupRoot);
+    return new CgroupV1(s.cgroupPath, Object.fromEntries(Object.entries(s.cgroupPaths).map(([k, v]) => [k, v.slice(0, v.length - s.cgroupPath.length)])));
+  }
+
+  private ociState(s: StoredState, status: Status): OciState {
+    const out: OciState = { ociVersion: OCI_VERSION, id: s.id, pid: status === 'stopped' ? 0 : s.pid, status, bundle: s.bundle, rootfs: s.rootfs, created: s.created, owner: '' };
+    if (Object.keys(s.annotations).length > 0) out.annotations = s.annotations;
+    return out;
+  }
+
+  status(s: StoredState): Status {
+    const now = pidStartTime(s.pid);
+    if (now === undefined || now.start !== s.pidStartTime || now.state === 'Z' || now.state === 'X') return 'stopped';
+    if (this.driver(s).frozen()) return 'paused';
+    return fs.existsSync(this.store.fifo(s.id)) ? 'created' : 'running';
+  }
+
+  state(id: string): OciState {
+    const s = this.store.read(checkId(id));
+    return this.ociState(s, this.status(s));
+  }
+
+  list(): OciState[] {
+    const out: OciState[] = [];
+    for (const id of this.store.ids()) {
+      try {
+        out.push(this.state(id));
+      } catch {
+        // a half-created container: nothing to list
+      }
+    }
+    return out;
+  }
+
+  async create(id: string, o: CreateOptions): Promise<Created> {
+    checkId(id);
+    const bundle = path.resolve(o.bundle);
+    const spec = o.spec !== undefined ? validateSpec(o.spec) : loadSpec(bundle);
+    if (spec.process === undefined) throw new ConfigError('process', 'required field is missing');
+    const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true);
+    const dir = this.store.claim(id);
+    const cg = cgroupDriver(cgPath, this.opts.cgroupRoot);
+    let pidfd = -1;
+    let pid = -1;
+    let fds: number[] = [];
+    try {
+      cg.create();
+      cg.apply(spec.linux?.resources ?? {});
+      const fifo = path.join(dir, 'exec.fifo');
+      this.sys.mkfifo(fifo, 0o622);
+      const compiled = compilePlan({
+        spec, bundle, fifo,
+        cgroupProcs: cg.procsFiles(),
+        cgroupDirs: cg.version === 1 ? cg.paths : {},
+        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio,
+      });
+      fds = compiled.fds;
+      ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan));
+      for (const fd of fds) fs.closeSync(fd);
+      fds = [];
+      const stored: StoredState = {
+        id, pid, pidStartTime: pidStartTime(pid)?.start ?? '', bundle, rootfs: compiled.rootfs,
+        created: new Date().toISOString(), annotations: spec.annotations ?? {},
+        cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec,
+      };
+      this.store.write(stored);
+      const state = this.ociState(stored, 'created');
+      await runHooks(spec.hooks?.prestart, state, 'prestart');
+      await runHooks(spec.hooks?.createRuntime, state, 'createRuntime');
+      await runHooks(spec.hooks?.createContainer, state, 'createContainer');
+      if (o.pidFile !== undefined) {
+        const tmp = `${o.pidFile}.${process.pid}.tmp`;
+        fs.writeFileSync(tmp, String(pid));
+        fs.renameSync(tmp, path.resolve(o.pidFile));
+      }
+      const watchFd = pidfd;
+      pidfd = -1;
+      const exited = this.sys.watchExit(watchFd).then((e) => ({ ...e, oomKilled: cg.stats().memory.oomKills > 0 }));
+      exited.catch(() => undefined);
+      this.exits.set(id, exited);
+      return { state, exited };
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      if (pid > 0) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        if (pidfd >= 0) await this.sys.watchExit(pidfd).catch(() => undefined);
+      }
+      await cg.destroy().catch(() => undefined);
+      this.store.remove(id);
+      throw err;
+    }
+  }
+
+  async start(id: string): Promise<OciState> {
+    const s = this.store.read(checkId(id));
+    const status = this.status(s);
+    if (status !== 'created') throw new RuntimeError(`cannot start a container that has ${status === 'stopped' ? 'stopped' : `already been started (status ${status})`}`);
+    const fifo = this.store.fifo(id);
+    const state = this.ociState(s, 'running');
+    // The held init has the fifo open for writing pending; opening the read side lets it go on,
+    // and it writes one byte right before execve. EOF without it: the init died.
+    const fd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    await new Promise<void>((resolve, reject) => {
+      const sock = new net.Socket({ fd, readable: true, writable: false });
+      let got = false;
+      sock.on('data', () => {
+        got = true;
+        sock.destroy();
+        resolve();
+      });
+      sock.on('end', () => {
+        if (!got) reject(new RuntimeError(`cannot start container ${id}: its init process exited before exec`));
+        sock.destroy();
+      });
+      sock.on('error', reject);
+    });
+    fs.rmSync(fifo, { force: true });
+    await runHooks(s.spec.hooks?.startContainer, state, 'startContainer').catch((e: Error) => this.warn(e.message));
+    await runHooks(s.spec.hooks?.poststart, state, 'poststart').catch((e: Error) => this.warn(e.message));
+    return state;
+  }
+
+  kill(id: string, signal: string | number = 'SIGTERM', all = false): void {
+    const s = this.store.read(checkId(id));
+    const sig = typeof signal === 'number' ? signal : parseSignal(signal);
+    const status = this.status(s);
+    if (status === 'stopped') throw new RuntimeError('container not running');
+    const pids = all ? this.driver(s).pids() : [s.pid];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    }
+    if (all && this.driver(s).frozen()) this.driver(s).thaw();
+  }
+
+  /** Resolves when the init process (and, with --all, the cgroup) is gone. */
+  private async waitGone(s: StoredState): Promise<void> {
+    const own = this.exits.get(s.id);
+    if (own !== undefined) {
+      await own.catch(() => undefined);
+      return;
+    }
+    let fd: number;
+    try {
+      fd = this.sys.pidfdOpen(s.pid);
+    } catch {
+      return;
+    }
+    // Not our child: the pidfd still becomes readable at exit (waitid then says ECHILD).
+    if (pidStartTime(s.pid)?.start !== s.pidStartTime) {
+      this.sys.closeFd(fd);
+      return;
+    }
+    await this.sys.watchExit(fd).catch(() => undefined);
+  }
+
+  async delete(id: string, force = false): Promise<void> {
+    checkId(id);
+    let s: StoredState;
+    try {
+      s = this.store.read(id);
+    } catch (err) {
+      if (force && fs.existsSync(this.store.dir(id))) {
+        this.store.remove(id);
+        return;
+      }
+      throw err;
+    }
+    const status = this.status(s);
+    const cg = this.driver(s);
+    if (status === 'running' || status === 'paused') {
+      if (!force) throw new RuntimeError(`cannot delete container ${id} that is not stopped: ${status}`);
+    }
+    if (status !== 'stopped') {
+      for (const pid of new Set([s.pid, ...cg.pids()])) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      if (status === 'paused') cg.thaw();
+      await this.waitGone(s);
+    }
+    // Everything else in the cgroup (a pid namespace dies with its init; without one, kill).
+    for (let i = 0; i < 100 && cg.pids().length > 0; i++) {
+      for (const pid of cg.pids()) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    this.store.remove(id);
+    this.exits.delete(id);
+    await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
+  }
+
+  /** create + start + wait; returns the exit code (128+signal when killed), like runc run. */
+  async run(id: string, o: CreateOptions & { detach?: boolean; keep?: boolean }): Promise<number> {
+    const created = await this.create(id, o);
+    try {
+      await this.start(id);
+    } catch (err) {
+      await this.delete(id, true).catch(() => undefined);
+      throw err;
+    }
+    if (o.detach === true) return 0;
+    const exit = await created.exited;
+    if (o.keep !== true) await this.delete(id, true);
+    if (exit.code !== null) return exit.code;
+    return 128 + (exit.signal !== null ? parseSignal(exit.signal) : 9);
+  }
+
+  async pause(id: string): Promise<void> {
+    const s = this.store.read(checkId(id));
+    const status = this.status(s);
+    if (status !== 'running' && status !== 'created') throw new RuntimeError(`container not running: ${status}`);
+    await this.driver(s).freeze();
+  }
+
+  resume(id: string): void {
+    const s = this.store.read(checkId(id));
+    if (this.status(s) !== 'paused') throw new RuntimeError('container not paused');
+    this.driver(s).thaw();
+  }
+
+  ps(id: string): number[] {
+    return this.driver(this.store.read(checkId(id))).pids();
+  }
+
+  stats(id: string): CgroupStats {
+    const s = this.store.read(checkId(id));
+    if (this.status(s) === 'stopped') throw new RuntimeError('container not running');
+    return this.driver(s).stats();
+  }
+
+  update(id: string, res: Resources): void {
+    const s = this.store.read(checkId(id));
+    if (this.status(s) === 'stopped') throw new RuntimeError('container not running');
+    validateSpec({ ociVersion: '1.0.0', linux: { resources: res } });
+    this.driver(s).apply(res, 'resources');
+  }
+
+  /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
+  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
+    const s = this.store.read(checkId(id));
+    const status = this.status(s);
+    if (status !== 'running' && status !== 'created') throw new RuntimeError(`cannot exec in a ${status} container`);
+    validateSpec({ ociVersion: '1.0.0', process: proc });
+    const spec: Spec = { ...s.spec, process: proc, mounts: [], hooks: {} };
+    const base = s.spec.linux?.namespaces ?? [];
+    const nsFile: Record<string, string> = { pid: 'pid', network: 'net', ipc: 'ipc', uts: 'uts', mount: 'mnt', user: 'user', cgroup: 'cgroup', time: 'time' };
+    spec.linux = { ...s.spec.linux, namespaces: base.map((n) => ({ type: n.type, path: `/proc/${s.pid}/ns/${nsFile[n.type]}` })), uidMappings: undefined, gidMappings: undefined, sysctl: undefined, timeOffsets: undefined };
+    const cg = this.driver(s);
+    const compiled = compilePlan({ spec, bundle: s.bundle, fifo: null, cgroupProcs: cg.procsFiles(), cgroupDirs: {}, preserveFds: o.preserveFds, stdio: o.stdio });
+    // Setting up the container's rootfs again is not what exec does: the joined mount namespace
+    // already has it.
+    const plan = { ...compiled.plan, rootfs: null, ops: [], hostname: null, domainname: null, noSetsid: false };
+    try {
+      if (pidStartTime(s.pid)?.start !== s.pidStartTime) throw new RuntimeError('container not running');
+      const { pid, pidfd } = await this.sys.spawnContainer(plan);
+      if (o.pidFile !== undefined) fs.writeFileSync(o.pidFile, String(pid));
+      return { pid, exited: this.sys.watchExit(pidfd) };
+    } finally {
+      for (const fd of compiled.fds) fs.closeSync(fd);
+    }
+  }
+}
+
+export { ConfigError, RuntimeError, SyscallError };

@@ -1,0 +1,132 @@
+// Container state under --root: one directory per container holding state.json (written
+// atomically: temp file, fsync, rename, so a crash leaves the old or the new file, never half
+// of one) and the exec fifo while the container is "created".
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type { Spec } from './oci/config';
+
+export interface StoredState {
+  id: string;
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat at create time: tells our process from a reused pid. */
+  pidStartTime: string;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  annotations: Record<string, string>;
+  cgroupPath: string;
+  cgroupVersion: 1 | 2;
+  cgroupPaths: Record<string, string>;
+  spec: Spec;
+}
+
+export type Status = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+
+/** The OCI state, with the same fields runc prints. */
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  status: Status;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations?: Record<string, string>;
+}
+
+export const ID_PATTERN = /^[\w+.-]+$/;
+
+export class RuntimeError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+    this.name = 'RuntimeError';
+  }
+}
+
+export function checkId(id: string | undefined): string {
+  if (id === undefined || id === '') throw new RuntimeError('container id cannot be empty');
+  if (!ID_PATTERN.test(id) || id === '.' || id === '..') throw new RuntimeError(`invalid container id format: ${id}`);
+  return id;
+}
+
+export class StateStore {
+  constructor(readonly root: string) {}
+
+  dir(id: string): string {
+    return path.join(this.root, checkId(id));
+  }
+
+  fifo(id: string): string {
+    return path.join(this.dir(id), 'exec.fifo');
+  }
+
+  /** Claims the id: fails if a container (or the remains of a crashed create) has it. */
+  claim(id: string): string {
+    fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    const dir = this.dir(id);
+    try {
+      fs.mkdirSync(dir, { mode: 0o711 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        if (!fs.existsSync(path.join(dir, 'state.json'))) {
+          throw new RuntimeError(`container with id ${id} has a state directory without state.json (a crashed create?); remove it with \`delete --force ${id}\``);
+        }
+        throw new RuntimeError(`container with given ID already exists: ${id}`);
+      }
+      throw err;
+    }
+    return dir;
+  }
+
+  write(state: StoredState): void {
+    const dir = this.dir(state.id);
+    const tmp = path.join(dir, `.state.json.${process.pid}`);
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(state));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(dir, 'state.json'));
+  }
+
+  read(id: string): StoredState {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(this.dir(id), 'state.json'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new RuntimeError(`container does not exist: ${id}`);
+      throw err;
+    }
+    return JSON.parse(text) as StoredState;
+  }
+
+  /** Ids with a state dir (including half-created ones). */
+  ids(): string[] {
+    try {
+      return fs.readdirSync(this.root).filter((n) => ID_PATTERN.test(n)).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  remove(id: string): void {
+    fs.rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+/** Field 22 (starttime) of /proc/<pid>/stat, or undefined if there is no such process. */
+export function pidStartTime(pid: number): { start: string; state: string } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // comm may contain spaces and parentheses: fields start after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: rest[0]!, start: rest[19]! };
+}
