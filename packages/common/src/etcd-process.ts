@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
@@ -30,7 +31,28 @@ export interface EtcdClusterOptions {
   /** Fixed client ports (one per member); free ports are picked when omitted. */
   clientPorts?: number[];
   extraArgs?: string[];
+  /** Serve clients over TLS (https client URLs); peer traffic stays plain on loopback. */
+  clientTls?: EtcdClientTls;
   /** Auto-compaction etc. are left at etcd defaults; the v2 event history (1000) is etcd's own. */
+}
+
+export interface EtcdClientTls {
+  certFile: string;
+  keyFile: string;
+  /** CA that client certificates must chain to (etcd --trusted-ca-file). */
+  caFile: string;
+  /** Require a client certificate (etcd --client-cert-auth). */
+  clientCertAuth?: boolean;
+  /** The certificate the harness itself presents for its health checks when one is required. */
+  clientCertFile?: string;
+  clientKeyFile?: string;
+}
+
+/** TLS material for an https GET (paths). */
+export interface HttpsGetTls {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -54,16 +76,25 @@ function etcdBinary(explicit?: string): string {
   throw new Error('etcd not found on PATH or in /usr/bin (Debian package etcd-server; tools/bootstrap installs it)');
 }
 
-export function httpGetJson(url: string, timeoutMs = 1000): Promise<{ status: number; body: unknown }> {
+export function httpGetJson(url: string, timeoutMs = 1000, tls?: HttpsGetTls): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+    const onRes = (res: http.IncomingMessage) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (data += c));
       res.on('end', () => {
         try { resolve({ status: res.statusCode ?? 0, body: data ? JSON.parse(data) : undefined }); } catch (e) { reject(e); }
       });
-    });
+    };
+    const req = url.startsWith('https:')
+      ? https.get(url, {
+        timeout: timeoutMs,
+        agent: false,
+        ca: tls?.caFile ? fs.readFileSync(tls.caFile) : undefined,
+        cert: tls?.certFile ? fs.readFileSync(tls.certFile) : undefined,
+        key: tls?.keyFile ? fs.readFileSync(tls.keyFile) : undefined,
+      }, onRes)
+      : http.get(url, { timeout: timeoutMs, agent: false }, onRes);
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.on('error', reject);
   });
@@ -120,7 +151,8 @@ export class EtcdCluster {
       const clientPort = this.opts.clientPorts?.[i] ?? (await freePort());
       const peerPort = await freePort();
       const name = `${prefix}-${i}`;
-      infos.push({ name, clientUrl: `http://127.0.0.1:${clientPort}`, peerUrl: `http://127.0.0.1:${peerPort}`, dataDir: path.join(this.opts.dataRoot, name) });
+      const scheme = this.opts.clientTls ? 'https' : 'http';
+      infos.push({ name, clientUrl: `${scheme}://127.0.0.1:${clientPort}`, peerUrl: `http://127.0.0.1:${peerPort}`, dataDir: path.join(this.opts.dataRoot, name) });
     }
     const initialCluster = infos.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     for (const info of infos) {
@@ -141,6 +173,12 @@ export class EtcdCluster {
         '--logger', 'zap',
         '--log-outputs', 'stderr',
         ...(this.opts.enableV2 ?? true ? ['--enable-v2=true'] : []),
+        ...(this.opts.clientTls ? [
+          '--cert-file', this.opts.clientTls.certFile,
+          '--key-file', this.opts.clientTls.keyFile,
+          '--trusted-ca-file', this.opts.clientTls.caFile,
+          ...(this.opts.clientTls.clientCertAuth ? ['--client-cert-auth'] : []),
+        ] : []),
         ...(this.opts.extraArgs ?? []),
       ];
       fs.mkdirSync(info.dataDir, { recursive: true, mode: 0o700 });
@@ -171,7 +209,8 @@ export class EtcdCluster {
     while (Date.now() < deadline) {
       if (!m.running) throw new Error(`etcd member ${m.info.name} exited during start-up (log: ${path.join(this.opts.dataRoot, `${m.info.name}.log`)})`);
       try {
-        const r = await httpGetJson(`${m.info.clientUrl}/health`, 500);
+        const t = this.opts.clientTls;
+        const r = await httpGetJson(`${m.info.clientUrl}/health`, 500, t && { caFile: t.caFile, certFile: t.clientCertFile, keyFile: t.clientKeyFile });
         if (r.status === 200 && (r.body as { health?: string }).health === 'true') return;
         last = JSON.stringify(r.body);
       } catch (err) {

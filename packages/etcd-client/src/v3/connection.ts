@@ -100,6 +100,8 @@ export class Connection {
   private token: string | undefined;
   private authenticating: Promise<void> | undefined;
   private closed = false;
+  /** How many tokens this connection obtained (a renewal after expiry counts). */
+  authentications = 0;
   readonly requestTimeoutMs: number;
   readonly attemptTimeoutMs: number;
 
@@ -171,7 +173,7 @@ export class Connection {
     if (!this.authenticating) {
       const { username, password } = this.opts.auth!;
       this.authenticating = this.unary(AuthService.authenticate, { name: username, password }, { repeatable: true, noAuth: true })
-        .then((r) => { this.token = r.token; })
+        .then((r) => { this.token = r.token; this.authentications++; })
         .finally(() => { this.authenticating = undefined; });
     }
     return this.authenticating;

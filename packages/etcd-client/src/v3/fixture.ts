@@ -24,3 +24,48 @@ export async function waitUntil(fn: () => boolean | Promise<boolean>, timeoutMs 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * A loopback TCP proxy in front of one etcd member, to cut a client off (every connection
+ * reset, new ones refused) and let it back in — a network fault without touching etcd.
+ */
+export interface CutProxy {
+  url: string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startCutProxy(targetUrl: string): Promise<CutProxy> {
+  const net = await import('node:net');
+  const target = new URL(targetUrl);
+  const sockets = new Set<import('node:net').Socket>();
+  let server: import('node:net').Server | undefined;
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as import('node:net').AddressInfo).port; s.close(() => resolve(p)); });
+  });
+  const listen = () => new Promise<void>((resolve, reject) => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port), target.hostname);
+      sockets.add(client);
+      sockets.add(upstream);
+      const drop = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+      client.pipe(upstream).pipe(client);
+    });
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const stop = () => new Promise<void>((resolve) => {
+    for (const s of sockets) s.resetAndDestroy();
+    sockets.clear();
+    if (!server) { resolve(); return; }
+    server.close(() => resolve());
+    server = undefined;
+  });
+  await listen();
+  return { url: `http://127.0.0.1:${port}`, cut: stop, restore: listen, close: stop };
+}

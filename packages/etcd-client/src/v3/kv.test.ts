@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdArgumentError, EtcdCompactedError, EtcdLeaseNotFoundError, EtcdV3Client, type WatchEvent } from '..';
-import { startEtcd, uniquePrefix, waitUntil } from './fixture';
+import { startCutProxy, startEtcd, uniquePrefix, waitUntil } from './fixture';
 
 let etcd: EtcdCluster;
 let c: EtcdV3Client;
@@ -204,6 +204,54 @@ describe('EtcdV3Client watch', () => {
     expect(err).toBeInstanceOf(EtcdCompactedError);
     expect((err as EtcdCompactedError).compactRevision).toBe(last);
     await expect(c.get(`${p}/a`, { revision: start })).rejects.toBeInstanceOf(EtcdCompactedError);
+  });
+
+  it('reports a compaction that happened while the watcher was cut off', async () => {
+    const p = uniquePrefix('cutoff');
+    const proxy = await startCutProxy(etcd.endpoints[0]);
+    const watching = new EtcdV3Client({ endpoints: [proxy.url] });
+    try {
+      const w = watching.watch(`${p}/`, { prefix: true });
+      await w.ready;
+      await c.put(`${p}/a`, 'seen');
+      const it = w[Symbol.asyncIterator]();
+      expect((await it.next()).value.events[0].kv.value.toString()).toBe('seen');
+      await proxy.cut();
+      let rev = 0;
+      for (let i = 0; i < 3; i++) rev = (await c.put(`${p}/a`, `missed-${i}`)).revision;
+      await c.compact(rev, { physical: true });
+      await proxy.restore();
+      const err = await it.next().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(EtcdCompactedError);
+      expect((err as EtcdCompactedError).compactRevision).toBe(rev);
+      expect(w.reconnects).toBeGreaterThanOrEqual(1);
+    } finally {
+      watching.close();
+      await proxy.close();
+    }
+  });
+
+  it('resumes after a network cut without losing or repeating events', async () => {
+    const p = uniquePrefix('resume');
+    const proxy = await startCutProxy(etcd.endpoints[0]);
+    const watching = new EtcdV3Client({ endpoints: [proxy.url] });
+    try {
+      const w = watching.watch(`${p}/`, { prefix: true });
+      await w.ready;
+      const got: string[] = [];
+      const reading = (async () => { for await (const r of w) { for (const e of r.events) got.push(e.kv.value.toString()); if (got.length >= 30) return; } })();
+      for (let i = 0; i < 30; i++) {
+        if (i === 10) await proxy.cut();
+        if (i === 20) await proxy.restore();
+        await c.put(`${p}/k${i % 3}`, String(i));
+      }
+      await reading;
+      expect(got).toEqual(Array.from({ length: 30 }, (_, i) => String(i)));
+      expect(w.reconnects).toBeGreaterThanOrEqual(1);
+    } finally {
+      watching.close();
+      await proxy.close();
+    }
   });
 
   it('a slow consumer of a 2000-event burst sees every event once, in order', async () => {
