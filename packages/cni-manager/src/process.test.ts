@@ -1,5 +1,6 @@
-// The real binary as a real process: it serves health on its socket, answers what is not built
-// yet with UNIMPLEMENTED, rejects bad config naming the key, and exits cleanly on SIGTERM.
+// The real binary as a real process: it serves health on its socket, runs bridge mode on the
+// default pod CIDR with no config, rejects bad config naming the key, and exits cleanly on
+// SIGTERM. It runs in a node namespace of the test's own (--host-netns), never on the host.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -7,31 +8,59 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
 import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { netnsPath, Topology } from './testing/topology';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-cni-manager.js');
 
 describe('berth-cni-manager process', () => {
   let dir: string;
   let svc: ServiceProcess | undefined;
-  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cni-manager-')); });
+  let topo: Topology;
+  let nodeNs: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cni-manager-'));
+    topo = new Topology();
+    nodeNs = netnsPath(topo.netns('n'));
+  });
   afterEach(async () => {
     await svc?.stop();
     svc = undefined;
+    topo.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  const call = <T>(client: unknown, method: string, req: unknown): Promise<T> =>
+    new Promise((resolve, reject) => (client as Record<string, Function>)[method]!(req, (e: ServiceError | null, r: T) => (e ? reject(e) : resolve(r))));
+
   it('serves SERVING health on its 0600 socket and exits 0 on SIGTERM', async () => {
     const sock = path.join(dir, 'run', 'cni-manager.sock');
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs]);
     expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
     for (const name of ['berth.cni.v1.NetworkService']) expect(await checkHealth(`unix://${sock}`, name)).toBe('SERVING');
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
     const client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
-    const err = await new Promise<ServiceError | null>((resolve) => (client as any).status({}, (e: ServiceError | null) => resolve(e)));
-    client.close();
-    expect(err?.code).toBe(status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/is not built yet \(issue/);
+    try {
+      const st = await call<cni.StatusResponse>(client, 'status', {});
+      expect(st).toMatchObject({ ready: true, mode: 'bridge', podCidr: '10.244.0.0/24' });
+      expect(st.capabilities?.cniPlugins).toContain('bridge');
+      const podNs = netnsPath(topo.netns('p'));
+      const req = { podUid: 'u1', podNamespace: 'default', podName: 'web', sandboxId: `sb-${topo.id}`, netnsPath: podNs };
+      const res = await call<cni.SetUpPodResponse>(client, 'setUpPod', cni.SetUpPodRequest.fromPartial(req));
+      expect(res).toMatchObject({ ips: ['10.244.0.2/24'], gateway: '10.244.0.1', routes: [{ dst: '0.0.0.0/0', gw: '10.244.0.1' }] });
+      expect((await call<cni.CheckPodResponse>(client, 'checkPod', req)).ok).toBe(true);
+      expect((await call<cni.ListAttachmentsResponse>(client, 'listAttachments', {})).attachments.map((a) => a.sandboxId)).toEqual([req.sandboxId]);
+      expect((await call<cni.PodNetworkStatusResponse>(client, 'podNetworkStatus', { sandboxId: req.sandboxId })).ips).toEqual(['10.244.0.2/24']);
+      await call(client, 'tearDownPod', req);
+      await call(client, 'tearDownPod', req);
+      const gone = await call(client, 'podNetworkStatus', { sandboxId: req.sandboxId }).catch((e: ServiceError) => e);
+      expect((gone as ServiceError).code).toBe(status.NOT_FOUND);
+      const bad = await call(client, 'setUpPod', cni.SetUpPodRequest.fromPartial({ ...req, netnsPath: '/etc/hostname' })).catch((e: ServiceError) => e);
+      expect((bad as ServiceError).code).toBe(status.INVALID_ARGUMENT);
+      expect((bad as ServiceError).details).toMatch(/netns_path/);
+    } finally {
+      client.close();
+    }
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
@@ -39,7 +68,7 @@ describe('berth-cni-manager process', () => {
 
   it('uses BERTH_RUN_DIR for its default socket', async () => {
     const runDir = path.join(dir, 'run');
-    svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state')], { ...process.env, BERTH_RUN_DIR: runDir });
+    svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs], { ...process.env, BERTH_RUN_DIR: runDir });
     expect(await waitServing(`unix://${path.join(runDir, 'cni-manager.sock')}`), svc.output()).toBe('SERVING');
   });
 
@@ -47,6 +76,9 @@ describe('berth-cni-manager process', () => {
     [['--listen', 'not-an-address'], /--listen: expected unix:\/\/\/absolute\/path or host:port/],
     [['--no-such-flag'], /Unknown option '--no-such-flag'/],
     [['--listen', '127.0.0.1:0', '--state-dir', '/tmp'], /TCP listener 127\.0\.0\.1:0 needs TLS/],
+    [['--mode', 'mesh'], /mode/],
+    [['--pod-cidr', '10.0.0.0/99', '--host-netns', '/etc/hostname'], /podCidr|pod-cidr/],
+    [['--host-netns', '/etc/hostname', '--state-dir', '/tmp/berth-cni-never'], /hostNetns: \/etc\/hostname is not a network namespace/],
   ])('exits 2 with a clear error for %j', async (args, re) => {
     svc = startServiceProcess(bin, args as string[]);
     const exit = await svc.exited;

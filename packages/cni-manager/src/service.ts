@@ -1,12 +1,139 @@
-// berth-cni-manager: pod networking (NetworkService) on a unix socket (0600).
-// The netlink fast path, IPAM and modes arrive with issue #6; until then every RPC answers
-// UNIMPLEMENTED and names the issue.
+// berth-cni-manager: NetworkService on a unix socket (0600). A thin façade: it checks and maps
+// requests and hands them to PodNetwork; errors become gRPC status in `unary` and nowhere else.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { cni } from '@berth/api';
-import { withUnimplemented, type ServiceSpec } from '@berth/common';
+import { InvalidArgumentError, NotFoundError, unary, z, type OptionSpec, type ServiceSpec } from '@berth/common';
+import { PodNetwork, type FaultSpec, type Mode, type NodeRoute } from './network';
 
-export const spec: ServiceSpec<{}> = {
+export const DEFAULT_POD_CIDR = '10.244.0.0/24';
+
+const options = {
+  mode: { flag: 'mode', type: 'string', env: 'BERTH_CNI_MODE', description: 'bridge (default) or routed' },
+  podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default ${DEFAULT_POD_CIDR})` },
+  bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
+  mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
+  hostNetns: { flag: 'host-netns', type: 'string', description: "the node's network namespace file (default: this process's)" },
+  nodeRoutes: { flag: 'node-routes', type: 'list', description: 'other nodes, as podCIDR=nodeAddress,... (routes to their pods)' },
+  masquerade: { flag: 'masquerade', type: 'boolean', description: 'masquerade pod traffic leaving the pod CIDR (default off)' },
+  dnsNameservers: { flag: 'dns-nameservers', type: 'list', description: 'nameservers suggested to pods' },
+  dnsSearch: { flag: 'dns-search', type: 'list', description: 'DNS search domains suggested to pods' },
+} satisfies Record<string, OptionSpec>;
+
+const schema = {
+  mode: z.enum(['bridge', 'routed']).default('bridge'),
+  podCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, 'expected an IPv4 CIDR like 10.244.0.0/24').default(DEFAULT_POD_CIDR),
+  bridgeName: z.string().default('berth0'),
+  mtu: z.number().int().min(576).max(65535).default(1500),
+  hostNetns: z.string().refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' }).optional(),
+  nodeRoutes: z.array(z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+=\d+\.\d+\.\d+\.\d+$/, 'expected podCIDR=nodeAddress, e.g. 10.244.1.0/24=192.168.1.2')).default([]),
+  masquerade: z.boolean().default(false),
+  dnsNameservers: z.array(z.string()).default([]),
+  dnsSearch: z.array(z.string()).default([]),
+};
+
+const DIRECTIONS: Record<number, FaultSpec['direction']> = {
+  [cni.FaultDirection.FAULT_DIRECTION_UNSPECIFIED]: 'egress',
+  [cni.FaultDirection.FAULT_DIRECTION_EGRESS]: 'egress',
+  [cni.FaultDirection.FAULT_DIRECTION_INGRESS]: 'ingress',
+  [cni.FaultDirection.FAULT_DIRECTION_BOTH]: 'both',
+};
+const DIRECTION_ENUM = { egress: cni.FaultDirection.FAULT_DIRECTION_EGRESS, ingress: cni.FaultDirection.FAULT_DIRECTION_INGRESS };
+
+/** The NetworkService implementation over a started PodNetwork. */
+export function networkService(net: PodNetwork): cni.NetworkServiceServer {
+  const attachmentOf = (r: ReturnType<PodNetwork['list']>[number]): cni.Attachment => cni.Attachment.fromPartial({
+    sandboxId: r.sandboxId, podUid: r.podUid, podNamespace: r.podNamespace, podName: r.podName, netnsPath: r.netnsPath,
+    interfaceName: r.ifName, ips: [`${r.ip}/${r.prefix}`], hostVeth: r.hostVeth, createdAt: r.createdAt,
+  });
+  return {
+    setUpPod: unary(async (req: cni.SetUpPodRequest) => {
+      const res = await net.setUp({
+        podUid: req.podUid, podNamespace: req.podNamespace, podName: req.podName, sandboxId: req.sandboxId, netnsPath: req.netnsPath,
+        interfaceName: req.interfaceName, annotations: req.annotations ?? {},
+        ...(req.bandwidth ? { bandwidth: { ingressRate: Number(req.bandwidth.ingressRate), ingressBurst: Number(req.bandwidth.ingressBurst), egressRate: Number(req.bandwidth.egressRate), egressBurst: Number(req.bandwidth.egressBurst) } } : {}),
+      });
+      if (req.portMappings.length) {
+        // Port mappings need DNAT rules; not built yet, and a silent no-op would mislead.
+        await net.tearDown({ sandboxId: req.sandboxId });
+        throw new InvalidArgumentError('port_mappings', 'host port mappings are not supported by cni-manager yet (use the portmap CNI plugin through the executor)');
+      }
+      return cni.SetUpPodResponse.fromPartial(res);
+    }),
+    tearDownPod: unary(async (req: cni.TearDownPodRequest) => {
+      await net.tearDown({ sandboxId: req.sandboxId, netnsPath: req.netnsPath });
+      return cni.TearDownPodResponse.fromPartial({});
+    }),
+    checkPod: unary(async (req: cni.CheckPodRequest) => {
+      const problems = await net.check(req.sandboxId);
+      return cni.CheckPodResponse.fromPartial({ ok: problems.length === 0, problems });
+    }),
+    podNetworkStatus: unary(async (req: cni.PodNetworkStatusRequest) => {
+      const r = net.record(req.sandboxId);
+      if (!r) throw new NotFoundError(`sandbox ${req.sandboxId} is not attached`);
+      const res = net.resultOf(r);
+      return cni.PodNetworkStatusResponse.fromPartial({
+        ips: res.ips, interfaces: res.interfaces, gateway: res.gateway,
+        faults: r.faults.map((f) => ({ ...f, direction: DIRECTION_ENUM[f.direction] })),
+      });
+    }),
+    listAttachments: unary(async () => cni.ListAttachmentsResponse.fromPartial({ attachments: net.list().map(attachmentOf) })),
+    garbageCollect: unary(async (req: cni.GarbageCollectRequest) => {
+      const r = await net.gc(req.validSandboxIds);
+      return cni.GarbageCollectResponse.fromPartial({ removedSandboxIds: r.removed, releasedIps: r.released });
+    }),
+    setPodFaults: unary(async (req: cni.SetPodFaultsRequest) => {
+      const direction = DIRECTIONS[req.direction];
+      if (!direction) throw new InvalidArgumentError('direction', `unknown direction ${req.direction}`);
+      const r = await net.setFaults(req.sandboxId, {
+        direction, delayMs: req.delayMs, jitterMs: req.jitterMs, lossPercent: req.lossPercent, duplicatePercent: req.duplicatePercent,
+        reorderPercent: req.reorderPercent, corruptPercent: req.corruptPercent, rate: req.rate,
+      });
+      return cni.SetPodFaultsResponse.fromPartial({ applied: r.applied.map((f) => ({ ...f, direction: DIRECTION_ENUM[f.direction] })), unsupported: r.unsupported });
+    }),
+    clearPodFaults: unary(async (req: cni.ClearPodFaultsRequest) => {
+      await net.clearFaults(req.sandboxId);
+      return cni.ClearPodFaultsResponse.fromPartial({});
+    }),
+    status: unary(async () => {
+      const ready = net.isReady;
+      const plugins = fs.existsSync('/usr/lib/cni') ? fs.readdirSync('/usr/lib/cni').sort() : [];
+      return cni.StatusResponse.fromPartial({
+        ready, mode: net.mode, podCidr: net.ipam.cidr,
+        conditions: [
+          { type: 'NetworkReady', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : 'NotReady', message: ready ? `${net.mode} network on ${net.ipam.cidr}` : net.notReadyReason },
+          { type: 'IPAMReady', status: 'True', reason: 'Ready', message: `${net.ipam.allocations().size} addresses allocated` },
+        ],
+        capabilities: { netem: net.caps.netem, tbf: net.caps.tbf, iptablesStatistic: net.caps.iptablesStatistic, ingressShaping: net.caps.ingressShaping, portMapping: false, cniPlugins: plugins },
+      });
+    }),
+  };
+}
+
+export const spec: ServiceSpec<typeof schema> = {
   name: 'cni-manager',
-  setup: () => ({
-    services: [{ definition: cni.NetworkServiceService, implementation: withUnimplemented(cni.NetworkServiceService, 'issue #6') }],
-  }),
+  options,
+  schema,
+  setup: async ({ config, logger }) => {
+    const nodeRoutes: NodeRoute[] = config.nodeRoutes.map((s) => {
+      const [podCidr, via] = s.split('=') as [string, string];
+      return { podCidr, via };
+    });
+    const net = new PodNetwork({
+      mode: config.mode as Mode, podCidr: config.podCidr, stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
+      hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
+      dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
+    });
+    // The kernel and the state dir are touched only once serving (and config fully valid);
+    // until the bridge and routes are in place, health is NOT_SERVING and Status says not ready.
+    return {
+      services: [{ definition: cni.NetworkServiceService, implementation: networkService(net) }],
+      servingOnStart: false,
+      started: async (server) => {
+        await net.start();
+        server.setServing(true);
+      },
+      close: () => net.close(),
+    };
+  },
 };

@@ -1,0 +1,220 @@
+// PodNetwork on the real kernel: nodes and pods are network namespaces this test makes; traffic
+// is TCP and UDP between them (no ping on this machine). After every test: the leak check.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Netns, Rtnl, RTPROT_BERTH, sysctl } from '@berth/native';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PodNetwork, ROUTED_GATEWAY, type Mode } from './network';
+import { netnsPath, probe, sh, startEchoServer, Topology, type TestNode } from './testing/topology';
+
+let topo: Topology;
+let nets: PodNetwork[];
+let dirs: string[];
+
+beforeEach(() => {
+  topo = new Topology();
+  nets = [];
+  dirs = [];
+});
+
+afterEach(async () => {
+  try {
+    for (const net of nets) {
+      for (const a of net.list()) await net.tearDown({ sandboxId: a.sandboxId });
+      await leakCheck(net);
+      await net.close();
+    }
+  } finally {
+    topo.destroy();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  }
+});
+
+/** Nothing of ours left in the node namespace: links, routes, proxy neighbours, qdiscs, rules, allocations. */
+async function leakCheck(net: PodNetwork): Promise<void> {
+  const hostNs = Netns.open(net.config.hostNetns!);
+  const rt = Rtnl.open(hostNs);
+  try {
+    const links = await rt.links();
+    expect(links.filter((l) => /^b[vi][0-9a-f]{12}$/.test(l.name)).map((l) => l.name)).toEqual([]);
+    const nodeRoutes = new Set((net.config.nodeRoutes ?? []).map((r) => r.podCidr));
+    expect((await rt.routes()).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst))).toEqual([]);
+    expect(await rt.neighbours({ proxy: true })).toEqual([]);
+    const qdiscKinds = (await rt.qdiscs()).map((q) => q.kind).filter((k) => k === 'tbf' || k === 'ingress');
+    expect(qdiscKinds).toEqual([]);
+  } finally {
+    rt.close();
+    hostNs.close();
+  }
+  expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'iptables-save'])).not.toMatch(/berth-fault/);
+  expect([...net.ipam.allocations().keys()]).toEqual([]);
+  expect(fs.readdirSync(path.join(net.config.stateDir, 'ipam')).filter((f) => !f.startsWith('.'))).toEqual([]);
+}
+
+async function managerOn(node: TestNode, mode: Mode, others: TestNode[] = [], extra: Partial<ConstructorParameters<typeof PodNetwork>[0]> = {}): Promise<PodNetwork> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cni-net-'));
+  dirs.push(dir);
+  const net = new PodNetwork({
+    mode, podCidr: node.podCidr, stateDir: dir, hostNetns: node.netns, bridgeName: `br${topo.id}`,
+    nodeRoutes: others.map((o) => ({ podCidr: o.podCidr, via: o.address })), ...extra,
+  });
+  await net.start();
+  nets.push(net);
+  return net;
+}
+
+let podSeq = 0;
+async function pod(net: PodNetwork, extra: { annotations?: Record<string, string> } = {}): Promise<{ ns: string; ip: string; id: string }> {
+  const ns = topo.netns('p');
+  const id = `sb-${topo.id}-${podSeq++}`;
+  const res = await net.setUp({ podUid: `uid-${id}`, podNamespace: 'default', podName: id, sandboxId: id, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: extra.annotations ?? {} });
+  return { ns, ip: res.ips[0]!.split('/')[0]!, id };
+}
+
+describe.each(['bridge', 'routed'] as const)('%s mode on one node', (mode) => {
+  it('connects pods to each other and to the node over TCP and UDP', async () => {
+    const node = topo.node(1, '10.61.1.0/24');
+    const net = await managerOn(node, mode);
+    const a = await pod(net);
+    const b = await pod(net);
+    expect(a.ip).toBe('10.61.1.2');
+    expect(b.ip).toBe('10.61.1.3');
+    await startEchoServer(topo, a.ns, 7000, 'A');
+    await startEchoServer(topo, node.name, 7001, 'N');
+    expect(await probe(b.ns, 'tcp', a.ip, 7000, 'x')).toBe('A:x');
+    expect(await probe(b.ns, 'udp', a.ip, 7000, 'y')).toBe('A:y');
+    expect(await probe(node.name, 'tcp', a.ip, 7000, 'z')).toBe('A:z');
+    expect(await probe(a.ns, 'udp', node.address, 7001, 'w')).toBe('N:w');
+    // A pod reaches itself through its gateway too (hairpin / routed loop back).
+    const podRt = Rtnl.open(Netns.open(netnsPath(a.ns)));
+    try {
+      const routes = await podRt.routes();
+      const neigh = await podRt.neighbours();
+      if (mode === 'bridge') {
+        expect(routes.find((r) => r.dst === 'default')).toMatchObject({ gw: '10.61.1.1' });
+      } else {
+        expect(routes.find((r) => r.dst === 'default')).toMatchObject({ gw: ROUTED_GATEWAY, onlink: true });
+        expect(routes.find((r) => r.dst === `${ROUTED_GATEWAY}/32`)).toMatchObject({ scope: 253 });
+        // 169.254.1.1 was resolved by proxy ARP to the host end of the veth.
+        const hostEnd = sh('ip', ['-n', node.name, '-j', 'link', 'show', net.list().find((x) => x.sandboxId === a.id)!.hostVeth]);
+        expect(neigh.find((n) => n.ip === ROUTED_GATEWAY)?.mac).toBe(JSON.parse(hostEnd)[0].address);
+        const hostNs = Netns.open(node.netns);
+        try {
+          expect(sysctl(hostNs, `net/ipv4/conf/${JSON.parse(hostEnd)[0].ifname}/proxy_arp`)).toBe('1');
+        } finally { hostNs.close(); }
+        expect(sh('ip', ['-n', node.name, 'route', 'show', `${a.ip}/32`])).toMatch(/scope link/);
+      }
+    } finally { podRt.close(); }
+  });
+});
+
+describe('attachment lifecycle', () => {
+  it('is idempotent, checks itself, reports status and lists attachments', async () => {
+    const node = topo.node(1, '10.62.1.0/24');
+    const net = await managerOn(node, 'bridge');
+    const a = await pod(net);
+    const again = await net.setUp({ podUid: 'u', podNamespace: 'default', podName: a.id, sandboxId: a.id, netnsPath: netnsPath(a.ns), interfaceName: 'eth0', annotations: {} });
+    expect(again.ips).toEqual([`${a.ip}/24`]);
+    expect(net.list()).toHaveLength(1);
+    expect(await net.check(a.id)).toEqual([]);
+    sh('ip', ['-n', a.ns, 'addr', 'flush', 'dev', 'eth0']);
+    expect(await net.check(a.id)).toContain(`address ${a.ip}/24 missing on eth0`);
+    await net.tearDown({ sandboxId: a.id });
+    await net.tearDown({ sandboxId: a.id });
+    await net.tearDown({ sandboxId: 'never-seen' });
+    expect(net.list()).toEqual([]);
+    expect(sh('ip', ['-n', a.ns, 'link', 'show'])).not.toMatch(/eth0/);
+  });
+
+  it('garbage-collects attachments and addresses of sandboxes that are gone', async () => {
+    const node = topo.node(1, '10.63.1.0/24');
+    const net = await managerOn(node, 'routed');
+    const a = await pod(net);
+    const b = await pod(net);
+    const r = await net.gc([b.id]);
+    expect(r.removed).toEqual([a.id]);
+    expect(r.released).toEqual([a.ip]);
+    expect(net.list().map((x) => x.sandboxId)).toEqual([b.id]);
+  });
+});
+
+describe('bad input leaves nothing behind', () => {
+  it('names the field for a netns that is not one, a bad or taken interface name, an exhausted CIDR and conflicting annotations', async () => {
+    const node = topo.node(1, '10.64.1.0/30');
+    const net = await managerOn(node, 'bridge');
+    const ns = topo.netns('p');
+    const base = { podUid: 'u', podNamespace: 'd', podName: 'p', sandboxId: `bad-${topo.id}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} };
+    await expect(net.setUp({ ...base, netnsPath: '/etc/hostname' })).rejects.toThrow(/netns_path: \/etc\/hostname is not a network namespace/);
+    await expect(net.setUp({ ...base, interfaceName: 'much-too-long-name0' })).rejects.toThrow(/interface_name: .*not a valid interface name/);
+    sh('ip', ['-n', ns, 'link', 'add', 'eth0', 'type', 'bridge']);
+    await expect(net.setUp(base)).rejects.toThrow(/interface_name: eth0 is already taken/);
+    sh('ip', ['-n', ns, 'link', 'del', 'eth0']);
+    await expect(net.setUp({ ...base, annotations: { 'kubernetes.io/ingress-bandwidth': '10 potatoes' } })).rejects.toThrow(/annotations\[kubernetes.io\/ingress-bandwidth\]: expected a quantity/);
+    await expect(net.setUp({ ...base, annotations: { 'kubernetes.io/ingress-bandwidth': '10M' }, bandwidth: { ingressRate: 5e6 } })).rejects.toThrow(/conflicts with bandwidth.ingress_rate/);
+    expect(net.ipam.allocations().size).toBe(0);
+    // A /30 has one address left after the gateway.
+    await pod(net);
+    await expect(pod(net)).rejects.toThrow(/podCidr 10.64.1.0\/30: no free address left/);
+    expect(net.ipam.allocations().size).toBe(1);
+  });
+});
+
+describe('across nodes', () => {
+  it.each(['bridge', 'routed'] as const)('%s: pods on three nodes talk TCP and UDP through node routes', async (mode) => {
+    const nodes = [topo.node(1, '10.65.1.0/24'), topo.node(2, '10.65.2.0/24'), topo.node(3, '10.65.3.0/24')];
+    const managers = [];
+    for (const n of nodes) managers.push(await managerOn(n, mode, nodes.filter((o) => o !== n)));
+    const pods = [];
+    for (const m of managers) pods.push(await pod(m));
+    for (const [i, p] of pods.entries()) await startEchoServer(topo, p.ns, 7100, `P${i}`);
+    expect(await probe(pods[0]!.ns, 'tcp', pods[1]!.ip, 7100, 'a')).toBe('P1:a');
+    expect(await probe(pods[1]!.ns, 'udp', pods[2]!.ip, 7100, 'b')).toBe('P2:b');
+    expect(await probe(pods[2]!.ns, 'tcp', pods[0]!.ip, 7100, 'c')).toBe('P0:c');
+    expect(await probe(pods[2]!.ns, 'udp', pods[0]!.ip, 7100, 'd')).toBe('P0:d');
+    expect(sh('ip', ['-n', nodes[0]!.name, 'route', 'show', '10.65.2.0/24'])).toMatch(new RegExp(`via ${nodes[1]!.address.replace(/\./g, '\\.')}`));
+  });
+});
+
+describe('UDP and conntrack', () => {
+  // The classic stale-entry problem: a client's UDP flow is NATed to a pod; the pod is replaced
+  // and the NAT now points at the new one, but the old conntrack entry keeps sending the flow
+  // to the old address, where nothing answers, until it is flushed.
+  it.each([false, true])('a UDP flow follows a replaced pod only when conntrack is flushed (flush=%s)', async (flush) => {
+    const node = topo.node(1, '10.66.1.0/24');
+    const net = await managerOn(node, 'bridge', [], { conntrackFlush: flush });
+    const old = await pod(net);
+    await startEchoServer(topo, old.ns, 5300, 'old');
+    const dnat = (ip: string, op: '-A' | '-D'): string => sh('ip', ['netns', 'exec', node.name, 'iptables', '-w', '-t', 'nat', op, 'OUTPUT', '-p', 'udp', '-d', node.address, '--dport', '5353', '-j', 'DNAT', '--to-destination', `${ip}:5300`]);
+    dnat(old.ip, '-A');
+    try {
+      expect(await probe(node.name, 'udp', node.address, 5353, 'q', 40053)).toBe('old:q');
+      await net.tearDown({ sandboxId: old.id });
+      const fresh = await pod(net);
+      expect(fresh.ip).not.toBe(old.ip);
+      await startEchoServer(topo, fresh.ns, 5300, 'new');
+      dnat(old.ip, '-D');
+      dnat(fresh.ip, '-A');
+      const reply = await probe(node.name, 'udp', node.address, 5353, 'q', 40053);
+      expect(reply).toBe(flush ? 'new:q' : 'TIMEOUT');
+      dnat(fresh.ip, '-D');
+    } finally {
+      sh('ip', ['netns', 'exec', node.name, 'iptables', '-w', '-t', 'nat', '-F', 'OUTPUT']);
+    }
+    if (!flush) sh('ip', ['netns', 'exec', node.name, 'conntrack', '-F']);
+  });
+
+  it('a UDP server in a pod answers clients on its node and on another node', async () => {
+    const n1 = topo.node(1, '10.67.1.0/24');
+    const n2 = topo.node(2, '10.67.2.0/24');
+    const m1 = await managerOn(n1, 'routed', [n2]);
+    const m2 = await managerOn(n2, 'routed', [n1]);
+    const server = await pod(m1);
+    const far = await pod(m2);
+    const near = await pod(m1);
+    await startEchoServer(topo, server.ns, 5400, 'S');
+    expect(await probe(near.ns, 'udp', server.ip, 5400, 'n')).toBe('S:n');
+    expect(await probe(far.ns, 'udp', server.ip, 5400, 'f')).toBe('S:f');
+    expect(await probe(n2.name, 'udp', server.ip, 5400, 'h')).toBe('S:h');
+  });
+});

@@ -1,0 +1,662 @@
+// PodNetwork: attaches sandboxes to the node's pod network over netlink, in two modes.
+//
+//  bridge: a bridge (berth0) holding the gateway address; one veth per pod, host end enslaved
+//          with hairpin on; the pod's default route goes via the gateway.
+//  routed: Calico's pure-L3 model: no bridge; the host end has proxy_arp on and a /32 route to
+//          the pod; inside the pod 169.254.1.1 is a link-scope route and the default gateway,
+//          which the host end answers ARP for.
+//
+// Across nodes, every other node's pod CIDR is routed via that node's address.
+//
+// Crash safety: an attachment record is written as `pending` (with the deterministic host
+// veth name) before anything is made, and becomes `ready` at the end. On start, pending
+// records are undone and IPAM is garbage-collected against the ready ones, so after kill -9
+// every pod is either fully set up or cleaned, and no address is leaked or doubly used.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
+} from '@berth/common';
+import {
+  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, parseCidr, sysctl, tcmsg, type Link,
+} from '@berth/native';
+import { iptables } from './host';
+import { IpamStore } from './ipam';
+import { parseQuantity, parseTcRate } from './quantity';
+
+export type Mode = 'bridge' | 'routed';
+
+export interface NodeRoute {
+  /** Another node's pod CIDR. */
+  podCidr: string;
+  /** That node's address on the underlay. */
+  via: string;
+}
+
+export interface PodNetworkConfig {
+  mode: Mode;
+  podCidr: string;
+  stateDir: string;
+  bridgeName?: string;
+  mtu?: number;
+  /** The node's network namespace (default: this process's). Tests use a namespace of their own. */
+  hostNetns?: string | null;
+  nodeRoutes?: NodeRoute[];
+  /** Masquerade pod traffic leaving the pod CIDR (off by default). */
+  masquerade?: boolean;
+  /** Delete the conntrack entries of a pod address on teardown and reuse (default true; off only to show why). */
+  conntrackFlush?: boolean;
+  dns?: { nameservers?: string[]; search?: string[]; domain?: string; options?: string[] };
+  logger?: Logger;
+}
+
+export interface Bandwidth { ingressRate: number; ingressBurst: number; egressRate: number; egressBurst: number }
+
+export interface FaultSpec {
+  direction: 'egress' | 'ingress' | 'both';
+  delayMs: number;
+  jitterMs: number;
+  lossPercent: number;
+  duplicatePercent: number;
+  reorderPercent: number;
+  corruptPercent: number;
+  rate: string;
+}
+
+export interface AppliedFault { fault: string; direction: 'egress' | 'ingress'; mechanism: string; detail: string }
+
+export interface AttachmentRecord {
+  sandboxId: string;
+  podUid: string;
+  podNamespace: string;
+  podName: string;
+  netnsPath: string;
+  ifName: string;
+  hostVeth: string;
+  ifb?: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  mac: string;
+  mode: Mode;
+  createdAt: string;
+  phase: 'pending' | 'ready';
+  bandwidth?: Bandwidth;
+  faults: AppliedFault[];
+  /** iptables rule specs (after -A/-D CHAIN) installed in the pod's netns for faults. */
+  faultRules: Array<{ chain: string; spec: string[] }>;
+}
+
+export interface SetUpRequest {
+  podUid: string;
+  podNamespace: string;
+  podName: string;
+  sandboxId: string;
+  netnsPath: string;
+  interfaceName: string;
+  annotations: Record<string, string>;
+  bandwidth?: Partial<Bandwidth>;
+}
+
+export interface SetUpResult {
+  interfaces: Array<{ name: string; mac: string; sandbox: string }>;
+  ips: string[];
+  gateway: string;
+  routes: Array<{ dst: string; gw: string }>;
+  dns: { nameservers: string[]; domain: string; search: string[]; options: string[] };
+}
+
+export const ROUTED_GATEWAY = '169.254.1.1';
+const HOST_VETH_PREFIX = 'bv';
+const IFB_PREFIX = 'bi';
+const FAULT_COMMENT = 'berth-fault';
+
+export interface Capabilities { netem: boolean; tbf: boolean; iptablesStatistic: boolean; ingressShaping: boolean }
+
+function digest(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+/** Deterministic host-side names, so a crashed setup can be found and undone. */
+export function hostVethName(sandboxId: string): string {
+  return HOST_VETH_PREFIX + digest(sandboxId).slice(0, 12);
+}
+function ifbName(sandboxId: string): string {
+  return IFB_PREFIX + digest(sandboxId).slice(0, 12);
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return err instanceof SyscallError ? err.code : undefined;
+}
+
+export class PodNetwork {
+  readonly mode: Mode;
+  readonly ipam: IpamStore;
+  readonly bridgeName: string;
+  readonly mtu: number;
+  private readonly hostNetnsPath: string | null;
+  private hostNetns: Netns | null = null;
+  private host!: Rtnl;
+  private bridge: Link | null = null;
+  private readonly records = new Map<string, AttachmentRecord>();
+  private readonly recordDir: string;
+  /** Per-sandbox serialisation: SetUp/TearDown of one sandbox never interleave. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private ready = false;
+  private readyError = '';
+  caps: Capabilities = { netem: false, tbf: true, iptablesStatistic: false, ingressShaping: true };
+
+  constructor(readonly config: PodNetworkConfig) {
+    if (config.mode !== 'bridge' && config.mode !== 'routed') throw new InvalidArgumentError('mode', `expected "bridge" or "routed", got "${String(config.mode)}"`);
+    this.mode = config.mode;
+    this.bridgeName = checkIfName(config.bridgeName ?? 'berth0', 'bridgeName');
+    this.mtu = config.mtu ?? 1500;
+    if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new InvalidArgumentError('mtu', `expected 576..65535, got ${config.mtu}`);
+    this.hostNetnsPath = config.hostNetns ?? null;
+    this.ipam = new IpamStore(path.join(config.stateDir, 'ipam'), { cidr: config.podCidr });
+    this.recordDir = path.join(config.stateDir, 'attachments');
+    for (const r of config.nodeRoutes ?? []) {
+      parseCidr(r.podCidr, 'nodeRoutes.podCidr');
+      parseCidr(`${r.via}/32`, 'nodeRoutes.via');
+    }
+  }
+
+  get isReady(): boolean { return this.ready; }
+  get notReadyReason(): string { return this.readyError; }
+  get gateway(): string { return this.mode === 'bridge' ? this.ipam.gateway : ROUTED_GATEWAY; }
+
+  /** Opens the node namespace, makes the bridge / forwarding / node routes, and recovers from a crash. */
+  async start(): Promise<void> {
+    try {
+      this.hostNetns = this.hostNetnsPath ? Netns.open(this.hostNetnsPath) : null;
+    } catch (err) {
+      if (!(err instanceof SyscallError)) throw err;
+      throw new InvalidArgumentError('hostNetns', `${this.hostNetnsPath} is not a network namespace (${err.code})`);
+    }
+    this.ipam.load();
+    this.host = Rtnl.open(this.hostNetns);
+    sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
+    if (this.mode === 'bridge') await this.ensureBridge();
+    for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
+    if (this.config.masquerade) await this.ensureMasquerade();
+    this.caps = await this.probeCapabilities();
+    await this.recover();
+    this.ready = true;
+  }
+
+  async close(): Promise<void> {
+    this.host?.close();
+    this.hostNetns?.close();
+    this.hostNetns = null;
+  }
+
+  private async ensureBridge(): Promise<void> {
+    let br = await this.host.link(this.bridgeName);
+    if (br && br.kind !== 'bridge') throw new FailedPreconditionError(`bridgeName: ${this.bridgeName} exists and is a ${br.kind || 'plain'} device, not a bridge`);
+    if (!br) {
+      try {
+        br = await this.host.addBridge(this.bridgeName, { mtu: this.mtu });
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw err;
+        br = (await this.host.link(this.bridgeName))!;
+      }
+    }
+    const want = `${this.ipam.gateway}/${this.ipam.prefix}`;
+    const have = await this.host.addresses(br.index);
+    if (!have.some((a) => a.ip === this.ipam.gateway && a.prefix === this.ipam.prefix)) await this.host.addAddress(br.index, want, { replace: true });
+    await this.host.setLink(br.index, { up: true });
+    this.bridge = br;
+  }
+
+  private async ensureMasquerade(): Promise<void> {
+    const rule = ['POSTROUTING', '-s', this.ipam.cidr, '!', '-d', this.ipam.cidr, '-m', 'comment', '--comment', 'berth-masquerade', '-j', 'MASQUERADE'];
+    try {
+      await iptables(this.hostNetnsPath, ['-t', 'nat', '-C', ...rule]);
+    } catch {
+      await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', ...rule]);
+    }
+  }
+
+  private async probeCapabilities(): Promise<Capabilities> {
+    const caps: Capabilities = { netem: false, tbf: false, iptablesStatistic: false, ingressShaping: false };
+    // Probe the qdisc kinds on a throwaway ifb in the node namespace (ifb itself proves ingress shaping).
+    const probe = `bp${digest(`${process.pid}${Date.now()}`).slice(0, 10)}`;
+    try {
+      const ifb = await this.host.addIfb(probe);
+      caps.ingressShaping = true;
+      try { await this.host.setTbf(ifb.index, { rate: 1e6, burst: 16384 }); caps.tbf = true; } catch { /* no sch_tbf */ }
+      try { await this.host.deleteQdisc(ifb.index); } catch { /* none */ }
+      caps.netem = await this.host.transport
+        .request(RTM.NEWQDISC, NLM_F.CREATE | NLM_F.REPLACE, tcmsg({ ifindex: ifb.index, handle: 0x00010000, parent: TC_H_ROOT }), [[1, cstr('netem')], [2, Buffer.alloc(24)]], 'probe netem')
+        .then(() => true, () => false);
+    } catch {
+      /* no ifb: no ingress shaping */
+    } finally {
+      await this.host.deleteLink(probe).catch(() => undefined);
+    }
+    try {
+      await iptables(this.hostNetnsPath, ['-m', 'statistic', '-h']);
+      caps.iptablesStatistic = true;
+    } catch { /* no iptables */ }
+    return caps;
+  }
+
+  // ---- records ----
+
+  private recordPath(sandboxId: string): string {
+    return path.join(this.recordDir, `${digest(sandboxId).slice(0, 32)}.json`);
+  }
+
+  private saveRecord(r: AttachmentRecord): void {
+    fs.mkdirSync(this.recordDir, { recursive: true, mode: 0o700 });
+    const file = this.recordPath(r.sandboxId);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(r), { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+    this.records.set(r.sandboxId, r);
+  }
+
+  private dropRecord(sandboxId: string): void {
+    fs.rmSync(this.recordPath(sandboxId), { force: true });
+    this.records.delete(sandboxId);
+  }
+
+  private async recover(): Promise<void> {
+    fs.mkdirSync(this.recordDir, { recursive: true, mode: 0o700 });
+    for (const name of fs.readdirSync(this.recordDir)) {
+      const file = path.join(this.recordDir, name);
+      if (name.endsWith('.tmp')) { fs.rmSync(file, { force: true }); continue; }
+      let rec: AttachmentRecord;
+      try {
+        rec = JSON.parse(fs.readFileSync(file, 'utf8')) as AttachmentRecord;
+      } catch {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      this.records.set(rec.sandboxId, rec);
+      if (rec.phase !== 'ready') {
+        this.config.logger?.warn({ sandboxId: rec.sandboxId }, 'undoing an attachment left half-made by a crash');
+        await this.undo(rec);
+      }
+    }
+    const released = await this.ipam.gc(this.records.keys());
+    if (released.length) this.config.logger?.warn({ released }, 'released addresses leaked by a crash');
+  }
+
+  private serial<T>(sandboxId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(sandboxId) ?? Promise.resolve();
+    const p = prev.then(fn, fn);
+    const tail = p.catch(() => undefined);
+    this.locks.set(sandboxId, tail);
+    void tail.then(() => { if (this.locks.get(sandboxId) === tail) this.locks.delete(sandboxId); });
+    return p;
+  }
+
+  private checkReady(): void {
+    if (!this.ready) throw new BerthError('Unavailable', `network is not ready${this.readyError ? `: ${this.readyError}` : ''}`);
+  }
+
+  // ---- SetUp ----
+
+  async setUp(req: SetUpRequest): Promise<SetUpResult> {
+    this.checkReady();
+    if (!req.sandboxId) throw new InvalidArgumentError('sandbox_id', 'is required');
+    if (!req.netnsPath) throw new InvalidArgumentError('netns_path', 'is required');
+    if (!path.isAbsolute(req.netnsPath)) throw new InvalidArgumentError('netns_path', `must be an absolute path, got '${req.netnsPath}'`);
+    const ifName = req.interfaceName || 'eth0';
+    try {
+      checkIfName(ifName, 'interface_name');
+    } catch (err) {
+      throw new InvalidArgumentError('interface_name', (err as Error).message.replace(/^interface_name: /, ''));
+    }
+    const bandwidth = bandwidthOf(req.annotations, req.bandwidth);
+    return this.serial(req.sandboxId, async () => {
+      const existing = this.records.get(req.sandboxId);
+      if (existing?.phase === 'ready') {
+        if (existing.netnsPath !== req.netnsPath) throw new BerthError('AlreadyExists', `sandbox ${req.sandboxId} is already attached with netns ${existing.netnsPath}`);
+        return this.resultOf(existing);
+      }
+      let podNs: Netns;
+      try {
+        podNs = Netns.open(req.netnsPath);
+      } catch (err) {
+        throw new InvalidArgumentError('netns_path', `${req.netnsPath} is not a network namespace (${errnoOf(err) ?? (err as Error).message})`);
+      }
+      const rec: AttachmentRecord = {
+        sandboxId: req.sandboxId, podUid: req.podUid, podNamespace: req.podNamespace, podName: req.podName,
+        netnsPath: req.netnsPath, ifName, hostVeth: hostVethName(req.sandboxId), ip: '', prefix: 0, gateway: this.gateway, mac: '',
+        mode: this.mode, createdAt: new Date().toISOString(), phase: 'pending', faults: [], faultRules: [],
+        ...(bandwidth ? { bandwidth } : {}),
+      };
+      this.saveRecord(rec);
+      try {
+        await this.attach(rec, podNs);
+        rec.phase = 'ready';
+        this.saveRecord(rec);
+        return this.resultOf(rec);
+      } catch (err) {
+        await this.undo(rec).catch((e: unknown) => this.config.logger?.error({ err: e, sandboxId: rec.sandboxId }, 'rollback failed'));
+        throw this.explain(err, rec);
+      } finally {
+        podNs.close();
+      }
+    });
+  }
+
+  private explain(err: unknown, rec: AttachmentRecord): unknown {
+    if (!(err instanceof SyscallError)) return err;
+    if (err.code === 'EEXIST' && /create veth/.test(err.message)) {
+      return new InvalidArgumentError('interface_name', `${rec.ifName} is already taken in ${rec.netnsPath} (or the host veth ${rec.hostVeth} exists)`, { cause: err });
+    }
+    return err;
+  }
+
+  private async attach(rec: AttachmentRecord, podNs: Netns): Promise<void> {
+    rec.ip = await this.ipam.allocate(rec.sandboxId);
+    rec.prefix = this.mode === 'bridge' ? this.ipam.prefix : 32;
+    this.saveRecord(rec);
+    // A reused address may still have conntrack entries of its previous pod (the UDP pitfall).
+    await this.flushConntrack(rec.ip);
+    const hostEnd = await this.host.addVeth({ name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu });
+    const pod = Rtnl.open(podNs);
+    try {
+      const lo = await pod.link('lo');
+      if (lo && !lo.up) await pod.setLink(lo.index, { up: true });
+      const eth = await pod.link(rec.ifName);
+      if (!eth) throw new SyscallError(19, 'netlink', { stage: `${rec.ifName} did not appear in ${rec.netnsPath}` });
+      rec.mac = eth.mac;
+      // The kernel sends a gratuitous ARP when the interface comes up with its address.
+      sysctl(podNs, `net/ipv4/conf/${rec.ifName}/arp_notify`, '1');
+      await pod.addAddress(eth.index, `${rec.ip}/${rec.prefix}`);
+      await pod.setLink(eth.index, { up: true });
+      if (this.mode === 'bridge') {
+        await this.host.setLink(hostEnd.index, { master: this.bridge!.index, up: true });
+        await this.host.setHairpin(hostEnd.index, true);
+        await pod.addRoute({ dst: 'default', gw: this.ipam.gateway, oif: eth.index });
+      } else {
+        sysctl(this.hostNetns, `net/ipv4/conf/${rec.hostVeth}/proxy_arp`, '1');
+        sysctl(this.hostNetns, `net/ipv4/conf/${rec.hostVeth}/forwarding`, '1');
+        // Proxy ARP must answer at once, not after the default 0-800 ms random delay.
+        sysctl(this.hostNetns, `net/ipv4/neigh/${rec.hostVeth}/proxy_delay`, '0');
+        await this.host.setLink(hostEnd.index, { up: true });
+        await this.host.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
+        await pod.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: eth.index, scope: 'link' });
+        await pod.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: eth.index, onlink: true });
+      }
+    } finally {
+      pod.close();
+    }
+    if (rec.bandwidth) await this.applyBandwidth(rec, hostEnd.index);
+  }
+
+  private async applyBandwidth(rec: AttachmentRecord, hostIndex: number): Promise<void> {
+    const bw = rec.bandwidth!;
+    // Into the pod = out of the host end.
+    if (bw.ingressRate > 0) await this.host.setTbf(hostIndex, { rate: bw.ingressRate, burst: bw.ingressBurst || defaultBurst(bw.ingressRate) });
+    // Out of the pod = into the host end: redirect to an ifb and shape its egress.
+    if (bw.egressRate > 0) {
+      if (!this.caps.ingressShaping) throw new FailedPreconditionError('egress bandwidth needs the ifb driver, which this kernel lacks');
+      rec.ifb = ifbName(rec.sandboxId);
+      this.saveRecord(rec);
+      const ifb = await this.host.addIfb(rec.ifb);
+      await this.host.setLink(ifb.index, { up: true, mtu: this.mtu });
+      await this.host.setTbf(ifb.index, { rate: bw.egressRate, burst: bw.egressBurst || defaultBurst(bw.egressRate) });
+      await this.host.addIngressQdisc(hostIndex);
+      await this.host.addIngressRedirect(hostIndex, ifb.index);
+    }
+  }
+
+  private async flushConntrack(ip: string): Promise<number> {
+    if (this.config.conntrackFlush === false) return 0;
+    const ct = Conntrack.open(this.hostNetns);
+    try {
+      return await ct.deleteByIp(ip);
+    } finally {
+      ct.close();
+    }
+  }
+
+  /** Removes whatever exists of an attachment; idempotent. */
+  private async undo(rec: AttachmentRecord): Promise<string[]> {
+    // The pod end, its addresses and routes, the /32 route and the qdiscs go with the veth.
+    await this.host.deleteLink(rec.hostVeth);
+    if (rec.ifb) await this.host.deleteLink(rec.ifb);
+    if (rec.faultRules.length) await this.removeFaultRules(rec).catch(() => undefined);
+    const released = await this.ipam.release(rec.sandboxId);
+    for (const ip of released) await this.flushConntrack(ip);
+    this.dropRecord(rec.sandboxId);
+    return released;
+  }
+
+  resultOf(rec: AttachmentRecord): SetUpResult {
+    const routes = this.mode === 'bridge'
+      ? [{ dst: '0.0.0.0/0', gw: this.ipam.gateway }]
+      : [{ dst: `${ROUTED_GATEWAY}/32`, gw: '' }, { dst: '0.0.0.0/0', gw: ROUTED_GATEWAY }];
+    const dns = this.config.dns ?? {};
+    return {
+      interfaces: [{ name: rec.ifName, mac: rec.mac, sandbox: rec.netnsPath }, { name: rec.hostVeth, mac: '', sandbox: '' }],
+      ips: [`${rec.ip}/${rec.prefix}`],
+      gateway: rec.gateway,
+      routes,
+      dns: { nameservers: dns.nameservers ?? [], domain: dns.domain ?? '', search: dns.search ?? [], options: dns.options ?? [] },
+    };
+  }
+
+  // ---- TearDown / Check / status / list / GC ----
+
+  async tearDown(req: { sandboxId: string; netnsPath?: string }): Promise<void> {
+    if (!req.sandboxId) throw new InvalidArgumentError('sandbox_id', 'is required');
+    return this.serial(req.sandboxId, async () => {
+      const rec = this.records.get(req.sandboxId);
+      if (rec) {
+        await this.undo(rec);
+        return;
+      }
+      // State lost (or never attached): remove what the deterministic names point at.
+      await this.host.deleteLink(hostVethName(req.sandboxId));
+      await this.host.deleteLink(ifbName(req.sandboxId));
+      for (const ip of await this.ipam.release(req.sandboxId)) await this.flushConntrack(ip);
+    });
+  }
+
+  async check(sandboxId: string): Promise<string[]> {
+    const rec = this.records.get(sandboxId);
+    if (!rec || rec.phase !== 'ready') throw new NotFoundError(`sandbox ${sandboxId} is not attached`);
+    const problems: string[] = [];
+    const hostEnd = await this.host.link(rec.hostVeth);
+    if (!hostEnd) problems.push(`host veth ${rec.hostVeth} missing`);
+    else {
+      if (!hostEnd.up) problems.push(`host veth ${rec.hostVeth} is down`);
+      if (this.mode === 'bridge' && hostEnd.master !== this.bridge?.index) problems.push(`host veth ${rec.hostVeth} is not a port of ${this.bridgeName}`);
+    }
+    let podNs: Netns;
+    try {
+      podNs = Netns.open(rec.netnsPath);
+    } catch {
+      problems.push(`netns ${rec.netnsPath} is gone`);
+      return problems;
+    }
+    const pod = Rtnl.open(podNs);
+    try {
+      const eth = await pod.link(rec.ifName);
+      if (!eth) problems.push(`interface ${rec.ifName} missing in ${rec.netnsPath}`);
+      else {
+        if (!eth.up) problems.push(`interface ${rec.ifName} is down`);
+        const addrs = await pod.addresses(eth.index);
+        if (!addrs.some((a) => a.ip === rec.ip && a.prefix === rec.prefix)) problems.push(`address ${rec.ip}/${rec.prefix} missing on ${rec.ifName}`);
+        const routes = await pod.routes();
+        if (!routes.some((r) => r.dst === 'default' && r.gw === rec.gateway)) problems.push(`default route via ${rec.gateway} missing`);
+      }
+    } finally {
+      pod.close();
+      podNs.close();
+    }
+    return problems;
+  }
+
+  record(sandboxId: string): AttachmentRecord | undefined {
+    const r = this.records.get(sandboxId);
+    return r?.phase === 'ready' ? r : undefined;
+  }
+
+  list(): AttachmentRecord[] {
+    return [...this.records.values()].filter((r) => r.phase === 'ready');
+  }
+
+  async gc(valid: string[]): Promise<{ removed: string[]; released: string[] }> {
+    const keep = new Set(valid);
+    const removed: string[] = [];
+    const released: string[] = [];
+    for (const rec of [...this.records.values()]) {
+      if (keep.has(rec.sandboxId)) continue;
+      await this.serial(rec.sandboxId, async () => {
+        if (!this.records.has(rec.sandboxId)) return;
+        released.push(...(await this.undo(rec)));
+        removed.push(rec.sandboxId);
+      });
+    }
+    // Host veths / ifbs of ours that no record explains (a lost state dir).
+    const known = new Set([...this.records.values()].flatMap((r) => [r.hostVeth, r.ifb ?? '']));
+    for (const l of await this.host.links()) {
+      if ((l.name.startsWith(HOST_VETH_PREFIX) && l.kind === 'veth') || (l.name.startsWith(IFB_PREFIX) && l.kind === 'ifb')) {
+        if (/^b[vi][0-9a-f]{12}$/.test(l.name) && !known.has(l.name)) await this.host.deleteLink(l.index);
+      }
+    }
+    const leaked = await this.ipam.gc(this.records.keys());
+    for (const ip of leaked) await this.flushConntrack(ip);
+    released.push(...leaked);
+    return { removed, released };
+  }
+
+  // ---- faults ----
+
+  async setFaults(sandboxId: string, f: FaultSpec): Promise<{ applied: AppliedFault[]; unsupported: Array<{ fault: string; reason: string }> }> {
+    return this.serial(sandboxId, async () => {
+      const rec = this.record(sandboxId);
+      if (!rec) throw new NotFoundError(`sandbox ${sandboxId} is not attached`);
+      for (const [k, v] of Object.entries({ loss_percent: f.lossPercent, duplicate_percent: f.duplicatePercent, reorder_percent: f.reorderPercent, corrupt_percent: f.corruptPercent })) {
+        if (!(v >= 0 && v <= 100)) throw new InvalidArgumentError(k, `expected 0..100, got ${v}`);
+      }
+      if (f.reorderPercent > 0 && f.delayMs === 0) throw new InvalidArgumentError('reorder_percent', 'needs delay_ms > 0');
+      if (f.jitterMs > 0 && f.delayMs === 0) throw new InvalidArgumentError('jitter_ms', 'needs delay_ms > 0');
+      const rate = f.rate ? parseTcRate(f.rate, 'rate') : 0;
+      const dirs: Array<'egress' | 'ingress'> = f.direction === 'both' ? ['egress', 'ingress'] : [f.direction];
+      await this.clearFaultsOf(rec);
+      const applied: AppliedFault[] = [];
+      const unsupported: Array<{ fault: string; reason: string }> = [];
+      const netemOnly: Array<[string, number, string]> = [
+        ['delay', f.delayMs, `${f.delayMs}ms`], ['jitter', f.jitterMs, `${f.jitterMs}ms`], ['duplicate', f.duplicatePercent, `${f.duplicatePercent}%`],
+        ['reorder', f.reorderPercent, `${f.reorderPercent}%`], ['corrupt', f.corruptPercent, `${f.corruptPercent}%`],
+      ];
+      for (const [name, v] of netemOnly) {
+        if (v > 0) unsupported.push({ fault: name, reason: this.caps.netem ? 'netem is available but Berth applies only loss and rate without it so far' : 'sch_netem is not available in this kernel' });
+      }
+      const requested = netemOnly.some(([, v]) => v > 0) || f.lossPercent > 0 || rate > 0;
+      if (!requested) {
+        this.saveRecord(rec);
+        return { applied, unsupported };
+      }
+      if (f.lossPercent > 0) {
+        if (!this.caps.iptablesStatistic) unsupported.push({ fault: 'loss', reason: 'neither sch_netem nor the iptables statistic match is available' });
+        else {
+          for (const dir of dirs) {
+            const chain = dir === 'egress' ? 'OUTPUT' : 'INPUT';
+            const spec = ['-m', 'statistic', '--mode', 'random', '--probability', (f.lossPercent / 100).toFixed(6), '-m', 'comment', '--comment', FAULT_COMMENT, '-j', 'DROP'];
+            await iptables(rec.netnsPath, ['-I', chain, ...spec]);
+            rec.faultRules.push({ chain, spec });
+            applied.push({ fault: 'loss', direction: dir, mechanism: 'iptables-statistic', detail: `${f.lossPercent}%` });
+          }
+        }
+      }
+      if (rate > 0) {
+        for (const dir of dirs) {
+          if (dir === 'ingress') {
+            if (rec.bandwidth?.ingressRate) { unsupported.push({ fault: 'rate', reason: 'ingress is already shaped by kubernetes.io/ingress-bandwidth' }); continue; }
+            const h = await this.host.link(rec.hostVeth);
+            await this.host.setTbf(h!.index, { rate, burst: defaultBurst(rate) });
+            applied.push({ fault: 'rate', direction: dir, mechanism: 'tbf', detail: f.rate });
+          } else {
+            const podNs = Netns.open(rec.netnsPath);
+            const pod = Rtnl.open(podNs);
+            try {
+              const eth = await pod.link(rec.ifName);
+              await pod.setTbf(eth!.index, { rate, burst: defaultBurst(rate) });
+            } finally {
+              pod.close();
+              podNs.close();
+            }
+            applied.push({ fault: 'rate', direction: dir, mechanism: 'tbf', detail: f.rate });
+          }
+        }
+      }
+      rec.faults = applied;
+      this.saveRecord(rec);
+      if (applied.length === 0) {
+        throw new FailedPreconditionError(`none of the requested faults can be applied here: ${unsupported.map((u) => `${u.fault} (${u.reason})`).join('; ')}`);
+      }
+      return { applied, unsupported };
+    });
+  }
+
+  clearFaults(sandboxId: string): Promise<void> {
+    return this.serial(sandboxId, async () => {
+      const rec = this.record(sandboxId);
+      if (!rec) return;
+      await this.clearFaultsOf(rec);
+      this.saveRecord(rec);
+    });
+  }
+
+  private async clearFaultsOf(rec: AttachmentRecord): Promise<void> {
+    await this.removeFaultRules(rec);
+    for (const f of rec.faults.filter((x) => x.fault === 'rate')) {
+      if (f.direction === 'ingress') {
+        const h = await this.host.link(rec.hostVeth);
+        if (h) await this.host.deleteQdisc(h.index);
+      } else {
+        const podNs = Netns.open(rec.netnsPath);
+        const pod = Rtnl.open(podNs);
+        try {
+          const eth = await pod.link(rec.ifName);
+          if (eth) await pod.deleteQdisc(eth.index);
+        } finally {
+          pod.close();
+          podNs.close();
+        }
+      }
+    }
+    rec.faults = [];
+  }
+
+  private async removeFaultRules(rec: AttachmentRecord): Promise<void> {
+    for (const r of rec.faultRules.splice(0)) {
+      await iptables(rec.netnsPath, ['-D', r.chain, ...r.spec]).catch(() => undefined);
+    }
+  }
+}
+
+/** Bandwidth from the request and the Kubernetes annotations; conflicting values are an error. */
+export function bandwidthOf(annotations: Record<string, string>, req?: Partial<Bandwidth>): Bandwidth | undefined {
+  const ing = annotations['kubernetes.io/ingress-bandwidth'];
+  const eg = annotations['kubernetes.io/egress-bandwidth'];
+  const bw: Bandwidth = {
+    ingressRate: req?.ingressRate ?? 0, ingressBurst: req?.ingressBurst ?? 0,
+    egressRate: req?.egressRate ?? 0, egressBurst: req?.egressBurst ?? 0,
+  };
+  if (ing !== undefined) {
+    const v = parseQuantity(ing, 'annotations[kubernetes.io/ingress-bandwidth]');
+    if (bw.ingressRate && bw.ingressRate !== v) throw new InvalidArgumentError('annotations[kubernetes.io/ingress-bandwidth]', `${ing} conflicts with bandwidth.ingress_rate ${bw.ingressRate}`);
+    bw.ingressRate = v;
+  }
+  if (eg !== undefined) {
+    const v = parseQuantity(eg, 'annotations[kubernetes.io/egress-bandwidth]');
+    if (bw.egressRate && bw.egressRate !== v) throw new InvalidArgumentError('annotations[kubernetes.io/egress-bandwidth]', `${eg} conflicts with bandwidth.egress_rate ${bw.egressRate}`);
+    bw.egressRate = v;
+  }
+  return bw.ingressRate || bw.egressRate ? bw : undefined;
+}
+
+/** Like the CNI bandwidth plugin: enough burst for 100 ms at the rate, at least 16 KiB. */
+function defaultBurst(rateBits: number): number {
+  return Math.max(16384, Math.floor(rateBits / 8 / 10));
+}

@@ -1,0 +1,116 @@
+// Test and benchmark fixtures: network namespaces standing in for nodes and pods, an underlay
+// bridge joining the nodes, and programs run inside a namespace. Everything is named with a
+// per-run random suffix and removed by `destroy()`. Traffic stays between these namespaces.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+
+export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+export function netnsPath(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+export interface TestNode {
+  name: string;
+  netns: string;
+  /** Address on the underlay. */
+  address: string;
+  podCidr: string;
+}
+
+export class Topology {
+  readonly id = randomBytes(3).toString('hex');
+  private readonly namespaces: string[] = [];
+  private readonly procs: ChildProcess[] = [];
+  private underlay?: string;
+  /** Third octet of the underlay subnet, random per run. */
+  readonly subnet = 100 + (parseInt(this.id.slice(0, 2), 16) % 100);
+
+  /** A fresh, empty network namespace; returns its name. */
+  netns(role: string): string {
+    const name = `bt${role}-${this.id}-${this.namespaces.length}`;
+    sh('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  /**
+   * A "node": its own namespace with address 192.168.<subnet>.<n> on an underlay bridge (in a
+   * namespace of its own), and a default route into the underlay, as a real node has (proxy
+   * ARP answers only for destinations the node can route).
+   */
+  node(n: number, podCidr: string): TestNode {
+    if (!this.underlay) {
+      this.underlay = this.netns('u');
+      sh('ip', ['-n', this.underlay, 'link', 'add', 'ul0', 'type', 'bridge']);
+      sh('ip', ['-n', this.underlay, 'link', 'set', 'ul0', 'up']);
+    }
+    const name = this.netns(`n${n}`);
+    const address = `192.168.${this.subnet}.${n}`;
+    sh('ip', ['-n', name, 'link', 'add', 'ul', 'type', 'veth', 'peer', 'name', `n${n}`, 'netns', this.underlay]);
+    sh('ip', ['-n', this.underlay, 'link', 'set', `n${n}`, 'master', 'ul0', 'up']);
+    sh('ip', ['-n', name, 'addr', 'add', `${address}/24`, 'dev', 'ul']);
+    sh('ip', ['-n', name, 'link', 'set', 'ul', 'up']);
+    sh('ip', ['-n', name, 'route', 'add', 'default', 'via', `192.168.${this.subnet}.254`]);
+    return { name, netns: netnsPath(name), address, podCidr };
+  }
+
+  /** Runs a long-lived program in a namespace; killed by destroy(). */
+  spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.procs.push(p);
+    return p;
+  }
+
+  destroy(): void {
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    for (const n of this.namespaces.reverse()) {
+      try { sh('ip', ['netns', 'del', n]); } catch { /* already gone */ }
+    }
+    for (const n of this.namespaces) if (fs.existsSync(netnsPath(n))) throw new Error(`netns ${n} was not removed`);
+  }
+}
+
+const SERVER = `
+const net = require('net'), dgram = require('dgram');
+const [port, name] = [Number(process.argv[1]), process.argv[2]];
+net.createServer((s) => { s.on('data', (d) => s.write(name + ':' + d)); s.on('error', () => {}); }).listen(port, () => {
+  dgram.createSocket('udp4').on('message', function (m, r) { this.send(name + ':' + m, r.port, r.address); }).bind(port, () => console.log('ready'));
+});`;
+
+/** A TCP+UDP echo server (replies "<name>:<data>") in `ns`; resolves once it listens. */
+export async function startEchoServer(topo: Topology, ns: string, port: number, name: string): Promise<ChildProcess> {
+  const p = topo.spawnIn(ns, process.execPath, ['-e', SERVER, String(port), name]);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('ready')) resolve(); });
+    p.once('exit', (code) => reject(new Error(`echo server in ${ns} exited ${code}`)));
+  });
+  return p;
+}
+
+const CLIENT = `
+const net = require('net'), dgram = require('dgram');
+const [proto, host, port, msg, srcPort] = process.argv.slice(1);
+const t = setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 1500);
+if (proto === 'tcp') {
+  const s = net.connect(Number(port), host, () => s.write(msg));
+  s.on('data', (d) => { console.log(String(d)); clearTimeout(t); s.destroy(); });
+  s.on('error', (e) => { console.log('ERROR ' + e.code); clearTimeout(t); });
+} else {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m) => { console.log(String(m)); clearTimeout(t); s.close(); });
+  s.bind(Number(srcPort) || 0, () => s.send(msg, Number(port), host));
+}`;
+
+/** Sends `msg` over TCP or UDP from inside `ns`; resolves with the reply, or 'TIMEOUT' / 'ERROR <code>'. */
+export function probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, msg = 'hi', srcPort = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', CLIENT, proto, host, String(port), msg, String(srcPort)], { encoding: 'utf8', timeout: 10_000 }, (err, stdout) => {
+      if (err) reject(err);
+      else resolve(stdout.trim());
+    });
+  });
+}
