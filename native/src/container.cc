@@ -132,6 +132,7 @@ enum OpKind : int32_t {
   kOpMask = 5,       // tmpfs (dir) or /dev/null (file) over target; a symlink is left alone
   kOpReadonly = 6,   // bind target onto itself, remount read-only
   kOpMkdir = 7,      // mkdir -p inside the rootfs
+  kOpSysctl = 8,     // write source to <rootfs>/proc/sys/<target>, beneath a checked procfs
 };
 
 struct Op {
@@ -159,11 +160,6 @@ struct Rlimit {
   struct rlimit value;
 };
 
-struct Sysctl {
-  std::string path;  // relative to /proc/sys, '/'-separated
-  std::string value;
-};
-
 struct ContainerPlan {
   uint64_t cloneFlags = 0;  // CLONE_NEW* except CLONE_NEWTIME
   bool newTime = false;
@@ -186,7 +182,6 @@ struct ContainerPlan {
   bool hasHostname = false, hasDomainname = false;
   std::string hostname, domainname;
   std::vector<Rlimit> rlimits;
-  std::vector<Sysctl> sysctls;
 
   bool setUser = false;
   uid_t uid = 0;
@@ -361,6 +356,9 @@ int MountOnFd(const char* source, int fd, const char* fstype, unsigned long flag
   return ::mount(source, FdPath(path, fd), fstype, flags, data);
 }
 
+int WriteBeneath(int procfd, const char* rel, const std::string& value);
+int CheckProcfs(int fd);
+
 int RunOp(const Op& op, int rootfd, int devNull) {
   const char* source = op.hasSource ? op.source.c_str() : nullptr;
   const char* fstype = op.hasFstype ? op.fstype.c_str() : nullptr;
@@ -443,6 +441,18 @@ int RunOp(const Op& op, int rootfd, int devNull) {
       errno = err;
       return rc;
     }
+    case kOpSysctl: {
+      // The container's /proc, checked to be a real procfs: a rootfs that put something else
+      // at /proc must not receive our writes (CVE-2019-16884).
+      int procfd = OpenInRoot(rootfd, "proc", 0, true);
+      if (procfd < 0) return -1;
+      int rc = CheckProcfs(procfd);
+      if (rc == 0) rc = WriteBeneath(procfd, op.target.c_str(), op.source);
+      int err = errno;
+      ::close(procfd);
+      errno = err;
+      return rc;
+    }
     default:
       errno = EINVAL;
       return -1;
@@ -462,35 +472,44 @@ int WriteAll(int fd, const char* data, size_t len) {
   return 0;
 }
 
-// Writes `value` to /proc/sys/<path>, opened beneath a procfs checked to be the real one
-// (CVE-2019-16884: a container-controlled mount over /proc must not receive our writes).
-int WriteSysctl(int procfd, const Sysctl& s) {
+// Writes `value` to <procfd>/sys/<rel>, never leaving that procfs (no symlinks, no mount
+// crossings, nothing above it).
+int WriteBeneath(int procfd, const char* rel, const std::string& value) {
   char path[4096];
   const char prefix[] = "sys/";
-  size_t n = s.path.size();
+  size_t n = CLen(rel);
   if (n + sizeof prefix >= sizeof path) {
     errno = ENAMETOOLONG;
     return -1;
   }
   std::memcpy(path, prefix, sizeof prefix - 1);
-  std::memcpy(path + sizeof prefix - 1, s.path.data(), n);
-  path[sizeof prefix - 1 + n] = '\0';
+  std::memcpy(path + sizeof prefix - 1, rel, n + 1);
   int fd = static_cast<int>(Openat2(procfd, path, O_WRONLY, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV));
   if (fd < 0) return -1;
-  int rc = WriteAll(fd, s.value.data(), s.value.size());
+  int rc = WriteAll(fd, value.data(), value.size());
   int err = errno;
   ::close(fd);
   errno = err;
   return rc;
 }
 
+int CheckProcfs(int fd) {
+  struct statfs sfs;
+  if (::fstatfs(fd, &sfs) != 0) return -1;
+  if (sfs.f_type != PROC_SUPER_MAGIC) {
+    errno = EXDEV;
+    return -1;
+  }
+  return 0;
+}
+
 int OpenCheckedProc() {
   int fd = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return -1;
-  struct statfs sfs;
-  if (::fstatfs(fd, &sfs) != 0 || sfs.f_type != PROC_SUPER_MAGIC) {
+  if (CheckProcfs(fd) != 0) {
+    int err = errno;
     ::close(fd);
-    errno = EXDEV;
+    errno = err;
     return -1;
   }
   return fd;
@@ -604,12 +623,9 @@ void WriteStderr(const char* msg) {
   }
 
   int procfd = -1;
-  if (!plan.sysctls.empty() || plan.fifoFd >= 0) {
+  if (plan.fifoFd >= 0) {
     procfd = OpenCheckedProc();
     if (procfd < 0) CFail(c, kCProcfs);
-  }
-  for (size_t i = 0; i < plan.sysctls.size(); ++i) {
-    if (WriteSysctl(procfd, plan.sysctls[i]) != 0) CFail(c, kCSysctl, static_cast<int>(i));
   }
 
   // Without no_new_privileges the filter needs CAP_SYS_ADMIN, so it goes in before the
@@ -998,11 +1014,6 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
     r.value.rlim_cur = Big(j, "soft");
     r.value.rlim_max = Big(j, "hard");
     plan->rlimits.push_back(r);
-  }
-  Napi::Array sc = o.Get("sysctls").As<Napi::Array>();
-  for (uint32_t i = 0; i < sc.Length(); ++i) {
-    Napi::Object j = sc.Get(i).As<Napi::Object>();
-    plan->sysctls.push_back({Str(j, "path"), Str(j, "value")});
   }
   Napi::Value user = o.Get("user");
   if (user.IsObject()) {

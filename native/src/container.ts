@@ -16,9 +16,11 @@ export type RootfsOp =
   | { kind: 'symlink'; source: string; target: string }
   | { kind: 'mask'; target: string }
   | { kind: 'readonly'; target: string }
-  | { kind: 'mkdir'; target: string };
+  | { kind: 'mkdir'; target: string }
+  /** Writes `source` to <rootfs>/proc/sys/<target> after checking that /proc is a procfs. */
+  | { kind: 'sysctl'; target: string; source: string };
 
-const OP_KINDS = { mount: 0, remount: 1, propagate: 2, mknod: 3, symlink: 4, mask: 5, readonly: 6, mkdir: 7 } as const;
+const OP_KINDS = { mount: 0, remount: 1, propagate: 2, mknod: 3, symlink: 4, mask: 5, readonly: 6, mkdir: 7, sysctl: 8 } as const;
 
 export interface ContainerPlan {
   /** CLONE_NEW* bits of the namespaces to create, without CLONE_NEWTIME. */
@@ -45,8 +47,6 @@ export interface ContainerPlan {
   hostname?: string | null;
   domainname?: string | null;
   rlimits?: Array<{ resource: number; soft: bigint; hard: bigint }>;
-  /** Paths relative to /proc/sys ('net/ipv4/ip_forward'). */
-  sysctls?: Array<{ path: string; value: string }>;
   user?: { uid: number; gid: number; groups?: number[] } | null;
   umask?: number | null;
   caps?: { lastCap: number; bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint } | null;
@@ -117,7 +117,6 @@ function checkPlan(plan: ContainerPlan): object {
     join: plan.join ?? [],
     cgroupProcsFds: plan.cgroupProcsFds ?? [],
     rlimits: plan.rlimits ?? [],
-    sysctls: plan.sysctls ?? [],
     ops: (plan.ops ?? []).map((op) => ({ ...op, kind: OP_KINDS[op.kind], mkdir: 'mkdir' in op ? (op.mkdir === 'dir' ? 1 : op.mkdir === 'file' ? 2 : 0) : 0 })),
     oomScoreAdj: plan.oomScoreAdj ?? undefined,
     hostname: plan.hostname ?? undefined,

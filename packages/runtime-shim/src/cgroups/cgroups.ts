@@ -150,7 +150,7 @@ export class CgroupV1 implements CgroupDriver {
   }
 
   procsFiles(): string[] {
-    return Object.values(new Set(Object.values(this.paths))).map((d) => path.join(d, 'cgroup.procs'));
+    return [...new Set(Object.values(this.paths))].map((d) => path.join(d, 'cgroup.procs'));
   }
 
   apply(res: Resources, at = 'linux.resources'): void {

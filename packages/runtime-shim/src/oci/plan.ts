@@ -240,6 +240,18 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       }
       if (mounts.some((m) => path.posix.normalize(m.destination) === '/dev/pts')) ops.push({ kind: 'symlink', source: 'pts/ptmx', target: 'dev/ptmx' });
     }
+    // The cwd exists (runc creates it too); before masks and read-only paths, as are sysctls
+    // (written into the container's procfs before /proc/sys turns read-only).
+    if (proc.cwd !== '/') ops.push({ kind: 'mkdir', target: inRoot(proc.cwd) });
+    const sysctls = Object.entries(linux.sysctl ?? {}).map(([k, value]) => {
+      if (!/^[a-z0-9_][a-z0-9_.\-/]*$/i.test(k) || k.includes('..')) throw new ConfigError(`linux.sysctl.${k}`, 'not a sysctl name');
+      if (k.startsWith('net.') && (cloneFlags & CLONE_FLAGS.net) === 0) throw new ConfigError(`linux.sysctl.${k}`, 'needs a new network namespace');
+      if ((k.startsWith('kernel.shm') || k.startsWith('kernel.msg') || k === 'kernel.sem' || k.startsWith('fs.mqueue.')) && (cloneFlags & CLONE_FLAGS.ipc) === 0) {
+        throw new ConfigError(`linux.sysctl.${k}`, 'needs a new ipc namespace');
+      }
+      return { kind: 'sysctl' as const, target: k.replace(/\./g, '/'), source: value };
+    });
+    ops.push(...sysctls);
     for (const p of linux.maskedPaths ?? []) ops.push({ kind: 'mask', target: inRoot(p) });
     for (const p of linux.readonlyPaths ?? []) ops.push({ kind: 'readonly', target: inRoot(p) });
 
@@ -248,14 +260,6 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       if (resource === undefined) throw new ConfigError(`process.rlimits[${i}].type`, `unknown rlimit '${r.type}'`);
       if (r.soft > r.hard) throw new ConfigError(`process.rlimits[${i}].soft`, `soft limit ${r.soft} is above the hard limit ${r.hard}`);
       return { resource, soft: BigInt(r.soft), hard: BigInt(r.hard) };
-    });
-    const sysctls = Object.entries(linux.sysctl ?? {}).map(([k, value]) => {
-      if (!/^[a-z0-9_][a-z0-9_.\-/]*$/i.test(k) || k.includes('..')) throw new ConfigError(`linux.sysctl.${k}`, 'not a sysctl name');
-      if (k.startsWith('net.') && (cloneFlags & CLONE_FLAGS.net) === 0) throw new ConfigError(`linux.sysctl.${k}`, 'needs a new network namespace');
-      if ((k.startsWith('kernel.shm') || k.startsWith('kernel.msg') || k === 'kernel.sem' || k.startsWith('fs.mqueue.')) && (cloneFlags & CLONE_FLAGS.ipc) === 0) {
-        throw new ConfigError(`linux.sysctl.${k}`, 'needs a new ipc namespace');
-      }
-      return { path: k.replace(/\./g, '/'), value };
     });
 
     const caps = proc.capabilities;
@@ -286,7 +290,6 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       hostname: spec.hostname !== undefined && spec.hostname !== '' ? spec.hostname : null,
       domainname: spec.domainname !== undefined && spec.domainname !== '' ? spec.domainname : null,
       rlimits,
-      sysctls,
       user: { uid: u.uid, gid: u.gid, groups: u.additionalGids ?? [] },
       umask: u.umask ?? 0o022,
       caps: {

@@ -55,6 +55,8 @@ export interface Bundle {
  */
 export function makeBundle(args: string[], edit?: (spec: Spec) => void, parent = os.tmpdir()): Bundle {
   const dir = fs.mkdtempSync(path.join(parent, 'berth-bundle-'));
+  // Traversable by a user-namespaced container root (an unprivileged id on the host).
+  fs.chmodSync(dir, 0o755);
   const rootfs = path.join(dir, 'rootfs');
   makeBusyboxRootfs(rootfs);
   const spec = defaultSpec();

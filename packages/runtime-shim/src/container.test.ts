@@ -1,0 +1,227 @@
+// The container init path on the real kernel, through the runtime library: namespaces,
+// mounts, devices, identity, capabilities, rlimits, seccomp, masked/readonly paths, hooks.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { uniqueId } from './testing/bundle';
+import { Harness } from './testing/harness';
+
+let h: Harness;
+beforeEach(() => {
+  h = new Harness();
+});
+afterEach(async () => {
+  await h.cleanup();
+});
+
+const ino = (p: string): string => fs.readlinkSync(p);
+
+describe('namespaces, seen from inside', () => {
+  it('pid: the process is pid 1 and sees only its own processes', async () => {
+    const r = await h.run(['sh', '-c', 'echo pid=$$; ls /proc | grep -E "^[0-9]+$" | wc -l']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^pid=1\n/);
+    // sh, ls, grep, wc at most
+    expect(Number(r.out.split('\n')[1])).toBeLessThanOrEqual(4);
+  });
+
+  it('uts: the hostname and domainname of the spec', async () => {
+    const r = await h.run(['sh', '-c', 'hostname; cat /proc/sys/kernel/domainname'], (s) => {
+      s.hostname = 'berth-box';
+      s.domainname = 'example.test';
+    });
+    expect(r.out).toBe('berth-box\nexample.test\n');
+    expect(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim()).not.toBe('berth-box');
+  });
+
+  it('net, ipc, mount, uts: namespaces differ from the host', async () => {
+    const r = await h.run(['sh', '-c', 'ls /sys/class/net; for n in net ipc mnt uts pid; do readlink /proc/self/ns/$n; done']);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toBe('lo');
+    for (const [i, n] of ['net', 'ipc', 'mnt', 'uts', 'pid'].entries()) expect(lines[i + 1]).not.toBe(ino(`/proc/self/ns/${n}`));
+  });
+
+  it('mount: only the container mounts are visible, none propagate to the host', async () => {
+    const before = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    const r = await h.run(['cat', '/proc/self/mounts']);
+    expect(r.out).toMatch(/^\S+ \/ /m);
+    expect(r.out).toMatch(/ \/proc proc /);
+    expect(r.out).toMatch(/ \/dev\/pts devpts /);
+    expect(r.out).not.toMatch(/ \/work /);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length).toBe(before.split('\n').length);
+  });
+
+  it('user: uid/gid maps, root inside is an unprivileged id outside', async () => {
+    const r = await h.run(['sh', '-c', 'cat /proc/self/uid_map /proc/self/gid_map; id -u; sleep 0.3 & cat /proc/$!/status | grep ^Uid'], (s) => {
+      s.linux!.namespaces!.push({ type: 'user' });
+      s.linux!.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      s.linux!.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      // sysfs and cgroup binds belong to the host user namespace's mounts
+      s.mounts = s.mounts!.filter((m) => m.type !== 'sysfs' && m.type !== 'cgroup');
+      s.linux!.maskedPaths = s.linux!.maskedPaths!.filter((p) => !p.startsWith('/sys'));
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^\s+0\s+200000\s+65536\n\s+0\s+200000\s+65536\n0\n/);
+  });
+
+  it('time: boottime offset moves /proc/uptime', async () => {
+    const r = await h.run(['cat', '/proc/uptime'], (s) => {
+      s.linux!.namespaces!.push({ type: 'time' });
+      s.linux!.timeOffsets = { boottime: { secs: 86400 * 365, nanosecs: 0 } };
+    });
+    expect(r.code, r.out).toBe(0);
+    const host = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    expect(Number(r.out.split(' ')[0]) - host).toBeGreaterThan(86400 * 364);
+  });
+
+  it('cgroup namespace: a clear error on this kernel (or a new one where it exists)', async () => {
+    const has = fs.existsSync('/proc/self/ns/cgroup');
+    const p = h.run(['true'], (s) => s.linux!.namespaces!.push({ type: 'cgroup' }));
+    if (has) expect((await p).code).toBe(0);
+    else await expect(p).rejects.toThrow(/linux\.namespaces\[5\]: this kernel has no cgroup namespace/);
+  });
+
+  it('joins an existing namespace by path', async () => {
+    const b = h.bundle(['sleep', '30']);
+    const id = uniqueId();
+    const c = await h.rt.create(id, { bundle: b.dir });
+    const r = await h.run(['readlink', '/proc/self/ns/net'], (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: `/proc/${c.state.pid}/ns/net` } : n));
+    });
+    expect(r.out.trim()).toBe(ino(`/proc/${c.state.pid}/ns/net`));
+  });
+});
+
+describe('process identity and privileges', () => {
+  it('uid, gid, additionalGids, umask, cwd, env', async () => {
+    const r = await h.run(['sh', '-c', 'id; umask; pwd; echo $FOO'], (s) => {
+      s.process!.user = { uid: 1000, gid: 1001, additionalGids: [5, 7], umask: 0o077 };
+      s.process!.cwd = '/work/dir';
+      s.process!.env!.push('FOO=bar baz');
+    });
+    expect(r.out).toBe('uid=1000 gid=1001 groups=5,7\n0077\n/work/dir\nbar baz\n');
+  });
+
+  it('dropped capabilities: mknod and chown fail; bounding set is the spec', async () => {
+    const r = await h.run(['sh', '-c', 'mknod /tmp/n c 1 3; echo mknod=$?; touch /tmp/f; chown 5:5 /tmp/f; echo chown=$?; grep CapBnd /proc/self/status']);
+    expect(r.out).toMatch(/mknod=1/);
+    expect(r.out).toMatch(/chown=1/);
+    expect(r.out).toMatch(/CapBnd:\s+0000000020000420/);
+  });
+
+  it('with CAP_MKNOD and CAP_CHOWN granted, the same commands work', async () => {
+    const r = await h.run(['sh', '-c', 'mknod /tmp/n c 1 3; echo mknod=$?; touch /tmp/f; chown 5:5 /tmp/f; echo chown=$?'], (s) => {
+      for (const k of ['bounding', 'effective', 'permitted'] as const) s.process!.capabilities![k]!.push('CAP_MKNOD', 'CAP_CHOWN');
+      s.root!.readonly = false;
+    });
+    expect(r.out).toBe('mknod=0\nchown=0\n');
+  });
+
+  it('rlimits are applied', async () => {
+    const r = await h.run(['sh', '-c', 'ulimit -n; ulimit -Hn'], (s) => {
+      s.process!.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 123, hard: 456 }];
+    });
+    expect(r.out).toBe('123\n456\n');
+  });
+
+  it('no_new_privileges is set', async () => {
+    const r = await h.run(['grep', 'NoNewPrivs', '/proc/self/status']);
+    expect(r.out).toMatch(/NoNewPrivs:\s+1/);
+  });
+
+  it('seccomp: a rule blocks a syscall with the chosen errno, others pass', async () => {
+    const r = await h.run(['sh', '-c', 'mkdir /tmp/x; echo mkdir=$?; touch /tmp/y && echo touch=ok'], (s) => {
+      s.root!.readonly = false;
+      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 122 }] };
+    });
+    expect(r.out).toMatch(/Disk quota exceeded/);
+    expect(r.out).toMatch(/mkdir=1\ntouch=ok/);
+  });
+
+  it('seccomp: argument conditions and KILL_PROCESS', async () => {
+    // kill(pid, 0) passes; kill(pid, SIGUSR1) kills the caller with SIGSYS.
+    const r = await h.run(['sh', '-c', 'kill -0 $$ && echo probe-ok; kill -USR1 $$; echo not-reached'], (s) => {
+      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kill'], action: 'SCMP_ACT_KILL_PROCESS', args: [{ index: 1, value: 10, op: 'SCMP_CMP_EQ' }] }] };
+    });
+    expect(r.out).toBe('probe-ok\n');
+    expect(r.code).toBe(128 + 31); // SIGSYS
+  });
+
+  it('oom_score_adj and sysctls', async () => {
+    const r = await h.run(['cat', '/proc/self/oom_score_adj', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/shmmni'], (s) => {
+      s.process!.oomScoreAdj = 345;
+      s.linux!.sysctl = { 'net.ipv4.ip_forward': '1', 'kernel.shmmni': '1234' };
+    });
+    expect(r.out).toBe('345\n1\n1234\n');
+  });
+});
+
+describe('filesystem', () => {
+  it('read-only root, /dev devices and symlinks, shm and mqueue', async () => {
+    const r = await h.run(['sh', '-c', 'touch /x 2>&1; ls -l /dev/null /dev/ptmx /dev/fd | cut -c1,45-; grep -E " /dev/(shm|mqueue) " /proc/self/mounts | cut -d" " -f2,3']);
+    expect(r.out).toMatch(/Read-only file system/);
+    expect(r.out).toMatch(/^c/m);
+    expect(r.out).toMatch(/ptmx -> pts\/ptmx/);
+    expect(r.out).toMatch(/fd -> \/proc\/self\/fd/);
+    expect(r.out).toMatch(/\/dev\/shm tmpfs\n\/dev\/mqueue mqueue/);
+  });
+
+  it('masked and read-only paths', async () => {
+    const r = await h.run(['sh', '-c', 'cat /proc/keys | wc -c; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/ns_last_pid; echo rc=$?']);
+    expect(r.out).toMatch(/^0\n0\n/);
+    expect(r.out).toMatch(/Read-only file system\nrc=1/);
+  });
+
+  it('bind mounts with options (ro, file bind, rbind)', async () => {
+    const hostDir = fs.mkdtempSync(path.join(h.root, 'hostdir-'));
+    fs.writeFileSync(path.join(hostDir, 'f'), 'from host\n');
+    const r = await h.run(['sh', '-c', 'cat /mnt/data/f /etc/extra; touch /mnt/data/g; echo rc=$?'], (s) => {
+      s.mounts!.push({ destination: '/mnt/data', type: 'bind', source: hostDir, options: ['rbind', 'ro', 'nosuid'] });
+      s.mounts!.push({ destination: '/etc/extra', type: 'bind', source: path.join(hostDir, 'f'), options: ['bind'] });
+    });
+    expect(r.out).toMatch(/^from host\nfrom host\n.*Read-only file system\nrc=1/s);
+    expect(fs.existsSync(path.join(hostDir, 'g'))).toBe(false);
+  });
+
+  it('--no-pivot uses chroot and still isolates the root', async () => {
+    const b = h.bundle(['ls', '/']);
+    const o = h.outFile();
+    const code = await h.rt.run(uniqueId(), { bundle: b.dir, noPivot: true, stdio: [0, o.fd, o.fd] });
+    expect(code).toBe(0);
+    expect(o.read()).toMatch(/^bin$/m);
+    expect(o.read()).not.toMatch(/^work$/m);
+  });
+
+  it('hooks get the state on stdin; a failing hook fails create and leaves nothing', async () => {
+    const log = path.join(h.root, 'hook.log');
+    const r = await h.run(['true'], (s) => {
+      s.hooks = {
+        createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${log}.cr`] }],
+        poststart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${log}.ps`] }],
+        poststop: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${log}.stop`] }],
+      };
+    }, 'hooked-' + uniqueId());
+    expect(r.code).toBe(0);
+    const cr = JSON.parse(fs.readFileSync(`${log}.cr`, 'utf8'));
+    expect(cr).toMatchObject({ id: r.id, status: 'created', ociVersion: '1.0.2' });
+    expect(cr.pid).toBeGreaterThan(1);
+    expect(JSON.parse(fs.readFileSync(`${log}.ps`, 'utf8'))).toMatchObject({ id: r.id, status: 'running' });
+    expect(JSON.parse(fs.readFileSync(`${log}.stop`, 'utf8'))).toMatchObject({ id: r.id, status: 'stopped' });
+
+    const id = uniqueId();
+    const b = h.bundle(['true'], (s) => {
+      s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'echo nope >&2; exit 7'] }] };
+    });
+    await expect(h.rt.create(id, { bundle: b.dir })).rejects.toThrow(/createContainer hook \/bin\/sh failed: exit status 7: nope/);
+    expect(fs.existsSync(h.rt.store.dir(id))).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${id}`)).toBe(false);
+  });
+
+  it('hook timeout', async () => {
+    const b = h.bundle(['true'], (s) => {
+      s.hooks = { prestart: [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }] };
+    });
+    await expect(h.rt.create(uniqueId(), { bundle: b.dir })).rejects.toThrow(/timed out after 1s/);
+  });
+});
