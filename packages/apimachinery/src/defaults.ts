@@ -66,6 +66,14 @@ export function defaultPodSpec(s: core.PodSpec): void {
 
 /** Kubernetes' QoS class of a pod (computed from its containers' requests and limits). */
 export function qosClass(spec: core.PodSpec): 'Guaranteed' | 'Burstable' | 'BestEffort' {
+  try {
+    return computeQos(spec);
+  } catch {
+    return 'BestEffort'; // an invalid quantity: validation reports it with its field path
+  }
+}
+
+function computeQos(spec: core.PodSpec): 'Guaranteed' | 'Burstable' | 'BestEffort' {
   const containers = [...spec.initContainers, ...spec.containers];
   const tracked = (k: string) => k === 'cpu' || k === 'memory';
   let any = false;

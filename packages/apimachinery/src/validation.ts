@@ -130,11 +130,13 @@ function validateResourceName(e: Errs, field: string, name: string): void {
   e.each(field, name, validateQualifiedName(name));
 }
 
-export function validateResourceList(e: Errs, field: string, list: Record<string, string> | undefined): Record<string, Quantity> {
+export function validateResourceList(e: Errs, field: string, list: Record<string, string> | undefined, quota = false): Record<string, Quantity> {
   const out: Record<string, Quantity> = {};
   for (const [k, v] of Object.entries(list ?? {})) {
     const p = `${field}.${k}`;
-    validateResourceName(e, field, k);
+    // Quota keys are "pods", "requests.cpu", "count/configmaps"...: only their syntax is checked.
+    if (quota) e.each(field, k, validateQualifiedName(k));
+    else validateResourceName(e, field, k);
     const q = quantityOf(e, p, v);
     if (q) out[k] = q;
   }
@@ -530,7 +532,7 @@ function validateKind(e: Errs, obj: core.Object): void {
       if (l.type === 'Pod' && (Object.keys(l.default).length || Object.keys(l.defaultRequest).length)) e.forbidden(`${f}.default`, 'may not be specified when `type` is \'Pod\'');
     });
   } else if (obj.resourceQuota) {
-    validateResourceList(e, 'spec.hard', obj.resourceQuota.spec?.hard);
+    validateResourceList(e, 'spec.hard', obj.resourceQuota.spec?.hard, true);
   } else if (obj.role) {
     validateRules(e, 'rules', obj.role.rules, false);
   } else if (obj.clusterRole) {

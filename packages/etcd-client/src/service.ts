@@ -1,12 +1,21 @@
 // berth-etcd-client: the cluster state API (berth.store.v1.Store) in front of etcd.
-// The Store itself arrives with issue #4; this process already watches its etcd endpoints and
-// reports NOT_SERVING on health while none of them is healthy.
+// Serves on --listen (the node-local unix socket: the administrator) and, with --secure-listen,
+// on TCP with mutual TLS for nodes and users. Health follows etcd: NOT_SERVING while no
+// endpoint is healthy or the store has not initialised yet.
 import { store } from '@berth/api';
-import { httpGetJson, withUnimplemented, z, type ServiceSpec } from '@berth/common';
+import { httpGetJson, serve, UnavailableError, z, type RunningServer, type ServiceSpec } from '@berth/common';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type StorageBackend } from './store';
+import { EtcdV3Client } from './v3';
 
 const schema = {
   etcdEndpoints: z.array(z.string().url({ message: 'each endpoint must be a URL like http://127.0.0.1:2379' })).min(1).default(['http://127.0.0.1:2379']),
   etcdHealthIntervalMs: z.number().int().min(100).default(2000),
+  etcdApi: z.enum(['v3', 'v2']).default('v3'),
+  etcdPrefix: z.string().regex(/^\/[^\s]*[^/\s]$/, { message: 'must be an absolute key prefix like /registry' }).default('/registry'),
+  tokenAuthFile: z.string().optional(),
+  secureListen: z.string().regex(/^[^\s/]+:\d+$/, { message: 'expected host:port' }).optional(),
+  watchBookmarkIntervalMs: z.number().int().min(100).default(5000),
 };
 
 /** True when at least one endpoint answers /health with health=true. */
@@ -22,33 +31,83 @@ export async function anyEndpointHealthy(endpoints: string[]): Promise<boolean> 
   return results.some(Boolean);
 }
 
+function makeBackend(api: 'v3' | 'v2', endpoints: string[]): StorageBackend {
+  if (api === 'v2') throw new Error('--etcd-api=v2: the v2 storage backend is not built yet (issue #4); use v3');
+  return new EtcdV3Backend(new EtcdV3Client({ endpoints }));
+}
+
 export const spec: ServiceSpec<typeof schema> = {
   name: 'etcd-client',
   options: {
     etcdEndpoints: { flag: 'etcd-endpoints', type: 'list', env: 'BERTH_ETCD_ENDPOINTS', description: 'comma-separated etcd client URLs' },
     etcdHealthIntervalMs: { flag: 'etcd-health-interval-ms', type: 'number', description: 'how often to check etcd health' },
+    etcdApi: { flag: 'etcd-api', type: 'string', description: 'etcd API the store uses: v3 (default) or v2' },
+    etcdPrefix: { flag: 'etcd-prefix', type: 'string', description: 'key prefix of stored objects (default /registry)' },
+    tokenAuthFile: { flag: 'token-auth-file', type: 'string', description: 'static bearer tokens: token,user,uid,"group1,group2" per line' },
+    secureListen: { flag: 'secure-listen', type: 'string', description: 'host:port for the mutual-TLS listener (needs --tls-ca/--tls-cert/--tls-key)' },
+    watchBookmarkIntervalMs: { flag: 'watch-bookmark-interval-ms', type: 'number', description: 'how often idle watches get a BOOKMARK' },
   },
   schema,
   setup: ({ config, logger }) => {
     let timer: NodeJS.Timeout | undefined;
+    let secure: RunningServer | undefined;
+    const backend = makeBackend(config.etcdApi, config.etcdEndpoints);
+    const registry = new Registry(backend, { prefix: config.etcdPrefix, bookmarkIntervalMs: config.watchBookmarkIntervalMs, logger });
+    const authn = new Authenticator(registry, { tokenFile: config.tokenAuthFile });
+    const impl = storeImplementation(registry, authn);
+    let ready = false;
+    // Until the store has initialised (system namespaces, RBAC cache) every call is UNAVAILABLE.
+    const gated: UntypedServiceImplementation = {};
+    for (const [name, fn] of Object.entries(impl)) {
+      gated[name] = ((call: { emit?: (e: string, v: unknown) => void }, cb?: (e: unknown) => void) => {
+        if (ready) return (fn as (c: unknown, cb?: unknown) => void)(call, cb);
+        const err = { code: 14, details: new UnavailableError('the store is starting: etcd is not reachable yet').message };
+        if (cb) cb(err); else call.emit?.('error', err);
+      }) as UntypedServiceImplementation[string];
+    }
+    if (config.secureListen && !(config.tlsCa && config.tlsCert && config.tlsKey)) throw new Error('--secure-listen needs --tls-ca, --tls-cert and --tls-key');
     return {
-      services: [{ definition: store.StoreService, implementation: withUnimplemented(store.StoreService, 'issue #4') }],
+      services: [{ definition: store.StoreService, implementation: gated }],
       servingOnStart: false,
       started: async (server) => {
+        if (config.secureListen) {
+          secure = await serve({ listen: config.secureListen, services: [{ definition: store.StoreService, implementation: gated }], tls: { caFile: config.tlsCa!, certFile: config.tlsCert!, keyFile: config.tlsKey!, requireClientCert: true }, logger });
+          logger.info({ listen: secure.address }, 'serving the Store with mutual TLS');
+        }
         let last: boolean | undefined;
+        let starting = false;
         const check = async () => {
           const ok = await anyEndpointHealthy(config.etcdEndpoints);
-          if (ok !== last) {
-            logger[ok ? 'info' : 'warn']({ endpoints: config.etcdEndpoints }, ok ? 'etcd reachable: SERVING' : 'etcd unreachable: NOT_SERVING');
-            server.setServing(ok);
-            last = ok;
+          if (ok && !ready && !starting) {
+            starting = true;
+            try {
+              await registry.start();
+              ready = true;
+              logger.info('store initialised');
+            } catch (err) {
+              logger.warn({ err: String(err) }, 'store initialisation failed; retrying');
+            } finally {
+              starting = false;
+            }
+          }
+          const serving = ok && ready;
+          if (serving !== last) {
+            logger[serving ? 'info' : 'warn']({ endpoints: config.etcdEndpoints }, serving ? 'etcd reachable: SERVING' : 'etcd unreachable: NOT_SERVING');
+            server.setServing(serving);
+            secure?.setServing(serving);
+            last = serving;
           }
         };
         await check();
         timer = setInterval(() => void check(), config.etcdHealthIntervalMs);
         timer.unref();
       },
-      close: () => clearInterval(timer),
+      close: async () => {
+        clearInterval(timer);
+        registry.close();
+        await secure?.shutdown(1000);
+        backend.close();
+      },
     };
   },
 };

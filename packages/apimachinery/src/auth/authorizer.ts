@@ -49,16 +49,15 @@ function set<V>(m: Map<string, V>, k: string, v: V | undefined): void {
 }
 
 export class Authorizer {
-  private readonly node: NodeAuthorizer;
   private readonly rbac: RbacAuthorizer;
-  constructor(source: RbacSource, podNode: PodNodeLookup) {
-    this.node = new NodeAuthorizer(podNode);
+  constructor(source: RbacSource, private readonly podNode: PodNodeLookup = () => undefined) {
     this.rbac = new RbacAuthorizer(source);
   }
 
-  authorize(user: UserInfo, a: Attributes): AuthorizationResult {
+  /** `podNode` overrides the lookup for this call (the store pre-reads the one pod a node asks about). */
+  authorize(user: UserInfo, a: Attributes, podNode?: PodNodeLookup): AuthorizationResult {
     const chain: Decision[] = [];
-    for (const az of [this.node, this.rbac]) {
+    for (const az of [new NodeAuthorizer(podNode ?? this.podNode), this.rbac]) {
       const d = az.authorize(user, a);
       chain.push(d);
       if (d.decision === 'allow') return { allowed: true, reason: d.reason, evaluationError: d.evaluationError ?? '' };

@@ -1,0 +1,73 @@
+// Authentication of every Store call: a client certificate verified by the mTLS handshake
+// (CN = user, O = groups), a bearer token from the static token file, or a bootstrap token
+// (a kube-system Secret of type bootstrap.kubernetes.io/token). The node-local unix socket
+// (mode 0600, root only) is the cluster administrator, like a root shell on the control plane.
+// Anything else is refused: there is no anonymous user.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Metadata } from '@grpc/grpc-js';
+import type { AuthContext } from '@grpc/grpc-js/build/src/auth-context';
+import { bootstrapUser, parseBootstrapToken, parseTokenFile, userFromCertSubject, withAuthenticated, type UserInfo } from '@berth/apimachinery';
+import { UnauthenticatedError } from '@berth/common';
+import type { Registry } from './registry';
+
+export interface AuthnOptions {
+  /** Static token file: `token,user,uid[,"group1,group2"]` lines. */
+  tokenFile?: string;
+}
+
+export interface CallIdentity {
+  metadata: Metadata;
+  getAuthContext(): AuthContext;
+  getPeer(): string;
+}
+
+export const LOCAL_ADMIN: UserInfo = { name: 'system:admin', groups: withAuthenticated(['system:masters']), authenticator: 'unix' };
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
+}
+
+export class Authenticator {
+  private tokens = new Map<string, UserInfo>();
+  constructor(private readonly registry: Registry, opts: AuthnOptions = {}) {
+    if (opts.tokenFile) this.tokens = parseTokenFile(fs.readFileSync(opts.tokenFile, 'utf8'), opts.tokenFile);
+  }
+
+  async authenticate(call: CallIdentity): Promise<UserInfo> {
+    const auth = call.metadata.get('authorization')[0]?.toString();
+    if (auth !== undefined) {
+      const m = /^Bearer\s+(\S+)$/i.exec(auth.trim());
+      if (!m) throw new UnauthenticatedError('Unauthorized: the authorization header must be "Bearer <token>"');
+      return this.byToken(m[1]);
+    }
+    const ctx = call.getAuthContext();
+    const cert = ctx?.sslPeerCertificate;
+    if (cert && cert.subject) {
+      const u = userFromCertSubject(cert.subject as { CN?: string; O?: string | string[] });
+      if (!u) throw new UnauthenticatedError('Unauthorized: the client certificate has no common name (CN)');
+      return u;
+    }
+    if (!ctx?.transportSecurityType && call.getPeer().startsWith('unix:')) return LOCAL_ADMIN;
+    throw new UnauthenticatedError('Unauthorized: no client certificate or bearer token (anonymous requests are refused)');
+  }
+
+  private async byToken(token: string): Promise<UserInfo> {
+    for (const [t, u] of this.tokens) if (safeEqual(t, token)) return u;
+    const bt = parseBootstrapToken(token);
+    if (bt) {
+      const d = await this.registry.backend.get(this.registry.key({ resource: 'secrets', namespaced: true } as never, 'kube-system', `bootstrap-token-${bt.id}`));
+      const secret = d.kv ? this.registry.decode(d.kv).obj.secret : undefined;
+      const data = (k: string) => (secret?.data[k] ? Buffer.from(secret.data[k]).toString() : '');
+      if (secret && secret.type === 'bootstrap.kubernetes.io/token' && data('token-id') === bt.id && safeEqual(data('token-secret'), bt.secret) && data('usage-bootstrap-authentication') === 'true') {
+        const exp = data('expiration');
+        if (exp && Date.parse(exp) < Date.now()) throw new UnauthenticatedError('Unauthorized: the bootstrap token has expired');
+        const extra = data('auth-extra-groups').split(',').map((g) => g.trim()).filter((g) => g.startsWith('system:bootstrappers:'));
+        return bootstrapUser(bt.id, extra);
+      }
+    }
+    throw new UnauthenticatedError('Unauthorized: invalid bearer token');
+  }
+}

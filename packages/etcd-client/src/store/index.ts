@@ -1,0 +1,5 @@
+export * from './backend';
+export { EtcdV3Backend } from './backend-v3';
+export { Registry, ExpiredError, type RegistryOptions } from './registry';
+export { Authenticator, LOCAL_ADMIN, type AuthnOptions } from './authn';
+export { storeImplementation } from './server';
