@@ -45,6 +45,8 @@ export interface PodNetworkConfig {
   nodeRoutes?: NodeRoute[];
   /** Masquerade pod traffic leaving the pod CIDR (off by default). */
   masquerade?: boolean;
+  /** Probe netem/tbf/ifb/iptables at start (default true); a one-shot CNI plugin skips it. */
+  probeCapabilities?: boolean;
   /** Delete the conntrack entries of a pod address on teardown and reuse (default true; off only to show why). */
   conntrackFlush?: boolean;
   dns?: { nameservers?: string[]; search?: string[]; domain?: string; options?: string[] };
@@ -180,7 +182,7 @@ export class PodNetwork {
     if (this.mode === 'bridge') await this.ensureBridge();
     for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
     if (this.config.masquerade) await this.ensureMasquerade();
-    this.caps = await this.probeCapabilities();
+    if (this.config.probeCapabilities !== false) this.caps = await this.probeCapabilities();
     await this.recover();
     this.ready = true;
   }

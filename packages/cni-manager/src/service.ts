@@ -13,7 +13,7 @@ const options = {
   podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default ${DEFAULT_POD_CIDR})` },
   bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
   mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
-  hostNetns: { flag: 'host-netns', type: 'string', description: "the node's network namespace file (default: this process's)" },
+  hostNetns: { flag: 'host-netns', type: 'string', env: 'BERTH_HOST_NETNS', description: "the node's network namespace file (default: this process's)" },
   nodeRoutes: { flag: 'node-routes', type: 'list', description: 'other nodes, as podCIDR=nodeAddress,... (routes to their pods)' },
   masquerade: { flag: 'masquerade', type: 'boolean', description: 'masquerade pod traffic leaving the pod CIDR (default off)' },
   dnsNameservers: { flag: 'dns-nameservers', type: 'list', description: 'nameservers suggested to pods' },
