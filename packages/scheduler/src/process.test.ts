@@ -1,11 +1,13 @@
-// The real binary as a real process: it serves health on its socket, answers what is not built
-// yet with UNIMPLEMENTED, rejects bad config naming the key, and exits cleanly on SIGTERM.
+// The real binary as a real process: it serves health on its socket, answers Status and Explain
+// on an inline snapshot without any cluster, rejects bad config naming the key, and exits
+// cleanly on SIGTERM.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { scheduler } from '@berth/api';
-import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { callUnary, checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { node, pod } from './testing/builders';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-scheduler.js');
@@ -28,10 +30,10 @@ describe('berth-scheduler process', () => {
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
     const client = createClient(scheduler.SchedulerClient, { target: `unix://${sock}` });
-    const err = await new Promise<ServiceError | null>((resolve) => (client as any).status({}, (e: ServiceError | null) => resolve(e)));
+    const st = await callUnary<scheduler.StatusRequest, scheduler.StatusResponse>(client.status.bind(client), {});
     client.close();
-    expect(err?.code).toBe(status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/is not built yet \(issue/);
+    expect(st.profiles).toEqual(['default-scheduler']);
+    expect(st.nodeCount).toBe(0);
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
@@ -41,6 +43,64 @@ describe('berth-scheduler process', () => {
     const runDir = path.join(dir, 'run');
     svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state')], { ...process.env, BERTH_RUN_DIR: runDir });
     expect(await waitServing(`unix://${path.join(runDir, 'scheduler.sock')}`), svc.output()).toBe('SERVING');
+  });
+
+  it('explains an inline snapshot with Kubernetes\' reasons and scores, with no cluster running', async () => {
+    const sock = path.join(dir, 'run', 'scheduler.sock');
+    const cfg = path.join(dir, 'sched.yaml');
+    fs.writeFileSync(cfg, 'profiles:\n  - schedulerName: default-scheduler\n  - schedulerName: packer\n    pluginConfig:\n      - name: NodeResourcesFit\n        args: {scoringStrategy: {type: MostAllocated}}\n');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--scheduler-config', cfg]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const client = createClient(scheduler.SchedulerClient, { target: `unix://${sock}` });
+    try {
+      const nodes = [
+        node('big', { alloc: { cpu: '8', memory: '16Gi', pods: '110' } }),
+        node('small', { alloc: { cpu: '2', memory: '4Gi', pods: '110' } }),
+        node('tainted', { taints: [{ key: 'dedicated', value: 'gpu', effect: 'NoSchedule' }] }),
+        node('full', { alloc: { cpu: '1', memory: '1Gi', pods: '110' } }),
+      ];
+      const snapshot = { pod: pod('web', { req: { cpu: '1500m', memory: '1Gi' } }), nodes, existingPods: [pod('old', { node: 'small', req: { cpu: '100m' } })] };
+      const explain = (req: Partial<scheduler.ExplainRequest>) => callUnary<scheduler.ExplainRequest, scheduler.ExplainResponse>(client.explain.bind(client), scheduler.ExplainRequest.fromPartial(req));
+      const res = await explain({ snapshot });
+      const by = Object.fromEntries(res.nodes.map((n) => [n.nodeName, n]));
+      expect(by.tainted).toMatchObject({ feasible: false, failedPlugin: 'TaintToleration', reasons: ['node(s) had untolerated taint {dedicated: gpu}'] });
+      expect(by.full).toMatchObject({ feasible: false, failedPlugin: 'NodeResourcesFit', reasons: ['Insufficient cpu'] });
+      expect(by.big.feasible && by.small.feasible).toBe(true);
+      // LeastAllocated spreads: the big node has more left.
+      expect(res.selectedNode).toBe('big');
+      const fit = by.big.scores.find((s) => s.plugin === 'NodeResourcesFit')!;
+      expect(fit.weight).toBe(1);
+      expect(by.big.totalScore).toBe(by.big.scores.reduce((a, s) => a + s.weighted, 0));
+      expect(by.big.scores.map((s) => s.plugin)).toEqual(expect.arrayContaining(['TaintToleration', 'NodeResourcesFit', 'NodeResourcesBalancedAllocation', 'ImageLocality']));
+      // The bin-packing profile picks the fuller node.
+      expect((await explain({ snapshot, profile: 'packer' })).selectedNode).toBe('small');
+      // Nothing fits: the message has Kubernetes' shape, preemption included.
+      const none = await explain({ snapshot: { ...snapshot, pod: pod('huge', { req: { cpu: '64' } }) } });
+      expect(none.selectedNode).toBe('');
+      expect(none.message).toBe('0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu. preemption: 0/4 nodes are available: 1 Preemption is not helpful for scheduling, 3 No preemption victims found for incoming pod.');
+      // Bad input names the field and the service keeps serving.
+      const bad = await explain({ snapshot: { ...snapshot, pod: pod('bad', { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'gpu', operator: 'Gt', values: ['many'] }], matchFields: [] }] }, preferredDuringSchedulingIgnoredDuringExecution: [] } } as any }) } }).catch((e: ServiceError) => e);
+      expect((bad as ServiceError).code).toBe(status.INVALID_ARGUMENT);
+      expect((bad as ServiceError).details).toMatch(/snapshot\.pod\.spec\.affinity\.nodeAffinity\.requiredDuringSchedulingIgnoredDuringExecution\.nodeSelectorTerms\[0\]\.matchExpressions\[0\]\.values: operator Gt needs exactly one integer value/);
+      const unknown = await explain({ snapshot: { ...snapshot, pod: pod('x', { schedulerName: 'nope' }) } }).catch((e: ServiceError) => e);
+      expect((unknown as ServiceError).details).toMatch(/pod\.spec\.schedulerName: no profile named "nope" \(profiles: default-scheduler, packer\)/);
+      const q = await callUnary<scheduler.QueueStatusRequest, scheduler.QueueStatusResponse>(client.queueStatus.bind(client), scheduler.QueueStatusRequest.fromPartial({}));
+      expect(q).toMatchObject({ activeCount: 0, backoffCount: 0, unschedulableCount: 0, pods: [] });
+    } finally {
+      client.close();
+    }
+  });
+
+  it.each([
+    ['profiles:\n  - plugins:\n      filter:\n        enabled: [{name: NoSuchPlugin}]\n', /profiles\[0\]\.plugins\.filter\.enabled\[0\]\.name: unknown plugin "NoSuchPlugin"/],
+    ['profiles:\n  - plugins:\n      score:\n        enabled: [{name: NodeAffinity, weight: 1000}]\n', /profiles\[0\]\.plugins\.score\.enabled\[0\]\.weight: must be an integer in the range 0-100, got 1000/],
+  ])('exits 2 naming the bad key of the scheduler config %#', async (text, re) => {
+    const cfg = path.join(dir, 'sched.yaml');
+    fs.writeFileSync(cfg, text);
+    svc = startServiceProcess(bin, ['--listen', `unix://${path.join(dir, 's.sock')}`, '--state-dir', path.join(dir, 'state'), '--scheduler-config', cfg]);
+    const exit = await svc.exited;
+    expect(exit.code, svc.output()).toBe(2);
+    expect(svc.output()).toMatch(re);
   });
 
   it.each([
