@@ -3,3 +3,7 @@ export * from './clock';
 export * from './qos';
 export * from './cgroups/plan';
 export * from './cgroups/manager';
+export * from './backoff';
+export * from './pod-actions';
+export * from './probes/prober';
+export * from './probes/manager';
