@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
-import { containerSyscalls, SyscallError, type ContainerExit, type ContainerSyscalls } from '@berth/native';
+import { containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
 
 import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
 import { runHooks } from './hooks';
@@ -54,6 +54,50 @@ export function parseSignal(sig: string): number {
 }
 
 const OCI_VERSION = '1.0.2';
+
+/** Turns a SyscallError of the init path into a message naming the config field it came from. */
+export function describeInitFailure(err: unknown, plan: ContainerPlan, spec: Spec): unknown {
+  if (!(err instanceof SyscallError)) return err;
+  const op = (err as SyscallError & { op?: number }).op ?? -1;
+  const proc = spec.process!;
+  let what: string;
+  switch (err.stage) {
+    case 'executable':
+      what = err.code === 'ENOENT' ? `process.args[0]: exec: "${proc.args![0]}": executable file not found in $PATH` : `process.args[0]: exec: "${proc.args![0]}"`;
+      break;
+    case 'cwd':
+      what = `process.cwd: '${proc.cwd}'`;
+      break;
+    case 'rlimit': {
+      const r = proc.rlimits?.[op];
+      what = `process.rlimits[${op}]: ${r?.type} soft ${r?.soft} hard ${r?.hard}${err.code === 'EPERM' ? ' (above the hard limit this runtime may set)' : ''}`;
+      break;
+    }
+    case 'mount': {
+      const o = plan.ops?.[op];
+      what = o !== undefined ? `${o.kind} ${'source' in o && o.source !== null && o.kind !== 'sysctl' ? `'${o.source}' ` : ''}on '/${o.target}'` : 'mount';
+      if (o?.kind === 'mkdir' && `/${o.target}` === path.posix.normalize(proc.cwd)) what = `process.cwd: '${proc.cwd}'`;
+      if (o?.kind === 'sysctl') what = `linux.sysctl.${o.target.replace(/\//g, '.')}${err.code === 'EXDEV' ? ': /proc in the container is not a procfs' : ''}`;
+      break;
+    }
+    case 'uid_map':
+    case 'gid_map':
+      what = `linux.${err.stage === 'uid_map' ? 'uidMappings' : 'gidMappings'}`;
+      break;
+    case 'hostname':
+      what = 'hostname';
+      break;
+    case 'seccomp':
+      what = 'linux.seccomp';
+      break;
+    case 'user':
+      what = 'process.user';
+      break;
+    default:
+      what = err.stage ?? 'init';
+  }
+  return new RuntimeError(`container init failed: ${what}: ${err.message}`);
+}
 
 export class Runtime {
   readonly store: StateStore;
@@ -126,7 +170,11 @@ export class Runtime {
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio,
       });
       fds = compiled.fds;
-      ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan));
+      try {
+        ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan));
+      } catch (err) {
+        throw describeInitFailure(err, compiled.plan, spec);
+      }
       for (const fd of fds) fs.closeSync(fd);
       fds = [];
       const stored: StoredState = {
@@ -317,7 +365,7 @@ export class Runtime {
     const status = this.status(s);
     if (status !== 'running' && status !== 'created') throw new RuntimeError(`cannot exec in a ${status} container`);
     validateSpec({ ociVersion: '1.0.0', process: proc });
-    const spec: Spec = { ...s.spec, process: proc, mounts: [], hooks: {} };
+    const spec: Spec = { ...s.spec, process: proc, mounts: [], hooks: {}, hostname: undefined, domainname: undefined };
     const base = s.spec.linux?.namespaces ?? [];
     const nsFile: Record<string, string> = { pid: 'pid', network: 'net', ipc: 'ipc', uts: 'uts', mount: 'mnt', user: 'user', cgroup: 'cgroup', time: 'time' };
     spec.linux = { ...s.spec.linux, namespaces: base.map((n) => ({ type: n.type, path: `/proc/${s.pid}/ns/${nsFile[n.type]}` })), uidMappings: undefined, gidMappings: undefined, sysctl: undefined, timeOffsets: undefined };

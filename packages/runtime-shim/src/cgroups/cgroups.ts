@@ -83,7 +83,7 @@ export function cgroupPath(cgroupsPath: string | undefined, id: string, systemd:
   const p = cgroupsPath ?? `/berth/${id}`;
   if (p.includes(':')) throw new ConfigError('linux.cgroupsPath', `'${p}' looks like a systemd slice:prefix:name path; only cgroupfs paths are supported`);
   const norm = path.posix.normalize(p.startsWith('/') ? p : `/berth/${p}`);
-  if (norm === '/' || norm.split('/').includes('..')) throw new ConfigError('linux.cgroupsPath', `'${p}' must name a cgroup below the root`);
+  if (norm === '/' || p.split('/').includes('..')) throw new ConfigError('linux.cgroupsPath', `'${p}' must name a cgroup below the root`);
   return norm;
 }
 

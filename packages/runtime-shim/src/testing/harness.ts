@@ -42,6 +42,12 @@ export class Harness {
     }
   }
 
+  /** Host mount table lines under this harness's root or bundles (a leak would show here). */
+  leakedMounts(): string[] {
+    const prefixes = [this.root, ...this.bundles.map((b) => b.dir)];
+    return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => prefixes.some((p) => l.includes(p)));
+  }
+
   async cleanup(): Promise<void> {
     for (const id of this.rt.store.ids()) await this.rt.delete(id, true).catch(() => undefined);
     for (const b of this.bundles) b.remove();
