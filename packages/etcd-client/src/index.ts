@@ -1,2 +1,3 @@
 export { spec, anyEndpointHealthy } from './service';
 export * from './v3';
+export * from './v2';

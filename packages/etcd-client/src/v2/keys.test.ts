@@ -1,0 +1,279 @@
+// EtcdV2Client against one real etcd member (v2 API on): every keys-API option and error code,
+// TTL expiry and refresh, directories, in-order keys, CAS races, the watch through a >1000-event
+// burst (resync reported, nothing lost or repeated), members, version, health, v2 auth.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EtcdCluster } from '@berth/common';
+import { EtcdArgumentError, EtcdError, EtcdV2Client, type V2Response } from '..';
+import { Transport } from './transport';
+import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
+
+let etcd: EtcdCluster;
+let c: EtcdV2Client;
+beforeAll(async () => {
+  etcd = await startEtcd();
+  c = new EtcdV2Client({ endpoints: etcd.endpoints });
+});
+afterAll(async () => {
+  c?.close();
+  await etcd?.destroy();
+});
+
+async function code(p: Promise<unknown>): Promise<number | string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (e instanceof EtcdError) return e.errorCode;
+    throw e;
+  }
+}
+
+describe('EtcdV2Client keys', () => {
+  it('sets, gets and deletes a key; responses carry indexes and cluster id', async () => {
+    const k = `${uniquePrefix('v2')}/a`;
+    const s = await c.set(k, 'one');
+    expect(s.action).toBe('set');
+    expect(s.node).toMatchObject({ key: k, value: 'one' });
+    expect(s.node.createdIndex).toBe(s.node.modifiedIndex);
+    expect(s.etcdIndex).toBe(s.node.modifiedIndex);
+    expect(s.raftIndex).toBeGreaterThan(0);
+    expect(s.raftTerm).toBeGreaterThan(0);
+    expect(s.clusterId).toMatch(/^[0-9a-f]+$/);
+    const s2 = await c.set(k, 'two');
+    expect(s2.prevNode?.value).toBe('one');
+    const g = await c.get(k, { quorum: true });
+    // A v2 set replaces the node: createdIndex moves too.
+    expect(g).toMatchObject({ action: 'get', node: { key: k, value: 'two', createdIndex: s2.node.modifiedIndex, modifiedIndex: s2.node.modifiedIndex } });
+    const d = await c.delete(k);
+    expect(d.action).toBe('delete');
+    expect(d.prevNode?.value).toBe('two');
+    const err = await c.get(k).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EtcdError);
+    expect(err).toMatchObject({ errorCode: 100, cause: k });
+    expect((err as EtcdError).index).toBeGreaterThanOrEqual(d.node.modifiedIndex);
+  });
+
+  it('normalises keys and refuses bad ones before sending', async () => {
+    const p = uniquePrefix('norm');
+    await c.set(`${p.slice(1)}//x/`, 'v');
+    expect((await c.get(`${p}/x`)).node.value).toBe('v');
+    await c.set(`${p}/sp ace&q=1`, 'w');
+    expect((await c.get(`${p}/sp ace&q=1`)).node.key).toBe(`${p}/sp ace&q=1`);
+    await expect(c.get('')).rejects.toBeInstanceOf(EtcdArgumentError);
+    await expect(c.get('')).rejects.toThrow(/key: must not be empty/);
+    await expect(c.set(`${p}/../etc`, 'x')).rejects.toThrow(/key: .* contains a "\.\." segment/);
+    await expect(c.set(`${p}/a`, 'x', { ttl: -1 })).rejects.toThrow(/ttl: must be a non-negative integer/);
+    await expect(c.set(`${p}/a`, 'x', { ttl: 1.5 })).rejects.toThrow(/ttl: must be a non-negative integer/);
+    await expect(c.set(`${p}/a`, 'x', { refresh: true, ttl: 5 })).rejects.toThrow(/refresh: cannot be combined with a value/);
+    await expect(c.set(`${p}/a`, '', { refresh: true })).rejects.toThrow(/refresh: needs a ttl/);
+    await expect(c.set(`${p}/a`, 'x', { prevExist: false, prevIndex: 3 })).rejects.toThrow(/prevIndex: cannot be combined with prevExist=false/);
+    await expect(c.set(`${p}/a`, 'x', { prevIndex: 0 })).rejects.toThrow(/prevIndex: must be a positive integer/);
+    await expect(c.set(`${p}/a`, 'x', { dir: true })).rejects.toThrow(/dir: a directory has no value/);
+    await expect(c.delete(`${p}/a`, { recursive: true, prevValue: 'x' })).rejects.toThrow(/recursive: cannot be combined/);
+    await expect(c.createInOrder('', 'x')).rejects.toThrow(/dir: must not be empty/);
+    expect(() => c.watch(`${p}`, { afterIndex: -2 })).toThrow(/afterIndex/);
+    expect(() => new EtcdV2Client({ endpoints: ['127.0.0.1:2379'] })).toThrow(/endpoints\[0\]/);
+    expect(() => new EtcdV2Client({ endpoints: [etcd.endpoints[0]], headerTimeoutMs: 0 })).toThrow(/headerTimeoutMs/);
+  });
+
+  it('compare-and-swap and compare-and-delete on prevExist, prevValue and prevIndex (101, 100, 105)', async () => {
+    const k = `${uniquePrefix('cas')}/k`;
+    const created = await c.create(k, 'v1');
+    expect(created.action).toBe('create');
+    expect(await code(c.create(k, 'again'))).toBe(105);
+    expect(await code(c.update(`${k}-missing`, 'x'))).toBe(100);
+    const upd = await c.update(k, 'v2');
+    expect(upd.action).toBe('update');
+    expect(await code(c.set(k, 'v3', { prevValue: 'nope' }))).toBe(101);
+    const cas = await c.set(k, 'v3', { prevValue: 'v2' });
+    expect(cas.action).toBe('compareAndSwap');
+    expect(await code(c.set(k, 'v4', { prevIndex: upd.node.modifiedIndex }))).toBe(101);
+    await c.set(k, 'v4', { prevIndex: cas.node.modifiedIndex, prevExist: true });
+    expect(await code(c.delete(k, { prevValue: 'v3' }))).toBe(101);
+    expect(await code(c.delete(k, { prevIndex: cas.node.modifiedIndex }))).toBe(101);
+    const cad = await c.delete(k, { prevValue: 'v4' });
+    expect(cad.action).toBe('compareAndDelete');
+    const nv = await c.set(k, 'quiet', { noValueOnSuccess: true });
+    expect(nv.node).toBeUndefined();
+    expect((await c.get(k)).node.value).toBe('quiet');
+  });
+
+  it('directories: dir create, listing recursive and sorted, 102/104/108/107, recursive delete', async () => {
+    const p = uniquePrefix('dir');
+    const d = await c.set(`${p}/d`, '', { dir: true });
+    expect(d.node.dir).toBe(true);
+    await c.set(`${p}/d/b`, '2');
+    await c.set(`${p}/d/a`, '1');
+    await c.set(`${p}/d/sub/c`, '3');
+    const flat = await c.get(`${p}/d`, { sorted: true });
+    expect(flat.node.nodes?.map((n) => [n.key, n.value, n.dir ?? false])).toEqual([[`${p}/d/a`, '1', false], [`${p}/d/b`, '2', false], [`${p}/d/sub`, undefined, true]]);
+    expect(flat.node.nodes?.[2].nodes).toBeUndefined();
+    const deep = await c.get(`${p}/d`, { recursive: true, sorted: true });
+    expect(deep.node.nodes?.[2].nodes?.map((n) => n.value)).toEqual(['3']);
+    expect(await code(c.set(`${p}/d`, 'x'))).toBe(102); // not a file
+    expect(await code(c.delete(`${p}/d`))).toBe(102);
+    expect(await code(c.set(`${p}/d/a/under-a-file`, 'x'))).toBe(104); // not a directory
+    expect(await code(c.delete(`${p}/d`, { dir: true }))).toBe(108); // not empty
+    expect(await code(c.set('/', 'x'))).toBe(107); // root is read-only
+    await c.set(`${p}/empty`, '', { dir: true });
+    expect((await c.delete(`${p}/empty`, { dir: true })).action).toBe('delete');
+    expect((await c.delete(`${p}/d`, { recursive: true })).node.dir).toBe(true);
+    expect(await code(c.get(`${p}/d/a`))).toBe(100);
+  });
+
+  it('in-order keys sort by creation', async () => {
+    const q = `${uniquePrefix('queue')}/jobs`;
+    const made: string[] = [];
+    for (const v of ['first', 'second', 'third']) made.push((await c.createInOrder(q, v)).node.key);
+    expect(made.every((k) => k.startsWith(`${q}/`))).toBe(true);
+    const list = await c.get(q, { sorted: true });
+    expect(list.node.nodes?.map((n) => n.value)).toEqual(['first', 'second', 'third']);
+    expect(list.node.nodes?.map((n) => n.key)).toEqual(made);
+  });
+
+  it('TTL: expiry (seen by a watcher as expire), refresh without notifying watchers', async () => {
+    const p = uniquePrefix('ttl');
+    const s = await c.set(`${p}/short`, 'v', { ttl: 1 });
+    expect(s.node.ttl).toBe(1);
+    expect(s.node.expiration).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const w = c.watch(`${p}/short`, { afterIndex: s.node.modifiedIndex });
+    const it = w[Symbol.asyncIterator]();
+    const ev = (await it.next()).value as V2Response;
+    expect(ev.action).toBe('expire');
+    expect(ev.prevNode?.value).toBe('v');
+    w.cancel();
+
+    const r = await c.set(`${p}/long`, 'keep', { ttl: 2 });
+    const watcher = c.watch(`${p}/long`, { afterIndex: r.node.modifiedIndex });
+    const seen: string[] = [];
+    const reading = (async () => { for await (const e of watcher) seen.push(e.action); })();
+    for (let i = 0; i < 3; i++) {
+      await new Promise((res) => setTimeout(res, 1000));
+      const ref = await c.set(`${p}/long`, '', { refresh: true, ttl: 2 });
+      expect(ref.node.value).toBe('keep');
+    }
+    expect((await c.get(`${p}/long`)).node.value).toBe('keep');
+    await c.delete(`${p}/long`);
+    await new Promise((res) => setTimeout(res, 200));
+    watcher.cancel();
+    await reading;
+    expect(seen).toEqual(['delete']); // refreshes are invisible to watchers
+    // Removing the TTL: a plain set without ttl keeps the key forever.
+    expect(await code(c.set(`${p}/missing`, '', { refresh: true, ttl: 1 }))).toBe(100);
+  });
+
+  it('maps form errors (2xx) and watch errors (401) from the server', async () => {
+    const k = `${uniquePrefix('form')}/k`;
+    const raw = async (method: 'PUT' | 'GET', q: string): Promise<number> => {
+      const r = await c.transport.request(method === 'GET' ? { method, path: `/v2/keys${k}?${q}` } : { method, path: `/v2/keys${k}`, body: q });
+      try { Transport.json(r); return 0; } catch (e) { return (e as EtcdError).errorCode; }
+    };
+    expect(await raw('PUT', 'value=x&ttl=abc')).toBe(202);
+    expect(await raw('PUT', 'value=x&prevIndex=abc')).toBe(203);
+    expect(await raw('PUT', 'value=x&prevExist=maybe')).toBe(209);
+    expect(await raw('PUT', 'refresh=true&ttl=5&value=x')).toBe(211);
+    expect(await raw('PUT', 'refresh=true&prevExist=true')).toBe(212);
+    // Enough writes to push index 1 out of the 1000-event history.
+    const base = uniquePrefix('fill');
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 1010; i++) writes.push(c.set(`${base}/${i % 10}`, String(i)));
+    await Promise.all(writes);
+    expect(await raw('GET', 'wait=true&waitIndex=1')).toBe(401);
+  });
+
+  it('a slow watcher through a 1500-write burst: resync reported, nothing lost, nothing repeated', async () => {
+    const p = uniquePrefix('burst');
+    const first = await c.set(`${p}/k0`, 'start');
+    const w = c.watch(p, { recursive: true, afterIndex: first.node.modifiedIndex });
+    const got: V2Response[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const reading = (async () => {
+      for await (const r of w) {
+        got.push(r);
+        if (got.length === 5) await gate; // the slow consumer
+        if ((r.action === 'resync' ? r.etcdIndex : r.node.modifiedIndex) >= lastIndex) return;
+      }
+    })();
+    const writes: { i: number; index: number; key: string }[] = [];
+    let lastIndex = Infinity;
+    const n = 1500;
+    for (let b = 0; b < n; b += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => c.set(`${p}/k${(b + j) % 40}`, String(b + j))));
+      batch.forEach((r, j) => writes.push({ i: b + j, index: r.node.modifiedIndex, key: r.node.key }));
+      // The consumer wakes up with more than 1000 events behind it; writes go on meanwhile.
+      if (b === 1200) {
+        release();
+        await waitUntil(() => w.resyncs === 1, 10_000, 'the watcher to resync');
+      }
+    }
+    lastIndex = Math.max(...writes.map((x) => x.index));
+    await reading;
+    expect(got.slice(got.findIndex((r) => r.action === 'resync') + 1).length).toBeGreaterThanOrEqual(250);
+
+    const resyncAt = got.findIndex((r) => r.action === 'resync');
+    expect(resyncAt).toBeGreaterThan(0);
+    expect(w.resyncs).toBe(1);
+    const before = got.slice(0, resyncAt);
+    const snap = got[resyncAt];
+    const after = got.slice(resyncAt + 1);
+    const idx = (rs: V2Response[]) => rs.map((r) => r.node.modifiedIndex);
+    // No repeats: strictly increasing indexes across the whole stream.
+    const all = [...idx(before), snap.etcdIndex, ...idx(after)];
+    for (let i = 1; i < all.length; i++) expect(all[i]).toBeGreaterThan(all[i - 1]);
+    // Nothing lost: before the resync, a gap-free run of our writes; after it, every write newer
+    // than the snapshot; and the snapshot holds each key's last write up to its index.
+    const sorted = writes.map((x) => x.index).sort((a, b) => a - b);
+    expect(idx(before)).toEqual(sorted.slice(0, before.length));
+    expect(idx(after)).toEqual(sorted.filter((i) => i > snap.etcdIndex));
+    const lastUpTo = new Map<string, string>();
+    for (const x of [...writes].sort((a, b) => a.index - b.index)) if (x.index <= snap.etcdIndex) lastUpTo.set(x.key, String(x.i));
+    const snapVals = new Map((snap.node.nodes ?? []).map((nd) => [nd.key, nd.value]));
+    for (const [key, v] of lastUpTo) expect(snapVals.get(key)).toBe(v);
+  });
+
+  it('20 concurrent clients race compare-and-swap: exactly one wins each round', async () => {
+    const k = `${uniquePrefix('race')}/k`;
+    const clients = Array.from({ length: 20 }, () => new EtcdV2Client({ endpoints: etcd.endpoints }));
+    try {
+      await c.set(k, 'round-0');
+      for (let round = 1; round <= 10; round++) {
+        const cur = await c.get(k);
+        const results = await Promise.all(clients.map((cl, i) => cl.set(k, `round-${round}-by-${i}`, { prevIndex: cur.node.modifiedIndex }).then(() => 'won', (e: EtcdError) => e.errorCode)));
+        expect(results.filter((r) => r === 'won')).toHaveLength(1);
+        expect(results.filter((r) => r === 101)).toHaveLength(19);
+        const winner = results.indexOf('won');
+        expect((await c.get(k)).node.value).toBe(`round-${round}-by-${winner}`);
+      }
+    } finally {
+      for (const cl of clients) cl.close();
+    }
+  });
+});
+
+describe('EtcdV2Client cluster information', () => {
+  it('members, leader, version and health', async () => {
+    const members = await c.listMembers();
+    expect(members).toHaveLength(1);
+    expect(members[0].clientURLs).toEqual([etcd.endpoints[0]]);
+    expect(await c.leader()).toMatchObject({ id: members[0].id });
+    expect((await c.version()).etcdserver).toMatch(/^3\.\d+\.\d+$/);
+    expect(await c.health()).toBe(true);
+    await expect(c.removeMember('xyz')).rejects.toThrow(/id: must be a hex member ID/);
+  });
+
+  it('reports a dead endpoint as unhealthy and fails over to a live one', async () => {
+    const { freePort } = await import('@berth/common');
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const two = new EtcdV2Client({ endpoints: [dead, etcd.endpoints[0]] });
+    try {
+      expect(await two.health(dead)).toBe(false);
+      const k = `${uniquePrefix('fo')}/k`;
+      await two.set(k, 'v'); // refused by the dead one (never sent), so safe to send to the next
+      expect(two.activeEndpoint).toBe(etcd.endpoints[0]);
+      expect((await two.get(k)).node.value).toBe('v');
+    } finally {
+      two.close();
+    }
+  });
+});

@@ -1,0 +1,207 @@
+// The v2 client's HTTP transport: keep-alive connections per endpoint, a header timeout, basic
+// auth, TLS, and failover. A request is sent to the next endpoint when the current one refused
+// the connection (nothing was sent) or, for GETs, after any transport failure. A write that
+// failed after it was sent may have been applied, so it is reported, never replayed elsewhere.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { EtcdArgumentError } from '../v3/errors';
+import { EtcdClusterUnavailableError, EtcdError, EtcdHttpError } from './errors';
+
+export interface EtcdV2Tls {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  servername?: string;
+}
+
+export interface EtcdV2Options {
+  /** `http://host:port` or `https://host:port`. */
+  endpoints: string[];
+  tls?: EtcdV2Tls;
+  /** v2 auth user (sent as HTTP basic auth). */
+  auth?: { username: string; password: string };
+  /** Time to wait for response headers of a request (not of a watch), ms. Default 5000. */
+  headerTimeoutMs?: number;
+  /** Connections kept per endpoint. Default 128. */
+  maxSockets?: number;
+}
+
+export interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  endpoint: string;
+}
+
+export interface RequestSpec {
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  path: string;
+  body?: string;
+  contentType?: string;
+  /** Long poll: no header timeout. */
+  watch?: boolean;
+  signal?: AbortSignal;
+  /** Send to this endpoint only (no failover). */
+  endpoint?: number;
+}
+
+const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+
+class TransportError extends Error {
+  constructor(message: string, readonly notSent: boolean, readonly code?: string) {
+    super(message);
+  }
+}
+
+function readPem(v: string | Buffer | undefined, option: string): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (Buffer.isBuffer(v)) return v;
+  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  try {
+    return fs.readFileSync(v);
+  } catch (err) {
+    throw new EtcdArgumentError(option, `cannot read ${v}: ${(err as Error).message}`);
+  }
+}
+
+interface Endpoint {
+  url: string;
+  host: string;
+  port: number;
+  secure: boolean;
+}
+
+export class Transport {
+  readonly endpoints: Endpoint[];
+  private pinned = 0;
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent | undefined;
+  private readonly authHeader: string | undefined;
+  readonly headerTimeoutMs: number;
+
+  constructor(opts: EtcdV2Options) {
+    if (!opts || !Array.isArray(opts.endpoints) || opts.endpoints.length === 0) throw new EtcdArgumentError('endpoints', 'at least one endpoint is required');
+    this.endpoints = opts.endpoints.map((raw, i) => {
+      let u: URL;
+      try {
+        u = new URL(raw);
+      } catch {
+        throw new EtcdArgumentError(`endpoints[${i}]`, `${JSON.stringify(raw)} is not a URL like http://127.0.0.1:2379`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new EtcdArgumentError(`endpoints[${i}]`, `scheme ${u.protocol} is not http or https`);
+      if (u.pathname !== '/' || u.search) throw new EtcdArgumentError(`endpoints[${i}]`, `${raw} must not have a path or query`);
+      return { url: raw.replace(/\/$/, ''), host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), secure: u.protocol === 'https:' };
+    });
+    if (opts.headerTimeoutMs !== undefined && (!Number.isInteger(opts.headerTimeoutMs) || opts.headerTimeoutMs <= 0)) throw new EtcdArgumentError('headerTimeoutMs', `must be a positive integer (milliseconds), got ${String(opts.headerTimeoutMs)}`);
+    if (opts.maxSockets !== undefined && (!Number.isInteger(opts.maxSockets) || opts.maxSockets <= 0)) throw new EtcdArgumentError('maxSockets', 'must be a positive integer');
+    if (opts.auth && (typeof opts.auth.username !== 'string' || !opts.auth.username || typeof opts.auth.password !== 'string')) throw new EtcdArgumentError('auth', 'needs a non-empty username and a password string');
+    this.headerTimeoutMs = opts.headerTimeoutMs ?? 5000;
+    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 128, maxFreeSockets: opts.maxSockets ?? 128, scheduling: 'lifo' as const };
+    this.httpAgent = new http.Agent(agentOpts);
+    if (this.endpoints.some((e) => e.secure)) {
+      const t = opts.tls ?? {};
+      if ((t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
+      this.httpsAgent = new https.Agent({ ...agentOpts, ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), servername: t.servername });
+    } else if (opts.tls) {
+      throw new EtcdArgumentError('tls', 'is set but no endpoint is https://');
+    }
+    if (opts.auth) this.authHeader = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
+  }
+
+  get pinnedEndpoint(): string {
+    return this.endpoints[this.pinned].url;
+  }
+
+  /** Moves requests off endpoint `i` if it is still the pinned one. */
+  failover(i: number): void {
+    if (this.pinned === i) this.pinned = (i + 1) % this.endpoints.length;
+  }
+
+  private once(ep: Endpoint, spec: RequestSpec): Promise<HttpResult> {
+    return new Promise((resolve, reject) => {
+      const headers: http.OutgoingHttpHeaders = {};
+      if (this.authHeader) headers.authorization = this.authHeader;
+      if (spec.body !== undefined) {
+        headers['content-type'] = spec.contentType ?? 'application/x-www-form-urlencoded';
+        headers['content-length'] = Buffer.byteLength(spec.body);
+      }
+      let sent = false;
+      let settled = false;
+      const req = (ep.secure ? https : http).request({
+        host: ep.host, port: ep.port, method: spec.method, path: spec.path, headers,
+        agent: ep.secure ? this.httpsAgent : this.httpAgent,
+        signal: spec.signal,
+      }, (res) => {
+        clearTimeout(timer);
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          settled = true;
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'), endpoint: ep.url });
+        });
+        res.on('error', (e) => { if (!settled) { settled = true; reject(new TransportError(e.message, false)); } });
+        res.on('aborted', () => { if (!settled) { settled = true; reject(new TransportError('response aborted', false)); } });
+      });
+      const timer = spec.watch ? undefined : setTimeout(() => req.destroy(Object.assign(new Error(`no response headers within ${this.headerTimeoutMs} ms`), { code: 'ETIMEDOUT' })), this.headerTimeoutMs);
+      req.on('socket', (s) => {
+        // Reused keep-alive sockets are connected already; new ones count as sent once connected.
+        if (!s.connecting) sent = true;
+        else s.once('connect', () => { sent = true; });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        if (e.name === 'AbortError') { reject(e); return; }
+        reject(new TransportError(e.message, !sent || NOT_SENT.has(e.code ?? ''), e.code));
+      });
+      req.end(spec.body);
+    });
+  }
+
+  /** Sends with failover; returns the raw result of the first endpoint that answered. */
+  async request(spec: RequestSpec): Promise<HttpResult> {
+    const errors: { endpoint: string; error: Error }[] = [];
+    const n = this.endpoints.length;
+    const start = spec.endpoint ?? this.pinned;
+    const tries = spec.endpoint !== undefined ? 1 : n;
+    for (let i = 0; i < tries; i++) {
+      const idx = (start + i) % n;
+      const ep = this.endpoints[idx];
+      try {
+        const r = await this.once(ep, spec);
+        if (r.status >= 500 && spec.method === 'GET' && i < tries - 1) {
+          // A member without a leader (300/301) or a broken one: another may answer the read.
+          errors.push({ endpoint: ep.url, error: new EtcdHttpError(r.status, r.body, ep.url) });
+          continue;
+        }
+        if (spec.endpoint === undefined && this.pinned !== idx) this.pinned = idx;
+        return r;
+      } catch (e) {
+        if ((e as Error).name === 'AbortError') throw e;
+        const err = e as TransportError;
+        errors.push({ endpoint: ep.url, error: err });
+        if (spec.endpoint === undefined && this.pinned === idx) this.pinned = (idx + 1) % n;
+        if (!err.notSent && spec.method !== 'GET') {
+          throw new EtcdClusterUnavailableError(errors, `etcd ${spec.method} ${spec.path} failed after it was sent (it may have been applied; not retried)`);
+        }
+      }
+    }
+    throw new EtcdClusterUnavailableError(errors);
+  }
+
+  /** Parses an etcd JSON answer; etcd error documents become EtcdError. */
+  static json<T>(r: HttpResult, okStatuses: number[] = [200, 201]): T {
+    if (okStatuses.includes(r.status)) return (r.body ? JSON.parse(r.body) : undefined) as T;
+    let doc: { errorCode?: number; message?: string; cause?: string; index?: number } | undefined;
+    try { doc = JSON.parse(r.body); } catch { /* not JSON */ }
+    if (doc && typeof doc.errorCode === 'number') throw new EtcdError(doc as { errorCode: number; message: string }, r.endpoint);
+    throw new EtcdHttpError(r.status, r.body, r.endpoint);
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent?.destroy();
+  }
+}
