@@ -2,10 +2,10 @@
 // auth, TLS, and failover. A request is sent to the next endpoint when the current one refused
 // the connection (nothing was sent) or, for GETs, after any transport failure. A write that
 // failed after it was sent may have been applied, so it is reported, never replayed elsewhere.
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { EtcdArgumentError } from '../v3/errors';
+import { readPem } from '../v3/types';
 import { EtcdClusterUnavailableError, EtcdError, EtcdHttpError } from './errors';
 
 export interface EtcdV2Tls {
@@ -51,17 +51,6 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFO
 class TransportError extends Error {
   constructor(message: string, readonly notSent: boolean, readonly code?: string) {
     super(message);
-  }
-}
-
-function readPem(v: string | Buffer | undefined, option: string): Buffer | undefined {
-  if (v === undefined) return undefined;
-  if (Buffer.isBuffer(v)) return v;
-  if (v.includes('-----BEGIN')) return Buffer.from(v);
-  try {
-    return fs.readFileSync(v);
-  } catch (err) {
-    throw new EtcdArgumentError(option, `cannot read ${v}: ${(err as Error).message}`);
   }
 }
 

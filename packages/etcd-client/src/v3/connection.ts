@@ -6,7 +6,6 @@
 // any endpoint; a read that failed mid-flight is retried too (it is repeatable); a write that
 // failed mid-flight is NOT retried, because it may have been applied — the caller gets the
 // error and decides (as etcd's Go client does).
-import * as fs from 'node:fs';
 import {
   Client,
   credentials,
@@ -20,6 +19,7 @@ import {
 } from '@grpc/grpc-js';
 import { AuthService } from '../gen/etcdserverpb/rpc';
 import { EtcdArgumentError, EtcdV3Error, fromServiceError } from './errors';
+import { readPem } from './types';
 
 export interface EtcdV3Tls {
   /** CA bundle (PEM path or contents) that signed the etcd server certificates. */
@@ -67,17 +67,6 @@ type Verdict = 'not-sent' | 'maybe-applied' | 'bad-token' | 'fatal';
 const NOT_SENT = /No connection established|failed to connect|Name resolution failed|etcdserver: no leader|etcdserver: not capable|Connection refused|ECONNREFUSED/i;
 const BAD_TOKEN = /invalid auth token|user name is empty/i;
 
-function readPem(v: string | Buffer | undefined, option: string): Buffer | null {
-  if (v === undefined) return null;
-  if (Buffer.isBuffer(v)) return v;
-  if (v.includes('-----BEGIN')) return Buffer.from(v);
-  try {
-    return fs.readFileSync(v);
-  } catch (err) {
-    throw new EtcdArgumentError(option, `cannot read ${v}: ${(err as Error).message}`);
-  }
-}
-
 export function parseEndpoint(raw: string, index: number): { target: string; secure: boolean } {
   const option = `endpoints[${index}]`;
   if (typeof raw !== 'string' || raw.length === 0) throw new EtcdArgumentError(option, 'must be a non-empty string like http://127.0.0.1:2379');
@@ -122,7 +111,7 @@ export class Connection {
     if (secure) {
       const t = opts.tls ?? {};
       if ((t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
-      creds = credentials.createSsl(readPem(t.ca, 'tls.ca'), readPem(t.key, 'tls.key'), readPem(t.cert, 'tls.cert'));
+      creds = credentials.createSsl(readPem(t.ca, 'tls.ca') ?? null, readPem(t.key, 'tls.key') ?? null, readPem(t.cert, 'tls.cert') ?? null);
     } else {
       creds = credentials.createInsecure();
     }

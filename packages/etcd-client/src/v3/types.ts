@@ -1,6 +1,7 @@
 // The v3 client's public value types and the conversions between them and the wire messages.
 // Revisions are plain numbers (exact up to 2^53, far beyond any etcd history); lease and member
 // IDs are random 64-bit values, so they travel as hex strings, as etcdctl prints them.
+import * as fs from 'node:fs';
 import type { KeyValue as PbKeyValue } from '../gen/mvccpb/kv';
 import { EtcdArgumentError } from './errors';
 
@@ -74,4 +75,16 @@ export function checkRevision(v: number | undefined, option: string): bigint {
   if (v === undefined) return 0n;
   if (!Number.isSafeInteger(v) || v < 0) throw new EtcdArgumentError(option, `must be a non-negative integer, got ${String(v)}`);
   return BigInt(v);
+}
+
+/** TLS material given as a PEM path or PEM contents. */
+export function readPem(v: string | Buffer | undefined, option: string): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (Buffer.isBuffer(v)) return v;
+  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  try {
+    return fs.readFileSync(v);
+  } catch (err) {
+    throw new EtcdArgumentError(option, `cannot read ${v}: ${(err as Error).message}`);
+  }
 }
