@@ -7,3 +7,6 @@ export * from './backoff';
 export * from './pod-actions';
 export * from './probes/prober';
 export * from './probes/manager';
+export * from './seams';
+export * from './status/compute';
+export * from './status/manager';

@@ -1,0 +1,125 @@
+// The status manager: pod workers hand it the status they computed; it writes to the Store only
+// what changed, in batches, re-reading and retrying on resourceVersion conflicts, and merging
+// with what the Store holds so that a status never goes backwards (also after an agent restart).
+import type { core } from '@berth/api';
+import { ConflictError, NotFoundError } from '@berth/common';
+import type { Clock, Timer } from '../clock';
+import type { PodStatusStore } from '../seams';
+import { mergeNoRegress, statusEqual } from './compute';
+
+export interface StatusManagerOptions {
+  clock: Clock;
+  store: PodStatusStore;
+  /** Writes are gathered for this long before a batch goes out (default 10 ms). */
+  batchMs?: number;
+  maxConflictRetries?: number;
+  /** Writes in flight at once per batch (default 8). */
+  concurrency?: number;
+  onError?: (pod: string, err: unknown) => void;
+}
+
+interface Pending {
+  namespace: string;
+  name: string;
+  uid: string;
+  status: core.PodStatus;
+}
+
+const isConflict = (e: unknown) => e instanceof ConflictError || (e as { code?: number })?.code === 10;
+const isNotFound = (e: unknown) => e instanceof NotFoundError || (e as { code?: number })?.code === 5;
+
+export class StatusManager {
+  private readonly pending = new Map<string, Pending>();
+  /** Last status known to be in the Store, per pod uid. */
+  private readonly written = new Map<string, core.PodStatus>();
+  private timer?: Timer;
+  private flushing?: Promise<void>;
+  private readonly batchMs: number;
+  writes = 0;
+
+  constructor(private readonly opts: StatusManagerOptions) {
+    this.batchMs = opts.batchMs ?? 10;
+  }
+
+  /** Seeds what the Store holds (from the informer), so unchanged statuses are not rewritten. */
+  observe(pod: core.Pod): void {
+    const uid = pod.metadata?.uid;
+    if (uid && pod.status) this.written.set(uid, pod.status);
+  }
+
+  /** The status last written (or observed) for a pod. */
+  current(uid: string): core.PodStatus | undefined {
+    return this.pending.get(uid)?.status ?? this.written.get(uid);
+  }
+
+  setStatus(pod: core.Pod, status: core.PodStatus): void {
+    const meta = pod.metadata;
+    if (!meta?.uid || !meta.name) throw new TypeError('pod.metadata.uid and name: required to write a status');
+    const base = this.written.get(meta.uid);
+    if (base && statusEqual(base, status)) {
+      this.pending.delete(meta.uid);
+      return;
+    }
+    this.pending.set(meta.uid, { namespace: meta.namespace || 'default', name: meta.name, uid: meta.uid, status });
+    if (!this.timer) this.timer = this.opts.clock.setTimeout(() => { this.timer = undefined; void this.flush(); }, this.batchMs);
+  }
+
+  forget(uid: string): void {
+    this.pending.delete(uid);
+    this.written.delete(uid);
+  }
+
+  /** Writes everything pending now; resolves when the batch is done. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (!this.pending.size) return;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    this.flushing = this.writeAll(batch).finally(() => { this.flushing = undefined; });
+    await this.flushing;
+  }
+
+  private async writeAll(batch: Pending[]): Promise<void> {
+    const n = this.opts.concurrency ?? 8;
+    let i = 0;
+    const worker = async () => {
+      while (i < batch.length) {
+        const p = batch[i++];
+        try {
+          await this.writeOne(p);
+        } catch (e) {
+          // Keep the newest status pending (unless a newer one arrived meanwhile): the next
+          // flush tries again, so a Store that is away for a while is caught up later.
+          if (!isNotFound(e) && !this.pending.has(p.uid)) this.pending.set(p.uid, p);
+          this.opts.onError?.(`${p.namespace}/${p.name}`, e);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(n, batch.length) }, worker));
+  }
+
+  private async writeOne(p: Pending): Promise<void> {
+    const retries = this.opts.maxConflictRetries ?? 5;
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.opts.store.getPod(p.namespace, p.name);
+      if (!cur || cur.metadata?.uid !== p.uid) throw new NotFoundError(`pod ${p.namespace}/${p.name} with uid ${p.uid} is gone`);
+      const merged = mergeNoRegress(cur.status ?? p.status, p.status);
+      if (cur.status && statusEqual(cur.status, merged)) {
+        this.written.set(p.uid, cur.status);
+        return;
+      }
+      try {
+        const saved = await this.opts.store.updatePodStatus({ ...cur, status: merged });
+        this.writes++;
+        this.written.set(p.uid, saved.status ?? merged);
+        return;
+      } catch (e) {
+        if (!isConflict(e) || attempt >= retries) throw e;
+      }
+    }
+  }
+
+  close(): void {
+    this.timer?.cancel();
+  }
+}
