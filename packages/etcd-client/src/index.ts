@@ -1,3 +1,4 @@
 export { spec, anyEndpointHealthy } from './service';
 export * from './v3';
 export * from './v2';
+export * from './recipes';

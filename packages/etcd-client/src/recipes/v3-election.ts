@@ -1,0 +1,167 @@
+// Leader election and a mutex on etcd v3: each candidate puts `<prefix>/<lease>` under its own
+// lease; candidates are ordered by createRevision; one waits for the deletion of its immediate
+// predecessor only (no thundering herd) and leads when no older key is left. A candidate that
+// dies stops renewing its lease, so its key vanishes after the TTL and the next one takes over.
+import { EventEmitter } from 'node:events';
+import type { EtcdV3Client } from '../v3/client';
+import { EtcdArgumentError } from '../v3/errors';
+import type { LeaseKeepAlive } from '../v3/lease';
+import type { KeyValue } from '../v3/types';
+
+export interface V3ElectionOptions {
+  /** Lease TTL in seconds: how long a dead leader keeps its place (default 10). */
+  ttl?: number;
+}
+
+function checkPrefix(prefix: string): string {
+  if (typeof prefix !== 'string' || prefix.length === 0) throw new EtcdArgumentError('prefix', 'must be a non-empty string');
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+/**
+ * One candidate in one election. `campaign()` resolves once this candidate leads; 'lost' is
+ * emitted (and `lost` resolves) if the lease behind the leadership is lost — the caller must
+ * stop acting as leader then.
+ */
+export class EtcdV3Election extends EventEmitter {
+  readonly prefix: string;
+  private readonly ttl: number;
+  private keepAlive: LeaseKeepAlive | undefined;
+  private leaseId: string | undefined;
+  private myKey: string | undefined;
+  private myRev = 0;
+  private abort = new AbortController();
+  /** Resolves when leadership (or the candidacy) is lost. */
+  lost: Promise<Error> = new Promise(() => undefined);
+
+  constructor(private readonly client: EtcdV3Client, prefix: string, o: V3ElectionOptions = {}) {
+    super();
+    this.prefix = checkPrefix(prefix);
+    this.ttl = o.ttl ?? 10;
+    if (!Number.isInteger(this.ttl) || this.ttl <= 0) throw new EtcdArgumentError('ttl', `must be a positive integer number of seconds, got ${String(o.ttl)}`);
+  }
+
+  get key(): string | undefined {
+    return this.myKey;
+  }
+
+  /** Becomes a candidate with `value` and waits until this candidate leads. */
+  async campaign(value: string, signal?: AbortSignal): Promise<void> {
+    if (this.myKey) throw new Error(`already campaigning as ${this.myKey}`);
+    this.abort = new AbortController();
+    const lease = await this.client.grantLease(this.ttl);
+    this.leaseId = lease.id;
+    const ka = this.client.keepAlive(lease.id);
+    this.keepAlive = ka;
+    this.lost = ka.lost;
+    ka.lost.then((err) => { if (this.keepAlive === ka) this.emit('lost', err); });
+    const key = `${this.prefix}${lease.id}`;
+    const r = await this.client.txn({
+      compare: [{ key, target: 'createRevision', op: '=', value: 0 }],
+      success: [{ put: { key, value, lease: lease.id } }],
+      failure: [{ get: { key } }],
+    });
+    this.myKey = key;
+    this.myRev = r.succeeded ? r.revision : (r.responses[0] as { get: { kvs: KeyValue[] } }).get.kvs[0].createRevision;
+    const onAbort = () => this.abort.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.waitPredecessors();
+    } catch (err) {
+      await this.resign().catch(() => undefined);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Waits until no key older than ours is left, watching only the immediate predecessor. */
+  private async waitPredecessors(): Promise<void> {
+    for (;;) {
+      if (this.abort.signal.aborted) throw new Error('campaign aborted');
+      const older = await this.client.getPrefix(this.prefix, { maxCreateRevision: this.myRev - 1, sort: { target: 'createRevision', order: 'descend' }, limit: 1 });
+      if (older.kvs.length === 0) return;
+      const pred = older.kvs[0];
+      const w = this.client.watch(pred.key, { startRevision: older.revision + 1, noPut: true, signal: this.abort.signal });
+      const lost = this.lost.then((e) => ({ lost: e }));
+      const gone = (async () => { for await (const r of w) if (r.events.some((e) => e.type === 'delete')) return undefined; return undefined; })();
+      let outcome: { lost: Error } | undefined;
+      try {
+        outcome = await Promise.race([gone, lost]);
+      } finally {
+        w.cancel();
+      }
+      if (outcome) throw outcome.lost;
+    }
+  }
+
+  /** Replaces the leader's value (only while this candidate still holds its key). */
+  async proclaim(value: string): Promise<void> {
+    if (!this.myKey) throw new Error('not a candidate');
+    const r = await this.client.txn({ compare: [{ key: this.myKey, target: 'createRevision', op: '=', value: this.myRev }], success: [{ put: { key: this.myKey, value, lease: this.leaseId } }] });
+    if (!r.succeeded) throw new Error('leadership lost: the election key is gone');
+  }
+
+  /** Gives up leadership (or the candidacy) and revokes the lease. */
+  async resign(): Promise<void> {
+    const ka = this.keepAlive;
+    const id = this.leaseId;
+    this.abort.abort();
+    this.keepAlive = undefined;
+    this.myKey = undefined;
+    this.leaseId = undefined;
+    ka?.stop();
+    if (id) await this.client.revokeLease(id).catch(() => undefined);
+  }
+
+  /** The current leader's key and value, if any. */
+  async leader(): Promise<KeyValue | undefined> {
+    return leaderOf(this.client, this.prefix);
+  }
+}
+
+export async function leaderOf(client: EtcdV3Client, prefix: string): Promise<KeyValue | undefined> {
+  const r = await client.getPrefix(checkPrefix(prefix), { sort: { target: 'createRevision', order: 'ascend' }, limit: 1 });
+  return r.kvs[0];
+}
+
+/**
+ * Yields the leader's value every time leadership (or the leader's value) changes; `undefined`
+ * while nobody leads.
+ */
+export async function* observeLeader(client: EtcdV3Client, prefix: string, signal?: AbortSignal): AsyncGenerator<string | undefined> {
+  const p = checkPrefix(prefix);
+  const first = await client.getPrefix(p, { sort: { target: 'createRevision', order: 'ascend' }, limit: 1 });
+  let last: string | undefined = first.kvs[0]?.value.toString();
+  yield last;
+  const w = client.watch(p, { prefix: true, startRevision: first.revision + 1, signal });
+  for await (const _ of w) {
+    const cur = (await leaderOf(client, p))?.value.toString();
+    if (cur !== last) {
+      last = cur;
+      yield cur;
+    }
+  }
+}
+
+/** A distributed mutex: an election whose leader holds the lock. */
+export class EtcdV3Mutex {
+  private readonly election: EtcdV3Election;
+  constructor(client: EtcdV3Client, prefix: string, o: V3ElectionOptions = {}) {
+    this.election = new EtcdV3Election(client, prefix, o);
+  }
+  /** Waits for the lock (in arrival order). */
+  lock(signal?: AbortSignal): Promise<void> {
+    return this.election.campaign('', signal);
+  }
+  unlock(): Promise<void> {
+    return this.election.resign();
+  }
+  /** Resolves if the lease behind the lock is lost while holding it. */
+  get lost(): Promise<Error> {
+    return this.election.lost;
+  }
+  get key(): string | undefined {
+    return this.election.key;
+  }
+}
