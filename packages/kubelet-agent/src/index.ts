@@ -10,3 +10,4 @@ export * from './probes/manager';
 export * from './seams';
 export * from './status/compute';
 export * from './status/manager';
+export * from './events';
