@@ -1,0 +1,189 @@
+// berth-runtime (the built CLI, as a process) and runc on the same bundle: the same state
+// fields, state transitions, exit codes and error style.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { makeBundle, uniqueId, type Bundle } from './testing/bundle';
+
+const BIN = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-runtime.js');
+const RUNC = '/usr/sbin/runc';
+
+interface Result { code: number | null; out: string; err: string }
+
+let roots: { berth: string; runc: string };
+let bundle: Bundle;
+const ids: Array<[string, string]> = [];
+
+// Output goes to files, not pipes: a detached container inherits the runtime's stdio (runc's
+// too), and a pipe would stay open as long as the container runs.
+function invoke(cmd: string, args: string[]): Result {
+  const out = path.join(roots.berth, `${uniqueId('o')}`);
+  const err = `${out}.err`;
+  const fo = fs.openSync(out, 'w');
+  const fe = fs.openSync(err, 'w');
+  try {
+    const r = spawnSync(cmd, args, { stdio: ['ignore', fo, fe], timeout: 30_000 });
+    return { code: r.status, out: fs.readFileSync(out, 'utf8'), err: fs.readFileSync(err, 'utf8') };
+  } finally {
+    fs.closeSync(fo);
+    fs.closeSync(fe);
+    fs.rmSync(out, { force: true });
+    fs.rmSync(err, { force: true });
+  }
+}
+const berth = (...args: string[]): Result => invoke(process.execPath, [BIN, '--root', roots.berth, ...args]);
+const runc = (...args: string[]): Result => invoke(RUNC, ['--root', roots.runc, ...args]);
+const both = (...args: string[]): [Result, Result] => [berth(...args), runc(...args)];
+
+beforeAll(() => {
+  roots = { berth: fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cli-')), runc: fs.mkdtempSync(path.join(os.tmpdir(), 'runc-cli-')) };
+  bundle = makeBundle(['sleep', '30']);
+});
+afterAll(() => {
+  for (const [tool, id] of ids) (tool === 'runc' ? runc : berth)('delete', '--force', id);
+  bundle.remove();
+  fs.rmSync(roots.berth, { recursive: true, force: true });
+  fs.rmSync(roots.runc, { recursive: true, force: true });
+});
+
+function newId(): string {
+  const id = uniqueId('cli');
+  ids.push(['runc', id], ['berth', id]);
+  return id;
+}
+
+describe('berth-runtime vs runc', () => {
+  it('create/start/kill/delete: the same state fields and transitions', async () => {
+    const id = newId();
+    const [bc, rc] = both('create', '--bundle', bundle.dir, id);
+    expect([bc.code, rc.code], bc.err + rc.err).toEqual([0, 0]);
+    const states = (): [Record<string, unknown>, Record<string, unknown>] => {
+      const [b, r] = both('state', id);
+      expect([b.code, r.code], b.err + r.err).toEqual([0, 0]);
+      return [JSON.parse(b.out), JSON.parse(r.out)];
+    };
+    let [b, r] = states();
+    expect(Object.keys(b).sort()).toEqual(Object.keys(r).sort());
+    for (const k of ['id', 'status', 'bundle', 'rootfs', 'owner']) expect(b[k], k).toEqual(r[k]);
+    expect(b['status']).toBe('created');
+    expect(b['pid']).toBeGreaterThan(0);
+    expect(Date.parse(b['created'] as string)).toBeGreaterThan(Date.now() - 60_000);
+    expect(JSON.parse(berth('list', '--format', 'json').out).map((s: { id: string }) => s.id)).toContain(id);
+
+    expect(both('start', id).map((x) => x.code)).toEqual([0, 0]);
+    [b, r] = states();
+    expect([b['status'], r['status']]).toEqual(['running', 'running']);
+    // starting twice is an error for both
+    expect(both('start', id).map((x) => x.code)).toEqual([1, 1]);
+    // deleting a running container needs --force
+    expect(both('delete', id).map((x) => x.code)).toEqual([1, 1]);
+
+    expect(both('kill', id, 'KILL').map((x) => x.code)).toEqual([0, 0]);
+    for (let i = 0; i < 100; i++) {
+      [b, r] = states();
+      if (b['status'] === 'stopped' && r['status'] === 'stopped') break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    expect([b['status'], b['pid'], r['status'], r['pid']]).toEqual(['stopped', 0, 'stopped', 0]);
+    expect(both('kill', id, 'KILL').map((x) => x.code)).toEqual([1, 1]);
+    expect(both('delete', id).map((x) => x.code)).toEqual([0, 0]);
+    const [gb, gr] = both('state', id);
+    expect([gb.code, gr.code]).toEqual([1, 1]);
+    expect(gb.err).toMatch(/^time="[^"]+" level=error msg="container does not exist/);
+    expect(gr.err).toMatch(/level=error msg="container does not exist/);
+  });
+
+  it('run: the container exit code is the exit code', () => {
+    const b = makeBundle(['sh', '-c', 'echo out; exit 3']);
+    try {
+      const id = newId();
+      const [x, y] = both('run', '--bundle', b.dir, id);
+      expect([x.code, y.code]).toEqual([3, 3]);
+      expect(x.out).toBe(y.out);
+      expect(x.out).toBe('out\n');
+      // removed after run, for both
+      expect(both('state', id).map((s) => s.code)).toEqual([1, 1]);
+    } finally {
+      b.remove();
+    }
+  });
+
+  it.each([
+    ['an unknown command', ['bogus'], 3, /No help topic for 'bogus'/],
+    ['state of a missing container', ['state', 'nope-x'], 1, /level=error msg="container does not exist/],
+    ['kill of a missing container', ['kill', 'nope-x'], 1, /level=error msg="container does not exist/],
+  ])('%s: same exit code and error style', (_n, args, code, re) => {
+    const [b, r] = both(...(args as string[]));
+    expect([b.code, r.code]).toEqual([code, code]);
+    expect(b.err).toMatch(re);
+    expect(r.err).toMatch(re);
+  });
+
+  it('duplicate id and an unknown signal: exit 1 from both, the id/signal named', () => {
+    const id = newId();
+    expect(both('create', '--bundle', bundle.dir, id).map((x) => x.code)).toEqual([0, 0]);
+    const [b, r] = both('create', '--bundle', bundle.dir, id);
+    expect([b.code, r.code]).toEqual([1, 1]);
+    expect(b.err).toMatch(/container with given ID already exists/);
+    expect(r.err).toMatch(/container with given ID already exists/);
+    const [kb, kr] = both('kill', id, 'FOO');
+    expect([kb.code, kr.code]).toEqual([1, 1]);
+    expect(kb.err).toMatch(/unknown signal \\"FOO\\"/);
+    expect(kr.err).toMatch(/unknown signal \\"FOO\\"/);
+    expect(both('delete', '--force', id).map((x) => x.code)).toEqual([0, 0]);
+  });
+
+  it('a bad config.json: exit 1 and the field named', () => {
+    const b = makeBundle(['true'], (s) => ((s.process as unknown as Record<string, unknown>)['bogus'] = 1));
+    try {
+      const r = berth('create', '--bundle', b.dir, newId());
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/msg="config.json: process.bogus: unknown field"/);
+    } finally {
+      b.remove();
+    }
+  });
+
+  it('spec writes a config.json with runc\'s shape; --version, features, --log-format json', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-spec-'));
+    const dir2 = fs.mkdtempSync(path.join(os.tmpdir(), 'runc-spec-'));
+    try {
+      expect(berth('spec', '--bundle', dir).code).toBe(0);
+      expect(runc('spec', '--bundle', dir2).code).toBe(0);
+      const ours = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+      const theirs = JSON.parse(fs.readFileSync(path.join(dir2, 'config.json'), 'utf8'));
+      expect(Object.keys(ours).sort()).toEqual(Object.keys(theirs).sort());
+      expect(ours.linux.maskedPaths).toEqual(theirs.linux.maskedPaths);
+      expect(ours.mounts.map((m: { destination: string }) => m.destination)).toEqual(theirs.mounts.map((m: { destination: string }) => m.destination));
+      expect(berth('spec', '--bundle', dir).code).toBe(1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir2, { recursive: true, force: true });
+    }
+    expect(berth('--version').out).toMatch(/^berth-runtime version \S+\nspec: 1\.0\.2\n$/);
+    expect(JSON.parse(berth('features').out).linux.namespaces).toContain('pid');
+    const j = berth('--log-format', 'json', 'state', 'nope-y');
+    expect(JSON.parse(j.err.trim())).toMatchObject({ level: 'error', msg: 'container does not exist: nope-y' });
+    expect(berth('--systemd-cgroup', 'create', '--bundle', bundle.dir, newId()).err).toMatch(/systemd cgroup driver is not supported/);
+  });
+
+  it('exec, ps, pause/resume, events --stats, update', () => {
+    const id = newId();
+    expect(berth('run', '-d', '--bundle', bundle.dir, id).code).toBe(0);
+    const e = berth('exec', '--env', 'X=42', '--cwd', '/tmp', id, 'sh', '-c', 'echo $X $(pwd) $$; exit 4');
+    expect(e.code).toBe(4);
+    expect(e.out).toMatch(/^42 \/tmp \d+\n$/);
+    expect(JSON.parse(berth('ps', '--format', 'json', id).out).length).toBe(1);
+    expect(berth('pause', id).code).toBe(0);
+    expect(JSON.parse(berth('state', id).out).status).toBe('paused');
+    expect(berth('resume', id).code).toBe(0);
+    const ev = JSON.parse(berth('events', '--stats', id).out);
+    expect(ev).toMatchObject({ type: 'stats', id, data: { pids: { current: 1 } } });
+    expect(berth('update', '--pids-limit', '33', '--memory', '100000000', id).code).toBe(0);
+    expect(JSON.parse(berth('events', '--stats', id).out).data.pids.limit).toBe(33);
+    expect(berth('delete', '-f', id).code).toBe(0);
+  });
+});
