@@ -11,3 +11,4 @@ export * from './seams';
 export * from './status/compute';
 export * from './status/manager';
 export * from './events';
+export * from './node';
