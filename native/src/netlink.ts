@@ -285,25 +285,21 @@ export class Rtnl {
     if (o.peerMac) peerAttrs.push([IFLA.ADDRESS, macBytes(o.peerMac, 'veth peer mac')]);
     if (o.peerNetns) peerAttrs.push([IFLA.NET_NS_FD, u32(o.peerNetns.fd)]);
     const peer = Buffer.concat([ifinfomsg(), encodeAttrs(peerAttrs)]);
-    await this.newLink(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac);
-    return this.mustLink(o.name);
+    return this.newLink(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac);
   }
 
   async addBridge(name: string, o: { mtu?: number; mac?: string } = {}): Promise<Link> {
-    await this.newLink(checkIfName(name, 'bridge name'), 'bridge', null, o.mtu, o.mac);
-    return this.mustLink(name);
+    return this.newLink(checkIfName(name, 'bridge name'), 'bridge', null, o.mtu, o.mac);
   }
 
   /** A dummy device (needs the kernel's dummy driver; EOPNOTSUPP where it is missing). */
   async addDummy(name: string): Promise<Link> {
-    await this.newLink(checkIfName(name, 'dummy name'), 'dummy', null);
-    return this.mustLink(name);
+    return this.newLink(checkIfName(name, 'dummy name'), 'dummy', null);
   }
 
   /** An ifb device (the target of an ingress redirect, for ingress shaping). */
   async addIfb(name: string): Promise<Link> {
-    await this.newLink(checkIfName(name, 'ifb name'), 'ifb', null);
-    return this.mustLink(name);
+    return this.newLink(checkIfName(name, 'ifb name'), 'ifb', null);
   }
 
   async addVxlan(name: string, o: { vni: number; local?: string; port?: number; dev?: number; mtu?: number }): Promise<Link> {
@@ -312,17 +308,19 @@ export class Rtnl {
     const data: Attr[] = [[IFLA_VXLAN.ID, u32(o.vni)], [IFLA_VXLAN.PORT, be16(o.port ?? 4789)]];
     if (o.local) data.push([IFLA_VXLAN.LOCAL, ipv4Bytes(o.local, 'vxlan local')]);
     if (o.dev) data.push([IFLA_VXLAN.LINK, u32(o.dev)]);
-    await this.newLink(name, 'vxlan', data, o.mtu);
-    return this.mustLink(name);
+    return this.newLink(name, 'vxlan', data, o.mtu);
   }
 
-  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string): Promise<void> {
+  /** Creates a link and returns it: from the kernel's echo (one round trip), or by asking after. */
+  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string): Promise<Link> {
     const info: Attr[] = [[IFLA_INFO.KIND, cstr(kind)]];
     if (data) info.push([IFLA_INFO.DATA, data]);
     const attrs: Attr[] = [[IFLA.IFNAME, cstr(name)], [IFLA.LINKINFO, info]];
     if (mtu) attrs.push([IFLA.MTU, u32(mtu)]);
     if (mac) attrs.push([IFLA.ADDRESS, macBytes(mac)]);
-    await this.transport.request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL, ifinfomsg(), attrs, `create ${kind} ${name}`);
+    const echoed = await this.transport.request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, ifinfomsg(), attrs, `create ${kind} ${name}`);
+    const mine = echoed.filter((m) => m.type === RTM.NEWLINK).map(parseLink).find((l) => l.name === name);
+    return mine ?? this.mustLink(name);
   }
 
   /**

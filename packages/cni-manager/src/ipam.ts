@@ -6,6 +6,7 @@
 // written (a crash between create and write) has an empty owner and is released by gc().
 // Within this process calls are serialised, so the in-memory index always matches the files.
 import * as fs from 'node:fs';
+import { isIPv4 } from 'node:net';
 import * as path from 'node:path';
 import { InvalidArgumentError, BerthError } from '@berth/common';
 import { intToIp, ipToInt, parseCidr } from '@berth/native';
@@ -55,11 +56,12 @@ export class IpamStore {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.owners.clear();
     for (const name of fs.readdirSync(this.dir)) {
-      if (name.startsWith('.')) continue;
+      if (!isIPv4(name)) continue;
       this.owners.set(name, fs.readFileSync(path.join(this.dir, name), 'utf8'));
     }
-    const last = this.readCursor();
-    this.cursor = last >= this.first && last <= this.last ? last : this.first - 1;
+    // Round-robin resumes after the highest address in use (the cursor itself is not persisted:
+    // rewriting a file on every allocation would cost an ext4 flush).
+    this.cursor = Math.max(this.first - 1, ...[...this.owners.keys()].map((ip) => ipToInt(ip)));
     return this;
   }
 
@@ -77,14 +79,6 @@ export class IpamStore {
     const p = this.lock.then(fn, fn);
     this.lock = p.catch(() => undefined);
     return p;
-  }
-
-  private readCursor(): number {
-    try {
-      return ipToInt(fs.readFileSync(path.join(this.dir, '.last'), 'utf8').trim());
-    } catch {
-      return 0;
-    }
   }
 
   /** The address of `owner`, allocating one if it has none. Round-robin, so a released address is reused last. */
@@ -117,7 +111,6 @@ export class IpamStore {
         }
         this.owners.set(ip, owner);
         this.cursor = n;
-        fs.writeFileSync(path.join(this.dir, '.last'), ip);
         return ip;
       }
       throw new BerthError('ResourceExhausted', `podCidr ${this.cidr}: no free address left (${this.owners.size} allocated)`);

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Netns, Rtnl, RTPROT_BERTH, sysctl } from '@berth/native';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PodNetwork, ROUTED_GATEWAY, type Mode } from './network';
-import { netnsPath, probe, sh, startEchoServer, Topology, type TestNode } from './testing/topology';
+import { netnsPath, probe, send, sh, startEchoServer, startSink, Topology, type TestNode } from './testing/topology';
 
 let topo: Topology;
 let nets: PodNetwork[];
@@ -22,6 +22,7 @@ afterEach(async () => {
   try {
     for (const net of nets) {
       for (const a of net.list()) await net.tearDown({ sandboxId: a.sandboxId });
+      await net.drain();
       await leakCheck(net);
       await net.close();
     }
@@ -124,6 +125,7 @@ describe('attachment lifecycle', () => {
     await net.tearDown({ sandboxId: a.id });
     await net.tearDown({ sandboxId: 'never-seen' });
     expect(net.list()).toEqual([]);
+    await net.drain();
     expect(sh('ip', ['-n', a.ns, 'link', 'show'])).not.toMatch(/eth0/);
   });
 
@@ -190,6 +192,7 @@ describe('UDP and conntrack', () => {
     try {
       expect(await probe(node.name, 'udp', node.address, 5353, 'q', 40053)).toBe('old:q');
       await net.tearDown({ sandboxId: old.id });
+      await net.drain(); // the flush follows the link's removal, a few ms after TearDown answers
       const fresh = await pod(net);
       expect(fresh.ip).not.toBe(old.ip);
       await startEchoServer(topo, fresh.ns, 5300, 'new');
@@ -216,5 +219,61 @@ describe('UDP and conntrack', () => {
     expect(await probe(near.ns, 'udp', server.ip, 5400, 'n')).toBe('S:n');
     expect(await probe(far.ns, 'udp', server.ip, 5400, 'f')).toBe('S:f');
     expect(await probe(n2.name, 'udp', server.ip, 5400, 'h')).toBe('S:h');
+  });
+});
+
+describe('bandwidth and faults', () => {
+  it('shapes ingress (tbf on the host end) and egress (ifb + tbf) from the Kubernetes annotations', async () => {
+    const node = topo.node(1, '10.68.1.0/24');
+    const net = await managerOn(node, 'bridge');
+    const shaped = await pod(net, { annotations: { 'kubernetes.io/ingress-bandwidth': '1M', 'kubernetes.io/egress-bandwidth': '1M' } });
+    const free = await pod(net);
+    await startSink(topo, shaped.ns, 7300);
+    await startSink(topo, free.ns, 7300);
+    await startSink(topo, node.name, 7301);
+    const bytes = 256 * 1024; // 2 Mbit: ~2 s at 1 Mbit/s, a few ms unshaped
+    const into = await send(node.name, 'tcp', shaped.ip, 7300, bytes);
+    const out = await send(shaped.ns, 'tcp', node.address, 7301, bytes);
+    const baseline = await send(node.name, 'tcp', free.ip, 7300, bytes);
+    expect(into.received).toBe(bytes);
+    expect(out.received).toBe(bytes);
+    expect(into.seconds).toBeGreaterThan(1.2);
+    expect(out.seconds).toBeGreaterThan(1.2);
+    expect(baseline.seconds).toBeLessThan(1.0);
+    const rec = net.list().find((r) => r.sandboxId === shaped.id)!;
+    expect(sh('tc', ['-n', node.name, 'qdisc', 'show', 'dev', rec.hostVeth])).toMatch(/tbf .*rate 1Mbit/);
+    expect(sh('tc', ['-n', node.name, 'qdisc', 'show', 'dev', rec.ifb!])).toMatch(/tbf .*rate 1Mbit/);
+  });
+
+  it('drops packets with a loss fault (iptables statistic, no netem here), reports what it cannot do, and clears', async () => {
+    const node = topo.node(1, '10.69.1.0/24');
+    const net = await managerOn(node, 'routed');
+    const p = await pod(net);
+    await startSink(topo, node.name, 7400);
+    const before = await send(p.ns, 'udp', node.address, 7400, 200);
+    expect(before.received).toBe(200);
+    const r = await net.setFaults(p.id, { direction: 'egress', delayMs: 20, jitterMs: 0, lossPercent: 50, duplicatePercent: 0, reorderPercent: 0, corruptPercent: 0, rate: '' });
+    expect(r.applied).toEqual([{ fault: 'loss', direction: 'egress', mechanism: 'iptables-statistic', detail: '50%' }]);
+    if (!net.caps.netem) expect(r.unsupported).toEqual([{ fault: 'delay', reason: 'sch_netem is not available in this kernel' }]);
+    // The sink counts cumulatively.
+    const lossy = (await send(p.ns, 'udp', node.address, 7400, 200)).received - before.received;
+    expect(lossy).toBeGreaterThan(50);
+    expect(lossy).toBeLessThan(150);
+    if (!net.caps.netem) {
+      await expect(net.setFaults(p.id, { direction: 'both', delayMs: 10, jitterMs: 5, lossPercent: 0, duplicatePercent: 1, reorderPercent: 0, corruptPercent: 0, rate: '' }))
+        .rejects.toThrow(/none of the requested faults can be applied here: delay \(sch_netem is not available in this kernel\); jitter/);
+    }
+    await expect(net.setFaults(p.id, { direction: 'egress', delayMs: 0, jitterMs: 0, lossPercent: 150, duplicatePercent: 0, reorderPercent: 0, corruptPercent: 0, rate: '' })).rejects.toThrow(/loss_percent: expected 0..100/);
+    await expect(net.setFaults(p.id, { direction: 'egress', delayMs: 0, jitterMs: 0, lossPercent: 0, duplicatePercent: 0, reorderPercent: 0, corruptPercent: 0, rate: 'fast' })).rejects.toThrow(/rate: expected a tc rate/);
+    const rate = await net.setFaults(p.id, { direction: 'both', delayMs: 0, jitterMs: 0, lossPercent: 0, duplicatePercent: 0, reorderPercent: 0, corruptPercent: 0, rate: '1mbit' });
+    expect(rate.applied.map((a) => `${a.fault}/${a.direction}/${a.mechanism}`)).toEqual(['rate/egress/tbf', 'rate/ingress/tbf']);
+    expect(sh('tc', ['-n', p.ns, 'qdisc', 'show', 'dev', 'eth0'])).toMatch(/tbf .*rate 1Mbit/);
+    await net.clearFaults(p.id);
+    await net.clearFaults(p.id);
+    expect(sh('tc', ['-n', p.ns, 'qdisc', 'show', 'dev', 'eth0'])).not.toMatch(/tbf/);
+    expect(sh('ip', ['netns', 'exec', p.ns, 'iptables-save'])).not.toMatch(/berth-fault/);
+    const total = (await send(p.ns, 'udp', node.address, 7400, 0)).received;
+    const after = await send(p.ns, 'udp', node.address, 7400, 200);
+    expect(after.received - total).toBe(200);
   });
 });

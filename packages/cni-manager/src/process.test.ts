@@ -8,7 +8,8 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
 import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { netnsPath, Topology } from './testing/topology';
+import { hostVethName } from './network';
+import { netnsPath, sh, Topology } from './testing/topology';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-cni-manager.js');
 
@@ -64,6 +65,54 @@ describe('berth-cni-manager process', () => {
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
+  });
+
+  it('after kill -9 during a burst of SetUpPod and a restart, every pod is fully set up or cleaned, and IPAM agrees', async () => {
+    const sock = path.join(dir, 'cni.sock');
+    const args = ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs, '--mode', 'routed', '--log-level', 'warn'];
+    svc = startServiceProcess(bin, args);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const pods = Array.from({ length: 24 }, (_, i) => ({ sandboxId: `crash-${topo.id}-${i}`, netnsPath: netnsPath(topo.netns('p')) }));
+    let client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
+    let done = 0;
+    const killed = new Promise<void>((resolve) => {
+      for (const p of pods) {
+        void call(client, 'setUpPod', cni.SetUpPodRequest.fromPartial(p)).then(() => { if (++done === 6) { svc!.proc.kill('SIGKILL'); resolve(); } }, () => undefined);
+      }
+    });
+    await killed;
+    await svc.exited;
+    client.close();
+    svc = startServiceProcess(bin, args);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
+    try {
+      const attached = new Set((await call<cni.ListAttachmentsResponse>(client, 'listAttachments', {})).attachments.map((a) => a.sandboxId));
+      expect(attached.size).toBeGreaterThanOrEqual(6);
+      const ips: string[] = [];
+      for (const p of pods) {
+        const podLinks = sh('ip', ['-n', p.netnsPath.split('/').pop()!, '-br', 'link']);
+        const hostLinks = sh('ip', ['-n', nodeNs.split('/').pop()!, '-br', 'link']);
+        if (attached.has(p.sandboxId)) {
+          expect((await call<cni.CheckPodResponse>(client, 'checkPod', p)).problems).toEqual([]);
+          ips.push(...(await call<cni.PodNetworkStatusResponse>(client, 'podNetworkStatus', p)).ips.map((c) => c.split('/')[0]!));
+        } else {
+          expect(podLinks).not.toMatch(/eth0/);
+          expect(hostLinks).not.toContain(hostVethName(p.sandboxId));
+        }
+      }
+      expect(fs.readdirSync(path.join(dir, 'state', 'ipam')).sort()).toEqual([...ips].sort());
+      expect(new Set(ips).size).toBe(ips.length);
+      // The survivors still work, and everything goes away on teardown.
+      for (const p of pods) await call(client, 'tearDownPod', p);
+      const gc = await call<cni.GarbageCollectResponse>(client, 'garbageCollect', { validSandboxIds: [] });
+      expect(gc.releasedIps).toEqual([]);
+    } finally {
+      client.close();
+    }
+    await svc.stop();
+    expect(sh('ip', ['-n', nodeNs.split('/').pop()!, '-br', 'link'])).not.toMatch(/^bv/m);
+    expect(fs.readdirSync(path.join(dir, 'state', 'ipam'))).toEqual([]);
   });
 
   it('uses BERTH_RUN_DIR for its default socket', async () => {

@@ -114,3 +114,47 @@ export function probe(ns: string, proto: 'tcp' | 'udp', host: string, port: numb
     });
   });
 }
+
+const SINK = `
+const net = require('net'), dgram = require('dgram');
+const [port] = [Number(process.argv[1])];
+net.createServer((s) => { let n = 0; s.on('data', (d) => { n += d.length; }); s.on('end', () => s.end(String(n))); s.on('error', () => {}); }).listen(port, () => {
+  let udp = 0; dgram.createSocket('udp4').on('message', function (m, r) { if (String(m) === 'count?') this.send(String(udp), r.port, r.address); else udp++; }).bind(port, () => console.log('ready'));
+});`;
+
+/** A TCP byte sink (answers the byte count at end) and UDP datagram counter ("count?") in `ns`. */
+export async function startSink(topo: Topology, ns: string, port: number): Promise<void> {
+  const p = topo.spawnIn(ns, process.execPath, ['-e', SINK, String(port)]);
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
+    p.once('exit', (code) => reject(new Error(`sink in ${ns} exited ${code}`)));
+  });
+}
+
+const SEND = `
+const net = require('net'), dgram = require('dgram');
+const [proto, host, port, amount] = process.argv.slice(1);
+if (proto === 'tcp') {
+  const t0 = process.hrtime.bigint();
+  const s = net.connect(Number(port), host, () => { s.end(Buffer.alloc(Number(amount), 120)); });
+  let reply = ''; s.on('data', (d) => (reply += d));
+  s.on('close', () => console.log(JSON.stringify({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, received: Number(reply) })));
+} else {
+  const s = dgram.createSocket('udp4'); let i = 0;
+  // The count query may itself be dropped by a loss fault: ask until answered.
+  const ask = () => { s.send('count?', Number(port), host); timer = setTimeout(ask, 200); };
+  let timer;
+  s.on('message', (m) => { clearTimeout(timer); console.log(JSON.stringify({ received: Number(String(m)) })); s.close(); });
+  const next = () => { if (i++ < Number(amount)) s.send('x', Number(port), host, () => setTimeout(next, 2)); else setTimeout(ask, 300); };
+  next();
+}`;
+
+/** TCP: seconds to push `amount` bytes (and bytes the sink got); UDP: datagrams of `amount` the sink counted. */
+export function send(ns: string, proto: 'tcp' | 'udp', host: string, port: number, amount: number): Promise<{ seconds?: number; received: number }> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', SEND, proto, host, String(port), String(amount)], { encoding: 'utf8', timeout: 30_000 }, (err, stdout) => {
+      if (err) reject(err);
+      else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { seconds?: number; received: number });
+    });
+  });
+}
