@@ -106,6 +106,19 @@ describe('ImageStore', () => {
     expect(reopened.find('berth.test/busybox:v1')?.id).toBe(img.id);
   });
 
+  it('a lease keeps the snapshots of a removed image until released, across a restart', async () => {
+    const [img] = await importPath(store, layout, { name: 'berth.test/busybox' });
+    await store.lease('container-1', img);
+    await store.remove(img.id);
+    expect(store.find(img.id)).toBeUndefined();
+    expect(snapshotDirs()).toHaveLength(3);
+    const reopened = new ImageStore({ root: path.join(dir, 'images') });
+    await reopened.gc();
+    expect(snapshotDirs()).toHaveLength(3);
+    await reopened.release('container-1');
+    expect(snapshotDirs()).toEqual([]);
+  });
+
   it('a layer whose bytes do not match its digest is rejected and nothing stays registered', async () => {
     const bad = path.join(dir, 'bad');
     fs.cpSync(layout, bad, { recursive: true });

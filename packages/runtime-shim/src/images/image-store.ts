@@ -63,6 +63,9 @@ export class ImageStore {
   readonly platform: Platform;
   readonly root: string;
   private images = new Map<Digest, ImageRecord>();
+  // Snapshot chains held by owners outside the store (containers whose rootfs uses them), kept
+  // across restarts so that GC never removes a lower dir of a running container.
+  private leases = new Map<string, Digest[]>();
   private readonly file: string;
   private lock: Promise<unknown> = Promise.resolve();
   // Chains being built by operations in flight: GC keeps them (guarded by `lock` for mutation by gc).
@@ -76,8 +79,9 @@ export class ImageStore {
     this.platform = opts.platform ?? hostPlatform();
     this.file = path.join(opts.root, 'images.json');
     try {
-      const data = JSON.parse(fs.readFileSync(this.file, 'utf8')) as { images: ImageRecord[] };
+      const data = JSON.parse(fs.readFileSync(this.file, 'utf8')) as { images: ImageRecord[]; leases?: Record<string, Digest[]> };
       for (const r of data.images) this.images.set(r.id, r);
+      for (const [k, v] of Object.entries(data.leases ?? {})) this.leases.set(k, v);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new FailedPreconditionError(`image store ${this.file} is unreadable: ${(err as Error).message}`);
     }
@@ -94,7 +98,7 @@ export class ImageStore {
     const tmp = `${this.file}.tmp-${process.pid}`;
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, JSON.stringify({ images: [...this.images.values()] }));
+      fs.writeSync(fd, JSON.stringify({ images: [...this.images.values()], leases: Object.fromEntries(this.leases) }));
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -232,6 +236,19 @@ export class ImageStore {
     });
   }
 
+  /**
+   * Holds an image's snapshots for `owner` (e.g. a container id) until `release(owner)`, across
+   * restarts: removing the image then removes its record, not the layers the owner runs on.
+   */
+  lease(owner: string, image: ImageRecord): Promise<void> {
+    return this.locked(() => { this.leases.set(owner, [...image.chainIds]); this.save(); });
+  }
+
+  async release(owner: string): Promise<void> {
+    const had = await this.locked(() => { const h = this.leases.delete(owner); if (h) this.save(); return h; });
+    if (had) await this.gc();
+  }
+
   /** Removes an image with all its names; absent is not an error. Returns whether one was removed. */
   async remove(ref: string): Promise<boolean> {
     const removed = await this.locked(() => {
@@ -250,6 +267,7 @@ export class ImageStore {
     return this.locked(() => {
       const blobs = new Set<Digest>();
       const chains = new Set<Digest>(this.activeChains.keys());
+      for (const held of this.leases.values()) for (const c of held) chains.add(c);
       for (const r of this.images.values()) {
         blobs.add(r.id);
         blobs.add(r.manifestDigest);
