@@ -146,6 +146,28 @@ describe('EtcdV3Client keys', () => {
   });
 });
 
+describe('EtcdV3Client races', () => {
+  it('20 concurrent clients race a modRevision compare-and-swap: exactly one wins each round', async () => {
+    const k = `${uniquePrefix('race')}/k`;
+    const clients = Array.from({ length: 20 }, () => new EtcdV3Client({ endpoints: etcd.endpoints }));
+    try {
+      await c.put(k, 'round-0');
+      for (let round = 1; round <= 10; round++) {
+        const cur = (await c.get(k))!;
+        const results = await Promise.all(clients.map((cl, i) => cl.txn({
+          compare: [{ key: k, target: 'modRevision', op: '=', value: cur.modRevision }],
+          success: [{ put: { key: k, value: `round-${round}-by-${i}` } }],
+        })));
+        const winners = results.flatMap((r, i) => (r.succeeded ? [i] : []));
+        expect(winners).toHaveLength(1);
+        expect((await c.get(k))?.value.toString()).toBe(`round-${round}-by-${winners[0]}`);
+      }
+    } finally {
+      for (const cl of clients) cl.close();
+    }
+  });
+});
+
 describe('EtcdV3Client watch', () => {
   const collect = async (w: AsyncIterable<{ events: WatchEvent[] }>, n: number): Promise<WatchEvent[]> => {
     const out: WatchEvent[] = [];
