@@ -12,3 +12,5 @@ export * from './status/compute';
 export * from './status/manager';
 export * from './events';
 export * from './node';
+export * from './env';
+export * from './volumes';
