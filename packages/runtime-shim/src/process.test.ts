@@ -8,6 +8,8 @@ import { runtime } from '@berth/api';
 import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { makeBundle } from './testing/bundle';
+
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-runtime-shim.js');
 
 describe('berth-runtime-shim process', () => {
@@ -28,13 +30,49 @@ describe('berth-runtime-shim process', () => {
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
     const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
-    const err = await new Promise<ServiceError | null>((resolve) => (client as any).version({}, (e: ServiceError | null) => resolve(e)));
+    const version = await new Promise<runtime.VersionResponse>((resolve, reject) => client.version({ version: 'v1' }, (e, r) => (e ? reject(e) : resolve(r))));
+    expect(version).toMatchObject({ runtimeName: 'berth', runtimeApiVersion: 'v1' });
+    const err = await new Promise<ServiceError | null>((resolve) => (client as any).runPodSandbox({}, (e: ServiceError | null) => resolve(e)));
     client.close();
     expect(err?.code).toBe(status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/is not built yet \(issue/);
+    expect(err?.details).toMatch(/is not built yet \(issue #8\)/);
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
+  });
+
+  it('runs a container from an OCI bundle over gRPC: create, start, STOPPED event with the exit code, status, remove', async () => {
+    const sock = path.join(dir, 'run', 'runtime-shim.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const bundle = makeBundle(['sh', '-c', 'exit 7']);
+    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    const events = client.events({ podSandboxId: '' });
+    const stopped = new Promise<runtime.ContainerEvent>((resolve) => events.on('data', (e: runtime.ContainerEvent) => e.eventType === runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STOPPED && resolve(e)));
+    events.on('error', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the stream is registered
+      const { containerId } = await call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c1' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }));
+      const st1 = await call(client.containerStatus, { containerId, verbose: false });
+      expect(st1.status?.state).toBe(runtime.ContainerState.CONTAINER_STATE_CREATED);
+      await call(client.startContainer, { containerId });
+      const ev = await stopped;
+      expect(ev).toMatchObject({ containerId, exitCode: 7 });
+      const st2 = await call(client.containerStatus, { containerId, verbose: false });
+      expect(st2.status).toMatchObject({ state: runtime.ContainerState.CONTAINER_STATE_EXITED, exitCode: 7, reason: 'Error' });
+      const list = await call(client.listContainers, {});
+      expect(list.containers.map((c) => c.id)).toEqual([containerId]);
+      await call(client.removeContainer, { containerId });
+      await expect(call(client.containerStatus, { containerId, verbose: false })).rejects.toMatchObject({ code: status.NOT_FOUND });
+      await expect(call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c2' } } }))).rejects.toMatchObject({ code: status.UNIMPLEMENTED });
+      await expect(call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c3' }, annotations: { 'berth.io/oci-bundle': '/nonexistent-bundle' } } }))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    } finally {
+      events.cancel();
+      client.close();
+      bundle.remove();
+    }
   });
 
   it('uses BERTH_RUN_DIR for its default socket', async () => {
