@@ -7,3 +7,5 @@ export * from './validation';
 export * from './defaults';
 export * from './admission';
 export * from './auth/index';
+export * from './client';
+export * from './informer';

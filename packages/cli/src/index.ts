@@ -1,3 +1,6 @@
 export { main } from './main';
 export { up, status } from './up';
 export { SERVICES, serviceBin } from './services';
+export { createClusterPki, ensureCa, issue, certSubject, type ClusterPki, type CertPair } from './certs';
+export { writeAdminConfig, readConfig, writeConfig, resolveConfigPath, adminConfigPath, type BerthConfig } from './kubeconfig';
+export { runKubectl, defaultIo, type Io } from './kubectl';

@@ -1,5 +1,6 @@
 // The `berth` command dispatcher. Each command lives in its own module.
 import { up, status } from './up';
+import { KUBECTL_COMMANDS, defaultIo, runKubectl } from './kubectl';
 
 const HELP = `berth — run and use a Berth cluster
 
@@ -7,6 +8,18 @@ Usage:
   berth up        bring up a local cluster (etcd + the five services) in the foreground
   berth status    show the health of the local services
   berth help      this text
+
+Cluster objects (like kubectl):
+  berth get TYPE [NAME] [-o wide|yaml|json|name] [-l SEL] [--field-selector SEL] [-n NS|-A] [-w]
+  berth describe TYPE [NAME]      details of objects, with their events
+  berth apply -f FILE|DIR|-       create or update from YAML/JSON manifests
+  berth create -f FILE|DIR|-      create from manifests
+  berth delete TYPE NAME|-l SEL|-f FILE [--grace-period N] [--force]
+  berth auth can-i VERB TYPE[/NAME]    check an action; berth auth whoami
+  berth config view|get-contexts|use-context|set-context|set-cluster|set-credentials
+  berth certs [--dir DIR] [--node NAME]   create the cluster CA and component certificates
+
+Config: --kubeconfig, $BERTH_KUBECONFIG, the local cluster's $BERTH_STATE_DIR/admin.conf, ~/.berth/config
 
 Environment: BERTH_RUN_DIR (sockets, default /run/berth), BERTH_STATE_DIR (state, default /var/lib/berth)
 `;
@@ -29,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     default:
+      if (Object.prototype.hasOwnProperty.call(KUBECTL_COMMANDS, cmd)) return runKubectl(defaultIo(), cmd, rest);
       process.stderr.write(`error: unknown command "${cmd}" for "berth"\nRun 'berth help' for usage.\n`);
       return 1;
   }

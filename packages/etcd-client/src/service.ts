@@ -3,9 +3,10 @@
 // on TCP with mutual TLS for nodes and users. Health follows etcd: NOT_SERVING while no
 // endpoint is healthy or the store has not initialised yet.
 import { store } from '@berth/api';
-import { httpGetJson, serve, UnavailableError, z, type RunningServer, type ServiceSpec } from '@berth/common';
+import { httpGetJson, UnavailableError, z, type ServiceSpec } from '@berth/common';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type StorageBackend } from './store';
+import { startSecureListener, type SecureListener } from './store/secure-listener';
 import { EtcdV3Client } from './v3';
 
 const schema = {
@@ -15,6 +16,9 @@ const schema = {
   etcdPrefix: z.string().regex(/^\/[^\s]*[^/\s]$/, { message: 'must be an absolute key prefix like /registry' }).default('/registry'),
   tokenAuthFile: z.string().optional(),
   secureListen: z.string().regex(/^[^\s/]+:\d+$/, { message: 'expected host:port' }).optional(),
+  clientCaFile: z.string().optional(),
+  tlsCertFile: z.string().optional(),
+  tlsPrivateKeyFile: z.string().optional(),
   watchBookmarkIntervalMs: z.number().int().min(100).default(5000),
 };
 
@@ -44,35 +48,43 @@ export const spec: ServiceSpec<typeof schema> = {
     etcdApi: { flag: 'etcd-api', type: 'string', description: 'etcd API the store uses: v3 (default) or v2' },
     etcdPrefix: { flag: 'etcd-prefix', type: 'string', description: 'key prefix of stored objects (default /registry)' },
     tokenAuthFile: { flag: 'token-auth-file', type: 'string', description: 'static bearer tokens: token,user,uid,"group1,group2" per line' },
-    secureListen: { flag: 'secure-listen', type: 'string', description: 'host:port for the mutual-TLS listener (needs --tls-ca/--tls-cert/--tls-key)' },
+    secureListen: { flag: 'secure-listen', type: 'string', description: 'host:port of the mutual-TLS listener for nodes and users (with --client-ca-file, --tls-cert-file, --tls-private-key-file)' },
+    clientCaFile: { flag: 'client-ca-file', type: 'string', description: 'CA that client certificates of the --secure-listen listener must chain to' },
+    tlsCertFile: { flag: 'tls-cert-file', type: 'string', description: 'server certificate of the --secure-listen listener' },
+    tlsPrivateKeyFile: { flag: 'tls-private-key-file', type: 'string', description: 'server private key of the --secure-listen listener' },
     watchBookmarkIntervalMs: { flag: 'watch-bookmark-interval-ms', type: 'number', description: 'how often idle watches get a BOOKMARK' },
   },
   schema,
   setup: ({ config, logger }) => {
     let timer: NodeJS.Timeout | undefined;
-    let secure: RunningServer | undefined;
+    let secure: SecureListener | undefined;
     const backend = makeBackend(config.etcdApi, config.etcdEndpoints);
     const registry = new Registry(backend, { prefix: config.etcdPrefix, bookmarkIntervalMs: config.watchBookmarkIntervalMs, logger });
-    const authn = new Authenticator(registry, { tokenFile: config.tokenAuthFile });
-    const impl = storeImplementation(registry, authn);
+    const authn = new Authenticator(registry, { tokenFile: config.tokenAuthFile, clientCaFile: config.clientCaFile });
     let ready = false;
     // Until the store has initialised (system namespaces, RBAC cache) every call is UNAVAILABLE.
-    const gated: UntypedServiceImplementation = {};
-    for (const [name, fn] of Object.entries(impl)) {
-      gated[name] = ((call: { emit?: (e: string, v: unknown) => void }, cb?: (e: unknown) => void) => {
-        if (ready) return (fn as (c: unknown, cb?: unknown) => void)(call, cb);
-        const err = { code: 14, details: new UnavailableError('the store is starting: etcd is not reachable yet').message };
-        if (cb) cb(err); else call.emit?.('error', err);
-      }) as UntypedServiceImplementation[string];
-    }
-    if (config.secureListen && !(config.tlsCa && config.tlsCert && config.tlsKey)) throw new Error('--secure-listen needs --tls-ca, --tls-cert and --tls-key');
+    const gate = (impl: UntypedServiceImplementation): UntypedServiceImplementation => {
+      const gated: UntypedServiceImplementation = {};
+      for (const [name, fn] of Object.entries(impl)) {
+        gated[name] = ((call: { emit?: (e: string, v: unknown) => void }, cb?: (e: unknown) => void) => {
+          if (ready) return (fn as (c: unknown, cb?: unknown) => void)(call, cb);
+          const err = { code: 14, details: new UnavailableError('the store is starting: etcd is not reachable yet').message };
+          if (cb) cb(err); else call.emit?.('error', err);
+        }) as UntypedServiceImplementation[string];
+      }
+      return gated;
+    };
+    // The unix socket (0600, root) is the local administrator; TCP callers prove who they are.
+    const local = gate(storeImplementation(registry, authn, { localAdmin: config.listen.startsWith('unix:') && !config.tlsCert }));
+    const remote = gate(storeImplementation(registry, authn, { localAdmin: false }));
+    if (config.secureListen && !(config.clientCaFile && config.tlsCertFile && config.tlsPrivateKeyFile)) throw new Error('--secure-listen needs --client-ca-file, --tls-cert-file and --tls-private-key-file');
     return {
-      services: [{ definition: store.StoreService, implementation: gated }],
+      services: [{ definition: store.StoreService, implementation: local }],
       servingOnStart: false,
       started: async (server) => {
         if (config.secureListen) {
-          secure = await serve({ listen: config.secureListen, services: [{ definition: store.StoreService, implementation: gated }], tls: { caFile: config.tlsCa!, certFile: config.tlsCert!, keyFile: config.tlsKey!, requireClientCert: true }, logger });
-          logger.info({ listen: secure.address }, 'serving the Store with mutual TLS');
+          secure = await startSecureListener({ listen: config.secureListen, caFile: config.clientCaFile!, certFile: config.tlsCertFile!, keyFile: config.tlsPrivateKeyFile!, implementation: remote });
+          logger.info({ listen: secure.address }, 'serving the Store over TLS (client certificates or bearer tokens)');
         }
         let last: boolean | undefined;
         let starting = false;

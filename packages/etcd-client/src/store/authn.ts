@@ -14,6 +14,8 @@ import type { Registry } from './registry';
 export interface AuthnOptions {
   /** Static token file: `token,user,uid[,"group1,group2"]` lines. */
   tokenFile?: string;
+  /** CA that client certificates must be signed by (the cluster CA). */
+  clientCaFile?: string;
 }
 
 export interface CallIdentity {
@@ -32,11 +34,27 @@ function safeEqual(a: string, b: string): boolean {
 
 export class Authenticator {
   private tokens = new Map<string, UserInfo>();
+  private readonly cas: crypto.X509Certificate[] = [];
   constructor(private readonly registry: Registry, opts: AuthnOptions = {}) {
     if (opts.tokenFile) this.tokens = parseTokenFile(fs.readFileSync(opts.tokenFile, 'utf8'), opts.tokenFile);
+    if (opts.clientCaFile) {
+      const pem = fs.readFileSync(opts.clientCaFile, 'utf8');
+      for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)) this.cas.push(new crypto.X509Certificate(m[0]));
+    }
   }
 
-  async authenticate(call: CallIdentity): Promise<UserInfo> {
+  /** A presented client certificate must be signed by the cluster CA and be valid now. */
+  private verifyClientCert(raw: Buffer): void {
+    let cert: crypto.X509Certificate;
+    try { cert = new crypto.X509Certificate(raw); } catch { throw new UnauthenticatedError('Unauthorized: unparseable client certificate'); }
+    const now = Date.now();
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) throw new UnauthenticatedError('Unauthorized: x509: client certificate has expired or is not yet valid');
+    if (!this.cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) throw new UnauthenticatedError('Unauthorized: x509: client certificate signed by unknown authority');
+    if (cert.ca) throw new UnauthenticatedError('Unauthorized: x509: a CA certificate cannot be a client certificate');
+  }
+
+  /** `localAdmin`: the call came in on the node-local unix socket. */
+  async authenticate(call: CallIdentity, localAdmin: boolean): Promise<UserInfo> {
     const auth = call.metadata.get('authorization')[0]?.toString();
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)$/i.exec(auth.trim());
@@ -45,12 +63,13 @@ export class Authenticator {
     }
     const ctx = call.getAuthContext();
     const cert = ctx?.sslPeerCertificate;
-    if (cert && cert.subject) {
+    if (cert && cert.raw && cert.subject) {
+      this.verifyClientCert(cert.raw);
       const u = userFromCertSubject(cert.subject as { CN?: string; O?: string | string[] });
       if (!u) throw new UnauthenticatedError('Unauthorized: the client certificate has no common name (CN)');
       return u;
     }
-    if (!ctx?.transportSecurityType && call.getPeer().startsWith('unix:')) return LOCAL_ADMIN;
+    if (localAdmin) return LOCAL_ADMIN;
     throw new UnauthenticatedError('Unauthorized: no client certificate or bearer token (anonymous requests are refused)');
   }
 

@@ -11,8 +11,8 @@ function need(o: core.Object | undefined): core.Object {
   return o;
 }
 
-export function storeImplementation(registry: Registry, authn: Authenticator): UntypedServiceImplementation {
-  const who = (call: unknown) => authn.authenticate(call as CallIdentity);
+export function storeImplementation(registry: Registry, authn: Authenticator, o: { localAdmin: boolean }): UntypedServiceImplementation {
+  const who = (call: unknown) => authn.authenticate(call as CallIdentity, o.localAdmin);
   return {
     create: unary<store.CreateRequest, core.Object>(async (req, call) => registry.create(need(req.object), await who(call), { dryRun: req.dryRun })),
     get: unary<store.GetRequest, core.Object>(async (req, call) => registry.get(req, await who(call))),
