@@ -198,41 +198,33 @@ export function checkHostPath(src: core.HostPathVolumeSource, field: string): st
   let st: fs.Stats | undefined;
   try { st = fs.statSync(p); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new VolumeError(`${field}.path`, `${p}: ${(e as NodeJS.ErrnoException).code}`); }
   const fail = (what: string) => new VolumeError(`${field}.type`, `hostPath type check failed: ${p} is not a ${what}`);
-  switch (type) {
-    case '': return p;
-    case 'DirectoryOrCreate':
-      if (!st) { fs.mkdirSync(p, { recursive: true, mode: 0o755 }); return p; }
-      if (!st.isDirectory()) throw fail('directory');
-      return p;
-    case 'Directory':
-      if (!st?.isDirectory()) throw fail('directory');
-      return p;
-    case 'FileOrCreate':
-      if (!st) {
-        try {
-          fs.writeFileSync(p, '', { mode: 0o644, flag: 'wx' });
-        } catch (e) {
-          throw new VolumeError(`${field}.path`, `creating ${p}: ${(e as NodeJS.ErrnoException).code} (the parent directory must exist)`);
-        }
-        return p;
-      }
-      if (!st.isFile()) throw fail('file');
-      return p;
-    case 'File':
-      if (!st?.isFile()) throw fail('file');
-      return p;
-    case 'Socket':
-      if (!st?.isSocket()) throw fail('socket');
-      return p;
-    case 'CharDevice':
-      if (!st?.isCharacterDevice()) throw fail('character device');
-      return p;
-    case 'BlockDevice':
-      if (!st?.isBlockDevice()) throw fail('block device');
-      return p;
+  if (type === '') return p;
+  if (!st && type === 'DirectoryOrCreate') {
+    fs.mkdirSync(p, { recursive: true, mode: 0o755 });
+    return p;
   }
+  if (!st && type === 'FileOrCreate') {
+    try {
+      fs.writeFileSync(p, '', { mode: 0o644, flag: 'wx' });
+    } catch (e) {
+      throw new VolumeError(`${field}.path`, `creating ${p}: ${(e as NodeJS.ErrnoException).code} (the parent directory must exist)`);
+    }
+    return p;
+  }
+  const [is, what] = HOST_PATH_CHECKS[type];
+  if (!st || !is(st)) throw fail(what);
   return p;
 }
+
+const HOST_PATH_CHECKS: Record<string, [(st: fs.Stats) => boolean, string]> = {
+  DirectoryOrCreate: [(st) => st.isDirectory(), 'directory'],
+  Directory: [(st) => st.isDirectory(), 'directory'],
+  FileOrCreate: [(st) => st.isFile(), 'file'],
+  File: [(st) => st.isFile(), 'file'],
+  Socket: [(st) => st.isSocket(), 'socket'],
+  CharDevice: [(st) => st.isCharacterDevice(), 'character device'],
+  BlockDevice: [(st) => st.isBlockDevice(), 'block device'],
+};
 
 /** Makes every volume of the pod real; returns where each one is on the host. */
 export async function prepareVolumes(ctx: VolumeContext): Promise<PreparedVolume[]> {
