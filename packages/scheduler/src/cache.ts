@@ -26,6 +26,17 @@ export interface TermGroup {
   pods: number;
 }
 
+/** Pods matching a predicate, counted per value of a topology key on their node (kept up to date). */
+interface CountIndex {
+  topologyKey: string;
+  matches: (p: PodInfo) => boolean;
+  counts: Map<string, number>;
+  used: number;
+}
+
+/** At most this many count indexes are kept; the least recently used is dropped first. */
+const MAX_COUNT_INDEXES = 256;
+
 interface PodState {
   placed: PlacedPod;
   assumed: boolean;
@@ -38,6 +49,14 @@ export interface CacheOptions {
   now?: () => number;
   /** How long an assumed pod may stay unobserved after its bind finished (0 = forever). */
   assumedPodTtlMs?: number;
+}
+
+function sameLabels(a: Labels, b: Labels | undefined): boolean {
+  const ka = Object.keys(a);
+  const kb = Object.keys(b ?? {});
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) if (a[k] !== b![k]) return false;
+  return true;
 }
 
 export class SchedulerCache {
@@ -57,6 +76,8 @@ export class SchedulerCache {
   private readonly now: () => number;
   private readonly ttl: number;
   readonly nsLabels: NamespaceLabels = (ns) => this.namespaces.get(ns);
+  private readonly countIndexes = new Map<string, CountIndex>();
+  private useClock = 0;
 
   constructor(opts: CacheOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -94,6 +115,42 @@ export class SchedulerCache {
     }
   }
 
+  /**
+   * Placed pods matching `matches`, counted per value of `topologyKey` on their node. `key` must
+   * identify the predicate. Built once with a scan, then kept current on every pod and node
+   * change, so repeated cycles of pods with the same terms cost O(domains) instead of O(pods).
+   * The map is live: callers must not change it.
+   */
+  topologyCounts(key: string, topologyKey: string, matches: (p: PodInfo) => boolean): ReadonlyMap<string, number> {
+    let ix = this.countIndexes.get(key);
+    if (!ix) {
+      if (this.countIndexes.size >= MAX_COUNT_INDEXES) {
+        let oldest: string | undefined;
+        let min = Infinity;
+        for (const [k, v] of this.countIndexes) if (v.used < min) { min = v.used; oldest = k; }
+        this.countIndexes.delete(oldest!);
+      }
+      ix = { topologyKey, matches, counts: new Map(), used: 0 };
+      for (const p of this.allPlaced) {
+        const v = p.node.node ? p.node.labels[topologyKey] : undefined;
+        if (v !== undefined && matches(p.info)) ix.counts.set(v, (ix.counts.get(v) ?? 0) + 1);
+      }
+      this.countIndexes.set(key, ix);
+    }
+    ix.used = ++this.useClock;
+    return ix.counts;
+  }
+
+  private countPod(info: PodInfo, ni: NodeInfo, sign: 1 | -1): void {
+    if (!this.countIndexes.size || !ni.node) return;
+    for (const ix of this.countIndexes.values()) {
+      const v = ni.labels[ix.topologyKey];
+      if (v === undefined || !ix.matches(info)) continue;
+      const c = (ix.counts.get(v) ?? 0) + sign;
+      if (c > 0) ix.counts.set(v, c); else ix.counts.delete(v);
+    }
+  }
+
   // ---- workload selectors (Services, ReplicaSets, StatefulSets...) for default spreading ----
 
   private readonly workloads = new Map<string, Map<string, Selector>>();
@@ -117,6 +174,8 @@ export class SchedulerCache {
   // ---- namespaces ----
 
   setNamespace(ns: core.Namespace | { name: string; labels?: Labels }): void {
+    // Namespace selectors may match differently now.
+    this.countIndexes.clear();
     const plain = ns as { name?: string; labels?: Labels; metadata?: core.ObjectMeta };
     const name = plain.metadata ? plain.metadata.name ?? '' : plain.name ?? '';
     const labels = plain.metadata ? plain.metadata.labels ?? {} : plain.labels ?? {};
@@ -133,9 +192,9 @@ export class SchedulerCache {
     const hadNode = Boolean(ni.node);
     if (hadNode) this.unindexNode(ni);
     // Pods' term counts depend on node labels: take them out and put them back around the change.
-    for (const p of ni.pods) this.unindexPodTerms(p, ni);
+    for (const p of ni.pods) { this.unindexPodTerms(p, ni); this.countPod(p, ni, -1); }
     ni.setNode(node);
-    for (const p of ni.pods) this.indexPodTerms(p, ni);
+    for (const p of ni.pods) { this.indexPodTerms(p, ni); this.countPod(p, ni, 1); }
     this.indexNode(ni);
     if (!hadNode) { ni.index = this.list.length; this.list.push(ni); }
     return ni;
@@ -145,6 +204,9 @@ export class SchedulerCache {
     const ni = this.nodeInfos.get(name);
     if (!ni?.node) return;
     this.unindexNode(ni);
+    for (const p of ni.pods) { this.unindexPodTerms(p, ni); this.countPod(p, ni, -1); }
+    ni.labels = {};
+    for (const p of ni.pods) this.indexPodTerms(p, ni);
     this.list.splice(ni.index, 1);
     this.list.forEach((n, i) => (n.index = i));
     ni.index = -1;
@@ -204,9 +266,17 @@ export class SchedulerCache {
   /** A pod bound to a node was observed (informer add/update). Confirms an assumed pod. */
   addOrUpdatePod(pod: core.Pod): void {
     const nodeName = pod.spec?.nodeName;
-    const info = lenientPodInfo(pod);
     const terminal = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
-    if (this.podStates.has(info.key)) this.unplace(info.key);
+    const key = `${pod.metadata?.namespace || 'default'}/${pod.metadata?.name ?? ''}`;
+    const s = this.podStates.get(key);
+    // The bind of an assumed pod was observed: confirm it, keeping the compiled PodInfo.
+    if (s?.assumed && !terminal && s.placed.node.name === nodeName && s.placed.info.uid === (pod.metadata?.uid || key)
+      && sameLabels(s.placed.info.labels, pod.metadata?.labels)) {
+      s.assumed = false;
+      return;
+    }
+    const info = lenientPodInfo(pod);
+    if (s) this.unplace(info.key);
     if (!nodeName || terminal) return;
     this.place(info, nodeName, false);
   }
@@ -231,6 +301,7 @@ export class SchedulerCache {
     const placed: PlacedPod = { info, node: ni };
     this.podStates.set(info.key, { placed, assumed, bindingFinished: false, deadline: 0 });
     ni.addPod(info);
+    this.countPod(info, ni, 1);
     this.allPlaced.add(placed);
     for (const [k, v] of Object.entries(info.labels)) {
       const lk = `${k}=${v}`;
@@ -246,6 +317,7 @@ export class SchedulerCache {
     this.podStates.delete(key);
     const { info, node } = s.placed;
     node.removePod(key);
+    this.countPod(info, node, -1);
     this.allPlaced.delete(s.placed);
     for (const [k, v] of Object.entries(info.labels)) {
       const lk = `${k}=${v}`;

@@ -148,7 +148,7 @@ export const PLUGIN_POINTS: Record<string, ExtensionPoint[]> = {
   NodePorts: ['preFilter', 'filter'],
   NodeResourcesFit: ['preFilter', 'filter', 'score'],
   NodeResourcesBalancedAllocation: ['preScore', 'score'],
-  ImageLocality: ['score'],
+  ImageLocality: ['preScore', 'score'],
   PodTopologySpread: ['preFilter', 'filter', 'preScore', 'score'],
   InterPodAffinity: ['preFilter', 'filter', 'preScore', 'score'],
   DefaultBinder: ['bind'],

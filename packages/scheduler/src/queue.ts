@@ -20,6 +20,8 @@ export interface QueueOptions {
   helps?: (pod: QueuedPodInfo, event: ClusterEvent) => boolean;
 }
 
+const NONE: readonly PodInfo[] = [];
+
 export type QueueName = 'active' | 'backoff' | 'unschedulable';
 
 export class SchedulingQueue {
@@ -228,9 +230,10 @@ export class SchedulingQueue {
     if (m && !m.size) this.nominated.delete(node);
   }
 
-  nominatedPodsForNode(nodeName: string): PodInfo[] {
+  nominatedPodsForNode(nodeName: string): readonly PodInfo[] {
+    if (!this.nominated.size) return NONE;
     const m = this.nominated.get(nodeName);
-    return m ? [...m.values()] : [];
+    return m ? [...m.values()] : NONE;
   }
 
   // ---- reporting ----

@@ -74,6 +74,7 @@ export class Framework {
   runPreFilter(state: CycleState, pod: PodInfo, nodes: readonly NodeInfo[]): { status: MaybeStatus; nodeNames?: Set<string> } {
     let names: Set<string> | undefined;
     state.skipFilterPlugins.clear();
+    state.activeFilters = null;
     for (const p of this.preFilter) {
       const { status, result } = p.preFilter(state, pod, nodes);
       if (status?.code === Code.Skip) { state.skipFilterPlugins.add(p.name); continue; }
@@ -83,13 +84,15 @@ export class Framework {
         if (!names.size) return { status: new Status(Code.UnschedulableAndUnresolvable, [`node(s) didn't satisfy plugin(s) [${p.name}] simultaneously`]).withPlugin(p.name), nodeNames: names };
       }
     }
+    const skip = state.skipFilterPlugins;
+    state.activeFilters = skip.size ? this.filter.filter((p) => !skip.has(p.name)) : this.filter;
     return { status: null, nodeNames: names };
   }
 
   runFilter(state: CycleState, pod: PodInfo, node: NodeInfo): MaybeStatus {
-    const skip = state.skipFilterPlugins;
-    for (const p of this.filter) {
-      if (skip.size && skip.has(p.name)) continue;
+    const plugins = state.activeFilters ?? this.filter;
+    for (let i = 0; i < plugins.length; i++) {
+      const p = plugins[i];
       const s = p.filter(state, pod, node);
       if (s !== null && s.code !== Code.Success) return s.withPlugin(p.name);
     }

@@ -16,6 +16,8 @@ export class CycleState {
   /** Set while preemption simulates; plugins may skip work that only matters for real cycles. */
   skipFilterPlugins = new Set<string>();
   skipScorePlugins = new Set<string>();
+  /** The filter plugins left after PreFilter's Skips (set by the framework; null = all). */
+  activeFilters: readonly FilterPlugin[] | null = null;
   read<T extends StateData>(key: string): T | undefined { return this.data.get(key) as T | undefined; }
   write(key: string, value: StateData): void { this.data.set(key, value); }
   clone(): CycleState {
@@ -23,6 +25,7 @@ export class CycleState {
     for (const [k, v] of this.data) c.data.set(k, v.clone());
     c.skipFilterPlugins = new Set(this.skipFilterPlugins);
     c.skipScorePlugins = new Set(this.skipScorePlugins);
+    c.activeFilters = this.activeFilters;
     return c;
   }
 }

@@ -66,7 +66,7 @@ export const DEFAULT_PLUGINS: Record<string, PluginRef[]> = {
   preFilter: ['NodeAffinity', 'NodePorts', 'NodeResourcesFit', 'PodTopologySpread', 'InterPodAffinity'].map((name) => ({ name })),
   filter: ['NodeUnschedulable', 'NodeName', 'TaintToleration', 'NodeAffinity', 'NodePorts', 'NodeResourcesFit', 'PodTopologySpread', 'InterPodAffinity'].map((name) => ({ name })),
   postFilter: [{ name: 'DefaultPreemption' }],
-  preScore: ['TaintToleration', 'NodeAffinity', 'PodTopologySpread', 'InterPodAffinity', 'NodeResourcesBalancedAllocation'].map((name) => ({ name })),
+  preScore: ['TaintToleration', 'NodeAffinity', 'PodTopologySpread', 'InterPodAffinity', 'NodeResourcesBalancedAllocation', 'ImageLocality'].map((name) => ({ name })),
   score: [
     { name: 'TaintToleration', weight: 3 },
     { name: 'NodeAffinity', weight: 2 },

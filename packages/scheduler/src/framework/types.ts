@@ -81,6 +81,8 @@ export class PodInfo {
   /** Has any pod affinity or anti-affinity term. */
   readonly hasAffinity: boolean;
   readonly deleting: boolean;
+  /** spec.nodeName was set by the user (the NodeName plugin honours it). */
+  readonly wantsNode: boolean;
   /** Milliseconds since the epoch of status.startTime (or creation), for preemption's tie-break. */
   readonly startMs: number;
 
@@ -122,6 +124,7 @@ export class PodInfo {
     this.hasAffinity = this.requiredAffinityTerms.length + this.requiredAntiAffinityTerms.length
       + this.preferredAffinityTerms.length + this.preferredAntiAffinityTerms.length > 0;
     this.deleting = Boolean(md?.deletionTimestamp);
+    this.wantsNode = Boolean(pod.spec?.nodeName);
     const start = pod.status?.startTime || md?.creationTimestamp;
     this.startMs = start ? Date.parse(start) || 0 : 0;
   }

@@ -11,6 +11,7 @@ import type { SchedulerCache } from '../../cache';
 import type { ClusterEvent, CycleState, EnqueueExtensions, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, StateData } from '../../framework/interfaces';
 import { SKIP, unresolvable, unschedulable, type MaybeStatus } from '../../framework/status';
 import { MAX_NODE_SCORE, termMatches, type AffinityTerm, type NodeInfo, type PodInfo } from '../../framework/types';
+import { LayeredCounts } from '../../framework/layered-counts';
 
 export const NAME = 'InterPodAffinity';
 export const ERR_REASON_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules";
@@ -34,23 +35,37 @@ function bump(m: TopologyCounts, key: string, value: string, by: number): void {
   const c = (inner.get(value) ?? 0) + by;
   if (c === 0) { inner.delete(value); if (!inner.size) m.delete(key); } else inner.set(value, c);
 }
-const count = (m: TopologyCounts, key: string, value: string) => m.get(key)?.get(value) ?? 0;
 const cloneCounts = (m: TopologyCounts): TopologyCounts => new Map([...m].map(([k, v]) => [k, new Map(v)]));
+
+type Layered = Map<string, LayeredCounts>;
+const cloneLayered = (m: Layered): Layered => new Map([...m].map(([k, v]) => [k, v.clone()]));
+const layer = (m: Layered, key: string): LayeredCounts => {
+  let l = m.get(key);
+  if (!l) m.set(key, (l = new LayeredCounts()));
+  return l;
+};
 
 class PreFilterState implements StateData {
   constructor(
     /** Domains holding placed pods whose required anti-affinity selects the incoming pod. */
     readonly existingAntiAffinity: TopologyCounts,
-    /** Domains holding pods that match all of the incoming pod's required affinity terms. */
-    readonly affinity: TopologyCounts,
-    /** Domains holding pods selected by one of the incoming pod's required anti-affinity terms. */
-    readonly antiAffinity: TopologyCounts,
+    /** Per topology key: pods that match all of the incoming pod's required affinity terms. */
+    readonly affinity: Layered,
+    /** Per topology key: pods selected by one of the incoming pod's required anti-affinity terms. */
+    readonly antiAffinity: Layered,
   ) {}
-  clone() { return new PreFilterState(cloneCounts(this.existingAntiAffinity), cloneCounts(this.affinity), cloneCounts(this.antiAffinity)); }
+  clone() { return new PreFilterState(cloneCounts(this.existingAntiAffinity), cloneLayered(this.affinity), cloneLayered(this.antiAffinity)); }
 }
 
+interface WeightedCounts { topologyKey: string; weight: number; counts: ReadonlyMap<string, number> }
+
 class PreScoreState implements StateData {
-  constructor(readonly topologyScore: TopologyCounts) {}
+  constructor(
+    /** From placed pods' terms that select the incoming pod. */
+    readonly topologyScore: TopologyCounts,
+    /** The incoming pod's preferred terms: live counts of the pods they select, times the weight. */
+    readonly own: WeightedCounts[],
+  ) {}
   clone() { return this; }
 }
 
@@ -76,13 +91,18 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
     if (pod.requiredAffinityTerms.length && this.matchesAll(pod.requiredAffinityTerms, other)) {
       for (const t of pod.requiredAffinityTerms) {
         const v = node.labels[t.topologyKey];
-        if (v !== undefined) bump(s.affinity, t.topologyKey, v, sign);
+        if (v !== undefined) layer(s.affinity, t.topologyKey).add(v, sign);
       }
     }
     for (const t of pod.requiredAntiAffinityTerms) {
       const v = node.labels[t.topologyKey];
-      if (v !== undefined && termMatches(t, other, this.cache.nsLabels)) bump(s.antiAffinity, t.topologyKey, v, sign);
+      if (v !== undefined && termMatches(t, other, this.cache.nsLabels)) layer(s.antiAffinity, t.topologyKey).add(v, sign);
     }
+  }
+
+  /** Placed pods the term selects, per value of its topology key (a live cache index). */
+  private termCounts(t: AffinityTerm): ReadonlyMap<string, number> {
+    return this.cache.topologyCounts(`ipa|${t.key}`, t.topologyKey, (p) => termMatches(t, p, this.cache.nsLabels));
   }
 
   preFilter(state: CycleState, pod: PodInfo): { status: MaybeStatus } {
@@ -95,22 +115,26 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
       for (const [v, c] of g.counts) bump(s.existingAntiAffinity, g.term.topologyKey, v, c);
     }
     const aff = pod.requiredAffinityTerms;
-    if (aff.length) {
+    if (aff.length === 1) {
+      // The common case reads a live count index of the cache: O(domains), not O(pods).
+      const t = aff[0];
+      s.affinity.set(t.topologyKey, new LayeredCounts([this.termCounts(t)]));
+    } else if (aff.length) {
       this.cache.forEachMatching(aff[0].selector, ({ info, node }) => {
         if (!node.node || !this.matchesAll(aff, info)) return;
         for (const t of aff) {
           const v = node.labels[t.topologyKey];
-          if (v !== undefined) bump(s.affinity, t.topologyKey, v, 1);
+          if (v !== undefined) layer(s.affinity, t.topologyKey).add(v, 1);
         }
       });
     }
+    const byKey = new Map<string, ReadonlyMap<string, number>[]>();
     for (const t of pod.requiredAntiAffinityTerms) {
-      this.cache.forEachMatching(t.selector, ({ info, node }) => {
-        if (!node.node) return;
-        const v = node.labels[t.topologyKey];
-        if (v !== undefined && termMatches(t, info, this.cache.nsLabels)) bump(s.antiAffinity, t.topologyKey, v, 1);
-      });
+      const list = byKey.get(t.topologyKey) ?? [];
+      list.push(this.termCounts(t));
+      byKey.set(t.topologyKey, list);
     }
+    for (const [k, bases] of byKey) s.antiAffinity.set(k, new LayeredCounts(bases));
     state.write(PRE_FILTER_KEY, s);
     return { status: null };
   }
@@ -137,13 +161,17 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
       for (const t of pod.requiredAffinityTerms) {
         const v = node.labels[t.topologyKey];
         if (v === undefined) return unresolvable(ERR_REASON_AFFINITY);
-        if (count(s.affinity, t.topologyKey, v) <= 0) podsExist = false;
+        if ((s.affinity.get(t.topologyKey)?.get(v) ?? 0) <= 0) podsExist = false;
       }
-      if (!podsExist && !(s.affinity.size === 0 && this.matchesAll(pod.requiredAffinityTerms, pod))) return unresolvable(ERR_REASON_AFFINITY);
+      if (!podsExist) {
+        let anywhere = false;
+        for (const l of s.affinity.values()) if (l.any()) { anywhere = true; break; }
+        if (anywhere || !this.matchesAll(pod.requiredAffinityTerms, pod)) return unresolvable(ERR_REASON_AFFINITY);
+      }
     }
     for (const t of pod.requiredAntiAffinityTerms) {
       const v = node.labels[t.topologyKey];
-      if (v !== undefined && count(s.antiAffinity, t.topologyKey, v) > 0) return unschedulable(ERR_REASON_ANTI_AFFINITY);
+      if (v !== undefined && (s.antiAffinity.get(t.topologyKey)?.get(v) ?? 0) > 0) return unschedulable(ERR_REASON_ANTI_AFFINITY);
     }
     for (const [key, values] of s.existingAntiAffinity) {
       const v = node.labels[key];
@@ -157,18 +185,10 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
     const hasConstraints = pod.preferredAffinityTerms.length + pod.preferredAntiAffinityTerms.length > 0;
     if (this.args.ignorePreferredTermsOfExistingPods && !hasConstraints) return SKIP;
     const m: TopologyCounts = new Map();
-    // The incoming pod's preferred terms against placed pods.
-    const own = (terms: readonly (AffinityTerm & { weight: number })[], sign: number) => {
-      for (const t of terms) {
-        this.cache.forEachMatching(t.selector, ({ info, node }) => {
-          if (!node.node) return;
-          const v = node.labels[t.topologyKey];
-          if (v !== undefined && termMatches(t, info, this.cache.nsLabels)) bump(m, t.topologyKey, v, sign * t.weight);
-        });
-      }
-    };
-    own(pod.preferredAffinityTerms, 1);
-    own(pod.preferredAntiAffinityTerms, -1);
+    // The incoming pod's preferred terms against placed pods, through live count indexes.
+    const own: WeightedCounts[] = [];
+    for (const t of pod.preferredAffinityTerms) own.push({ topologyKey: t.topologyKey, weight: t.weight, counts: this.termCounts(t) });
+    for (const t of pod.preferredAntiAffinityTerms) own.push({ topologyKey: t.topologyKey, weight: -t.weight, counts: this.termCounts(t) });
     // Placed pods' terms that select the incoming pod.
     const theirs = (kind: 'requiredAffinity' | 'preferredAffinity' | 'preferredAntiAffinity', weightOf: (w: number) => number) => {
       for (const g of this.cache.termGroups(kind).values()) {
@@ -180,22 +200,29 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
     theirs('requiredAffinity', () => this.args.hardPodAffinityWeight);
     theirs('preferredAffinity', (w) => w);
     theirs('preferredAntiAffinity', (w) => -w);
-    state.write(PRE_SCORE_KEY, new PreScoreState(m));
+    // Nothing on either side: every node would score 0.
+    if (!m.size && own.every((o) => !o.counts.size)) return SKIP;
+    state.write(PRE_SCORE_KEY, new PreScoreState(m, own));
     return null;
   }
 
   score(state: CycleState, _pod: PodInfo, node: NodeInfo): number {
-    const m = state.read<PreScoreState>(PRE_SCORE_KEY)!.topologyScore;
+    const s = state.read<PreScoreState>(PRE_SCORE_KEY)!;
     let score = 0;
-    for (const [key, values] of m) {
+    for (const [key, values] of s.topologyScore) {
       const v = node.labels[key];
       if (v !== undefined) score += values.get(v) ?? 0;
+    }
+    for (const o of s.own) {
+      const v = node.labels[o.topologyKey];
+      if (v !== undefined) score += (o.counts.get(v) ?? 0) * o.weight;
     }
     return score;
   }
 
   normalizeScore(state: CycleState, _p: PodInfo, scores: number[]): MaybeStatus {
-    if (!state.read<PreScoreState>(PRE_SCORE_KEY)!.topologyScore.size) return null;
+    const st = state.read<PreScoreState>(PRE_SCORE_KEY)!;
+    if (!st.topologyScore.size && st.own.every((o) => !o.counts.size)) return null;
     let min = Infinity;
     let max = -Infinity;
     for (const s of scores) { if (s < min) min = s; if (s > max) max = s; }

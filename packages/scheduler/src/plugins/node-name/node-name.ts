@@ -9,6 +9,7 @@ export const ERR_REASON = "node(s) didn't match the requested node name";
 export class NodeName implements FilterPlugin, EnqueueExtensions {
   readonly name = NAME;
   filter(_s: unknown, pod: PodInfo, node: NodeInfo): MaybeStatus {
+    if (!pod.wantsNode) return null;
     const want = pod.pod.spec?.nodeName;
     return !want || want === node.name ? null : unresolvable(ERR_REASON);
   }

@@ -12,6 +12,7 @@ import type { ClusterEvent, CycleState, EnqueueExtensions, FilterPlugin, PreFilt
 import { compileSelector, type Requirement, type Selector } from '../../labels';
 import { SKIP, unresolvable, unschedulable, type MaybeStatus } from '../../framework/status';
 import { MAX_NODE_SCORE, tolerated, type NodeInfo, type PodInfo } from '../../framework/types';
+import { LayeredCounts } from '../../framework/layered-counts';
 
 export const NAME = 'PodTopologySpread';
 export const ERR_REASON_CONSTRAINTS_NOT_MATCH = "node(s) didn't match pod topology spread constraints";
@@ -78,7 +79,7 @@ export function podConstraints(pod: core.Pod, hard: boolean): Constraint[] {
 interface ConstraintCounts {
   c: Constraint;
   /** Matching pods per domain (value of the topology key), over eligible nodes. */
-  counts: Map<string, number>;
+  counts: LayeredCounts;
   /** Eligible domains; null means every value of the key in the cache. */
   domains: Set<string> | null;
   /** Smallest count over the eligible domains (recomputed when counts change). */
@@ -94,8 +95,9 @@ class PreFilterState implements StateData {
       const total = this.domainCount(cc);
       let min = Infinity;
       let withPods = 0;
-      for (const [v, n] of cc.counts) {
-        if (cc.domains && !cc.domains.has(v)) continue;
+      for (const v of cc.counts.values()) {
+        const n = cc.counts.get(v);
+        if (n <= 0 || (cc.domains && !cc.domains.has(v))) continue;
         withPods++;
         if (n < min) min = n;
       }
@@ -105,7 +107,7 @@ class PreFilterState implements StateData {
     return this.domainCount(cc) < cc.c.minDomains ? 0 : cc.min;
   }
   clone() {
-    return new PreFilterState(this.items.map((i) => ({ ...i, counts: new Map(i.counts) })), this.cache);
+    return new PreFilterState(this.items.map((i) => ({ ...i, counts: i.counts.clone() })), this.cache);
   }
 }
 
@@ -183,12 +185,16 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
       }
     }
     const items: ConstraintCounts[] = cs.map((c, i) => {
-      const counts = new Map<string, number>();
+      if (!narrow) {
+        // Every node with the key is eligible: read the cache's live count index.
+        const ns = pod.namespace;
+        const base = this.cache.topologyCounts(`pts|${ns}|${c.selector.key}|${c.topologyKey}`, c.topologyKey, (p) => p.namespace === ns && !p.deleting && c.selector.matches(p.labels));
+        return { c, counts: new LayeredCounts([base]), domains: null, min: 0, dirty: true };
+      }
+      const counts = new LayeredCounts();
       this.cache.forEachMatching(c.selector, ({ info, node }) => {
-        if (!node.node || !PodTopologySpread.counts(pod, info)) return;
-        if (eligible[i] ? !eligible[i]!.has(node) : !PodTopologySpread.hasAllKeys(node, cs)) return;
-        const v = node.labels[c.topologyKey];
-        counts.set(v, (counts.get(v) ?? 0) + 1);
+        if (!node.node || !PodTopologySpread.counts(pod, info) || !eligible[i]!.has(node)) return;
+        counts.add(node.labels[c.topologyKey], 1);
       });
       return { c, counts, domains: domains[i], min: 0, dirty: true };
     });
@@ -203,8 +209,7 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
     if (!PodTopologySpread.hasAllKeys(node, cs)) return null;
     for (const cc of s.items) {
       if (!PodTopologySpread.included(cc.c, pod, node) || !cc.c.selector.matches(other.labels)) continue;
-      const v = node.labels[cc.c.topologyKey];
-      cc.counts.set(v, (cc.counts.get(v) ?? 0) + sign);
+      cc.counts.add(node.labels[cc.c.topologyKey], sign);
       cc.dirty = true;
     }
     return null;
@@ -219,7 +224,7 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
       const v = node.labels[cc.c.topologyKey];
       if (v === undefined) return unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
       const self = cc.c.selector.matches(pod.labels) ? 1 : 0;
-      const skew = (cc.counts.get(v) ?? 0) + self - s.minMatch(cc);
+      const skew = cc.counts.get(v) + self - s.minMatch(cc);
       if (skew > cc.c.maxSkew) return unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
     }
     return null;
