@@ -22,6 +22,11 @@ export interface QueueOptions {
 
 const NONE: readonly PodInfo[] = [];
 
+/** Whether an update touched what scheduling reads (spec, labels), as Kubernetes' isPodUpdated. */
+function schedulingInputsChanged(a: PodInfo, b: PodInfo): boolean {
+  return JSON.stringify(a.pod.spec) !== JSON.stringify(b.pod.spec) || JSON.stringify(a.labels) !== JSON.stringify(b.labels);
+}
+
 export type QueueName = 'active' | 'backoff' | 'unschedulable';
 
 export class SchedulingQueue {
@@ -112,6 +117,8 @@ export class SchedulingQueue {
     }
     const u = this.unschedulable.get(key);
     if (u) {
+      // Status-only updates (our own PodScheduled condition, nominatedNodeName) change nothing.
+      if (!schedulingInputsChanged(u.info, info)) { u.info = info; return; }
       // An update may remove gates or relax constraints: give it another go (through backoff).
       u.info = info;
       this.unschedulable.delete(key);
