@@ -18,6 +18,7 @@ import {
 } from '@berth/common';
 import { containerSyscalls } from '@berth/native';
 
+import { imageService, openImageStore } from './images';
 import { ContainerManager, Invalid, NeedsIssue8, NotFound, type ContainerEventInfo, type ContainerRecord } from './containers';
 import { ConfigError } from './oci/config';
 import { RuntimeError } from './state';
@@ -156,7 +157,7 @@ export const spec: ServiceSpec<{}> = {
     return {
       services: [
         { definition: runtime.RuntimeServiceService, implementation: runtimeService(mgr) },
-        { definition: runtime.ImageServiceService, implementation: withUnimplemented(runtime.ImageServiceService, 'issue #8') },
+        { definition: runtime.ImageServiceService, implementation: imageService({ store: openImageStore(ctx.config.stateDir), logger: ctx.logger }) },
       ],
       close: () => mgr.close(),
     };
