@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Netns, Rtnl, RTPROT_BERTH, sysctl } from '@berth/native';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PodNetwork, ROUTED_GATEWAY, type Mode } from './network';
+import { PodNetwork, ROUTED_GATEWAY, type Mode, type SetUpRequest } from './network';
 import { netnsPath, probe, send, sh, startEchoServer, startSink, Topology, type TestNode } from './testing/topology';
 
 let topo: Topology;
@@ -48,7 +48,7 @@ async function leakCheck(net: PodNetwork): Promise<void> {
     rt.close();
     hostNs.close();
   }
-  expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'iptables-save'])).not.toMatch(/berth-fault/);
+  expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'iptables-save'])).not.toMatch(/berth-fault|berth-hostport/);
   expect([...net.ipam.allocations().keys()]).toEqual([]);
   expect(fs.readdirSync(path.join(net.config.stateDir, 'ipam')).filter((f) => !f.startsWith('.'))).toEqual([]);
 }
@@ -66,10 +66,10 @@ async function managerOn(node: TestNode, mode: Mode, others: TestNode[] = [], ex
 }
 
 let podSeq = 0;
-async function pod(net: PodNetwork, extra: { annotations?: Record<string, string> } = {}): Promise<{ ns: string; ip: string; id: string }> {
+async function pod(net: PodNetwork, extra: { annotations?: Record<string, string>; portMappings?: SetUpRequest['portMappings'] } = {}): Promise<{ ns: string; ip: string; id: string }> {
   const ns = topo.netns('p');
   const id = `sb-${topo.id}-${podSeq++}`;
-  const res = await net.setUp({ podUid: `uid-${id}`, podNamespace: 'default', podName: id, sandboxId: id, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: extra.annotations ?? {} });
+  const res = await net.setUp({ podUid: `uid-${id}`, podNamespace: 'default', podName: id, sandboxId: id, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: extra.annotations ?? {}, portMappings: extra.portMappings ?? [] });
   return { ns, ip: res.ips[0]!.split('/')[0]!, id };
 }
 
@@ -148,6 +148,7 @@ describe('bad input leaves nothing behind', () => {
     const ns = topo.netns('p');
     const base = { podUid: 'u', podNamespace: 'd', podName: 'p', sandboxId: `bad-${topo.id}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} };
     await expect(net.setUp({ ...base, netnsPath: '/etc/hostname' })).rejects.toThrow(/netns_path: \/etc\/hostname is not a network namespace/);
+    await expect(net.setUp({ ...base, netnsPath: node.netns })).rejects.toThrow(/netns_path: .* is the node's own network namespace/);
     await expect(net.setUp({ ...base, interfaceName: 'much-too-long-name0' })).rejects.toThrow(/interface_name: .*not a valid interface name/);
     sh('ip', ['-n', ns, 'link', 'add', 'eth0', 'type', 'bridge']);
     await expect(net.setUp(base)).rejects.toThrow(/interface_name: eth0 is already taken/);
@@ -275,5 +276,22 @@ describe('bandwidth and faults', () => {
     const total = (await send(p.ns, 'udp', node.address, 7400, 0)).received;
     const after = await send(p.ns, 'udp', node.address, 7400, 200);
     expect(after.received - total).toBe(200);
+  });
+});
+
+describe('host port mappings', () => {
+  it('DNATs a node port to the pod for traffic from another node and from the node itself, and refuses clashes', async () => {
+    const n1 = topo.node(1, '10.72.1.0/24');
+    const n2 = topo.node(2, '10.72.2.0/24');
+    const net = await managerOn(n1, 'bridge');
+    const web = await pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 8080, hostPort: 18080, hostIp: '' }, { protocol: 'udp', containerPort: 8080, hostPort: 18080, hostIp: '' }] });
+    await startEchoServer(topo, web.ns, 8080, 'W');
+    expect(await probe(n2.name, 'tcp', n1.address, 18080, 'far')).toBe('W:far');
+    expect(await probe(n2.name, 'udp', n1.address, 18080, 'udp')).toBe('W:udp');
+    expect(await probe(n1.name, 'tcp', n1.address, 18080, 'near')).toBe('W:near');
+    await expect(pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 80, hostPort: 18080, hostIp: '' }] })).rejects.toThrow(/port_mappings\[0\].host_port: tcp\/18080 is already mapped/);
+    await expect(pod(net, { portMappings: [{ protocol: 'icmp' as 'tcp', containerPort: 80, hostPort: 1, hostIp: '' }] })).rejects.toThrow(/port_mappings\[0\].protocol: expected tcp, udp or sctp/);
+    await expect(pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 0, hostPort: 1, hostIp: '' }] })).rejects.toThrow(/port_mappings\[0\].container_port: expected 1..65535/);
+    expect(net.list()).toHaveLength(1);
   });
 });

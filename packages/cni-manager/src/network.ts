@@ -69,6 +69,8 @@ export interface FaultSpec {
   rate: string;
 }
 
+export interface PortMapping { protocol: 'tcp' | 'udp' | 'sctp'; containerPort: number; hostPort: number; hostIp: string }
+
 export interface AppliedFault { fault: string; direction: 'egress' | 'ingress'; mechanism: string; detail: string }
 
 export interface AttachmentRecord {
@@ -92,6 +94,9 @@ export interface AttachmentRecord {
   faults: AppliedFault[];
   /** iptables rule specs (after -A/-D CHAIN) installed in the pod's netns for faults. */
   faultRules: Array<{ chain: string; spec: string[] }>;
+  /** Host port mappings and the nat-table DNAT rules (in the node's netns) that implement them. */
+  portMappings?: PortMapping[];
+  portRules?: Array<{ chain: string; spec: string[] }>;
 }
 
 export interface SetUpRequest {
@@ -103,6 +108,7 @@ export interface SetUpRequest {
   interfaceName: string;
   annotations: Record<string, string>;
   bandwidth?: Partial<Bandwidth>;
+  portMappings?: PortMapping[];
 }
 
 export interface SetUpResult {
@@ -152,6 +158,7 @@ export class PodNetwork {
   /** Teardowns answered but still unregistering links in the kernel, by sandbox id. */
   private readonly deleting = new Map<string, Promise<void>>();
   private ready = false;
+  private hostNetnsIno = -1;
   private readyError = '';
   caps: Capabilities = { netem: false, tbf: true, iptablesStatistic: false, ingressShaping: true };
 
@@ -182,6 +189,7 @@ export class PodNetwork {
       if (!(err instanceof SyscallError)) throw err;
       throw new InvalidArgumentError('hostNetns', `${this.hostNetnsPath} is not a network namespace (${err.code})`);
     }
+    this.hostNetnsIno = fs.statSync(this.hostNetnsPath ?? '/proc/self/ns/net').ino;
     this.ipam.load();
     this.host = Rtnl.open(this.hostNetns);
     sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
@@ -345,6 +353,7 @@ export class PodNetwork {
       throw new InvalidArgumentError('interface_name', (err as Error).message.replace(/^interface_name: /, ''));
     }
     const bandwidth = bandwidthOf(req.annotations, req.bandwidth);
+    const portMappings = checkPortMappings(req.portMappings ?? []);
     return this.serial(req.sandboxId, async () => {
       await this.deleting.get(req.sandboxId);
       const existing = this.records.get(req.sandboxId);
@@ -352,18 +361,25 @@ export class PodNetwork {
         if (existing.netnsPath !== req.netnsPath) throw new BerthError('AlreadyExists', `sandbox ${req.sandboxId} is already attached with netns ${existing.netnsPath}`);
         return this.resultOf(existing);
       }
+      const rec: AttachmentRecord = {
+        sandboxId: req.sandboxId, podUid: req.podUid, podNamespace: req.podNamespace, podName: req.podName,
+        netnsPath: req.netnsPath, ifName, hostVeth: hostVethName(req.sandboxId), ip: '', prefix: 0, gateway: this.gateway, mac: '',
+        mode: this.mode, createdAt: new Date().toISOString(), phase: 'pending', faults: [], faultRules: [],
+        ...(bandwidth ? { bandwidth } : {}),
+        ...(portMappings.length ? { portMappings } : {}),
+      };
+      this.checkPortConflicts(rec);
       let podNs: Netns;
       try {
         podNs = Netns.open(req.netnsPath);
       } catch (err) {
         throw new InvalidArgumentError('netns_path', `${req.netnsPath} is not a network namespace (${errnoOf(err) ?? (err as Error).message})`);
       }
-      const rec: AttachmentRecord = {
-        sandboxId: req.sandboxId, podUid: req.podUid, podNamespace: req.podNamespace, podName: req.podName,
-        netnsPath: req.netnsPath, ifName, hostVeth: hostVethName(req.sandboxId), ip: '', prefix: 0, gateway: this.gateway, mac: '',
-        mode: this.mode, createdAt: new Date().toISOString(), phase: 'pending', faults: [], faultRules: [],
-        ...(bandwidth ? { bandwidth } : {}),
-      };
+      // Attaching the node's own namespace as a "pod" would hand the node's network to it.
+      if (fs.statSync(req.netnsPath).ino === this.hostNetnsIno) {
+        podNs.close();
+        throw new InvalidArgumentError('netns_path', `${req.netnsPath} is the node's own network namespace`);
+      }
       this.records.set(rec.sandboxId, rec);
       try {
         await this.attach(rec, podNs);
@@ -424,6 +440,7 @@ export class PodNetwork {
       pod.close();
     }
     if (rec.bandwidth) await this.applyBandwidth(rec, hostEnd.index);
+    if (rec.portMappings) await this.applyPortMappings(rec);
   }
 
   private async applyBandwidth(rec: AttachmentRecord, hostIndex: number): Promise<void> {
@@ -439,6 +456,34 @@ export class PodNetwork {
       await this.host.setTbf(ifb.index, { rate: bw.egressRate, burst: bw.egressBurst || defaultBurst(bw.egressRate) });
       await this.host.addIngressQdisc(hostIndex);
       await this.host.addIngressRedirect(hostIndex, ifb.index);
+    }
+  }
+
+  /** Two pods may not claim the same host port (per protocol and host address). */
+  private checkPortConflicts(rec: AttachmentRecord): void {
+    for (const [i, m] of (rec.portMappings ?? []).entries()) {
+      for (const other of this.records.values()) {
+        if (other.sandboxId === rec.sandboxId) continue;
+        const clash = (other.portMappings ?? []).find((o) => o.protocol === m.protocol && o.hostPort === m.hostPort && (o.hostIp === m.hostIp || !o.hostIp || !m.hostIp));
+        if (clash) throw new BerthError('AlreadyExists', `port_mappings[${i}].host_port: ${m.protocol}/${m.hostPort} is already mapped to sandbox ${other.sandboxId}`);
+      }
+    }
+  }
+
+  /** DNAT from the node's addresses (or host_ip) to the pod, for traffic arriving and made locally. */
+  private async applyPortMappings(rec: AttachmentRecord): Promise<void> {
+    rec.portRules = [];
+    for (const m of rec.portMappings ?? []) {
+      const spec = [
+        '-p', m.protocol, '--dport', String(m.hostPort),
+        ...(m.hostIp ? ['-d', m.hostIp] : ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+        '-m', 'comment', '--comment', `berth-hostport ${rec.hostVeth}`,
+        '-j', 'DNAT', '--to-destination', `${rec.ip}:${m.containerPort}`,
+      ];
+      for (const chain of ['PREROUTING', 'OUTPUT']) {
+        await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', chain, ...spec]);
+        rec.portRules.push({ chain, spec });
+      }
     }
   }
 
@@ -465,6 +510,7 @@ export class PodNetwork {
     await this.host.deleteLink(rec.hostVeth);
     if (rec.ifb) await this.host.deleteLink(rec.ifb);
     if (rec.faultRules.length) await this.removeFaultRules(rec).catch(() => undefined);
+    for (const r of rec.portRules ?? []) await iptables(this.hostNetnsPath, ['-t', 'nat', '-D', r.chain, ...r.spec]).catch(() => undefined);
     const released = await this.ipam.release(rec.sandboxId);
     for (const ip of released) await this.flushConntrack(ip);
     this.dropRecord(rec.sandboxId);
@@ -722,4 +768,29 @@ export function bandwidthOf(annotations: Record<string, string>, req?: Partial<B
 /** Like the CNI bandwidth plugin: enough burst for 100 ms at the rate, at least 16 KiB. */
 function defaultBurst(rateBits: number): number {
   return Math.max(16384, Math.floor(rateBits / 8 / 10));
+}
+
+/** Validates port mappings, naming the field; fills the default protocol. */
+export function checkPortMappings(list: ReadonlyArray<Partial<PortMapping> & { protocol?: string }>): PortMapping[] {
+  const out: PortMapping[] = [];
+  const seen = new Set<string>();
+  list.forEach((m, i) => {
+    const f = `port_mappings[${i}]`;
+    const protocol = (m.protocol || 'tcp').toLowerCase();
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`${f}.protocol`, `expected tcp, udp or sctp, got "${m.protocol}"`);
+    for (const k of ['containerPort', 'hostPort'] as const) {
+      const v = m[k];
+      if (!Number.isInteger(v) || v! < 1 || v! > 65535) throw new InvalidArgumentError(`${f}.${k === 'hostPort' ? 'host_port' : 'container_port'}`, `expected 1..65535, got ${v}`);
+    }
+    const hostIp = m.hostIp ?? '';
+    if (hostIp) {
+      try { parseCidr(`${hostIp}/32`, `${f}.host_ip`); } catch { throw new InvalidArgumentError(`${f}.host_ip`, `expected an IPv4 address, got "${hostIp}"`); }
+      if (hostIp.startsWith('127.')) throw new InvalidArgumentError(`${f}.host_ip`, 'loopback host addresses are not supported (they would need route_localnet)');
+    }
+    const key = `${protocol}/${m.hostPort}/${hostIp}`;
+    if (seen.has(key)) throw new InvalidArgumentError(`${f}.host_port`, `${protocol}/${m.hostPort} is mapped twice`);
+    seen.add(key);
+    out.push({ protocol, containerPort: m.containerPort!, hostPort: m.hostPort!, hostIp });
+  });
+  return out;
 }

@@ -51,13 +51,9 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
       const res = await net.setUp({
         podUid: req.podUid, podNamespace: req.podNamespace, podName: req.podName, sandboxId: req.sandboxId, netnsPath: req.netnsPath,
         interfaceName: req.interfaceName, annotations: req.annotations ?? {},
+        portMappings: req.portMappings.map((m) => ({ protocol: m.protocol as 'tcp', containerPort: m.containerPort, hostPort: m.hostPort, hostIp: m.hostIp })),
         ...(req.bandwidth ? { bandwidth: { ingressRate: Number(req.bandwidth.ingressRate), ingressBurst: Number(req.bandwidth.ingressBurst), egressRate: Number(req.bandwidth.egressRate), egressBurst: Number(req.bandwidth.egressBurst) } } : {}),
       });
-      if (req.portMappings.length) {
-        // Port mappings need DNAT rules; not built yet, and a silent no-op would mislead.
-        await net.tearDown({ sandboxId: req.sandboxId });
-        throw new InvalidArgumentError('port_mappings', 'host port mappings are not supported by cni-manager yet (use the portmap CNI plugin through the executor)');
-      }
       return cni.SetUpPodResponse.fromPartial(res);
     }),
     tearDownPod: unary(async (req: cni.TearDownPodRequest) => {
@@ -104,7 +100,7 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
           { type: 'NetworkReady', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : 'NotReady', message: ready ? `${net.mode} network on ${net.ipam.cidr}` : net.notReadyReason },
           { type: 'IPAMReady', status: 'True', reason: 'Ready', message: `${net.ipam.allocations().size} addresses allocated` },
         ],
-        capabilities: { netem: net.caps.netem, tbf: net.caps.tbf, iptablesStatistic: net.caps.iptablesStatistic, ingressShaping: net.caps.ingressShaping, portMapping: false, cniPlugins: plugins },
+        capabilities: { netem: net.caps.netem, tbf: net.caps.tbf, iptablesStatistic: net.caps.iptablesStatistic, ingressShaping: net.caps.ingressShaping, portMapping: net.caps.iptablesStatistic, cniPlugins: plugins },
       });
     }),
   };
