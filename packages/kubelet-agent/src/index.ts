@@ -14,3 +14,7 @@ export * from './events';
 export * from './node';
 export * from './env';
 export * from './volumes';
+export * from './sync/pod-config';
+export * from './sync/static-pods';
+export * from './sync/pod-workers';
+export * from './sync/sync-loop';
