@@ -17,6 +17,9 @@ export interface InformerOptions {
   resyncMs?: number;
   /** Delay before re-watching after an error (doubles up to 5 s). */
   backoffMs?: number;
+  /** Resume from a checkpoint instead of listing first: watch from this version with these
+   *  objects in the cache (relisting if the server says the version is too old). */
+  resume?: { resourceVersion: string; items: core.Object[] };
 }
 
 export interface InformerEvents {
@@ -112,6 +115,12 @@ export class Informer extends EventEmitter<InformerEvents> {
   private async run(synced: () => void): Promise<void> {
     let backoff = this.o.backoffMs ?? 100;
     let needList = true;
+    if (this.o.resume) {
+      for (const obj of this.o.resume.items) this.cache.set(objectKey(obj), obj);
+      this.rv = this.o.resume.resourceVersion;
+      needList = false;
+      synced();
+    }
     while (!this.ac.signal.aborted) {
       try {
         if (needList) {
