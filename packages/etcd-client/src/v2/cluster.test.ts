@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdError, EtcdV2Client } from '..';
-import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
+import { startEtcd, uniquePrefix, untilConnected, waitUntil } from '../v3/fixture';
 
 let etcd: EtcdCluster;
 beforeAll(async () => {
@@ -15,6 +15,26 @@ afterAll(async () => {
 });
 
 describe('EtcdV2Client on a 3-member cluster', () => {
+  it('adds a member, updates its peer URL and removes it', async () => {
+    const { freePort } = await import('@berth/common');
+    const c = new EtcdV2Client({ endpoints: etcd.endpoints });
+    try {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const m = await untilConnected(() => c.addMember([url]));
+      expect(m.peerURLs).toEqual([url]);
+      expect(await c.listMembers()).toHaveLength(4);
+      const url2 = `http://127.0.0.1:${await freePort()}`;
+      await c.updateMember(m.id, [url2]);
+      expect((await c.listMembers()).find((x) => x.id === m.id)?.peerURLs).toEqual([url2]);
+      await c.removeMember(m.id);
+      expect(await c.listMembers()).toHaveLength(3);
+      const leader = await c.leader();
+      expect((await c.listMembers()).map((x) => x.id)).toContain(leader.id);
+    } finally {
+      c.close();
+    }
+  });
+
   it('kill -9 of the attached member during writes and a watch', async () => {
     const p = uniquePrefix('v2kill');
     const c = new EtcdV2Client({ endpoints: etcd.endpoints, headerTimeoutMs: 3000 });
@@ -53,6 +73,33 @@ describe('EtcdV2Client on a 3-member cluster', () => {
       c.close();
       await etcd.restart(attached);
     }
+  });
+
+  it('a watcher leaves a paused (SIGSTOP) member and misses nothing', async () => {
+    const p = uniquePrefix('v2pause');
+    const c = new EtcdV2Client({ endpoints: etcd.endpoints, headerTimeoutMs: 1000 });
+    const attached = etcd.endpoints.indexOf(c.activeEndpoint);
+    const writer = new EtcdV2Client({ endpoints: etcd.endpoints.filter((_, i) => i !== attached) });
+    const start = await writer.set(`${p}/k`, 'start');
+    const w = c.watch(p, { recursive: true, afterIndex: start.node.modifiedIndex, livenessIntervalMs: 500 });
+    const seen: string[] = [];
+    const reading = (async () => { for await (const r of w) seen.push(r.node.value ?? ''); })();
+    try {
+      await writer.set(`${p}/k`, 'before');
+      await waitUntil(() => seen.includes('before'), 10_000, 'the first event');
+      etcd.pause(attached);
+      for (let i = 0; i < 5; i++) await writer.set(`${p}/k`, `during-${i}`);
+      await waitUntil(() => seen.includes('during-4'), 15_000, 'the watcher to move off the paused member');
+      expect(seen).toEqual(['before', 'during-0', 'during-1', 'during-2', 'during-3', 'during-4']);
+      expect(w.reconnects).toBeGreaterThanOrEqual(1);
+    } finally {
+      etcd.resume(attached);
+      w.cancel();
+      await reading;
+      c.close();
+      writer.close();
+    }
+    await etcd.waitHealthy(attached);
   });
 
   it('a member that lost quorum answers a raft error (300/301); writes resume after restart', async () => {

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdV3Client, type WatchEvent } from '..';
-import { startEtcd, uniquePrefix, waitUntil } from './fixture';
+import { startEtcd, uniquePrefix, untilConnected, waitUntil } from './fixture';
 
 let etcd: EtcdCluster;
 beforeAll(async () => {
@@ -32,6 +32,26 @@ async function history(endpoints: string[], prefix: string, from: number, until:
 }
 
 describe('EtcdV3Client on a 3-member cluster', () => {
+  it('adds a learner, updates its peer URL and removes it', async () => {
+    const { freePort } = await import('@berth/common');
+    const c = new EtcdV3Client({ endpoints: etcd.endpoints });
+    try {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const added = await untilConnected(() => c.memberAdd([url], { isLearner: true }));
+      expect(added.member).toMatchObject({ peerUrls: [url], isLearner: true, name: '' });
+      expect(added.members).toHaveLength(4);
+      const url2 = `http://127.0.0.1:${await freePort()}`;
+      const updated = await c.memberUpdate(added.member.id, [url2]);
+      expect(updated.find((m) => m.id === added.member.id)?.peerUrls).toEqual([url2]);
+      const after = await c.memberRemove(added.member.id);
+      expect(after.map((m) => m.id)).not.toContain(added.member.id);
+      expect(await c.memberList()).toHaveLength(3);
+      await expect(c.memberRemove('zz')).rejects.toThrow(/id: must be a hex member ID/);
+    } finally {
+      c.close();
+    }
+  });
+
   it('kill -9 of the attached member: writes go on, the watcher sees every event exactly once', async () => {
     const p = uniquePrefix('kill');
     const c = new EtcdV3Client({ endpoints: etcd.endpoints, attemptTimeoutMs: 1000 });

@@ -69,3 +69,17 @@ export async function startCutProxy(targetUrl: string): Promise<CutProxy> {
   await listen();
   return { url: `http://127.0.0.1:${port}`, cut: stop, restore: listen, close: stop };
 }
+
+/** etcd refuses membership changes ("unhealthy cluster") until every member has been
+ *  connected for 5 s; that rejection happens before anything is applied, so retry it. */
+export async function untilConnected<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > deadline || !/unhealthy cluster|Internal Server Error/.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
