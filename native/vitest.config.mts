@@ -1,0 +1,3 @@
+import { berthVitestConfig } from '../tools/vitest.shared.mts';
+
+export default berthVitestConfig(process.cwd());
