@@ -51,7 +51,7 @@ export class EtcdV3Election extends EventEmitter {
     this.abort = new AbortController();
     const lease = await this.client.grantLease(this.ttl);
     this.leaseId = lease.id;
-    const ka = this.client.keepAlive(lease.id);
+    const ka = this.client.keepAlive(lease.id, { ttl: lease.ttl });
     this.keepAlive = ka;
     this.lost = ka.lost;
     ka.lost.then((err) => { if (this.keepAlive === ka) this.emit('lost', err); });

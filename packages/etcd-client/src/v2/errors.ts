@@ -31,6 +31,8 @@ export class EtcdError extends Error {
   /** etcd index when the error happened. */
   readonly index: number;
   readonly endpoint?: string;
+  /** etcd's message alone (`message` adds the cause and the code). */
+  readonly etcdMessage: string;
   constructor(doc: { errorCode: number; message: string; cause?: string; index?: number }, endpoint?: string) {
     super(`${doc.message}${doc.cause ? ` (${doc.cause})` : ''} [${doc.errorCode}]`);
     this.name = 'EtcdError';
@@ -38,8 +40,7 @@ export class EtcdError extends Error {
     this.cause = doc.cause ?? '';
     this.index = doc.index ?? 0;
     this.endpoint = endpoint;
-    // Keep etcd's own wording reachable without the decoration.
-    Object.defineProperty(this, 'etcdMessage', { value: doc.message, enumerable: false });
+    this.etcdMessage = doc.message;
   }
 }
 

@@ -49,7 +49,7 @@ describe('EtcdV2Client keys', () => {
     expect(d.prevNode?.value).toBe('two');
     const err = await c.get(k).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EtcdError);
-    expect(err).toMatchObject({ errorCode: 100, cause: k });
+    expect(err).toMatchObject({ errorCode: 100, cause: k, etcdMessage: 'Key not found' });
     expect((err as EtcdError).index).toBeGreaterThanOrEqual(d.node.modifiedIndex);
   });
 

@@ -189,11 +189,13 @@ export class Connection {
     for (let attempt = 0; ; attempt++) {
       const idx = o.endpoint ?? this.active;
       const ep = this.endpoints[idx];
+      // Without auth (or with a token in hand) no await: the common path stays synchronous.
       let md: Metadata;
-      try {
-        md = o.noAuth ? new Metadata() : await this.metadata();
-      } catch (err) {
-        throw err instanceof EtcdV3Error ? err : new EtcdV3Error(String(err), Status.UNKNOWN, { cause: err });
+      if (o.noAuth || !this.opts.auth || this.token) {
+        md = new Metadata();
+        if (!o.noAuth && this.token) md.set('token', this.token);
+      } else {
+        md = await this.metadata();
       }
       const deadline = o.repeatable ? Math.min(overall, Date.now() + this.attemptTimeoutMs) : overall;
       try {

@@ -12,6 +12,9 @@ import { leaseToWire } from './types';
 export interface KeepAliveOptions {
   /** Renewal interval; default a third of the TTL etcd reports. */
   intervalMs?: number;
+  /** The lease's TTL in seconds, if known: until the first renewal succeeds, the lease counts
+   *  as lost only after this long (default: the client's request timeout). */
+  ttl?: number;
   /** @internal */
   once?: boolean;
 }
@@ -34,12 +37,13 @@ export class LeaseKeepAlive extends EventEmitter {
     super();
     this.wireId = leaseToWire(id, 'id');
     if (o.intervalMs !== undefined && (!Number.isInteger(o.intervalMs) || o.intervalMs < 10)) throw new EtcdArgumentError('intervalMs', 'must be an integer >= 10');
+    if (o.ttl !== undefined && (!Number.isInteger(o.ttl) || o.ttl <= 0)) throw new EtcdArgumentError('ttl', 'must be a positive integer number of seconds');
     this.lost = new Promise((r) => { this.resolveLost = r; });
   }
 
   /** @internal */
   start(): void {
-    this.expiresAt = Date.now() + this.conn.requestTimeoutMs;
+    this.expiresAt = Date.now() + (this.o.ttl ? this.o.ttl * 1000 : this.conn.requestTimeoutMs);
     void this.open();
   }
 
