@@ -18,3 +18,5 @@ export * from './sync/pod-config';
 export * from './sync/static-pods';
 export * from './sync/pod-workers';
 export * from './sync/sync-loop';
+export * from './gc';
+export * from './eviction';
