@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { checkHealth, startServiceProcess, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SERVICES } from './services';
+import { nodeNetnsName } from './up';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth.js');
 
@@ -37,6 +38,8 @@ describe('berth up', () => {
   afterEach(async () => {
     await up?.stop();
     for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    const ns = nodeNetnsName(path.join(dir, 'run'));
+    if (fs.existsSync(path.join('/run/netns', ns))) execFileSync('ip', ['netns', 'delete', ns]);
     up = undefined;
     pids = [];
     fs.rmSync(dir, { recursive: true, force: true });
@@ -67,6 +70,9 @@ describe('berth up', () => {
     expect(pids.filter(alive)).toEqual([]);
     for (const name of SERVICES) expect(fs.existsSync(path.join(runDir, `${name}.sock`))).toBe(false);
     expect(fs.existsSync(path.join(runDir, 'up.pid'))).toBe(false);
+    // the node's network namespace (where the pod bridge lives) is gone, and the host has no bridge
+    expect(fs.existsSync(path.join('/run/netns', nodeNetnsName(runDir)))).toBe(false);
+    expect(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })).not.toMatch(/ berth0[:@]/);
   });
 
   it('after a kill -9 of berth up, the next berth up stops the leftovers and comes up again', async () => {

@@ -1,7 +1,8 @@
 // `berth up`: a Berth cluster on this machine on embedded defaults — a local etcd that Berth
 // manages itself, and the five services on unix sockets in $BERTH_RUN_DIR with state under
 // $BERTH_STATE_DIR — in the foreground. Ctrl-C or SIGTERM stops everything it started.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EtcdCluster, checkHealth, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
@@ -30,6 +31,27 @@ function isRunning(pid: number): boolean {
 
 function isAlive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+/**
+ * The node's network namespace: pod networks live there, never on the host's own interfaces, and
+ * deleting it on stop removes every link, route and address they made. Named after the run dir so
+ * a restart after a crash finds (and replaces) the one it left.
+ */
+export function nodeNetnsName(runDir: string): string {
+  return `berth-${crypto.createHash('sha256').update(path.resolve(runDir)).digest('hex').slice(0, 8)}-node0`;
+}
+function netnsExists(name: string): boolean {
+  return fs.existsSync(path.join('/run/netns', name));
+}
+function deleteNetns(name: string): void {
+  if (netnsExists(name)) execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore' });
+}
+function createNetns(name: string): string {
+  deleteNetns(name);
+  execFileSync('ip', ['netns', 'add', name], { stdio: 'ignore' });
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+  return path.join('/run/netns', name);
 }
 
 /** Kills the processes a crashed `berth up` left behind (its pids file), if they still run one of ours. */
@@ -75,6 +97,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
   const children: Child[] = [];
   let etcd: EtcdCluster | undefined;
   const pidsFile = path.join(runDir, 'up.children');
+  const netns = nodeNetnsName(runDir);
   const recordPids = () => {
     const pids = [...children.map((c) => c.proc.pid), ...(etcd?.memberInfo.map((m) => m.pid) ?? [])].filter(Boolean);
     fs.writeFileSync(pidsFile, pids.join('\n'), { mode: 0o600 });
@@ -90,6 +113,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       clearTimeout(t);
     }));
     await etcd?.destroy();
+    try { deleteNetns(netns); } catch (err) { say(`berth up: could not delete netns ${netns}: ${(err as Error).message}`); }
     fs.rmSync(pidsFile, { force: true });
     fs.rmSync(lock, { force: true });
   };
@@ -113,10 +137,13 @@ export async function up(opts: UpOptions = {}): Promise<number> {
     recordPids();
     say(`etcd        ${etcd.endpoints.join(',')}  (data ${etcdRoot})`);
 
+    const netnsPath = createNetns(netns);
+    say(`node netns  ${netnsPath}`);
     for (const name of SERVICES) {
       const socket = `unix://${path.join(runDir, `${name}.sock`)}`;
       const args = [serviceBin(name), '--listen', socket, '--state-dir', path.join(stateDir, name)];
       if (name === 'etcd-client') args.push('--etcd-endpoints', etcd.endpoints.join(','));
+      if (name === 'cni-manager') args.push('--host-netns', netnsPath);
       const log = fs.openSync(path.join(logDir, `${name}.log`), 'a', 0o600);
       // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
       // service once, gracefully, instead of the service seeing SIGINT and SIGTERM at once.
