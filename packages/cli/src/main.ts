@@ -1,6 +1,7 @@
 // The `berth` command dispatcher. Each command lives in its own module.
 import { up, status } from './up';
 import { KUBECTL_COMMANDS, defaultIo, runKubectl } from './kubectl';
+import { runRuntime } from './runtime';
 
 const HELP = `berth — run and use a Berth cluster
 
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
       for (const [k, v] of Object.entries(st)) process.stdout.write(`${k.padEnd(15)} ${v}\n`);
       return Object.values(st).every((v) => v === 'SERVING') ? 0 : 1;
     }
+    case 'runtime': return runRuntime(rest); // berth runtime images|pull|import|rmi (crictl-like)
     case undefined:
     case 'help':
     case '--help':

@@ -1,0 +1,38 @@
+// Shared bits of `berth runtime`: the endpoint option, the I/O seam tests replace, usage errors.
+import type { Readable } from 'node:stream';
+import { defaultSocket } from '@berth/common';
+
+export interface RuntimeIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** Whether stderr is a terminal (progress bars redraw in place). */
+  tty: boolean;
+  stdinStream: () => Readable;
+}
+
+export function defaultRuntimeIo(): RuntimeIo {
+  return {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    env: process.env,
+    tty: !!process.stderr.isTTY,
+    stdinStream: () => process.stdin,
+  };
+}
+
+export class RuntimeUsageError extends Error {
+  constructor(readonly command: string, message: string) { super(message); }
+}
+
+/** `--runtime-endpoint unix:///path` (or $BERTH_RUNTIME_ENDPOINT), default the local runtime-shim. */
+export function takeEndpoint(args: string[], env: NodeJS.ProcessEnv): string {
+  const i = args.findIndex((a) => a === '--runtime-endpoint' || a === '-r' || a.startsWith('--runtime-endpoint='));
+  if (i < 0) return env.BERTH_RUNTIME_ENDPOINT || defaultSocket('runtime-shim', env);
+  const a = args[i];
+  if (a.includes('=')) { args.splice(i, 1); return a.slice(a.indexOf('=') + 1); }
+  const v = args[i + 1];
+  if (!v) throw new RuntimeUsageError('runtime', '--runtime-endpoint needs a value (unix:///path)');
+  args.splice(i, 2);
+  return v;
+}
