@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EtcdCluster, checkHealth, freePort, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StoreClient, decodeObject } from '@berth/apimachinery';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-etcd-client.js');
 
@@ -41,6 +42,23 @@ describe('berth-etcd-client process', () => {
     await etcd.kill(0);
     expect(await waitFor(async () => (await checkHealth(sock)) === 'NOT_SERVING'), svc.output()).toBe(true);
     expect(await svc.stop()).toEqual({ code: 0, signal: null });
+  });
+
+  it('serves the Store on the v2 backend with --etcd-api=v2', async () => {
+    etcd = await EtcdCluster.start({ dataRoot: path.join(dir, 'etcd'), enableV2: true });
+    const sock = `unix://${path.join(dir, 'etcd-client.sock')}`;
+    svc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(dir, 'state'), '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-api', 'v2', '--etcd-health-interval-ms', '200']);
+    expect(await waitServing(sock), svc.output()).toBe('SERVING');
+    const client = new StoreClient({ target: sock });
+    try {
+      const created = await client.create(decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'v2-check' }, data: { a: '1' } }));
+      const got = await client.get('configmaps', 'default', 'v2-check');
+      expect(got.configMap!.data).toEqual({ a: '1' });
+      expect(got.configMap!.metadata!.resourceVersion).toBe(created.configMap!.metadata!.resourceVersion);
+      expect((await client.whoAmI()).username).toBe('system:admin');
+    } finally {
+      client.close();
+    }
   });
 
   it('rejects a malformed endpoint naming the flag', async () => {

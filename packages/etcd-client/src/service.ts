@@ -8,6 +8,8 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type StorageBackend } from './store';
 import { startSecureListener, type SecureListener } from './store/secure-listener';
 import { EtcdV3Client } from './v3';
+import { EtcdV2Client } from './v2';
+import { EtcdV2Backend } from './store/backend-v2';
 
 const schema = {
   etcdEndpoints: z.array(z.string().url({ message: 'each endpoint must be a URL like http://127.0.0.1:2379' })).min(1).default(['http://127.0.0.1:2379']),
@@ -36,7 +38,7 @@ export async function anyEndpointHealthy(endpoints: string[]): Promise<boolean> 
 }
 
 function makeBackend(api: 'v3' | 'v2', endpoints: string[]): StorageBackend {
-  if (api === 'v2') throw new Error('--etcd-api=v2: the v2 storage backend is not built yet (issue #4); use v3');
+  if (api === 'v2') return new EtcdV2Backend(new EtcdV2Client({ endpoints }));
   return new EtcdV3Backend(new EtcdV3Client({ endpoints }));
 }
 

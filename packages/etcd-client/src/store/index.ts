@@ -1,5 +1,6 @@
 export * from './backend';
 export { EtcdV3Backend } from './backend-v3';
+export { EtcdV2Backend } from './backend-v2';
 export { Registry, ExpiredError, type RegistryOptions } from './registry';
 export { Authenticator, LOCAL_ADMIN, type AuthnOptions } from './authn';
 export { storeImplementation } from './server';

@@ -8,6 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EtcdV3Client } from '../v3';
+import { EtcdV2Client } from '../v2';
+import { EtcdV2Backend } from './backend-v2';
+import type { StorageBackend } from './backend';
 import { startEtcd, uniquePrefix } from '../v3/fixture';
 import { EtcdV3Backend } from './backend-v3';
 import { Registry } from './registry';
@@ -21,25 +24,32 @@ const FIXTURES = path.resolve(__dirname, '..', '..', '..', 'apimachinery', 'src'
 
 let etcd: EtcdCluster;
 let client: EtcdV3Client;
+let client2: EtcdV2Client;
 beforeAll(async () => {
-  etcd = await startEtcd();
+  etcd = await startEtcd({ enableV2: true });
   client = new EtcdV3Client({ endpoints: etcd.endpoints });
+  client2 = new EtcdV2Client({ endpoints: etcd.endpoints });
 });
 afterAll(async () => {
   client?.close();
+  client2?.close();
   await etcd?.destroy();
 });
 
+// The whole suite runs on both storage backends.
+describe.each(['v3', 'v2'] as const)('Store on etcd %s', (api) => {
 let reg: Registry;
 let prefix: string;
 beforeEach(async () => {
   prefix = uniquePrefix('store');
-  reg = new Registry(new EtcdV3Backend(client), { prefix, bookmarkIntervalMs: 300 });
+  const backend: StorageBackend = api === 'v3' ? new EtcdV3Backend(client) : new EtcdV2Backend(client2);
+  reg = new Registry(backend, { prefix, bookmarkIntervalMs: 300 });
   await reg.start();
 });
 afterEach(async () => {
   reg.close();
-  await client.delete(prefix, { prefix: true });
+  if (api === 'v3') await client.delete(prefix, { prefix: true });
+  else await client2.delete(prefix, { recursive: true }).catch(() => undefined);
 });
 
 const pod = (name: string, extra: Record<string, unknown> = {}, ns = 'default') =>
@@ -47,7 +57,7 @@ const pod = (name: string, extra: Record<string, unknown> = {}, ns = 'default') 
 const get = (name: string, ns = 'default', resource = 'pods') => reg.get(store.GetRequest.fromPartial({ resource, namespace: ns, name }), admin);
 const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromPartial({ resource: 'pods', ...r }), admin);
 
-describe('Store on etcd v3', () => {
+{
   it('creates the system namespaces with their default service accounts', async () => {
     const ns = await reg.list(store.ListRequest.fromPartial({ resource: 'namespaces' }), admin);
     expect(ns.items.map((o) => o.namespace!.metadata!.name).sort()).toEqual(['default', 'kube-node-lease', 'kube-public', 'kube-system']);
@@ -295,7 +305,8 @@ describe('Store on etcd v3', () => {
     expect(Number(bm[bm.length - 1].object!.pod!.metadata!.resourceVersion)).toBeGreaterThanOrEqual(rvs[rvs.length - 1]);
   });
 
-  it('sends the current objects first for resourceVersion "" and answers a compacted version with 410 Expired', async () => {
+  // v2 keeps its own 1000-event history instead of compaction; the v3 case covers the 410 path.
+  it.skipIf(api === 'v2')('sends the current objects first for resourceVersion "" and answers a compacted version with 410 Expired', async () => {
     await reg.create(pod('i1'), admin);
     const ac = new AbortController();
     const it = reg.watch(store.WatchRequest.fromPartial({ resource: 'pods', namespace: 'default' }), admin, ac.signal)[Symbol.asyncIterator]();
@@ -314,4 +325,5 @@ describe('Store on etcd v3', () => {
     expect(out[0].type).toBe('ERROR');
     expect(out[0].error).toMatchObject({ code: 410, reason: 'Expired', status: 'Failure' });
   });
+}
 });
