@@ -20,3 +20,5 @@ export * from './sync/pod-workers';
 export * from './sync/sync-loop';
 export * from './gc';
 export * from './eviction';
+export * from './lifecycle';
+export * from './images';

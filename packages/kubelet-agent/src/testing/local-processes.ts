@@ -62,6 +62,19 @@ export class LocalProcesses implements ContainerExec {
     if (p && p.observed.state === 'running') p.child.kill(signal);
   }
 
+  /** What the runtime's StopContainer does: SIGTERM, wait up to the timeout, then SIGKILL. */
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const p = this.procs.get(id);
+    if (!p || p.observed.state !== 'running') return;
+    if (timeoutSeconds > 0) {
+      p.child.kill('SIGTERM');
+      const killed = await Promise.race([p.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutSeconds * 1000))]);
+      if (killed) return;
+    }
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+
   /** Runs a command "in" the container (here: on the host), killing it at the timeout. */
   exec(containerId: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
     if (!this.procs.has(containerId)) return Promise.reject(new Error(`container ${containerId} not found`));
