@@ -160,6 +160,46 @@ async function proxy(target: string, mode: 'cut' | 'corrupt' | 'oversize'): Prom
   return { host: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, ranges };
 }
 
+describe('pullImage endpoints', () => {
+  it('uses a mirror first, and the registry itself when the mirror is down', async () => {
+    const reg = await registry();
+    await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
+    // 127.0.0.2:1 refuses connections: the pull can only succeed through the mirror.
+    const viaMirror = await pullImage(store, '127.0.0.2:1/berth/busybox:v1', { mirrors: { '127.0.0.2:1': [`http://${reg.host}`] } });
+    expect(viaMirror.image.repoTags).toEqual(['127.0.0.2:1/berth/busybox:v1']);
+    const dead = await new Promise<number>((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
+    const fallback = await pullImage(store, `${reg.host}/berth/busybox:v1`, { mirrors: { [reg.host]: [`http://127.0.0.1:${dead}`] } });
+    expect(fallback.image.id).toBe(viaMirror.image.id);
+    await expect(pullImage(store, '127.0.0.2:1/berth/busybox:v1', {})).rejects.toThrow(/cannot pull .*ECONNREFUSED/);
+    await expect(pullImage(store, 'x/y:z', { mirrors: { 'docker.io': ['not a url'] } })).rejects.toThrow(/mirrors\["docker.io"\]: "not a url" is not a URL/);
+  });
+
+  it('downloads layers concurrently', async () => {
+    const reg = await registry();
+    await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
+    let active = 0;
+    let most = 0;
+    const server = http.createServer((req, res) => {
+      const isBlob = /\/blobs\/sha256:/.test(req.url ?? '');
+      if (isBlob) { active++; most = Math.max(most, active); }
+      // Holding each blob response briefly makes overlap certain rather than a matter of timing.
+      setTimeout(() => {
+        const up = http.request({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: req.url, method: req.method, headers: { ...req.headers, host: reg.host } }, (ur) => {
+          res.writeHead(ur.statusCode ?? 500, ur.headers);
+          ur.pipe(res);
+          ur.on('end', () => { if (isBlob) active--; });
+        });
+        req.pipe(up);
+      }, isBlob ? 150 : 0);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    await pullImage(store, `${host}/berth/busybox:v1`, { concurrency: 3 });
+    expect(most).toBe(3);
+  });
+});
+
 describe('pullImage against a registry that misbehaves', () => {
   it('resumes a blob download with Range after the connection breaks', async () => {
     const reg = await registry();
