@@ -527,6 +527,30 @@ void WriteStderr(const char* msg) {
   (void)ignored;
 }
 
+// Closes every fd >= 3 except the status pipe, the exec fifo, the stdio sources and the
+// preserved range [3, 3 + preserveFds).
+void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
+  int keep[8];
+  int n = 0;
+  keep[n++] = c.statusFd;
+  if (plan.fifoFd >= 0) keep[n++] = plan.fifoFd;
+  for (int fd : plan.stdio) keep[n++] = fd;
+  for (int i = 1; i < n; ++i) {  // insertion sort: n <= 5
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  }
+  unsigned lo = 3U + static_cast<unsigned>(plan.preserveFds);
+  for (int i = 0; i < n; ++i) {
+    if (keep[i] < 0 || static_cast<unsigned>(keep[i]) < lo) continue;
+    if (static_cast<unsigned>(keep[i]) > lo) ::syscall(SYS_close_range, lo, static_cast<unsigned>(keep[i]) - 1, 0U);
+    lo = static_cast<unsigned>(keep[i]) + 1;
+  }
+  ::syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
 [[noreturn]] void ContainerChild(const ChildCtx& c) {
   const ContainerPlan& plan = *c.plan;
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -556,6 +580,11 @@ void WriteStderr(const char* msg) {
     if (::setns(plan.join[i].fd, plan.join[i].nstype) != 0) CFail(c, kCSetns, static_cast<int>(i));
     ::close(plan.join[i].fd);
   }
+
+  // Close everything inherited from the runtime that the rest of the path does not use: a
+  // daemon with many containers in flight holds thousands of fds, which would also push our
+  // own opens past the container's RLIMIT_NOFILE once it is set.
+  CloseAllExcept(c, plan);
 
   if (plan.newTime) {
     // Offsets can be set only before any process is in the namespace, so: create it for our

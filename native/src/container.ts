@@ -4,6 +4,8 @@
  * `containerSyscalls` is the real implementation; `RecordingContainerFake` records plans for
  * pure-logic tests.
  */
+import { writeFileSync } from 'node:fs';
+
 import { signalName, SyscallError } from './errors';
 import { binding } from './loader';
 
@@ -184,8 +186,10 @@ export class RecordingContainerFake implements ContainerSyscalls {
     this.exits.get(pid)?.(status);
     this.exits.delete(pid);
   }
+  /** Records the fifo and leaves an empty regular file in its place, so it can be opened. */
   mkfifo(path: string): void {
     this.fifos.push(path);
+    writeFileSync(path, '');
   }
   pidfdOpen(pid: number): number {
     return pid;

@@ -152,6 +152,10 @@ describe('cgroup v2 driver', () => {
 
   it('on a real cgroup2 mount: a process is placed, frozen and thawed, and the dir removed', async () => {
     execFileSync('mount', ['-t', 'cgroup2', 'none', dir]);
+    // This is the host's one v2 hierarchy (also at /sys/fs/cgroup/unified): create() enables
+    // the free controllers at its root, which must be undone (crun refuses to run on a hybrid
+    // host whose v2 root has controllers enabled).
+    const rootControl = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim();
     const cg = new CgroupV2(`/berth-${uniqueId()}`, dir);
     cg.create();
     const child = (await import('node:child_process')).spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -167,7 +171,12 @@ describe('cgroup v2 driver', () => {
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
       await cg.destroy();
+      const enabled = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/).filter(Boolean);
+      const keep = new Set(rootControl.split(/\s+/).filter(Boolean));
+      const drop = enabled.filter((c) => !keep.has(c));
+      if (drop.length > 0) fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), drop.map((c) => `-${c}`).join(' '));
     }
     expect(fs.existsSync(cg.paths['']!)).toBe(false);
+    expect(fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim()).toBe(rootControl);
   });
 });

@@ -87,7 +87,8 @@ describe('CVE regressions', () => {
 
   it('CVE-2024-21626: a cwd through a magic link is refused; a symlinked cwd stays inside', async () => {
     const id = uniqueId();
-    await expect(h.run(['pwd'], (s) => (s.process!.cwd = '/proc/self/fd/7'), id)).rejects.toThrow(/process\.cwd: '\/proc\/self\/fd\/7'.*ELOOP/);
+    // /proc/self/cwd is a magic link to a directory (the init's cwd: outside the rootfs then).
+    await expect(h.run(['pwd'], (s) => (s.process!.cwd = '/proc/self/cwd'), id)).rejects.toThrow(/process\.cwd: '\/proc\/self\/cwd'.*ELOOP/);
     await expectNothingLeft(id);
     const b = h.bundle(['sh', '-c', 'pwd; ls'], (s) => (s.process!.cwd = '/up'));
     fs.symlinkSync('../../../../..', path.join(b.rootfs, 'up'));

@@ -1,0 +1,161 @@
+// npm run bench -- runtime [iterations]
+// create+start+wait+delete of /bin/true on one busybox bundle: runc run, crun run,
+// berth-runtime run (CLI), and the runtime-shim API path (one gRPC sequence to a running
+// daemon), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
+// peak memory with 100 concurrent containers. Prints medians and ratios; writes JSON.
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { runtime } from '@berth/api';
+import { createClient, startServiceProcess, waitServing } from '@berth/common';
+import type { ServiceError } from '@grpc/grpc-js';
+
+import { makeBundle, uniqueId } from '../testing/bundle';
+
+const ITER = Number(process.argv[2] ?? 60);
+const BIN = path.resolve(__dirname, '..', 'bin', 'berth-runtime.js');
+const SHIM = path.resolve(__dirname, '..', 'bin', 'berth-runtime-shim.js');
+
+function run(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err}`));
+      else resolve(ms);
+    });
+  });
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-rt-'));
+  const bundle = makeBundle(['/bin/true']);
+  const roots = { runc: path.join(work, 'runc'), crun: path.join(work, 'crun'), berth: path.join(work, 'berth') };
+  // crun 1.8 refuses to run on a hybrid host whose v2 root offers any controller. On this
+  // machine hugetlb is bound to no v1 hierarchy, so the v2 root offers it: bind each such
+  // controller to a v1 hierarchy mounted under our work dir for the run (the documented
+  // "empty v2" state), and unmount it at the end (the kernel then frees the hierarchy).
+  const v2Root = '/sys/fs/cgroup/unified/cgroup.controllers';
+  const borrowed: string[] = [];
+  for (const ctl of fs.existsSync(v2Root) ? fs.readFileSync(v2Root, 'utf8').trim().split(/\s+/).filter(Boolean) : []) {
+    const mnt = path.join(work, `cg-${ctl}`);
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'cgroup', '-o', ctl, 'none', mnt]);
+    borrowed.push(mnt);
+    console.log(`note: bound the ${ctl} controller to a temporary v1 hierarchy at ${mnt} so that crun runs`);
+  }
+  const sock = path.join(work, 'shim.sock');
+  const svc = startServiceProcess(SHIM, ['--listen', `unix://${sock}`, '--state-dir', path.join(work, 'state'), '--log-level', 'warn']);
+  const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+  try {
+    if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
+    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    // One event stream for the whole run: the exit of each container arrives on it.
+    const waiting = new Map<string, () => void>();
+    const early = new Set<string>();
+    const events = client.events({ podSandboxId: '' });
+    events.on('data', (e: runtime.ContainerEvent) => {
+      if (e.eventType !== runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STOPPED) return;
+      const w = waiting.get(e.containerId);
+      if (w !== undefined) w();
+      else early.add(e.containerId);
+    });
+    events.on('error', () => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    const createReq = runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'bench' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } });
+    const apiOnce = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, createReq);
+      const exited = new Promise<void>((resolve) => {
+        if (early.delete(containerId)) resolve();
+        else waiting.set(containerId, resolve);
+      });
+      await call(client.startContainer, { containerId });
+      await exited;
+      waiting.delete(containerId);
+      await call(client.removeContainer, { containerId });
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+
+    const cases: Record<string, () => Promise<number>> = {
+      'node -e 0': () => run(process.execPath, ['-e', '0']),
+      'runc run': () => run('/usr/sbin/runc', ['--root', roots.runc, 'run', '--bundle', bundle.dir, uniqueId('b')]),
+      'crun run': () => run('/usr/bin/crun', ['--root', roots.crun, 'run', '--bundle', bundle.dir, uniqueId('b')]),
+      'berth-runtime run (CLI)': () => run(process.execPath, [BIN, '--root', roots.berth, 'run', '--bundle', bundle.dir, uniqueId('b')]),
+      'runtime-shim API (gRPC)': apiOnce,
+    };
+    const samples: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+    for (const fn of Object.values(cases)) await fn(); // warm-up
+    for (let i = 0; i < ITER; i++) {
+      for (const [name, fn] of Object.entries(cases)) samples[name]!.push(await fn());
+    }
+
+    // Peak memory of the daemon with 100 containers alive at once.
+    const hold = makeBundle(['sleep', '60']);
+    const holdReq = runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'hold' }, annotations: { 'berth.io/oci-bundle': hold.dir } } });
+    const status = (): Record<string, number> => Object.fromEntries(fs.readFileSync(`/proc/${svc.proc.pid}/status`, 'utf8').split('\n').filter((l) => /^Vm(HWM|RSS)/.test(l)).map((l) => [l.split(':')[0]!, Number(l.split(/\s+/)[1]) / 1024]));
+    const rssBefore = status()['VmRSS']!;
+    const t0 = process.hrtime.bigint();
+    const ids = await Promise.all(Array.from({ length: 100 }, async () => {
+      const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, holdReq);
+      await call(client.startContainer, { containerId });
+      return containerId;
+    }));
+    const concurrentMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    const mem = status();
+    await Promise.all(ids.map(async (containerId: string) => {
+      await call(client.stopContainer, { containerId, timeout: 0 });
+      await call(client.removeContainer, { containerId });
+    }));
+    hold.remove();
+    events.cancel();
+
+    const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+    const crun = med['crun run']!;
+    const nodeFloor = med['node -e 0']!;
+    console.log(`\nruntime: create+start+wait+delete of /bin/true, busybox bundle, ${ITER} rounds (interleaved), ${os.cpus().length} cpus\n`);
+    console.log(`${'case'.padEnd(28)}${'median ms'.padStart(11)}${'p90 ms'.padStart(10)}${'vs crun'.padStart(10)}`);
+    for (const [k, v] of Object.entries(samples)) console.log(`${k.padEnd(28)}${median(v).toFixed(2).padStart(11)}${p90(v).toFixed(2).padStart(10)}${(median(v) / crun).toFixed(2).padStart(9)}x`);
+    const api = med['runtime-shim API (gRPC)']!;
+    const cli = med['berth-runtime run (CLI)']!;
+    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x)`);
+    console.log(`CLI path - node -e 0 = ${(cli - nodeFloor).toFixed(2)} ms (target <= 10 ms)`);
+    console.log(`daemon with 100 concurrent containers: VmHWM ${mem['VmHWM']!.toFixed(1)} MiB, VmRSS ${mem['VmRSS']!.toFixed(1)} MiB (idle RSS ${rssBefore.toFixed(1)} MiB); 100 create+start took ${concurrentMs.toFixed(0)} ms`);
+    const out = process.env['BERTH_BENCH_RESULTS'];
+    if (out !== undefined) {
+      fs.mkdirSync(out, { recursive: true });
+      const file = path.join(out, 'runtime.json');
+      fs.writeFileSync(file, JSON.stringify({
+        area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length,
+        medianMs: med, p90Ms: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, p90(v)])),
+        ratios: { apiVsCrun: api / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
+        daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },
+      }, null, 2));
+      console.log(`results: ${file}`);
+    }
+  } finally {
+    client.close();
+    await svc.stop();
+    bundle.remove();
+    for (const mnt of borrowed) execFileSync('umount', [mnt]);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
