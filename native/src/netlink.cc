@@ -112,9 +112,18 @@ class TransactWorker : public Napi::AsyncWorker {
   TransactWorker(Napi::Function cb, int fd, const uint8_t* req, size_t len)
       : Napi::AsyncWorker(cb, "berth.netlink"), fd_(fd), req_(req, req + len) {}
 
+  // The request may hold several messages with consecutive sequence numbers (a batch): the
+  // kernel answers each in order, an error on one not stopping the next, so we read until
+  // every one has been answered and report the first failure with its index.
   void Execute() override {
     const struct nlmsghdr* sent = reinterpret_cast<const struct nlmsghdr*>(req_.data());
     uint32_t seq = sent->nlmsg_seq;
+    uint32_t count = 0;
+    {
+      size_t left = req_.size();
+      for (const struct nlmsghdr* h = sent; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) count++;
+    }
+    uint32_t remaining = count;
     struct sockaddr_nl kernel = {};
     kernel.nl_family = AF_NETLINK;
     ssize_t n;
@@ -138,29 +147,24 @@ class TransactWorker : public Napi::AsyncWorker {
       }
       size_t left = static_cast<size_t>(n);
       for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-        if (h->nlmsg_seq != seq) continue;  // a late reply to an earlier, timed-out request
-        if (h->nlmsg_type == NLMSG_ERROR) {
-          const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
-          if (e->error != 0) {
-            errno_ = -e->error;
-            syscall_ = "netlink";
-            ReadExtAck(h);
-          }
-          return;
-        }
-        if (h->nlmsg_type == NLMSG_DONE) {
+        // Not ours: a late reply to an earlier, timed-out request.
+        if (h->nlmsg_seq - seq >= count) continue;
+        if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
           int32_t code = 0;
           if (h->nlmsg_len >= NLMSG_LENGTH(sizeof code)) std::memcpy(&code, NLMSG_DATA(h), sizeof code);
-          if (code < 0) {
+          if (code < 0 && errno_ == 0) {
             errno_ = -code;
             syscall_ = "netlink";
+            failed_ = static_cast<int32_t>(h->nlmsg_seq - seq);
+            if (h->nlmsg_type == NLMSG_ERROR) ReadExtAck(h);
           }
-          return;
+          if (--remaining == 0) return;
+          continue;
         }
         const uint8_t* p = reinterpret_cast<const uint8_t*>(h);
         out_.insert(out_.end(), p, p + NLMSG_ALIGN(h->nlmsg_len));
-        // A reply that is neither part of a dump nor followed by an ACK ends here.
-        if (!(h->nlmsg_flags & NLM_F_MULTI) && !(sent->nlmsg_flags & NLM_F_ACK)) return;
+        // A single reply that is neither part of a dump nor followed by an ACK ends here.
+        if (count == 1 && !(h->nlmsg_flags & NLM_F_MULTI) && !(sent->nlmsg_flags & NLM_F_ACK)) return;
       }
     }
   }
@@ -169,7 +173,7 @@ class TransactWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Napi::Value extack = extack_.empty() ? env.Null() : Napi::String::New(env, extack_);
     Napi::Value data = Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size());
-    Callback().Call({Napi::Number::New(env, errno_), Napi::String::New(env, syscall_), extack, data});
+    Callback().Call({Napi::Number::New(env, errno_), Napi::String::New(env, syscall_), extack, data, Napi::Number::New(env, failed_)});
   }
 
  private:
@@ -199,11 +203,12 @@ class TransactWorker : public Napi::AsyncWorker {
   std::vector<uint8_t> req_;
   std::vector<uint8_t> out_;
   int errno_ = 0;
+  int32_t failed_ = -1;
   const char* syscall_ = "";
   std::string extack_;
 };
 
-// nlTransact(fd, request: Buffer /* one nlmsghdr-framed message */, cb(errno, syscall, extack, replies: Buffer))
+// nlTransact(fd, request: Buffer /* nlmsghdr-framed messages, consecutive seqs */, cb(errno, syscall, extack, replies: Buffer, failedIndex))
 Napi::Value NlTransact(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Buffer<uint8_t> req = info[1].As<Napi::Buffer<uint8_t>>();

@@ -122,6 +122,27 @@ describe('netlink on the real kernel', () => {
     expect(await rt.neighbours({ proxy: true })).toEqual([]);
   });
 
+  it('applies a batch in one write, and names the request that failed', async () => {
+    const ns = mkns();
+    const { rt } = open(ns);
+    const br = await rt.addBridge('brb');
+    await rt.batch(async (b) => {
+      await b.setLink(br.index, { up: true });
+      await b.addAddress(br.index, '10.76.0.1/24');
+      await b.addRoute({ dst: '10.76.9.0/24', gw: '10.76.0.9' });
+    });
+    expect(sh('ip', ['-n', ns, 'route', 'show', '10.76.9.0/24'])).toMatch(/via 10\.76\.0\.9/);
+    const err = await rt.batch(async (b) => {
+      await b.addRoute({ dst: '10.76.8.0/24', gw: '10.76.0.9' });
+      await b.addRoute({ dst: '10.76.9.0/24', gw: '10.76.0.9' }); // exists
+      await b.addRoute({ dst: '10.76.7.0/24', gw: '10.76.0.9' });
+    }).catch((e: unknown) => e);
+    expect((err as SyscallError).code).toBe('EEXIST');
+    expect((err as SyscallError).message).toMatch(/add route 10\.76\.9\.0\/24 via 10\.76\.0\.9/);
+    // The kernel went on with the rest of the batch.
+    expect(sh('ip', ['-n', ns, 'route', 'show', '10.76.7.0/24'])).toMatch(/via/);
+  });
+
   it('reads and writes sysctls of the namespace, not of the host', () => {
     const ns = mkns();
     const { netns } = open(ns);

@@ -22,7 +22,7 @@ export * from './netlink-codec';
 interface NetlinkBinding {
   nlOpen(protocol: number, netnsFd: number): number;
   nlClose(fd: number): void;
-  nlTransact(fd: number, req: Buffer, cb: (errno: number, syscall: string, extack: string | null, data: Buffer) => void): void;
+  nlTransact(fd: number, req: Buffer, cb: (errno: number, syscall: string, extack: string | null, data: Buffer, failedIndex: number) => void): void;
   netnsOpen(path: string): number;
   netnsCloseFd(fd: number): void;
   netnsSysctl(netnsFd: number, path: string, value: string | null): string;
@@ -58,10 +58,15 @@ export function sysctl(netns: Netns | null, key: string, value?: string): string
   return nl().netnsSysctl(netns?.fd ?? -1, `/proc/sys/${rel}`, value ?? null).trim();
 }
 
+/** One request, as Rtnl builds it. */
+export interface NetlinkRequest { type: number; flags: number; header: Buffer; attrs: readonly Attr[]; what: string }
+
 /** What Rtnl needs from a netlink socket. */
 export interface NetlinkTransport {
   /** Sends one request and resolves with every reply message (a dump's records, or an echo); rejects with SyscallError. */
   request(type: number, flags: number, header: Buffer, attrs?: readonly Attr[], what?: string): Promise<Message[]>;
+  /** Sends several (non-dump) requests in one write and one thread hop; rejects with the first failure. */
+  batch(requests: readonly NetlinkRequest[]): Promise<Message[]>;
   close(): void;
 }
 
@@ -78,14 +83,24 @@ export class NetlinkSocket implements NetlinkTransport {
   }
 
   request(type: number, flags: number, header: Buffer, attrs: readonly Attr[] = [], what = `netlink type ${type}`): Promise<Message[]> {
-    if (this.closed) return Promise.reject(new Error(`${what}: netlink socket is closed`));
-    const seq = (seqCounter = (seqCounter + 1) >>> 0);
-    // Non-dump requests ask for an ACK so that success is explicit.
-    const f = (flags & NLM_F.DUMP) === NLM_F.DUMP ? flags : flags | NLM_F.ACK;
-    const msg = encodeMessage(type, f, seq, header, attrs);
+    return this.batch([{ type, flags, header, attrs, what }]);
+  }
+
+  batch(requests: readonly NetlinkRequest[]): Promise<Message[]> {
+    if (requests.length === 0) return Promise.resolve([]);
+    if (this.closed) return Promise.reject(new Error(`${requests[0]!.what}: netlink socket is closed`));
+    const first = (seqCounter + 1) >>> 0;
+    seqCounter = (seqCounter + requests.length) >>> 0;
+    const msg = Buffer.concat(requests.map((r, i) => {
+      const dump = (r.flags & NLM_F.DUMP) === NLM_F.DUMP;
+      if (dump && requests.length > 1) throw new TypeError(`${r.what}: a dump cannot be batched`);
+      // Non-dump requests ask for an ACK so that success is explicit.
+      return encodeMessage(r.type, dump ? r.flags : r.flags | NLM_F.ACK, (first + i) >>> 0, r.header, r.attrs);
+    }));
     const run = (): Promise<Message[]> =>
       new Promise((resolve, reject) => {
-        nl().nlTransact(this.fd, msg, (errno, syscall, extack, data) => {
+        nl().nlTransact(this.fd, msg, (errno, syscall, extack, data, failed) => {
+          const what = requests[Math.max(0, failed)]?.what ?? 'netlink';
           if (errno !== 0) reject(new SyscallError(errno, syscall, { stage: extack ? `${what}: ${extack}` : what }));
           else resolve(parseMessages(data));
         });
@@ -105,7 +120,7 @@ export class NetlinkSocket implements NetlinkTransport {
 
 /** Records requests (decoded enough to assert on) and answers with scripted replies; for pure-logic tests. */
 export class RecordingNetlink implements NetlinkTransport {
-  readonly requests: Array<{ type: number; flags: number; header: Buffer; attrs: readonly Attr[]; what: string }> = [];
+  readonly requests: NetlinkRequest[] = [];
   private readonly replies: Array<Message[] | Error> = [];
   closed = false;
 
@@ -119,6 +134,12 @@ export class RecordingNetlink implements NetlinkTransport {
     const r = this.replies.shift();
     if (r instanceof Error) throw r;
     return r ?? [];
+  }
+
+  async batch(requests: readonly NetlinkRequest[]): Promise<Message[]> {
+    const out: Message[] = [];
+    for (const r of requests) out.push(...(await this.request(r.type, r.flags, r.header, r.attrs, r.what)));
+    return out;
   }
 
   close(): void { this.closed = true; }
@@ -248,6 +269,16 @@ export class Rtnl {
   }
 
   close(): void { this.transport.close(); }
+
+  /**
+   * Runs the changes `fn` makes on the Rtnl it is given as one batch: one write, one thread hop,
+   * the kernel applying them in order. Only for changes whose replies are not needed.
+   */
+  async batch(fn: (b: Rtnl) => Promise<void> | void): Promise<void> {
+    const rec = new RecordingNetlink();
+    await fn(new Rtnl(rec));
+    await this.transport.batch(rec.requests);
+  }
 
   // -- links --
 

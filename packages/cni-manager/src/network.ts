@@ -22,7 +22,7 @@ import {
   BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
 } from '@berth/common';
 import {
-  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, parseCidr, sysctl, tcmsg, type Link,
+  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipv4Bytes, parseCidr, sysctl, tcmsg, type Link,
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
@@ -123,6 +123,8 @@ export const ROUTED_GATEWAY = '169.254.1.1';
 const HOST_VETH_PREFIX = 'bv';
 const IFB_PREFIX = 'bi';
 const FAULT_COMMENT = 'berth-fault';
+/** lo is the first device of every network namespace. */
+const LOOPBACK_IFINDEX = 1;
 
 export interface Capabilities { netem: boolean; tbf: boolean; iptablesStatistic: boolean; ingressShaping: boolean }
 
@@ -408,34 +410,47 @@ export class PodNetwork {
     rec.prefix = this.mode === 'bridge' ? this.ipam.prefix : 32;
     // A reused address may still have conntrack entries of its previous pod (the UDP pitfall).
     await this.flushConntrack(rec.ip);
-    const hostEnd = await this.host.addVeth({ name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu });
+    // The pod end gets a MAC derived from its address (0a:58:<ip>, locally administered), so
+    // the result needs no lookup, and the echo of the create tells the pod end's ifindex:
+    // together with two batches that makes three netlink round trips per pod.
+    rec.mac = `0a:58:${ipv4Bytes(rec.ip).toString('hex').match(/../g)!.join(':')}`;
+    const hostEnd = await this.host.addVeth({ name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu, peerMac: rec.mac });
     const pod = Rtnl.open(podNs);
     try {
-      // One dump instead of two lookups: a fresh pod namespace holds only lo and our end.
-      const podLinks = await pod.links();
-      const lo = podLinks.find((l) => l.name === 'lo');
-      if (lo && !lo.up) await pod.setLink(lo.index, { up: true });
-      const eth = podLinks.find((l) => l.name === rec.ifName);
-      if (!eth) throw new SyscallError(19, 'netlink', { stage: `${rec.ifName} did not appear in ${rec.netnsPath}` });
-      rec.mac = eth.mac;
+      let ethIndex = hostEnd.link;
+      if (!ethIndex) {
+        const eth = await pod.link(rec.ifName);
+        if (!eth) throw new SyscallError(19, 'netlink', { stage: `${rec.ifName} did not appear in ${rec.netnsPath}` });
+        ethIndex = eth.index;
+      }
       // The kernel sends a gratuitous ARP when the interface comes up with its address.
       sysctl(podNs, `net/ipv4/conf/${rec.ifName}/arp_notify`, '1');
-      await pod.addAddress(eth.index, `${rec.ip}/${rec.prefix}`);
-      await pod.setLink(eth.index, { up: true });
-      if (this.mode === 'bridge') {
-        await this.host.setLink(hostEnd.index, { master: this.bridge!.index, up: true });
-        await this.host.setHairpin(hostEnd.index, true);
-        await pod.addRoute({ dst: 'default', gw: this.ipam.gateway, oif: eth.index });
-      } else {
+      if (this.mode === 'routed') {
         sysctl(this.hostNetns, `net/ipv4/conf/${rec.hostVeth}/proxy_arp`, '1');
         sysctl(this.hostNetns, `net/ipv4/conf/${rec.hostVeth}/forwarding`, '1');
         // Proxy ARP must answer at once, not after the default 0-800 ms random delay.
         sysctl(this.hostNetns, `net/ipv4/neigh/${rec.hostVeth}/proxy_delay`, '0');
-        await this.host.setLink(hostEnd.index, { up: true });
-        await this.host.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
-        await pod.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: eth.index, scope: 'link' });
-        await pod.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: eth.index, onlink: true });
       }
+      await pod.batch(async (b) => {
+        await b.setLink(LOOPBACK_IFINDEX, { up: true });
+        await b.addAddress(ethIndex, `${rec.ip}/${rec.prefix}`);
+        await b.setLink(ethIndex, { up: true });
+        if (this.mode === 'bridge') {
+          await b.addRoute({ dst: 'default', gw: this.ipam.gateway, oif: ethIndex });
+        } else {
+          await b.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: ethIndex, scope: 'link' });
+          await b.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: ethIndex, onlink: true });
+        }
+      });
+      await this.host.batch(async (b) => {
+        if (this.mode === 'bridge') {
+          await b.setLink(hostEnd.index, { master: this.bridge!.index, up: true });
+          await b.setHairpin(hostEnd.index, true);
+        } else {
+          await b.setLink(hostEnd.index, { up: true });
+          await b.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
+        }
+      });
     } finally {
       pod.close();
     }

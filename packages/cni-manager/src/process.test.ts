@@ -124,12 +124,16 @@ describe('berth-cni-manager process', () => {
   it.each([
     [['--listen', 'not-an-address'], /--listen: expected unix:\/\/\/absolute\/path or host:port/],
     [['--no-such-flag'], /Unknown option '--no-such-flag'/],
-    [['--listen', '127.0.0.1:0', '--state-dir', '/tmp'], /TCP listener 127\.0\.0\.1:0 needs TLS/],
+    [['--listen', '127.0.0.1:0'], /TCP listener 127\.0\.0\.1:0 needs TLS/],
     [['--mode', 'mesh'], /mode/],
     [['--pod-cidr', '10.0.0.0/99', '--host-netns', '/etc/hostname'], /podCidr|pod-cidr/],
-    [['--host-netns', '/etc/hostname', '--state-dir', '/tmp/berth-cni-never'], /hostNetns: \/etc\/hostname is not a network namespace/],
+    [['--host-netns', '/etc/hostname'], /hostNetns: \/etc\/hostname is not a network namespace/],
   ])('exits 2 with a clear error for %j', async (args, re) => {
-    svc = startServiceProcess(bin, args as string[]);
+    const argv = args as string[];
+    // Never the real state dir or the real network: a state dir and node netns of the test's own.
+    if (!argv.includes('--state-dir')) argv.push('--state-dir', path.join(dir, 'state'));
+    if (!argv.includes('--host-netns')) argv.push('--host-netns', nodeNs);
+    svc = startServiceProcess(bin, argv);
     const exit = await svc.exited;
     expect(exit.code).toBe(2);
     expect(svc.output()).toMatch(re);
