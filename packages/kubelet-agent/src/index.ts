@@ -22,3 +22,4 @@ export * from './gc';
 export * from './eviction';
 export * from './lifecycle';
 export * from './images';
+export * from './startup-trace';
