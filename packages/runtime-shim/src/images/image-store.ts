@@ -177,6 +177,8 @@ export class ImageStore {
     repoTags: string[];
     repoDigests: string[];
     onProgress?: ProgressFn;
+    /** Resolves when layer i's blob is in the content store (a pull unpacks while it downloads). */
+    layerReady?: Array<Promise<void>>;
   }): Promise<ImageRecord> {
     const { manifest } = opts;
     const configDigest = manifest.config.digest;
@@ -188,14 +190,17 @@ export class ImageStore {
     if (config.rootfs.diff_ids.length !== manifest.layers.length) {
       throw new InvalidArgumentError('config.rootfs.diff_ids', `has ${config.rootfs.diff_ids.length} entries for ${manifest.layers.length} layers`);
     }
-    manifest.layers.forEach((l, i) => {
-      if (!this.content.has(l.digest)) throw new FailedPreconditionError(`layer ${i} (${l.digest}) is missing`);
-    });
+    if (!opts.layerReady) {
+      manifest.layers.forEach((l, i) => {
+        if (!this.content.has(l.digest)) throw new FailedPreconditionError(`layer ${i} (${l.digest}) is missing`);
+      });
+    }
     const chains = chainIds(config.rootfs.diff_ids);
     const release = this.holdChains(chains);
     try {
       for (let i = 0; i < manifest.layers.length; i++) {
         const l = manifest.layers[i];
+        await opts.layerReady?.[i];
         const exists = !!this.snapshots.get(chains[i]);
         opts.onProgress?.({ digest: l.digest, current: exists ? l.size : 0, total: l.size, status: exists ? 'exists' : 'extracting' });
         await this.snapshots.ensure(chains[i], config.rootfs.diff_ids[i], i ? chains[i - 1] : undefined, () => this.content.readStream(l.digest));

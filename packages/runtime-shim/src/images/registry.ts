@@ -297,29 +297,42 @@ async function pullFrom(store: ImageStore, ep: Endpoint, ref: Reference, platfor
     for (const b of manifest.layers) {
       if (b.urls?.length) throw new FailedPreconditionError(`layer ${b.digest} is a foreign layer (only at ${b.urls[0]}); Berth does not fetch from URLs a manifest names`);
     }
-    await runLimited(blobs, cfg.concurrency ?? 3, (b) => downloadBlob(store, request, b, cfg.retries ?? 3, progress, ep));
-    const repoDigest = `${repoName(ref)}@${indexDigest ?? manifestDigest}`;
-    const image = await store.register({
-      manifest, manifestDigest, indexDigest, platform,
-      repoTags: ref.tag ? [formatReference({ ...ref, digest: undefined })] : [],
-      repoDigests: [repoDigest],
-      onProgress: progress,
-    });
-    return { image, imageRef: repoDigest };
+    // Layers download a few at a time while the ones already here are unpacked in order.
+    const downloads = limited(blobs, cfg.concurrency ?? 3, (b) => downloadBlob(store, request, b, cfg.retries ?? 3, progress, ep));
+    try {
+      await downloads[0]; // the config: register reads it first
+      const repoDigest = `${repoName(ref)}@${indexDigest ?? manifestDigest}`;
+      const image = await store.register({
+        manifest, manifestDigest, indexDigest, platform,
+        repoTags: ref.tag ? [formatReference({ ...ref, digest: undefined })] : [],
+        repoDigests: [repoDigest],
+        onProgress: progress,
+        layerReady: downloads.slice(1),
+      });
+      return { image, imageRef: repoDigest };
+    } finally {
+      // On failure, let the other downloads stop before the cleanup's GC runs.
+      await Promise.allSettled(downloads);
+    }
   });
 }
 
-async function runLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
+/** Runs fn over items with at most `limit` at once, in order; one promise per item. After a failure the rest are skipped. */
+function limited<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Array<Promise<void>> {
+  let running = 0;
   let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failed === undefined) {
-      const t = items[next++];
-      try { await fn(t); } catch (err) { failed ??= err; }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
+  const queue: Array<() => void> = [];
+  const next = (): void => { if (running < limit && queue.length) { running++; queue.shift()!(); } };
+  const out = items.map((t) => new Promise<void>((resolve, reject) => {
+    queue.push(() => {
+      const p = failed !== undefined ? Promise.reject(failed) : fn(t);
+      p.then(resolve, (err: unknown) => { failed ??= err; reject(err); }).finally(() => { running--; next(); });
+    });
+  }));
+  for (let i = 0; i < limit; i++) next();
+  // Unobserved rejections of skipped items are expected: the first failure is what is reported.
+  for (const p of out) p.catch(() => undefined);
+  return out;
 }
 
 // One download per blob at a time in this process: two writers resuming the same ingest file
