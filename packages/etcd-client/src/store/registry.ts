@@ -240,13 +240,20 @@ export class Registry {
     return { allowed: r.allowed, reason: r.reason, evaluationError: r.evaluationError };
   }
 
+  /** Admission's reads, memoised per request so they can be started together up front. */
   private lookups(): AdmissionLookups {
     const listAll = async (resource: string, ns: string) => (await this.backend.list(this.collectionPrefix(resourceOf(resource), ns))).kvs.map((kv) => this.decode(kv).obj);
+    const memo = new Map<string, Promise<unknown>>();
+    const once = <T>(k: string, f: () => Promise<T>): Promise<T> => {
+      let p = memo.get(k) as Promise<T> | undefined;
+      if (!p) { p = f(); p.catch(() => undefined); memo.set(k, p); }
+      return p;
+    };
     return {
-      namespace: async (n) => (await this.read(resourceOf('namespaces'), '', n))?.obj.namespace,
-      limitRanges: async (ns) => (await listAll('limitranges', ns)).map((o) => o.limitRange!),
-      serviceAccount: async (ns, n) => (await this.read(resourceOf('serviceaccounts'), ns, n))?.obj.serviceAccount,
-      priorityClasses: async () => (await listAll('priorityclasses', '')).map((o) => o.priorityClass!),
+      namespace: (n) => once(`ns/${n}`, async () => (await this.read(resourceOf('namespaces'), '', n))?.obj.namespace),
+      limitRanges: (ns) => once(`lr/${ns}`, async () => (await listAll('limitranges', ns)).map((o) => o.limitRange!)),
+      serviceAccount: (ns, n) => once(`sa/${ns}/${n}`, async () => (await this.read(resourceOf('serviceaccounts'), ns, n))?.obj.serviceAccount),
+      priorityClasses: () => once('pc', async () => (await listAll('priorityclasses', '')).map((o) => o.priorityClass!)),
     };
   }
 
@@ -308,10 +315,20 @@ export class Registry {
     meta.generation = 1;
     meta.deletionTimestamp = '';
     meta.deletionGracePeriodSeconds = undefined;
+    const look = this.lookups();
+    if (info.namespaced) {
+      // Start every read admission will need at once instead of one after another.
+      void look.namespace(meta.namespace);
+      if (obj.pod) {
+        void look.limitRanges(meta.namespace);
+        void look.serviceAccount(meta.namespace, obj.pod.spec?.serviceAccountName || 'default');
+        void look.priorityClasses();
+      }
+    }
     try {
       applyDefaults(obj);
       validateObject(obj);
-      await admit({ operation: 'CREATE', info, subresource: '', namespace: meta.namespace, name: meta.name, object: obj, old: undefined, user }, this.lookups());
+      await admit({ operation: 'CREATE', info, subresource: '', namespace: meta.namespace, name: meta.name, object: obj, old: undefined, user }, look);
       if (obj.pod) initialPodStatus(obj.pod); // admission may change resources (LimitRanger)
       validateObject(obj);
     } catch (e) { toInvalid(e); }
