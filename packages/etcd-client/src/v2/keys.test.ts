@@ -232,6 +232,23 @@ describe('EtcdV2Client keys', () => {
     for (const [key, v] of lastUpTo) expect(snapVals.get(key)).toBe(v);
   });
 
+  it('150 watchers on one client all see the same write (long polls never starve each other)', async () => {
+    const k = `${uniquePrefix('many')}/k`;
+    const base = await c.set(k, 'base');
+    const watchers = Array.from({ length: 150 }, () => c.watch(k, { afterIndex: base.node.modifiedIndex }));
+    try {
+      const firsts = watchers.map((w) => w[Symbol.asyncIterator]().next());
+      await new Promise((r) => setTimeout(r, 300));
+      await c.set(k, 'news');
+      const got = await Promise.all(firsts);
+      expect(got.map((g) => (g.value as V2Response).node.value)).toEqual(Array(150).fill('news'));
+      // Ordinary requests still go through while 150 polls are open.
+      expect((await c.get(k)).node.value).toBe('news');
+    } finally {
+      for (const w of watchers) w.cancel();
+    }
+  });
+
   it('20 concurrent clients race compare-and-swap: exactly one wins each round', async () => {
     const k = `${uniquePrefix('race')}/k`;
     const clients = Array.from({ length: 20 }, () => new EtcdV2Client({ endpoints: etcd.endpoints }));

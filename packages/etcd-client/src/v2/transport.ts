@@ -66,6 +66,10 @@ export class Transport {
   private pinned = 0;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent | undefined;
+  /** Long polls hold a connection each: they get their own unbounded pools so that many
+   *  watches never queue requests behind them (or each other). */
+  private readonly watchHttpAgent: http.Agent;
+  private readonly watchHttpsAgent: https.Agent | undefined;
   private readonly authHeader: string | undefined;
   readonly headerTimeoutMs: number;
 
@@ -88,10 +92,13 @@ export class Transport {
     this.headerTimeoutMs = opts.headerTimeoutMs ?? 5000;
     const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 128, maxFreeSockets: opts.maxSockets ?? 128, scheduling: 'lifo' as const };
     this.httpAgent = new http.Agent(agentOpts);
+    this.watchHttpAgent = new http.Agent({ keepAlive: true });
     if (this.endpoints.some((e) => e.secure)) {
       const t = opts.tls ?? {};
       if ((t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
-      this.httpsAgent = new https.Agent({ ...agentOpts, ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), servername: t.servername });
+      const tlsOpts = { ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), servername: t.servername };
+      this.httpsAgent = new https.Agent({ ...agentOpts, ...tlsOpts });
+      this.watchHttpsAgent = new https.Agent({ keepAlive: true, ...tlsOpts });
     } else if (opts.tls) {
       throw new EtcdArgumentError('tls', 'is set but no endpoint is https://');
     }
@@ -119,7 +126,7 @@ export class Transport {
       let settled = false;
       const req = (ep.secure ? https : http).request({
         host: ep.host, port: ep.port, method: spec.method, path: spec.path, headers,
-        agent: ep.secure ? this.httpsAgent : this.httpAgent,
+        agent: spec.watch ? (ep.secure ? this.watchHttpsAgent : this.watchHttpAgent) : (ep.secure ? this.httpsAgent : this.httpAgent),
         signal: spec.signal,
       }, (res) => {
         clearTimeout(timer);
@@ -130,7 +137,7 @@ export class Transport {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'), endpoint: ep.url });
         });
         res.on('error', (e) => { if (!settled) { settled = true; reject(new TransportError(e.message, false)); } });
-        res.on('aborted', () => { if (!settled) { settled = true; reject(new TransportError('response aborted', false)); } });
+        res.on('close', () => { if (!settled && !res.complete) { settled = true; reject(new TransportError('connection closed before the response ended', false)); } });
       });
       const timer = spec.watch ? undefined : setTimeout(() => req.destroy(Object.assign(new Error(`no response headers within ${this.headerTimeoutMs} ms`), { code: 'ETIMEDOUT' })), this.headerTimeoutMs);
       req.on('socket', (s) => {
@@ -192,5 +199,7 @@ export class Transport {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent?.destroy();
+    this.watchHttpAgent.destroy();
+    this.watchHttpsAgent?.destroy();
   }
 }
