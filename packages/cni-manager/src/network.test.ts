@@ -295,3 +295,25 @@ describe('host port mappings', () => {
     expect(net.list()).toHaveLength(1);
   });
 });
+
+describe('masquerade', () => {
+  it('is off by default, and when on, pod traffic leaving the pod CIDR carries the node address', async () => {
+    const n1 = topo.node(1, '10.73.1.0/24');
+    const n2 = topo.node(2, '10.73.2.0/24');
+    const plain = await managerOn(n1, 'bridge');
+    const p = await pod(plain);
+    await startEchoServer(topo, n2.name, 7500, 'N2');
+    // Without masquerade node 2 sees the pod's own address (and routes the reply back through node 1).
+    sh('ip', ['-n', n2.name, 'route', 'add', '10.73.1.0/24', 'via', n1.address]);
+    expect(await probe(p.ns, 'tcp', n2.address, 7500, 'who?')).toBe(`N2:${p.ip}`);
+    expect(sh('ip', ['netns', 'exec', n1.name, 'iptables-save', '-t', 'nat'])).not.toMatch(/MASQUERADE/);
+    const n3 = topo.node(3, '10.73.3.0/24');
+    const masq = await managerOn(n3, 'bridge', [], { masquerade: true });
+    const q = await pod(masq);
+    expect(await probe(q.ns, 'tcp', n2.address, 7500, 'who?')).toBe(`N2:${n3.address}`);
+    // Traffic inside the pod CIDR is not masqueraded.
+    const r = await pod(masq);
+    await startEchoServer(topo, r.ns, 7501, 'R');
+    expect(await probe(q.ns, 'tcp', r.ip, 7501, 'who?')).toBe(`R:${q.ip}`);
+  });
+});

@@ -76,7 +76,8 @@ export class Topology {
 const SERVER = `
 const net = require('net'), dgram = require('dgram');
 const [port, name] = [Number(process.argv[1]), process.argv[2]];
-net.createServer((s) => { s.on('data', (d) => s.write(name + ':' + d)); s.on('error', () => {}); }).listen(port, () => {
+// "who?" is answered with the address the connection came from (to see masquerade).
+net.createServer((s) => { s.on('data', (d) => s.write(name + ':' + (String(d) === 'who?' ? String(s.remoteAddress).replace(/^::ffff:/, '') : d))); s.on('error', () => {}); }).listen(port, () => {
   dgram.createSocket('udp4').on('message', function (m, r) { this.send(name + ':' + m, r.port, r.address); }).bind(port, () => console.log('ready'));
 });`;
 
