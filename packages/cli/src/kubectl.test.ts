@@ -42,10 +42,10 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(args: string[], extraEnv: NodeJS.ProcessEnv = {}, stdin = ''): Promise<{ code: number; out: string; err: string }> {
+async function run(args: string[], extraEnv: NodeJS.ProcessEnv = {}, stdin = '', signal?: AbortSignal, onOut?: (all: string) => void): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const io: Io = { stdout: (s) => { out += s; }, stderr: (s) => { err += s; }, env: { ...env, ...extraEnv }, stdin: async () => stdin, now: () => Date.now() };
+  const io: Io = { stdout: (s) => { out += s; onOut?.(out); }, stderr: (s) => { err += s; }, env: { ...env, ...extraEnv }, stdin: async () => stdin, now: () => Date.now(), signal };
   const [cmd, ...rest] = args;
   const code = await runKubectl(io, cmd, rest);
   return { code, out, err };
@@ -146,6 +146,20 @@ lastTimestamp: "${new Date().toISOString().replace(/\.\d+Z/, 'Z')}"
     expect(d.out.slice(d.out.indexOf('Events:'))).toMatch(/^Events:\n  Type\s+Reason\s+Age\s+From\s+Message\n  ----\s+------\s+----\s+----\s+-------\n  Normal\s+Scheduled\s+\d+s\s+default-scheduler\s+Successfully assigned default\/goproxy to node-1\n$/);
   });
 
+  it('watches with -w: the table, then a row per change', async () => {
+    const ac = new AbortController();
+    let sawNew!: () => void;
+    const saw = new Promise<void>((r) => { sawNew = r; });
+    const watching = run(['get', 'configmaps', '-n', 'shop', '-w'], {}, '', ac.signal, (o) => { if (/\nwatched\s/.test(o)) sawNew(); });
+    await new Promise((r) => setTimeout(r, 500));
+    await run(['apply', '-f', '-'], {}, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched, namespace: shop}\ndata: {a: "1", b: "2"}\n');
+    await saw;
+    ac.abort();
+    const r = await watching;
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^NAME\s+DATA\s+AGE\ngame-demo\s+2\s+\d+s\nwatched\s+2\s+\d+s\n$/);
+  });
+
   it('deletes by name, by selector and from a file', async () => {
     expect(await run(['delete', 'pod', 'with-affinity'])).toEqual({ code: 0, out: 'pod "with-affinity" deleted\n', err: '' });
     expect(await run(['delete', 'pods', '-l', 'test=liveness'])).toEqual({ code: 0, out: 'pod "goproxy" deleted\n', err: '' });
@@ -202,7 +216,7 @@ describe('berth auth and config over mutual TLS', () => {
     expect((await run(['config', 'current-context'])).out).toBe('local-tls\n');
     expect((await run(['config', 'view'])).out).toContain('token: REDACTED');
     expect((await run(['config', 'set-context', '--current', '--namespace', 'shop'])).out).toBe('Context "local-tls" modified.\n');
-    expect((await run(['get', 'configmaps', '-o', 'name'])).out).toBe('configmap/game-demo\n');
+    expect((await run(['get', 'configmaps', '-o', 'name'])).out).toBe('configmap/game-demo\nconfigmap/watched\n');
     expect(fs.statSync(env.BERTH_KUBECONFIG!).mode & 0o777).toBe(0o600);
   });
 });
