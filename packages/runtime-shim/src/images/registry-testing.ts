@@ -5,6 +5,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { createSign, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -34,7 +35,7 @@ function b64url(b: Buffer | string): string {
   return Buffer.from(b).toString('base64url');
 }
 
-export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token' } = {}): Promise<TestRegistry> {
+export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token'; tls?: boolean } = {}): Promise<TestRegistry> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-registry-'));
   const port = await freePort();
   const user = 'berth';
@@ -86,7 +87,12 @@ export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token' } 
       const tport = (tokenServer.address() as net.AddressInfo).port;
       auth = `auth:\n  token:\n    realm: http://127.0.0.1:${tport}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: ${cert}\n`;
     }
-    const config = `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString('hex')}\n${auth}`;
+    let tls = '';
+    if (opts.tls) {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      tls = `  tls:\n    certificate: ${path.join(dir, 'tls.crt')}\n    key: ${path.join(dir, 'tls.key')}\n`;
+    }
+    const config = `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString('hex')}\n${tls}${auth}`;
     fs.writeFileSync(path.join(dir, 'config.yml'), config);
     proc = spawn('docker-registry', ['serve', path.join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
@@ -94,7 +100,8 @@ export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token' } 
     const deadline = Date.now() + 15_000;
     for (;;) {
       const st = await new Promise<number>((resolve) => {
-        http.get(`http://${reg.host}/v2/`, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', () => resolve(0));
+        const get = opts.tls ? https.get : http.get;
+        get(`${opts.tls ? 'https' : 'http'}://${reg.host}/v2/`, { rejectUnauthorized: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', () => resolve(0));
       });
       if (st === 200 || st === 401) break;
       if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`docker-registry did not start: ${log}`);
@@ -108,8 +115,9 @@ export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token' } 
 }
 
 /** skopeo copy of an OCI layout into the registry (async: the token service runs in this process). */
-export function skopeoPush(layout: string, tag: string, registry: TestRegistry, repo: string, opts: { creds?: boolean; all?: boolean } = {}): Promise<void> {
+export function skopeoPush(layout: string, tag: string, registry: TestRegistry, repo: string, opts: { creds?: boolean; all?: boolean; format?: 'oci' | 'v2s2' } = {}): Promise<void> {
   const args = ['--insecure-policy', 'copy', '-q', '--dest-tls-verify=false'];
+  if (opts.format) args.push('--format', opts.format);
   if (opts.all) args.push('--all');
   if (opts.creds) args.push('--dest-creds', `${registry.user}:${registry.password}`);
   args.push(`oci:${layout}:${tag}`, `docker://${registry.host}/${repo}`);

@@ -161,6 +161,27 @@ async function proxy(target: string, mode: 'cut' | 'corrupt' | 'oversize'): Prom
 }
 
 describe('pullImage endpoints', () => {
+  it('reaches a loopback registry over HTTPS with a self-signed certificate, and plain HTTP ones too', async () => {
+    const reg = await startRegistry({ tls: true });
+    registries.push(reg);
+    await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
+    const { image } = await pullImage(store, `${reg.host}/berth/busybox:v1`, {});
+    expect(image.layers).toHaveLength(3);
+  });
+
+  it('pulls Docker v2 schema 2 manifests and manifest lists', async () => {
+    const reg = await registry();
+    await skopeoPush(layout, 'v1', reg, 'berth/docker:v1', { format: 'v2s2' });
+    const { image } = await pullImage(store, `${reg.host}/berth/docker:v1`, {});
+    expect(image.layers.every((l) => l.mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip')).toBe(true);
+    const m = JSON.parse(store.content.readBuffer(image.manifestDigest).toString());
+    expect(m.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    await skopeoPush(layout, 'multi', reg, 'berth/dockerlist:v1', { format: 'v2s2', all: true });
+    const list = await pullImage(store, `${reg.host}/berth/dockerlist:v1`, {});
+    expect(JSON.parse(store.content.readBuffer(list.image.indexDigest!).toString()).mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect(list.image.platform).toBe('linux/amd64');
+  });
+
   it('uses a mirror first, and the registry itself when the mirror is down', async () => {
     const reg = await registry();
     await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');

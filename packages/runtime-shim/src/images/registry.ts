@@ -212,9 +212,10 @@ function endpointsFor(ref: Reference, cfg: RegistryConfig, insecure: boolean): E
     eps.push({ base: u, insecureTls: insecure || !!cfg.insecureRegistries?.includes(u.host), httpFallback: false, mirror: true });
   }
   const host = ref.registry === 'docker.io' ? 'registry-1.docker.io' : ref.registry;
-  const plain = isLoopbackRegistry(ref.registry);
-  const insecureHost = insecure || !!cfg.insecureRegistries?.includes(ref.registry);
-  eps.push({ base: new URL(`${plain ? 'http' : 'https'}://${host}`), insecureTls: insecureHost, httpFallback: insecureHost && !plain, mirror: false });
+  // Loopback registries are insecure registries without asking, as with Docker: HTTPS without
+  // certificate checks first, then plain HTTP.
+  const insecureHost = insecure || isLoopbackRegistry(ref.registry) || !!cfg.insecureRegistries?.includes(ref.registry);
+  eps.push({ base: new URL(`https://${host}`), insecureTls: insecureHost, httpFallback: insecureHost, mirror: false });
   return eps;
 }
 
