@@ -3,6 +3,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { cni } from '@berth/api';
+import { createClient, startServiceProcess, waitServing } from '@berth/common';
+import type { ServiceError } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniError, CniExecutor } from './executor';
 import { netnsPath, probe, sh, startEchoServer, Topology, type TestNode } from '../testing/topology';
@@ -154,5 +157,32 @@ describe('berth-cni as a CNI plugin', () => {
     await ex.status();
     await ex.del(a);
     expect(fs.readdirSync(path.join(dir, 'state', 'ipam')).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+});
+
+describe('berth-cni with a running cni-manager', () => {
+  it('hands ADD/CHECK/DEL to the daemon over its socket', async () => {
+    const sock = path.join(dir, 'cni-manager.sock');
+    const svc = startServiceProcess(path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-cni-manager.js'),
+      ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'daemon'), '--host-netns', node.netns, '--pod-cidr', '10.74.1.0/24', '--bridge-name', `br${topo.id}`]);
+    try {
+      expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+      fs.writeFileSync(path.join(dir, 'bin', 'berth-cni'), `#!/bin/sh\nexec ${process.execPath} ${BERTH_CNI}\n`, { mode: 0o755 });
+      writeConf('10-berth.conflist', { cniVersion: '1.0.0', name: 'berth', plugins: [{ type: 'berth-cni', socket: sock }] });
+      const ex = executor([path.join(dir, 'bin')]);
+      const a = { containerId: `a-${topo.id}`, netns: netnsPath(topo.netns('p')), ifName: 'eth0' };
+      const r = await ex.add(a);
+      expect(r.ips?.[0]).toMatchObject({ address: '10.74.1.2/24', gateway: '10.74.1.1' });
+      const client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
+      const list = await new Promise<cni.ListAttachmentsResponse>((res, rej) => client.listAttachments({}, (e: ServiceError | null, x: cni.ListAttachmentsResponse) => (e ? rej(e) : res(x))));
+      client.close();
+      expect(list.attachments.map((x) => x.sandboxId)).toEqual([a.containerId]);
+      await ex.check(a);
+      await ex.del(a);
+      await ex.del(a);
+    } finally {
+      await svc.stop(); // drains the teardown the daemon finishes after answering
+    }
+    expect(fs.readdirSync(path.join(dir, 'daemon', 'ipam'))).toEqual([]);
   });
 });
