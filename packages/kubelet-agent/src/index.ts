@@ -23,3 +23,5 @@ export * from './eviction';
 export * from './lifecycle';
 export * from './images';
 export * from './startup-trace';
+export * from './agent-config';
+export * from './dependencies';

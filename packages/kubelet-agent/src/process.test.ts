@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { kubelet } from '@berth/api';
-import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { checkHealth, createClient, serve, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-kubelet-agent.js');
@@ -43,7 +43,34 @@ describe('berth-kubelet-agent process', () => {
     expect(await waitServing(`unix://${path.join(runDir, 'kubelet-agent.sock')}`), svc.output()).toBe('SERVING');
   });
 
+  it('reads the node from the machine and names the dependencies it cannot reach', async () => {
+    const sock = path.join(dir, 'run', 'kubelet-agent.sock');
+    // A real service for cni-manager's endpoint (health SERVING); none for runtime-shim's.
+    const cni = await serve({ listen: `unix://${path.join(dir, 'cni.sock')}`, services: [] });
+    cni.setServing(true);
+    try {
+      svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--runtime-endpoint', `unix://${path.join(dir, 'no-runtime.sock')}`, '--cni-endpoint', `unix://${path.join(dir, 'cni.sock')}`, '--max-pods', '42', '--system-reserved', 'cpu=100m,memory=64Mi']);
+      expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+      const deadline = Date.now() + 10_000;
+      while (!/dependencies missing/.test(svc.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const line = svc.output().split('\n').find((l) => l.includes('dependencies missing'))!;
+      expect(line).toContain(`runtime-shim at unix://${path.join(dir, 'no-runtime.sock')}`);
+      expect(line).not.toContain('cni-manager');
+      const facts = JSON.parse(svc.output().split('\n').find((l) => l.includes('"node facts"'))!);
+      expect(facts.capacity).toMatchObject({ pods: '42', cpu: String(os.cpus().length) });
+      expect(facts.allocatable.cpu).toBe(`${os.cpus().length * 1000 - 100}m`);
+      expect(facts.node).toBe(os.hostname().toLowerCase());
+    } finally {
+      await cni.shutdown(100);
+    }
+  });
+
   it.each([
+    [['--eviction-hard', 'memory.free<1Gi'], /eviction-hard: unknown signal "memory\.free"/],
+    [['--image-gc-low-threshold', '90'], /image-gc-low-threshold \(90\) must not be above image-gc-high-threshold \(85\)/],
+    [['--node-name', 'Bad_Name'], /--node-name: must be a lowercase DNS subdomain/],
+    [['--register-with-taints', 'dedicated=ci:Sometimes'], /register-with-taints: expected key\[=value\]:NoSchedule/],
+    [['--system-reserved', 'gpu=1'], /systemReserved\.gpu: unknown resource/],
     [['--listen', 'not-an-address'], /--listen: expected unix:\/\/\/absolute\/path or host:port/],
     [['--no-such-flag'], /Unknown option '--no-such-flag'/],
     [['--listen', '127.0.0.1:0', '--state-dir', '/tmp'], /TCP listener 127\.0\.0\.1:0 needs TLS/],
