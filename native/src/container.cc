@@ -48,7 +48,11 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -72,6 +76,9 @@
 #endif
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
 #endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -107,6 +114,7 @@ enum CStage : int32_t {
   kCStdio,
   kCCloseRange,
   kCProcfs,
+  kCConsole,
   kCStageCount,
 };
 
@@ -114,6 +122,7 @@ constexpr const char* kCStageNames[kCStageCount] = {
     "sync",    "setns",      "timens",  "setsid",       "propagation", "rootfs", "mount",     "pivot_root",
     "hostname", "domainname", "rlimit", "sysctl",       "seccomp",     "capbset", "user",     "capabilities",
     "umask",   "cwd",        "no_new_privileges", "executable", "stdio", "close_range", "procfs",
+    "console",
 };
 
 struct CRecord {
@@ -206,6 +215,11 @@ struct ContainerPlan {
   int preserveFds = 0;
   int fifoFd = -1;
   bool setsid = true;
+  // A terminal: a pty made inside the container (its devpts), the master sent to the socket
+  // at consoleSocket over SCM_RIGHTS, the slave as stdio and controlling terminal.
+  bool terminal = false;
+  std::string consoleSocket;
+  unsigned short rows = 0, cols = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -586,6 +600,20 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
   // own opens past the container's RLIMIT_NOFILE once it is set.
   CloseAllExcept(c, plan);
 
+  // Connected before pivot_root, while the socket's host path is reachable.
+  int consoleFd = -1;
+  if (plan.terminal) {
+    consoleFd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr;
+    std::memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (plan.consoleSocket.size() >= sizeof addr.sun_path) CFail(c, kCConsole, -1, ENAMETOOLONG);
+    std::memcpy(addr.sun_path, plan.consoleSocket.data(), plan.consoleSocket.size());
+    if (consoleFd < 0 || ::connect(consoleFd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+      CFail(c, kCConsole);
+    }
+  }
+
   if (plan.newTime) {
     // Offsets can be set only before any process is in the namespace, so: create it for our
     // children, set them, then move ourselves in through time_for_children.
@@ -645,6 +673,52 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
   if (plan.hasDomainname && ::setdomainname(plan.domainname.data(), plan.domainname.size()) != 0) {
     CFail(c, kCDomainname);
   }
+  int ttyFd = -1;
+  if (plan.terminal) {
+    // The container's own devpts (/dev/ptmx -> pts/ptmx), so the pty belongs to it. The peer
+    // comes from TIOCGPTPEER: no /dev/pts/N path lookup the container could redirect.
+    int master = ::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) CFail(c, kCConsole);
+    int unlock = 0;
+    if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) CFail(c, kCConsole);
+    ttyFd = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (ttyFd < 0) CFail(c, kCConsole);
+    if (plan.rows > 0 && plan.cols > 0) {
+      struct winsize ws;
+      std::memset(&ws, 0, sizeof ws);
+      ws.ws_row = plan.rows;
+      ws.ws_col = plan.cols;
+      ::ioctl(ttyFd, TIOCSWINSZ, &ws);
+    }
+    char name[] = "/dev/ptmx";
+    struct iovec iov;
+    iov.iov_base = name;
+    iov.iov_len = sizeof name - 1;
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    std::memset(&control, 0, sizeof control);
+    struct msghdr msg;
+    std::memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+    ssize_t sent;
+    do sent = ::sendmsg(consoleFd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) CFail(c, kCConsole);
+    ::close(master);
+    ::close(consoleFd);
+    if (plan.setsid && ::ioctl(ttyFd, TIOCSCTTY, 0) != 0) CFail(c, kCConsole);
+  }
+
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     if (::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].resource), &plan.rlimits[i].value) != 0) {
       CFail(c, kCRlimit, static_cast<int>(i));
@@ -717,7 +791,7 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
 
   int copies[3];
   for (int i = 0; i < 3; ++i) {
-    copies[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+    copies[i] = ::fcntl(ttyFd >= 0 ? ttyFd : plan.stdio[i], F_DUPFD_CLOEXEC, 3);
     if (copies[i] < 0) CFail(c, kCStdio);
   }
   for (int i = 0; i < 3; ++i) {
@@ -841,6 +915,7 @@ const char* StageSyscall(int stage) {
     case kCStdio: return "dup2";
     case kCCloseRange: return "close_range";
     case kCProcfs: return "open";
+    case kCConsole: return "console";
     default: return "unknown";
   }
 }
@@ -1093,6 +1168,9 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   plan->preserveFds = static_cast<int>(Num(o, "preserveFds"));
   plan->fifoFd = static_cast<int>(Num(o, "fifoFd", -1));
   plan->setsid = !Bool(o, "noSetsid");
+  plan->consoleSocket = Str(o, "consoleSocket", &plan->terminal);
+  plan->rows = static_cast<unsigned short>(Num(o, "rows"));
+  plan->cols = static_cast<unsigned short>(Num(o, "cols"));
   return plan;
 }
 

@@ -1,6 +1,6 @@
 // berth-runtime (the built CLI, as a process) and runc on the same bundle: the same state
 // fields, state transitions, exit codes and error style.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -168,6 +168,36 @@ describe('berth-runtime vs runc', () => {
     const j = berth('--log-format', 'json', 'state', 'nope-y');
     expect(JSON.parse(j.err.trim())).toMatchObject({ level: 'error', msg: 'container does not exist: nope-y' });
     expect(berth('--systemd-cgroup', 'create', '--bundle', bundle.dir, newId()).err).toMatch(/systemd cgroup driver is not supported/);
+  });
+
+  it('--console-socket: a pty inside the container, the master sent to the socket (same as runc)', async () => {
+    const b = makeBundle(['sh', '-c', 'tty; stty size; echo typed: $(head -n1)'], (s) => {
+      s.process!.terminal = true;
+      s.process!.consoleSize = { height: 33, width: 101 };
+    });
+    try {
+      for (const tool of [berth, runc]) {
+        const sock = path.join(b.dir, `${uniqueId('cs')}.sock`);
+        // The peer (python: Node cannot receive SCM_RIGHTS) prints what the container wrote.
+        const peer = spawn('python3', [path.join(__dirname, 'testing', 'console-recv.py'), sock, 'hello\n'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        peer.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        const done = new Promise((r) => peer.once('exit', r));
+        await new Promise<void>((r) => peer.stdout.once('data', () => r()));
+        const id = newId();
+        expect(tool('create', '--console-socket', sock, '--bundle', b.dir, id).code).toBe(0);
+        expect(tool('start', id).code).toBe(0);
+        await done;
+        expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/0\n33 101\ntyped: hello\n/);
+        expect(tool('delete', '--force', id).code).toBe(0);
+      }
+      // a terminal without a console socket, and a socket without a terminal: clear errors
+      const r = berth('create', '--bundle', b.dir, newId());
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/process\.terminal: a terminal needs --console-socket/);
+    } finally {
+      b.remove();
+    }
   });
 
   it('exec, ps, pause/resume, events --stats, update', () => {

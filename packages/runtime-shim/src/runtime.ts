@@ -31,6 +31,7 @@ export interface CreateOptions {
   stdio?: [number, number, number];
   /** A spec already loaded (the daemon builds it itself); default: <bundle>/config.json. */
   spec?: Spec;
+  consoleSocket?: string;
 }
 
 export interface Created {
@@ -167,7 +168,7 @@ export class Runtime {
         spec, bundle, fifo,
         cgroupProcs: cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
-        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio,
+        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket,
       });
       fds = compiled.fds;
       try {
@@ -360,7 +361,7 @@ export class Runtime {
   }
 
   /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
-  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
+  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
     const s = this.store.read(checkId(id));
     const status = this.status(s);
     if (status !== 'running' && status !== 'created') throw new RuntimeError(`cannot exec in a ${status} container`);
@@ -370,7 +371,8 @@ export class Runtime {
     const nsFile: Record<string, string> = { pid: 'pid', network: 'net', ipc: 'ipc', uts: 'uts', mount: 'mnt', user: 'user', cgroup: 'cgroup', time: 'time' };
     spec.linux = { ...s.spec.linux, namespaces: base.map((n) => ({ type: n.type, path: `/proc/${s.pid}/ns/${nsFile[n.type]}` })), uidMappings: undefined, gidMappings: undefined, sysctl: undefined, timeOffsets: undefined };
     const cg = this.driver(s);
-    const compiled = compilePlan({ spec, bundle: s.bundle, fifo: null, cgroupProcs: cg.procsFiles(), cgroupDirs: {}, preserveFds: o.preserveFds, stdio: o.stdio });
+    // The devpts check of compilePlan looks at the container's mounts, which exec does not redo.
+    const compiled = compilePlan({ spec: { ...spec, mounts: (s.spec.mounts ?? []).filter((m) => m.type === 'devpts') }, bundle: s.bundle, fifo: null, cgroupProcs: cg.procsFiles(), cgroupDirs: {}, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket });
     // Setting up the container's rootfs again is not what exec does: the joined mount namespace
     // already has it.
     const plan = { ...compiled.plan, rootfs: null, ops: [], hostname: null, domainname: null, noSetsid: false };

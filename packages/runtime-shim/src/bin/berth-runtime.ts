@@ -127,13 +127,6 @@ function preserveFds(f: Flags): number {
   return Number(v);
 }
 
-function terminalCheck(terminal: boolean | undefined, consoleSocket: string | undefined, detach: boolean): void {
-  if (terminal === true) {
-    throw new ConfigError('process.terminal', `a terminal (with${consoleSocket === undefined ? 'out' : ''} --console-socket${detach ? ', detached' : ''}) is not supported by berth-runtime yet; set process.terminal to false`);
-  }
-  if (consoleSocket !== undefined) throw new RuntimeError('cannot use console socket if runtime will not create terminal');
-}
-
 function parseUser(u: string): { uid: number; gid: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(u);
   if (m === null) throw new RuntimeError(`--user: expected uid[:gid] as numbers, got '${u}'`);
@@ -195,8 +188,7 @@ async function main(argv: string[]): Promise<number> {
       const id = positional(pos, cmd);
       const bundle = path.resolve(str(f, 'bundle') ?? '.');
       const spec = loadSpec(bundle);
-      terminalCheck(spec.process?.terminal, str(f, 'console-socket'), cmd === 'create' || bool(f, 'detach'));
-      const o = { bundle, spec, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f) };
+      const o = { bundle, spec, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') };
       if (cmd === 'create') {
         await rt.create(id, o);
         return 0;
@@ -310,8 +302,7 @@ async function main(argv: string[]): Promise<number> {
         if (bool(f, 'no-new-privs')) proc.noNewPrivileges = true;
       }
       validateSpec({ ociVersion: SPEC_VERSION, process: proc });
-      terminalCheck(proc.terminal, str(f, 'console-socket'), bool(f, 'detach'));
-      const { exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f) });
+      const { exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') });
       if (bool(f, 'detach')) return 0;
       const e = await exited;
       return e.code ?? 128 + parseSignal(e.signal ?? 'SIGKILL');

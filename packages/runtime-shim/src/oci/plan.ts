@@ -79,6 +79,8 @@ export interface PlanInputs {
   noPivot?: boolean;
   preserveFds?: number;
   stdio?: [number, number, number];
+  /** Where the pty master goes when process.terminal is set (--console-socket). */
+  consoleSocket?: string;
 }
 
 /** The plan and the fds opened for it (close them once the container holds or failed). */
@@ -312,6 +314,15 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       preserveFds: inp.preserveFds ?? 0,
       fifoFd: inp.fifo !== null ? open(inp.fifo, O_PATH, 'exec fifo') : -1,
     };
+    if (proc.terminal === true) {
+      if (inp.consoleSocket === undefined) throw new ConfigError('process.terminal', 'a terminal needs --console-socket (the pty master is sent there)');
+      if (!mounts.some((m) => path.posix.normalize(m.destination) === '/dev/pts' && m.type === 'devpts')) throw new ConfigError('process.terminal', 'a terminal needs a devpts mount at /dev/pts');
+      plan.consoleSocket = path.resolve(inp.consoleSocket);
+      plan.rows = proc.consoleSize?.height ?? 0;
+      plan.cols = proc.consoleSize?.width ?? 0;
+    } else if (inp.consoleSocket !== undefined) {
+      throw new ConfigError('process.terminal', 'cannot use console socket if runtime will not create terminal');
+    }
     return { plan, fds, rootfs };
   } catch (err) {
     for (const fd of fds) fs.closeSync(fd);
