@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterEach, beforeAll, afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageStore } from './image-store';
 import { importPath, importStream } from './import';
-import { buildTestImage, chunks } from './testing';
+import { buildTestImage, chunks, makeTar } from './testing';
 import { hexOf, sha256 } from './digest';
 
 let fixtures: string;
@@ -57,7 +57,7 @@ describe('ImageStore', () => {
     const work = path.join(dir, 'work');
     const merged = path.join(dir, 'merged');
     for (const d of [upper, work, merged]) fs.mkdirSync(d);
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', store.overlayOptions(img, upper, work), merged]);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', store.overlayOptions(img, upper, work).options, merged]);
     mounts.push(merged);
     expect(fs.existsSync(path.join(merged, 'etc/removed-later'))).toBe(false);
     expect(fs.readdirSync(path.join(merged, 'opq'))).toEqual(['b']);
@@ -117,6 +117,77 @@ describe('ImageStore', () => {
     expect(snapshotDirs()).toHaveLength(3);
     await reopened.release('container-1');
     expect(snapshotDirs()).toEqual([]);
+  });
+
+  it('two containers share the snapshots of one image, each with its own writable layer', async () => {
+    await importPath(store, layout, { name: 'berth.test/busybox' });
+    const roots: string[] = [];
+    for (const c of ['c1', 'c2']) {
+      const cdir = path.join(dir, 'containers', c);
+      const merged = path.join(cdir, 'rootfs');
+      fs.mkdirSync(merged, { recursive: true });
+      const { options } = await store.prepareRootfs(c, 'berth.test/busybox:v1', cdir);
+      expect(options.length).toBeLessThan(1024);
+      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', options, merged]);
+      mounts.push(merged);
+      roots.push(merged);
+    }
+    execFileSync('chroot', [roots[0], '/bin/sh', '-c', 'echo mine > /etc/c1-only; rm /etc/layer2']);
+    expect(fs.readFileSync(path.join(roots[0], 'etc/c1-only'), 'utf8')).toBe('mine\n');
+    expect(fs.existsSync(path.join(roots[1], 'etc/c1-only'))).toBe(false);
+    expect(fs.readFileSync(path.join(roots[1], 'etc/layer2'), 'utf8')).toBe('from layer 2\n');
+    // Removing the image keeps what the containers run on; the last release frees it.
+    await store.remove('berth.test/busybox:v1');
+    expect(snapshotDirs()).toHaveLength(3);
+    for (const [i, c] of ['c1', 'c2'].entries()) {
+      execFileSync('umount', [roots[i]]);
+      mounts.splice(mounts.indexOf(roots[i]), 1);
+      await store.removeRootfs(c, path.join(dir, 'containers', c));
+    }
+    expect(snapshotDirs()).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, 'images', 'l'))).toEqual([]);
+    await expect(store.prepareRootfs('c3', 'berth.test/busybox:v1', path.join(dir, 'c3'))).rejects.toThrow(/not present; pull it first/);
+  });
+
+  it('mounts an image of 100 layers (short lower dir links keep the options under a page)', async () => {
+    const oci = path.join(dir, 'deep');
+    fs.mkdirSync(path.join(oci, 'blobs', 'sha256'), { recursive: true });
+    const put = (b: Buffer): { digest: string; size: number } => { const d = sha256(b); fs.writeFileSync(path.join(oci, 'blobs/sha256', hexOf(d)), b); return { digest: d, size: b.length }; };
+    const layers = [];
+    const diffIds = [];
+    for (let i = 0; i < 100; i++) {
+      const tar = makeTar([{ name: `layers/l${i}`, data: `layer ${i}\n` }, ...(i === 99 ? [{ name: 'layers/.wh.l0', data: '' }] : [])]);
+      diffIds.push(sha256(tar));
+      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...put(tar) });
+    }
+    const config = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } })));
+    const manifest = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers })));
+    fs.writeFileSync(path.join(oci, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'deep' } }] }));
+    const [img] = await importPath(store, oci, { name: 'berth.test/deep' });
+    expect(img.chainIds).toHaveLength(100);
+    const cdir = path.join(dir, 'c');
+    const merged = path.join(cdir, 'rootfs');
+    fs.mkdirSync(merged, { recursive: true });
+    const { options, cwd } = await store.prepareRootfs('deep', img.id, cdir);
+    expect(cwd).toBe(path.join(dir, 'images'));
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', options, merged], { cwd });
+    mounts.push(merged);
+    const names = fs.readdirSync(path.join(merged, 'layers'));
+    expect(names).toHaveLength(99);
+    expect(names).not.toContain('l0');
+    expect(fs.readFileSync(path.join(merged, 'layers/l98'), 'utf8')).toBe('layer 98\n');
+  });
+
+  it('sweeps what a crash left half-made when the store opens, keeping partial downloads', async () => {
+    const root = path.join(dir, 'images');
+    fs.mkdirSync(path.join(root, 'snapshots', 'tmp-deadbeef', 'fs'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'ingest', 'tmp-0123'), 'half');
+    fs.writeFileSync(path.join(root, 'ingest', `${'a'.repeat(64)}.partial`), 'resume me');
+    fs.symlinkSync('../snapshots/gone/fs', path.join(root, 'l', 'dangling'));
+    new ImageStore({ root });
+    expect(fs.readdirSync(path.join(root, 'snapshots'))).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'ingest'))).toEqual([`${'a'.repeat(64)}.partial`]);
+    expect(fs.readdirSync(path.join(root, 'l'))).toEqual([]);
   });
 
   it('a layer whose bytes do not match its digest is rejected and nothing stays registered', async () => {

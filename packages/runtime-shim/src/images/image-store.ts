@@ -308,8 +308,30 @@ export class ImageStore {
     return { bytes, inodes };
   }
 
+  /**
+   * Prepares a container's rootfs on `imageRef`: leases the image's snapshots for `owner`, makes
+   * `<dir>/upper` and `<dir>/work`, and returns the overlay mount options (the caller mounts).
+   */
+  async prepareRootfs(owner: string, imageRef: string, dir: string): Promise<{ image: ImageRecord; options: string; cwd?: string; upper: string; work: string }> {
+    const image = this.find(imageRef);
+    if (!image) throw new NotFoundError(`image "${imageRef}" is not present; pull it first`);
+    const upper = path.join(dir, 'upper');
+    const work = path.join(dir, 'work');
+    fs.mkdirSync(upper, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(work, { recursive: true, mode: 0o700 });
+    await this.lease(owner, image);
+    return { image, ...this.overlayOptions(image, upper, work), upper, work };
+  }
+
+  /** Undoes prepareRootfs once the caller has unmounted: removes the dirs and the lease. */
+  async removeRootfs(owner: string, dir: string): Promise<void> {
+    fs.rmSync(path.join(dir, 'upper'), { recursive: true, force: true });
+    fs.rmSync(path.join(dir, 'work'), { recursive: true, force: true });
+    await this.release(owner);
+  }
+
   /** overlayfs options for a container rootfs of `image` (see SnapshotStore.overlayOptions). */
-  overlayOptions(image: ImageRecord, upper: string, work: string): string {
+  overlayOptions(image: ImageRecord, upper: string, work: string): { options: string; cwd?: string } {
     return this.snapshots.overlayOptions(image.chainIds, upper, work);
   }
 }

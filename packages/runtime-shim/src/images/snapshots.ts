@@ -14,6 +14,8 @@ export interface SnapshotInfo {
   chainId: Digest;
   diffId: Digest;
   parent?: Digest;
+  /** Short name under `<root>/l/` linking to the snapshot's fs dir (keeps overlay options short). */
+  link?: string;
   /** Bytes of file data. */
   size: number;
   inodes: number;
@@ -22,18 +24,23 @@ export interface SnapshotInfo {
 
 export class SnapshotStore {
   readonly dir: string;
+  /** Short symlinks to snapshot fs dirs: overlayfs takes at most a page of mount options. */
+  readonly linkDir: string;
   private readonly whiteouts: WhiteoutMaker;
   private readonly inflight = new Map<Digest, Promise<SnapshotInfo>>();
 
   constructor(root: string, private readonly limits: Partial<UnpackLimits> = {}) {
     this.dir = path.join(root, 'snapshots');
+    this.linkDir = path.join(root, 'l');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(this.linkDir, { recursive: true, mode: 0o700 });
     const wdir = path.join(root, 'whiteouts');
     fs.rmSync(wdir, { recursive: true, force: true });
     fs.mkdirSync(wdir, { mode: 0o700 });
     this.whiteouts = new WhiteoutMaker(wdir);
     // Unpacks a crash interrupted.
     for (const f of fs.readdirSync(this.dir)) if (f.startsWith('tmp-')) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true });
+    this.sweepLinks();
   }
 
   /** The directory overlayfs uses as a lower dir for this snapshot. */
@@ -83,14 +90,19 @@ export class SnapshotStore {
     try {
       const r = await applyLayer(open(), path.join(tmp, 'fs'), { limits: this.limits, whiteouts: this.whiteouts });
       if (r.diffId !== diffId) throw new FailedPreconditionError(`layer ${diffId}: the uncompressed layer's digest is ${r.diffId}; it does not match the image config (corrupt or tampered layer)`);
-      const info: SnapshotInfo = { chainId, diffId, ...(parent ? { parent } : {}), size: r.size, inodes: r.inodes, createdAt: Date.now() };
+      const link = randomBytes(8).toString('base64url').replace(/[-_]/g, 'x');
+      const info: SnapshotInfo = { chainId, diffId, ...(parent ? { parent } : {}), link, size: r.size, inodes: r.inodes, createdAt: Date.now() };
       fs.writeFileSync(path.join(tmp, 'info.json'), JSON.stringify(info));
+      // The link first: a committed snapshot always has its link (a dangling one is swept).
+      fs.symlinkSync(path.join('..', 'snapshots', hexOf(chainId), 'fs'), path.join(this.linkDir, link));
       try {
         fs.renameSync(tmp, path.join(this.dir, hexOf(chainId)));
       } catch (err) {
+        fs.rmSync(path.join(this.linkDir, link), { force: true });
         // Someone (another process on the same store) committed it first: theirs is as good.
         if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         fs.rmSync(tmp, { recursive: true, force: true });
+        return this.get(chainId) ?? info;
       }
       return info;
     } catch (err) {
@@ -101,10 +113,20 @@ export class SnapshotStore {
 
   remove(chainId: Digest): void {
     const d = path.join(this.dir, hexOf(chainId));
+    const link = this.get(chainId)?.link;
     // Rename first so a crash midway never leaves a committed snapshot with missing files.
     const tmp = path.join(this.dir, `tmp-${randomBytes(8).toString('hex')}`);
     try { fs.renameSync(d, tmp); } catch { return; }
+    if (link) fs.rmSync(path.join(this.linkDir, link), { force: true });
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  /** Removes links whose snapshot is gone (a crash between link and commit, or during remove). */
+  private sweepLinks(): void {
+    for (const l of fs.readdirSync(this.linkDir)) {
+      const p = path.join(this.linkDir, l);
+      if (!fs.existsSync(p)) fs.rmSync(p, { force: true });
+    }
   }
 
   /** Removes snapshots not in `keep`; returns what it removed. */
@@ -120,11 +142,22 @@ export class SnapshotStore {
 
   /**
    * overlayfs options for a rootfs made of the chain `chainIds` (bottom first) with the given
-   * upper and work dirs; with only one layer and no upper dir the snapshot is used as it is.
+   * upper and work dirs. The kernel takes one page of options: when absolute lower dirs do not
+   * fit, they are given relative to `cwd`, and the mount must be made from there (as Docker's
+   * overlay2 does for deep images).
    */
-  overlayOptions(chainIds: Digest[], upper: string, work: string): string {
-    const lower = chainIds.slice().reverse().map((c) => this.fsPath(c));
-    for (const l of lower) if (/[,:]/.test(l)) throw new FailedPreconditionError(`snapshot path ${l} contains "," or ":", which overlayfs cannot take`);
-    return `lowerdir=${lower.join(':')},upperdir=${upper},workdir=${work}`;
+  overlayOptions(chainIds: Digest[], upper: string, work: string): { options: string; cwd?: string } {
+    const links = chainIds.slice().reverse().map((c) => {
+      const link = this.get(c)?.link;
+      if (!link) throw new FailedPreconditionError(`snapshot ${c} is missing`);
+      return link;
+    });
+    for (const p of [upper, work]) if (/[,:]/.test(p)) throw new FailedPreconditionError(`${p} contains "," or ":", which overlayfs cannot take`);
+    const tail = `,upperdir=${upper},workdir=${work}`;
+    const absolute = `lowerdir=${links.map((l) => path.join(this.linkDir, l)).join(':')}${tail}`;
+    if (absolute.length < 4000) return { options: absolute };
+    const relative = `lowerdir=${links.map((l) => `l/${l}`).join(':')}${tail}`;
+    if (relative.length >= 4000) throw new FailedPreconditionError(`image has too many layers (${chainIds.length}) for one overlay mount`);
+    return { options: relative, cwd: path.dirname(this.linkDir) };
   }
 }
