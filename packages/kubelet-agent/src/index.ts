@@ -25,3 +25,4 @@ export * from './images';
 export * from './startup-trace';
 export * from './agent-config';
 export * from './dependencies';
+export * from './cgroups/pod-cgroups';

@@ -123,3 +123,53 @@ describe('cgroup v2 file mapping (fixture directory)', () => {
     expect(m.read(['kubepods', 'burstable', 'podb-2'])).toEqual({ cpuShares: 81, cpuQuotaUs: 150000, cpuPeriodUs: 100000, memoryLimitBytes: 96n * MiB });
   });
 });
+
+describe('PodCgroups on the real kernel', () => {
+  const root = `berth-test-${crypto.randomBytes(4).toString('hex')}`;
+  afterEach(() => {
+    for (const c of V1_CONTROLLERS) {
+      const d = path.join('/sys/fs/cgroup', c, root);
+      if (fs.existsSync(d)) new CgroupV1Manager('/sys/fs/cgroup', [], [c]).remove([root]);
+    }
+  });
+
+  it('creates the pods\' cgroups, updates burstable shares, and empties and removes orphans', async () => {
+    const { PodCgroups } = await import('./pod-cgroups');
+    const { spawn } = await import('node:child_process');
+    const m = new CgroupV1Manager('/sys/fs/cgroup', [root]);
+    const pc = new PodCgroups({ manager: m, allocatable: { milliCpu: 2000n, memoryBytes: 1024n * MiB }, procsFile: (p) => path.join(m.dir('cpu', p), 'cgroup.procs') });
+    const a = pod([container('a', { requests: { cpu: '300m' } })], { uid: 'a-1' });
+    const b = pod([container('a', { requests: { cpu: '200m' } })], { uid: 'b-1' });
+    const g = pod([container('a', { limits: { cpu: '1', memory: '64Mi' } })], { uid: 'g-1' });
+    let r = await pc.sync([a, b, g]);
+    expect(r.ensured).toEqual(['kubepods/burstable/poda-1', 'kubepods/burstable/podb-1', 'kubepods/podg-1']);
+    expect(m.read(['kubepods', 'burstable']).cpuShares).toBe(512);
+
+    // b goes away while a process still runs in its cgroup (in every controller, as a runtime
+    // would place it): the process is killed and the cgroup removed; a and g stay.
+    // The shell forks its sleep only after it was moved, so both are inside the cgroup.
+    const child = spawn('sh', ['-c', 'read x; sleep 60 & echo $!; wait'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const sleepPid = new Promise<number>((res) => child.stdout!.once('data', (b: Buffer) => res(Number(String(b).trim()))));
+    const exited = new Promise((res) => child.once('exit', res));
+    try {
+      for (const c of V1_CONTROLLERS) fs.writeFileSync(path.join(m.dir(c, ['kubepods', 'burstable', 'podb-1']), 'cgroup.procs'), String(child.pid));
+      child.stdin!.end('go\n');
+      const grandchild = await sleepPid;
+      expect(fs.readFileSync(path.join(m.dir('cpu', ['kubepods', 'burstable', 'podb-1']), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number).sort()).toEqual([child.pid!, grandchild].sort());
+      r = await pc.sync([a, g]);
+      expect(r.killed).toContain(grandchild);
+      // Dead: gone, or a zombie waiting for its new parent to reap it.
+      const state = () => { try { return fs.readFileSync(`/proc/${grandchild}/stat`, 'utf8').split(') ')[1][0]; } catch { return 'gone'; } };
+      expect(['gone', 'Z', 'X']).toContain(state());
+      expect(r.removed).toEqual(['kubepods/burstable/podb-1']);
+      expect(r.killed).toContain(child.pid);
+      expect(await exited).toBe(null);
+      expect(m.exists(['kubepods', 'burstable', 'podb-1'])).toBe(false);
+      expect(m.children(['kubepods', 'burstable'])).toEqual(['poda-1']);
+      expect(m.read(['kubepods', 'burstable']).cpuShares).toBe(307);
+      expect(m.exists(['kubepods', 'podg-1'])).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
