@@ -25,7 +25,7 @@ describe('berth-scheduler process', () => {
   it('serves SERVING health on its 0600 socket and exits 0 on SIGTERM', async () => {
     const sock = path.join(dir, 'run', 'scheduler.sock');
     svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    expect(await waitServing(`unix://${sock}`, 30_000), svc.output()).toBe('SERVING');
     for (const name of ['berth.scheduler.v1.Scheduler']) expect(await checkHealth(`unix://${sock}`, name)).toBe('SERVING');
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
@@ -42,7 +42,7 @@ describe('berth-scheduler process', () => {
   it('uses BERTH_RUN_DIR for its default socket', async () => {
     const runDir = path.join(dir, 'run');
     svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state')], { ...process.env, BERTH_RUN_DIR: runDir });
-    expect(await waitServing(`unix://${path.join(runDir, 'scheduler.sock')}`), svc.output()).toBe('SERVING');
+    expect(await waitServing(`unix://${path.join(runDir, 'scheduler.sock')}`, 30_000), svc.output()).toBe('SERVING');
   });
 
   it('explains an inline snapshot with Kubernetes\' reasons and scores, with no cluster running', async () => {
@@ -50,7 +50,7 @@ describe('berth-scheduler process', () => {
     const cfg = path.join(dir, 'sched.yaml');
     fs.writeFileSync(cfg, 'profiles:\n  - schedulerName: default-scheduler\n  - schedulerName: packer\n    pluginConfig:\n      - name: NodeResourcesFit\n        args: {scoringStrategy: {type: MostAllocated}}\n');
     svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--scheduler-config', cfg]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    expect(await waitServing(`unix://${sock}`, 30_000), svc.output()).toBe('SERVING');
     const client = createClient(scheduler.SchedulerClient, { target: `unix://${sock}` });
     try {
       const nodes = [

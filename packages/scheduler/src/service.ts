@@ -1,7 +1,12 @@
 // berth-scheduler: the Scheduler gRPC service (Status, QueueStatus, Explain) over the
 // scheduling framework. A thin façade: it checks the request and hands it to the domain objects.
-// Until the Store client lands (issue #4) no ClusterSource is connected: Explain on an inline
-// snapshot, Status and QueueStatus work; pods are not watched or bound yet.
+// With --store it watches the cluster through the Store API, takes part in leader election
+// through a Lease, and schedules while it leads; without it, Explain on inline snapshots,
+// Status and QueueStatus still work (nothing is watched or bound).
+import * as os from 'node:os';
+import { StoreClient } from '@berth/apimachinery';
+import { LeaderElector } from './leader';
+import { StoreCluster } from './store-cluster';
 import { scheduler } from '@berth/api';
 import { UnavailableError, unary, withUnimplemented, z, type ServiceSpec } from '@berth/common';
 import type { core } from '@berth/api';
@@ -22,13 +27,16 @@ export const disconnectedWriter: ClusterWriter = {
 
 const queueName = { active: scheduler.QueueName.QUEUE_NAME_ACTIVE, backoff: scheduler.QueueName.QUEUE_NAME_BACKOFF, unschedulable: scheduler.QueueName.QUEUE_NAME_UNSCHEDULABLE };
 
-export function schedulerImplementation(s: Scheduler) {
+export interface LeaderState { leader: boolean; observedHolder: string }
+
+export function schedulerImplementation(s: Scheduler, election?: () => LeaderState | undefined) {
   return {
     status: unary((): scheduler.StatusResponse => {
       const c = s.queue.counts();
+      const e = election?.();
       return scheduler.StatusResponse.fromPartial({
-        leader: false,
-        leaderIdentity: '',
+        leader: e?.leader ?? false,
+        leaderIdentity: e?.observedHolder ?? '',
         profiles: [...s.profiles.keys()],
         scheduledCount: s.counters.scheduled,
         unschedulableCount: s.counters.unschedulable,
@@ -65,22 +73,79 @@ export function schedulerImplementation(s: Scheduler) {
   };
 }
 
-const schema = { schedulerConfig: z.string().optional() };
+const schema = {
+  schedulerConfig: z.string().optional(),
+  store: z.string().optional(),
+  storeCa: z.string().optional(),
+  storeCert: z.string().optional(),
+  storeKey: z.string().optional(),
+  leaderElect: z.boolean().default(true),
+  leaseDurationMs: z.number().int().min(1000).default(15_000),
+  renewDeadlineMs: z.number().int().min(500).default(10_000),
+  retryPeriodMs: z.number().int().min(100).default(2_000),
+  identity: z.string().optional(),
+};
 
 export const spec: ServiceSpec<typeof schema> = {
   name: 'scheduler',
   options: {
     schedulerConfig: { flag: 'scheduler-config', type: 'string', env: 'BERTH_SCHEDULER_CONFIG', description: 'KubeSchedulerConfiguration-style YAML/JSON: profiles, plugins, weights, args, extenders' },
+    store: { flag: 'store', type: 'string', env: 'BERTH_STORE', description: 'Store API address (unix:///path or host:port); without it nothing is watched or bound' },
+    storeCa: { flag: 'store-ca', type: 'string', description: 'CA of the Store\'s TLS certificate (TCP)' },
+    storeCert: { flag: 'store-cert', type: 'string', description: 'client certificate for the Store (TCP, mutual TLS)' },
+    storeKey: { flag: 'store-key', type: 'string', description: 'client key for the Store (TCP, mutual TLS)' },
+    leaderElect: { flag: 'leader-elect', type: 'boolean', description: 'take part in leader election through a Lease (default true)' },
+    leaseDurationMs: { flag: 'leader-elect-lease-duration-ms', type: 'number', description: 'how long a lease lasts without renewal (default 15000)' },
+    renewDeadlineMs: { flag: 'leader-elect-renew-deadline-ms', type: 'number', description: 'a leader that cannot renew for this long steps down (default 10000)' },
+    retryPeriodMs: { flag: 'leader-elect-retry-period-ms', type: 'number', description: 'how often to try to acquire or renew (default 2000)' },
+    identity: { flag: 'identity', type: 'string', description: 'this replica\'s identity in the lease (default hostname_pid)' },
   },
   schema,
   setup: ({ config, logger }) => {
     const file = config.schedulerConfig;
     const cfg = file ? loadConfigFile(file) : resolveConfig({});
-    const s = new Scheduler(disconnectedWriter, { config: cfg, log: (msg, fields) => logger.warn(fields ?? {}, msg) });
-    logger.info({ profiles: [...s.profiles.keys()], extenders: cfg.extenders.length }, 'scheduler profiles loaded');
+    const log = (msg: string, fields?: Record<string, unknown>) => logger.warn(fields ?? {}, msg);
+    const identity = config.identity ?? `${os.hostname()}_${process.pid}`;
+    let client: StoreClient | undefined;
+    let cluster: StoreCluster | undefined;
+    if (config.store) {
+      const tls = config.storeCa ? { caFile: config.storeCa, certFile: config.storeCert, keyFile: config.storeKey } : undefined;
+      client = new StoreClient({ target: config.store, tls });
+      cluster = new StoreCluster(client, { component: 'default-scheduler', instance: identity, log });
+    }
+    const s = new Scheduler(cluster ?? disconnectedWriter, { config: cfg, log });
+    logger.info({ profiles: [...s.profiles.keys()], extenders: cfg.extenders.length, store: config.store ?? null }, 'scheduler profiles loaded');
+    let elector: LeaderElector | undefined;
+    let standalone: LeaderState | undefined;
     return {
-      services: [{ definition: scheduler.SchedulerService, implementation: withUnimplemented(scheduler.SchedulerService, 'issue #7', schedulerImplementation(s)) }],
-      close: () => s.stop(),
+      services: [{ definition: scheduler.SchedulerService, implementation: withUnimplemented(scheduler.SchedulerService, 'issue #7', schedulerImplementation(s, () => elector ?? standalone)) }],
+      started: () => {
+        if (!cluster || !client) return;
+        // Informers start at once (a standby keeps a warm cache); scheduling waits for leadership.
+        void cluster.start(s).then(() => {
+          logger.info({ nodes: s.cache.nodeCount() }, 'informers synced');
+          if (!config.leaderElect) {
+            standalone = { leader: true, observedHolder: identity };
+            s.run();
+            return;
+          }
+          elector = new LeaderElector(client!, {
+            namespace: 'kube-system', name: 'berth-scheduler', identity,
+            leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs,
+            onStartedLeading: () => s.run(),
+            // Like kube-scheduler: a replica that lost the lease exits and is restarted as a candidate.
+            onStoppedLeading: () => { logger.error('leader election lost'); process.exit(1); },
+            log,
+          });
+          return elector.start();
+        }, (err: Error) => logger.error({ err: err.message }, 'informers failed'));
+      },
+      close: async () => {
+        await elector?.stop();
+        await s.stop();
+        await cluster?.stop();
+        client?.raw.close();
+      },
     };
   },
 };

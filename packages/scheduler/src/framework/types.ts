@@ -9,6 +9,8 @@ import { preferredNodeTerms, requiredNodeAffinity, type PreferredNodeTerm, type 
 
 export const MAX_NODE_SCORE = 100;
 export const DEFAULT_SCHEDULER_NAME = 'default-scheduler';
+/** The kubelet's default --max-pods. */
+export const DEFAULT_MAX_PODS = 110;
 
 /** A pod (anti-)affinity term, compiled. */
 export interface AffinityTerm {
@@ -205,6 +207,9 @@ export class NodeInfo {
     this.unschedulable = Boolean(node.spec?.unschedulable);
     const alloc = node.status?.allocatable && Object.keys(node.status.allocatable).length ? node.status.allocatable : node.status?.capacity;
     this.allocatable = resourceFromList(alloc, `node ${this.name} status.allocatable`);
+    // The kubelet always reports "pods"; a node object without it (hand-made, or a Store that
+    // rejects the key) gets the kubelet's default maxPods rather than room for none.
+    if (alloc?.pods === undefined && node.status?.capacity?.pods === undefined) this.allocatable.allowedPodNumber = DEFAULT_MAX_PODS;
     this.images = new Map();
     for (const img of node.status?.images ?? []) for (const n of img.names ?? []) this.images.set(normalizedImageName(n), Number(img.sizeBytes));
     this.generation++;
