@@ -207,6 +207,28 @@ describe('berth auth and config over mutual TLS', () => {
     expect(await run(['get', 'pods', '--context', 'anon'])).toEqual({ code: 1, out: '', err: 'error: You must be logged in to the server (Unauthorized)\n' });
   });
 
+  it('authenticates a bootstrap token stored as a kube-system Secret, and refuses an expired one', async () => {
+    const secret = (id: string, expiration: string) => `apiVersion: v1
+kind: Secret
+metadata: {name: bootstrap-token-${id}, namespace: kube-system}
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: ${id}
+  token-secret: 0123456789abcdef
+  usage-bootstrap-authentication: "true"
+  expiration: "${expiration}"
+`;
+    expect((await run(['apply', '-f', '-'], {}, secret('abcdef', new Date(Date.now() + 3600_000).toISOString()))).code).toBe(0);
+    expect((await run(['apply', '-f', '-'], {}, secret('zzzzzz', new Date(Date.now() - 1000).toISOString()))).code).toBe(0);
+    await run(['config', 'set-credentials', 'boot', '--token', 'abcdef.0123456789abcdef']);
+    await run(['config', 'set-context', 'boot', '--cluster', 'local-tls', '--user', 'boot']);
+    expect((await run(['auth', 'whoami', '--context', 'boot'])).out).toBe('ATTRIBUTE   VALUE\nUsername    system:bootstrap:abcdef\nGroups      [system:bootstrappers system:authenticated]\n');
+    await run(['config', 'set-credentials', 'boot', '--token', 'abcdef.0123456789abcdee']);
+    expect((await run(['auth', 'whoami', '--context', 'boot'])).err).toBe('error: You must be logged in to the server (Unauthorized)\n');
+    await run(['config', 'set-credentials', 'boot', '--token', 'zzzzzz.0123456789abcdef']);
+    expect((await run(['auth', 'whoami', '--context', 'boot'])).err).toBe('error: You must be logged in to the server (Unauthorized)\n');
+  });
+
   it('manages contexts like kubectl config', async () => {
     const g = await run(['config', 'get-contexts']);
     expect(g.out.split('\n')[0]).toMatch(/^CURRENT\s+NAME\s+CLUSTER\s+AUTHINFO\s+NAMESPACE$/);
