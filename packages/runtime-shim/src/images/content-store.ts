@@ -64,8 +64,8 @@ export class ContentWriter {
     this.offset += chunk.length;
   }
 
-  /** Verifies and publishes the blob; returns its digest. */
-  commit(): Digest {
+  /** Verifies and publishes the blob; returns its digest. `hold` runs before it is visible (a lease against GC). */
+  commit(hold?: (d: Digest) => void): Digest {
     const digest: Digest = `sha256:${this.hash.digest('hex')}`;
     try {
       if (this.expected?.size !== undefined && this.offset !== this.expected.size) {
@@ -81,6 +81,7 @@ export class ContentWriter {
     }
     fs.closeSync(this.fd);
     this.closed = true;
+    hold?.(digest);
     this.store.publish(this.file, digest);
     return digest;
   }
@@ -131,8 +132,9 @@ export class ContentStore {
     fs.renameSync(file, this.path(d));
   }
 
-  async writeStream(src: AsyncIterable<Buffer>, expected?: Expected, what?: string): Promise<Digest> {
+  async writeStream(src: AsyncIterable<Buffer>, expected?: Expected, what?: string, hold?: (d: Digest) => void): Promise<Digest> {
     if (expected && this.has(expected.digest)) {
+      hold?.(expected.digest);
       for await (const _ of src) { /* the caller's stream must still be consumed */ }
       return expected.digest;
     }
@@ -143,7 +145,7 @@ export class ContentStore {
       w.abort(false);
       throw err;
     }
-    return w.commit();
+    return w.commit(hold);
   }
 
   writeBuffer(data: Buffer, expected?: Expected, what?: string): Digest {

@@ -72,8 +72,14 @@ describe('ImageStore', () => {
   });
 
   it('imports a docker archive and an OCI archive stream; the same layers share snapshots', async () => {
-    const [d] = await importPath(store, dockerArchive);
+    const withJunk = path.join(dir, 'junk.tar');
+    fs.copyFileSync(dockerArchive, withJunk);
+    fs.writeFileSync(path.join(dir, 'VERSION'), '1.0');
+    execFileSync('tar', ['-rf', withJunk, '-C', dir, 'VERSION']);
+    const [d] = await importPath(store, withJunk);
     expect(d.repoTags).toEqual(['berth.test/busybox:v1']);
+    // Members no image references (docker save's VERSION, json) do not stay in the store.
+    expect(blobs()).toHaveLength(5); // config, generated manifest, 3 layers
     const snaps = snapshotDirs();
     expect(snaps).toHaveLength(3);
     const ociTar = execFileSync('tar', ['-C', layout, '-cf', '-', '.'], { maxBuffer: 64 * 1024 * 1024 });

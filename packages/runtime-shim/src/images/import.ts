@@ -73,8 +73,7 @@ async function addMember(store: ImageStore, m: Members, name: string, body: Asyn
   const expected = named ? { digest: `sha256:${named[1]}` as Digest, size } : undefined;
   if (expected) lease([expected.digest]);
   onProgress?.({ digest: expected?.digest ?? n, current: 0, total: size, status: 'downloading' });
-  const digest = await store.content.writeStream(body, expected, `archive member ${n}`);
-  lease([digest]);
+  const digest = await store.content.writeStream(body, expected, `archive member ${n}`, (d) => lease([d]));
   m.files.set(n, { digest, size });
   onProgress?.({ digest, current: size, total: size, status: 'verifying' });
 }
@@ -195,9 +194,11 @@ function layerType(store: ImageStore, d: Digest): string {
 }
 
 /** Imports the images of an archive streamed in `src`. */
-export function importStream(store: ImageStore, src: AsyncIterable<Buffer>, opts: ImportOptions = {}): Promise<ImageRecord[]> {
+export async function importStream(store: ImageStore, src: AsyncIterable<Buffer>, opts: ImportOptions = {}): Promise<ImageRecord[]> {
   parseFormat(opts.format);
-  return store.withCleanup(async (lease) => registerAll(store, await readArchive(store, src, lease, opts.onProgress), opts));
+  const out = await store.withCleanup(async (lease) => registerAll(store, await readArchive(store, src, lease, opts.onProgress), opts));
+  await store.gc(); // archive members no image references (docker save's per-layer json, VERSION...)
+  return out;
 }
 
 /** Imports from a path: an OCI layout directory, or an OCI/docker archive file (maybe gzipped). */
@@ -209,7 +210,9 @@ export async function importPath(store: ImageStore, p: string, opts: ImportOptio
     if (!fs.existsSync(path.join(p, 'index.json')) && !fs.existsSync(path.join(p, 'manifest.json'))) {
       throw new FailedPreconditionError(`${p} is neither an OCI image layout nor an unpacked docker archive`);
     }
-    return store.withCleanup(async (lease) => registerAll(store, await readDirectory(store, p, lease, opts.onProgress), opts));
+    const out = await store.withCleanup(async (lease) => registerAll(store, await readDirectory(store, p, lease, opts.onProgress), opts));
+    await store.gc();
+    return out;
   }
   return importStream(store, fs.createReadStream(p, { highWaterMark: 256 * 1024 }), opts);
 }
