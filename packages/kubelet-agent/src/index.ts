@@ -26,3 +26,4 @@ export * from './startup-trace';
 export * from './agent-config';
 export * from './dependencies';
 export * from './cgroups/pod-cgroups';
+export * from './node-lease';

@@ -12,15 +12,16 @@ import { container, pod } from '../testing/pods';
 
 const MiB = 1024n * 1024n;
 
+/** Removes a test root from every controller; runs after each test, also a failed one. */
+function removeTestRoot(root: string): void {
+  for (const c of V1_CONTROLLERS) {
+    if (fs.existsSync(path.join('/sys/fs/cgroup', c, root))) new CgroupV1Manager('/sys/fs/cgroup', [], [c]).remove([root]);
+  }
+}
+
 describe('cgroup v1 on the real kernel', () => {
   const root = `berth-test-${crypto.randomBytes(4).toString('hex')}`;
-  afterEach(() => {
-    // Always remove the whole test root from every controller, even after a failed assertion.
-    for (const c of V1_CONTROLLERS) {
-      const d = path.join('/sys/fs/cgroup', c, root);
-      if (fs.existsSync(d)) new CgroupV1Manager('/sys/fs/cgroup', [], [c]).remove([root]);
-    }
-  });
+  afterEach(() => removeTestRoot(root));
 
   it('this machine is v1 for the controllers', () => {
     expect(detectCgroupDriver()).toBe('v1');
@@ -126,12 +127,7 @@ describe('cgroup v2 file mapping (fixture directory)', () => {
 
 describe('PodCgroups on the real kernel', () => {
   const root = `berth-test-${crypto.randomBytes(4).toString('hex')}`;
-  afterEach(() => {
-    for (const c of V1_CONTROLLERS) {
-      const d = path.join('/sys/fs/cgroup', c, root);
-      if (fs.existsSync(d)) new CgroupV1Manager('/sys/fs/cgroup', [], [c]).remove([root]);
-    }
-  });
+  afterEach(() => removeTestRoot(root));
 
   it('creates the pods\' cgroups, updates burstable shares, and empties and removes orphans', async () => {
     const { PodCgroups } = await import('./pod-cgroups');
