@@ -92,6 +92,15 @@ describe('ImageStore', () => {
     expect(store.list()[0].repoTags.sort()).toEqual(['berth.test/busybox:v1', 'berth.test/other:v1']);
   });
 
+  it.each(['docker-archive', 'oci-archive'])('imports a %s written by skopeo', async (kind) => {
+    const out = path.join(dir, `${kind}.tar`);
+    const dest = kind === 'docker-archive' ? `docker-archive:${out}:berth.test/skopeo:v2` : `oci-archive:${out}:v2`;
+    execFileSync('skopeo', ['--insecure-policy', 'copy', '-q', `oci:${layout}:v1`, dest]);
+    const [img] = await importPath(store, out, { name: 'berth.test/skopeo' });
+    expect(img.repoTags).toEqual(['berth.test/skopeo:v2']);
+    expect(fs.readFileSync(path.join(store.snapshots.fsPath(img.chainIds[1]), 'etc/layer2'), 'utf8')).toBe('from layer 2\n');
+  });
+
   it('imports zstd layers', async () => {
     const [img] = await importPath(store, zstdLayout, { name: 'berth.test/z' });
     expect(img.layers.every((l) => l.mediaType.endsWith('+zstd'))).toBe(true);
