@@ -62,6 +62,23 @@ describe('applyLayer rejects hostile layers', () => {
     expect(fs.existsSync('/etc/evil') || fs.existsSync('/pax-evil')).toBe(false);
   });
 
+  it('does not set xattrs or times through a directory that a later entry turned into a symlink', async () => {
+    const victim = path.join(dir, 'victim');
+    fs.mkdirSync(victim);
+    fs.writeFileSync(path.join(victim, 'f'), 'host file');
+    fs.utimesSync(victim, 1000, 1000);
+    await applyLayer(chunks(makeTar([
+      { name: 'd/', type: 'dir' },
+      { name: 'd/f', data: 'x', pax: { 'SCHILY.xattr.user.pwned': 'yes' } },
+      { name: 'd', type: 'symlink', linkname: victim },
+      { name: 'e/', type: 'dir' },
+      { name: 'e', type: 'symlink', linkname: victim },
+    ])), dest, { whiteouts });
+    expect(execFileSync('getfattr', ['-d', path.join(victim, 'f')], { encoding: 'utf8' })).not.toContain('pwned');
+    expect(fs.statSync(victim).mtimeMs).toBe(1000 * 1000);
+    expect(fs.readlinkSync(path.join(dest, 'd'))).toBe(victim);
+  });
+
   it('rejects a gzip decompression bomb by the size limit', async () => {
     const bomb = zlib.gzipSync(makeTar([{ name: 'zeros', data: Buffer.alloc(64 * 1024 * 1024) }]));
     expect(bomb.length).toBeLessThan(256 * 1024);

@@ -284,17 +284,35 @@ export async function applyLayer(
   } finally {
     await stream.return(undefined);
   }
-  if (xattrs.length) {
-    // One setfattr for the whole layer (Node has no setxattr); paths are relative to dest and
-    // their parents were checked above, so nothing resolves outside it.
+  // Xattrs and directory times are applied after the last entry, and a later entry may have
+  // replaced a directory on their path with a symlink: each path is checked again, component by
+  // component, and skipped unless it is still a real file or directory inside the layer.
+  const stillInLayer = (rel: string): boolean => {
+    if (rel === '.' || rel === '') return true;
+    const parts = rel.split('/');
+    let cur = dest;
+    for (let i = 0; i < parts.length; i++) {
+      cur = path.join(cur, parts[i]);
+      let st: fs.Stats;
+      try { st = fs.lstatSync(cur); } catch { return false; }
+      if (i < parts.length - 1 ? !st.isDirectory() : !(st.isDirectory() || st.isFile())) return false;
+    }
+    return true;
+  };
+  const checked = xattrs.filter((x) => stillInLayer(x.rel));
+  if (checked.length) {
+    // One setfattr for the whole layer (Node has no setxattr); paths are relative to dest.
     let dump = '';
     let last = '';
-    for (const x of xattrs) {
+    for (const x of checked) {
       if (x.rel !== last) { dump += `\n# file: ${escapeDumpPath(x.rel)}\n`; last = x.rel; }
       dump += `${x.name}=0s${x.value.toString('base64')}\n`;
     }
     await run('setfattr', ['-h', '--restore=-'], { cwd: dest, input: dump });
   }
-  for (let i = dirTimes.length - 1; i >= 0; i--) fs.utimesSync(abs(dirTimes[i][0]), dirTimes[i][1], dirTimes[i][1]);
+  for (let i = dirTimes.length - 1; i >= 0; i--) {
+    const [rel, t] = dirTimes[i];
+    if (stillInLayer(rel)) fs.lutimesSync(abs(rel), t, t);
+  }
   return { diffId: `sha256:${hash.digest('hex')}`, tarBytes, size, inodes: entries };
 }
