@@ -49,7 +49,15 @@ export class EtcdV2Election extends EventEmitter {
         this.startRefresh(mine);
         return;
       } catch (e) {
-        if (!(e instanceof EtcdError) || e.errorCode !== EtcdErrorCode.NodeExist) throw e;
+        if (!(e instanceof EtcdError)) {
+          // In flight when a member failed: the create may have happened. Our value is unique,
+          // so reading the key tells; otherwise try again.
+          await new Promise((r) => setTimeout(r, 200));
+          const v = await this.client.get(this.key, { quorum: true }).then((r) => r.node.value, () => undefined);
+          if (v === mine) { this.startRefresh(mine); return; }
+          continue;
+        }
+        if (e.errorCode !== EtcdErrorCode.NodeExist) throw e;
       }
       // Someone leads: wait for the key to go (delete, expire or compareAndDelete).
       let cur;

@@ -56,11 +56,26 @@ export class EtcdV3Election extends EventEmitter {
     this.lost = ka.lost;
     ka.lost.then((err) => { if (this.keepAlive === ka) this.emit('lost', err); });
     const key = `${this.prefix}${lease.id}`;
-    const r = await this.client.txn({
+    // The key is ours alone (it is named after our lease), so this create-or-read can be
+    // repeated safely when an attempt fails in flight (a member died under it).
+    const createOrRead = () => this.client.txn({
       compare: [{ key, target: 'createRevision', op: '=', value: 0 }],
       success: [{ put: { key, value, lease: lease.id } }],
       failure: [{ get: { key } }],
     });
+    let r;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        r = await createOrRead();
+        break;
+      } catch (err) {
+        if (attempt >= 4 || signal?.aborted || (err as { code?: number }).code !== 14 && (err as { code?: number }).code !== 4) {
+          await this.resign().catch(() => undefined);
+          throw err;
+        }
+        await new Promise((res) => setTimeout(res, 100 * (attempt + 1)));
+      }
+    }
     this.myKey = key;
     this.myRev = r.succeeded ? r.revision : (r.responses[0] as { get: { kvs: KeyValue[] } }).get.kvs[0].createRevision;
     const onAbort = () => this.abort.abort();
