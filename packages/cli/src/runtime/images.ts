@@ -1,6 +1,8 @@
 // `berth runtime images|pull|import|rmi`: crictl-like image commands against a runtime-shim
 // socket, for debugging a node without the rest of the cluster.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
 import { callUnary } from '@berth/common';
@@ -108,17 +110,29 @@ export async function importImage(client: runtime.ImageServiceClient, io: Runtim
   if (args.length !== 1) throw new RuntimeUsageError('import', 'expected exactly one FILE (a docker-archive or OCI archive tarball; - for stdin)');
   const file = args[0];
   let total = 0;
+  let dir = false;
   if (file !== '-') {
     let st: fs.Stats;
     try { st = fs.statSync(file); } catch { throw new RuntimeUsageError('import', `${file}: no such file`); }
-    if (!st.isFile()) throw new RuntimeUsageError('import', `${file}: not a file (for an OCI layout directory, tar it: tar -C DIR -cf - . | berth runtime import -)`);
-    total = st.size;
+    dir = st.isDirectory();
+    if (!dir && !st.isFile()) throw new RuntimeUsageError('import', `${file}: not a file or directory`);
+    if (dir && !fs.existsSync(path.join(file, 'index.json')) && !fs.existsSync(path.join(file, 'manifest.json'))) {
+      throw new RuntimeUsageError('import', `${file}: neither an OCI image layout (index.json) nor an unpacked docker archive (manifest.json)`);
+    }
+    total = dir ? 0 : st.size;
   }
   const bars = new ProgressBars(io.stderr, io.tty);
   const res = await new Promise<runtime.ImportImageResponse>((resolve, reject) => {
     const call = client.importImage((err, r) => (err ? reject(err) : resolve(r)));
     call.write({ metadata: runtime.ImportImageMetadata.fromPartial({ format, name }) });
-    const src = file === '-' ? io.stdinStream() : fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
+    // A directory (an OCI layout) is sent as the tar the service reads, made by tar(1) on the fly.
+    const tar = dir ? spawn('tar', ['-C', file, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] }) : undefined;
+    if (tar) {
+      let err = '';
+      tar.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+      tar.on('close', (code) => { if (code !== 0) { call.cancel(); reject(new Error(`tar of ${file} failed: ${err.trim()}`)); } });
+    }
+    const src = tar ? tar.stdout! : file === '-' ? io.stdinStream() : fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
     let sent = 0;
     src.on('data', (c: string | Buffer) => {
       const b = Buffer.isBuffer(c) ? c : Buffer.from(c);

@@ -16,8 +16,9 @@ Commands:
   images [-q] [--digests] [-o table|json] [IMAGE]   list images
   pull [--creds USER:PASS] [--platform OS/ARCH] [--insecure] IMAGE
                                                   pull an image, with progress bars
-  import [--format oci-layout|docker-archive] [--name REF] FILE|-
-                                                  load a docker-archive or OCI archive tarball
+  import [--format oci-layout|docker-archive] [--name REF] FILE|DIR|-
+                                                  load a docker-archive or OCI archive tarball,
+                                                  or an OCI layout directory
   rmi IMAGE...                                    remove images
 
 The endpoint defaults to $BERTH_RUNTIME_ENDPOINT, else $BERTH_RUN_DIR/runtime-shim.sock.

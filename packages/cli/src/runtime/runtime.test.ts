@@ -68,6 +68,8 @@ describe('berth runtime', () => {
     const oci = execFileSync('tar', ['-C', path.join(dir, 'layout'), '-cf', '-', '.'], { maxBuffer: 64 << 20 });
     const imp2 = await run(['import', '--name', 'berth.test/fromstdin', '-'], oci);
     expect(imp2.out).toContain('Loaded image: berth.test/fromstdin:v1');
+    const fromDir = await run(['import', '--name', 'berth.test/fromdir', path.join(dir, 'layout')]);
+    expect(fromDir.out, fromDir.err).toContain('Loaded image: berth.test/fromdir:v1');
     const list = await run(['images']);
     expect(list.code).toBe(0);
     expect(list.out.split('\n')[0]).toMatch(/^IMAGE\s+TAG\s+IMAGE ID\s+SIZE$/);
@@ -100,6 +102,7 @@ describe('berth runtime', () => {
     expect(await run(['pull', '--creds', 'nopass', 'x'])).toMatchObject({ code: 2, err: expect.stringContaining('--creds: expected USER:PASSWORD') });
     expect(await run(['images', '--bogus'])).toMatchObject({ code: 2, err: expect.stringContaining('unknown flag "--bogus"') });
     expect(await run(['import', path.join(dir, 'nope.tar')])).toMatchObject({ code: 2, err: expect.stringContaining('no such file') });
+    expect(await run(['import', os.tmpdir()])).toMatchObject({ code: 2, err: expect.stringContaining('neither an OCI image layout') });
     expect(await run(['pull', `${regHost}/cli/absent:v1`])).toMatchObject({ code: 1, err: expect.stringContaining('not found') });
     expect(await run(['ps'])).toMatchObject({ code: 1, err: expect.stringContaining('not built yet') });
     expect(await run(['frobnicate'])).toMatchObject({ code: 1, err: expect.stringContaining('unknown command "frobnicate"') });
