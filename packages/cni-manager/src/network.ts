@@ -228,6 +228,43 @@ export class PodNetwork {
     this.bridge = br;
   }
 
+  /** Routes to other nodes learned from Node objects: pod CIDR -> node address. */
+  private dynamicRoutes = new Map<string, string>();
+
+  /** Makes the learned node routes exactly `routes` (static ones from config stay as they are). */
+  async setNodeRoutes(routes: NodeRoute[]): Promise<void> {
+    const fixed = new Set((this.config.nodeRoutes ?? []).map((r) => r.podCidr));
+    const want = new Map<string, string>();
+    for (const r of routes) {
+      try {
+        parseCidr(r.podCidr, 'podCIDR');
+        parseCidr(`${r.via}/32`, 'InternalIP');
+      } catch (err) {
+        this.config.logger?.warn({ route: r, err }, 'ignoring a node with an unusable podCIDR or address');
+        continue;
+      }
+      if (r.podCidr === this.ipam.cidr || fixed.has(r.podCidr)) continue;
+      want.set(r.podCidr, r.via);
+    }
+    for (const [cidr, via] of this.dynamicRoutes) if (want.get(cidr) !== via && !want.has(cidr)) await this.host.deleteRoute({ dst: cidr, gw: via });
+    for (const [cidr, via] of want) {
+      if (this.dynamicRoutes.get(cidr) === via) continue;
+      try {
+        await this.host.addRoute({ dst: cidr, gw: via }, { replace: true });
+      } catch (err) {
+        // One node with an address this node cannot reach must not stop the others' routes.
+        this.config.logger?.warn({ podCidr: cidr, via, err }, 'cannot route to a node');
+        want.delete(cidr);
+      }
+    }
+    this.dynamicRoutes = want;
+  }
+
+  /** The node routes in force, static and learned. */
+  nodeRoutes(): NodeRoute[] {
+    return [...(this.config.nodeRoutes ?? []), ...[...this.dynamicRoutes].map(([podCidr, via]) => ({ podCidr, via }))];
+  }
+
   private async ensureMasquerade(): Promise<void> {
     const rule = ['POSTROUTING', '-s', this.ipam.cidr, '!', '-d', this.ipam.cidr, '-m', 'comment', '--comment', 'berth-masquerade', '-j', 'MASQUERADE'];
     try {

@@ -1,10 +1,12 @@
 // berth-cni-manager: NetworkService on a unix socket (0600). A thin façade: it checks and maps
 // requests and hands them to PodNetwork; errors become gRPC status in `unary` and nowhere else.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { cni } from '@berth/api';
 import { InvalidArgumentError, NotFoundError, unary, z, type OptionSpec, type ServiceSpec } from '@berth/common';
 import { PodNetwork, type FaultSpec, type Mode, type NodeRoute } from './network';
+import { NodeRouteWatcher } from './node-routes';
 
 export const DEFAULT_POD_CIDR = '10.244.0.0/24';
 
@@ -18,6 +20,8 @@ const options = {
   masquerade: { flag: 'masquerade', type: 'boolean', description: 'masquerade pod traffic leaving the pod CIDR (default off)' },
   dnsNameservers: { flag: 'dns-nameservers', type: 'list', description: 'nameservers suggested to pods' },
   dnsSearch: { flag: 'dns-search', type: 'list', description: 'DNS search domains suggested to pods' },
+  storeEndpoint: { flag: 'store-endpoint', type: 'string', env: 'BERTH_STORE_ENDPOINT', description: 'Store API (unix:///path) to watch Node objects for routes to other nodes' },
+  nodeName: { flag: 'node-name', type: 'string', env: 'BERTH_NODE_NAME', description: 'this node\'s name in the cluster (default: the hostname)' },
 } satisfies Record<string, OptionSpec>;
 
 const schema = {
@@ -30,6 +34,8 @@ const schema = {
   masquerade: z.boolean().default(false),
   dnsNameservers: z.array(z.string()).default([]),
   dnsSearch: z.array(z.string()).default([]),
+  storeEndpoint: z.string().regex(/^unix:\/\/\//, 'expected unix:///absolute/path').optional(),
+  nodeName: z.string().min(1).default(os.hostname()),
 };
 
 const DIRECTIONS: Record<number, FaultSpec['direction']> = {
@@ -120,6 +126,7 @@ export const spec: ServiceSpec<typeof schema> = {
       hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
       dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
     });
+    let watcher: NodeRouteWatcher | undefined;
     // The kernel and the state dir are touched only once serving (and config fully valid);
     // until the bridge and routes are in place, health is NOT_SERVING and Status says not ready.
     return {
@@ -127,9 +134,16 @@ export const spec: ServiceSpec<typeof schema> = {
       servingOnStart: false,
       started: async (server) => {
         await net.start();
+        if (config.storeEndpoint) {
+          watcher = new NodeRouteWatcher({ target: config.storeEndpoint, nodeName: config.nodeName, net, logger });
+          watcher.start();
+        }
         server.setServing(true);
       },
-      close: () => net.close(),
+      close: async () => {
+        watcher?.stop();
+        await net.close();
+      },
     };
   },
 };

@@ -1,0 +1,92 @@
+// NodeRouteWatcher: programs routes to the other nodes' pod CIDRs from the Node objects in the
+// cluster state, through the Store API's Watch (never by reaching into another service).
+// A node contributes spec.podCIDR via its InternalIP address; nodes without both are skipped.
+// After a disconnect it resumes from the last resourceVersion; when that is too old (ERROR
+// 410) it lists again and applies the new state only once the initial events have ended, so
+// routes do not flap while it catches up.
+import { store, type core } from '@berth/api';
+import { createClient, type Logger } from '@berth/common';
+import type { NodeRoute } from './network';
+
+export interface NodeRouteTarget {
+  setNodeRoutes(routes: NodeRoute[]): Promise<void>;
+}
+
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+
+export class NodeRouteWatcher {
+  private stopped = false;
+  private call: { cancel(): void } | null = null;
+  private readonly nodes = new Map<string, NodeRoute>();
+  private client: store.StoreClient;
+
+  constructor(private readonly opts: { target: string; nodeName: string; net: NodeRouteTarget; logger?: Logger; retryMs?: number }) {
+    this.client = createClient(store.StoreClient, { target: opts.target });
+  }
+
+  start(): void {
+    void this.loop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.call?.cancel();
+    this.client.close();
+  }
+
+  private routeOf(node: core.Node): NodeRoute | undefined {
+    const podCidr = node.spec?.podCIDR || node.spec?.podCIDRs?.[0];
+    const via = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
+    return podCidr && via ? { podCidr, via } : undefined;
+  }
+
+  private async loop(): Promise<void> {
+    let rv = '';
+    while (!this.stopped) {
+      const listing = rv === '';
+      const fresh = new Map<string, NodeRoute>();
+      try {
+        const call = this.client.watch(store.WatchRequest.fromPartial({ resource: 'nodes', resourceVersion: rv, allowWatchBookmarks: true, ...(listing ? { sendInitialEvents: true } : {}) }));
+        this.call = call;
+        let catchingUp = listing;
+        for await (const ev of call as AsyncIterable<store.WatchEvent>) {
+          if (ev.type === 'ERROR') {
+            this.opts.logger?.warn({ error: ev.error }, 'node watch: resourceVersion too old, listing again');
+            rv = '';
+            break;
+          }
+          const node = ev.object?.node;
+          rv = node?.metadata?.resourceVersion || rv;
+          if (ev.type === 'BOOKMARK') {
+            if (catchingUp && node?.metadata?.annotations?.[INITIAL_EVENTS_END] === 'true') {
+              catchingUp = false;
+              this.nodes.clear();
+              for (const [k, v] of fresh) this.nodes.set(k, v);
+              await this.apply();
+            }
+            continue;
+          }
+          const name = node?.metadata?.name;
+          if (!node || !name || name === this.opts.nodeName) continue;
+          const target = catchingUp ? fresh : this.nodes;
+          const route = ev.type === 'DELETED' ? undefined : this.routeOf(node);
+          if (route) target.set(name, route);
+          else target.delete(name);
+          if (!catchingUp) await this.apply();
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.opts.logger?.warn({ err }, 'node watch failed; retrying');
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 1000));
+    }
+  }
+
+  private async apply(): Promise<void> {
+    try {
+      await this.opts.net.setNodeRoutes([...this.nodes.values()]);
+    } catch (err) {
+      this.opts.logger?.error({ err }, 'programming node routes failed');
+    }
+  }
+}
