@@ -14,6 +14,8 @@ export interface Expected {
   size?: number;
 }
 
+const PARTIAL_TTL_MS = 24 * 3600 * 1000;
+
 /** A blob that did not match what it claimed to be (digest or size). */
 export class ContentMismatchError extends FailedPreconditionError {}
 
@@ -104,7 +106,12 @@ export class ContentStore {
     fs.mkdirSync(this.blobDir, { recursive: true, mode: 0o700 });
     fs.mkdirSync(this.ingestDir, { recursive: true, mode: 0o700 });
     // Unnamed ingests cannot be resumed: whatever a crash left of them is garbage.
-    for (const f of fs.readdirSync(this.ingestDir)) if (f.startsWith('tmp-')) fs.rmSync(path.join(this.ingestDir, f), { force: true });
+    // Partial downloads are kept for a resume, but not forever.
+    for (const f of fs.readdirSync(this.ingestDir)) {
+      const p = path.join(this.ingestDir, f);
+      if (f.startsWith('tmp-')) fs.rmSync(p, { force: true });
+      else { try { if (Date.now() - fs.statSync(p).mtimeMs > PARTIAL_TTL_MS) fs.rmSync(p, { force: true }); } catch { /* gone */ } }
+    }
   }
 
   path(d: Digest): string {

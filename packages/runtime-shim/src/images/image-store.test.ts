@@ -198,6 +198,8 @@ describe('ImageStore', () => {
     fs.mkdirSync(path.join(root, 'snapshots', 'tmp-deadbeef', 'fs'), { recursive: true });
     fs.writeFileSync(path.join(root, 'ingest', 'tmp-0123'), 'half');
     fs.writeFileSync(path.join(root, 'ingest', `${'a'.repeat(64)}.partial`), 'resume me');
+    fs.writeFileSync(path.join(root, 'ingest', `${'b'.repeat(64)}.partial`), 'two days old');
+    fs.utimesSync(path.join(root, 'ingest', `${'b'.repeat(64)}.partial`), Date.now() / 1000 - 2 * 86400, Date.now() / 1000 - 2 * 86400);
     fs.symlinkSync('../snapshots/gone/fs', path.join(root, 'l', 'dangling'));
     new ImageStore({ root });
     expect(fs.readdirSync(path.join(root, 'snapshots'))).toEqual([]);

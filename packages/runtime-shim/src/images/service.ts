@@ -103,6 +103,11 @@ export function openImageStore(stateDir: string): ImageStore {
 export function imageService(opts: ImageServiceOptions): UntypedServiceImplementation {
   const { store, logger } = opts;
   const registry = opts.registry ?? loadRegistryConfig(store.root);
+  // Blobs and snapshots a crash left without an image (an import or pull cut short).
+  store.gc().then(
+    (r) => { if (r.blobs.length || r.snapshots.length) logger?.info({ blobs: r.blobs.length, snapshots: r.snapshots.length }, 'removed unreferenced image content'); },
+    (err: unknown) => logger?.warn({ err }, 'image GC at start failed'),
+  );
 
   const listImages = unary(async (req: runtime.ListImagesRequest): Promise<runtime.ListImagesResponse> => {
     const f = req.filter?.image?.image?.trim();
