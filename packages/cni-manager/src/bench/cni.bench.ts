@@ -10,6 +10,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
 import { createClient, startServiceProcess, waitServing } from '@berth/common';
 import { CniExecutor } from '../cni/executor';
+import { PodNetwork } from '../network';
 import { netnsPath, Topology } from '../testing/topology';
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'berth-cni-manager.js');
@@ -48,6 +49,24 @@ async function inner(pods: string[]): Promise<void> {
     client.close();
     await svc.stop();
     results['berth-grpc'] = { add: stats(add), del: stats(del) };
+
+    // 1b. The same library in this process (no gRPC, no second process): where the time goes.
+    const net = new PodNetwork({ mode: 'bridge', podCidr: '10.92.0.0/16', stateDir: path.join(dir, 'inproc'), bridgeName: 'berthin0', probeCapabilities: false });
+    await net.start();
+    const iAdd: number[] = [];
+    const iDel: number[] = [];
+    for (const [i, p] of pods.entries()) {
+      const t0 = process.hrtime.bigint();
+      await net.setUp({ podUid: '', podNamespace: 'bench', podName: `p${i}`, sandboxId: `i${i}`, netnsPath: netnsPath(p), interfaceName: 'eth0', annotations: {} });
+      iAdd.push(ms(t0));
+    }
+    for (const [i] of pods.entries()) {
+      const t0 = process.hrtime.bigint();
+      await net.tearDown({ sandboxId: `i${i}` });
+      iDel.push(ms(t0));
+    }
+    await net.close();
+    results['berth-in-process'] = { add: stats(iAdd), del: stats(iDel) };
 
     // 2. Debian bridge + host-local through Berth's CNI executor; 3. the same plugins by direct exec.
     const conf = { cniVersion: '1.0.0', name: 'benchnet', plugins: [{ type: 'bridge', bridge: 'cnibench0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.91.0.0/16' }]], dataDir: path.join(dir, 'ipam') } }] };
