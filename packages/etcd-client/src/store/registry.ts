@@ -46,6 +46,7 @@ import {
 } from '@berth/common';
 import { RevisionCompactedError, type Guard, type Mutation, type StorageBackend, type StoredKV } from './backend';
 import { fieldsOf, selectableFields } from './fields';
+import { WatchHub } from './watch-hub';
 
 export interface RegistryOptions {
   /** Key prefix of every object (default "/registry"). */
@@ -54,6 +55,9 @@ export interface RegistryOptions {
   bookmarkIntervalMs?: number;
   /** Longest watch before the server ends it (default 30 min). */
   maxWatchSeconds?: number;
+  /** Change batches per resource kept in memory for watches that start behind (default 20 000);
+   *  older starting versions are read from etcd, and get 410 Expired once compacted there. */
+  watchCacheSize?: number;
   logger?: Logger;
 }
 
@@ -122,6 +126,7 @@ export class Registry {
   private readonly bookmarkMs: number;
   private readonly maxWatchSeconds: number;
   private readonly ac = new AbortController();
+  private readonly hubs = new Map<string, WatchHub>();
 
   constructor(readonly backend: StorageBackend, private readonly opts: RegistryOptions = {}) {
     this.prefix = (opts.prefix ?? '/registry').replace(/\/+$/, '');
@@ -179,6 +184,13 @@ export class Registry {
 
   close(): void {
     this.ac.abort();
+    for (const h of this.hubs.values()) h.close();
+  }
+
+  private hub(info: KindInfo): WatchHub {
+    let h = this.hubs.get(info.resource);
+    if (!h) this.hubs.set(info.resource, (h = new WatchHub(this.backend, this.collectionPrefix(info, ''), this.opts.watchCacheSize)));
+    return h;
   }
 
   private applyPolicy(info: KindInfo, d: Decoded | undefined, namespace: string, name: string): void {
@@ -653,7 +665,7 @@ export class Registry {
       }
       let lastSent = after;
       let lastBookmarkAt = Date.now();
-      const iter = this.backend.watch(prefix, after, ac.signal)[Symbol.asyncIterator]();
+      const iter = this.hub(info).watch(prefix, after, ac.signal)[Symbol.asyncIterator]();
       let tick: NodeJS.Timeout | undefined;
       for (;;) {
         // Wake up for bookmarks even when etcd is quiet.

@@ -74,6 +74,40 @@ describe('watch across an etcd member failure', () => {
   }, 120_000);
 });
 
+describe('watch cache', () => {
+  it('serves many watchers of a resource from one etcd watch, each event to each once', async () => {
+    const etcd = await startEtcd();
+    cleanups.push(() => etcd.destroy());
+    const client = new EtcdV3Client({ endpoints: etcd.endpoints });
+    cleanups.push(() => client.close());
+    const backend = new EtcdV3Backend(client);
+    const opened: string[] = [];
+    const orig = backend.watch.bind(backend);
+    backend.watch = (p, rev, sig) => { opened.push(p); return orig(p, rev, sig); };
+    const reg = new Registry(backend, { prefix: uniquePrefix('hub') });
+    cleanups.push(() => reg.close());
+    await reg.start();
+    const start = await reg.list(store.ListRequest.fromPartial({ resource: 'configmaps' }), admin);
+    const ac = new AbortController();
+    cleanups.push(() => ac.abort());
+    const W = 20;
+    const got: string[][] = Array.from({ length: W }, () => []);
+    const all = got.map(async (g, i) => {
+      // Half from the list's version, half from "now" with the initial list.
+      const req = i % 2 ? { resourceVersion: start.resourceVersion } : { resourceVersion: '0' };
+      for await (const e of reg.watch(store.WatchRequest.fromPartial({ resource: 'configmaps', namespace: 'default', ...req }), admin, ac.signal)) {
+        g.push(e.object!.configMap!.metadata!.name);
+        if (g.length === 30) return;
+      }
+    });
+    for (let i = 0; i < 30; i++) await reg.create(cm(`m${String(i).padStart(2, '0')}`), admin);
+    await Promise.all(all);
+    const want = Array.from({ length: 30 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+    for (const g of got) expect(g).toEqual(want);
+    expect(opened.filter((p) => p.endsWith('/configmaps/'))).toHaveLength(1);
+  }, 60_000);
+});
+
 describe('informer over the gRPC API', () => {
   it('lists, follows changes, resumes and relists after 410 Expired', async () => {
     const etcd = await startEtcd();
@@ -81,7 +115,8 @@ describe('informer over the gRPC API', () => {
     const client = new EtcdV3Client({ endpoints: etcd.endpoints });
     cleanups.push(() => client.close());
     const prefix = uniquePrefix('informer');
-    const reg = new Registry(new EtcdV3Backend(client), { prefix, bookmarkIntervalMs: 200, maxWatchSeconds: 2 });
+    // A one-batch watch cache, so that a version two changes old has to come from etcd.
+    const reg = new Registry(new EtcdV3Backend(client), { prefix, bookmarkIntervalMs: 200, maxWatchSeconds: 2, watchCacheSize: 1 });
     cleanups.push(() => reg.close());
     await reg.start();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-informer-'));
