@@ -23,6 +23,11 @@ export const argsSchema = z.object({
   ignorePreferredTermsOfExistingPods: z.boolean().default(false),
 }).strict();
 
+// Rejections are shared constants: a cycle may reject thousands of nodes.
+const AFFINITY = unresolvable(ERR_REASON_AFFINITY).withPlugin(NAME);
+const ANTI_AFFINITY = unschedulable(ERR_REASON_ANTI_AFFINITY).withPlugin(NAME);
+const EXISTING_ANTI_AFFINITY = unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY).withPlugin(NAME);
+
 const PRE_FILTER_KEY = `PreFilter${NAME}`;
 const PRE_SCORE_KEY = `PreScore${NAME}`;
 
@@ -47,14 +52,14 @@ const layer = (m: Layered, key: string): LayeredCounts => {
 
 class PreFilterState implements StateData {
   constructor(
-    /** Domains holding placed pods whose required anti-affinity selects the incoming pod. */
-    readonly existingAntiAffinity: TopologyCounts,
+    /** Per topology key: placed pods whose required anti-affinity selects the incoming pod. */
+    readonly existingAntiAffinity: Layered,
     /** Per topology key: pods that match all of the incoming pod's required affinity terms. */
     readonly affinity: Layered,
     /** Per topology key: pods selected by one of the incoming pod's required anti-affinity terms. */
     readonly antiAffinity: Layered,
   ) {}
-  clone() { return new PreFilterState(cloneCounts(this.existingAntiAffinity), cloneLayered(this.affinity), cloneLayered(this.antiAffinity)); }
+  clone() { return new PreFilterState(cloneLayered(this.existingAntiAffinity), cloneLayered(this.affinity), cloneLayered(this.antiAffinity)); }
 }
 
 interface WeightedCounts { topologyKey: string; weight: number; counts: ReadonlyMap<string, number> }
@@ -86,7 +91,7 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
   private account(s: PreFilterState, pod: PodInfo, other: PodInfo, node: NodeInfo, sign: 1 | -1): void {
     for (const t of other.requiredAntiAffinityTerms) {
       const v = node.labels[t.topologyKey];
-      if (v !== undefined && termMatches(t, pod, this.cache.nsLabels)) bump(s.existingAntiAffinity, t.topologyKey, v, sign);
+      if (v !== undefined && termMatches(t, pod, this.cache.nsLabels)) layer(s.existingAntiAffinity, t.topologyKey).add(v, sign);
     }
     if (pod.requiredAffinityTerms.length && this.matchesAll(pod.requiredAffinityTerms, other)) {
       for (const t of pod.requiredAffinityTerms) {
@@ -109,11 +114,16 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
     const existingGroups = this.cache.termGroups('requiredAntiAffinity');
     if (!pod.requiredAffinityTerms.length && !pod.requiredAntiAffinityTerms.length && !existingGroups.size) return { status: SKIP };
     const s = new PreFilterState(new Map(), new Map(), new Map());
-    // Symmetry: placed pods' required anti-affinity terms that select this pod.
+    // Symmetry: placed pods' required anti-affinity terms that select this pod, read through the
+    // cache's live per-term counts (no copy).
+    const existing = new Map<string, ReadonlyMap<string, number>[]>();
     for (const g of existingGroups.values()) {
       if (!termMatches(g.term, pod, this.cache.nsLabels)) continue;
-      for (const [v, c] of g.counts) bump(s.existingAntiAffinity, g.term.topologyKey, v, c);
+      const list = existing.get(g.term.topologyKey) ?? [];
+      list.push(g.counts);
+      existing.set(g.term.topologyKey, list);
     }
+    for (const [k, bases] of existing) s.existingAntiAffinity.set(k, new LayeredCounts(bases));
     const aff = pod.requiredAffinityTerms;
     if (aff.length === 1) {
       // The common case reads a live count index of the cache: O(domains), not O(pods).
@@ -160,22 +170,22 @@ export class InterPodAffinity implements PreFilterPlugin, FilterPlugin, PreScore
       let podsExist = true;
       for (const t of pod.requiredAffinityTerms) {
         const v = node.labels[t.topologyKey];
-        if (v === undefined) return unresolvable(ERR_REASON_AFFINITY);
+        if (v === undefined) return AFFINITY;
         if ((s.affinity.get(t.topologyKey)?.get(v) ?? 0) <= 0) podsExist = false;
       }
       if (!podsExist) {
         let anywhere = false;
         for (const l of s.affinity.values()) if (l.any()) { anywhere = true; break; }
-        if (anywhere || !this.matchesAll(pod.requiredAffinityTerms, pod)) return unresolvable(ERR_REASON_AFFINITY);
+        if (anywhere || !this.matchesAll(pod.requiredAffinityTerms, pod)) return AFFINITY;
       }
     }
     for (const t of pod.requiredAntiAffinityTerms) {
       const v = node.labels[t.topologyKey];
-      if (v !== undefined && (s.antiAffinity.get(t.topologyKey)?.get(v) ?? 0) > 0) return unschedulable(ERR_REASON_ANTI_AFFINITY);
+      if (v !== undefined && (s.antiAffinity.get(t.topologyKey)?.get(v) ?? 0) > 0) return ANTI_AFFINITY;
     }
-    for (const [key, values] of s.existingAntiAffinity) {
+    for (const [key, counts] of s.existingAntiAffinity) {
       const v = node.labels[key];
-      if (v !== undefined && (values.get(v) ?? 0) > 0) return unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
+      if (v !== undefined && counts.get(v) > 0) return EXISTING_ANTI_AFFINITY;
     }
     return null;
   }

@@ -13,6 +13,9 @@ export const NAME = 'NodeAffinity';
 export const ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector";
 export const ERR_REASON_ENFORCED = "node(s) didn't match scheduler-enforced node affinity";
 
+const POD_MISMATCH = unresolvable(ERR_REASON_POD).withPlugin(NAME);
+const ENFORCED_MISMATCH = unresolvable(ERR_REASON_ENFORCED).withPlugin(NAME);
+
 export const argsSchema = z.object({ addedAffinity: z.any().optional() }).strict();
 export type NodeAffinityArgs = z.infer<typeof argsSchema>;
 
@@ -39,8 +42,8 @@ export class NodeAffinity implements PreFilterPlugin, FilterPlugin, PreScorePlug
   }
 
   filter(_s: CycleState, pod: PodInfo, node: NodeInfo): MaybeStatus {
-    if (this.addedRequired && !this.addedRequired(node.labels, node.name)) return unresolvable(ERR_REASON_ENFORCED);
-    if (!pod.requiredNodeAffinity.any && !pod.requiredNodeAffinity.match(node.labels, node.name)) return unresolvable(ERR_REASON_POD);
+    if (this.addedRequired && !this.addedRequired(node.labels, node.name)) return ENFORCED_MISMATCH;
+    if (!pod.requiredNodeAffinity.any && !pod.requiredNodeAffinity.match(node.labels, node.name)) return POD_MISMATCH;
     return null;
   }
 

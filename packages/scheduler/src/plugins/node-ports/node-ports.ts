@@ -6,6 +6,7 @@ import type { HostPort, NodeInfo, PodInfo } from '../../framework/types';
 
 export const NAME = 'NodePorts';
 export const ERR_REASON = "node(s) didn't have free ports for the requested pod ports";
+const REJECTED = unschedulable(ERR_REASON).withPlugin(NAME);
 
 export function portsConflict(want: readonly HostPort[], node: NodeInfo): boolean {
   for (const hp of want) {
@@ -23,7 +24,7 @@ export class NodePorts implements PreFilterPlugin, FilterPlugin, EnqueueExtensio
     return { status: pod.hostPorts.length ? null : SKIP };
   }
   filter(_s: CycleState, pod: PodInfo, node: NodeInfo): MaybeStatus {
-    return pod.hostPorts.length && portsConflict(pod.hostPorts, node) ? unschedulable(ERR_REASON) : null;
+    return pod.hostPorts.length && portsConflict(pod.hostPorts, node) ? REJECTED : null;
   }
   events(): ClusterEvent[] { return ['NodeAdd', 'AssignedPodDelete']; }
 }

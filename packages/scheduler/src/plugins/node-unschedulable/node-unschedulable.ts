@@ -6,13 +6,14 @@ import { tolerated, type NodeInfo, type PodInfo } from '../../framework/types';
 
 export const NAME = 'NodeUnschedulable';
 export const ERR_REASON_UNSCHEDULABLE = 'node(s) were unschedulable';
+const REJECTED = unresolvable(ERR_REASON_UNSCHEDULABLE).withPlugin(NAME);
 const TAINT = { key: 'node.kubernetes.io/unschedulable', value: '', effect: 'NoSchedule', timeAdded: '' };
 
 export class NodeUnschedulable implements FilterPlugin, EnqueueExtensions {
   readonly name = NAME;
   filter(_s: unknown, pod: PodInfo, node: NodeInfo): MaybeStatus {
     if (!node.unschedulable || tolerated(pod.tolerations, TAINT)) return null;
-    return unresolvable(ERR_REASON_UNSCHEDULABLE);
+    return REJECTED;
   }
   events(): ClusterEvent[] { return ['NodeAdd', 'NodeSpecUnschedulableChange', 'NodeTaintChange']; }
 }

@@ -123,6 +123,9 @@ class PreScoreState implements StateData {
   clone() { return this; }
 }
 
+const SKEWED = unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH).withPlugin(NAME);
+const MISSING_LABEL = unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH).withPlugin(NAME);
+
 const PRE_FILTER_KEY = `PreFilter${NAME}`;
 const PRE_SCORE_KEY = `PreScore${NAME}`;
 const INVALID = -1;
@@ -222,10 +225,10 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
     if (!s) return null;
     for (const cc of s.items) {
       const v = node.labels[cc.c.topologyKey];
-      if (v === undefined) return unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
+      if (v === undefined) return MISSING_LABEL;
       const self = cc.c.selector.matches(pod.labels) ? 1 : 0;
       const skew = cc.counts.get(v) + self - s.minMatch(cc);
-      if (skew > cc.c.maxSkew) return unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
+      if (skew > cc.c.maxSkew) return SKEWED;
     }
     return null;
   }

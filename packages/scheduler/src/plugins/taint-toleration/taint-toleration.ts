@@ -2,7 +2,7 @@
 // PreferNoSchedule taint lowers the node's score (Score, normalized in reverse).
 import type { core } from '@berth/api';
 import type { ClusterEvent, CycleState, EnqueueExtensions, FilterPlugin, PreScorePlugin, ScorePlugin, StateData } from '../../framework/interfaces';
-import { unresolvable, type MaybeStatus } from '../../framework/status';
+import { unresolvable, type MaybeStatus, type Status } from '../../framework/status';
 import { tolerated, type NodeInfo, type PodInfo } from '../../framework/types';
 import { defaultNormalizeScore } from '../helpers';
 
@@ -20,11 +20,18 @@ export function untoleratedTaintReason(taint: core.Taint): string {
 
 export class TaintToleration implements FilterPlugin, PreScorePlugin, ScorePlugin, EnqueueExtensions {
   readonly name = NAME;
+  /** One shared Status per reason: a cycle may reject thousands of nodes for the same taint. */
+  private readonly rejections = new Map<string, Status>();
 
   filter(_s: CycleState, pod: PodInfo, node: NodeInfo): MaybeStatus {
     for (const taint of node.taints) {
       if (taint.effect !== 'NoSchedule' && taint.effect !== 'NoExecute') continue;
-      if (!tolerated(pod.tolerations, taint)) return unresolvable(untoleratedTaintReason(taint));
+      if (!tolerated(pod.tolerations, taint)) {
+        const reason = untoleratedTaintReason(taint);
+        let st = this.rejections.get(reason);
+        if (!st) this.rejections.set(reason, (st = unresolvable(reason).withPlugin(NAME)));
+        return st;
+      }
     }
     return null;
   }
