@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { MemoryCluster } from './cluster';
 import { resolveConfig } from './config';
 import { Scheduler } from './scheduler';
+import { explain } from './explain';
+import { scheduler } from '@berth/api';
 import { node, pod, term } from './testing/builders';
 
 const ZONE = 'topology.kubernetes.io/zone';
@@ -162,5 +164,18 @@ describe('Scheduler over an in-process cluster', () => {
     expect(a).toBe(first);
     expect(b).not.toBe(a);
     expect(b).toMatch(/^n[12]$/);
+  });
+
+  it('explains a pending pod against the live cache (pod_ref), and says when a pod is unknown', async () => {
+    const { cluster, sched } = await setup([node('n1', { alloc: { cpu: '1', memory: '1Gi', pods: '10' } }), node('n2', { taints: [{ key: 'k', value: 'v', effect: 'NoSchedule' }] })]);
+    cluster.putPod(pod('waiting', { req: { cpu: '2' } }));
+    await sched.scheduleUntilIdle();
+    const res = await explain(sched, scheduler.ExplainRequest.fromPartial({ podRef: { namespace: 'default', name: 'waiting' } }));
+    expect(res.selectedNode).toBe('');
+    expect(res.nodes.map((n) => [n.nodeName, n.failedPlugin, n.reasons])).toEqual([['n1', 'NodeResourcesFit', ['Insufficient cpu']], ['n2', 'TaintToleration', ['node(s) had untolerated taint {k: v}']]]);
+    expect(res.message).toMatch(/^0\/2 nodes are available: 1 Insufficient cpu, 1 node\(s\) had untolerated taint \{k: v\}\./);
+    // Nothing was bound or changed by explaining.
+    expect(sched.cache.get('n1')!.pods).toHaveLength(0);
+    await expect(explain(sched, scheduler.ExplainRequest.fromPartial({ podRef: { namespace: 'default', name: 'nope' } }))).rejects.toThrow(/pod default\/nope is not known to the scheduler/);
   });
 });
