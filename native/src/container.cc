@@ -115,6 +115,7 @@ enum CStage : int32_t {
   kCCloseRange,
   kCProcfs,
   kCConsole,
+  kCKeyring,
   kCStageCount,
 };
 
@@ -122,7 +123,7 @@ constexpr const char* kCStageNames[kCStageCount] = {
     "sync",    "setns",      "timens",  "setsid",       "propagation", "rootfs", "mount",     "pivot_root",
     "hostname", "domainname", "rlimit", "sysctl",       "seccomp",     "capbset", "user",     "capabilities",
     "umask",   "cwd",        "no_new_privileges", "executable", "stdio", "close_range", "procfs",
-    "console",
+    "console", "keyring",
 };
 
 struct CRecord {
@@ -218,6 +219,8 @@ struct ContainerPlan {
   // A terminal: a pty made inside the container (its devpts), the master sent to the socket
   // at consoleSocket over SCM_RIGHTS, the slave as stdio and controlling terminal.
   bool terminal = false;
+  // A new session keyring (runc's default): keys of the runtime never reach the container.
+  bool newKeyring = false;
   std::string consoleSocket;
   unsigned short rows = 0, cols = 0;
 };
@@ -629,6 +632,9 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
   }
 
   if (plan.setsid && ::setsid() < 0) CFail(c, kCSetsid);
+  // KEYCTL_JOIN_SESSION_KEYRING (1) with NULL: a new anonymous session keyring. ENOSYS: no
+  // keys in this kernel, nothing to isolate.
+  if (plan.newKeyring && ::syscall(SYS_keyctl, 1, nullptr) < 0 && errno != ENOSYS) CFail(c, kCKeyring);
 
   int devNull = -1;
   if (plan.hasRootfs) {
@@ -916,6 +922,7 @@ const char* StageSyscall(int stage) {
     case kCCloseRange: return "close_range";
     case kCProcfs: return "open";
     case kCConsole: return "console";
+    case kCKeyring: return "keyctl";
     default: return "unknown";
   }
 }
@@ -1169,6 +1176,7 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   plan->fifoFd = static_cast<int>(Num(o, "fifoFd", -1));
   plan->setsid = !Bool(o, "noSetsid");
   plan->consoleSocket = Str(o, "consoleSocket", &plan->terminal);
+  plan->newKeyring = Bool(o, "newKeyring");
   plan->rows = static_cast<unsigned short>(Num(o, "rows"));
   plan->cols = static_cast<unsigned short>(Num(o, "cols"));
   return plan;

@@ -66,6 +66,8 @@ export interface ContainerPlan {
   /** An O_PATH fd of the exec fifo: hold before execve until it is opened for reading. */
   fifoFd?: number;
   noSetsid?: boolean;
+  /** Join a new session keyring (runc's default; --no-new-keyring turns it off). */
+  newKeyring?: boolean;
   /** A terminal: the pty master goes to this unix socket (SCM_RIGHTS); the slave is stdio. */
   consoleSocket?: string | null;
   rows?: number;
@@ -77,7 +79,7 @@ export type ContainerStage =
   | 'prepare' | 'clone' | 'join_pid' | 'setgroups' | 'uid_map' | 'gid_map' | 'cgroup' | 'oom_score_adj' | 'sync'
   | 'setns' | 'timens' | 'setsid' | 'propagation' | 'rootfs' | 'mount' | 'pivot_root' | 'hostname' | 'domainname'
   | 'rlimit' | 'sysctl' | 'seccomp' | 'capbset' | 'user' | 'capabilities' | 'umask' | 'cwd' | 'no_new_privileges'
-  | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'console' | 'status';
+  | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'console' | 'keyring' | 'status';
 
 /** A container init failure: a SyscallError with `op`, the index of the failing op/rlimit/sysctl. */
 export type ContainerSpawnError = SyscallError & { op?: number };

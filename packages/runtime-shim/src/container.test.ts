@@ -124,6 +124,20 @@ describe('process identity and privileges', () => {
     expect(r.out).toBe('123\n456\n');
   });
 
+  it('a new session keyring unless --no-new-keyring', async () => {
+    const unmasked = (s: Parameters<NonNullable<Parameters<Harness['run']>[1]>>[0]): void => {
+      s.linux!.maskedPaths = s.linux!.maskedPaths!.filter((p) => p !== '/proc/keys');
+    };
+    const r = await h.run(['cat', '/proc/keys'], unmasked);
+    // the container's session keyring is a new, anonymous, empty one
+    expect(r.out).toMatch(/keyring\s+_ses: empty/);
+    // control: with --no-new-keyring it keeps the runtime's (here the default user session one)
+    const b = h.bundle(['cat', '/proc/keys'], unmasked);
+    const o = h.outFile();
+    await h.rt.run(uniqueId(), { bundle: b.dir, stdio: [0, o.fd, o.fd], noNewKeyring: true });
+    expect(o.read()).not.toMatch(/keyring\s+_ses: /);
+  });
+
   it('no_new_privileges is set', async () => {
     const r = await h.run(['grep', 'NoNewPrivs', '/proc/self/status']);
     expect(r.out).toMatch(/NoNewPrivs:\s+1/);

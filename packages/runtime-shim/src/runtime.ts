@@ -32,6 +32,7 @@ export interface CreateOptions {
   /** A spec already loaded (the daemon builds it itself); default: <bundle>/config.json. */
   spec?: Spec;
   consoleSocket?: string;
+  noNewKeyring?: boolean;
 }
 
 export interface Created {
@@ -168,7 +169,7 @@ export class Runtime {
         spec, bundle, fifo,
         cgroupProcs: cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
-        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket,
+        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, noNewKeyring: o.noNewKeyring,
       });
       fds = compiled.fds;
       try {
@@ -284,6 +285,14 @@ export class Runtime {
       s = this.store.read(id);
     } catch (err) {
       if (force && fs.existsSync(this.store.dir(id))) {
+        // A create that crashed before writing state.json: its cgroup (at the default path)
+        // and anything already in it go too.
+        const cg = cgroupDriver(cgroupPath(undefined, id, false), this.opts.cgroupRoot);
+        for (const pid of cg.pids()) {
+          try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+        for (let i = 0; i < 100 && cg.pids().length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+        await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
         this.store.remove(id);
         return;
       }

@@ -153,8 +153,12 @@ describe('bad input', () => {
     const crashed = uniqueId();
     fs.mkdirSync(h.rt.store.dir(crashed));
     await expect(h.rt.create(crashed, { bundle: b.dir })).rejects.toThrow(new RegExp(`container with id ${crashed} has a state directory without state.json`));
+    // as if the crash came after the cgroup was made
+    const crashedCg = path.join(v1Mounts()['pids']!, 'berth', crashed);
+    fs.mkdirSync(crashedCg, { recursive: true });
     await h.rt.delete(crashed, true);
     expect(fs.existsSync(h.rt.store.dir(crashed))).toBe(false);
+    expect(fs.existsSync(crashedCg)).toBe(false);
     expect(() => h.rt.state('no-such')).toThrow('container does not exist: no-such');
     expect(() => h.rt.state('../x')).toThrow('invalid container id format: ../x');
   });

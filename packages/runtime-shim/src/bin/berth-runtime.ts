@@ -188,7 +188,7 @@ async function main(argv: string[]): Promise<number> {
       const id = positional(pos, cmd);
       const bundle = path.resolve(str(f, 'bundle') ?? '.');
       const spec = loadSpec(bundle);
-      const o = { bundle, spec, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') };
+      const o = { bundle, spec, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket'), noNewKeyring: bool(f, 'no-new-keyring') };
       if (cmd === 'create') {
         await rt.create(id, o);
         return 0;

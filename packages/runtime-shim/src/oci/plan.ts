@@ -81,6 +81,8 @@ export interface PlanInputs {
   stdio?: [number, number, number];
   /** Where the pty master goes when process.terminal is set (--console-socket). */
   consoleSocket?: string;
+  /** --no-new-keyring: keep the runtime's session keyring. */
+  noNewKeyring?: boolean;
 }
 
 /** The plan and the fds opened for it (close them once the container holds or failed). */
@@ -313,6 +315,7 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       stdio: inp.stdio ?? [0, 1, 2],
       preserveFds: inp.preserveFds ?? 0,
       fifoFd: inp.fifo !== null ? open(inp.fifo, O_PATH, 'exec fifo') : -1,
+      newKeyring: inp.noNewKeyring !== true,
     };
     if (proc.terminal === true) {
       if (inp.consoleSocket === undefined) throw new ConfigError('process.terminal', 'a terminal needs --console-socket (the pty master is sent there)');
