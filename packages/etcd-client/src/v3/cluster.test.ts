@@ -61,6 +61,13 @@ describe('EtcdV3Client on a 3-member cluster', () => {
       const w = c.watch(`${p}/`, { prefix: true });
       await w.ready;
       const startRev = w.nextRevision;
+      // A lease kept alive through the same client must survive the kill too (its keepalive
+      // stream moves to another member well within the 2 s TTL).
+      const lease = await c.grantLease(2);
+      await c.put(`${p}-leased`, 'alive', { lease: lease.id });
+      const ka = c.keepAlive(lease.id, { ttl: lease.ttl });
+      let lostLease: Error | undefined;
+      void ka.lost.then((e) => { lostLease = e; });
       const reading = (async () => { for await (const r of w) seen.push(...r.events); })();
       let ok = 0, failed = 0, okAfterKill = 0, lastRev = 0;
       for (let i = 0; i < 300; i++) {
@@ -85,6 +92,17 @@ describe('EtcdV3Client on a 3-member cluster', () => {
       expect(w.reconnects).toBeGreaterThanOrEqual(1);
       w.cancel();
       await reading;
+      await new Promise((r) => setTimeout(r, 2500)); // longer than the lease TTL
+      expect(lostLease).toBeUndefined();
+      const other = new EtcdV3Client({ endpoints: alive });
+      try {
+        expect((await other.leaseTimeToLive(lease.id)).ttl).toBeGreaterThan(0);
+        expect((await other.get(`${p}-leased`))?.value.toString()).toBe('alive');
+      } finally {
+        other.close();
+      }
+      ka.stop();
+      await c.revokeLease(lease.id);
     } finally {
       c.close();
       await etcd.restart(attached);
