@@ -10,6 +10,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PodNetwork } from './network';
 import { NodeRouteWatcher } from './node-routes';
+import { podCidrOfNode } from './service';
 import { sh, Topology } from './testing/topology';
 
 let topo: Topology;
@@ -84,5 +85,28 @@ describe('NodeRouteWatcher', () => {
     expect(routes()).toContain(`10.75.3.0/24 via ${u}.3 `);
     expect(net.nodeRoutes()).toEqual([{ podCidr: '10.75.3.0/24', via: `${u}.3` }]);
     streams[1]!.end();
+  });
+});
+
+describe('podCidrOfNode', () => {
+  it('takes this node\'s pod CIDR from its Node object, waiting until it has one', async () => {
+    const sock = path.join(dir, 'store.sock');
+    let calls = 0;
+    server = await serve({
+      listen: `unix://${sock}`,
+      services: [{ definition: store.StoreService, implementation: withUnimplemented(store.StoreService, 'test', {
+        get: (call: { request: store.GetRequest }, cb: (e: Error | null, r?: core.Object) => void) => {
+          if (call.request.name === 'node-8') return cb(null, core.Object.fromPartial({ node: { metadata: { name: 'node-8' }, spec: {} } }));
+          calls++;
+          expect(call.request).toMatchObject({ resource: 'nodes', name: 'node-7' });
+          // First not registered, then registered without a CIDR, then with one.
+          if (calls === 1) cb(Object.assign(new Error('not found'), { code: 5 }));
+          else cb(null, core.Object.fromPartial({ node: { metadata: { name: 'node-7' }, spec: calls === 2 ? {} : { podCIDR: '10.76.7.0/24' } } }));
+        },
+      }) }],
+    });
+    expect(await podCidrOfNode(`unix://${sock}`, 'node-7')).toBe('10.76.7.0/24');
+    expect(calls).toBe(3);
+    await expect(podCidrOfNode(`unix://${sock}`, 'node-8', undefined, 0)).rejects.toThrow(/node node-8 has no spec.podCIDR in the Store .*; give --pod-cidr/);
   });
 });

@@ -3,8 +3,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cni } from '@berth/api';
-import { InvalidArgumentError, NotFoundError, unary, z, type OptionSpec, type ServiceSpec } from '@berth/common';
+import { cni, store, type core } from '@berth/api';
+import { createClient, FailedPreconditionError, InvalidArgumentError, NotFoundError, unary, z, type Logger, type OptionSpec, type ServiceSpec } from '@berth/common';
 import { PodNetwork, type FaultSpec, type Mode, type NodeRoute } from './network';
 import { NodeRouteWatcher } from './node-routes';
 
@@ -12,7 +12,7 @@ export const DEFAULT_POD_CIDR = '10.244.0.0/24';
 
 const options = {
   mode: { flag: 'mode', type: 'string', env: 'BERTH_CNI_MODE', description: 'bridge (default) or routed' },
-  podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default ${DEFAULT_POD_CIDR})` },
+  podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default: its Node's spec.podCIDR with --store-endpoint, else ${DEFAULT_POD_CIDR})` },
   bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
   mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
   hostNetns: { flag: 'host-netns', type: 'string', env: 'BERTH_HOST_NETNS', description: "the node's network namespace file (default: this process's)" },
@@ -26,7 +26,7 @@ const options = {
 
 const schema = {
   mode: z.enum(['bridge', 'routed']).default('bridge'),
-  podCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, 'expected an IPv4 CIDR like 10.244.0.0/24').default(DEFAULT_POD_CIDR),
+  podCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, 'expected an IPv4 CIDR like 10.244.0.0/24').optional(),
   bridgeName: z.string().default('berth0'),
   mtu: z.number().int().min(576).max(65535).default(1500),
   hostNetns: z.string().refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' }).optional(),
@@ -112,6 +112,27 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
   };
 }
 
+/**
+ * This node's pod CIDR from its Node object (spec.podCIDR), as kubelet and CNI plugins take it:
+ * waits (not serving) until the node is registered with one, up to `timeoutMs`.
+ */
+export async function podCidrOfNode(target: string, nodeName: string, logger?: Logger, timeoutMs = 120_000): Promise<string> {
+  const client = createClient(store.StoreClient, { target });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const obj = await new Promise<core.Object | null>((resolve) => client.get(store.GetRequest.fromPartial({ resource: 'nodes', name: nodeName }), (err, res) => resolve(err ? null : res)));
+      const cidr = obj?.node?.spec?.podCIDR || obj?.node?.spec?.podCIDRs?.[0];
+      if (cidr) return cidr;
+      if (Date.now() > deadline) throw new FailedPreconditionError(`node ${nodeName} has no spec.podCIDR in the Store at ${target}; give --pod-cidr or register the node with one`);
+      logger?.info({ nodeName }, 'waiting for this node\'s podCIDR');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    client.close();
+  }
+}
+
 export const spec: ServiceSpec<typeof schema> = {
   name: 'cni-manager',
   options,
@@ -122,7 +143,7 @@ export const spec: ServiceSpec<typeof schema> = {
       return { podCidr, via };
     });
     const net = new PodNetwork({
-      mode: config.mode as Mode, podCidr: config.podCidr, stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
+      mode: config.mode as Mode, podCidr: config.podCidr ?? (config.storeEndpoint ? await podCidrOfNode(config.storeEndpoint, config.nodeName, logger) : DEFAULT_POD_CIDR), stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
       hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
       dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
     });
