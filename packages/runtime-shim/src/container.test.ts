@@ -197,6 +197,18 @@ describe('filesystem', () => {
     expect(fs.existsSync(path.join(hostDir, 'g'))).toBe(false);
   });
 
+  it('overlay mounts (lower from the host, writes land in the upper dir)', async () => {
+    const base = fs.mkdtempSync(path.join(h.root, 'ovl-'));
+    for (const d of ['lower', 'upper', 'work']) fs.mkdirSync(path.join(base, d));
+    fs.writeFileSync(path.join(base, 'lower', 'from-lower'), 'L\n');
+    const r = await h.run(['sh', '-c', 'cat /ov/from-lower; echo U > /ov/new; grep " /ov " /proc/self/mounts | cut -d" " -f3'], (s) => {
+      s.mounts!.push({ destination: '/ov', type: 'overlay', source: 'overlay', options: [`lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work`] });
+    });
+    expect(r.out).toBe('L\noverlay\n');
+    expect(fs.readFileSync(path.join(base, 'upper', 'new'), 'utf8')).toBe('U\n');
+    expect(fs.existsSync(path.join(base, 'lower', 'new'))).toBe(false);
+  });
+
   it('--no-pivot uses chroot and still isolates the root', async () => {
     const b = h.bundle(['ls', '/']);
     const o = h.outFile();
