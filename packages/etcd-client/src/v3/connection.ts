@@ -197,7 +197,8 @@ export class Connection {
       } else {
         md = await this.metadata();
       }
-      const deadline = o.repeatable ? Math.min(overall, Date.now() + this.attemptTimeoutMs) : overall;
+      // A per-attempt deadline only helps when there is another endpoint to try.
+      const deadline = o.repeatable && this.endpoints.length > 1 ? Math.min(overall, Date.now() + this.attemptTimeoutMs) : overall;
       try {
         return await this.attempt(ep, def, req, md, deadline);
       } catch (e) {
