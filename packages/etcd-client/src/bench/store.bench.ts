@@ -5,6 +5,7 @@
 // directly (same keys, same protobuf payload); then watch fan-out: W watchers of the Store vs
 // W etcd watchers, U pod updates, delivery latency p50/p99 from the start of each update to
 // its arrival at each watcher.
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
       const lat = new Float64Array(UPDATES * WATCHERS);
       let got = 0;
       const ac = new AbortController();
+      setMaxListeners(0, ac.signal); // one signal ends every watcher
       const start = await api.list({ resource: 'pods', namespace: 'bench', fieldSelector: 'metadata.name=hot' });
       let allDone!: () => void;
       const finished = new Promise<void>((r) => { allDone = r; });
@@ -161,6 +163,7 @@ async function main(): Promise<void> {
       const lat = new Float64Array(UPDATES * WATCHERS);
       let got = 0;
       const ac = new AbortController();
+      setMaxListeners(0, ac.signal);
       const ws = Array.from({ length: WATCHERS }, () => kv.watch(key, { signal: ac.signal }));
       await Promise.all(ws.map((w) => w.ready));
       let allDone!: () => void;
