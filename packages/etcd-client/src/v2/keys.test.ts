@@ -1,6 +1,8 @@
 // EtcdV2Client against one real etcd member (v2 API on): every keys-API option and error code,
 // TTL expiry and refresh, directories, in-order keys, CAS races, the watch through a >1000-event
 // burst (resync reported, nothing lost or repeated), members, version, health, v2 auth.
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdArgumentError, EtcdError, EtcdV2Client, type V2Response } from '..';
@@ -230,6 +232,45 @@ describe('EtcdV2Client keys', () => {
     for (const x of [...writes].sort((a, b) => a.index - b.index)) if (x.index <= snap.etcdIndex) lastUpTo.set(x.key, String(x.i));
     const snapVals = new Map((snap.node.nodes ?? []).map((nd) => [nd.key, nd.value]));
     for (const [key, v] of lastUpTo) expect(snapVals.get(key)).toBe(v);
+  });
+
+  it('treats a long poll that closes empty as a retry, not an event or a failure', async () => {
+    const k = `${uniquePrefix('empty')}/k`;
+    const target = new URL(etcd.endpoints[0]);
+    let emptied = 0;
+    // A front that answers the first two long polls with an empty 200, as etcd (or a proxy)
+    // does when it closes an idle wait, and forwards everything else.
+    const front = http.createServer((req, res) => {
+      if (req.url?.includes('wait=true') && emptied < 2) {
+        emptied++;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end();
+        return;
+      }
+      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const viaFront = new EtcdV2Client({ endpoints: [`http://127.0.0.1:${(front.address() as AddressInfo).port}`] });
+    try {
+      const base = await c.set(k, 'base');
+      const w = viaFront.watch(k, { afterIndex: base.node.modifiedIndex });
+      const next = w[Symbol.asyncIterator]().next();
+      await waitUntil(() => emptied === 2, 5000, 'two empty polls');
+      const s = await c.set(k, 'after-empty');
+      const got = (await next).value as V2Response;
+      expect(got.node).toMatchObject({ value: 'after-empty', modifiedIndex: s.node.modifiedIndex });
+      expect(w.reconnects).toBe(0);
+      w.cancel();
+    } finally {
+      viaFront.close();
+      front.closeAllConnections();
+      await new Promise((r) => front.close(r));
+    }
   });
 
   it('150 watchers on one client all see the same write (long polls never starve each other)', async () => {
