@@ -27,3 +27,4 @@ export * from './agent-config';
 export * from './dependencies';
 export * from './cgroups/pod-cgroups';
 export * from './node-lease';
+export * from './store-adapter';

@@ -25,8 +25,8 @@ interface Pending {
   status: core.PodStatus;
 }
 
-const isConflict = (e: unknown) => e instanceof ConflictError || (e as { code?: number })?.code === 10;
-const isNotFound = (e: unknown) => e instanceof NotFoundError || (e as { code?: number })?.code === 5;
+const isConflict = (e: unknown) => e instanceof ConflictError || (e as { kind?: string })?.kind === 'Conflict' || (e as { code?: number })?.code === 10;
+const isNotFound = (e: unknown) => e instanceof NotFoundError || (e as { kind?: string })?.kind === 'NotFound' || (e as { code?: number })?.code === 5;
 
 export class StatusManager {
   private readonly pending = new Map<string, Pending>();

@@ -1,0 +1,89 @@
+// The agent's Store seams over the shared typed Store client (@berth/apimachinery): pod status
+// writes, ConfigMaps/Secrets, events, the node lease, node registration, and the informer of the
+// pods bound to this node feeding the PodConfig.
+import { core } from '@berth/api';
+import { Informer, kindInfo, unwrap, wrap, type StoreClient } from '@berth/apimachinery';
+import type { LeaseStore } from './node-lease';
+import type { ConfigSource, EventSink, PodStatusStore } from './seams';
+import type { PodConfig } from './sync/pod-config';
+
+const POD = kindInfo('Pod')!;
+const EVENT = kindInfo('Event')!;
+const LEASE = kindInfo('Lease')!;
+const NODE = kindInfo('Node')!;
+
+/** Matches domain errors by kind: the class may come from another copy of @berth/common. */
+export function isKind(e: unknown, kind: 'NotFound' | 'AlreadyExists' | 'Conflict'): boolean {
+  return (e as { kind?: string } | null)?.kind === kind;
+}
+
+async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (isKind(e, 'NotFound')) return undefined;
+    throw e;
+  }
+}
+
+export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, LeaseStore {
+  constructor(readonly client: StoreClient) {}
+
+  async getPod(namespace: string, name: string): Promise<core.Pod | undefined> {
+    const o = await orUndefined(this.client.get('pods', namespace, name));
+    return o?.pod;
+  }
+  async updatePodStatus(pod: core.Pod): Promise<core.Pod> {
+    return (await this.client.updateStatus(wrap(POD, pod))).pod!;
+  }
+  async getConfigMap(namespace: string, name: string): Promise<core.ConfigMap | undefined> {
+    return (await orUndefined(this.client.get('configmaps', namespace, name)))?.configMap;
+  }
+  async getSecret(namespace: string, name: string): Promise<core.Secret | undefined> {
+    return (await orUndefined(this.client.get('secrets', namespace, name)))?.secret;
+  }
+  async create(ev: core.Event): Promise<core.Event> {
+    return (await this.client.create(wrap(EVENT, ev))).event!;
+  }
+  async update(ev: core.Event): Promise<core.Event> {
+    // The recorder only knows the event it created, not its current resourceVersion: read it
+    // and bump count/lastTimestamp/message on the stored copy.
+    const cur = (await this.client.get('events', ev.metadata!.namespace, ev.metadata!.name)).event!;
+    const next: core.Event = { ...cur, count: ev.count, lastTimestamp: ev.lastTimestamp, message: ev.message };
+    return (await this.client.update(wrap(EVENT, next))).event!;
+  }
+  async getLease(namespace: string, name: string): Promise<core.Lease | undefined> {
+    return (await orUndefined(this.client.get('leases', namespace, name)))?.lease;
+  }
+  async createLease(l: core.Lease): Promise<core.Lease> {
+    return (await this.client.create(wrap(LEASE, l))).lease!;
+  }
+  async updateLease(l: core.Lease): Promise<core.Lease> {
+    return (await this.client.update(wrap(LEASE, l))).lease!;
+  }
+
+  /** Creates the Node (or takes over an existing one) and writes its status. */
+  async registerNode(node: core.Node): Promise<core.Node> {
+    let cur: core.Node;
+    try {
+      cur = (await this.client.create(wrap(NODE, { ...node, status: undefined }))).node!;
+    } catch (e) {
+      if (!isKind(e, 'AlreadyExists')) throw e;
+      cur = (await this.client.get('nodes', '', node.metadata!.name)).node!;
+      // Keep what others set (taints by admins, podCIDR by the allocator); refresh our labels.
+      cur = (await this.client.update(wrap(NODE, { ...cur, metadata: { ...cur.metadata!, labels: { ...cur.metadata!.labels, ...node.metadata!.labels } } }))).node!;
+    }
+    return (await this.client.updateStatus(wrap(NODE, { ...cur, status: node.status }))).node!;
+  }
+
+  /** Feeds PodConfig with the pods bound to `nodeName`; resolves once the first list is in. */
+  async watchNodePods(nodeName: string, config: PodConfig): Promise<Informer> {
+    const inf = new Informer(this.client, { resource: 'pods', fieldSelector: `spec.nodeName=${nodeName}` });
+    const pod = (o: core.Object) => unwrap(o).value as core.Pod;
+    inf.on('add', (o) => config.apply('store', 'ADD', pod(o)));
+    inf.on('update', (_old, o) => config.apply('store', 'UPDATE', pod(o)));
+    inf.on('delete', (o) => config.apply('store', 'DELETE', pod(o)));
+    await inf.start();
+    return inf;
+  }
+}
