@@ -276,6 +276,20 @@ describe('EtcdV3Client watch', () => {
     }
   });
 
+  it('200 watchers on one client each see the write once', async () => {
+    const k = `${uniquePrefix('many')}/k`;
+    const watchers = Array.from({ length: 200 }, () => c.watch(k));
+    try {
+      await Promise.all(watchers.map((w) => w.ready));
+      const put = await c.put(k, 'news');
+      const firsts = await Promise.all(watchers.map(async (w) => (await w[Symbol.asyncIterator]().next()).value as { events: WatchEvent[] }));
+      expect(firsts.every((r) => r.events.length === 1 && r.events[0].kv.modRevision === put.revision)).toBe(true);
+      expect((await c.get(k))?.value.toString()).toBe('news');
+    } finally {
+      for (const w of watchers) w.cancel();
+    }
+  });
+
   it('a slow consumer of a 2000-event burst sees every event once, in order', async () => {
     const p = uniquePrefix('burst');
     const w = c.watch(`${p}/`, { prefix: true, highWaterMark: 16 });
