@@ -52,6 +52,21 @@ async function run(args: string[], extraEnv: NodeJS.ProcessEnv = {}, stdin = '',
 }
 const ages = (s: string) => s.replace(/\b\d+(s|m\d*s?)\b(?=\s*$|\s{3})/gm, '<age>');
 
+describe('berth api-resources and --help', () => {
+  it('lists the kinds the store serves', async () => {
+    const r = await run(['api-resources']);
+    expect(r.out.split('\n')[0]).toMatch(/^NAME\s+SHORTNAMES\s+APIVERSION\s+NAMESPACED\s+KIND$/);
+    expect(r.out).toMatch(/\npods\s+po\s+v1\s+true\s+Pod\n/);
+    expect(r.out).toMatch(/\nclusterrolebindings\s+rbac.authorization.k8s.io\/v1\s+false\s+ClusterRoleBinding\n/);
+    expect((await run(['api-resources', '--namespaced=false', '-o', 'name'])).out).toBe('nodes\nnamespaces\npriorityclasses.scheduling.k8s.io\nclusterroles.rbac.authorization.k8s.io\nclusterrolebindings.rbac.authorization.k8s.io\n');
+  });
+  it('prints usage with --help', async () => {
+    const r = await run(['get', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Usage:\n  berth get TYPE/);
+  });
+});
+
 describe('berth certs', () => {
   it('made a CA and component certificates with private keys 0600', () => {
     const pki = path.join(dir, 'pki');

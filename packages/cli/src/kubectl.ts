@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { core, store } from '@berth/api';
-import { DecodeError, StoreClient, decodeObject, encodeObject, parseManifests, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
+import { DecodeError, KINDS, StoreClient, decodeObject, encodeObject, parseManifests, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
 import { BerthError, stateRoot } from '@berth/common';
 import { stringify as toYaml } from 'yaml';
 import { certSubject, createClusterPki } from './certs';
@@ -623,7 +623,29 @@ async function cmdCerts(io: Io, args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdApiResources(io: Io, args: string[]): Promise<number> {
+  const { values } = parse('api-resources', args, { namespaced: { type: 'string' }, output: { type: 'string', short: 'o' } });
+  let kinds = KINDS;
+  if (values.namespaced !== undefined) kinds = kinds.filter((k) => String(k.namespaced) === values.namespaced);
+  if (values.output === 'name') { io.stdout(kinds.map((k) => `${k.resource}${k.group ? `.${k.group}` : ''}\n`).join('')); return 0; }
+  io.stdout(table([['NAME', 'SHORTNAMES', 'APIVERSION', 'NAMESPACED', 'KIND'], ...kinds.map((k) => [k.resource, k.shortNames.join(','), k.apiVersion, String(k.namespaced), k.kind])]));
+  return 0;
+}
+
+const USAGE: Record<string, string> = {
+  get: 'berth get TYPE[.GROUP] [NAME...] | TYPE/NAME... [-o wide|yaml|json|name] [-l SELECTOR] [--field-selector SELECTOR] [-n NAMESPACE | -A] [-w] [--no-headers] [--ignore-not-found]',
+  describe: 'berth describe TYPE [NAME...] [-l SELECTOR] [-n NAMESPACE | -A]',
+  apply: 'berth apply -f FILE|DIR|- [-f ...] [-R] [--dry-run=client|server] [-n NAMESPACE]',
+  create: 'berth create -f FILE|DIR|- [-f ...] [-R] [--dry-run=client|server] [-n NAMESPACE]',
+  delete: 'berth delete TYPE NAME... | TYPE -l SELECTOR | TYPE --all | -f FILE [--grace-period N] [--now] [--force] [--ignore-not-found] [-n NAMESPACE | -A]',
+  auth: 'berth auth can-i VERB TYPE[/NAME] [NAME] [--subresource S] [-n NAMESPACE | -A] [-q]\n       berth auth whoami [-o json|yaml]',
+  config: 'berth config view [--raw] | current-context | get-contexts [NAME] | use-context NAME | set-context NAME|--current [--cluster C] [--user U] [--namespace N] | set-cluster NAME --server S [--certificate-authority F] [--tls-server-name N] | set-credentials NAME [--client-certificate F --client-key F] [--token T]',
+  certs: 'berth certs [--dir DIR] [--node NAME]... [--san NAME_OR_IP]...',
+  'api-resources': 'berth api-resources [--namespaced=true|false] [-o name]',
+};
+
 export const KUBECTL_COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
+  'api-resources': cmdApiResources,
   get: cmdGet,
   describe: cmdDescribe,
   apply: (io, a) => cmdApplyOrCreate(io, a, 'apply'),
@@ -636,6 +658,10 @@ export const KUBECTL_COMMANDS: Record<string, (io: Io, args: string[]) => Promis
 
 /** Runs one kubectl-like command with kubectl's error conventions. */
 export async function runKubectl(io: Io, cmd: string, args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    io.stdout(`Usage:\n  ${USAGE[cmd]}\n\nGlobal flags: --kubeconfig FILE, --context NAME, -n/--namespace NAME\n`);
+    return 0;
+  }
   try {
     return await KUBECTL_COMMANDS[cmd](io, args);
   } catch (e) {

@@ -19,6 +19,7 @@ Cluster objects (like kubectl):
   berth auth can-i VERB TYPE[/NAME]    check an action; berth auth whoami
   berth config view|get-contexts|use-context|set-context|set-cluster|set-credentials
   berth certs [--dir DIR] [--node NAME]   create the cluster CA and component certificates
+  berth api-resources             the kinds the cluster stores
 
 Config: --kubeconfig, $BERTH_KUBECONFIG, the local cluster's $BERTH_STATE_DIR/admin.conf, ~/.berth/config
 
