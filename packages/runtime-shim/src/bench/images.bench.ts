@@ -1,6 +1,7 @@
 // `npm run bench -- images [--pad-mb N] [--rounds N]`: Berth's image path against its floors, in
 // the same run, on the same image (the busybox test image padded to ~100 MB over three layers):
-//   1. unpack of the layers: Berth's secure applyLayer vs `tar -xzf` of the same blobs;
+//   1. unpack of the layers: Berth's secure applyLayer vs `tar -xzf` of the same blobs (and the
+//      same for zstd layers, with zstd(1) as Berth's decoder and with fzstd);
 //   2. import of the OCI layout (copy + verify into the content store + unpack + register);
 //   3. pull from a docker-registry on loopback (download + verify + unpack + register) vs
 //      `skopeo copy docker://... dir:...` (download + verify, no unpack).
@@ -14,6 +15,7 @@ import { pullImage } from '../images/registry';
 import { startRegistry, skopeoPush } from '../images/registry-testing';
 import { buildTestImage } from '../images/testing';
 import { applyLayer, WhiteoutMaker } from '../images/unpack';
+import { useZstdBinary } from '../images/decompress';
 import { hexOf, type Digest } from '../images/digest';
 
 function arg(name: string, def: number): number {
@@ -71,6 +73,44 @@ async function main(): Promise<void> {
     }
     record('unpack', 'applyLayer x3 (verify diff id, checks)', bUnpack, 'tar -xzf x3', pUnpack);
 
+    // 1b. the same layers compressed with zstd (fzstd, pure JS, against zstd(1) through tar).
+    const zlayout = path.join(dir, 'zstd');
+    buildTestImage(zlayout, { tag: 'bench', padMb, compress: 'zstd' });
+    const zidx = JSON.parse(fs.readFileSync(path.join(zlayout, 'index.json'), 'utf8'));
+    const zman = JSON.parse(fs.readFileSync(path.join(zlayout, 'blobs/sha256', hexOf(zidx.manifests[0].digest)), 'utf8'));
+    const zlayers: string[] = zman.layers.map((l: { digest: Digest }) => path.join(zlayout, 'blobs/sha256', hexOf(l.digest)));
+    const bZstd: number[] = [];
+    const bFzstd: number[] = [];
+    const pZstd: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      let root: string;
+      let t: number;
+      for (const binary of [true, false]) {
+        root = fresh();
+        fs.mkdirSync(path.join(root, 'wh'));
+        const wh = new WhiteoutMaker(path.join(root, 'wh'));
+        useZstdBinary(binary);
+        t = now();
+        for (const [i, l] of zlayers.entries()) {
+          const d = path.join(root, `l${i}`);
+          fs.mkdirSync(d);
+          await applyLayer(fs.createReadStream(l, { highWaterMark: 256 * 1024 }), d, { whiteouts: wh });
+        }
+        (binary ? bZstd : bFzstd).push(now() - t);
+      }
+      useZstdBinary(true);
+      root = fresh();
+      t = now();
+      for (const [i, l] of zlayers.entries()) {
+        const d = path.join(root, `l${i}`);
+        fs.mkdirSync(d);
+        execFileSync('tar', ['--zstd', '-xf', l, '-C', d]);
+      }
+      pZstd.push(now() - t);
+    }
+    record('unpack-zstd', 'applyLayer x3 (zstd(1) child)', bZstd, 'tar --zstd -xf x3', pZstd);
+    record('unpack-fzstd', 'applyLayer x3 (fzstd, no zstd(1))', bFzstd, 'tar --zstd -xf x3', pZstd);
+
     // 2. import of the layout (no peer does exactly this; the floor is tar -x of the layers).
     const bImport: number[] = [];
     for (let r = 0; r < rounds; r++) {
@@ -102,8 +142,8 @@ async function main(): Promise<void> {
     record('pull+x', 'pullImage: download+verify+unpack+register', bPull, 'skopeo copy + tar -xzf x3 (sum of medians)', [median(pPull) + median(pUnpack)]);
 
     console.log(`images bench: ${padMb + 2} MB image (${(compressed / 1e6).toFixed(1)} MB compressed, 3 layers), ${rounds} rounds, medians`);
-    console.log(`${'case'.padEnd(8)} ${'berth ms'.padStart(9)} ${'peer ms'.padStart(9)} ${'ratio'.padStart(6)}  berth | peer`);
-    for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(8)} ${String(v.berthMs).padStart(9)} ${String(v.peerMs).padStart(9)} ${String(v.ratio).padStart(6)}  ${v.berth} | ${v.peer}`);
+    console.log(`${'case'.padEnd(12)} ${'berth ms'.padStart(9)} ${'peer ms'.padStart(9)} ${'ratio'.padStart(6)}  berth | peer`);
+    for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(12)} ${String(v.berthMs).padStart(9)} ${String(v.peerMs).padStart(9)} ${String(v.ratio).padStart(6)}  ${v.berth} | ${v.peer}`);
     const out = process.env.BERTH_BENCH_RESULTS;
     if (out) {
       fs.mkdirSync(out, { recursive: true });

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyLayer, WhiteoutMaker } from './unpack';
+import { useZstdBinary } from './decompress';
 import { chunks, makeTar, type TarSpec } from './testing';
 import { sha256 } from './digest';
 
@@ -136,12 +137,21 @@ describe('applyLayer writes what a layer says', () => {
     expect(fs.statSync(path.join(dest, 'home/u/f')).mtimeMs).toBe(1700000000 * 1000);
   });
 
-  it('zstd layers decompress to the same tree', async () => {
-    const tar = makeTar([{ name: 'a/b', data: 'zstd!' }]);
-    const zst = execFileSync('zstd', ['-q', '-c'], { input: tar });
-    const r = await applyLayer(chunks(zst), dest, { whiteouts });
-    expect(r.diffId).toBe(sha256(tar));
-    expect(fs.readFileSync(path.join(dest, 'a/b'), 'utf8')).toBe('zstd!');
+  it.each([['zstd(1)', true], ['fzstd', false]])('zstd layers decompress to the same tree with %s; truncation and junk are errors', async (_n, binary) => {
+    useZstdBinary(binary);
+    try {
+      const tar = makeTar([{ name: 'a/b', data: 'zstd!' }, { name: 'big', data: Buffer.alloc(300_000, 3) }]);
+      const zst = execFileSync('zstd', ['-q', '-c'], { input: tar });
+      const r = await applyLayer(chunks(zst), dest, { whiteouts });
+      expect(r.diffId).toBe(sha256(tar));
+      expect(fs.readFileSync(path.join(dest, 'a/b'), 'utf8')).toBe('zstd!');
+      for (const bad of [zst.subarray(0, zst.length - 8), Buffer.concat([zst.subarray(0, 12), Buffer.alloc(64, 0x55)])]) {
+        const d = fs.mkdtempSync(path.join(dir, 'z-'));
+        await expect(applyLayer(chunks(bad), d, { whiteouts })).rejects.toThrow(/bad zstd stream|truncated/);
+      }
+    } finally {
+      useZstdBinary(true);
+    }
   });
 
   it('whiteouts and opaque dirs hide lower files in a real overlay mount', async () => {
