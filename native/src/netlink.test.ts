@@ -48,9 +48,12 @@ describe('netlink on the real kernel', () => {
     const B = open(b);
     const br = await A.rt.addBridge('br-t', { mtu: 1400 });
     expect(br.kind).toBe('bridge');
-    const host = await A.rt.addVeth({ name: 'vh0', peer: 'eth0', peerNetns: B.netns, mtu: 1400, peerMac: '02:00:00:00:00:05' });
+    const host = await A.rt.addVeth({ name: 'vh0', peer: 'eth0', peerNetns: B.netns, mtu: 1400, peerMac: '02:00:00:00:00:05', master: br.index, up: true });
     expect(host.kind).toBe('veth');
-    await A.rt.setLink(host.index, { master: br.index, up: true, mac: '02:00:00:00:00:01' });
+    // The echo is the link as registered; master and up are applied right after, in the same request.
+    expect(await A.rt.link('vh0')).toMatchObject({ master: br.index, up: true });
+    expect(host.link).toBe(ipJson(b, 'link', 'show', 'eth0')[0].ifindex); // the echo names the peer's ifindex
+    await A.rt.setLink(host.index, { mac: '02:00:00:00:00:01' });
     await A.rt.setLink(br.index, { up: true });
     await A.rt.setHairpin(host.index, true);
     const links = ipJson(a, '-d', 'link', 'show', 'vh0');

@@ -308,7 +308,7 @@ export class Rtnl {
   }
 
   /** A veth pair: `name` here, `peer` here or, with `peerNetns`, created directly in that namespace. Returns the local end. */
-  async addVeth(o: { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string }): Promise<Link> {
+  async addVeth(o: { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string; master?: number; up?: boolean }): Promise<Link> {
     checkIfName(o.name, 'veth name');
     checkIfName(o.peer, 'veth peer name');
     const peerAttrs: Attr[] = [[IFLA.IFNAME, cstr(o.peer)]];
@@ -316,7 +316,7 @@ export class Rtnl {
     if (o.peerMac) peerAttrs.push([IFLA.ADDRESS, macBytes(o.peerMac, 'veth peer mac')]);
     if (o.peerNetns) peerAttrs.push([IFLA.NET_NS_FD, u32(o.peerNetns.fd)]);
     const peer = Buffer.concat([ifinfomsg(), encodeAttrs(peerAttrs)]);
-    return this.newLink(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac);
+    return this.newLink(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac, { master: o.master, up: o.up });
   }
 
   async addBridge(name: string, o: { mtu?: number; mac?: string } = {}): Promise<Link> {
@@ -343,13 +343,16 @@ export class Rtnl {
   }
 
   /** Creates a link and returns it: from the kernel's echo (one round trip), or by asking after. */
-  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string): Promise<Link> {
+  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string, o: { master?: number; up?: boolean } = {}): Promise<Link> {
     const info: Attr[] = [[IFLA_INFO.KIND, cstr(kind)]];
     if (data) info.push([IFLA_INFO.DATA, data]);
     const attrs: Attr[] = [[IFLA.IFNAME, cstr(name)], [IFLA.LINKINFO, info]];
     if (mtu) attrs.push([IFLA.MTU, u32(mtu)]);
     if (mac) attrs.push([IFLA.ADDRESS, macBytes(mac)]);
-    const echoed = await this.transport.request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, ifinfomsg(), attrs, `create ${kind} ${name}`);
+    // Enslaving and bringing up in the create itself saves a round trip each.
+    if (o.master) attrs.push([IFLA.MASTER, u32(o.master)]);
+    const hdr = ifinfomsg(o.up ? { flags: IFF_UP, change: IFF_UP } : {});
+    const echoed = await this.transport.request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, hdr, attrs, `create ${kind} ${name}`);
     const mine = echoed.filter((m) => m.type === RTM.NEWLINK).map(parseLink).find((l) => l.name === name);
     return mine ?? this.mustLink(name);
   }

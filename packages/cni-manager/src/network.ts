@@ -451,7 +451,10 @@ export class PodNetwork {
     // the result needs no lookup, and the echo of the create tells the pod end's ifindex:
     // together with two batches that makes three netlink round trips per pod.
     rec.mac = `0a:58:${ipv4Bytes(rec.ip).toString('hex').match(/../g)!.join(':')}`;
-    const hostEnd = await this.host.addVeth({ name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu, peerMac: rec.mac });
+    const hostEnd = await this.host.addVeth({
+      name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu, peerMac: rec.mac, up: true,
+      ...(this.mode === 'bridge' ? { master: this.bridge!.index } : {}),
+    });
     const pod = Rtnl.open(podNs);
     try {
       let ethIndex = hostEnd.link;
@@ -468,7 +471,8 @@ export class PodNetwork {
         // Proxy ARP must answer at once, not after the default 0-800 ms random delay.
         sysctl(this.hostNetns, `net/ipv4/neigh/${rec.hostVeth}/proxy_delay`, '0');
       }
-      await pod.batch(async (b) => {
+      // The pod's and the host's halves are independent: two sockets, two pool threads, at once.
+      const podSide = pod.batch(async (b) => {
         await b.setLink(LOOPBACK_IFINDEX, { up: true });
         await b.addAddress(ethIndex, `${rec.ip}/${rec.prefix}`);
         await b.setLink(ethIndex, { up: true });
@@ -479,15 +483,12 @@ export class PodNetwork {
           await b.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: ethIndex, onlink: true });
         }
       });
-      await this.host.batch(async (b) => {
-        if (this.mode === 'bridge') {
-          await b.setLink(hostEnd.index, { master: this.bridge!.index, up: true });
-          await b.setHairpin(hostEnd.index, true);
-        } else {
-          await b.setLink(hostEnd.index, { up: true });
-          await b.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
-        }
-      });
+      const hostSide = this.mode === 'bridge'
+        ? this.host.setHairpin(hostEnd.index, true)
+        : this.host.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
+      const [a, b] = await Promise.allSettled([podSide, hostSide]);
+      if (a.status === 'rejected') throw a.reason;
+      if (b.status === 'rejected') throw b.reason;
     } finally {
       pod.close();
     }
