@@ -83,9 +83,25 @@ export interface ScheduleResult {
   reports?: NodeReport[];
 }
 
+/** Rejected nodes, kept as two arrays (cheaper than a Map on the hot path) until a Map is needed. */
+class Rejections {
+  readonly nodes: NodeInfo[] = [];
+  readonly statuses: Status[] = [];
+  private map?: Map<string, Status>;
+  add(node: NodeInfo, s: Status): void { this.nodes.push(node); this.statuses.push(s); this.map?.set(node.name, s); }
+  get size(): number { return this.map ? this.map.size : this.nodes.length; }
+  toMap(): Map<string, Status> {
+    if (!this.map) {
+      this.map = new Map();
+      for (let i = 0; i < this.nodes.length; i++) this.map.set(this.nodes[i].name, this.statuses[i]);
+    }
+    return this.map;
+  }
+}
+
 /** Runs the filters over nodes from the round-robin start until enough feasible ones are found. */
 function findNodesThatFit(
-  fwk: Framework, state: CycleState, pod: PodInfo, nodes: readonly NodeInfo[], statuses: Map<string, Status>, want: number, start: number,
+  fwk: Framework, state: CycleState, pod: PodInfo, nodes: readonly NodeInfo[], rejected: Rejections, want: number, start: number,
 ): { feasible: NodeInfo[]; processed: number } {
   const feasible: NodeInfo[] = [];
   let processed = 0;
@@ -96,7 +112,7 @@ function findNodesThatFit(
     const s = fwk.runFilterWithNominatedPods(state, pod, node);
     if (s === null) feasible.push(node);
     else if (s.code === Code.Error) throw new Error(`running filter plugin ${s.plugin} on node ${node.name}: ${s.message}`);
-    else statuses.set(node.name, s);
+    else rejected.add(node, s);
   }
   return { feasible, processed };
 }
@@ -104,18 +120,18 @@ function findNodesThatFit(
 export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInfo, cache: SchedulerCache, opts: ScheduleOptions = {}): Promise<ScheduleResult> {
   const all = cache.nodes();
   if (!all.length) throw new FitError(pod, 0, new Map());
-  const statuses = new Map<string, Status>();
+  const rejected = new Rejections();
   const pre = fwk.runPreFilter(state, pod, all);
   if (pre.status) {
     if (pre.status.code === Code.Error) throw new Error(`running PreFilter plugin ${pre.status.plugin}: ${pre.status.message}`);
-    for (const n of all) statuses.set(n.name, pre.status);
-    throw new FitError(pod, all.length, statuses, pre.status.message);
+    for (const n of all) rejected.add(n, pre.status);
+    throw new FitError(pod, all.length, rejected.toMap(), pre.status.message);
   }
   let candidates: readonly NodeInfo[] = all;
   if (pre.nodeNames) {
     candidates = all.filter((n) => pre.nodeNames!.has(n.name));
-    const rejected = new Status(Code.UnschedulableAndUnresolvable, ["node(s) didn't satisfy plugin(s) [NodeAffinity]"]).withPlugin('NodeAffinity');
-    for (const n of all) if (!pre.nodeNames.has(n.name)) statuses.set(n.name, rejected);
+    const outside = new Status(Code.UnschedulableAndUnresolvable, ["node(s) didn't satisfy plugin(s) [NodeAffinity]"]).withPlugin('NodeAffinity');
+    for (const n of all) if (!pre.nodeNames.has(n.name)) rejected.add(n, outside);
   }
   const extenders = (opts.extenders ?? []).filter((e) => e.isInterested(pod));
   let feasible: NodeInfo[] = [];
@@ -128,18 +144,19 @@ export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInf
   } else {
     const want = opts.explain ? candidates.length : numFeasibleNodesToFind(fwk.percentageOfNodesToScore, candidates.length);
     const start = candidates === all ? (opts.startIndex ?? 0) % candidates.length : 0;
-    ({ feasible, processed } = findNodesThatFit(fwk, state, pod, candidates, statuses, want, start));
+    ({ feasible, processed } = findNodesThatFit(fwk, state, pod, candidates, rejected, want, start));
   }
   for (const ext of extenders) {
     if (!feasible.length || !ext.config.filterVerb) break;
     const r = await ext.filter(pod, feasible);
     if (r.ignored) continue;
-    for (const [name, reason] of r.failed) statuses.set(name, new Status(Code.Unschedulable, [reason]).withPlugin(ext.name));
-    for (const [name, reason] of r.failedAndUnresolvable) statuses.set(name, new Status(Code.UnschedulableAndUnresolvable, [reason]).withPlugin(ext.name));
+    const byName = new Map(feasible.map((n) => [n.name, n]));
+    for (const [name, reason] of r.failed) if (byName.has(name)) rejected.add(byName.get(name)!, new Status(Code.Unschedulable, [reason]).withPlugin(ext.name));
+    for (const [name, reason] of r.failedAndUnresolvable) if (byName.has(name)) rejected.add(byName.get(name)!, new Status(Code.UnschedulableAndUnresolvable, [reason]).withPlugin(ext.name));
     feasible = r.nodes;
   }
-  const evaluated = feasible.length + statuses.size;
-  if (!feasible.length) throw new FitError(pod, all.length, statuses);
+  const evaluated = feasible.length + rejected.size;
+  if (!feasible.length) throw new FitError(pod, all.length, rejected.toMap());
   if (feasible.length === 1 && !opts.explain) {
     return { suggestedHost: feasible[0].name, evaluatedNodes: evaluated, feasibleNodes: 1, processed };
   }
@@ -160,6 +177,7 @@ export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInf
   if (opts.explain) {
     const per = [...scored.perPlugin, ...extScores];
     const byNode = new Map(feasible.map((n, i) => [n, i]));
+    const statuses = rejected.toMap();
     result.reports = all.map((node) => {
       const i = byNode.get(node);
       if (i === undefined) return { node, status: statuses.get(node.name) ?? null };

@@ -85,6 +85,10 @@ interface ConstraintCounts {
   /** Smallest count over the eligible domains (recomputed when counts change). */
   min: number;
   dirty: boolean;
+  /** The incoming pod matches the constraint's selector (counts itself). */
+  self: number;
+  /** Per domain: passes this constraint; cleared whenever the counts change. */
+  verdicts: Map<string, boolean>;
 }
 
 class PreFilterState implements StateData {
@@ -107,7 +111,7 @@ class PreFilterState implements StateData {
     return this.domainCount(cc) < cc.c.minDomains ? 0 : cc.min;
   }
   clone() {
-    return new PreFilterState(this.items.map((i) => ({ ...i, counts: i.counts.clone() })), this.cache);
+    return new PreFilterState(this.items.map((i) => ({ ...i, counts: i.counts.clone(), verdicts: new Map() })), this.cache);
   }
 }
 
@@ -192,14 +196,14 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
         // Every node with the key is eligible: read the cache's live count index.
         const ns = pod.namespace;
         const base = this.cache.topologyCounts(`pts|${ns}|${c.selector.key}|${c.topologyKey}`, c.topologyKey, (p) => p.namespace === ns && !p.deleting && c.selector.matches(p.labels));
-        return { c, counts: new LayeredCounts([base]), domains: null, min: 0, dirty: true };
+        return { c, counts: new LayeredCounts([base]), domains: null, min: 0, dirty: true, self: c.selector.matches(pod.labels) ? 1 : 0, verdicts: new Map() };
       }
       const counts = new LayeredCounts();
       this.cache.forEachMatching(c.selector, ({ info, node }) => {
         if (!node.node || !PodTopologySpread.counts(pod, info) || !eligible[i]!.has(node)) return;
         counts.add(node.labels[c.topologyKey], 1);
       });
-      return { c, counts, domains: domains[i], min: 0, dirty: true };
+      return { c, counts, domains: domains[i], min: 0, dirty: true, self: c.selector.matches(pod.labels) ? 1 : 0, verdicts: new Map() };
     });
     state.write(PRE_FILTER_KEY, new PreFilterState(items, this.cache));
     return { status: null };
@@ -214,6 +218,7 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
       if (!PodTopologySpread.included(cc.c, pod, node) || !cc.c.selector.matches(other.labels)) continue;
       cc.counts.add(node.labels[cc.c.topologyKey], sign);
       cc.dirty = true;
+      cc.verdicts.clear();
     }
     return null;
   }
@@ -226,9 +231,13 @@ export class PodTopologySpread implements PreFilterPlugin, FilterPlugin, PreScor
     for (const cc of s.items) {
       const v = node.labels[cc.c.topologyKey];
       if (v === undefined) return MISSING_LABEL;
-      const self = cc.c.selector.matches(pod.labels) ? 1 : 0;
-      const skew = cc.counts.get(v) + self - s.minMatch(cc);
-      if (skew > cc.c.maxSkew) return SKEWED;
+      // The verdict depends only on the domain: decide each domain once per cycle.
+      let ok = cc.verdicts.get(v);
+      if (ok === undefined) {
+        ok = cc.counts.get(v) + cc.self - s.minMatch(cc) <= cc.c.maxSkew;
+        cc.verdicts.set(v, ok);
+      }
+      if (!ok) return SKEWED;
     }
     return null;
   }
