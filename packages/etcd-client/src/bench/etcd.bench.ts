@@ -133,12 +133,13 @@ function subjects(endpoint: string): Subject[] {
   ];
 }
 
-interface CaseResult { opsPerSec: number; p50Ms: number; p99Ms: number; errors: number }
+interface CaseResult { opsPerSec: number; p50Ms: number; p99Ms: number; errors: number; cpuUsPerOp: number }
 
 async function runCase(fn: (k: string, v: string) => Promise<unknown>, concurrency: number, seconds: number): Promise<CaseResult> {
   const lat: number[] = [];
   let errors = 0;
   let seq = 0;
+  const cpu0 = process.cpuUsage();
   const start = process.hrtime.bigint();
   const end = start + BigInt(Math.round(seconds * 1e9));
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -154,8 +155,9 @@ async function runCase(fn: (k: string, v: string) => Promise<unknown>, concurren
     }
   }));
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
   const sorted = Float64Array.from(lat).sort();
-  return { opsPerSec: lat.length / elapsed, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), errors };
+  return { opsPerSec: lat.length / elapsed, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), errors, cpuUsPerOp: (cpu.user + cpu.system) / Math.max(1, lat.length) };
 }
 
 async function main(): Promise<void> {
@@ -192,10 +194,10 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`);
     }
-    const results: { op: OpKind; concurrency: number; subject: string; opsPerSec: number; p50Ms: number; p99Ms: number; errors: number; rounds: number[] }[] = [];
+    const results: { op: OpKind; concurrency: number; subject: string; opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; errors: number; rounds: number[] }[] = [];
     for (const kind of kinds) for (const conc of CONCURRENCY) for (const s of subs) {
       const rs = raw[`${kind}|${conc}|${s.name}`];
-      results.push({ op: kind, concurrency: conc, subject: s.name, opsPerSec: median(rs.map((r) => r.opsPerSec)), p50Ms: median(rs.map((r) => r.p50Ms)), p99Ms: median(rs.map((r) => r.p99Ms)), errors: rs.reduce((a, r) => a + r.errors, 0), rounds: rs.map((r) => Math.round(r.opsPerSec)) });
+      results.push({ op: kind, concurrency: conc, subject: s.name, opsPerSec: median(rs.map((r) => r.opsPerSec)), p50Ms: median(rs.map((r) => r.p50Ms)), p99Ms: median(rs.map((r) => r.p99Ms)), cpuUsPerOp: median(rs.map((r) => r.cpuUsPerOp)), errors: rs.reduce((a, r) => a + r.errors, 0), rounds: rs.map((r) => Math.round(r.opsPerSec)) });
     }
     const get = (op: OpKind, c: number, s: string) => results.find((r) => r.op === op && r.concurrency === c && r.subject === s)!;
     const label: Record<OpKind, string> = { put: 'put', get: 'get (v2 plain / v3 serializable)', 'get-quorum': 'get (v2 quorum / v3 linearizable)' };
@@ -211,6 +213,13 @@ async function main(): Promise<void> {
     }
     console.log('throughput (median ops/s) and latency p50/p99 per client; ratios are throughput ratios\n');
     console.log(lines.join('\n'));
+    // Client CPU per operation: what each client itself costs, steadier than throughput on a
+    // machine shared with other work (etcd's own CPU is not counted).
+    const cpuLines = ['| op | conc | ' + subs.map((s) => s.name).join(' | ') + ' |', '|---|---:|' + subs.map(() => '---:').join('|') + '|'];
+    for (const kind of kinds) for (const c of CONCURRENCY) cpuLines.push(`| ${label[kind]} | ${c} | ${subs.map((s) => `${Math.round(get(kind, c, s.name).cpuUsPerOp)} µs`).join(' | ')} |`);
+    console.log('\nclient CPU per operation (median, user+system)\n');
+    console.log(cpuLines.join('\n'));
+    lines.push('', ...cpuLines);
     const out = process.env.BERTH_BENCH_RESULTS ?? path.resolve(__dirname, '..', '..', '..', '..', 'bench', 'results');
     fs.mkdirSync(out, { recursive: true });
     const file = path.join(out, `etcd-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
