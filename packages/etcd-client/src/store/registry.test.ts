@@ -240,6 +240,13 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect(q.resourceQuota!.status!.used).toEqual({ pods: '20', 'requests.cpu': '1' });
     await reg.delete(store.DeleteRequest.fromPartial({ resource: 'pods', namespace: 'q', name: stored.items[0].pod!.metadata!.name }), admin);
     expect((await get('quota', 'q', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '19', 'requests.cpu': '950m' });
+    // A pod that finishes stops counting; deleting it afterwards releases nothing more.
+    const done = await get(stored.items[1].pod!.metadata!.name, 'q');
+    done.pod!.status!.phase = 'Succeeded';
+    await reg.updateStatus(done, admin);
+    expect((await get('quota', 'q', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '18', 'requests.cpu': '900m' });
+    await reg.delete(store.DeleteRequest.fromPartial({ resource: 'pods', namespace: 'q', name: done.pod!.metadata!.name }), admin);
+    expect((await get('quota', 'q', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '18', 'requests.cpu': '900m' });
   });
 
   it('deletes a namespace with everything in it; system namespaces cannot be deleted', async () => {

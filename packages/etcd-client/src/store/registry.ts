@@ -491,8 +491,12 @@ export class Registry {
       const key = old.kv.key;
       // A marked object whose last finalizer went away (and whose grace is over) is removed now.
       const finalize = !!nm.deletionTimestamp && nm.finalizers.length === 0 && (!next.pod || (nm.deletionGracePeriodSeconds ?? 0) === 0);
-      const q = finalize ? await this.quotaOps(info, ns, old.obj, -1, what) : { guards: [], mutations: [] };
-      const r = await this.backend.commit([{ key, modRevision: old.kv.modRevision }, ...q.guards], finalize ? [{ key, delete: true }, ...q.mutations] : [{ key, value: this.encode(next) }]);
+      // A pod that reaches Succeeded/Failed stops counting against quota (as Kubernetes' quota
+      // controller does), in the same commit as its status.
+      const terminal = (p: core.Pod | undefined) => p?.status?.phase === 'Succeeded' || p?.status?.phase === 'Failed';
+      const finished = !finalize && !!next.pod && terminal(next.pod) && !terminal(old.obj.pod);
+      const q = finalize || finished ? await this.quotaOps(info, ns, old.obj, -1, what) : { guards: [], mutations: [] };
+      const r = await this.backend.commit([{ key, modRevision: old.kv.modRevision }, ...q.guards], finalize ? [{ key, delete: true }, ...q.mutations] : [{ key, value: this.encode(next) }, ...q.mutations]);
       if (!r.ok) {
         if (wantRv) throw new ConflictError(`Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`);
         continue; // an unconditional update retries on the latest version
