@@ -17,6 +17,10 @@ export interface TestRegistry {
   password: string;
   /** Requests the token service has answered. */
   tokenRequests: number;
+  /** Refresh token the token service accepts (token auth). */
+  identityToken: string;
+  /** Token service URL (token auth). */
+  realm?: string;
   stop(): Promise<void>;
 }
 
@@ -47,6 +51,7 @@ export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token'; t
     user,
     password,
     tokenRequests: 0,
+    identityToken: randomBytes(12).toString('hex'),
     stop: async () => {
       if (proc && proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc!.once('exit', r));
@@ -71,20 +76,28 @@ export async function startRegistry(opts: { auth?: 'none' | 'basic' | 'token'; t
       const keyPem = fs.readFileSync(key);
       tokenServer = http.createServer((req, res) => {
         reg.tokenRequests++;
+        let body = '';
+        req.on('data', (d: Buffer) => { body += d.toString(); });
+        req.on('end', () => {
         const u = new URL(req.url ?? '/', 'http://x');
+        // OAuth2 refresh-token grant (identity tokens) as a form POST; else GET with Basic auth.
+        if (req.method === 'POST') for (const [k, v] of new URLSearchParams(body)) u.searchParams.append(k, v);
         const hdr = req.headers.authorization ?? '';
         const [u0, p0] = hdr.startsWith('Basic ') ? Buffer.from(hdr.slice(6), 'base64').toString().split(':') : [];
-        if (u0 !== user || p0 !== password) { res.statusCode = 401; res.end('{"details":"bad credentials"}'); return; }
+        const refreshOk = req.method === 'POST' && u.searchParams.get('grant_type') === 'refresh_token' && u.searchParams.get('refresh_token') === reg.identityToken;
+        if (!refreshOk && (u0 !== user || p0 !== password)) { res.statusCode = 401; res.end('{"details":"bad credentials"}'); return; }
         const access = u.searchParams.getAll('scope').map((s) => { const [type, name, actions] = s.split(':'); return { type, name, actions: actions.split(',') }; });
         const now = Math.floor(Date.now() / 1000);
         const head = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [der.toString('base64')] }));
         const claims = b64url(JSON.stringify({ iss: 'berth-test-issuer', sub: user, aud: u.searchParams.get('service'), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
         const sig = createSign('RSA-SHA256').update(`${head}.${claims}`).sign(keyPem);
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ token: `${head}.${claims}.${b64url(sig)}`, expires_in: 300 }));
+        res.end(JSON.stringify(refreshOk ? { access_token: `${head}.${claims}.${b64url(sig)}`, expires_in: 300 } : { token: `${head}.${claims}.${b64url(sig)}`, expires_in: 300 }));
+        });
       });
       await new Promise<void>((r) => tokenServer!.listen(0, '127.0.0.1', r));
       const tport = (tokenServer.address() as net.AddressInfo).port;
+      reg.realm = `http://127.0.0.1:${tport}/token`;
       auth = `auth:\n  token:\n    realm: http://127.0.0.1:${tport}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: ${cert}\n`;
     }
     let tls = '';

@@ -128,6 +128,17 @@ describe('pullImage from a real registry on loopback', () => {
     const { image } = await pullImage(store, `${reg.host}/tok/busybox:v1`, {}, { auth: { username: reg.user, password: reg.password } });
     expect(image.layers).toHaveLength(3);
     expect(reg.tokenRequests).toBeGreaterThan(before + 1);
+    // An identity (refresh) token instead of a password, and a registry token used as it is.
+    await store.remove(image.id);
+    const viaIdentity = await pullImage(store, `${reg.host}/tok/busybox:v1`, {}, { auth: { identityToken: reg.identityToken } });
+    expect(viaIdentity.image.id).toBe(image.id);
+    const tok = await new Promise<string>((resolve) => {
+      const u = `${reg.realm}?service=berth-test-registry&scope=repository:tok/busybox:pull`;
+      http.get(u, { headers: { authorization: `Basic ${Buffer.from(`${reg.user}:${reg.password}`).toString('base64')}` } }, (res) => { let b = ''; res.on('data', (d) => { b += d; }); res.on('end', () => resolve(JSON.parse(b).token)); });
+    });
+    await store.remove(image.id);
+    const viaToken = await pullImage(store, `${reg.host}/tok/busybox:v1`, {}, { auth: { registryToken: tok } });
+    expect(viaToken.image.id).toBe(image.id);
   });
 });
 
@@ -230,6 +241,20 @@ describe('pullImage against a registry that misbehaves', () => {
     expect(p.ranges).toHaveLength(1);
     expect(p.ranges[0]).toMatch(/^bytes=[1-9][0-9]*-$/);
     expect(image.layers).toHaveLength(3);
+  });
+
+  it('resumes a download a killed daemon left in the ingest directory', async () => {
+    const reg = await registry();
+    await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
+    const idx = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'));
+    const manifest = JSON.parse(fs.readFileSync(path.join(layout, 'blobs/sha256', hexOf(idx.manifests[0].digest)), 'utf8'));
+    const big = manifest.layers[2];
+    const data = fs.readFileSync(path.join(layout, 'blobs/sha256', hexOf(big.digest)));
+    fs.writeFileSync(path.join(dir, 'images', 'ingest', `${hexOf(big.digest)}.partial`), data.subarray(0, 100_000));
+    const p = await proxy(reg.host, 'cut');
+    const reopened = new ImageStore({ root: path.join(dir, 'images'), platform: { os: 'linux', architecture: 'amd64' } });
+    await pullImage(reopened, `${p.host}/berth/busybox:v1`, { retries: 2 });
+    expect(p.ranges[0]).toBe('bytes=100000-');
   });
 
   it('rejects corrupted and oversized blobs; nothing is registered or left unpacked', async () => {
