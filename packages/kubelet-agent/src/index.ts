@@ -28,3 +28,4 @@ export * from './dependencies';
 export * from './cgroups/pod-cgroups';
 export * from './node-lease';
 export * from './store-adapter';
+export * from './network';
