@@ -312,6 +312,19 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect(Number(bm[bm.length - 1].object!.pod!.metadata!.resourceVersion)).toBeGreaterThanOrEqual(rvs[rvs.length - 1]);
   });
 
+  it('sends initial events then a bookmark marking their end (sendInitialEvents)', async () => {
+    await reg.create(pod('s1'), admin);
+    await reg.create(pod('s2'), admin);
+    const ac = new AbortController();
+    const out: string[] = [];
+    for await (const e of reg.watch(store.WatchRequest.fromPartial({ resource: 'pods', namespace: 'default', sendInitialEvents: true, allowWatchBookmarks: true, resourceVersion: '' }), admin, ac.signal)) {
+      out.push(e.type === 'BOOKMARK' ? `BOOKMARK ${e.object!.pod!.metadata!.annotations['k8s.io/initial-events-end']}` : `${e.type} ${e.object!.pod!.metadata!.name}`);
+      if (e.type === 'BOOKMARK') break;
+    }
+    ac.abort();
+    expect(out).toEqual(['ADDED s1', 'ADDED s2', 'BOOKMARK true']);
+  });
+
   // v2 keeps its own 1000-event history instead of compaction; the v3 case covers the 410 path.
   it.skipIf(api === 'v2')('sends the current objects first for resourceVersion "" and answers a compacted version with 410 Expired', async () => {
     await reg.create(pod('i1'), admin);

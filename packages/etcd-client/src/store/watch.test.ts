@@ -143,6 +143,15 @@ describe('informer over the gRPC API', () => {
     await reg.create(cm('c', { v: '1' }), admin);
     await waitUntil(() => log.length >= 5, 10_000, 'informer events');
     expect(log).toEqual(['add a', 'add b', 'update a 2', 'delete b', 'add c']);
+    // Resync re-delivers the cache as updates (a controller's periodic reconcile).
+    const resynced: string[] = [];
+    const inf3 = new Informer(sc, { resource: 'configmaps', namespace: 'default', resyncMs: 300 });
+    cleanups.push(() => inf3.stop());
+    inf3.on('update', (o, n) => { if (o === n) resynced.push(n.configMap!.metadata!.name); });
+    await inf3.start();
+    await waitUntil(() => resynced.length >= 2, 5000, 'a resync');
+    expect(resynced.slice(0, 2).sort()).toEqual(['a', 'c']);
+    inf3.stop();
     // The server ends watches after 2 s: the informer resumes from its resourceVersion without a relist.
     await new Promise((r) => setTimeout(r, 2500));
     await reg.create(cm('d'), admin);
