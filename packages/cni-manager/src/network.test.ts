@@ -94,6 +94,12 @@ describe.each(['bridge', 'routed'] as const)('%s mode on one node', (mode) => {
       const neigh = await podRt.neighbours();
       if (mode === 'bridge') {
         expect(routes.find((r) => r.dst === 'default')).toMatchObject({ gw: '10.61.1.1' });
+        // The node learned the pod's MAC (derived from its IP, so a reused IP keeps its MAC).
+        const hostNs = Netns.open(node.netns);
+        const hostRt = Rtnl.open(hostNs);
+        try {
+          expect((await hostRt.neighbours()).find((n) => n.ip === a.ip)?.mac).toBe('0a:58:0a:3d:01:02');
+        } finally { hostRt.close(); hostNs.close(); }
       } else {
         expect(routes.find((r) => r.dst === 'default')).toMatchObject({ gw: ROUTED_GATEWAY, onlink: true });
         expect(routes.find((r) => r.dst === `${ROUTED_GATEWAY}/32`)).toMatchObject({ scope: 253 });

@@ -52,6 +52,16 @@ describe('berth-cni-manager process', () => {
       expect((await call<cni.CheckPodResponse>(client, 'checkPod', req)).ok).toBe(true);
       expect((await call<cni.ListAttachmentsResponse>(client, 'listAttachments', {})).attachments.map((a) => a.sandboxId)).toEqual([req.sandboxId]);
       expect((await call<cni.PodNetworkStatusResponse>(client, 'podNetworkStatus', { sandboxId: req.sandboxId })).ips).toEqual(['10.244.0.2/24']);
+      const faults = await call(client, 'setPodFaults', cni.SetPodFaultsRequest.fromPartial({ sandboxId: req.sandboxId, delayMs: 50 })).catch((e: ServiceError) => e);
+      if (st.capabilities?.netem === false) {
+        expect((faults as ServiceError).code).toBe(status.FAILED_PRECONDITION);
+        expect((faults as ServiceError).details).toMatch(/delay \(sch_netem is not available in this kernel\)/);
+      }
+      const loss = await call<cni.SetPodFaultsResponse>(client, 'setPodFaults', cni.SetPodFaultsRequest.fromPartial({ sandboxId: req.sandboxId, lossPercent: 10, direction: cni.FaultDirection.FAULT_DIRECTION_BOTH }));
+      expect(loss.applied.map((f) => f.mechanism)).toEqual(['iptables-statistic', 'iptables-statistic']);
+      expect((await call<cni.PodNetworkStatusResponse>(client, 'podNetworkStatus', { sandboxId: req.sandboxId })).faults).toHaveLength(2);
+      await call(client, 'clearPodFaults', { sandboxId: req.sandboxId });
+      expect((await call<cni.PodNetworkStatusResponse>(client, 'podNetworkStatus', { sandboxId: req.sandboxId })).faults).toEqual([]);
       await call(client, 'tearDownPod', req);
       await call(client, 'tearDownPod', req);
       const gone = await call(client, 'podNetworkStatus', { sandboxId: req.sandboxId }).catch((e: ServiceError) => e);
