@@ -3,7 +3,7 @@
 // berth-runtime run (CLI), and the runtime-shim API path (one gRPC sequence to a running
 // daemon), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
 // peak memory with 100 concurrent containers. Prints medians and ratios; writes JSON.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -45,16 +45,21 @@ async function main(): Promise<void> {
   const roots = { runc: path.join(work, 'runc'), crun: path.join(work, 'crun'), berth: path.join(work, 'berth') };
   // crun 1.8 refuses to run on a hybrid host whose v2 root offers any controller. On this
   // machine hugetlb is bound to no v1 hierarchy, so the v2 root offers it: bind each such
-  // controller to a v1 hierarchy mounted under our work dir for the run (the documented
-  // "empty v2" state), and unmount it at the end (the kernel then frees the hierarchy).
+  // controller to a v1 hierarchy for the run (the documented "empty v2" state). The hierarchy
+  // is mounted only inside a private mount namespace held by a helper process, so no other
+  // runtime on the host sees it or puts cgroups in it; when the helper goes, the namespace
+  // and the mount go, and the kernel gives the controller back to the v2 root.
   const v2Root = '/sys/fs/cgroup/unified/cgroup.controllers';
-  const borrowed: string[] = [];
-  for (const ctl of fs.existsSync(v2Root) ? fs.readFileSync(v2Root, 'utf8').trim().split(/\s+/).filter(Boolean) : []) {
-    const mnt = path.join(work, `cg-${ctl}`);
-    fs.mkdirSync(mnt);
-    execFileSync('mount', ['-t', 'cgroup', '-o', ctl, 'none', mnt]);
-    borrowed.push(mnt);
-    console.log(`note: bound the ${ctl} controller to a temporary v1 hierarchy at ${mnt} so that crun runs`);
+  const borrowedCtls = fs.existsSync(v2Root) ? fs.readFileSync(v2Root, 'utf8').trim().split(/\s+/).filter(Boolean) : [];
+  let holder: ReturnType<typeof spawn> | undefined;
+  if (borrowedCtls.length > 0) {
+    const script = borrowedCtls.map((c) => `mkdir -p /tmp/berth-borrow-${process.pid}-${c} && mount -t cgroup -o ${c} none /tmp/berth-borrow-${process.pid}-${c}`).join(' && ');
+    holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${script} && echo ready && exec sleep 100000`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      holder!.stdout!.once('data', () => resolve());
+      holder!.once('exit', (code) => reject(new Error(`could not bind ${borrowedCtls.join(',')} to a v1 hierarchy (exit ${code})`)));
+    });
+    console.log(`note: bound ${borrowedCtls.join(', ')} to a private v1 hierarchy for the run so that crun runs`);
   }
   const sock = path.join(work, 'shim.sock');
   const svc = startServiceProcess(SHIM, ['--listen', `unix://${sock}`, '--state-dir', path.join(work, 'state'), '--log-level', 'warn']);
@@ -150,7 +155,17 @@ async function main(): Promise<void> {
     client.close();
     await svc.stop();
     bundle.remove();
-    for (const mnt of borrowed) execFileSync('umount', [mnt]);
+    if (holder !== undefined) {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder!.once('exit', r));
+      // The mount point dirs were made in the shared /tmp by the helper.
+      for (const c of borrowedCtls) fs.rmSync(`/tmp/berth-borrow-${process.pid}-${c}`, { recursive: true, force: true });
+      for (let i = 0; i < 50; i++) {
+        const bound = fs.readFileSync('/proc/cgroups', 'utf8').split('\n').map((l) => l.split('\t')).filter((f) => borrowedCtls.includes(f[0]!) && f[1] !== '0');
+        if (bound.length === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
