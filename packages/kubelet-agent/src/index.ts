@@ -29,3 +29,4 @@ export * from './cgroups/pod-cgroups';
 export * from './node-lease';
 export * from './store-adapter';
 export * from './network';
+export * from './node-status';

@@ -4,6 +4,7 @@
 import { core } from '@berth/api';
 import { Informer, kindInfo, unwrap, wrap, type StoreClient } from '@berth/apimachinery';
 import type { LeaseStore } from './node-lease';
+import type { NodeStatusWriter } from './node-status';
 import type { ConfigSource, EventSink, PodStatusStore } from './seams';
 import type { PodConfig } from './sync/pod-config';
 
@@ -26,7 +27,7 @@ async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, LeaseStore {
+export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, LeaseStore, NodeStatusWriter {
   constructor(readonly client: StoreClient) {}
 
   async getPod(namespace: string, name: string): Promise<core.Pod | undefined> {
@@ -62,6 +63,13 @@ export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, Leas
     return (await this.client.update(wrap(LEASE, l))).lease!;
   }
 
+  async getNode(name: string): Promise<core.Node | undefined> {
+    return (await orUndefined(this.client.get('nodes', '', name)))?.node;
+  }
+  async updateNodeStatus(node: core.Node): Promise<core.Node> {
+    return (await this.client.updateStatus(wrap(NODE, node))).node!;
+  }
+
   /** Creates the Node (or takes over an existing one) and writes its status. */
   async registerNode(node: core.Node): Promise<core.Node> {
     let cur: core.Node;
@@ -73,7 +81,7 @@ export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, Leas
       // Keep what others set (taints by admins, podCIDR by the allocator); refresh our labels.
       cur = (await this.client.update(wrap(NODE, { ...cur, metadata: { ...cur.metadata!, labels: { ...cur.metadata!.labels, ...node.metadata!.labels } } }))).node!;
     }
-    return (await this.client.updateStatus(wrap(NODE, { ...cur, status: node.status }))).node!;
+    return this.updateNodeStatus({ ...cur, status: node.status });
   }
 
   /** Feeds PodConfig with the pods bound to `nodeName`; resolves once the first list is in. */

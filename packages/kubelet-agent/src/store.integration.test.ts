@@ -14,6 +14,9 @@ import { realClock } from './clock';
 import { resolveEnv } from './env';
 import { EventRecorder, podRef } from './events';
 import { NodeLease } from './node-lease';
+import { NodeStatusReporter } from './node-status';
+import { readSignals } from './eviction';
+import { FakeClock } from './clock';
 import { buildNode } from './node';
 import { computePodStatus } from './status/compute';
 import { StatusManager } from './status/manager';
@@ -205,5 +208,37 @@ describe('kubelet-agent against the real Store', () => {
     const r = await resolveEnv({ pod, configs: seams, podIPs: [], hostIPs: [], nodeAllocatable: {} }, c, 'spec.containers[0]');
     expect(r.env).toEqual([{ name: 'LEVEL', value: 'debug' }, { name: 'TOKEN', value: 't0k3n' }, { name: 'NODE', value: nodeName }]);
     await expect(resolveEnv({ pod, configs: seams, podIPs: [], hostIPs: [], nodeAllocatable: {} }, core.Container.fromPartial({ name: 'app', env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'nope', key: 'k' } } }] }), 'spec.containers[0]')).rejects.toThrow('spec.containers[0].env[0].valueFrom.configMapKeyRef: configmap "nope" not found');
+  });
+
+  it('reports node conditions from the machine: a synthetic memory threshold turns MemoryPressure on at once, quiet rounds write nothing until 5 minutes', async () => {
+    const name = `cond-${suffix}`;
+    await client.create(wrap(kindInfo('Node')!, core.Node.fromPartial({ apiVersion: 'v1', kind: 'Node', metadata: { name } })));
+    const clock = new FakeClock(Date.now());
+    const events: string[] = [];
+    const evictionHard: Record<string, string> = { 'memory.available': '1Mi' };
+    const reporter = new NodeStatusReporter({ clock, writer: seams, nodeName: name, signals: () => readSignals(dir), evictionHard, onEvent: (t, r) => events.push(`${t} ${r}`) });
+    const conds = async () => Object.fromEntries(((await client.get('nodes', '', name)).node!.status?.conditions ?? []).map((c) => [c.type, c.status]));
+    expect(await reporter.report()).toBe(true);
+    expect(await conds()).toEqual({ MemoryPressure: 'False', DiskPressure: 'False', PIDPressure: 'False', Ready: 'True' });
+    expect(events).toEqual([]);
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(false);
+    // A threshold above what this machine has free: pressure now.
+    const free = readSignals(dir)['memory.available'];
+    evictionHard['memory.available'] = String(free + 1024n ** 3n);
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(true);
+    expect((await conds()).MemoryPressure).toBe('True');
+    expect(events).toEqual(['Warning NodeHasInsufficientMemory']);
+    evictionHard['memory.available'] = '1Mi';
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(true);
+    expect((await conds()).MemoryPressure).toBe('False');
+    expect(events).toEqual(['Warning NodeHasInsufficientMemory', 'Normal NodeHasSufficientMemory']);
+    await clock.advance(290_000);
+    expect(await reporter.report()).toBe(false);
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(true); // 5 minutes since the last write
+    expect(reporter.writes).toBe(4);
   });
 });
