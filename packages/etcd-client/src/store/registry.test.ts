@@ -107,6 +107,17 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     await expect(reg.create(pod('x', {}, 'no-such-ns'), admin)).rejects.toThrow('namespaces "no-such-ns" not found');
   });
 
+  it('refuses names and namespaces that would address another key', async () => {
+    const secret = decodeObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { k: 'v' } });
+    await reg.create(secret, admin);
+    for (const name of ['../../secrets/default/s', 'a/b', '..', '.', '%2e%2e']) {
+      await expect(reg.get(store.GetRequest.fromPartial({ resource: 'pods', namespace: 'default', name }), admin)).rejects.toThrow(/may not be '\.' or '\.\.' and may not contain/);
+      await expect(reg.delete(store.DeleteRequest.fromPartial({ resource: 'configmaps', namespace: 'default', name }), admin)).rejects.toThrow(/may not contain/);
+    }
+    await expect(reg.list(store.ListRequest.fromPartial({ resource: 'pods', namespace: '../secrets' }), admin)).rejects.toThrow(/metadata.namespace: Invalid value/);
+    await expect(reg.get(store.GetRequest.fromPartial({ resource: 'pods', namespace: '..', name: 'x' }), admin)).rejects.toThrow(/metadata.namespace: Invalid value/);
+  });
+
   it('refuses objects over 1.5 MiB', async () => {
     const big = decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big' }, data: { blob: 'x'.repeat(1600 * 1024) } });
     await expect(reg.create(big, admin)).rejects.toThrow(/is too large: \d+ bytes, the limit is 1572864/);

@@ -137,11 +137,21 @@ export class Registry {
 
   // ---- keys and encoding ----
 
+  // Names and namespaces from requests become key segments: they may not hold '/', '%', or be
+  // '.' / '..' (Kubernetes' path-segment rule), so no request can address another key (the v2
+  // backend's keys are URL paths, where '..' would be resolved).
+  private segment(field: string, v: string): string {
+    if (v === '.' || v === '..' || /[/%\0]/.test(v)) throw new InvalidArgumentError(field, `Invalid value: ${JSON.stringify(v)}: may not be '.' or '..' and may not contain '/' or '%'`);
+    return v;
+  }
+
   key(info: KindInfo, namespace: string, name: string): string {
-    return info.namespaced ? `${this.prefix}/${info.resource}/${namespace}/${name}` : `${this.prefix}/${info.resource}/${name}`;
+    if (!name) throw new InvalidArgumentError('metadata.name', 'Required value: name is required');
+    const n = this.segment('metadata.name', name);
+    return info.namespaced ? `${this.prefix}/${info.resource}/${this.segment('metadata.namespace', namespace)}/${n}` : `${this.prefix}/${info.resource}/${n}`;
   }
   collectionPrefix(info: KindInfo, namespace: string): string {
-    return info.namespaced && namespace ? `${this.prefix}/${info.resource}/${namespace}/` : `${this.prefix}/${info.resource}/`;
+    return info.namespaced && namespace ? `${this.prefix}/${info.resource}/${this.segment('metadata.namespace', namespace)}/` : `${this.prefix}/${info.resource}/`;
   }
 
   decode(kv: StoredKV): Decoded {
