@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { afterEach, beforeAll, afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageStore } from './image-store';
 import { importPath, importStream } from './import';
-import { buildTestImage, chunks, makeTar } from './testing';
+import { toApiImage } from './service';
+import { buildTestImage, chunks, makeTar, writeLayout } from './testing';
 import { hexOf, sha256 } from './digest';
 
 let fixtures: string;
@@ -166,18 +167,7 @@ describe('ImageStore', () => {
 
   it('mounts an image of 100 layers (short lower dir links keep the options under a page)', async () => {
     const oci = path.join(dir, 'deep');
-    fs.mkdirSync(path.join(oci, 'blobs', 'sha256'), { recursive: true });
-    const put = (b: Buffer): { digest: string; size: number } => { const d = sha256(b); fs.writeFileSync(path.join(oci, 'blobs/sha256', hexOf(d)), b); return { digest: d, size: b.length }; };
-    const layers = [];
-    const diffIds = [];
-    for (let i = 0; i < 100; i++) {
-      const tar = makeTar([{ name: `layers/l${i}`, data: `layer ${i}\n` }, ...(i === 99 ? [{ name: 'layers/.wh.l0', data: '' }] : [])]);
-      diffIds.push(sha256(tar));
-      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...put(tar) });
-    }
-    const config = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } })));
-    const manifest = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers })));
-    fs.writeFileSync(path.join(oci, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'deep' } }] }));
+    writeLayout(oci, Array.from({ length: 100 }, (_, i) => makeTar([{ name: `layers/l${i}`, data: `layer ${i}\n` }, ...(i === 99 ? [{ name: 'layers/.wh.l0', data: '' }] : [])])), 'deep');
     const [img] = await importPath(store, oci, { name: 'berth.test/deep' });
     expect(img.chainIds).toHaveLength(100);
     const cdir = path.join(dir, 'c');
@@ -205,6 +195,28 @@ describe('ImageStore', () => {
     expect(fs.readdirSync(path.join(root, 'snapshots'))).toEqual([]);
     expect(fs.readdirSync(path.join(root, 'ingest'))).toEqual([`${'a'.repeat(64)}.partial`]);
     expect(fs.readdirSync(path.join(root, 'l'))).toEqual([]);
+  });
+
+  it('moving the only tag to another image removes the untagged one and its unshared content', async () => {
+    const a = path.join(dir, 'a');
+    const b = path.join(dir, 'b');
+    const base = makeTar([{ name: 'shared', data: 'base' }]);
+    writeLayout(a, [base, makeTar([{ name: 'v', data: '1' }])], 'v1');
+    writeLayout(b, [base, makeTar([{ name: 'v', data: '2' }])], 'v1');
+    const [ia] = await importPath(store, a, { name: 'berth.test/moving' });
+    const [ib] = await importPath(store, b, { name: 'berth.test/moving' });
+    expect(ib.id).not.toBe(ia.id);
+    expect(store.list().map((i) => i.id)).toEqual([ib.id]);
+    expect(snapshotDirs()).toHaveLength(2); // the shared base and b's top layer
+    expect(blobs()).toHaveLength(4);
+  });
+
+  it('reports the numeric user or the user name of the config', async () => {
+    writeLayout(path.join(dir, 'u'), [makeTar([{ name: 'f', data: 'x' }])], 'v1', { config: { User: '1000:1000' } });
+    const [img] = await importPath(store, path.join(dir, 'u'), { name: 'berth.test/user' });
+    expect(img.user).toBe('1000:1000');
+    expect(toApiImage(img)).toMatchObject({ uid: 1000, username: '' });
+    expect(toApiImage({ ...img, user: 'nobody' })).toMatchObject({ uid: undefined, username: 'nobody' });
   });
 
   it('a layer whose bytes do not match its digest is rejected and nothing stays registered', async () => {

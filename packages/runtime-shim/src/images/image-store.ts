@@ -212,7 +212,8 @@ export class ImageStore {
     const user = config.config?.User ?? '';
     const layers: LayerRecord[] = manifest.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: config.rootfs.diff_ids[i] }));
     const size = manifest.layers.reduce((n, l) => n + l.size, 0) + manifest.config.size + this.content.size(opts.manifestDigest);
-    return this.locked(() => {
+    let dropped = false;
+    const rec = await this.locked(() => {
       const prev = this.images.get(configDigest);
       const rec: ImageRecord = {
         id: configDigest,
@@ -233,12 +234,14 @@ export class ImageStore {
         if (other.id === rec.id) continue;
         const before = other.repoTags.length;
         other.repoTags = other.repoTags.filter((t) => !rec.repoTags.includes(t));
-        if (before && !other.repoTags.length && !other.repoDigests.length && !other.pinned) this.images.delete(other.id);
+        if (before && !other.repoTags.length && !other.repoDigests.length && !other.pinned) { this.images.delete(other.id); dropped = true; }
       }
       this.images.set(rec.id, rec);
       this.save();
       return rec;
     });
+    if (dropped) await this.gc();
+    return rec;
   }
 
   /**

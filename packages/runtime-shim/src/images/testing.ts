@@ -1,6 +1,8 @@
 // Test helpers for images: a tar writer that can express what a hostile layer contains (tar(1)
 // refuses to write most of it), and the busybox test image built by tools/build-test-image.sh.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface TarSpec {
@@ -83,4 +85,20 @@ export function buildTestImage(out: string, opts: { tag?: string; compress?: 'gz
 
 export async function* chunks(b: Buffer, size = 7919): AsyncGenerator<Buffer> {
   for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+/** Writes an OCI layout holding one image made of `layers` (uncompressed tars), tagged `tag`. */
+export function writeLayout(dir: string, layers: Buffer[], tag: string, config: Record<string, unknown> = {}): void {
+  fs.mkdirSync(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+  const put = (b: Buffer): { digest: string; size: number } => {
+    const hex = createHash('sha256').update(b).digest('hex');
+    fs.writeFileSync(path.join(dir, 'blobs', 'sha256', hex), b);
+    return { digest: `sha256:${hex}`, size: b.length };
+  };
+  const descs = layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...put(l) }));
+  const diffIds = descs.map((d) => d.digest);
+  const cfg = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', ...config, rootfs: { type: 'layers', diff_ids: diffIds } })));
+  const manifest = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg }, layers: descs })));
+  fs.writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
 }
