@@ -95,6 +95,7 @@ describe('CniExecutor with the Debian plugins', () => {
     expect((err as CniError).code).toBeGreaterThan(0);
     writeConf('10-bad.conflist', { cniVersion: '1.0.0', name: 'bad', plugins: [{ type: 'no-such-plugin' }] });
     await expect(ex.add({ containerId: 'c', netns: '/x', ifName: 'eth0' })).rejects.toThrow(/plugin "no-such-plugin" not found/);
+    await expect(ex.add({ containerId: 'c', netns: '/x', ifName: 'eth0', args: { K8S_POD_NAME: 'a;IgnoreUnknown=1' } })).rejects.toThrow(/CNI_ARGS K8S_POD_NAME: value must not contain ';'/);
     writeConf('10-bad.conflist', { cniVersion: '1.0.0', name: 'bad', plugins: [{ type: '../../bin/sh' }] });
     expect(() => ex.loadNetworks()).toThrow(/plugins\[0\].type must be a plugin name/);
   });

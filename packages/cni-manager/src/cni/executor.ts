@@ -125,6 +125,11 @@ export class CniExecutor {
 
   /** Runs one plugin; resolves with its parsed stdout (or null when empty). */
   async exec(type: string, command: string, conf: Record<string, unknown>, rt: Partial<CniRuntimeConf> = {}): Promise<Record<string, unknown> | null> {
+    // K=V;K=V has no escaping: a ';' or '=' in a key, or a ';' in a value, would forge arguments.
+    for (const [k, v] of Object.entries(rt.args ?? {})) {
+      if (!/^[A-Za-z0-9_]+$/.test(k)) throw new CniError(CNI_ERR.invalidEnv, `CNI_ARGS key ${JSON.stringify(k)} must be letters, digits and _`);
+      if (/[;\0]/.test(v)) throw new CniError(CNI_ERR.invalidEnv, `CNI_ARGS ${k}: value must not contain ';'`);
+    }
     const bin = this.pluginPath(type);
     const env: NodeJS.ProcessEnv = {
       PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -134,7 +139,9 @@ export class CniExecutor {
     if (rt.containerId) env['CNI_CONTAINERID'] = rt.containerId;
     if (rt.netns) env['CNI_NETNS'] = rt.netns;
     if (rt.ifName) env['CNI_IFNAME'] = rt.ifName;
-    if (rt.args && Object.keys(rt.args).length) env['CNI_ARGS'] = Object.entries(rt.args).map(([k, v]) => `${k}=${v}`).join(';');
+    if (rt.args && Object.keys(rt.args).length) {
+      env['CNI_ARGS'] = Object.entries(rt.args).map(([k, v]) => `${k}=${v}`).join(';');
+    }
     const [file, argv] = this.opts.hostNetns ? ['nsenter', [`--net=${this.opts.hostNetns}`, '--', bin]] : [bin, []];
     const { code, stdout, stderr, timedOut } = await new Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }>((resolve, reject) => {
       const child = spawn(file, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
