@@ -30,3 +30,4 @@ export * from './node-lease';
 export * from './store-adapter';
 export * from './network';
 export * from './node-status';
+export * from './eviction-manager';
