@@ -92,6 +92,11 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect(p.pod!.spec!.serviceAccountName).toBe('default');
     await expect(reg.create(pod('a'), admin)).rejects.toThrow(AlreadyExistsError);
     await expect(reg.create(pod('a'), admin)).rejects.toThrow('pods "a" already exists');
+    const forged = await reg.create(pod('forged', {}), admin).then(() => get('forged'));
+    expect(forged.pod!.status!.phase).toBe('Pending');
+    const withStatus = decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'liar' }, spec: { containers: [{ name: 'c', image: 'b:1' }] }, status: { phase: 'Running', podIP: '10.0.0.9' } });
+    const liar = await reg.create(withStatus, admin);
+    expect([liar.pod!.status!.phase, liar.pod!.status!.podIP]).toEqual(['Pending', '']);
     const g = await reg.create(decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { generateName: 'cfg-' } }), admin);
     expect(g.configMap!.metadata!.name).toMatch(/^cfg-[a-z0-9]{5}$/);
   });

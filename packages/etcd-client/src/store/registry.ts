@@ -337,6 +337,10 @@ export class Registry {
     meta.generation = 1;
     meta.deletionTimestamp = '';
     meta.deletionGracePeriodSeconds = undefined;
+    // Status is the server's (and the kubelet's) to write: a new pod starts Pending, a new
+    // namespace Active, whatever the request said (Kubernetes' PrepareForCreate).
+    if (obj.pod) obj.pod.status = undefined;
+    if (obj.namespace) obj.namespace.status = undefined;
     const look = this.lookups();
     if (info.namespaced) {
       // Start every read admission will need at once instead of one after another.
