@@ -133,27 +133,23 @@ class RepositoryClient {
 
   /** A GET with the auth dance and redirects; returns the final response (any status). */
   async get(p: string, headers: Record<string, string> = {}): Promise<Response> {
-    let url = this.url(p);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let res = await this.follow(url, headers, true);
-      if (res.status !== 401 || attempt === 1) return res;
-      drain(res);
-      await this.authenticate(res.headers['www-authenticate']);
-      url = this.url(p);
-      res = await this.follow(url, headers, true);
-      if (res.status !== 401) return res;
-      drain(res);
-      throw new UnauthenticatedError(`registry ${this.ep.base.host} refused the credentials for ${this.repository}`);
-    }
-    throw new Error('unreachable');
+    const res = await this.follow(this.url(p), headers);
+    if (res.status !== 401) return res;
+    drain(res);
+    // Answer the challenge once (a token may also have expired midway through a pull).
+    await this.authenticate(res.headers['www-authenticate']);
+    const again = await this.follow(this.url(p), headers);
+    if (again.status !== 401) return again;
+    drain(again);
+    throw new UnauthenticatedError(`registry ${this.ep.base.host} refused the credentials for ${this.repository}`);
   }
 
-  private async follow(start: URL, headers: Record<string, string>, withAuth: boolean): Promise<Response> {
+  private async follow(start: URL, headers: Record<string, string>): Promise<Response> {
     let url = start;
     for (let hops = 0; hops < 6; hops++) {
       const h = { ...headers };
       // Credentials go only to the registry itself, never to where it redirects (blob storage).
-      if (withAuth && this.authorization && url.host === this.ep.base.host) h.authorization = this.authorization;
+      if (this.authorization && url.host === this.ep.base.host) h.authorization = this.authorization;
       const res = await send(url, { headers: h, insecureTls: this.ep.insecureTls, signal: this.signal });
       if ([301, 302, 303, 307, 308].includes(res.status) && res.headers.location) {
         drain(res);
