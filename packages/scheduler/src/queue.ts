@@ -44,7 +44,7 @@ export class SchedulingQueue {
   /** Bumped on every pop; a move request during a pod's cycle sends it to backoff, not unschedulable. */
   schedulingCycle = 0;
   private moveRequestCycle = -1;
-  private readonly nominated = new Map<string, Map<string, PodInfo>>();
+  private readonly nominated = new Map<string, PodInfo[]>();
   private readonly nominatedNodeOf = new Map<string, string>();
 
   constructor(private readonly opts: QueueOptions) {
@@ -222,9 +222,8 @@ export class SchedulingQueue {
 
   addNominated(info: PodInfo, nodeName: string): void {
     this.deleteNominated(info.key);
-    let m = this.nominated.get(nodeName);
-    if (!m) this.nominated.set(nodeName, (m = new Map()));
-    m.set(info.key, info);
+    // Arrays, replaced rather than mutated: filters read them on every node evaluation.
+    this.nominated.set(nodeName, [...(this.nominated.get(nodeName) ?? []), info]);
     this.nominatedNodeOf.set(info.key, nodeName);
   }
 
@@ -232,15 +231,13 @@ export class SchedulingQueue {
     const node = this.nominatedNodeOf.get(key);
     if (node === undefined) return;
     this.nominatedNodeOf.delete(key);
-    const m = this.nominated.get(node);
-    m?.delete(key);
-    if (m && !m.size) this.nominated.delete(node);
+    const rest = (this.nominated.get(node) ?? []).filter((p) => p.key !== key);
+    if (rest.length) this.nominated.set(node, rest); else this.nominated.delete(node);
   }
 
   nominatedPodsForNode(nodeName: string): readonly PodInfo[] {
     if (!this.nominated.size) return NONE;
-    const m = this.nominated.get(nodeName);
-    return m ? [...m.values()] : NONE;
+    return this.nominated.get(nodeName) ?? NONE;
   }
 
   // ---- reporting ----

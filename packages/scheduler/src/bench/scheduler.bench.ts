@@ -83,8 +83,8 @@ const WORKLOADS: Workload[] = [
   {
     name: 'Preemption', // no published threshold in the issue
     nodes: (n) => Array.from({ length: n }, (_, i) => node(`node-${i}`, { labels: { [ZONE]: zoneOf(i, 10) }, alloc: { cpu: '4', memory: '32Gi', pods: '110' } })),
-    // Every node full of low-priority pods (4 x 1 cpu).
-    initPods: (nodes, m) => nodes.flatMap((n, j) => (j * 4 < m * 2 ? Array.from({ length: 4 }, (_, k) => pod(`low-${j}-${k}`, { node: n.metadata!.name, priority: 1, req: { cpu: '1' }, startTime: '2026-01-01T00:00:00Z' })) : [])),
+    // Every node full of low-priority pods (4 x 1 cpu): each measured pod must evict one.
+    initPods: (nodes) => nodes.flatMap((n, j) => Array.from({ length: 4 }, (_, k) => pod(`low-${j}-${k}`, { node: n.metadata!.name, priority: 1, req: { cpu: '1' }, startTime: '2026-01-01T00:00:00Z' }))),
     pod: (i) => pod(`p-${i}`, { priority: 1000, req: { cpu: '1' } }),
   },
 ];

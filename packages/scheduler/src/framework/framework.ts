@@ -8,6 +8,7 @@ import {
   type PreScorePlugin, type QueueSortPlugin, type ReservePlugin, type ScorePlugin,
 } from './interfaces';
 import { Code, Status, asError, type MaybeStatus } from './status';
+import type { NodeStatusReader } from './schedule';
 import { MAX_NODE_SCORE, type NodeInfo, type PodInfo } from './types';
 
 export interface PluginScores { plugin: string; weight: number; scores: number[] }
@@ -142,7 +143,7 @@ export class Framework {
     return null;
   }
 
-  async runPostFilter(state: CycleState, pod: PodInfo, statuses: ReadonlyMap<string, Status>, dryRun: boolean): Promise<PostFilterResult | undefined> {
+  async runPostFilter(state: CycleState, pod: PodInfo, statuses: NodeStatusReader, dryRun: boolean): Promise<PostFilterResult | undefined> {
     let last: PostFilterResult | undefined;
     for (const p of this.postFilter) {
       const r = await p.postFilter(state, pod, statuses, { dryRun });

@@ -2,6 +2,7 @@
 // the interfaces of the points it takes part in, and the registry maps its name to a factory.
 import type { SchedulerCache } from '../cache';
 import type { MaybeStatus, Status } from './status';
+import type { NodeStatusReader } from './schedule';
 import type { NodeInfo, PodInfo } from './types';
 
 export const EXTENSION_POINTS = [
@@ -93,7 +94,7 @@ export interface PreFilterPlugin extends Plugin {
 export interface FilterPlugin extends Plugin { filter(state: CycleState, pod: PodInfo, node: NodeInfo): MaybeStatus }
 export interface PostFilterResult { nominatedNodeName?: string; status: Status; message?: string }
 export interface PostFilterPlugin extends Plugin {
-  postFilter(state: CycleState, pod: PodInfo, statuses: ReadonlyMap<string, Status>, opts: { dryRun: boolean }): Promise<PostFilterResult>;
+  postFilter(state: CycleState, pod: PodInfo, statuses: NodeStatusReader, opts: { dryRun: boolean }): Promise<PostFilterResult>;
 }
 export interface PreScorePlugin extends Plugin { preScore(state: CycleState, pod: PodInfo, nodes: readonly NodeInfo[]): MaybeStatus }
 export interface ScorePlugin extends Plugin {

@@ -24,13 +24,20 @@ export function numFeasibleNodesToFind(percentage: number, numAllNodes: number):
   return n < MIN_FEASIBLE_NODES_TO_FIND ? MIN_FEASIBLE_NODES_TO_FIND : n;
 }
 
+/** The statuses of rejected nodes, by node name (a Map works; the scheduler uses Rejections). */
+export interface NodeStatusReader {
+  get(name: string): Status | undefined;
+  values(): Iterable<Status>;
+  readonly size: number;
+}
+
 /** No node fits: carries every node's status for the FailedScheduling message and the queue. */
 export class FitError extends Error {
   postFilterMsg = '';
   constructor(
     readonly pod: PodInfo,
     readonly numAllNodes: number,
-    readonly statuses: Map<string, Status>,
+    readonly statuses: NodeStatusReader,
     readonly preFilterMsg = '',
   ) {
     super(`0/${numAllNodes} nodes are available`);
@@ -39,8 +46,17 @@ export class FitError extends Error {
   /** Plugins that rejected some node: only events relevant to them can help the pod. */
   unschedulablePlugins(): Set<string> {
     const out = new Set<string>();
-    for (const s of this.statuses.values()) if (s.plugin) out.add(s.plugin);
+    for (const s of this.distinct().keys()) if (s.plugin) out.add(s.plugin);
     return out;
+  }
+
+  /** Rejections share Status objects: count each once, then expand its reasons. */
+  private counted?: Map<Status, number>;
+  private distinct(): Map<Status, number> {
+    if (this.counted) return this.counted;
+    const m = new Map<Status, number>();
+    for (const s of this.statuses.values()) m.set(s, (m.get(s) ?? 0) + 1);
+    return (this.counted = m);
   }
 
   /** "0/5 nodes are available: 2 Insufficient cpu, 3 node(s) had untolerated taint {k: v}." */
@@ -49,7 +65,7 @@ export class FitError extends Error {
     if (this.preFilterMsg) msg += ` ${this.preFilterMsg}.`;
     else {
       const hist = new Map<string, number>();
-      for (const s of this.statuses.values()) for (const r of s.reasons) hist.set(r, (hist.get(r) ?? 0) + 1);
+      for (const [s, n] of this.distinct()) for (const r of s.reasons) hist.set(r, (hist.get(r) ?? 0) + n);
       const parts = [...hist].map(([r, n]) => `${n} ${r}`).sort();
       if (parts.length) msg += ` ${parts.join(', ')}.`;
     }
@@ -83,20 +99,23 @@ export interface ScheduleResult {
   reports?: NodeReport[];
 }
 
-/** Rejected nodes, kept as two arrays (cheaper than a Map on the hot path) until a Map is needed. */
-class Rejections {
-  readonly nodes: NodeInfo[] = [];
-  readonly statuses: Status[] = [];
-  private map?: Map<string, Status>;
-  add(node: NodeInfo, s: Status): void { this.nodes.push(node); this.statuses.push(s); this.map?.set(node.name, s); }
-  get size(): number { return this.map ? this.map.size : this.nodes.length; }
-  toMap(): Map<string, Status> {
-    if (!this.map) {
-      this.map = new Map();
-      for (let i = 0; i < this.nodes.length; i++) this.map.set(this.nodes[i].name, this.statuses[i]);
-    }
-    return this.map;
+/** Rejected nodes, indexed by the node's position in the cache (cheaper than a Map on the hot path). */
+class Rejections implements NodeStatusReader {
+  private readonly list: Status[] = [];
+  private readonly byIndex: (Status | undefined)[] = [];
+  private extra?: Map<string, Status>;
+  constructor(private readonly cache: SchedulerCache) {}
+  add(node: NodeInfo, s: Status): void {
+    this.list.push(s);
+    if (node.index >= 0) this.byIndex[node.index] = s;
+    else (this.extra ??= new Map()).set(node.name, s);
   }
+  get(name: string): Status | undefined {
+    const n = this.cache.get(name);
+    return n && n.index >= 0 ? this.byIndex[n.index] : this.extra?.get(name);
+  }
+  values(): Iterable<Status> { return this.list; }
+  get size(): number { return this.list.length; }
 }
 
 /** Runs the filters over nodes from the round-robin start until enough feasible ones are found. */
@@ -120,12 +139,12 @@ function findNodesThatFit(
 export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInfo, cache: SchedulerCache, opts: ScheduleOptions = {}): Promise<ScheduleResult> {
   const all = cache.nodes();
   if (!all.length) throw new FitError(pod, 0, new Map());
-  const rejected = new Rejections();
+  const rejected = new Rejections(cache);
   const pre = fwk.runPreFilter(state, pod, all);
   if (pre.status) {
     if (pre.status.code === Code.Error) throw new Error(`running PreFilter plugin ${pre.status.plugin}: ${pre.status.message}`);
     for (const n of all) rejected.add(n, pre.status);
-    throw new FitError(pod, all.length, rejected.toMap(), pre.status.message);
+    throw new FitError(pod, all.length, rejected, pre.status.message);
   }
   let candidates: readonly NodeInfo[] = all;
   if (pre.nodeNames) {
@@ -156,7 +175,7 @@ export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInf
     feasible = r.nodes;
   }
   const evaluated = feasible.length + rejected.size;
-  if (!feasible.length) throw new FitError(pod, all.length, rejected.toMap());
+  if (!feasible.length) throw new FitError(pod, all.length, rejected);
   if (feasible.length === 1 && !opts.explain) {
     return { suggestedHost: feasible[0].name, evaluatedNodes: evaluated, feasibleNodes: 1, processed };
   }
@@ -177,7 +196,7 @@ export async function schedulePod(fwk: Framework, state: CycleState, pod: PodInf
   if (opts.explain) {
     const per = [...scored.perPlugin, ...extScores];
     const byNode = new Map(feasible.map((n, i) => [n, i]));
-    const statuses = rejected.toMap();
+    const statuses = rejected;
     result.reports = all.map((node) => {
       const i = byNode.get(node);
       if (i === undefined) return { node, status: statuses.get(node.name) ?? null };

@@ -5,6 +5,7 @@ import { z } from '@berth/common';
 import type { CycleState, Handle, PostFilterPlugin, PostFilterResult } from '../../framework/interfaces';
 import { Code, Status, unresolvable, unschedulable, isSuccess } from '../../framework/status';
 import type { NodeInfo, PodInfo } from '../../framework/types';
+import type { NodeStatusReader } from '../../framework/schedule';
 
 export const NAME = 'DefaultPreemption';
 export const NOT_HELPFUL = 'Preemption is not helpful for scheduling';
@@ -94,7 +95,7 @@ export class DefaultPreemption implements PostFilterPlugin {
     return victims;
   }
 
-  async postFilter(state: CycleState, pod: PodInfo, statuses: ReadonlyMap<string, Status>, opts: { dryRun: boolean }): Promise<PostFilterResult> {
+  async postFilter(state: CycleState, pod: PodInfo, statuses: NodeStatusReader, opts: { dryRun: boolean }): Promise<PostFilterResult> {
     const nodes = this.handle.snapshot.nodes();
     const notEligible = this.eligible(pod);
     if (notEligible) return { status: unresolvable(notEligible), message: `preemption: ${notEligible}` };

@@ -3,7 +3,7 @@
 // RequestedToCapacityRatio, over weighted resources (default cpu and memory, weight 1 each).
 import { z } from '@berth/common';
 import type { ClusterEvent, CycleState, EnqueueExtensions, FilterPlugin, PreFilterPlugin, ScorePlugin } from '../../framework/interfaces';
-import { unschedulable, type MaybeStatus } from '../../framework/status';
+import { unschedulable, type MaybeStatus, type Status } from '../../framework/status';
 import { MAX_NODE_SCORE, type NodeInfo, type PodInfo } from '../../framework/types';
 import { allocatableAndRequested, DEFAULT_RESOURCES, resourceSpecSchema, type ResourceSpec } from '../resource-allocation';
 
@@ -86,6 +86,7 @@ export class NodeResourcesFit implements PreFilterPlugin, FilterPlugin, ScorePlu
   private readonly ignored: (name: string) => boolean;
   private readonly alloc: number[] = [];
   private readonly req: number[] = [];
+  private readonly rejections = new Map<string, Status>();
 
   constructor(input: NodeResourcesFitArgs = {}) {
     const args = argsSchema.parse(input);
@@ -129,7 +130,12 @@ export class NodeResourcesFit implements PreFilterPlugin, FilterPlugin, ScorePlu
     if (!r.scalar && node.pods.length < a.allowedPodNumber && r.milliCPU <= a.milliCPU - u.milliCPU
       && r.memory <= a.memory - u.memory && r.ephemeralStorage <= a.ephemeralStorage - u.ephemeralStorage) return null;
     const reasons = insufficientResources(pod, node, this.ignored);
-    return reasons.length ? unschedulable(...reasons) : null;
+    if (!reasons.length) return null;
+    // Shared per reason set: a preemption cycle may reject every node for "Insufficient cpu".
+    const key = reasons.join('\0');
+    let st = this.rejections.get(key);
+    if (!st) this.rejections.set(key, (st = unschedulable(...reasons).withPlugin(NAME)));
+    return st;
   }
 
   score(_s: CycleState, pod: PodInfo, node: NodeInfo): number {
