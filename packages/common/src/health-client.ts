@@ -27,7 +27,7 @@ export async function checkHealth(target: string, service = '', opts: Omit<Clien
 }
 
 /** Polls until the target reports SERVING or the timeout passes; returns the last status. */
-export async function waitServing(target: string, timeoutMs = 15_000, service = ''): Promise<string> {
+export async function waitServing(target: string, timeoutMs = 30_000, service = ''): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
