@@ -2,8 +2,9 @@
 // (client certificate or token) and contexts that pair them with a default namespace.
 //
 // Which file `berth` reads: --kubeconfig, then $BERTH_KUBECONFIG, then — when $BERTH_STATE_DIR
-// or $BERTH_RUN_DIR name a local cluster — that cluster's admin config, then ~/.berth/config,
-// then the default local cluster's admin config; with none of them, the local unix socket.
+// or $BERTH_RUN_DIR name a local cluster — that cluster's admin config (or its unix socket),
+// then ~/.berth/config, then the default local cluster's admin config; with none of them, the
+// default local unix socket.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -41,7 +42,9 @@ export function userConfigPath(env: NodeJS.ProcessEnv = process.env): string {
 export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): { path: string | undefined; explicit: boolean } {
   if (flag) return { path: flag, explicit: true };
   if (env.BERTH_KUBECONFIG) return { path: env.BERTH_KUBECONFIG, explicit: true };
-  if ((env.BERTH_STATE_DIR || env.BERTH_RUN_DIR) && fs.existsSync(adminConfigPath(env))) return { path: adminConfigPath(env), explicit: false };
+  // A local cluster named by the environment wins over ~/.berth/config: its admin config, or
+  // else its unix socket directly.
+  if (env.BERTH_STATE_DIR || env.BERTH_RUN_DIR) return { path: fs.existsSync(adminConfigPath(env)) ? adminConfigPath(env) : undefined, explicit: false };
   if (fs.existsSync(userConfigPath(env))) return { path: userConfigPath(env), explicit: false };
   if (fs.existsSync(adminConfigPath(env))) return { path: adminConfigPath(env), explicit: false };
   return { path: undefined, explicit: false };
