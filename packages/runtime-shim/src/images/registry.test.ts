@@ -206,6 +206,33 @@ describe('pullImage endpoints', () => {
     await expect(pullImage(store, 'x/y:z', { mirrors: { 'docker.io': ['not a url'] } })).rejects.toThrow(/mirrors\["docker.io"\]: "not a url" is not a URL/);
   });
 
+  it('follows blob redirects to storage without sending the registry credentials there', async () => {
+    const reg = await registry('basic');
+    await skopeoPush(layout, 'v1', reg, 'private/busybox:v1', { creds: true });
+    const basic = `Basic ${Buffer.from(`${reg.user}:${reg.password}`).toString('base64')}`;
+    const seenByStorage: Array<string | undefined> = [];
+    const forward = (req: http.IncomingMessage, res: http.ServerResponse, auth: string | undefined): void => {
+      const up = http.request({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: req.url, method: req.method, headers: { ...req.headers, host: reg.host, ...(auth ? { authorization: auth } : {}) } }, (ur) => { res.writeHead(ur.statusCode ?? 500, ur.headers); ur.pipe(res); });
+      req.pipe(up);
+    };
+    // "Storage" on another port serves blobs itself (with its own access to the registry).
+    const storage = http.createServer((req, res) => { seenByStorage.push(req.headers.authorization); forward(req, res, basic); });
+    servers.push(storage);
+    await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
+    const storageHost = `127.0.0.1:${(storage.address() as net.AddressInfo).port}`;
+    const front = http.createServer((req, res) => {
+      if (/\/blobs\/sha256:/.test(req.url ?? '') && req.headers.authorization) { res.writeHead(307, { location: `http://${storageHost}${req.url}` }); res.end(); return; }
+      forward(req, res, undefined);
+    });
+    servers.push(front);
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const frontHost = `127.0.0.1:${(front.address() as net.AddressInfo).port}`;
+    const { image } = await pullImage(store, `${frontHost}/private/busybox:v1`, {}, { auth: { username: reg.user, password: reg.password } });
+    expect(image.layers).toHaveLength(3);
+    expect(seenByStorage.length).toBe(4); // config + 3 layers
+    expect(seenByStorage.every((a) => a === undefined)).toBe(true);
+  });
+
   it('downloads layers concurrently', async () => {
     const reg = await registry();
     await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
