@@ -3,7 +3,7 @@
  * Layouts follow the kernel's uapi headers (linux/netlink.h, rtnetlink.h, if_link.h,
  * neighbour.h, pkt_sched.h, netfilter/nfnetlink_conntrack.h).
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 
 export const NLM_F = {
   REQUEST: 0x1,
@@ -31,6 +31,7 @@ const NLA_TYPE_MASK = 0x3fff;
 
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
+export const AF_INET6 = 10;
 export const AF_BRIDGE = 7;
 
 /** A netlink attribute to encode: a raw payload or nested attributes. */
@@ -213,4 +214,64 @@ export function intToIp(n: number): string {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n >>> 0);
   return ipv4String(b);
+}
+
+// ---- IPv6 (and either family) ----
+
+export function ipv6Bytes(ip: string, field = 'address'): Buffer {
+  if (!isIPv6(ip) || ip.includes('%')) throw new TypeError(`${field}: expected an IPv6 address, got '${ip}'`);
+  let text = ip;
+  const out = Buffer.alloc(16);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) is two hextets.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = ipv4Bytes(v4[1]!);
+    text = `${text.slice(0, -v4[1]!.length)}${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** RFC 5952 text: lower case, no leading zeros, the longest run (>= 2) of zero groups as '::'. */
+export function ipv6String(b: Buffer): string {
+  const g = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+/** Address bytes and family of an IPv4 or IPv6 address. */
+export function ipBytes(ip: string, field = 'address'): { family: number; bytes: Buffer } {
+  if (isIPv4(ip)) return { family: AF_INET, bytes: ipv4Bytes(ip, field) };
+  if (isIPv6(ip)) return { family: AF_INET6, bytes: ipv6Bytes(ip, field) };
+  throw new TypeError(`${field}: expected an IPv4 or IPv6 address, got '${ip}'`);
+}
+
+export function ipString(b: Buffer): string {
+  return b.length === 16 ? ipv6String(b) : ipv4String(b);
+}
+
+/** "10.1.2.3/24" or "2001:db8::1/64": address, prefix length, family and bytes. */
+export function parseIpCidr(cidr: string, field = 'cidr'): { ip: string; prefix: number; family: number; bytes: Buffer } {
+  const i = cidr.lastIndexOf('/');
+  const ip = i < 0 ? '' : cidr.slice(0, i);
+  const len = i < 0 ? '' : cidr.slice(i + 1);
+  const fam = isIPv4(ip) ? AF_INET : isIPv6(ip) ? AF_INET6 : 0;
+  if (!fam || !/^\d{1,3}$/.test(len) || Number(len) > (fam === AF_INET ? 32 : 128)) {
+    throw new TypeError(`${field}: expected a CIDR like 10.88.0.0/16 or 2001:db8::/64, got '${cidr}'`);
+  }
+  return { ip, prefix: Number(len), family: fam, bytes: ipBytes(ip, field).bytes };
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { Conntrack, encodeMessage, Netns, NLM_F, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
+import { Conntrack, encodeMessage, ipBytes, ipString, Netns, NLM_F, parseIpCidr, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
 
 const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
 const ipJson = (ns: string, ...args: string[]): any[] => JSON.parse(sh('ip', ['-n', ns, '-j', ...args]) || '[]');
@@ -146,6 +146,29 @@ describe('netlink on the real kernel', () => {
     expect(sh('ip', ['-n', ns, 'route', 'show', '10.76.7.0/24'])).toMatch(/via/);
   });
 
+  it('does IPv6 addresses, routes and neighbours too', async () => {
+    const ns = mkns();
+    const { rt } = open(ns);
+    const br = await rt.addBridge('br6');
+    await rt.setLink(br.index, { up: true });
+    await rt.addAddress(br.index, '2001:db8:5::1/64', { nodad: true });
+    expect(await rt.addresses(br.index, 6)).toEqual(expect.arrayContaining([expect.objectContaining({ ip: '2001:db8:5::1', prefix: 64 })]));
+    expect(ipJson(ns, '-6', 'addr', 'show', 'br6')[0].addr_info.map((x: { local: string }) => x.local)).toContain('2001:db8:5::1');
+    await rt.addRoute({ dst: '2001:db8:6::/48', gw: '2001:db8:5::2' });
+    await rt.addRoute({ dst: 'default', gw: '2001:db8:5::3' });
+    const mine = (await rt.routes(undefined, 6)).filter((r) => r.protocol === RTPROT_BERTH).map((r) => `${r.dst} via ${r.gw}`).sort();
+    expect(mine).toEqual(['2001:db8:6::/48 via 2001:db8:5::2', 'default via 2001:db8:5::3']);
+    expect(sh('ip', ['-n', ns, '-6', 'route', 'show', '2001:db8:6::/48'])).toMatch(/via 2001:db8:5::2/);
+    await expect(rt.addRoute({ dst: '2001:db8:7::/48', gw: '10.0.0.1' })).rejects.toThrow(/route gw: 10.0.0.1 is not of the family of 2001:db8:7::\/48/);
+    await rt.addNeighbour({ ifindex: br.index, ip: '2001:db8:5::7', mac: '02:00:00:00:00:07' });
+    expect((await rt.neighbours({ family: 6 })).find((n) => n.ip === '2001:db8:5::7')?.mac).toBe('02:00:00:00:00:07');
+    expect(await rt.deleteNeighbour({ ifindex: br.index, ip: '2001:db8:5::7' })).toBe(true);
+    expect(await rt.deleteRoute({ dst: '2001:db8:6::/48' })).toBe(true);
+    expect(await rt.deleteRoute({ dst: 'default', family: 6 })).toBe(true);
+    expect(await rt.deleteAddress(br.index, '2001:db8:5::1/64')).toBe(true);
+    expect((await rt.addresses(br.index, 6)).map((a) => a.ip)).not.toContain('2001:db8:5::1');
+  });
+
   it('reads and writes sysctls of the namespace, not of the host', () => {
     const ns = mkns();
     const { netns } = open(ns);
@@ -199,6 +222,20 @@ describe('netlink on the real kernel', () => {
 });
 
 describe('netlink encoding (recording transport)', () => {
+  it.each([
+    ['::', '::'], ['::1', '::1'], ['2001:db8::', '2001:db8::'], ['2001:0db8:0000:0000:0001:0000:0000:0001', '2001:db8::1:0:0:1'],
+    ['fe80::a:b', 'fe80::a:b'], ['::ffff:10.1.2.3', '::ffff:a01:203'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['1:0:0:2::3', '1:0:0:2::3'], ['1:0:0:2:0:0:3:4', '1::2:0:0:3:4'],
+  ])('round-trips IPv6 %s as %s', (input, text) => {
+    expect(ipString(ipBytes(input).bytes)).toBe(text);
+    expect(ipBytes(text).bytes).toEqual(ipBytes(input).bytes);
+  });
+
+  it('rejects malformed CIDRs naming the field', () => {
+    expect(() => parseIpCidr('2001:db8::/129', 'dst')).toThrow(/dst: expected a CIDR/);
+    expect(() => parseIpCidr('10.0.0.0', 'dst')).toThrow(/dst: expected a CIDR/);
+    expect(parseIpCidr('2001:db8::/32')).toMatchObject({ prefix: 32, family: 10 });
+  });
+
   it('frames messages the way the kernel reads them', () => {
     const m = encodeMessage(RTM.GETLINK, NLM_F.DUMP, 7, Buffer.alloc(16), [[3, Buffer.from('eth0\0')]]);
     expect(m.readUInt32LE(0)).toBe(m.length);
@@ -219,6 +256,6 @@ describe('netlink encoding (recording transport)', () => {
     expect(def!.header[6]).toBe(0);
     expect(def!.header.readUInt32LE(8)).toBe(4);
     expect(def!.flags & NLM_F.EXCL).toBe(NLM_F.EXCL);
-    await expect(rt.addRoute({ dst: '10.0.0.0/33' })).rejects.toThrow(/route dst: expected an IPv4 CIDR/);
+    await expect(rt.addRoute({ dst: '10.0.0.0/33' })).rejects.toThrow(/route dst: expected a CIDR/);
   });
 });

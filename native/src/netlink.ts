@@ -12,7 +12,7 @@
 import { SyscallError } from './errors';
 import { binding } from './loader';
 import {
-  AF_BRIDGE, AF_INET, type Attr, NLM_F, RTM, be16, cstr, encodeAttrs, encodeMessage, ifaddrmsg, ifinfomsg,
+  AF_BRIDGE, AF_INET, AF_INET6, ipBytes, ipString, parseIpCidr, type Attr, NLM_F, RTM, be16, cstr, encodeAttrs, encodeMessage, ifaddrmsg, ifinfomsg,
   ipv4Bytes, ipv4String, listAttrs, macBytes, macString, ndmsg, nfgenmsg, parseAttrs, parseCidr, parseMessages,
   rtmsg, tcmsg, u32, u64, u8, type Message,
 } from './netlink-codec';
@@ -216,8 +216,10 @@ export interface Neighbour { ifindex: number; ip: string; mac?: string; state: n
 export interface Qdisc { ifindex: number; kind: string; handle: number; parent: number }
 
 export interface RouteSpec {
-  /** 'default' or CIDR ('10.1.0.0/24', '10.1.0.5/32'). */
+  /** 'default' or a CIDR ('10.1.0.0/24', '10.1.0.5/32', '2001:db8::/64', '::/0'). */
   dst: string;
+  /** Family of a 'default' route without gateway (default 4; a gateway decides otherwise). */
+  family?: 4 | 6;
   gw?: string;
   /** Output interface index. */
   oif?: number;
@@ -249,10 +251,13 @@ function parseLink(m: Message): Link {
   };
 }
 
-function dstOf(spec: { dst: string }, field: string): { ip: Buffer | null; len: number } {
-  if (spec.dst === 'default' || spec.dst === '0.0.0.0/0') return { ip: null, len: 0 };
-  const { ip, prefix } = parseCidr(spec.dst, field);
-  return { ip: ipv4Bytes(ip), len: prefix };
+function dstOf(spec: { dst: string; gw?: string; family?: 4 | 6 }, field: string): { ip: Buffer | null; len: number; family: number } {
+  if (spec.dst === 'default' || spec.dst === '0.0.0.0/0' || spec.dst === '::/0') {
+    const v6 = spec.dst === '::/0' || spec.family === 6 || (spec.gw !== undefined && spec.gw.includes(':'));
+    return { ip: null, len: 0, family: v6 ? AF_INET6 : AF_INET };
+  }
+  const { prefix, family, bytes } = parseIpCidr(spec.dst, field);
+  return { ip: bytes, len: prefix, family };
 }
 
 function isNoEnt(err: unknown): boolean {
@@ -391,23 +396,25 @@ export class Rtnl {
 
   // -- addresses --
 
-  async addAddress(index: number, cidr: string, o: { replace?: boolean } = {}): Promise<void> {
-    const { ip, prefix } = parseCidr(cidr, 'address');
-    const attrs: Attr[] = [[IFA.LOCAL, ipv4Bytes(ip)], [IFA.ADDRESS, ipv4Bytes(ip)]];
-    if (prefix < 31) {
+  /** Adds an IPv4 or IPv6 address; IPv6 ones skip duplicate address detection with `nodad`. */
+  async addAddress(index: number, cidr: string, o: { replace?: boolean; nodad?: boolean } = {}): Promise<void> {
+    const { ip, prefix, family, bytes } = parseIpCidr(cidr, 'address');
+    const attrs: Attr[] = family === AF_INET ? [[IFA.LOCAL, bytes], [IFA.ADDRESS, bytes]] : [[IFA.ADDRESS, bytes]];
+    if (family === AF_INET && prefix < 31) {
       const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
       const bcast = Buffer.alloc(4);
       bcast.writeUInt32BE(((ipv4Bytes(ip).readUInt32BE(0) & mask) | (~mask >>> 0)) >>> 0);
       attrs.push([IFA.BROADCAST, bcast]);
     }
     const flags = NLM_F.CREATE | (o.replace ? NLM_F.REPLACE : NLM_F.EXCL);
-    await this.transport.request(RTM.NEWADDR, flags, ifaddrmsg({ family: AF_INET, prefixlen: prefix, index }), attrs, `add address ${cidr} to ${index}`);
+    const ifaFlags = o.nodad && family === AF_INET6 ? 0x02 /* IFA_F_NODAD */ : 0;
+    await this.transport.request(RTM.NEWADDR, flags, ifaddrmsg({ family, prefixlen: prefix, index, flags: ifaFlags }), attrs, `add address ${cidr} to ${index}`);
   }
 
   async deleteAddress(index: number, cidr: string): Promise<boolean> {
-    const { ip, prefix } = parseCidr(cidr, 'address');
+    const { prefix, family, bytes } = parseIpCidr(cidr, 'address');
     try {
-      await this.transport.request(RTM.DELADDR, 0, ifaddrmsg({ family: AF_INET, prefixlen: prefix, index }), [[IFA.LOCAL, ipv4Bytes(ip)]], `delete address ${cidr}`);
+      await this.transport.request(RTM.DELADDR, 0, ifaddrmsg({ family, prefixlen: prefix, index }), [[family === AF_INET ? IFA.LOCAL : IFA.ADDRESS, bytes]], `delete address ${cidr}`);
       return true;
     } catch (err) {
       if (isNoEnt(err)) return false;
@@ -415,16 +422,18 @@ export class Rtnl {
     }
   }
 
-  async addresses(index?: number): Promise<Address[]> {
-    const msgs = await this.transport.request(RTM.GETADDR, NLM_F.DUMP, ifaddrmsg({ family: AF_INET, prefixlen: 0, index: 0 }), [], 'list addresses');
+  /** Addresses of one family (4 by default), optionally of one interface. */
+  async addresses(index?: number, family: 4 | 6 = 4): Promise<Address[]> {
+    const af = family === 6 ? AF_INET6 : AF_INET;
+    const msgs = await this.transport.request(RTM.GETADDR, NLM_F.DUMP, ifaddrmsg({ family: af, prefixlen: 0, index: 0 }), [], 'list addresses');
     const out: Address[] = [];
     for (const m of msgs) {
-      if (m.type !== RTM.NEWADDR || m.payload[0] !== AF_INET) continue;
+      if (m.type !== RTM.NEWADDR || m.payload[0] !== af) continue;
       const a = parseAttrs(m.payload, 8);
       const local = a.get(IFA.LOCAL) ?? a.get(IFA.ADDRESS);
       const idx = m.payload.readUInt32LE(4);
       if (!local || (index !== undefined && idx !== index)) continue;
-      out.push({ index: idx, ip: ipv4String(local), prefix: m.payload[1]!, scope: m.payload[3]! });
+      out.push({ index: idx, ip: ipString(local), prefix: m.payload[1]!, scope: m.payload[3]! });
     }
     return out;
   }
@@ -432,18 +441,22 @@ export class Rtnl {
   // -- routes --
 
   private routeMessage(r: RouteSpec, forDelete: boolean): { hdr: Buffer; attrs: Attr[] } {
-    const { ip, len } = dstOf(r, 'route dst');
+    const { ip, len, family } = dstOf(r, 'route dst');
     const table = r.table ?? RT_TABLE_MAIN;
     const scope = r.scope ? RT_SCOPE[r.scope] : r.gw ? RT_SCOPE.universe : RT_SCOPE.link;
     const hdr = rtmsg({
-      family: AF_INET, dstLen: len, table: table > 255 ? 0 : table, protocol: forDelete ? 0 : r.protocol ?? RTPROT_BERTH,
+      family, dstLen: len, table: table > 255 ? 0 : table, protocol: forDelete ? 0 : r.protocol ?? RTPROT_BERTH,
       scope: forDelete ? RT_SCOPE.nowhere : scope, type: forDelete ? 0 : RTN_UNICAST, flags: r.onlink ? RTNH_F_ONLINK : 0,
     });
     const attrs: Attr[] = [];
     if (ip) attrs.push([RTA.DST, ip]);
-    if (r.gw) attrs.push([RTA.GATEWAY, ipv4Bytes(r.gw, 'route gw')]);
+    if (r.gw) {
+      const gw = ipBytes(r.gw, 'route gw');
+      if (gw.family !== family) throw new TypeError(`route gw: ${r.gw} is not of the family of ${r.dst}`);
+      attrs.push([RTA.GATEWAY, gw.bytes]);
+    }
     if (r.oif) attrs.push([RTA.OIF, u32(r.oif)]);
-    if (r.prefsrc) attrs.push([RTA.PREFSRC, ipv4Bytes(r.prefsrc, 'route prefsrc')]);
+    if (r.prefsrc) attrs.push([RTA.PREFSRC, ipBytes(r.prefsrc, 'route prefsrc').bytes]);
     if (r.metric !== undefined) attrs.push([RTA.PRIORITY, u32(r.metric)]);
     if (table > 255) attrs.push([RTA.TABLE, u32(table)]);
     return { hdr, attrs };
@@ -465,27 +478,28 @@ export class Rtnl {
     }
   }
 
-  /** IPv4 routes of `table` (default main; 0 = every table). */
-  async routes(table = RT_TABLE_MAIN): Promise<Route[]> {
-    const msgs = await this.transport.request(RTM.GETROUTE, NLM_F.DUMP, rtmsg({ family: AF_INET }), [], 'list routes');
+  /** Routes of one family (4 by default) in `table` (default main; 0 = every table). */
+  async routes(table = RT_TABLE_MAIN, family: 4 | 6 = 4): Promise<Route[]> {
+    const af = family === 6 ? AF_INET6 : AF_INET;
+    const msgs = await this.transport.request(RTM.GETROUTE, NLM_F.DUMP, rtmsg({ family: af }), [], 'list routes');
     const out: Route[] = [];
     for (const m of msgs) {
-      if (m.type !== RTM.NEWROUTE) continue;
+      if (m.type !== RTM.NEWROUTE || m.payload[0] !== af) continue;
       const p = m.payload;
       const a = parseAttrs(p, 12);
       const t = a.get(RTA.TABLE)?.readUInt32LE(0) ?? p[4]!;
       if (table !== 0 && t !== table) continue;
       const dst = a.get(RTA.DST);
       const route: Route = {
-        dst: p[1] === 0 ? 'default' : `${dst ? ipv4String(dst) : '0.0.0.0'}/${p[1]}`,
+        dst: p[1] === 0 ? 'default' : `${dst ? ipString(dst) : af === AF_INET ? '0.0.0.0' : '::'}/${p[1]}`,
         table: t, protocol: p[5]!, scope: p[6]!, onlink: (p.readUInt32LE(8) & RTNH_F_ONLINK) !== 0,
       };
       const gw = a.get(RTA.GATEWAY);
-      if (gw) route.gw = ipv4String(gw);
+      if (gw) route.gw = ipString(gw);
       const oif = a.get(RTA.OIF);
       if (oif) route.oif = oif.readUInt32LE(0);
       const src = a.get(RTA.PREFSRC);
-      if (src) route.prefsrc = ipv4String(src);
+      if (src) route.prefsrc = ipString(src);
       const prio = a.get(RTA.PRIORITY);
       if (prio) route.metric = prio.readUInt32LE(0);
       out.push(route);
@@ -495,18 +509,20 @@ export class Rtnl {
 
   // -- neighbours --
 
-  /** A permanent ARP entry, or (proxy: true) a proxy-ARP entry for `ip` on `ifindex`. */
+  /** A permanent ARP/NDP entry, or (proxy: true) a proxy-ARP / proxy-NDP entry for `ip` on `ifindex`. */
   async addNeighbour(n: { ifindex: number; ip: string; mac?: string; proxy?: boolean }): Promise<void> {
-    const attrs: Attr[] = [[NDA.DST, ipv4Bytes(n.ip, 'neighbour ip')]];
+    const dst = ipBytes(n.ip, 'neighbour ip');
+    const attrs: Attr[] = [[NDA.DST, dst.bytes]];
     if (n.mac) attrs.push([NDA.LLADDR, macBytes(n.mac, 'neighbour mac')]);
     else if (!n.proxy) throw new TypeError('neighbour mac: required for a non-proxy entry');
-    const hdr = ndmsg({ family: AF_INET, ifindex: n.ifindex, state: NUD_PERMANENT, flags: n.proxy ? NTF_PROXY : 0 });
+    const hdr = ndmsg({ family: dst.family, ifindex: n.ifindex, state: NUD_PERMANENT, flags: n.proxy ? NTF_PROXY : 0 });
     await this.transport.request(RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.REPLACE, hdr, attrs, `add neighbour ${n.ip}`);
   }
 
   async deleteNeighbour(n: { ifindex: number; ip: string; proxy?: boolean }): Promise<boolean> {
     try {
-      await this.transport.request(RTM.DELNEIGH, 0, ndmsg({ family: AF_INET, ifindex: n.ifindex, flags: n.proxy ? NTF_PROXY : 0 }), [[NDA.DST, ipv4Bytes(n.ip, 'neighbour ip')]], `delete neighbour ${n.ip}`);
+      const dst = ipBytes(n.ip, 'neighbour ip');
+      await this.transport.request(RTM.DELNEIGH, 0, ndmsg({ family: dst.family, ifindex: n.ifindex, flags: n.proxy ? NTF_PROXY : 0 }), [[NDA.DST, dst.bytes]], `delete neighbour ${n.ip}`);
       return true;
     } catch (err) {
       if (isNoEnt(err)) return false;
@@ -514,19 +530,20 @@ export class Rtnl {
     }
   }
 
-  /** IPv4 neighbours; `proxy` lists the proxy-ARP entries instead. */
-  async neighbours(o: { proxy?: boolean } = {}): Promise<Neighbour[]> {
-    const msgs = await this.transport.request(RTM.GETNEIGH, NLM_F.DUMP, ndmsg({ family: AF_INET, ifindex: 0, flags: o.proxy ? NTF_PROXY : 0 }), [], 'list neighbours');
+  /** Neighbours of one family (4 by default); `proxy` lists the proxy entries instead. */
+  async neighbours(o: { proxy?: boolean; family?: 4 | 6 } = {}): Promise<Neighbour[]> {
+    const af = o.family === 6 ? AF_INET6 : AF_INET;
+    const msgs = await this.transport.request(RTM.GETNEIGH, NLM_F.DUMP, ndmsg({ family: af, ifindex: 0, flags: o.proxy ? NTF_PROXY : 0 }), [], 'list neighbours');
     const out: Neighbour[] = [];
     for (const m of msgs) {
-      if (m.type !== RTM.NEWNEIGH || m.payload[0] !== AF_INET) continue;
+      if (m.type !== RTM.NEWNEIGH || m.payload[0] !== af) continue;
       const a = parseAttrs(m.payload, 12);
       const dst = a.get(NDA.DST);
       if (!dst) continue;
       const proxy = (m.payload[10]! & NTF_PROXY) !== 0;
       if (proxy !== (o.proxy ?? false)) continue;
       const ll = a.get(NDA.LLADDR);
-      out.push({ ifindex: m.payload.readInt32LE(4), ip: ipv4String(dst), state: m.payload.readUInt16LE(8), proxy, ...(ll ? { mac: macString(ll) } : {}) });
+      out.push({ ifindex: m.payload.readInt32LE(4), ip: ipString(dst), state: m.payload.readUInt16LE(8), proxy, ...(ll ? { mac: macString(ll) } : {}) });
     }
     return out;
   }
