@@ -1302,6 +1302,21 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// reapZombie(pid): reaps exactly that child if it is a zombie (WNOHANG); true if reaped. For
+// orphans reparented to a subreaper daemon; never a wait on "any child", which would steal the
+// exit status of children that others (libuv, the pidfd watches) wait for.
+Napi::Value ReapZombie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  int rc = ::waitid(P_PID, static_cast<id_t>(info[0].As<Napi::Number>().Int32Value()), &si, WEXITED | WNOHANG);
+  if (rc != 0) {
+    if (errno == ECHILD) return Napi::Boolean::New(env, false);
+    return ThrowSyscallError(env, errno, "waitid");
+  }
+  return Napi::Boolean::New(env, si.si_pid != 0);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   ::close(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -1314,6 +1329,7 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper, "setChildSubreaper"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("reapZombie", Napi::Function::New(env, ReapZombie, "reapZombie"));
 }
 
 ModuleRegistrar registrar(InitContainer);

@@ -98,6 +98,8 @@ export interface ContainerSyscalls {
   pidfdOpen(pid: number): number;
   setChildSubreaper(): void;
   closeFd(fd: number): void;
+  /** Reaps this one child if it is a zombie; true if it was reaped. */
+  reapZombie(pid: number): boolean;
 }
 
 interface ContainerBinding {
@@ -107,6 +109,7 @@ interface ContainerBinding {
   pidfdOpen(pid: number): number;
   setChildSubreaper(): void;
   closeFd(fd: number): void;
+  reapZombie(pid: number): boolean;
 }
 
 const raw = (): ContainerBinding => binding() as unknown as ContainerBinding;
@@ -164,6 +167,10 @@ export const containerSyscalls: ContainerSyscalls = {
   pidfdOpen: (pid) => raw().pidfdOpen(pid),
   setChildSubreaper: () => raw().setChildSubreaper(),
   closeFd: (fd) => raw().closeFd(fd),
+  reapZombie(pid) {
+    if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`reapZombie pid must be a positive integer, got ${pid}`);
+    return raw().reapZombie(pid);
+  },
 };
 
 /** ContainerSyscalls for pure-logic tests: records every plan; containers "exit 0" when told. */
@@ -203,4 +210,7 @@ export class RecordingContainerFake implements ContainerSyscalls {
   }
   setChildSubreaper(): void {}
   closeFd(): void {}
+  reapZombie(): boolean {
+    return false;
+  }
 }

@@ -6,7 +6,11 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { containerSyscalls } from '@berth/native';
+
+import { hookPids } from './hooks';
 import { ConfigError, loadSpec, type Spec } from './oci/config';
+import { OrphanReaper } from './reaper';
 import { Runtime, type RuntimeOptions } from './runtime';
 import { RuntimeError } from './state';
 
@@ -64,11 +68,18 @@ export class ContainerManager {
   readonly events = new EventEmitter();
   private readonly records = new Map<string, ContainerRecord>();
   private readonly devNull: number;
+  private readonly reaper: OrphanReaper;
 
   constructor(opts: RuntimeOptions) {
     this.rt = new Runtime(opts);
     this.devNull = fs.openSync('/dev/null', 'r+');
     this.events.setMaxListeners(0);
+    this.reaper = new OrphanReaper(opts.syscalls ?? containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids]));
+  }
+
+  /** Reap orphans reparented to this (subreaper) process. */
+  startReaper(): void {
+    this.reaper.start();
   }
 
   private emit(kind: ContainerEventKind, r: ContainerRecord): void {
@@ -166,6 +177,7 @@ export class ContainerManager {
   }
 
   async close(): Promise<void> {
+    this.reaper.stop();
     for (const id of [...this.records.keys()]) await this.remove(id).catch(() => undefined);
     fs.closeSync(this.devNull);
   }

@@ -6,12 +6,16 @@ import { spawn } from 'node:child_process';
 import type { Hook } from './oci/config';
 import type { OciState } from './state';
 
+/** Pids of running hook processes: child_process children, reaped by libuv, not by the OrphanReaper. */
+export const hookPids = new Set<number>();
+
 export async function runHook(hook: Hook, state: OciState, name: string): Promise<void> {
   const args = hook.args ?? [hook.path];
   await new Promise<void>((resolve, reject) => {
     const child = spawn(hook.path, args.slice(1), { argv0: args[0], env: Object.fromEntries((hook.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])), stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
+    if (child.pid !== undefined) hookPids.add(child.pid);
     if (hook.timeout !== undefined) {
       if (hook.timeout <= 0) return reject(new Error(`${name} hook ${hook.path}: timeout must be positive`));
       timer = setTimeout(() => {
@@ -28,6 +32,7 @@ export async function runHook(hook: Hook, state: OciState, name: string): Promis
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) hookPids.delete(child.pid);
       if (code === 0) resolve();
       else reject(new Error(`${name} hook ${hook.path} failed: ${code !== null ? `exit status ${code}` : `signal ${signal}`}${stderr !== '' ? `: ${stderr.trim()}` : ''}`));
     });

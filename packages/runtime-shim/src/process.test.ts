@@ -75,6 +75,37 @@ describe('berth-runtime-shim process', () => {
     }
   });
 
+  it('reaps orphans of a container without its own pid namespace (the daemon is their subreaper)', async () => {
+    const sock = path.join(dir, 'run', 'runtime-shim.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    // sh exits at once; its two sleeps are orphaned to the daemon and die 0.3 s later
+    const bundle = makeBundle(['sh', '-c', 'sleep 0.3 & sleep 0.3 & exit 0'], (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'pid');
+    });
+    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    const daemon = svc.proc.pid!;
+    const children = (): string[] => fs.readdirSync(`/proc/${daemon}/task`).flatMap((t) => fs.readFileSync(`/proc/${daemon}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+    try {
+      const { containerId } = await call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'orphans' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }));
+      await call(client.startContainer, { containerId });
+      await new Promise((r) => setTimeout(r, 150));
+      expect(children().length).toBeGreaterThanOrEqual(2); // the orphaned sleeps are the daemon's now
+      let left = children();
+      for (let i = 0; i < 100 && left.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        left = children();
+      }
+      expect(left).toEqual([]); // no zombie left behind
+      await call(client.removeContainer, { containerId });
+    } finally {
+      client.close();
+      bundle.remove();
+    }
+  });
+
   it('uses BERTH_RUN_DIR for its default socket', async () => {
     const runDir = path.join(dir, 'run');
     svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state')], { ...process.env, BERTH_RUN_DIR: runDir });

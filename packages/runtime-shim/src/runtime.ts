@@ -107,6 +107,8 @@ export class Runtime {
   private readonly warn: (msg: string) => void;
   /** Exit promises of the containers this process created (their parent is us). */
   private readonly exits = new Map<string, Created['exited']>();
+  /** Pids of our children that a pidfd watch reaps (container inits, execs). */
+  readonly ownPids = new Set<number>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -196,7 +198,12 @@ export class Runtime {
       }
       const watchFd = pidfd;
       pidfd = -1;
-      const exited = this.sys.watchExit(watchFd).then((e) => ({ ...e, oomKilled: cg.stats().memory.oomKills > 0 }));
+      const initPid = pid;
+      this.ownPids.add(initPid);
+      const exited = this.sys.watchExit(watchFd).then((e) => {
+        this.ownPids.delete(initPid);
+        return { ...e, oomKilled: cg.stats().memory.oomKills > 0 };
+      });
       exited.catch(() => undefined);
       this.exits.set(id, exited);
       return { state, exited };
@@ -388,8 +395,9 @@ export class Runtime {
     try {
       if (pidStartTime(s.pid)?.start !== s.pidStartTime) throw new RuntimeError('container not running');
       const { pid, pidfd } = await this.sys.spawnContainer(plan);
+      this.ownPids.add(pid);
       if (o.pidFile !== undefined) fs.writeFileSync(o.pidFile, String(pid));
-      return { pid, exited: this.sys.watchExit(pidfd) };
+      return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };
     } finally {
       for (const fd of compiled.fds) fs.closeSync(fd);
     }

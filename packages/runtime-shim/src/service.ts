@@ -154,6 +154,7 @@ export const spec: ServiceSpec<{}> = {
     // Orphans of our containers (double-forked daemons) are reparented to us and reaped.
     containerSyscalls.setChildSubreaper();
     const mgr = new ContainerManager({ root: path.join(ctx.config.stateDir, 'containers') });
+    mgr.startReaper();
     return {
       services: [
         { definition: runtime.RuntimeServiceService, implementation: runtimeService(mgr) },

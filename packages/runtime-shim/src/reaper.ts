@@ -1,0 +1,68 @@
+// OrphanReaper: the daemon is a child subreaper, so processes orphaned inside containers that
+// share its pid namespace are reparented to it; this reaps them when they die. Driven by
+// SIGCHLD, it reaps only zombies that nobody else waits for: never a container init or exec
+// (their pidfd watches reap them) and never a child of Node's child_process (libuv reaps those
+// by pid, and would lose the exit status).
+import * as fs from 'node:fs';
+
+import type { ContainerSyscalls } from '@berth/native';
+
+export class OrphanReaper {
+  private scheduled = false;
+  private readonly onSignal = (): void => {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.reap();
+    });
+  };
+
+  constructor(
+    private readonly sys: Pick<ContainerSyscalls, 'reapZombie'>,
+    /** Pids someone else waits for. */
+    private readonly owned: () => ReadonlySet<number>,
+  ) {}
+
+  start(): void {
+    process.on('SIGCHLD', this.onSignal);
+  }
+
+  stop(): void {
+    process.off('SIGCHLD', this.onSignal);
+  }
+
+  /** Children of this process (all threads), from /proc. */
+  static children(): number[] {
+    const out: number[] = [];
+    for (const tid of fs.readdirSync('/proc/self/task')) {
+      try {
+        for (const p of fs.readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (p !== '') out.push(Number(p));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return out;
+  }
+
+  /** Reaps the orphaned zombies now; returns their pids. */
+  reap(): number[] {
+    const owned = this.owned();
+    const reaped: number[] = [];
+    for (const pid of OrphanReaper.children()) {
+      if (owned.has(pid)) continue;
+      let stat: string;
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z') continue;
+      // An unknown zombie: either an orphan, or a child_process child whose pid we were not
+      // told about. Only orphans have been reparented: their start time predates nothing we
+      // can check, so child_process children are registered in `owned` by their spawners.
+      if (this.sys.reapZombie(pid)) reaped.push(pid);
+    }
+    return reaped;
+  }
+}
