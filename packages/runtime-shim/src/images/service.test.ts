@@ -3,6 +3,8 @@
 // right status codes and nothing left registered.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -111,6 +113,39 @@ describe('ImageService over gRPC', () => {
     const st = await callUnary(client.imageStatus.bind(client), runtime.ImageStatusRequest.fromPartial({ image: { image: `${reg.host}/berth/busybox:v1` } }));
     expect(st.image?.id).toBe(done[0].done!.imageId);
     expect(st.image?.repoDigests).toEqual([done[0].done!.imageRef]);
+  });
+
+  it('a cancelled pull registers nothing and the next pull completes', async () => {
+    reg = await startRegistry();
+    await skopeoPush(layout, 'v1', reg, 'berth/busybox:v1');
+    // Blobs come through a proxy that holds them for a second: the pull cannot finish before the cancel lands.
+    const registryHost = reg.host;
+    const slow = http.createServer((req, res) => {
+      setTimeout(() => {
+        const up = http.request({ host: '127.0.0.1', port: Number(registryHost.split(':')[1]), path: req.url, method: req.method, headers: { ...req.headers, host: registryHost } }, (ur) => { res.writeHead(ur.statusCode ?? 500, ur.headers); ur.pipe(res); });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      }, /\/blobs\//.test(req.url ?? '') ? 1000 : 0);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const ref = `127.0.0.1:${(slow.address() as net.AddressInfo).port}/berth/busybox:v1`;
+    try {
+      const cancelled = await new Promise<string>((resolve) => {
+        const s = client.pullImage(runtime.PullImageRequest.fromPartial({ image: { image: ref } }));
+        s.once('data', () => s.cancel());
+        s.on('error', (e: { code: number }) => resolve(e.code === status.CANCELLED ? 'cancelled' : `error ${e.code}`));
+        s.on('end', () => resolve('finished'));
+      });
+      expect(cancelled).toBe('cancelled');
+      // Longer than the blobs are held: had the cancel not stopped the pull, it would be registered by now.
+      await new Promise((r) => setTimeout(r, 1800));
+      expect((await callUnary(client.listImages.bind(client), runtime.ListImagesRequest.fromPartial({}))).images).toEqual([]);
+      const frames = await pull({ image: { image: ref } });
+      expect(frames[frames.length - 1].done?.imageRef).toContain(ref.split('/')[0]);
+    } finally {
+      slow.closeAllConnections();
+      await new Promise((r) => slow.close(r));
+    }
   });
 
   it('answers bad input with INVALID_ARGUMENT / NOT_FOUND and registers nothing', async () => {
