@@ -31,3 +31,4 @@ export * from './store-adapter';
 export * from './network';
 export * from './node-status';
 export * from './eviction-manager';
+export * from './runtime-view';

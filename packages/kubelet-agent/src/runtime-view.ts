@@ -1,0 +1,60 @@
+// How the agent reads the runtime: the generated RuntimeService client behind the PodRuntime
+// seam, container statuses turned into ObservedContainer (µs → ms, state, reason), and the
+// runtime's event stream turned into the sync loop's RuntimeEvents (the PLEG equivalent), with
+// the pod found through the labels the agent puts on every container.
+import { runtime } from '@berth/api';
+import type { ObservedContainer } from './pod-actions';
+import { promisify, type PodRuntime } from './seams';
+import type { RuntimeEvent } from './sync/sync-loop';
+
+/** Labels the agent sets on containers, as the kubelet does (so a restarted agent can adopt them). */
+export const POD_UID_LABEL = 'io.kubernetes.pod.uid';
+export const POD_NAME_LABEL = 'io.kubernetes.pod.name';
+export const POD_NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
+export const CONTAINER_NAME_LABEL = 'io.kubernetes.container.name';
+
+const STATE: Record<number, ObservedContainer['state']> = {
+  [runtime.ContainerState.CONTAINER_STATE_CREATED]: 'created',
+  [runtime.ContainerState.CONTAINER_STATE_RUNNING]: 'running',
+  [runtime.ContainerState.CONTAINER_STATE_EXITED]: 'exited',
+};
+
+export function observedFromStatus(s: runtime.ContainerStatus): ObservedContainer {
+  return {
+    name: s.labels[CONTAINER_NAME_LABEL] ?? s.metadata?.name ?? '',
+    id: s.id,
+    state: STATE[s.state as number] ?? 'unknown',
+    exitCode: s.exitCode,
+    startedAt: Math.floor(Number(s.startedAtUs) / 1000),
+    finishedAt: Math.floor(Number(s.finishedAtUs) / 1000),
+    reason: s.reason,
+    attempt: s.metadata?.attempt ?? 0,
+  };
+}
+
+const EVENT: Record<number, RuntimeEvent['type'] | undefined> = {
+  [runtime.ContainerEventType.CONTAINER_EVENT_TYPE_CREATED]: 'created',
+  [runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STARTED]: 'started',
+  [runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STOPPED]: 'exited',
+  [runtime.ContainerEventType.CONTAINER_EVENT_TYPE_OOM]: 'exited',
+  [runtime.ContainerEventType.CONTAINER_EVENT_TYPE_DELETED]: 'deleted',
+};
+
+/**
+ * Maps runtime events to pods. `podOf` resolves a container id to its pod uid (from the labels
+ * the agent set, cached from ListContainers); unknown containers are dropped.
+ */
+export async function* runtimeEvents(stream: AsyncIterable<runtime.ContainerEvent>, podOf: (containerId: string) => Promise<string | undefined>): AsyncGenerator<RuntimeEvent> {
+  for await (const e of stream) {
+    const type = EVENT[e.eventType as number];
+    if (!type) continue;
+    const podUid = await podOf(e.containerId);
+    if (podUid) yield { podUid, containerId: e.containerId, type };
+  }
+}
+
+export const RUNTIME_METHODS = ['runPodSandbox', 'stopPodSandbox', 'removePodSandbox', 'listPodSandbox', 'createContainer', 'startContainer', 'stopContainer', 'removeContainer', 'listContainers', 'containerStatus', 'execSync'] as const;
+
+export function runtimeSeam(client: unknown): PodRuntime {
+  return promisify<PodRuntime>(client as Record<string, unknown>, RUNTIME_METHODS);
+}

@@ -1,0 +1,116 @@
+// A crash loop on the real runtime: berth-runtime-shim runs a container (busybox `sh -c 'exit 1'`
+// from an OCI bundle whose config.json comes from `runc spec`) again and again as the agent's
+// restart decisions say, the STOPPED events come back through the agent's PLEG mapping, and the
+// restarts wait 0, 10, 20, 40, 80 s of (fake) time — CrashLoopBackOff in between, with the status
+// the agent would report.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runtime } from '@berth/api';
+import { createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CrashLoopBackoff } from './backoff';
+import { FakeClock } from './clock';
+import { computePodActions } from './pod-actions';
+import { CONTAINER_NAME_LABEL, POD_UID_LABEL, observedFromStatus, runtimeEvents, runtimeSeam } from './runtime-view';
+import { computePodStatus } from './status/compute';
+import { ResultChannel } from './probes/manager';
+import type { RuntimeEvent } from './sync/sync-loop';
+import { container, pod } from './testing/pods';
+
+const shimBin = path.resolve(__dirname, '..', '..', 'runtime-shim', 'dist', 'bin', 'berth-runtime-shim.js');
+let dir: string;
+let svc: ServiceProcess | undefined;
+let raw: (runtime.RuntimeServiceClient & { close(): void }) | undefined;
+
+/** An OCI bundle: busybox rootfs, config.json from `runc spec` (the peer's defaults), our args. */
+function makeBundle(parent: string, args: string[]): string {
+  const b = fs.mkdtempSync(path.join(parent, 'bundle-'));
+  fs.chmodSync(b, 0o755);
+  const bin = path.join(b, 'rootfs', 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  for (const d of ['proc', 'dev', 'sys', 'tmp']) fs.mkdirSync(path.join(b, 'rootfs', d));
+  fs.copyFileSync('/bin/busybox', path.join(bin, 'busybox'));
+  fs.chmodSync(path.join(bin, 'busybox'), 0o755);
+  fs.symlinkSync('busybox', path.join(bin, 'sh'));
+  execFileSync('runc', ['spec'], { cwd: b });
+  const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = args;
+  spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
+  fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
+  return b;
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-ka-rt-'));
+  const sock = path.join(dir, 'rt.sock');
+  svc = startServiceProcess(shimBin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--log-level', 'warn']);
+  expect(await waitServing(`unix://${sock}`, 30_000), svc.output()).toBe('SERVING');
+  raw = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` }) as typeof raw;
+}, 60_000);
+
+afterAll(async () => {
+  raw?.close();
+  await svc?.stop();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('crash loop on the real runtime-shim', () => {
+  it('restarts after 0, 10, 20, 40, 80 s with CrashLoopBackOff in between, seen through runtime events', async () => {
+    const rt = runtimeSeam(raw);
+    const bundle = makeBundle(dir, ['sh', '-c', 'exit 1']);
+    const p = pod([container('app')], { uid: 'crash-1', name: 'crashy' });
+    const clock = new FakeClock(Date.now());
+    const backoff = new CrashLoopBackoff(clock);
+    // The PLEG: runtime events mapped to pods through the labels the agent sets.
+    const stream = raw!.events(runtime.EventsRequest.fromPartial({}));
+    const labelsOf = new Map<string, string>();
+    const events = new ResultChannel<RuntimeEvent>();
+    const pump = (async () => { for await (const e of runtimeEvents(stream as AsyncIterable<runtime.ContainerEvent>, async (id) => labelsOf.get(id))) events.push(e); })().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100)); // the stream is registered
+    const made: string[] = [];
+    const restarts: number[] = [];
+    let last: ReturnType<typeof observedFromStatus> | undefined;
+    let sawBackoff = '';
+    try {
+      for (let loop = 0; loop < 400 && restarts.length < 5; loop++) {
+        const actions = computePodActions(p.spec!, { sandbox: { id: 'sb', ready: true, attempt: 0 }, containers: last ? [last] : [] }, { podUid: 'crash-1', backoff });
+        if (actions.start.includes('app')) {
+          if (last) restarts.push(clock.now() - last.finishedAt);
+          const attempt = last ? last.attempt + 1 : 0;
+          const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'app', attempt }, labels: { [POD_UID_LABEL]: 'crash-1', [CONTAINER_NAME_LABEL]: 'app' }, annotations: { 'berth.io/oci-bundle': bundle } } }));
+          labelsOf.set(containerId, 'crash-1');
+          made.push(containerId);
+          await rt.startContainer({ containerId });
+          // Wait for the PLEG to say it exited, then read its status from the runtime.
+          for (;;) {
+            const ev = (await events.next()).value as RuntimeEvent;
+            if (ev.containerId === containerId && ev.type === 'exited') break;
+          }
+          last = observedFromStatus((await rt.containerStatus({ containerId, verbose: false })).status!);
+          // The runtime's clock is real; the agent's is fake: restart timing is in agent time.
+          last = { ...last, finishedAt: clock.now() };
+          continue;
+        }
+        if (actions.backoff.length && !sawBackoff) {
+          sawBackoff = actions.backoff[0].message;
+          const st = computePodStatus({ pod: p, containers: new Map([['app', { current: last, image: 'busybox', ready: false, started: false, waiting: { reason: 'CrashLoopBackOff', message: sawBackoff } }]]), now: clock.now(), hostIPs: [], podIPs: [] });
+          expect(st.containerStatuses[0].state?.waiting?.reason).toBe('CrashLoopBackOff');
+          expect(st.containerStatuses[0].lastState?.terminated).toMatchObject({ exitCode: 1, reason: 'Error' });
+          expect(st.phase).toBe('Running');
+        }
+        await clock.advance(1000);
+      }
+      expect(restarts).toEqual([0, 10_000, 20_000, 40_000, 80_000]);
+      expect(last).toMatchObject({ name: 'app', state: 'exited', exitCode: 1, reason: 'Error', attempt: 5 });
+      expect(sawBackoff).toBe('back-off 10s restarting failed container=app');
+      expect((await rt.listContainers({})).containers.filter((c) => c.labels[POD_UID_LABEL] === 'crash-1')).toHaveLength(6);
+    } finally {
+      stream.cancel();
+      await pump;
+      for (const id of made) await rt.removeContainer({ containerId: id }).catch(() => undefined);
+    }
+  });
+});
