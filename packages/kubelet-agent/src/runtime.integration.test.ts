@@ -25,7 +25,7 @@ let svc: ServiceProcess | undefined;
 let raw: (runtime.RuntimeServiceClient & { close(): void }) | undefined;
 
 /** An OCI bundle: busybox rootfs, config.json from `runc spec` (the peer's defaults), our args. */
-function makeBundle(parent: string, args: string[]): string {
+function makeBundle(parent: string, args: string[], memoryLimit?: number): string {
   const b = fs.mkdtempSync(path.join(parent, 'bundle-'));
   fs.chmodSync(b, 0o755);
   const bin = path.join(b, 'rootfs', 'bin');
@@ -33,12 +33,13 @@ function makeBundle(parent: string, args: string[]): string {
   for (const d of ['proc', 'dev', 'sys', 'tmp']) fs.mkdirSync(path.join(b, 'rootfs', d));
   fs.copyFileSync('/bin/busybox', path.join(bin, 'busybox'));
   fs.chmodSync(path.join(bin, 'busybox'), 0o755);
-  fs.symlinkSync('busybox', path.join(bin, 'sh'));
+  for (const applet of ['sh', 'head', 'tr']) fs.symlinkSync('busybox', path.join(bin, applet));
   execFileSync('runc', ['spec'], { cwd: b });
   const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
   spec.process.terminal = false;
   spec.process.args = args;
   spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
+  if (memoryLimit) spec.linux.resources = { ...spec.linux.resources, memory: { limit: memoryLimit, swap: memoryLimit } };
   fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
   return b;
 }
@@ -111,6 +112,28 @@ describe('crash loop on the real runtime-shim', () => {
       stream.cancel();
       await pump;
       for (const id of made) await rt.removeContainer({ containerId: id }).catch(() => undefined);
+    }
+  });
+
+  it('a container killed by the kernel OOM killer is reported OOMKilled', async () => {
+    const rt = runtimeSeam(raw);
+    const bundle = makeBundle(dir, ['sh', '-c', 'a=$(head -c 134217728 /dev/zero | tr "\\0" x); echo survived'], 16 * 1024 * 1024);
+    const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'hog' }, labels: { [CONTAINER_NAME_LABEL]: 'hog' }, annotations: { 'berth.io/oci-bundle': bundle } } }));
+    try {
+      await rt.startContainer({ containerId });
+      let st = (await rt.containerStatus({ containerId, verbose: false })).status!;
+      for (let i = 0; i < 200 && st.state !== runtime.ContainerState.CONTAINER_STATE_EXITED; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        st = (await rt.containerStatus({ containerId, verbose: false })).status!;
+      }
+      const obs = observedFromStatus(st);
+      expect(obs).toMatchObject({ name: 'hog', state: 'exited', reason: 'OOMKilled', exitCode: 137 });
+      const p = pod([container('hog', { limits: { memory: '16Mi' } })], { uid: 'oom-1', name: 'oomy', spec: { restartPolicy: 'Never' } });
+      const status = computePodStatus({ pod: p, containers: new Map([['hog', { current: obs, image: 'busybox', ready: false, started: false }]]), now: Date.now(), hostIPs: [], podIPs: [] });
+      expect(status.phase).toBe('Failed');
+      expect(status.containerStatuses[0].state?.terminated).toMatchObject({ reason: 'OOMKilled', exitCode: 137, signal: 9 });
+    } finally {
+      await rt.removeContainer({ containerId }).catch(() => undefined);
     }
   });
 });
