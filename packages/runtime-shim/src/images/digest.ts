@@ -1,6 +1,6 @@
 // Digests ("sha256:<64 hex>") are the only names blobs have. Everything that comes from an image
 // or a registry is parsed here before it is used as part of a path.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '@berth/common';
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
@@ -25,10 +25,6 @@ export function hexOf(d: Digest): string {
 
 export function sha256(data: Buffer | string): Digest {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-export function digestOfHash(h: Hash): Digest {
-  return `sha256:${h.digest('hex')}`;
 }
 
 /** chainID per the OCI image spec: the identity of a stack of layers (diff ids), bottom first. */

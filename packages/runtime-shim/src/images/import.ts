@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/common';
-import { decompress } from './decompress';
+import { decompress, sniffCompression } from './decompress';
 import type { Digest } from './digest';
 import type { ImageRecord, ImageStore, ProgressFn } from './image-store';
 import { MT, parseManifestOrIndex, platformMatches, selectManifest, type ImageManifest } from './manifest';
@@ -182,15 +182,9 @@ async function registerAll(store: ImageStore, m: Members, opts: ImportOptions): 
 
 function layerType(store: ImageStore, d: Digest): string {
   const fd = fs.openSync(store.content.path(d), 'r');
-  try {
-    const head = Buffer.alloc(4);
-    fs.readSync(fd, head, 0, 4, 0);
-    if (head[0] === 0x1f && head[1] === 0x8b) return MT.ociLayerGzip;
-    if (head.readUInt32LE(0) === 0xfd2fb528) return MT.ociLayerZstd;
-    return MT.ociLayer;
-  } finally {
-    fs.closeSync(fd);
-  }
+  const head = Buffer.alloc(4);
+  try { fs.readSync(fd, head, 0, 4, 0); } finally { fs.closeSync(fd); }
+  return { gzip: MT.ociLayerGzip, zstd: MT.ociLayerZstd, none: MT.ociLayer }[sniffCompression(head)];
 }
 
 /** Imports the images of an archive streamed in `src`. */
