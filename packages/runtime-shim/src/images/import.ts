@@ -25,6 +25,8 @@ export interface ImportOptions {
 
 const SMALL = new Set(['index.json', 'oci-layout', 'manifest.json', 'repositories']);
 const MAX_SMALL = 4 * 1024 * 1024;
+// Every member becomes a blob until the import ends: bound them (an image has a few per layer).
+const MAX_MEMBERS = 100_000;
 
 interface Member { digest: Digest; size: number }
 
@@ -80,7 +82,9 @@ async function addMember(store: ImageStore, m: Members, name: string, body: Asyn
 
 async function readArchive(store: ImageStore, src: AsyncIterable<Buffer>, lease: (d: Iterable<Digest>) => void, onProgress?: ProgressFn): Promise<Members> {
   const m = new Members();
+  let members = 0;
   for await (const { header, body } of readTar(decompress(src, 'archive'), { maxMetaBytes: 1024 * 1024 })) {
+    if (++members > MAX_MEMBERS) throw new InvalidArgumentError('archive', `more than ${MAX_MEMBERS} members: not an image archive`);
     if (header.type === 'file') await addMember(store, m, header.name, body, header.size, lease, onProgress);
     else if (header.type === 'symlink') m.links.set(normalize(header.name, 'archive'), normalize(path.posix.join(path.posix.dirname(normalize(header.name, 'archive')), header.linkname), 'archive'));
     else if (header.type === 'link') m.links.set(normalize(header.name, 'archive'), normalize(header.linkname, 'archive'));
