@@ -243,6 +243,21 @@ describe('filesystem', () => {
     expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${id}`)).toBe(false);
   });
 
+  it('createContainer and startContainer hooks run inside the container, before its process', async () => {
+    const r = await h.run(['cat', '/created', '/started'], (s) => {
+      s.root!.readonly = false;
+      s.hostname = 'inside';
+      s.hooks = {
+        // paths resolve in the container's root; the state arrives on stdin
+        createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'echo "$(hostname) $(cat)" > /created'] }],
+        startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'grep -o \'"status":"[a-z]*"\' > /started'] }],
+      };
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/^inside \{"ociVersion":"1\.0\.2","id":"[^"]+","pid":\d+,"status":"created"/);
+    expect(r.out).toMatch(/"status":"created"\n$/);
+  });
+
   it('hook timeout', async () => {
     const b = h.bundle(['true'], (s) => {
       s.hooks = { prestart: [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }] };

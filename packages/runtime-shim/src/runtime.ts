@@ -10,7 +10,7 @@ import { containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan
 
 import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
 import { runHooks } from './hooks';
-import { ConfigError, loadSpec, validateSpec, type Process, type Resources, type Spec } from './oci/config';
+import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
 import { checkId, pidStartTime, RuntimeError, StateStore, type OciState, type Status, type StoredState } from './state';
 
@@ -190,7 +190,7 @@ export class Runtime {
       const state = this.ociState(stored, 'created');
       await runHooks(spec.hooks?.prestart, state, 'prestart');
       await runHooks(spec.hooks?.createRuntime, state, 'createRuntime');
-      await runHooks(spec.hooks?.createContainer, state, 'createContainer');
+      for (const hook of spec.hooks?.createContainer ?? []) await this.hookInContainer(stored, hook, state, 'createContainer');
       if (o.pidFile !== undefined) {
         const tmp = `${o.pidFile}.${process.pid}.tmp`;
         fs.writeFileSync(tmp, String(pid));
@@ -225,6 +225,15 @@ export class Runtime {
     if (status !== 'created') throw new RuntimeError(`cannot start a container that has ${status === 'stopped' ? 'stopped' : `already been started (status ${status})`}`);
     const fifo = this.store.fifo(id);
     const state = this.ociState(s, 'running');
+    // In the container's namespaces, before its process runs (a failure stops the start).
+    for (const hook of s.spec.hooks?.startContainer ?? []) {
+      try {
+        await this.hookInContainer(s, hook, this.ociState(s, 'created'), 'startContainer');
+      } catch (err) {
+        await this.delete(id, true).catch(() => undefined);
+        throw err;
+      }
+    }
     // The held init has the fifo open for writing pending; opening the read side lets it go on,
     // and it writes one byte right before execve. EOF without it: the init died.
     const fd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -243,7 +252,6 @@ export class Runtime {
       sock.on('error', reject);
     });
     fs.rmSync(fifo, { force: true });
-    await runHooks(s.spec.hooks?.startContainer, state, 'startContainer').catch((e: Error) => this.warn(e.message));
     await runHooks(s.spec.hooks?.poststart, state, 'poststart').catch((e: Error) => this.warn(e.message));
     return state;
   }
@@ -376,8 +384,47 @@ export class Runtime {
     this.driver(s).apply(res, 'resources');
   }
 
+  /**
+   * An OCI hook run inside the container (createContainer, startContainer): its path is
+   * resolved in the container's root, it joins the container's namespaces and cgroups like an
+   * exec, and gets the state on stdin; a timeout kills it.
+   */
+  private async hookInContainer(s: StoredState, hook: Hook, state: OciState, name: string): Promise<void> {
+    const stdinFile = path.join(this.store.dir(s.id), `.hook-stdin-${process.pid}`);
+    fs.writeFileSync(stdinFile, JSON.stringify(state), { mode: 0o600 });
+    const stdin = fs.openSync(stdinFile, 'r');
+    fs.rmSync(stdinFile);
+    const errFile = path.join(this.store.dir(s.id), `.hook-stderr-${process.pid}`);
+    const err = fs.openSync(errFile, 'w+');
+    fs.rmSync(errFile);
+    try {
+      const proc: Process = { user: { uid: 0, gid: 0 }, cwd: '/', args: hook.args ?? [hook.path], env: hook.env ?? [] };
+      // The hook's own path, not a PATH lookup of args[0].
+      const { pid, exited } = await this.exec(s.id, { ...proc, args: [hook.path, ...(hook.args ?? [hook.path]).slice(1)] }, { stdio: [stdin, err, err], argv0: (hook.args ?? [hook.path])[0] });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        if (hook.timeout !== undefined) timer = setTimeout(() => resolve('timeout'), hook.timeout * 1000);
+      });
+      const res = await Promise.race([exited, timedOut]);
+      clearTimeout(timer);
+      if (res === 'timeout') {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        await exited.catch(() => undefined);
+        throw new RuntimeError(`${name} hook ${hook.path}: timed out after ${hook.timeout}s`);
+      }
+      if (res.code !== 0) {
+        const buf = Buffer.alloc(4096);
+        const msg = buf.subarray(0, fs.readSync(err, buf, 0, buf.length, 0)).toString().trim();
+        throw new RuntimeError(`${name} hook ${hook.path} failed: ${res.code !== null ? `exit status ${res.code}` : `signal ${res.signal}`}${msg !== '' ? `: ${msg}` : ''}`);
+      }
+    } finally {
+      fs.closeSync(stdin);
+      fs.closeSync(err);
+    }
+  }
+
   /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
-  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
+  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string; argv0?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
     const s = this.store.read(checkId(id));
     const status = this.status(s);
     if (status !== 'running' && status !== 'created') throw new RuntimeError(`cannot exec in a ${status} container`);
@@ -392,6 +439,7 @@ export class Runtime {
     // Setting up the container's rootfs again is not what exec does: the joined mount namespace
     // already has it.
     const plan = { ...compiled.plan, rootfs: null, ops: [], hostname: null, domainname: null, noSetsid: false };
+    if (o.argv0 !== undefined) plan.argv = [o.argv0, ...plan.argv.slice(1)];
     try {
       if (pidStartTime(s.pid)?.start !== s.pidStartTime) throw new RuntimeError('container not running');
       const { pid, pidfd } = await this.sys.spawnContainer(plan);
