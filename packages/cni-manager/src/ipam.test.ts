@@ -25,6 +25,18 @@ describe('IpamStore', () => {
     await expect(ipam.allocate('f')).rejects.toThrow(/podCidr 10.1.0.0\/29: no free address left/);
   });
 
+  it('allocates IPv6 from a /64 without walking it, and keeps the claims across a restart', async () => {
+    const ipam = new IpamStore(dir, { cidr: 'fd00:77::/64', field: 'podCidrV6' }).load();
+    expect(ipam.gateway).toBe('fd00:77::1');
+    expect(await ipam.allocate('a')).toBe('fd00:77::2');
+    expect(await ipam.allocate('b')).toBe('fd00:77::3');
+    const again = new IpamStore(dir, { cidr: 'fd00:77::/64', field: 'podCidrV6' }).load();
+    expect(await again.allocate('c')).toBe('fd00:77::4');
+    expect(() => new IpamStore(dir, { cidr: 'fd00::/127', field: 'podCidrV6' })).toThrow(/podCidrV6: fd00::\/127 is too small/);
+    // The IPv4 store of the same directory ignores IPv6 claims and vice versa.
+    expect(new IpamStore(dir, { cidr: '10.9.0.0/24' }).load().allocations().size).toBe(0);
+  });
+
   it('rejects malformed or unusable CIDRs naming the field', () => {
     expect(() => new IpamStore(dir, { cidr: '10.1.0.0/33' })).toThrow(/podCidr: expected an IPv4 CIDR/);
     expect(() => new IpamStore(dir, { cidr: 'banana' })).toThrow(/podCidr/);

@@ -6,49 +6,65 @@
 // written (a crash between create and write) has an empty owner and is released by gc().
 // Within this process calls are serialised, so the in-memory index always matches the files.
 import * as fs from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import * as path from 'node:path';
 import { InvalidArgumentError, BerthError } from '@berth/common';
-import { intToIp, ipToInt, parseCidr } from '@berth/native';
+import { ipBytes, ipString, parseIpCidr } from '@berth/native';
 
 export interface IpamOptions {
-  /** The node's pod CIDR, e.g. 10.88.0.0/24. */
+  /** The node's pod CIDR, e.g. 10.88.0.0/24 or fd00:10:88::/64. */
   cidr: string;
+  /** Config key the CIDR came from, for error messages (default podCidr). */
+  field?: string;
   /** Gateway address (default: the first host address). Never allocated. */
   gateway?: string;
   /** Further addresses never handed out. */
   reserved?: string[];
 }
 
+// Addresses as bigints, so IPv4 and IPv6 ranges share one allocator.
+function toBig(ip: string): bigint {
+  return BigInt(`0x${ipBytes(ip).bytes.toString('hex')}`);
+}
+function fromBig(n: bigint, v6: boolean): string {
+  return ipString(Buffer.from(n.toString(16).padStart(v6 ? 32 : 8, '0'), 'hex'));
+}
+
 export class IpamStore {
-  readonly network: number;
+  readonly network: bigint;
   readonly prefix: number;
   readonly gateway: string;
-  private readonly first: number;
-  private readonly last: number;
-  private readonly reserved: Set<number>;
+  readonly family: 4 | 6;
+  private readonly first: bigint;
+  private readonly last: bigint;
+  private readonly reserved: Set<bigint>;
   /** ip -> sandbox id; guarded by `lock`. */
   private readonly owners = new Map<string, string>();
   private lock: Promise<unknown> = Promise.resolve();
-  private cursor: number;
+  private cursor: bigint;
 
   constructor(readonly dir: string, opts: IpamOptions) {
-    let cidr: { ip: string; prefix: number };
+    const field = opts.field ?? 'podCidr';
+    let cidr: { ip: string; prefix: number; family: number };
     try {
-      cidr = parseCidr(opts.cidr, 'podCidr');
+      cidr = parseIpCidr(opts.cidr, field);
     } catch (err) {
-      throw new InvalidArgumentError('podCidr', `expected an IPv4 CIDR like 10.88.0.0/16, got '${opts.cidr}'`, { cause: err });
+      throw new InvalidArgumentError(field, `expected an IPv4 CIDR like 10.88.0.0/16 or an IPv6 one like fd00:88::/64, got '${opts.cidr}'`, { cause: err });
     }
-    if (cidr.prefix > 30) throw new InvalidArgumentError('podCidr', `${opts.cidr} is too small for pods (at most /30)`);
-    const mask = cidr.prefix === 0 ? 0 : (~0 << (32 - cidr.prefix)) >>> 0;
-    this.network = (ipToInt(cidr.ip) & mask) >>> 0;
+    this.family = cidr.family === 10 ? 6 : 4;
+    const bits = this.family === 6 ? 128 : 32;
+    if (cidr.prefix > bits - 2) throw new InvalidArgumentError(field, `${opts.cidr} is too small for pods (at most /${bits - 2})`);
+    const all = (1n << BigInt(bits)) - 1n;
+    const host = (1n << BigInt(bits - cidr.prefix)) - 1n;
+    this.network = toBig(cidr.ip) & (all ^ host);
     this.prefix = cidr.prefix;
-    this.first = this.network + 1;
-    this.last = (this.network | (~mask >>> 0)) - 1;
-    this.gateway = opts.gateway ?? intToIp(this.first);
+    this.first = this.network + 1n;
+    // IPv4 keeps the broadcast address out; IPv6 has none, but the last one stays free too.
+    this.last = (this.network | host) - 1n;
+    this.gateway = opts.gateway ?? fromBig(this.first, this.family === 6);
     if (!this.contains(this.gateway)) throw new InvalidArgumentError('gateway', `${this.gateway} is not inside ${this.cidr}`);
-    this.reserved = new Set([ipToInt(this.gateway), ...(opts.reserved ?? []).map((r) => ipToInt(r))]);
-    this.cursor = this.first - 1;
+    this.reserved = new Set([toBig(this.gateway), ...(opts.reserved ?? []).map((r) => toBig(r))]);
+    this.cursor = this.first - 1n;
   }
 
   /** Reads the allocations on disk (creating the directory). Call once before use. */
@@ -56,23 +72,27 @@ export class IpamStore {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.owners.clear();
     for (const name of fs.readdirSync(this.dir)) {
-      if (!isIPv4(name)) continue;
+      if (isIP(name) !== this.family) continue;
       this.owners.set(name, fs.readFileSync(path.join(this.dir, name), 'utf8'));
     }
     // Round-robin resumes after the highest address in use (the cursor itself is not persisted:
     // rewriting a file on every allocation would cost an ext4 flush).
-    this.cursor = Math.max(this.first - 1, ...[...this.owners.keys()].map((ip) => ipToInt(ip)));
+    for (const ip of this.owners.keys()) {
+      const n = toBig(ip);
+      if (n > this.cursor) this.cursor = n;
+    }
     return this;
   }
 
   get cidr(): string {
-    return `${intToIp(this.network)}/${this.prefix}`;
+    return `${fromBig(this.network, this.family === 6)}/${this.prefix}`;
   }
 
   contains(ip: string): boolean {
-    const n = ipToInt(ip);
-    const mask = this.prefix === 0 ? 0 : (~0 << (32 - this.prefix)) >>> 0;
-    return ((n & mask) >>> 0) === this.network;
+    if (isIP(ip) !== this.family) return false;
+    const bits = this.family === 6 ? 128 : 32;
+    const host = (1n << BigInt(bits - this.prefix)) - 1n;
+    return (toBig(ip) & ~host) === this.network;
   }
 
   private serial<T>(fn: () => T): Promise<T> {
@@ -85,11 +105,14 @@ export class IpamStore {
   allocate(owner: string): Promise<string> {
     return this.serial(() => {
       for (const [ip, o] of this.owners) if (o === owner) return ip;
-      const size = this.last - this.first + 1;
-      for (let i = 1; i <= size; i++) {
-        const n = this.first + ((this.cursor - this.first + i) % size + size) % size;
+      const size = this.last - this.first + 1n;
+      // Every address visited and skipped is a known one (taken or reserved; a claim found taken
+      // on disk is added as it is met), so one more than those is enough: a huge IPv6 range is
+      // never walked in full, and a full range is detected.
+      for (let i = 1n; i <= size && i <= BigInt(this.owners.size + this.reserved.size + 1); i++) {
+        const n = this.first + ((((this.cursor - this.first + i) % size) + size) % size);
         if (this.reserved.has(n)) continue;
-        const ip = intToIp(n);
+        const ip = fromBig(n, this.family === 6);
         if (this.owners.has(ip)) continue;
         let fd: number;
         try {
