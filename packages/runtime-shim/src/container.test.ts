@@ -161,6 +161,19 @@ describe('process identity and privileges', () => {
     expect(r.code).toBe(128 + 31); // SIGSYS
   });
 
+  it.each([
+    // mkdir runs in a forked child of sh: it dies of SIGSYS, sh reports it and goes on
+    ['SCMP_ACT_TRAP', 0, 'Bad system call\nran\n'],
+    ['SCMP_ACT_KILL_THREAD', 0, 'Bad system call\nran\n'],
+    ['SCMP_ACT_LOG', 0, 'ran\n'], // logged and allowed
+  ])('seccomp action %s', async (action, code, out) => {
+    const r = await h.run(['sh', '-c', 'mkdir -p /tmp/q; echo ran'], (s) => {
+      s.root!.readonly = false;
+      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action }] };
+    });
+    expect([r.code, r.out]).toEqual([code, out]);
+  });
+
   it('oom_score_adj and sysctls', async () => {
     const r = await h.run(['cat', '/proc/self/oom_score_adj', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/shmmni'], (s) => {
       s.process!.oomScoreAdj = 345;

@@ -132,6 +132,11 @@ describe('bad input', () => {
     ['a missing rootfs', (s: any) => (s.root.path = 'nope'), /root\.path: rootfs '.*\/nope' does not exist/],
     ['uid maps without a user namespace', (s: any) => (s.linux.uidMappings = [{ containerID: 0, hostID: 1000, size: 1 }]), /linux\.uidMappings: mappings need a new user namespace/],
     ['a user namespace without maps', (s: any) => s.linux.namespaces.push({ type: 'user' }), /linux\.uidMappings: a new user namespace needs uid and gid mappings/],
+    ['overlapping uid maps (the kernel refuses them)', (s: any) => {
+      s.linux.namespaces.push({ type: 'user' });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 10 }, { containerID: 5, hostID: 200000, size: 10 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 10 }];
+    }, /container init failed: linux\.uidMappings: write \(stage uid_map\): EINVAL/],
     ['an unknown capability', (s: any) => s.process.capabilities.bounding.push('CAP_FLY'), /process\.capabilities\.bounding\[3\]: unknown capability 'CAP_FLY'/],
     ['an unknown rlimit', (s: any) => s.process.rlimits.push({ type: 'RLIMIT_FUN', soft: 1, hard: 1 }), /process\.rlimits\[1\]\.type: unknown rlimit/],
     ['an unknown namespace', (s: any) => s.linux.namespaces.push({ type: 'bogus' }), /linux\.namespaces\[5\]\.type: unknown namespace type 'bogus'/],
