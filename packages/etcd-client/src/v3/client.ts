@@ -9,6 +9,7 @@ import {
   LeaseService,
   MaintenanceService,
   RangeRequest_SortOrder,
+  WatchService,
   RangeRequest_SortTarget,
   type Compare as PbCompare,
   type DeleteRangeRequest,
@@ -25,7 +26,7 @@ import {
 } from '../gen/etcdserverpb/rpc';
 import { Permission_Type } from '../gen/authpb/auth';
 import { Connection, type EtcdV3Options } from './connection';
-import { EtcdArgumentError } from './errors';
+import { EtcdArgumentError, EtcdCompactedError, EtcdV3Error } from './errors';
 import { LeaseKeepAlive, type KeepAliveOptions } from './lease';
 import { checkRevision, fromPbKv, idToHex, leaseToWire, memberIdToWire, prefixEnd, toBuffer, type Bytes, type KeyValue } from './types';
 import { Watcher, type WatchOptions } from './watch';
@@ -319,14 +320,14 @@ export class EtcdV3Client {
   /** One key, or undefined. Linearizable unless `serializable`. */
   async get(key: Bytes, o: { revision?: number; serializable?: boolean } = {}): Promise<KeyValue | undefined> {
     const req = rangeRequest(key, { revision: o.revision, serializable: o.serializable }, 'get');
-    const r = await this.conn.unary(KVService.range, req, { repeatable: true });
+    const r = await this.withCompactRevision(this.conn.unary(KVService.range, req, { repeatable: true }));
     return r.kvs.length ? fromPbKv(r.kvs[0]) : undefined;
   }
 
   /** Keys of a range: `{ prefix: true }`, `{ end }` or `{ fromKey: true }`, with limit, revision,
    *  keysOnly, countOnly, sort and revision filters. */
   async range(key: Bytes, o: RangeOptions = {}): Promise<RangeResult> {
-    return rangeResult(await this.conn.unary(KVService.range, rangeRequest(key, o), { repeatable: true }));
+    return rangeResult(await this.withCompactRevision(this.conn.unary(KVService.range, rangeRequest(key, o), { repeatable: true })));
   }
 
   /** Every key starting with `prefix` (sorted by key). */
@@ -346,7 +347,45 @@ export class EtcdV3Client {
   /** Atomic compare-and-do. A read-only transaction is retried like a read. */
   async txn(t: TxnRequestSpec): Promise<TxnResult> {
     const req = txnRequest(t);
-    return txnResult(await this.conn.unary(KVService.txn, req, { repeatable: isReadOnly(req) }));
+    return txnResult(await this.withCompactRevision(this.conn.unary(KVService.txn, req, { repeatable: isReadOnly(req) })));
+  }
+
+  /**
+   * The revision etcd has compacted up to (0: never compacted). etcd's error for a read at a
+   * compacted revision does not carry it, but a watch from revision 1 is answered with it.
+   */
+  async compactRevision(): Promise<number> {
+    const { call } = await this.conn.bidi(WatchService.watch);
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        // etcd first confirms the watch, then (from its sync loop, every 100 ms) cancels it with
+        // the compact revision; an uncompacted store never sends the second answer.
+        let created = false;
+        const t = setTimeout(() => (created ? resolve(0) : reject(new EtcdV3Error('no answer to the compaction probe', 4))), Math.min(1000, this.conn.requestTimeoutMs));
+        call.on('data', (r: { compactRevision: bigint; created: boolean }) => {
+          if (r.created) created = true;
+          if (r.compactRevision > 0n) {
+            clearTimeout(t);
+            resolve(Number(r.compactRevision));
+          }
+        });
+        call.on('error', (e) => { clearTimeout(t); reject(e); });
+        call.write({ createRequest: { key: ZERO_KEY, rangeEnd: EMPTY, startRevision: 1n, progressNotify: false, filters: [], prevKv: false, watchId: 0n, fragment: false } });
+      });
+    } finally {
+      call.cancel();
+    }
+  }
+
+  private async withCompactRevision<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof EtcdCompactedError && e.compactRevision === 0) {
+        throw new EtcdCompactedError(await this.compactRevision().catch(() => 0), e.endpoint);
+      }
+      throw e;
+    }
   }
 
   /** Drops the history before `revision`; watches and reads from older revisions then fail

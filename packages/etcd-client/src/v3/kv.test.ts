@@ -226,6 +226,8 @@ describe('EtcdV3Client watch', () => {
     expect(err).toBeInstanceOf(EtcdCompactedError);
     expect((err as EtcdCompactedError).compactRevision).toBe(last);
     await expect(c.get(`${p}/a`, { revision: start })).rejects.toBeInstanceOf(EtcdCompactedError);
+    await expect(c.range(`${p}/`, { prefix: true, revision: start })).rejects.toMatchObject({ compactRevision: last });
+    expect(await c.compactRevision()).toBeGreaterThanOrEqual(last);
   });
 
   it('reports a compaction that happened while the watcher was cut off', async () => {
