@@ -58,3 +58,11 @@ export const RUNTIME_METHODS = ['runPodSandbox', 'stopPodSandbox', 'removePodSan
 export function runtimeSeam(client: unknown): PodRuntime {
   return promisify<PodRuntime>(client as Record<string, unknown>, RUNTIME_METHODS);
 }
+
+/** Exited containers the agent made (they carry its pod label), for container GC. */
+export async function listDeadContainers(rt: PodRuntime): Promise<{ id: string; podUid: string; name: string; createdAt: number }[]> {
+  const { containers } = await rt.listContainers(runtime.ListContainersRequest.fromPartial({ filter: { state: runtime.ContainerState.CONTAINER_STATE_EXITED } }));
+  return containers
+    .filter((c) => c.labels[POD_UID_LABEL])
+    .map((c) => ({ id: c.id, podUid: c.labels[POD_UID_LABEL], name: c.labels[CONTAINER_NAME_LABEL] ?? c.metadata?.name ?? '', createdAt: Math.floor(Number(c.createdAtUs) / 1000) }));
+}

@@ -13,7 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrashLoopBackoff } from './backoff';
 import { FakeClock } from './clock';
 import { computePodActions } from './pod-actions';
-import { CONTAINER_NAME_LABEL, POD_UID_LABEL, observedFromStatus, runtimeEvents, runtimeSeam } from './runtime-view';
+import { CONTAINER_NAME_LABEL, POD_UID_LABEL, listDeadContainers, observedFromStatus, runtimeEvents, runtimeSeam } from './runtime-view';
+import { containersToRemove } from './gc';
+import { stopContainer } from './lifecycle';
+import { realClock } from './clock';
+import { core } from '@berth/api';
 import { computePodStatus } from './status/compute';
 import { ResultChannel } from './probes/manager';
 import type { RuntimeEvent } from './sync/sync-loop';
@@ -108,6 +112,13 @@ describe('crash loop on the real runtime-shim', () => {
       expect(last).toMatchObject({ name: 'app', state: 'exited', exitCode: 1, reason: 'Error', attempt: 5 });
       expect(sawBackoff).toBe('back-off 10s restarting failed container=app');
       expect((await rt.listContainers({})).containers.filter((c) => c.labels[POD_UID_LABEL] === 'crash-1')).toHaveLength(6);
+      // Container GC with the kubelet's defaults keeps the newest dead instance only.
+      const dead = (await listDeadContainers(rt)).filter((c) => c.podUid === 'crash-1');
+      expect(dead).toHaveLength(6);
+      const remove = containersToRemove(dead, (uid) => uid === 'crash-1', Date.now() + 1000);
+      expect(remove.map((c) => c.id).sort()).toEqual(made.slice(0, 5).sort());
+      for (const c of remove) await rt.removeContainer({ containerId: c.id });
+      expect((await listDeadContainers(rt)).filter((c) => c.podUid === 'crash-1').map((c) => c.id)).toEqual([made[5]]);
     } finally {
       stream.cancel();
       await pump;
@@ -132,6 +143,35 @@ describe('crash loop on the real runtime-shim', () => {
       const status = computePodStatus({ pod: p, containers: new Map([['hog', { current: obs, image: 'busybox', ready: false, started: false }]]), now: Date.now(), hostIPs: [], podIPs: [] });
       expect(status.phase).toBe('Failed');
       expect(status.containerStatuses[0].state?.terminated).toMatchObject({ reason: 'OOMKilled', exitCode: 137, signal: 9 });
+    } finally {
+      await rt.removeContainer({ containerId }).catch(() => undefined);
+    }
+  });
+
+  it.each([
+    ['handles SIGTERM: exits 0 within the grace period, after preStop', "trap 'exit 0' TERM; while :; do sleep 0.05; done", 0, 0, 1500],
+    ['ignores SIGTERM: killed after the (minimum 2 s) grace period', "trap '' TERM; while :; do sleep 0.05; done", 137, 1900, 6000],
+  ])('graceful stop through the real runtime: %s', async (_n, script, code, minMs, maxMs) => {
+    const rt = runtimeSeam(raw);
+    const bundle = makeBundle(dir, ['sh', '-c', script]);
+    const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'web' }, labels: { [CONTAINER_NAME_LABEL]: 'web' }, annotations: { 'berth.io/oci-bundle': bundle } } }));
+    try {
+      await rt.startContainer({ containerId });
+      await new Promise((r) => setTimeout(r, 200)); // the trap is installed
+      const c = core.Container.fromPartial({ name: 'web', lifecycle: { preStop: { sleep: { seconds: 1 } } } });
+      const t0 = Date.now();
+      const out = await stopContainer({ podIP: '', containerId, container: c }, 2, {
+        exec: { exec: () => Promise.reject(new Error('no exec')) },
+        clock: realClock,
+        stop: async (id, timeoutSeconds) => { await rt.stopContainer({ containerId: id, timeout: timeoutSeconds }); },
+      });
+      const took = Date.now() - t0 - (out.preStop?.elapsedMs ?? 0);
+      expect(out.preStop?.ok).toBe(true);
+      expect(out.stopTimeoutSeconds).toBe(2); // 2 s grace − 1 s preStop, but never under 2 s
+      const st = observedFromStatus((await rt.containerStatus({ containerId, verbose: false })).status!);
+      expect(st).toMatchObject({ state: 'exited', exitCode: code });
+      expect(took).toBeGreaterThanOrEqual(minMs);
+      expect(took).toBeLessThan(maxMs);
     } finally {
       await rt.removeContainer({ containerId }).catch(() => undefined);
     }
