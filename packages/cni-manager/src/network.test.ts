@@ -50,6 +50,7 @@ async function leakCheck(net: PodNetwork): Promise<void> {
   }
   expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'iptables-save'])).not.toMatch(/berth-fault|berth-hostport/);
   expect([...net.ipam.allocations().keys()]).toEqual([]);
+  expect([...(net.ipam6?.allocations().keys() ?? [])]).toEqual([]);
   expect(fs.readdirSync(path.join(net.config.stateDir, 'ipam')).filter((f) => !f.startsWith('.'))).toEqual([]);
 }
 
@@ -321,5 +322,23 @@ describe('masquerade', () => {
     const r = await pod(masq);
     await startEchoServer(topo, r.ns, 7501, 'R');
     expect(await probe(q.ns, 'tcp', r.ip, 7501, 'who?')).toBe(`R:${q.ip}`);
+  });
+});
+
+describe('dual-stack', () => {
+  it('gives bridge-mode pods an IPv6 address and route too, and pods talk TCP over IPv6', async () => {
+    const node = topo.node(1, '10.77.1.0/24');
+    const net = await managerOn(node, 'bridge', [], { podCidrV6: 'fd00:77:1::/64' });
+    const ns = topo.netns('p');
+    const res = await net.setUp({ podUid: 'u', podNamespace: 'd', podName: 'a', sandboxId: `ds-a-${topo.id}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} });
+    expect(res.ips).toEqual(['10.77.1.2/24', 'fd00:77:1::2/64']);
+    expect(res.routes).toEqual([{ dst: '0.0.0.0/0', gw: '10.77.1.1' }, { dst: '::/0', gw: 'fd00:77:1::1' }]);
+    const b = await pod(net);
+    await startEchoServer(topo, ns, 7600, 'A');
+    expect(await probe(b.ns, 'tcp', 'fd00:77:1::2', 7600, 'six')).toBe('A:six');
+    expect(await probe(node.name, 'tcp', 'fd00:77:1::2', 7600, 'node')).toBe('A:node');
+    expect(await net.check(`ds-a-${topo.id}`)).toEqual([]);
+    await expect(managerOn(node, 'routed', [], { podCidrV6: 'fd00:77:2::/64' })).rejects.toThrow(/podCidrV6: IPv6 is supported in bridge mode only/);
+    await expect(managerOn(node, 'bridge', [], { podCidr: 'fd00:77:3::/64' })).rejects.toThrow(/podCidr: must be an IPv4 CIDR/);
   });
 });

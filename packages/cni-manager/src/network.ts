@@ -40,6 +40,8 @@ export interface NodeRoute {
 export interface PodNetworkConfig {
   mode: Mode;
   podCidr: string;
+  /** Optional IPv6 pod CIDR (dual-stack; bridge mode). */
+  podCidrV6?: string;
   stateDir: string;
   bridgeName?: string;
   mtu?: number;
@@ -84,6 +86,9 @@ export interface AttachmentRecord {
   ifb?: string;
   ip: string;
   prefix: number;
+  /** IPv6 address and prefix length (dual-stack). */
+  ip6?: string;
+  prefix6?: number;
   gateway: string;
   mac: string;
   mode: Mode;
@@ -147,6 +152,7 @@ function errnoOf(err: unknown): string | undefined {
 export class PodNetwork {
   readonly mode: Mode;
   readonly ipam: IpamStore;
+  readonly ipam6: IpamStore | null;
   readonly bridgeName: string;
   readonly mtu: number;
   private readonly hostNetnsPath: string | null;
@@ -172,6 +178,10 @@ export class PodNetwork {
     if (!Number.isInteger(this.mtu) || this.mtu < 576 || this.mtu > 65535) throw new InvalidArgumentError('mtu', `expected 576..65535, got ${config.mtu}`);
     this.hostNetnsPath = config.hostNetns ?? null;
     this.ipam = new IpamStore(path.join(config.stateDir, 'ipam'), { cidr: config.podCidr });
+    if (this.ipam.family !== 4) throw new InvalidArgumentError('podCidr', `must be an IPv4 CIDR (give IPv6 as podCidrV6), got '${config.podCidr}'`);
+    this.ipam6 = config.podCidrV6 ? new IpamStore(path.join(config.stateDir, 'ipam6'), { cidr: config.podCidrV6, field: 'podCidrV6' }) : null;
+    if (this.ipam6 && this.ipam6.family !== 6) throw new InvalidArgumentError('podCidrV6', `must be an IPv6 CIDR, got '${config.podCidrV6}'`);
+    if (this.ipam6 && this.mode === 'routed') throw new InvalidArgumentError('podCidrV6', 'IPv6 is supported in bridge mode only (routed IPv6 needs proxy NDP, not built yet)');
     this.recordDir = path.join(config.stateDir, 'attachments');
     for (const r of config.nodeRoutes ?? []) {
       parseCidr(r.podCidr, 'nodeRoutes.podCidr');
@@ -193,8 +203,10 @@ export class PodNetwork {
     }
     this.hostNetnsIno = fs.statSync(this.hostNetnsPath ?? '/proc/self/ns/net').ino;
     this.ipam.load();
+    this.ipam6?.load();
     this.host = Rtnl.open(this.hostNetns);
     sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
+    if (this.ipam6) sysctl(this.hostNetns, 'net/ipv6/conf/all/forwarding', '1');
     if (this.mode === 'bridge') await this.ensureBridge();
     for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
     if (this.config.masquerade) await this.ensureMasquerade();
@@ -224,6 +236,10 @@ export class PodNetwork {
     const want = `${this.ipam.gateway}/${this.ipam.prefix}`;
     const have = await this.host.addresses(br.index);
     if (!have.some((a) => a.ip === this.ipam.gateway && a.prefix === this.ipam.prefix)) await this.host.addAddress(br.index, want, { replace: true });
+    if (this.ipam6) {
+      const have6 = await this.host.addresses(br.index, 6);
+      if (!have6.some((a) => a.ip === this.ipam6!.gateway)) await this.host.addAddress(br.index, `${this.ipam6.gateway}/${this.ipam6.prefix}`, { replace: true, nodad: true });
+    }
     await this.host.setLink(br.index, { up: true });
     this.bridge = br;
   }
@@ -354,13 +370,13 @@ export class PodNetwork {
       }
     }
     // Claims without a record: attachments a crash left half-made.
-    for (const [ip, owner] of this.ipam.allocations()) {
+    for (const [ip, owner] of [...this.ipam.allocations(), ...(this.ipam6?.allocations() ?? [])]) {
       if (this.records.has(owner)) continue;
       this.config.logger?.warn({ sandboxId: owner, ip }, 'undoing an attachment left half-made by a crash');
       await this.host.deleteLink(hostVethName(owner));
       await this.host.deleteLink(ifbName(owner));
     }
-    const released = await this.ipam.gc(this.records.keys());
+    const released = [...(await this.ipam.gc(this.records.keys())), ...((await this.ipam6?.gc(this.records.keys())) ?? [])];
     for (const ip of released) await this.flushConntrack(ip);
     if (released.length) this.config.logger?.warn({ released }, 'released addresses leaked by a crash');
   }
@@ -445,6 +461,10 @@ export class PodNetwork {
   private async attach(rec: AttachmentRecord, podNs: Netns): Promise<void> {
     rec.ip = await this.ipam.allocate(rec.sandboxId);
     rec.prefix = this.mode === 'bridge' ? this.ipam.prefix : 32;
+    if (this.ipam6) {
+      rec.ip6 = await this.ipam6.allocate(rec.sandboxId);
+      rec.prefix6 = this.ipam6.prefix;
+    }
     // A reused address may still have conntrack entries of its previous pod (the UDP pitfall).
     await this.flushConntrack(rec.ip);
     // The pod end gets a MAC derived from its address (0a:58:<ip>, locally administered), so
@@ -478,6 +498,12 @@ export class PodNetwork {
         await b.setLink(ethIndex, { up: true });
         if (this.mode === 'bridge') {
           await b.addRoute({ dst: 'default', gw: this.ipam.gateway, oif: ethIndex });
+          if (rec.ip6) {
+            // No duplicate address detection: IPAM already guarantees uniqueness, and DAD would
+            // keep the address unusable for a second or more.
+            await b.addAddress(ethIndex, `${rec.ip6}/${rec.prefix6}`, { nodad: true });
+            await b.addRoute({ dst: 'default', gw: this.ipam6!.gateway, oif: ethIndex });
+          }
         } else {
           await b.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: ethIndex, scope: 'link' });
           await b.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: ethIndex, onlink: true });
@@ -541,7 +567,7 @@ export class PodNetwork {
   }
 
   private async flushConntrack(ip: string): Promise<number> {
-    if (this.config.conntrackFlush === false) return 0;
+    if (this.config.conntrackFlush === false || ip.includes(':')) return 0; // IPv4 conntrack only, so far
     // A dump walks the kernel's whole (global) conntrack hash, ~10 ms with 256k buckets; the
     // per-namespace entry count tells for free when there is nothing to find.
     try {
@@ -564,7 +590,7 @@ export class PodNetwork {
     if (rec.ifb) await this.host.deleteLink(rec.ifb);
     if (rec.faultRules.length) await this.removeFaultRules(rec).catch(() => undefined);
     for (const r of rec.portRules ?? []) await iptables(this.hostNetnsPath, ['-t', 'nat', '-D', r.chain, ...r.spec]).catch(() => undefined);
-    const released = await this.ipam.release(rec.sandboxId);
+    const released = [...(await this.ipam.release(rec.sandboxId)), ...((await this.ipam6?.release(rec.sandboxId)) ?? [])];
     for (const ip of released) await this.flushConntrack(ip);
     this.dropRecord(rec.sandboxId);
     return released;
@@ -572,12 +598,12 @@ export class PodNetwork {
 
   resultOf(rec: AttachmentRecord): SetUpResult {
     const routes = this.mode === 'bridge'
-      ? [{ dst: '0.0.0.0/0', gw: this.ipam.gateway }]
+      ? [{ dst: '0.0.0.0/0', gw: this.ipam.gateway }, ...(rec.ip6 ? [{ dst: '::/0', gw: this.ipam6!.gateway }] : [])]
       : [{ dst: `${ROUTED_GATEWAY}/32`, gw: '' }, { dst: '0.0.0.0/0', gw: ROUTED_GATEWAY }];
     const dns = this.config.dns ?? {};
     return {
       interfaces: [{ name: rec.ifName, mac: rec.mac, sandbox: rec.netnsPath }, { name: rec.hostVeth, mac: '', sandbox: '' }],
-      ips: [`${rec.ip}/${rec.prefix}`],
+      ips: [`${rec.ip}/${rec.prefix}`, ...(rec.ip6 ? [`${rec.ip6}/${rec.prefix6}`] : [])],
       gateway: rec.gateway,
       routes,
       dns: { nameservers: dns.nameservers ?? [], domain: dns.domain ?? '', search: dns.search ?? [], options: dns.options ?? [] },
@@ -603,7 +629,7 @@ export class PodNetwork {
       // State lost (or never attached): remove what the deterministic names point at.
       await this.host.deleteLink(hostVethName(req.sandboxId));
       await this.host.deleteLink(ifbName(req.sandboxId));
-      for (const ip of await this.ipam.release(req.sandboxId)) await this.flushConntrack(ip);
+      for (const ip of [...(await this.ipam.release(req.sandboxId)), ...((await this.ipam6?.release(req.sandboxId)) ?? [])]) await this.flushConntrack(ip);
     });
   }
 
@@ -645,6 +671,7 @@ export class PodNetwork {
         if (!eth.up) problems.push(`interface ${rec.ifName} is down`);
         const addrs = await pod.addresses(eth.index);
         if (!addrs.some((a) => a.ip === rec.ip && a.prefix === rec.prefix)) problems.push(`address ${rec.ip}/${rec.prefix} missing on ${rec.ifName}`);
+        if (rec.ip6 && !(await pod.addresses(eth.index, 6)).some((a) => a.ip === rec.ip6)) problems.push(`address ${rec.ip6}/${rec.prefix6} missing on ${rec.ifName}`);
         const routes = await pod.routes();
         if (!routes.some((r) => r.dst === 'default' && r.gw === rec.gateway)) problems.push(`default route via ${rec.gateway} missing`);
       }
@@ -684,7 +711,7 @@ export class PodNetwork {
         if (/^b[vi][0-9a-f]{12}$/.test(l.name) && !known.has(l.name)) await this.host.deleteLink(l.index);
       }
     }
-    const leaked = await this.ipam.gc(this.records.keys());
+    const leaked = [...(await this.ipam.gc(this.records.keys())), ...((await this.ipam6?.gc(this.records.keys())) ?? [])];
     for (const ip of leaked) await this.flushConntrack(ip);
     released.push(...leaked);
     return { removed, released };

@@ -13,6 +13,7 @@ export const DEFAULT_POD_CIDR = '10.244.0.0/24';
 const options = {
   mode: { flag: 'mode', type: 'string', env: 'BERTH_CNI_MODE', description: 'bridge (default) or routed' },
   podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default: its Node's spec.podCIDR with --store-endpoint, else ${DEFAULT_POD_CIDR})` },
+  podCidrV6: { flag: 'pod-cidr-v6', type: 'string', env: 'BERTH_POD_CIDR_V6', description: 'optional IPv6 pod CIDR for dual-stack pods (bridge mode)' },
   bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
   mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
   hostNetns: { flag: 'host-netns', type: 'string', env: 'BERTH_HOST_NETNS', description: "the node's network namespace file (default: this process's)" },
@@ -27,6 +28,7 @@ const options = {
 const schema = {
   mode: z.enum(['bridge', 'routed']).default('bridge'),
   podCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, 'expected an IPv4 CIDR like 10.244.0.0/24').optional(),
+  podCidrV6: z.string().optional(),
   bridgeName: z.string().default('berth0'),
   mtu: z.number().int().min(576).max(65535).default(1500),
   hostNetns: z.string().refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' }).optional(),
@@ -143,6 +145,7 @@ export const spec: ServiceSpec<typeof schema> = {
       return { podCidr, via };
     });
     const net = new PodNetwork({
+      ...(config.podCidrV6 ? { podCidrV6: config.podCidrV6 } : {}),
       mode: config.mode as Mode, podCidr: config.podCidr ?? (config.storeEndpoint ? await podCidrOfNode(config.storeEndpoint, config.nodeName, logger) : DEFAULT_POD_CIDR), stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
       hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
       dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
