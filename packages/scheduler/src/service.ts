@@ -140,11 +140,11 @@ export const spec: ServiceSpec<typeof schema> = {
           return elector.start();
         }, (err: Error) => logger.error({ err: err.message }, 'informers failed'));
       },
+      // Never throws: a failing step must not turn a clean exit (or a config error's 2) into a crash.
       close: async () => {
-        await elector?.stop();
-        await s.stop();
-        await cluster?.stop();
-        client?.raw.close();
+        for (const step of [() => elector?.stop(), () => s.stop(), () => cluster?.stop(), () => client?.raw.close()]) {
+          await Promise.resolve().then(step).catch((err: Error) => logger.warn({ err: err.message }, 'shutdown step failed'));
+        }
       },
     };
   },
