@@ -9,7 +9,7 @@ import { afterEach, beforeAll, afterAll, beforeEach, describe, expect, it } from
 import { ImageStore } from './image-store';
 import { importPath, importStream } from './import';
 import { toApiImage } from './service';
-import { buildTestImage, chunks, makeTar, writeLayout } from './testing';
+import { buildTestImage, chunks, corpus, makeTar, writeLayout } from './testing';
 import { hexOf, sha256 } from './digest';
 
 let fixtures: string;
@@ -217,6 +217,18 @@ describe('ImageStore', () => {
     expect(img.user).toBe('1000:1000');
     expect(toApiImage(img)).toMatchObject({ uid: 1000, username: '' });
     expect(toApiImage({ ...img, user: 'nobody' })).toMatchObject({ uid: undefined, username: 'nobody' });
+  });
+
+  it.each(corpus.filter((c) => !c.limits))('an image with a hostile layer ($name) is rejected and leaves nothing', async ({ entries, error }) => {
+    const evil = path.join(dir, 'evil');
+    writeLayout(evil, [makeTar([{ name: 'ok', data: 'fine' }]), makeTar(entries)], 'v1');
+    const tar = execFileSync('tar', ['-C', evil, '-cf', '-', '.']);
+    await expect(importStream(store, chunks(tar, 65536), { name: 'berth.test/evil' })).rejects.toThrow(error);
+    expect(store.list()).toEqual([]);
+    expect(snapshotDirs()).toEqual([]);
+    expect(blobs()).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, 'images', 'l'))).toEqual([]);
+    expect(fs.readdirSync(dir).sort()).toEqual(['evil', 'images']);
   });
 
   it('a layer whose bytes do not match its digest is rejected and nothing stays registered', async () => {

@@ -102,3 +102,24 @@ export function writeLayout(dir: string, layers: Buffer[], tag: string, config: 
   fs.writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
 }
+
+/** Hostile layers and the error each must be rejected with. */
+export const corpus: Array<{ name: string; entries: TarSpec[]; error: RegExp; limits?: Record<string, number> }> = [
+  { name: 'dot-dot path', entries: [{ name: '../evil', data: 'x' }], error: /path contains "\.\."/ },
+  { name: 'dot-dot in the middle', entries: [{ name: 'a/../../evil', data: 'x' }], error: /path contains "\.\."/ },
+  { name: 'absolute path', entries: [{ name: '/etc/evil', data: 'x' }], error: /absolute path/ },
+  { name: 'write through a symlink to a dir outside', entries: [{ name: 'esc', type: 'symlink', linkname: '/' }, { name: 'esc/evil', data: 'x' }], error: /parent "esc" is a symlink/ },
+  { name: 'write through a relative symlink', entries: [{ name: 'd', type: 'dir' }, { name: 'd/up', type: 'symlink', linkname: '.' }, { name: 'd/up/f', data: 'x' }], error: /parent "d\/up" is a symlink/ },
+  { name: 'relative symlink that climbs out', entries: [{ name: 'a/link', type: 'symlink', linkname: '../../../etc/passwd' }], error: /points out of the layer/ },
+  { name: 'hardlink to a host file', entries: [{ name: 'h', type: 'link', linkname: '/etc/passwd' }], error: /absolute path/ },
+  { name: 'hardlink climbing out', entries: [{ name: 'h', type: 'link', linkname: '../evil-target' }], error: /path contains "\.\."/ },
+  { name: 'hardlink through a symlink', entries: [{ name: 's', type: 'symlink', linkname: '/etc' }, { name: 'h', type: 'link', linkname: 's/passwd' }], error: /not in this layer/ },
+  { name: 'hardlink to a file not in the layer', entries: [{ name: 'h', type: 'link', linkname: 'etc/shadow' }], error: /not in this layer/ },
+  { name: 'char device', entries: [{ name: 'dev/mem', type: 'char', devmajor: 1, devminor: 1 }], error: /char device 1:1 is not allowed/ },
+  { name: 'block device', entries: [{ name: 'sda', type: 'block', devmajor: 8, devminor: 0 }], error: /block device 8:0 is not allowed/ },
+  { name: 'PAX path with ..', entries: [{ name: 'innocent', data: 'x', pax: { path: '../../pax-evil' } }], error: /path contains "\.\."/ },
+  { name: 'whiteout of ..', entries: [{ name: 'a/.wh...', data: '' }], error: /whiteout of an invalid name/ },
+  { name: 'name with NUL via PAX', entries: [{ name: 'x', data: 'x', pax: { path: 'a\0b' } }], error: /NUL/ },
+  { name: 'component longer than NAME_MAX', entries: [{ name: 'x', data: 'x', pax: { path: 'z'.repeat(300) } }], error: /longer than 255 bytes/ },
+  { name: 'too many entries', entries: Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, data: 'x' })), error: /more than 10 entries/, limits: { maxEntries: 10 } },
+];
