@@ -66,3 +66,24 @@ export async function listDeadContainers(rt: PodRuntime): Promise<{ id: string; 
     .filter((c) => c.labels[POD_UID_LABEL])
     .map((c) => ({ id: c.id, podUid: c.labels[POD_UID_LABEL], name: c.labels[CONTAINER_NAME_LABEL] ?? c.metadata?.name ?? '', createdAt: Math.floor(Number(c.createdAtUs) / 1000) }));
 }
+
+/**
+ * What the runtime runs for each pod, rebuilt from its containers and their labels alone — what
+ * a restarted agent adopts instead of starting anything again. Per container name: the newest
+ * instance (highest attempt) as `current`, the one before as `previous`.
+ */
+export async function observedPodsFromRuntime(rt: PodRuntime): Promise<Map<string, Map<string, { current: ObservedContainer; previous?: ObservedContainer }>>> {
+  const { containers } = await rt.listContainers(runtime.ListContainersRequest.fromPartial({}));
+  const out = new Map<string, Map<string, { current: ObservedContainer; previous?: ObservedContainer }>>();
+  const statuses = await Promise.all(containers.filter((c) => c.labels[POD_UID_LABEL]).map(async (c) => ({ uid: c.labels[POD_UID_LABEL], st: (await rt.containerStatus({ containerId: c.id, verbose: false })).status! })));
+  for (const { uid, st } of statuses) {
+    const o = observedFromStatus(st);
+    let pod = out.get(uid);
+    if (!pod) out.set(uid, (pod = new Map()));
+    const cur = pod.get(o.name);
+    if (!cur) pod.set(o.name, { current: o });
+    else if (o.attempt > cur.current.attempt) pod.set(o.name, { current: o, previous: cur.current });
+    else if (!cur.previous || o.attempt > cur.previous.attempt) cur.previous = o;
+  }
+  return out;
+}

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrashLoopBackoff } from './backoff';
 import { FakeClock } from './clock';
 import { computePodActions } from './pod-actions';
-import { CONTAINER_NAME_LABEL, POD_UID_LABEL, listDeadContainers, observedFromStatus, runtimeEvents, runtimeSeam } from './runtime-view';
+import { CONTAINER_NAME_LABEL, POD_UID_LABEL, listDeadContainers, observedFromStatus, observedPodsFromRuntime, runtimeEvents, runtimeSeam } from './runtime-view';
 import { containersToRemove } from './gc';
 import { stopContainer } from './lifecycle';
 import { realClock } from './clock';
@@ -174,6 +174,43 @@ describe('crash loop on the real runtime-shim', () => {
       expect(took).toBeLessThan(maxMs);
     } finally {
       await rt.removeContainer({ containerId }).catch(() => undefined);
+    }
+  });
+
+  it('a restarted agent adopts running containers from the runtime instead of restarting them', async () => {
+    const rt = runtimeSeam(raw);
+    const long = makeBundle(dir, ['sh', '-c', 'while :; do sleep 0.1; done']);
+    const quick = makeBundle(dir, ['sh', '-c', 'exit 3']);
+    const labels = (name: string) => ({ [POD_UID_LABEL]: 'adopt-1', [CONTAINER_NAME_LABEL]: name });
+    const ids: string[] = [];
+    const run = async (name: string, attempt: number, bundle: string) => {
+      const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name, attempt }, labels: labels(name), annotations: { 'berth.io/oci-bundle': bundle } } }));
+      ids.push(containerId);
+      await rt.startContainer({ containerId });
+      return containerId;
+    };
+    try {
+      // Before the "crash" of the agent: the sidecar-less pod has web (running, 2nd attempt)
+      // and its first attempt that exited 3.
+      const first = await run('web', 0, quick);
+      for (let i = 0; i < 100 && observedFromStatus((await rt.containerStatus({ containerId: first, verbose: false })).status!).state !== 'exited'; i++) await new Promise((r) => setTimeout(r, 20));
+      const second = await run('web', 1, long);
+      // A fresh agent: nothing in memory, only the runtime.
+      const pods = await observedPodsFromRuntime(rt);
+      const web = pods.get('adopt-1')!.get('web')!;
+      expect(web.current).toMatchObject({ id: second, state: 'running', attempt: 1 });
+      expect(web.previous).toMatchObject({ id: first, state: 'exited', exitCode: 3, attempt: 0 });
+      const p = pod([container('web')], { uid: 'adopt-1', name: 'adopt' });
+      const actions = computePodActions(p.spec!, { sandbox: { id: 'sb', ready: true, attempt: 0 }, containers: [web.current] }, { podUid: 'adopt-1', backoff: new CrashLoopBackoff(new FakeClock()) });
+      expect(actions).toMatchObject({ start: [], kill: [], backoff: [], createSandbox: false, killPod: false });
+      const st = computePodStatus({ pod: p, containers: new Map([['web', { ...web, image: 'busybox', ready: true, started: true }]]), now: Date.now(), hostIPs: [], podIPs: [] });
+      expect(st.containerStatuses[0]).toMatchObject({ restartCount: 1, ready: true, containerID: `berth://${second}` });
+      expect(st.containerStatuses[0].lastState?.terminated).toMatchObject({ exitCode: 3, reason: 'Error' });
+    } finally {
+      for (const id of ids) {
+        await rt.stopContainer({ containerId: id, timeout: 0 }).catch(() => undefined);
+        await rt.removeContainer({ containerId: id }).catch(() => undefined);
+      }
     }
   });
 });
