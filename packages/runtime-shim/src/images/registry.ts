@@ -368,6 +368,11 @@ async function downloadOnce(
       if (res.status === 416 && w.offset > 0) { drain(res); w.restart(); throw new UnavailableError('range not satisfiable; restarting'); }
       if (res.status === 404) { drain(res); throw new NotFoundError(`blob ${d.digest} not found in ${ep.base.host}`); }
       if (res.status >= 500 || res.status === 429) { drain(res); throw new UnavailableError(`registry ${ep.base.host} answered ${res.status} for blob ${d.digest}`); }
+      if (res.status === 206) {
+        // Bytes must continue exactly where the ingest file ends.
+        const m = /^bytes ([0-9]+)-/.exec(String(res.headers['content-range'] ?? ''));
+        if (!m || Number(m[1]) !== w.offset) { drain(res); w.restart(); throw new UnavailableError(`registry ${ep.base.host} answered a range other than the one asked for; restarting`); }
+      }
       if (res.status === 200 && w.offset > 0) w.restart(); // the registry ignored the Range
       else if (res.status !== 200 && res.status !== 206) { drain(res); throw new FailedPreconditionError(`registry ${ep.base.host} answered ${res.status} for blob ${d.digest}`); }
       const len = Number(res.headers['content-length']);
