@@ -218,6 +218,12 @@ describe('netlink on the real kernel', () => {
     expect(await ct.deleteByIp('127.0.0.2', 'udp')).toBe(1);
     expect(sh('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-p', 'udp'])).not.toMatch(/dst=127\.0\.0\.2 /);
     expect(sh('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-p', 'udp'])).toMatch(/dst=127\.0\.0\.3 /);
+    // IPv6 the same way, on ::1.
+    sh('ip', ['netns', 'exec', ns, 'ip6tables', '-w', '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
+    sh('ip', ['netns', 'exec', ns, process.execPath, '-e', "const s=require('dgram').createSocket('udp6');s.send('x',9999,'::1',()=>s.close())"]);
+    expect((await ct.list(6)).filter((e) => e.proto === 17).map((e) => e.origDst)).toEqual(['::1']);
+    expect(await ct.deleteByIp('::1', 'udp')).toBe(1);
+    expect(await ct.list(6)).toEqual([]);
   });
 });
 

@@ -651,8 +651,10 @@ export class Conntrack {
 
   close(): void { this.transport.close(); }
 
-  private async dump(): Promise<Array<{ entry: ConntrackEntry; orig: Buffer }>> {
-    const msgs = await this.transport.request((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F.DUMP, nfgenmsg(AF_INET), [], 'list conntrack');
+  /** Entries of one family (the kernel dumps per family). */
+  private async dump(family: 4 | 6 = 4): Promise<Array<{ entry: ConntrackEntry; orig: Buffer }>> {
+    const af = family === 6 ? AF_INET6 : AF_INET;
+    const msgs = await this.transport.request((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F.DUMP, nfgenmsg(af), [], 'list conntrack');
     const out: Array<{ entry: ConntrackEntry; orig: Buffer }> = [];
     for (const m of msgs) {
       if (m.type !== ((NFNL_SUBSYS_CTNETLINK << 8) | 0 /* IPCTNL_MSG_CT_NEW */)) continue;
@@ -664,9 +666,10 @@ export class Conntrack {
         const ta = parseAttrs(t);
         const ip = parseAttrs(ta.get(CTA_TUPLE_IP) ?? Buffer.alloc(0));
         const proto = parseAttrs(ta.get(CTA_TUPLE_PROTO) ?? Buffer.alloc(0));
-        const s = ip.get(1);
-        const d = ip.get(2);
-        return { src: s && s.length === 4 ? ipv4String(s) : '', dst: d && d.length === 4 ? ipv4String(d) : '', proto: proto.get(CTA_PROTO_NUM)?.[0] ?? 0 };
+        // CTA_IP_V4_SRC/DST are 1/2, CTA_IP_V6_SRC/DST 3/4.
+        const s = ip.get(family === 6 ? 3 : 1);
+        const d = ip.get(family === 6 ? 4 : 2);
+        return { src: s ? ipString(s) : '', dst: d ? ipString(d) : '', proto: proto.get(CTA_PROTO_NUM)?.[0] ?? 0 };
       };
       const o = tuple(orig);
       const r = tuple(reply);
@@ -675,22 +678,23 @@ export class Conntrack {
     return out;
   }
 
-  async list(): Promise<ConntrackEntry[]> {
-    return (await this.dump()).map((x) => x.entry);
+  async list(family: 4 | 6 = 4): Promise<ConntrackEntry[]> {
+    return (await this.dump(family)).map((x) => x.entry);
   }
 
-  /** Deletes every IPv4 entry that involves `ip` (in either tuple), optionally of one protocol. Returns how many. */
+  /** Deletes every entry (IPv4 or IPv6, by the address) that involves `ip` in either tuple, optionally of one protocol. Returns how many. */
   async deleteByIp(ip: string, proto?: keyof typeof IPPROTO): Promise<number> {
-    ipv4Bytes(ip, 'conntrack ip');
+    const { family: af } = ipBytes(ip, 'conntrack ip');
+    const family = af === AF_INET6 ? 6 : 4;
     const want = proto === undefined ? undefined : IPPROTO[proto];
     let n = 0;
-    for (const { entry, orig } of await this.dump()) {
+    for (const { entry, orig } of await this.dump(family)) {
       if (want !== undefined && entry.proto !== want) continue;
       if (![entry.origSrc, entry.origDst, entry.replySrc, entry.replyDst].includes(ip)) continue;
       // The original tuple, as the kernel gave it, identifies the entry.
       const attrs: Attr[] = [[CTA_TUPLE_ORIG, listAttrs(orig).map(([t, v]): Attr => [t, t === CTA_TUPLE_IP || t === CTA_TUPLE_PROTO ? listAttrs(v).map(([t2, v2]): Attr => [t2, v2]) : v])]];
       try {
-        await this.transport.request((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0, nfgenmsg(AF_INET), attrs, `delete conntrack ${entry.origSrc}->${entry.origDst}`);
+        await this.transport.request((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0, nfgenmsg(af), attrs, `delete conntrack ${entry.origSrc}->${entry.origDst}`);
         n++;
       } catch (err) {
         if (!isNoEnt(err)) throw err; // gone meanwhile

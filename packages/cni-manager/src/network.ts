@@ -567,7 +567,7 @@ export class PodNetwork {
   }
 
   private async flushConntrack(ip: string): Promise<number> {
-    if (this.config.conntrackFlush === false || ip.includes(':')) return 0; // IPv4 conntrack only, so far
+    if (this.config.conntrackFlush === false) return 0;
     // A dump walks the kernel's whole (global) conntrack hash, ~10 ms with 256k buckets; the
     // per-namespace entry count tells for free when there is nothing to find.
     try {
