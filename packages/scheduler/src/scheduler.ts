@@ -179,7 +179,13 @@ export class Scheduler implements ClusterEventHandler {
       while (this.running) {
         const q = await this.queue.pop();
         if (!q) break;
-        await this.scheduleOne(q);
+        try {
+          await this.scheduleOne(q);
+        } catch (err) {
+          // One pod's failure must not stop the loop.
+          this.log('scheduling cycle failed', { pod: q.info.key, err: (err as Error).message });
+          this.handleError(q, `scheduling: ${(err as Error).message}`, this.queue.schedulingCycle);
+        }
       }
     })();
   }
@@ -216,6 +222,8 @@ export class Scheduler implements ClusterEventHandler {
       this.observer?.(pod, err instanceof FitError ? 'unschedulable' : 'error', performance.now() - start);
       return;
     }
+    // The pod may have been bound or deleted by someone else while we decided.
+    if (this.cache.placedPod(pod.key) || !this.queue.has(pod.key)) { this.queue.done(pod.key); return; }
     // Assume: the cache counts the pod on the node before the bind is observed.
     const assumed = this.cache.assumePod(pod, host);
     const reserve = fwk.runReserve(state, assumed, host);
