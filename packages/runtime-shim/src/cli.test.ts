@@ -212,6 +212,17 @@ describe('berth-runtime vs runc', () => {
     expect(berth('resume', id).code).toBe(0);
     const ev = JSON.parse(berth('events', '--stats', id).out);
     expect(ev).toMatchObject({ type: 'stats', id, data: { pids: { current: 1 } } });
+    // the same shape as runc's
+    const rid = newId();
+    expect(runc('run', '-d', '--bundle', bundle.dir, rid).code).toBe(0);
+    const rev = JSON.parse(runc('events', '--stats', rid).out);
+    const shape = (o: Record<string, unknown>, keys: string[]): void => {
+      for (const k of keys) expect(k.split('.').reduce<unknown>((v, p) => (v as Record<string, unknown>)?.[p], o), k).toBeTypeOf('number');
+    };
+    const keys = ['data.cpu.usage.total', 'data.cpu.usage.kernel', 'data.cpu.usage.user', 'data.memory.usage.usage', 'data.memory.usage.max', 'data.memory.usage.limit', 'data.pids.current'];
+    shape(ev, keys);
+    shape(rev, keys);
+    expect(runc('delete', '-f', rid).code).toBe(0);
     expect(berth('update', '--pids-limit', '33', '--memory', '100000000', id).code).toBe(0);
     expect(JSON.parse(berth('events', '--stats', id).out).data.pids.limit).toBe(33);
     expect(berth('delete', '-f', id).code).toBe(0);

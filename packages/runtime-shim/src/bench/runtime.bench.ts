@@ -64,6 +64,7 @@ async function main(): Promise<void> {
   const sock = path.join(work, 'shim.sock');
   const svc = startServiceProcess(SHIM, ['--listen', `unix://${sock}`, '--state-dir', path.join(work, 'state'), '--log-level', 'warn']);
   const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+  let holdBundle: ReturnType<typeof makeBundle> | undefined;
   try {
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
     const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
 
     // Peak memory of the daemon with 100 containers alive at once.
     const hold = makeBundle(['sleep', '60']);
+    holdBundle = hold;
     const holdReq = runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'hold' }, annotations: { 'berth.io/oci-bundle': hold.dir } } });
     const status = (): Record<string, number> => Object.fromEntries(fs.readFileSync(`/proc/${svc.proc.pid}/status`, 'utf8').split('\n').filter((l) => /^Vm(HWM|RSS)/.test(l)).map((l) => [l.split(':')[0]!, Number(l.split(/\s+/)[1]) / 1024]));
     const rssBefore = status()['VmRSS']!;
@@ -125,7 +127,6 @@ async function main(): Promise<void> {
       await call(client.stopContainer, { containerId, timeout: 0 });
       await call(client.removeContainer, { containerId });
     }));
-    hold.remove();
     events.cancel();
 
     const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
@@ -153,8 +154,9 @@ async function main(): Promise<void> {
     }
   } finally {
     client.close();
-    await svc.stop();
+    await svc.stop(); // its close() removes every container it still has
     bundle.remove();
+    holdBundle?.remove();
     if (holder !== undefined) {
       holder.kill('SIGKILL');
       await new Promise((r) => holder!.once('exit', r));

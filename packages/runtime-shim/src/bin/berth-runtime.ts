@@ -234,7 +234,19 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'events': {
       const id = positional(pos, cmd);
-      const event = (): string => JSON.stringify({ type: 'stats', id, data: rt.stats(id) }) + '\n';
+      // runc's event shape (libcontainer's types.Stats subset), which engines parse.
+      const event = (): string => {
+        const st = rt.stats(id);
+        return JSON.stringify({
+          type: 'stats',
+          id,
+          data: {
+            cpu: { usage: { total: st.cpu.usageNs, kernel: st.cpu.systemNs, user: st.cpu.userNs }, throttling: { periods: st.cpu.periods, throttledPeriods: st.cpu.throttledPeriods, throttledTime: st.cpu.throttledNs } },
+            memory: { usage: { usage: st.memory.usage, max: st.memory.maxUsage, limit: st.memory.limit, failcnt: st.memory.oomEvents } },
+            pids: { current: st.pids.current, limit: st.pids.limit < 0 ? 0 : st.pids.limit },
+          },
+        }) + '\n';
+      };
       if (bool(f, 'stats')) {
         out(event());
         return 0;
