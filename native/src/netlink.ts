@@ -17,7 +17,13 @@ import {
   rtmsg, tcmsg, u32, u64, u8, type Message,
 } from './netlink-codec';
 
-export * from './netlink-codec';
+// The codec's public part: message framing for tests and tools, and address helpers. The
+// struct builders and attribute encoders stay internal (generic names like u32 would crowd
+// the package's namespace).
+export {
+  AF_INET, AF_INET6, NLM_F, RTM, cstr, encodeMessage, intToIp, ipBytes, ipString, ipToInt, ipv4Bytes, ipv4String,
+  macBytes, macString, parseCidr, parseIpCidr, parseMessages, tcmsg, type Attr, type Message,
+} from './netlink-codec';
 
 interface NetlinkBinding {
   nlOpen(protocol: number, netnsFd: number): number;
