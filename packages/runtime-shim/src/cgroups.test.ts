@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { CgroupV2, cgroupPath, sharesToWeight, v1Mounts } from './cgroups/cgroups';
+import { CgroupV1, CgroupV2, cgroupPath, sharesToWeight, v1Mounts } from './cgroups/cgroups';
 import { uniqueId } from './testing/bundle';
 import { Harness } from './testing/harness';
 
@@ -100,6 +100,14 @@ describe('cgroup paths', () => {
   ])('%s for %s -> %s', (p, id, want) => expect(cgroupPath(p, id, false)).toBe(want));
 
   it.each([['/../x'], ['/'], ['system.slice:berth:x']])('rejects %s', (p) => expect(() => cgroupPath(p, 'id', false)).toThrow(/linux\.cgroupsPath/));
+
+  it('resources whose controller this node lacks are clear errors, not ignored', () => {
+    const cg = new CgroupV1('/berth/never-created', { cpu: '/nonexistent-cpu' });
+    expect(() => cg.apply({ network: { priorities: [{ name: 'eth0', priority: 1 }] } })).toThrow(/linux\.resources\.network\.priorities: the net_prio cgroup controller is not available on this node/);
+    expect(() => cg.apply({ rdma: { mlx4_0: { hcaHandles: 2 } } })).toThrow(/linux\.resources\.rdma\.mlx4_0: the rdma cgroup controller is not available/);
+    expect(() => cg.apply({ hugepageLimits: [{ pageSize: '2MB', limit: 1 }] })).toThrow(/hugepageLimits\[0\]: the hugetlb cgroup controller is not available/);
+    expect(() => cg.apply({ pids: { limit: 5 } })).toThrow(/linux\.resources\.pids: the pids cgroup controller is not available/);
+  });
 
   it('--systemd-cgroup is a clear error', () => expect(() => cgroupPath(undefined, 'x', true)).toThrow(/systemd cgroup driver is not supported/));
 });

@@ -87,7 +87,7 @@ export function cgroupPath(cgroupsPath: string | undefined, id: string, systemd:
   return norm;
 }
 
-const V1_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'hugetlb', 'net_cls', 'net_prio', 'perf_event'];
+const V1_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma'];
 
 /** The v1 hierarchies mounted on this machine: controller -> mount point. */
 export function v1Mounts(mountinfo = '/proc/self/mountinfo'): Record<string, string> {
@@ -187,6 +187,16 @@ export class CgroupV1 implements CgroupDriver {
       if (c.shares !== undefined) write(need('cpu', 'cpu.shares'), 'cpu.shares', c.shares);
       if (c.period !== undefined) write(need('cpu', 'cpu.period'), 'cpu.cfs_period_us', c.period);
       if (c.quota !== undefined) write(need('cpu', 'cpu.quota'), 'cpu.cfs_quota_us', c.quota);
+      if (c.burst !== undefined) {
+        const dir = need('cpu', 'cpu.burst');
+        if (!fs.existsSync(path.join(dir, 'cpu.cfs_burst_us'))) throw new ConfigError(`${at}.cpu.burst`, 'this kernel has no cpu.cfs_burst_us');
+        write(dir, 'cpu.cfs_burst_us', c.burst);
+      }
+      if (c.idle !== undefined) {
+        const dir = need('cpu', 'cpu.idle');
+        if (!fs.existsSync(path.join(dir, 'cpu.idle'))) throw new ConfigError(`${at}.cpu.idle`, 'this kernel has no cpu.idle');
+        write(dir, 'cpu.idle', c.idle);
+      }
       if (c.realtimePeriod !== undefined) write(need('cpu', 'cpu.realtimePeriod'), 'cpu.rt_period_us', c.realtimePeriod);
       if (c.realtimeRuntime !== undefined) write(need('cpu', 'cpu.realtimeRuntime'), 'cpu.rt_runtime_us', c.realtimeRuntime);
       if (c.cpus !== undefined) write(need('cpuset', 'cpu.cpus'), 'cpuset.cpus', c.cpus);
@@ -206,6 +216,11 @@ export class CgroupV1 implements CgroupDriver {
       write(need('hugetlb', `hugepageLimits[${i}]`), `hugetlb.${h.pageSize}.limit_in_bytes`, h.limit);
     }
     if (res.network?.classID !== undefined) write(need('net_cls', 'network.classID'), 'net_cls.classid', res.network.classID);
+    for (const p of res.network?.priorities ?? []) write(need('net_prio', 'network.priorities'), 'net_prio.ifpriomap', `${p.name} ${p.priority}`);
+    for (const [dev, lim] of Object.entries(res.rdma ?? {})) {
+      const kv = [lim.hcaHandles !== undefined ? `hca_handle=${lim.hcaHandles}` : '', lim.hcaObjects !== undefined ? `hca_object=${lim.hcaObjects}` : ''].filter(Boolean).join(' ');
+      write(need('rdma', `rdma.${dev}`), 'rdma.max', `${dev} ${kv}`);
+    }
     if (res.devices !== undefined && p['devices'] !== undefined) {
       const dir = p['devices'];
       const rules = parseDeviceRules(res);
@@ -354,6 +369,13 @@ export class CgroupV2 implements CgroupDriver {
       for (const [dev, kvs] of lines) write(d, 'io.max', `${dev} ${kvs.join(' ')}`);
     }
     for (const h of res.hugepageLimits ?? []) write(d, `hugetlb.${h.pageSize}.max`, h.limit);
+    for (const [dev, lim] of Object.entries(res.rdma ?? {})) {
+      const kv = [lim.hcaHandles !== undefined ? `hca_handle=${lim.hcaHandles}` : '', lim.hcaObjects !== undefined ? `hca_object=${lim.hcaObjects}` : ''].filter(Boolean).join(' ');
+      write(d, 'rdma.max', `${dev} ${kv}`);
+    }
+    if (res.network !== undefined && (res.network.classID !== undefined || (res.network.priorities ?? []).length > 0)) {
+      throw new ConfigError(`${at}.network`, 'cgroup v2 has no net_cls/net_prio controllers');
+    }
     for (const [k, v] of Object.entries(res.unified ?? {})) {
       if (k.includes('/') || k.startsWith('.') || k === 'cgroup.procs' || k === 'cgroup.threads') throw new ConfigError(`${at}.unified.${k}`, 'not a settable cgroup file');
       write(d, k, v);
