@@ -56,8 +56,9 @@ describe('EtcdV2Client on a 3-member cluster', () => {
           failed++;
         }
       }
-      expect(okAfterKill).toBeGreaterThanOrEqual(120);
-      expect(failed).toBeLessThanOrEqual(10);
+      // Only writes in flight at the kill or during the election after it may fail.
+      expect(okAfterKill).toBeGreaterThanOrEqual(110);
+      expect(failed).toBeLessThanOrEqual(20);
       expect(c.activeEndpoint).not.toBe(etcd.endpoints[attached]);
       await waitUntil(() => seen.some((s) => s.value === '199') || !acked.has('199'), 20_000, 'the watcher to catch up');
       await new Promise((r) => setTimeout(r, 300));

@@ -62,16 +62,16 @@ describe('EtcdV3Client on a 3-member cluster', () => {
       await w.ready;
       const startRev = w.nextRevision;
       // A lease kept alive through the same client must survive the kill too (its keepalive
-      // stream moves to another member well within the 2 s TTL).
-      const lease = await c.grantLease(2);
+      // stream moves to another member well within the 3 s TTL).
+      const lease = await c.grantLease(3);
       await c.put(`${p}-leased`, 'alive', { lease: lease.id });
       const ka = c.keepAlive(lease.id, { ttl: lease.ttl });
       let lostLease: Error | undefined;
       void ka.lost.then((e) => { lostLease = e; });
       const reading = (async () => { for await (const r of w) seen.push(...r.events); })();
-      let ok = 0, failed = 0, okAfterKill = 0, lastRev = 0;
+      let ok = 0, failed = 0, okAfterKill = 0, lastRev = 0, killedAt = 0;
       for (let i = 0; i < 300; i++) {
-        if (i === 100) await etcd.kill(attached);
+        if (i === 100) { await etcd.kill(attached); killedAt = Date.now(); }
         try {
           const r = await c.put(`${p}/${i % 20}`, String(i));
           lastRev = r.revision;
@@ -81,18 +81,19 @@ describe('EtcdV3Client on a 3-member cluster', () => {
           failed++; // in flight when the member died: may or may not have been applied
         }
       }
-      expect(okAfterKill).toBeGreaterThanOrEqual(190);
-      expect(failed).toBeLessThanOrEqual(10);
+      // Only writes in flight at the kill or during the election after it may fail.
+      expect(okAfterKill).toBeGreaterThanOrEqual(170);
+      expect(failed).toBeLessThanOrEqual(30);
       expect(c.activeEndpoint).not.toBe(etcd.endpoints[attached]);
       const alive = etcd.endpoints.filter((_, i) => i !== attached);
-      await waitUntil(() => seen.length > 0 && seen[seen.length - 1].kv.modRevision >= lastRev, 15_000, 'watcher to catch up');
+      await waitUntil(() => seen.length > 0 && seen[seen.length - 1].kv.modRevision >= lastRev, 30_000, 'watcher to catch up');
       const want = await history(alive, `${p}/`, startRev, lastRev);
       expect(seen.map((e) => `${e.kv.modRevision}:${e.type}:${e.kv.key.toString()}`)).toEqual(want);
       expect(want.length).toBeGreaterThanOrEqual(ok);
       expect(w.reconnects).toBeGreaterThanOrEqual(1);
       w.cancel();
       await reading;
-      await new Promise((r) => setTimeout(r, 2500)); // longer than the lease TTL
+      await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 3500 - Date.now()))); // past the TTL since the kill
       expect(lostLease).toBeUndefined();
       const other = new EtcdV3Client({ endpoints: alive });
       try {
