@@ -19,7 +19,7 @@ import { stopContainer } from './lifecycle';
 import { realClock } from './clock';
 import { core } from '@berth/api';
 import { computePodStatus } from './status/compute';
-import { ResultChannel } from './probes/manager';
+import { ProbeManager, ResultChannel } from './probes/manager';
 import type { RuntimeEvent } from './sync/sync-loop';
 import { container, pod } from './testing/pods';
 
@@ -29,7 +29,7 @@ let svc: ServiceProcess | undefined;
 let raw: (runtime.RuntimeServiceClient & { close(): void }) | undefined;
 
 /** An OCI bundle: busybox rootfs, config.json from `runc spec` (the peer's defaults), our args. */
-function makeBundle(parent: string, args: string[], memoryLimit?: number): string {
+function makeBundle(parent: string, args: string[], memoryLimit?: number, hostNetwork = false): string {
   const b = fs.mkdtempSync(path.join(parent, 'bundle-'));
   fs.chmodSync(b, 0o755);
   const bin = path.join(b, 'rootfs', 'bin');
@@ -37,12 +37,14 @@ function makeBundle(parent: string, args: string[], memoryLimit?: number): strin
   for (const d of ['proc', 'dev', 'sys', 'tmp']) fs.mkdirSync(path.join(b, 'rootfs', d));
   fs.copyFileSync('/bin/busybox', path.join(bin, 'busybox'));
   fs.chmodSync(path.join(bin, 'busybox'), 0o755);
-  for (const applet of ['sh', 'head', 'tr']) fs.symlinkSync('busybox', path.join(bin, applet));
+  for (const applet of ['sh', 'head', 'tr', 'httpd', 'sleep']) fs.symlinkSync('busybox', path.join(bin, applet));
   execFileSync('runc', ['spec'], { cwd: b });
   const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
   spec.process.terminal = false;
   spec.process.args = args;
   spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
+  // hostNetwork: share the node's network namespace (probes then reach it on 127.0.0.1).
+  if (hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
   if (memoryLimit) spec.linux.resources = { ...spec.linux.resources, memory: { limit: memoryLimit, swap: memoryLimit } };
   fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
   return b;
@@ -207,6 +209,74 @@ describe('crash loop on the real runtime-shim', () => {
       expect(st.containerStatuses[0]).toMatchObject({ restartCount: 1, ready: true, containerID: `berth://${second}` });
       expect(st.containerStatuses[0].lastState?.terminated).toMatchObject({ exitCode: 3, reason: 'Error' });
     } finally {
+      for (const id of ids) {
+        await rt.stopContainer({ containerId: id, timeout: 0 }).catch(() => undefined);
+        await rt.removeContainer({ containerId: id }).catch(() => undefined);
+      }
+    }
+  });
+
+  it('readiness flips and a liveness failure restarts the container, probing a real container over HTTP', async () => {
+    const rt = runtimeSeam(raw);
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const bundle = makeBundle(dir, ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', '/www'], undefined, true);
+    const www = path.join(bundle, 'rootfs', 'www');
+    fs.mkdirSync(www);
+    fs.writeFileSync(path.join(www, 'healthz'), 'ok');
+    fs.writeFileSync(path.join(www, 'ready'), 'ok');
+    const p = pod([container('web', {}, {
+      ports: [{ name: 'http', containerPort: port, hostPort: 0, protocol: 'TCP', hostIP: '' }],
+      // The startup probe holds liveness back while httpd comes up (it takes real time to start).
+      startupProbe: core.Probe.fromPartial({ httpGet: { path: '/healthz', port: { stringValue: 'http' } }, periodSeconds: 1, failureThreshold: 1000, timeoutSeconds: 1 }),
+      livenessProbe: core.Probe.fromPartial({ httpGet: { path: '/healthz', port: { stringValue: 'http' } }, periodSeconds: 10, failureThreshold: 2, timeoutSeconds: 1 }),
+      readinessProbe: core.Probe.fromPartial({ httpGet: { path: '/ready', port: { stringValue: 'http' } }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 1 }),
+    })], { uid: 'probe-1', name: 'probed' });
+    const clock = new FakeClock(Date.now());
+    const mgr = new ProbeManager({ clock, exec: { exec: () => Promise.reject(new Error('no exec')) } });
+    const backoff = new CrashLoopBackoff(clock);
+    const ids: string[] = [];
+    const start = async (attempt: number) => {
+      const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'web', attempt }, labels: { [POD_UID_LABEL]: 'probe-1', [CONTAINER_NAME_LABEL]: 'web' }, annotations: { 'berth.io/oci-bundle': bundle } } }));
+      ids.push(containerId);
+      await rt.startContainer({ containerId });
+      mgr.setContainerState('probe-1', 'web', { id: containerId, running: true, startedAt: clock.now() });
+      return containerId;
+    };
+    const step = async (ms: number) => { await clock.advance(ms); await mgr.settled(); };
+    const stepUntil = async (what: string, cond: () => boolean) => {
+      for (let i = 0; i < 60 && !cond(); i++) { await new Promise((r) => setTimeout(r, 50)); await step(5000); }
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    };
+    try {
+      const first = await start(0);
+      mgr.addPod(p, '127.0.0.1');
+      await stepUntil('ready', () => mgr.isReady('probe-1', 'web'));
+
+      // Readiness flips off after 3 failures and back on with the next success.
+      fs.rmSync(path.join(www, 'ready'));
+      await stepUntil('not ready', () => !mgr.isReady('probe-1', 'web'));
+      fs.writeFileSync(path.join(www, 'ready'), 'ok');
+      await stepUntil('ready again', () => mgr.isReady('probe-1', 'web'));
+      expect(mgr.livenessFailed('probe-1').size).toBe(0);
+
+      // Liveness fails twice: the pod worker kills and restarts the container.
+      fs.rmSync(path.join(www, 'healthz'));
+      await stepUntil('liveness failure', () => mgr.livenessFailed('probe-1').has('web'));
+      const updates = mgr.updates.drain().filter((u) => u.kind === 'liveness');
+      expect(updates.map((u) => `${u.result}:${u.output}`)).toEqual(['failure:HTTP probe failed with statuscode: 404']);
+      const cur = observedFromStatus((await rt.containerStatus({ containerId: first, verbose: false })).status!);
+      const actions = computePodActions(p.spec!, { sandbox: { id: 'sb', ready: true, attempt: 0 }, containers: [cur] }, { podUid: 'probe-1', backoff, livenessFailed: mgr.livenessFailed('probe-1') });
+      expect(actions.kill).toEqual([{ name: 'web', id: first, reason: 'Container web failed liveness probe, will be restarted' }]);
+      expect(actions.start).toEqual(['web']);
+      await rt.stopContainer({ containerId: first, timeout: 2 });
+      expect(observedFromStatus((await rt.containerStatus({ containerId: first, verbose: false })).status!).state).toBe('exited');
+      fs.writeFileSync(path.join(www, 'healthz'), 'ok');
+      const second = await start(1);
+      await stepUntil('new instance ready', () => mgr.isReady('probe-1', 'web'));
+      expect(mgr.livenessFailed('probe-1').size).toBe(0);
+      expect(second).not.toBe(first);
+    } finally {
+      mgr.close();
       for (const id of ids) {
         await rt.stopContainer({ containerId: id, timeout: 0 }).catch(() => undefined);
         await rt.removeContainer({ containerId: id }).catch(() => undefined);

@@ -92,6 +92,8 @@ describe('ProbeManager', () => {
     // The pod worker restarted it: a new container id starts probing from scratch.
     healthy.live = true;
     mgr.setContainerState(uid, 'app', { id: 'c2', running: true, startedAt: clock.now() });
+    // The old instance's failure does not stick to the new one, even before the next probe.
+    expect(mgr.livenessFailed(uid).size).toBe(0);
     await step(10_000);
     expect(hits.live).toBe(before + 1);
     expect(mgr.livenessFailed(uid).size).toBe(0);

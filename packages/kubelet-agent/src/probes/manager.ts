@@ -76,6 +76,8 @@ class ProbeWorker {
   /** After a liveness/startup failure, hold until the container is replaced (new id). */
   private onHoldFor?: string;
   private lastContainerId?: string;
+  /** The container instance `result` was established for. */
+  private resultContainerId?: string;
 
   constructor(
     private readonly mgr: ProbeManager,
@@ -85,6 +87,12 @@ class ProbeWorker {
     readonly probe: core.Probe,
   ) {
     this.result = key.kind === 'liveness' ? 'success' : key.kind === 'readiness' ? 'failure' : 'unknown';
+  }
+
+  /** The result for a given container instance: a new instance starts from the kind's default. */
+  resultFor(containerId: string | undefined): ProbeResult {
+    if (containerId !== undefined && containerId === this.resultContainerId) return this.result;
+    return this.key.kind === 'liveness' ? 'success' : this.key.kind === 'readiness' ? 'failure' : 'unknown';
   }
 
   get periodMs(): number {
@@ -123,6 +131,7 @@ class ProbeWorker {
 
   private resetFor(containerId: string | undefined): void {
     this.lastContainerId = containerId;
+    this.resultContainerId = containerId;
     this.run = 0;
     this.lastAttempt = 'unknown';
     this.result = this.key.kind === 'liveness' ? 'success' : this.key.kind === 'readiness' ? 'failure' : 'unknown';
@@ -165,6 +174,7 @@ class ProbeWorker {
 
   private publish(result: 'success' | 'failure', output: string, containerId: string): void {
     this.result = result;
+    this.resultContainerId = containerId;
     this.mgr.emit({ ...this.key, containerId, result, output });
   }
 }
@@ -237,7 +247,7 @@ export class ProbeManager {
   }
 
   private result(podUid: string, container: string, kind: ProbeKind): ProbeResult | undefined {
-    return this.workers.get(ProbeManager.id({ podUid, container, kind }))?.result;
+    return this.workers.get(ProbeManager.id({ podUid, container, kind }))?.resultFor(this.containerState(podUid, container)?.id);
   }
 
   /** Started: the startup probe succeeded, or there is none and the container runs. */
@@ -260,7 +270,7 @@ export class ProbeManager {
     const out = new Set<string>();
     for (const w of this.workers.values()) {
       if (w.key.podUid !== podUid || w.key.kind === 'readiness') continue;
-      if (w.result === 'failure') out.add(w.key.container);
+      if (w.resultFor(this.containerState(podUid, w.key.container)?.id) === 'failure') out.add(w.key.container);
     }
     return out;
   }
