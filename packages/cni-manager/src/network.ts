@@ -22,7 +22,7 @@ import {
   BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
 } from '@berth/common';
 import {
-  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipv4Bytes, parseCidr, sysctl, tcmsg, type Link,
+  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseCidr, parseIpCidr, sysctl, tcmsg, type Link,
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
@@ -253,13 +253,13 @@ export class PodNetwork {
     const want = new Map<string, string>();
     for (const r of routes) {
       try {
-        parseCidr(r.podCidr, 'podCIDR');
-        parseCidr(`${r.via}/32`, 'InternalIP');
+        const fam = parseIpCidr(r.podCidr, 'podCIDR').family;
+        if (ipBytes(r.via, 'InternalIP').family !== fam) throw new TypeError(`InternalIP ${r.via} is not of the family of ${r.podCidr}`);
       } catch (err) {
         this.config.logger?.warn({ route: r, err }, 'ignoring a node with an unusable podCIDR or address');
         continue;
       }
-      if (r.podCidr === this.ipam.cidr || fixed.has(r.podCidr)) continue;
+      if (r.podCidr === this.ipam.cidr || r.podCidr === this.ipam6?.cidr || fixed.has(r.podCidr)) continue;
       want.set(r.podCidr, r.via);
     }
     for (const [cidr, via] of this.dynamicRoutes) if (want.get(cidr) !== via && !want.has(cidr)) await this.host.deleteRoute({ dst: cidr, gw: via });

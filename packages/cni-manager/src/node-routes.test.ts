@@ -76,6 +76,13 @@ describe('NodeRouteWatcher', () => {
     await waitFor(() => routes().includes(`10.75.2.0/24 via ${u}.22 `), 'the changed route');
     s.write(store.WatchEvent.fromPartial({ type: 'ADDED', object: nodeObj('node-3', 4, '10.75.3.0/24', `${u}.3`) }));
     await waitFor(() => routes().includes(`10.75.3.0/24 via ${u}.3 `), 'the route to node-3');
+    // A dual-stack node: its IPv6 pod CIDR is routed via its IPv6 InternalIP.
+    sh('ip', ['-n', me.name, 'addr', 'add', 'fd00:75::1/64', 'dev', 'ul', 'nodad']);
+    s.write(store.WatchEvent.fromPartial({ type: 'ADDED', object: core.Object.fromPartial({ node: {
+      metadata: { name: 'node-4', resourceVersion: '4' }, spec: { podCIDR: '10.75.4.0/24', podCIDRs: ['10.75.4.0/24', 'fd00:75:4::/64'] },
+      status: { addresses: [{ type: 'InternalIP', address: `${u}.4` }, { type: 'InternalIP', address: 'fd00:75::4' }] } } }) }));
+    await waitFor(() => sh('ip', ['-n', me.name, '-6', 'route', 'show']).includes('fd00:75:4::/64 via fd00:75::4 '), 'the IPv6 route to node-4');
+    expect(routes()).toContain(`10.75.4.0/24 via ${u}.4 `);
     // The stream ends: the watcher resumes from the last resourceVersion it saw.
     s.end();
     await waitFor(() => streams.length === 2, 'the resumed watch');
@@ -83,7 +90,7 @@ describe('NodeRouteWatcher', () => {
     streams[1]!.write(store.WatchEvent.fromPartial({ type: 'DELETED', object: nodeObj('node-2', 5, '10.75.2.0/24', `${u}.22`) }));
     await waitFor(() => !/10\.75\.2\.0/.test(routes()), 'the removal of node-2');
     expect(routes()).toContain(`10.75.3.0/24 via ${u}.3 `);
-    expect(net.nodeRoutes()).toEqual([{ podCidr: '10.75.3.0/24', via: `${u}.3` }]);
+    expect(net.nodeRoutes()).toEqual([{ podCidr: '10.75.3.0/24', via: `${u}.3` }, { podCidr: '10.75.4.0/24', via: `${u}.4` }, { podCidr: 'fd00:75:4::/64', via: 'fd00:75::4' }]);
     streams[1]!.end();
   });
 });

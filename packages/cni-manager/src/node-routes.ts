@@ -17,7 +17,7 @@ const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 export class NodeRouteWatcher {
   private stopped = false;
   private call: { cancel(): void } | null = null;
-  private readonly nodes = new Map<string, NodeRoute>();
+  private readonly nodes = new Map<string, NodeRoute[]>();
   private client: store.StoreClient;
 
   constructor(private readonly opts: { target: string; nodeName: string; net: NodeRouteTarget; logger?: Logger; retryMs?: number }) {
@@ -34,17 +34,24 @@ export class NodeRouteWatcher {
     this.client.close();
   }
 
-  private routeOf(node: core.Node): NodeRoute | undefined {
-    const podCidr = node.spec?.podCIDR || node.spec?.podCIDRs?.[0];
-    const via = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
-    return podCidr && via ? { podCidr, via } : undefined;
+  /** One route per pod CIDR of the node (IPv4 and IPv6), via its InternalIP of the same family. */
+  private routesOf(node: core.Node): NodeRoute[] {
+    const cidrs = [...new Set([node.spec?.podCIDR, ...(node.spec?.podCIDRs ?? [])].filter((c): c is string => !!c))];
+    const ips = (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address);
+    const out: NodeRoute[] = [];
+    for (const podCidr of cidrs) {
+      const v6 = podCidr.includes(':');
+      const via = ips.find((ip) => ip.includes(':') === v6);
+      if (via) out.push({ podCidr, via });
+    }
+    return out;
   }
 
   private async loop(): Promise<void> {
     let rv = '';
     while (!this.stopped) {
       const listing = rv === '';
-      const fresh = new Map<string, NodeRoute>();
+      const fresh = new Map<string, NodeRoute[]>();
       try {
         const call = this.client.watch(store.WatchRequest.fromPartial({ resource: 'nodes', resourceVersion: rv, allowWatchBookmarks: true, ...(listing ? { sendInitialEvents: true } : {}) }));
         this.call = call;
@@ -69,8 +76,8 @@ export class NodeRouteWatcher {
           const name = node?.metadata?.name;
           if (!node || !name || name === this.opts.nodeName) continue;
           const target = catchingUp ? fresh : this.nodes;
-          const route = ev.type === 'DELETED' ? undefined : this.routeOf(node);
-          if (route) target.set(name, route);
+          const routes = ev.type === 'DELETED' ? [] : this.routesOf(node);
+          if (routes.length) target.set(name, routes);
           else target.delete(name);
           if (!catchingUp) await this.apply();
         }
@@ -84,7 +91,7 @@ export class NodeRouteWatcher {
 
   private async apply(): Promise<void> {
     try {
-      await this.opts.net.setNodeRoutes([...this.nodes.values()]);
+      await this.opts.net.setNodeRoutes([...this.nodes.values()].flat());
     } catch (err) {
       this.opts.logger?.error({ err }, 'programming node routes failed');
     }
