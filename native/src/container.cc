@@ -544,15 +544,16 @@ void WriteStderr(const char* msg) {
   (void)ignored;
 }
 
-// Closes every fd >= 3 except the status pipe, the exec fifo, the stdio sources and the
-// preserved range [3, 3 + preserveFds).
-void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
+// Closes every fd >= 3 except the status pipe, the console socket, the exec fifo, the stdio
+// sources and the preserved range [3, 3 + preserveFds).
+void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd) {
   int keep[8];
   int n = 0;
   keep[n++] = c.statusFd;
+  if (consoleFd >= 0) keep[n++] = consoleFd;
   if (plan.fifoFd >= 0) keep[n++] = plan.fifoFd;
   for (int fd : plan.stdio) keep[n++] = fd;
-  for (int i = 1; i < n; ++i) {  // insertion sort: n <= 5
+  for (int i = 1; i < n; ++i) {  // insertion sort: n <= 6
     for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
       int t = keep[j];
       keep[j] = keep[j - 1];
@@ -588,6 +589,21 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
   if (n != 1) CFail(c, kCSync, -1, n == 0 ? EPIPE : errno);
   ::close(c.syncFd);
 
+  // Connected first, while the socket's host path is reachable: before setns into the
+  // container's mount namespace (exec) and before pivot_root (create).
+  int consoleFd = -1;
+  if (plan.terminal) {
+    consoleFd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr;
+    std::memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (plan.consoleSocket.size() >= sizeof addr.sun_path) CFail(c, kCConsole, -1, ENAMETOOLONG);
+    std::memcpy(addr.sun_path, plan.consoleSocket.data(), plan.consoleSocket.size());
+    if (consoleFd < 0 || ::connect(consoleFd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+      CFail(c, kCConsole);
+    }
+  }
+
   if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
     // Become root of the new user namespace (ids are unmapped until the maps are written).
     if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) CFail(c, kCUser);
@@ -601,21 +617,7 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan) {
   // Close everything inherited from the runtime that the rest of the path does not use: a
   // daemon with many containers in flight holds thousands of fds, which would also push our
   // own opens past the container's RLIMIT_NOFILE once it is set.
-  CloseAllExcept(c, plan);
-
-  // Connected before pivot_root, while the socket's host path is reachable.
-  int consoleFd = -1;
-  if (plan.terminal) {
-    consoleFd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un addr;
-    std::memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    if (plan.consoleSocket.size() >= sizeof addr.sun_path) CFail(c, kCConsole, -1, ENAMETOOLONG);
-    std::memcpy(addr.sun_path, plan.consoleSocket.data(), plan.consoleSocket.size());
-    if (consoleFd < 0 || ::connect(consoleFd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
-      CFail(c, kCConsole);
-    }
-  }
+  CloseAllExcept(c, plan, consoleFd);
 
   if (plan.newTime) {
     // Offsets can be set only before any process is in the namespace, so: create it for our

@@ -191,6 +191,19 @@ describe('berth-runtime vs runc', () => {
         expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/0\n33 101\ntyped: hello\n/);
         expect(tool('delete', '--force', id).code).toBe(0);
       }
+      // exec --tty into a running container: the pty comes from the container's devpts
+      const id = newId();
+      expect(berth('run', '-d', '--bundle', bundle.dir, id).code).toBe(0);
+      const sock = path.join(b.dir, `${uniqueId('cs')}.sock`);
+      const peer = spawn('python3', [path.join(__dirname, 'testing', 'console-recv.py'), sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      peer.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const done = new Promise((r) => peer.once('exit', r));
+      await new Promise<void>((r) => peer.stdout.once('data', () => r()));
+      const e = berth('exec', '--tty', '--console-socket', sock, id, 'sh', '-c', 'tty; echo pid=$$; exit 6');
+      expect(e.code).toBe(6);
+      await done;
+      expect(out.replace(/\r/g, '')).toMatch(/\/dev\/pts\/\d+\npid=\d+\n/);
       // a terminal without a console socket, and a socket without a terminal: clear errors
       const r = berth('create', '--bundle', b.dir, newId());
       expect(r.code).toBe(1);
