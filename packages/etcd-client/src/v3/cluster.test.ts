@@ -85,6 +85,9 @@ describe('EtcdV3Client on a 3-member cluster', () => {
       expect(okAfterKill).toBeGreaterThanOrEqual(170);
       expect(failed).toBeLessThanOrEqual(30);
       expect(c.activeEndpoint).not.toBe(etcd.endpoints[attached]);
+      // A last acknowledged write marks the end for both sides (a failed write may still have
+      // been applied after the last acknowledged one).
+      lastRev = (await c.put(`${p}/end`, 'end')).revision;
       const alive = etcd.endpoints.filter((_, i) => i !== attached);
       await waitUntil(() => seen.length > 0 && seen[seen.length - 1].kv.modRevision >= lastRev, 30_000, 'watcher to catch up');
       const want = await history(alive, `${p}/`, startRev, lastRev);
