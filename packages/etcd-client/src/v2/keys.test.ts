@@ -145,14 +145,16 @@ describe('EtcdV2Client keys', () => {
     expect(ev.prevNode?.value).toBe('v');
     w.cancel();
 
-    const r = await c.set(`${p}/long`, 'keep', { ttl: 2 });
+    const r = await c.set(`${p}/long`, 'keep', { ttl: 3 });
     const watcher = c.watch(`${p}/long`, { afterIndex: r.node.modifiedIndex });
     const seen: string[] = [];
     const reading = (async () => { for await (const e of watcher) seen.push(e.action); })();
-    for (let i = 0; i < 3; i++) {
+    // Refreshed every second for 5 s: well past the 3 s TTL it was created with.
+    for (let i = 0; i < 5; i++) {
       await new Promise((res) => setTimeout(res, 1000));
-      const ref = await c.set(`${p}/long`, '', { refresh: true, ttl: 2 });
+      const ref = await c.set(`${p}/long`, '', { refresh: true, ttl: 3 });
       expect(ref.node.value).toBe('keep');
+      expect(ref.node.ttl).toBe(3);
     }
     expect((await c.get(`${p}/long`)).node.value).toBe('keep');
     await c.delete(`${p}/long`);
