@@ -283,4 +283,49 @@ describe('crash loop on the real runtime-shim', () => {
       }
     }
   });
+
+  it.each([
+    ['init containers run one by one to success, then the app starts', 'Always', ['exit 0', 'exit 0'], ['i0', 'i1', 'app'], 'Running'],
+    ['a failed init container fails a Never pod and the app never starts', 'Never', ['exit 0', 'exit 4'], ['i0', 'i1'], 'Failed'],
+    ['a failed init container is retried (OnFailure) and the next waits', 'OnFailure', ['exit 0', 'exit 4'], ['i0', 'i1', 'i1'], 'Pending'],
+  ])('%s (real runtime)', async (_n, policy, inits, wantStarts, wantPhase) => {
+    const rt = runtimeSeam(raw);
+    const bundles = new Map<string, string>([['app', makeBundle(dir, ['sh', '-c', 'while :; do sleep 0.1; done'])]]);
+    inits.forEach((script, i) => bundles.set(`i${i}`, makeBundle(dir, ['sh', '-c', script])));
+    const p = pod([container('app')], { uid: `init-${policy}`, name: 'init', init: inits.map((_, i) => container(`i${i}`)), spec: { restartPolicy: policy } });
+    const clock = new FakeClock(Date.now());
+    const backoff = new CrashLoopBackoff(clock);
+    const latest = new Map<string, ReturnType<typeof observedFromStatus>>();
+    const starts: string[] = [];
+    const ids: string[] = [];
+    try {
+      for (let round = 0; round < 40 && starts.length < wantStarts.length; round++) {
+        // What the runtime says now (real exits), then what to do next.
+        for (const [name, o] of latest) latest.set(name, { ...observedFromStatus((await rt.containerStatus({ containerId: o.id, verbose: false })).status!), finishedAt: o.state === 'exited' ? o.finishedAt : clock.now() });
+        const actions = computePodActions(p.spec!, { sandbox: { id: 'sb', ready: true, attempt: 0 }, containers: [...latest.values()] }, { podUid: p.metadata!.uid, backoff });
+        if (actions.done) break;
+        for (const name of actions.start) {
+          const attempt = latest.has(name) ? latest.get(name)!.attempt + 1 : 0;
+          const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name, attempt }, labels: { [POD_UID_LABEL]: p.metadata!.uid, [CONTAINER_NAME_LABEL]: name }, annotations: { 'berth.io/oci-bundle': bundles.get(name)! } } }));
+          ids.push(containerId);
+          await rt.startContainer({ containerId });
+          starts.push(name);
+          latest.set(name, observedFromStatus((await rt.containerStatus({ containerId, verbose: false })).status!));
+        }
+        await new Promise((r) => setTimeout(r, 100)); // let real processes exit
+        await clock.advance(1000);
+      }
+      expect(starts).toEqual(wantStarts);
+      for (const [name, o] of latest) latest.set(name, observedFromStatus((await rt.containerStatus({ containerId: o.id, verbose: false })).status!));
+      const st = computePodStatus({ pod: p, containers: new Map([...latest].map(([n, o]) => [n, { current: o, image: 'busybox', ready: o.state === 'running', started: o.state === 'running' }])), now: clock.now(), hostIPs: [], podIPs: [] });
+      expect(st.phase).toBe(wantPhase);
+      if (wantPhase === 'Running') expect(st.conditions.find((c) => c.type === 'Initialized')?.status).toBe('True');
+      else expect(st.conditions.find((c) => c.type === 'Initialized')).toMatchObject({ status: 'False' });
+    } finally {
+      for (const id of ids) {
+        await rt.stopContainer({ containerId: id, timeout: 0 }).catch(() => undefined);
+        await rt.removeContainer({ containerId: id }).catch(() => undefined);
+      }
+    }
+  });
 });
