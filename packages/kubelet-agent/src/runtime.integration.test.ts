@@ -15,6 +15,8 @@ import { FakeClock } from './clock';
 import { computePodActions } from './pod-actions';
 import { CONTAINER_NAME_LABEL, POD_UID_LABEL, listDeadContainers, observedFromStatus, observedPodsFromRuntime, runtimeEvents, runtimeSeam } from './runtime-view';
 import { containersToRemove } from './gc';
+import { cleanupVolumes, nativeMounter, prepareVolumes } from './volumes';
+import { MemoryConfigs } from './testing/memory-configs';
 import { stopContainer } from './lifecycle';
 import { realClock } from './clock';
 import { core } from '@berth/api';
@@ -29,7 +31,7 @@ let svc: ServiceProcess | undefined;
 let raw: (runtime.RuntimeServiceClient & { close(): void }) | undefined;
 
 /** An OCI bundle: busybox rootfs, config.json from `runc spec` (the peer's defaults), our args. */
-function makeBundle(parent: string, args: string[], memoryLimit?: number, hostNetwork = false): string {
+function makeBundle(parent: string, args: string[], memoryLimit?: number, hostNetwork = false, mounts: { destination: string; source: string; readOnly: boolean }[] = []): string {
   const b = fs.mkdtempSync(path.join(parent, 'bundle-'));
   fs.chmodSync(b, 0o755);
   const bin = path.join(b, 'rootfs', 'bin');
@@ -37,7 +39,7 @@ function makeBundle(parent: string, args: string[], memoryLimit?: number, hostNe
   for (const d of ['proc', 'dev', 'sys', 'tmp']) fs.mkdirSync(path.join(b, 'rootfs', d));
   fs.copyFileSync('/bin/busybox', path.join(bin, 'busybox'));
   fs.chmodSync(path.join(bin, 'busybox'), 0o755);
-  for (const applet of ['sh', 'head', 'tr', 'httpd', 'sleep']) fs.symlinkSync('busybox', path.join(bin, applet));
+  for (const applet of ['sh', 'head', 'tr', 'httpd', 'sleep', 'cat', 'test']) fs.symlinkSync('busybox', path.join(bin, applet));
   execFileSync('runc', ['spec'], { cwd: b });
   const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
   spec.process.terminal = false;
@@ -45,6 +47,7 @@ function makeBundle(parent: string, args: string[], memoryLimit?: number, hostNe
   spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
   // hostNetwork: share the node's network namespace (probes then reach it on 127.0.0.1).
   if (hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
+  for (const m of mounts) spec.mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', m.readOnly ? 'ro' : 'rw'] });
   if (memoryLimit) spec.linux.resources = { ...spec.linux.resources, memory: { limit: memoryLimit, swap: memoryLimit } };
   fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify(spec));
   return b;
@@ -326,6 +329,38 @@ describe('crash loop on the real runtime-shim', () => {
         await rt.stopContainer({ containerId: id, timeout: 0 }).catch(() => undefined);
         await rt.removeContainer({ containerId: id }).catch(() => undefined);
       }
+    }
+  });
+
+  it('an emptyDir (tmpfs) is shared between two containers and a configMap volume is mounted read-only', async () => {
+    const rt = runtimeSeam(raw);
+    const p = pod([container('writer'), container('reader')], { uid: 'vol-1', name: 'vols', spec: { volumes: [
+      core.Volume.fromPartial({ name: 'shared', emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } }),
+      core.Volume.fromPartial({ name: 'conf', configMap: { name: 'greetings' } }),
+    ] } });
+    const mounter = nativeMounter();
+    const vols = await prepareVolumes({ rootDir: path.join(dir, 'kubelet'), pod: p, configs: new MemoryConfigs().configMap('default', 'greetings', { greeting: 'hi' }), mounter, nodeAllocatable: { memory: '1Gi' }, podIPs: [], hostIPs: [] });
+    const mounts = vols.map((v) => ({ destination: v.name === 'shared' ? '/data' : '/config', source: v.hostPath, readOnly: v.readOnly }));
+    const run = async (name: string, script: string) => {
+      const { containerId } = await rt.createContainer(runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name }, labels: { [CONTAINER_NAME_LABEL]: name }, annotations: { 'berth.io/oci-bundle': makeBundle(dir, ['sh', '-c', script], undefined, false, mounts) } } }));
+      await rt.startContainer({ containerId });
+      let o = observedFromStatus((await rt.containerStatus({ containerId, verbose: false })).status!);
+      for (let i = 0; i < 100 && o.state !== 'exited'; i++) {
+        await new Promise((r) => setTimeout(r, 30));
+        o = observedFromStatus((await rt.containerStatus({ containerId, verbose: false })).status!);
+      }
+      await rt.removeContainer({ containerId });
+      return o.exitCode;
+    };
+    try {
+      expect(await run('writer', 'echo hello > /data/msg')).toBe(0);
+      expect(fs.readFileSync(path.join(vols[0].hostPath, 'msg'), 'utf8')).toBe('hello\n');
+      expect(await run('reader', 'test "$(cat /data/msg)" = hello && test "$(cat /config/greeting)" = hi')).toBe(0);
+      // The configMap volume is read-only inside the container.
+      expect(await run('vandal', 'echo x > /config/greeting')).not.toBe(0);
+      expect(fs.readFileSync(path.join(vols[1].hostPath, 'greeting'), 'utf8')).toBe('hi');
+    } finally {
+      cleanupVolumes(path.join(dir, 'kubelet'), 'vol-1', mounter);
     }
   });
 });
