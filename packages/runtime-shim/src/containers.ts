@@ -11,7 +11,7 @@ import { containerSyscalls } from '@berth/native';
 import { hookPids } from './hooks';
 import { ConfigError, loadSpec, type Spec } from './oci/config';
 import { OrphanReaper } from './reaper';
-import { Runtime, type RuntimeOptions } from './runtime';
+import { parseSignal, Runtime, type RuntimeOptions } from './runtime';
 import { RuntimeError } from './state';
 
 /** The annotation naming an OCI bundle to create the container from (until images, issue #8). */
@@ -127,7 +127,7 @@ export class ContainerManager {
         (e) => {
           rec.phase = 'exited';
           rec.finishedAtUs = nowUs();
-          rec.exitCode = e.code ?? 128 + (e.signal !== null ? (require('node:os').constants.signals[e.signal] as number) : 9);
+          rec.exitCode = e.code ?? 128 + (e.signal !== null ? parseSignal(e.signal) : 9);
           rec.reason = e.oomKilled ? 'OOMKilled' : rec.exitCode === 0 ? 'Completed' : 'Error';
           if (e.oomKilled) this.emit('oom', rec);
           this.emit('stopped', rec);

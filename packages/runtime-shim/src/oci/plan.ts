@@ -116,7 +116,7 @@ export function executableCandidates(arg0: string, env: readonly string[]): stri
   return pathVar.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, arg0));
 }
 
-function mountOps(m: Mount, i: number, bundle: string, userns: boolean, cgroupDirs: Record<string, string>): RootfsOp[] {
+function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string, string>): RootfsOp[] {
   const type = m.type ?? '';
   const opts = parseMountOptions(m.options ?? []);
   const target = inRoot(m.destination);
@@ -149,16 +149,8 @@ function mountOps(m: Mount, i: number, bundle: string, userns: boolean, cgroupDi
     if (rest !== 0) ops.push({ kind: 'remount', target, flags: MOUNT_FLAGS.bind | rest });
   } else {
     if (type === '') throw new ConfigError(`mounts[${i}].type`, 'required for a non-bind mount');
-    let flags = opts.flags;
-    let fstype = type;
-    let data = opts.data.join(',');
-    if (type === 'sysfs' && userns) {
-      // sysfs of the host network namespace cannot be mounted from a user namespace that does not own it.
-      fstype = 'sysfs';
-    }
-    if (type === 'mqueue' && userns) flags &= ~MOUNT_FLAGS.rdonly;
-    ops.push({ kind: 'mount', source: m.source ?? type, target, fstype, flags, data: data === '' ? null : data, mkdir: 'dir' });
-    data = '';
+    const data = opts.data.join(',');
+    ops.push({ kind: 'mount', source: m.source ?? type, target, fstype: type, flags: opts.flags, data: data === '' ? null : data, mkdir: 'dir' });
   }
   if (opts.propagation !== 0) ops.push({ kind: 'propagate', target, flags: opts.propagation });
   return ops;
@@ -189,11 +181,10 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
     const join: Array<{ fd: number; nstype: number }> = [];
     let joinPidFd: number | undefined;
     const nss = [...(linux.namespaces ?? [])].sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : 0));
-    for (const [i, ns] of nss.entries()) {
+    for (const ns of nss) {
       const field = `linux.namespaces[${(linux.namespaces ?? []).indexOf(ns)}]`;
       if (ns.type === 'cgroup' && !fs.existsSync('/proc/self/ns/cgroup')) throw new ConfigError(field, 'this kernel has no cgroup namespace');
       if (ns.type === 'time' && !fs.existsSync('/proc/self/ns/time')) throw new ConfigError(field, 'this kernel has no time namespace');
-      void i;
       if (ns.path === undefined) {
         if (ns.type === 'time') newTime = true;
         else cloneFlags |= NS_FLAG[ns.type]!;
@@ -220,7 +211,7 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
 
     const ops: RootfsOp[] = [];
     const mounts = spec.mounts ?? [];
-    for (const [i, m] of mounts.entries()) ops.push(...mountOps(m, i, bundle, userns, inp.cgroupDirs));
+    for (const [i, m] of mounts.entries()) ops.push(...mountOps(m, i, bundle, inp.cgroupDirs));
     const devTmpfs = mounts.some((m) => path.posix.normalize(m.destination) === '/dev');
     const devices = [...(devTmpfs ? DEFAULT_DEVICES.map((d) => ({ ...d, type: 'c', fileMode: 0o666 })) : [])];
     for (const [i, d] of (linux.devices ?? []).entries()) {
