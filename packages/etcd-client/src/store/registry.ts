@@ -161,6 +161,15 @@ export class Registry {
     return { obj, meta, kv };
   }
 
+  // Watchers fed by one WatchHub see the same StoredKV objects: decode each once for all of
+  // them. The result is shared, so watch code treats it as read-only.
+  private readonly decoded = new WeakMap<StoredKV, Decoded>();
+  private decodeShared(kv: StoredKV): Decoded {
+    let d = this.decoded.get(kv);
+    if (!d) { d = this.decode(kv); this.decoded.set(kv, d); }
+    return d;
+  }
+
   private encode(obj: core.Object): Buffer {
     const meta = unwrap(obj).value.metadata!;
     const rv = meta.resourceVersion;
@@ -704,15 +713,16 @@ export class Registry {
         if (res.done) break;
         const batch = res.value;
         for (const e of batch.events) {
-          const cur = e.type === 'put' ? this.decode(e.kv) : undefined;
-          const prev = e.prevKv ? this.decode(e.prevKv) : undefined;
+          const cur = e.type === 'put' ? this.decodeShared(e.kv) : undefined;
+          const prev = e.prevKv ? this.decodeShared(e.prevKv) : undefined;
           const curOk = cur ? this.matches(cur, ns, labels, fields) : false;
           const prevOk = prev ? this.matches(prev, ns, labels, fields) : false;
           let out: store.WatchEvent | undefined;
           if (e.type === 'delete') {
             if (prevOk) {
-              prev!.meta.resourceVersion = String(e.kv.modRevision);
-              out = { type: 'DELETED', object: prev!.obj, error: undefined };
+              const gone = structuredClone(prev!.obj); // the shared copy stays untouched
+              unwrap(gone).value.metadata!.resourceVersion = String(e.kv.modRevision);
+              out = { type: 'DELETED', object: gone, error: undefined };
             }
           } else if (curOk && prevOk) out = { type: 'MODIFIED', object: cur!.obj, error: undefined };
           else if (curOk) out = { type: 'ADDED', object: cur!.obj, error: undefined };
