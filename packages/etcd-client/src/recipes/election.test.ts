@@ -8,7 +8,9 @@ import type { EtcdCluster } from '@berth/common';
 import { EtcdV2Client, EtcdV2Mutex, EtcdV3Client, EtcdV3Election, EtcdV3Mutex, leaderOf, observeLeader, v2LeaderOf } from '..';
 import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
 
-const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+// The children load only the client and recipe modules (not the service), so they need
+// nothing but this package's own build.
+const dist = path.resolve(__dirname, '..', '..', 'dist');
 let etcd: EtcdCluster;
 const children = new Set<ChildProcess>();
 beforeAll(async () => {
@@ -30,11 +32,11 @@ interface Candidate {
 
 function candidate(kind: 'v2' | 'v3', key: string, name: string, events: string[]): Candidate {
   const script = kind === 'v3'
-    ? `const m = require(${JSON.stringify(dist)});
+    ? `const m = { ...require(${JSON.stringify(`${dist}/v3`)}), ...require(${JSON.stringify(`${dist}/recipes`)}) };
        const c = new m.EtcdV3Client({ endpoints: ${JSON.stringify(etcd.endpoints)} });
        const e = new m.EtcdV3Election(c, ${JSON.stringify(key)}, { ttl: 2 });
        e.campaign(${JSON.stringify(name)}).then(() => console.log('LEADER'), (err) => { console.error(err); process.exit(1); });`
-    : `const m = require(${JSON.stringify(dist)});
+    : `const m = { ...require(${JSON.stringify(`${dist}/v2`)}), ...require(${JSON.stringify(`${dist}/recipes`)}) };
        const c = new m.EtcdV2Client({ endpoints: ${JSON.stringify(etcd.endpoints)} });
        const e = new m.EtcdV2Election(c, ${JSON.stringify(key)}, { ttl: 2 });
        e.campaign(${JSON.stringify(name)}).then(() => console.log('LEADER'), (err) => { console.error(err); process.exit(1); });`;
