@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Netns, Rtnl, RTPROT_BERTH, sysctl } from '@berth/native';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PodNetwork, ROUTED_GATEWAY, type Mode, type SetUpRequest } from './network';
+import { PodNetwork, ROUTED_GATEWAY, ROUTED_GATEWAY6, type Mode, type SetUpRequest } from './network';
 import { netnsPath, probe, send, sh, startEchoServer, startSink, Topology, type TestNode } from './testing/topology';
 
 let topo: Topology;
@@ -338,7 +338,23 @@ describe('dual-stack', () => {
     expect(await probe(b.ns, 'tcp', 'fd00:77:1::2', 7600, 'six')).toBe('A:six');
     expect(await probe(node.name, 'tcp', 'fd00:77:1::2', 7600, 'node')).toBe('A:node');
     expect(await net.check(`ds-a-${topo.id}`)).toEqual([]);
-    await expect(managerOn(node, 'routed', [], { podCidrV6: 'fd00:77:2::/64' })).rejects.toThrow(/podCidrV6: IPv6 is supported in bridge mode only/);
     await expect(managerOn(node, 'bridge', [], { podCidr: 'fd00:77:3::/64' })).rejects.toThrow(/podCidr: must be an IPv4 CIDR/);
+  });
+});
+
+describe('dual-stack, routed', () => {
+  it('routes IPv6 to /128 pod addresses via the host ends\' shared link-local gateway', async () => {
+    const node = topo.node(1, '10.78.1.0/24');
+    sh('ip', ['-n', node.name, 'addr', 'add', 'fd00:78::1/64', 'dev', 'ul', 'nodad']);
+    const net = await managerOn(node, 'routed', [], { podCidrV6: 'fd00:78:1::/64' });
+    const ns = topo.netns('p');
+    const res = await net.setUp({ podUid: 'u', podNamespace: 'd', podName: 'a', sandboxId: `rs-a-${topo.id}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} });
+    expect(res.ips).toEqual(['10.78.1.2/32', 'fd00:78:1::2/128']);
+    expect(res.routes).toContainEqual({ dst: '::/0', gw: ROUTED_GATEWAY6 });
+    const b = await pod(net);
+    await startEchoServer(topo, ns, 7700, 'A');
+    expect(await probe(b.ns, 'tcp', 'fd00:78:1::2', 7700, 'six')).toBe('A:six');
+    expect(await probe(node.name, 'tcp', 'fd00:78:1::2', 7700, 'node')).toBe('A:node');
+    expect(await probe(b.ns, 'tcp', '10.78.1.2', 7700, 'four')).toBe('A:four');
   });
 });

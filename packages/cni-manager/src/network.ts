@@ -125,6 +125,13 @@ export interface SetUpResult {
 }
 
 export const ROUTED_GATEWAY = '169.254.1.1';
+/**
+ * Routed mode, IPv6 (as Calico): every host end has the MAC ee:ee:ee:ee:ee:ee, so its EUI-64
+ * link-local address, the pods' IPv6 gateway, is the same on every veth; it answers neighbour
+ * solicitations itself, no proxy NDP needed.
+ */
+export const ROUTED_HOST_MAC = 'ee:ee:ee:ee:ee:ee';
+export const ROUTED_GATEWAY6 = 'fe80::ecee:eeff:feee:eeee';
 const HOST_VETH_PREFIX = 'bv';
 const IFB_PREFIX = 'bi';
 const FAULT_COMMENT = 'berth-fault';
@@ -181,7 +188,6 @@ export class PodNetwork {
     if (this.ipam.family !== 4) throw new InvalidArgumentError('podCidr', `must be an IPv4 CIDR (give IPv6 as podCidrV6), got '${config.podCidr}'`);
     this.ipam6 = config.podCidrV6 ? new IpamStore(path.join(config.stateDir, 'ipam6'), { cidr: config.podCidrV6, field: 'podCidrV6' }) : null;
     if (this.ipam6 && this.ipam6.family !== 6) throw new InvalidArgumentError('podCidrV6', `must be an IPv6 CIDR, got '${config.podCidrV6}'`);
-    if (this.ipam6 && this.mode === 'routed') throw new InvalidArgumentError('podCidrV6', 'IPv6 is supported in bridge mode only (routed IPv6 needs proxy NDP, not built yet)');
     this.recordDir = path.join(config.stateDir, 'attachments');
     for (const r of config.nodeRoutes ?? []) {
       parseCidr(r.podCidr, 'nodeRoutes.podCidr');
@@ -463,7 +469,7 @@ export class PodNetwork {
     rec.prefix = this.mode === 'bridge' ? this.ipam.prefix : 32;
     if (this.ipam6) {
       rec.ip6 = await this.ipam6.allocate(rec.sandboxId);
-      rec.prefix6 = this.ipam6.prefix;
+      rec.prefix6 = this.mode === 'bridge' ? this.ipam6.prefix : 128;
     }
     // A reused address may still have conntrack entries of its previous pod (the UDP pitfall).
     await this.flushConntrack(rec.ip);
@@ -472,8 +478,11 @@ export class PodNetwork {
     // together with two batches that makes three netlink round trips per pod.
     rec.mac = `0a:58:${ipv4Bytes(rec.ip).toString('hex').match(/../g)!.join(':')}`;
     const hostEnd = await this.host.addVeth({
-      name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu, peerMac: rec.mac, up: true,
-      ...(this.mode === 'bridge' ? { master: this.bridge!.index } : {}),
+      name: rec.hostVeth, peer: rec.ifName, peerNetns: podNs, mtu: this.mtu, peerMac: rec.mac,
+      // Routed IPv6: brought up only after DAD is off, or its link-local (the pods' gateway)
+      // would stay tentative, deaf to the pod, for a second or more.
+      up: !(this.mode === 'routed' && rec.ip6),
+      ...(this.mode === 'bridge' ? { master: this.bridge!.index } : { mac: ROUTED_HOST_MAC }),
     });
     const pod = Rtnl.open(podNs);
     try {
@@ -490,6 +499,7 @@ export class PodNetwork {
         sysctl(this.hostNetns, `net/ipv4/conf/${rec.hostVeth}/forwarding`, '1');
         // Proxy ARP must answer at once, not after the default 0-800 ms random delay.
         sysctl(this.hostNetns, `net/ipv4/neigh/${rec.hostVeth}/proxy_delay`, '0');
+        if (rec.ip6) sysctl(this.hostNetns, `net/ipv6/conf/${rec.hostVeth}/accept_dad`, '0');
       }
       // The pod's and the host's halves are independent: two sockets, two pool threads, at once.
       const podSide = pod.batch(async (b) => {
@@ -507,11 +517,19 @@ export class PodNetwork {
         } else {
           await b.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: ethIndex, scope: 'link' });
           await b.addRoute({ dst: 'default', gw: ROUTED_GATEWAY, oif: ethIndex, onlink: true });
+          if (rec.ip6) {
+            await b.addAddress(ethIndex, `${rec.ip6}/128`, { nodad: true });
+            await b.addRoute({ dst: 'default', gw: ROUTED_GATEWAY6, oif: ethIndex });
+          }
         }
       });
       const hostSide = this.mode === 'bridge'
         ? this.host.setHairpin(hostEnd.index, true)
-        : this.host.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
+        : this.host.batch(async (b) => {
+          if (rec.ip6) await b.setLink(hostEnd.index, { up: true });
+          await b.addRoute({ dst: `${rec.ip}/32`, oif: hostEnd.index, scope: 'link' }, { replace: true });
+          if (rec.ip6) await b.addRoute({ dst: `${rec.ip6}/128`, oif: hostEnd.index }, { replace: true });
+        });
       const [a, b] = await Promise.allSettled([podSide, hostSide]);
       if (a.status === 'rejected') throw a.reason;
       if (b.status === 'rejected') throw b.reason;
@@ -599,7 +617,7 @@ export class PodNetwork {
   resultOf(rec: AttachmentRecord): SetUpResult {
     const routes = this.mode === 'bridge'
       ? [{ dst: '0.0.0.0/0', gw: this.ipam.gateway }, ...(rec.ip6 ? [{ dst: '::/0', gw: this.ipam6!.gateway }] : [])]
-      : [{ dst: `${ROUTED_GATEWAY}/32`, gw: '' }, { dst: '0.0.0.0/0', gw: ROUTED_GATEWAY }];
+      : [{ dst: `${ROUTED_GATEWAY}/32`, gw: '' }, { dst: '0.0.0.0/0', gw: ROUTED_GATEWAY }, ...(rec.ip6 ? [{ dst: '::/0', gw: ROUTED_GATEWAY6 }] : [])];
     const dns = this.config.dns ?? {};
     return {
       interfaces: [{ name: rec.ifName, mac: rec.mac, sandbox: rec.netnsPath }, { name: rec.hostVeth, mac: '', sandbox: '' }],
