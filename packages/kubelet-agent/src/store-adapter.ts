@@ -6,7 +6,7 @@ import { Informer, kindInfo, unwrap, wrap, type StoreClient } from '@berth/apima
 import type { LeaseStore } from './node-lease';
 import type { NodeStatusWriter } from './node-status';
 import type { ConfigSource, EventSink, PodStatusStore } from './seams';
-import type { PodConfig } from './sync/pod-config';
+import { CONFIG_MIRROR_ANNOTATION as CONFIG_MIRROR, type PodConfig } from './sync/pod-config';
 
 const POD = kindInfo('Pod')!;
 const EVENT = kindInfo('Event')!;
@@ -68,6 +68,26 @@ export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, Leas
   }
   async updateNodeStatus(node: core.Node): Promise<core.Node> {
     return (await this.client.updateStatus(wrap(NODE, node))).node!;
+  }
+
+  /**
+   * Reflects a static pod into the Store as its mirror pod (created once; replaced when the
+   * manifest changed, i.e. the mirror annotation no longer names the static pod's uid).
+   */
+  async syncMirrorPod(staticPod: core.Pod, mirror: core.Pod): Promise<core.Pod> {
+    const m = mirror.metadata!;
+    const cur = await this.getPod(m.namespace || 'default', m.name);
+    if (cur && cur.metadata?.annotations?.[CONFIG_MIRROR] === staticPod.metadata!.uid) return cur;
+    if (cur) await this.client.delete({ resource: 'pods', namespace: m.namespace || 'default', name: m.name, gracePeriodSeconds: 0 });
+    return (await this.client.create(wrap(POD, { ...mirror, status: undefined }))).pod!;
+  }
+
+  async deleteMirrorPod(namespace: string, name: string): Promise<void> {
+    try {
+      await this.client.delete({ resource: 'pods', namespace, name, gracePeriodSeconds: 0 });
+    } catch (e) {
+      if (!isKind(e, 'NotFound')) throw e;
+    }
   }
 
   /** Creates the Node (or takes over an existing one) and writes its status. */

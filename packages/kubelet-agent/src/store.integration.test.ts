@@ -22,6 +22,7 @@ import { computePodStatus } from './status/compute';
 import { StatusManager } from './status/manager';
 import { isKind, StoreSeams } from './store-adapter';
 import { PodConfig, type PodUpdate } from './sync/pod-config';
+import { mirrorPod, parsePods } from './sync/static-pods';
 
 const storeBin = path.resolve(__dirname, '..', '..', 'etcd-client', 'dist', 'bin', 'berth-etcd-client.js');
 const POD = kindInfo('Pod')!;
@@ -240,5 +241,23 @@ describe('kubelet-agent against the real Store', () => {
     await clock.advance(10_000);
     expect(await reporter.report()).toBe(true); // 5 minutes since the last write
     expect(reporter.writes).toBe(4);
+  });
+
+  it('reflects a static pod into the Store as a mirror pod, replaced when the manifest changes and removed with it', async () => {
+    const manifest = (image: string) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: ${ns}\nspec:\n  containers:\n  - name: etcd\n    image: ${image}\n`;
+    const [v1] = parsePods(manifest('etcd:3.4'), nodeName, 'file', '/etc/berth/manifests/etcd.yaml');
+    const m1 = await seams.syncMirrorPod(v1, mirrorPod(v1));
+    expect(m1.metadata!.name).toBe(`etcd-${nodeName}`);
+    expect(m1.metadata!.annotations['kubernetes.io/config.mirror']).toBe(v1.metadata!.uid);
+    expect(m1.metadata!.uid).not.toBe(v1.metadata!.uid); // the Store gives the mirror its own uid
+    expect(m1.spec!.nodeName).toBe(nodeName);
+    expect((await seams.syncMirrorPod(v1, mirrorPod(v1))).metadata!.uid).toBe(m1.metadata!.uid); // unchanged: kept
+    const [v2] = parsePods(manifest('etcd:3.5'), nodeName, 'file', '/etc/berth/manifests/etcd.yaml');
+    const m2 = await seams.syncMirrorPod(v2, mirrorPod(v2));
+    expect(m2.metadata!.uid).not.toBe(m1.metadata!.uid);
+    expect(m2.spec!.containers[0].image).toBe('etcd:3.5');
+    await seams.deleteMirrorPod(ns, `etcd-${nodeName}`);
+    await seams.deleteMirrorPod(ns, `etcd-${nodeName}`);
+    expect(await seams.getPod(ns, `etcd-${nodeName}`)).toBeUndefined();
   });
 });
