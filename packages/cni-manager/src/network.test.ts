@@ -41,6 +41,7 @@ async function leakCheck(net: PodNetwork): Promise<void> {
     expect(links.filter((l) => /^b[vi][0-9a-f]{12}$/.test(l.name)).map((l) => l.name)).toEqual([]);
     const nodeRoutes = new Set((net.config.nodeRoutes ?? []).map((r) => r.podCidr));
     expect((await rt.routes()).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst))).toEqual([]);
+    expect((await rt.routes(undefined, 6)).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst))).toEqual([]);
     expect(await rt.neighbours({ proxy: true })).toEqual([]);
     const qdiscKinds = (await rt.qdiscs()).map((q) => q.kind).filter((k) => k === 'tbf' || k === 'ingress');
     expect(qdiscKinds).toEqual([]);
@@ -356,5 +357,22 @@ describe('dual-stack, routed', () => {
     expect(await probe(b.ns, 'tcp', 'fd00:78:1::2', 7700, 'six')).toBe('A:six');
     expect(await probe(node.name, 'tcp', 'fd00:78:1::2', 7700, 'node')).toBe('A:node');
     expect(await probe(b.ns, 'tcp', '10.78.1.2', 7700, 'four')).toBe('A:four');
+  });
+});
+
+describe('dual-stack across nodes', () => {
+  it('routes each node\'s IPv6 pod CIDR via its IPv6 address (routed mode)', async () => {
+    const n1 = topo.node(1, '10.79.1.0/24');
+    const n2 = topo.node(2, '10.79.2.0/24');
+    sh('ip', ['-n', n1.name, 'addr', 'add', 'fd00:79::1/64', 'dev', 'ul', 'nodad']);
+    sh('ip', ['-n', n2.name, 'addr', 'add', 'fd00:79::2/64', 'dev', 'ul', 'nodad']);
+    const m1 = await managerOn(n1, 'routed', [n2], { podCidrV6: 'fd00:79:1::/64', nodeRoutes: [{ podCidr: n2.podCidr, via: n2.address }, { podCidr: 'fd00:79:2::/64', via: 'fd00:79::2' }] });
+    const m2 = await managerOn(n2, 'routed', [n1], { podCidrV6: 'fd00:79:2::/64', nodeRoutes: [{ podCidr: n1.podCidr, via: n1.address }, { podCidr: 'fd00:79:1::/64', via: 'fd00:79::1' }] });
+    const a = await pod(m1);
+    const b = await pod(m2);
+    await startEchoServer(topo, b.ns, 7800, 'B');
+    expect(await probe(a.ns, 'tcp', 'fd00:79:2::2', 7800, 'far6')).toBe('B:far6');
+    expect(await probe(a.ns, 'tcp', b.ip, 7800, 'far4')).toBe('B:far4');
+    await expect(managerOn(n1, 'routed', [], { nodeRoutes: [{ podCidr: 'fd00:79:9::/64', via: '10.0.0.1' }] })).rejects.toThrow(/nodeRoutes\[0\].via: 10.0.0.1 is not of the family/);
   });
 });

@@ -189,9 +189,14 @@ export class PodNetwork {
     this.ipam6 = config.podCidrV6 ? new IpamStore(path.join(config.stateDir, 'ipam6'), { cidr: config.podCidrV6, field: 'podCidrV6' }) : null;
     if (this.ipam6 && this.ipam6.family !== 6) throw new InvalidArgumentError('podCidrV6', `must be an IPv6 CIDR, got '${config.podCidrV6}'`);
     this.recordDir = path.join(config.stateDir, 'attachments');
-    for (const r of config.nodeRoutes ?? []) {
-      parseCidr(r.podCidr, 'nodeRoutes.podCidr');
-      parseCidr(`${r.via}/32`, 'nodeRoutes.via');
+    for (const [i, r] of (config.nodeRoutes ?? []).entries()) {
+      let fam: number;
+      try {
+        fam = parseIpCidr(r.podCidr, 'podCidr').family;
+      } catch {
+        throw new InvalidArgumentError(`nodeRoutes[${i}].podCidr`, `expected a CIDR, got '${r.podCidr}'`);
+      }
+      if (ipBytes(r.via, `nodeRoutes[${i}].via`).family !== fam) throw new InvalidArgumentError(`nodeRoutes[${i}].via`, `${r.via} is not of the family of ${r.podCidr}`);
     }
   }
 

@@ -32,7 +32,7 @@ const schema = {
   bridgeName: z.string().default('berth0'),
   mtu: z.number().int().min(576).max(65535).default(1500),
   hostNetns: z.string().refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' }).optional(),
-  nodeRoutes: z.array(z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+=\d+\.\d+\.\d+\.\d+$/, 'expected podCIDR=nodeAddress, e.g. 10.244.1.0/24=192.168.1.2')).default([]),
+  nodeRoutes: z.array(z.string().regex(/^[0-9a-fA-F.:]+\/\d+=[0-9a-fA-F.:]+$/, 'expected podCIDR=nodeAddress, e.g. 10.244.1.0/24=192.168.1.2')).default([]),
   masquerade: z.boolean().default(false),
   dnsNameservers: z.array(z.string()).default([]),
   dnsSearch: z.array(z.string()).default([]),
