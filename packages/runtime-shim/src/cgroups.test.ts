@@ -77,10 +77,10 @@ describe('cgroup v1 limits, enforced', () => {
     h.rt.resume(id);
     expect(h.rt.state(id).status).toBe('running');
     expect(h.rt.ps(id)).toContain(h.rt.state(id).pid);
-    h.rt.update(id, { memory: { limit: 64 * 1024 * 1024 }, pids: { limit: 50 } });
+    await h.rt.update(id, { memory: { limit: 64 * 1024 * 1024 }, pids: { limit: 50 } });
     expect(fs.readFileSync(path.join(mounts['pids']!, 'berth', id, 'pids.max'), 'utf8').trim()).toBe('50');
     expect(h.rt.stats(id).memory.limit).toBe(64 * 1024 * 1024);
-    expect(() => h.rt.update(id, { memory: { limt: 5 } } as never)).toThrow(/resources\.memory\.limt: unknown field/);
+    await expect(h.rt.update(id, { memory: { limt: 5 } } as never)).rejects.toThrow(/resources\.memory\.limt: unknown field/);
   });
 
   it('devices allow-list: denied devices cannot be opened even with mknod', async () => {
@@ -101,12 +101,12 @@ describe('cgroup paths', () => {
 
   it.each([['/../x'], ['/'], ['system.slice:berth:x']])('rejects %s', (p) => expect(() => cgroupPath(p, 'id', false)).toThrow(/linux\.cgroupsPath/));
 
-  it('resources whose controller this node lacks are clear errors, not ignored', () => {
+  it('resources whose controller this node lacks are clear errors, not ignored', async () => {
     const cg = new CgroupV1('/berth/never-created', { cpu: '/nonexistent-cpu' });
-    expect(() => cg.apply({ network: { priorities: [{ name: 'eth0', priority: 1 }] } })).toThrow(/linux\.resources\.network\.priorities: the net_prio cgroup controller is not available on this node/);
-    expect(() => cg.apply({ rdma: { mlx4_0: { hcaHandles: 2 } } })).toThrow(/linux\.resources\.rdma\.mlx4_0: the rdma cgroup controller is not available/);
-    expect(() => cg.apply({ hugepageLimits: [{ pageSize: '2MB', limit: 1 }] })).toThrow(/hugepageLimits\[0\]: the hugetlb cgroup controller is not available/);
-    expect(() => cg.apply({ pids: { limit: 5 } })).toThrow(/linux\.resources\.pids: the pids cgroup controller is not available/);
+    await expect(cg.apply({ network: { priorities: [{ name: 'eth0', priority: 1 }] } })).rejects.toThrow(/linux\.resources\.network\.priorities: the net_prio cgroup controller is not available on this node/);
+    await expect(cg.apply({ rdma: { mlx4_0: { hcaHandles: 2 } } })).rejects.toThrow(/linux\.resources\.rdma\.mlx4_0: the rdma cgroup controller is not available/);
+    await expect(cg.apply({ hugepageLimits: [{ pageSize: '2MB', limit: 1 }] })).rejects.toThrow(/hugepageLimits\[0\]: the hugetlb cgroup controller is not available/);
+    await expect(cg.apply({ pids: { limit: 5 } })).rejects.toThrow(/linux\.resources\.pids: the pids cgroup controller is not available/);
   });
 
   it('--systemd-cgroup is a clear error', () => expect(() => cgroupPath(undefined, 'x', true)).toThrow(/systemd cgroup driver is not supported/));
@@ -122,13 +122,13 @@ describe('cgroup v2 driver', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('writes the unified files for every OCI resource (fixture)', () => {
+  it('writes the unified files for every OCI resource (fixture)', async () => {
     fs.writeFileSync(path.join(dir, 'cgroup.controllers'), 'cpu io memory pids cpuset hugetlb\n');
     fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), '');
     const cg = new CgroupV2('/berth/c1', dir);
-    cg.create();
+    await cg.create();
     expect(fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8')).toBe('+cpu +io +memory +pids +cpuset +hugetlb');
-    cg.apply({
+    await cg.apply({
       memory: { limit: 1 << 20, reservation: 1 << 19, swap: 3 << 20 },
       cpu: { shares: 1024, quota: 50000, period: 100000, cpus: '0-1', mems: '0' },
       pids: { limit: 10 },
@@ -152,8 +152,8 @@ describe('cgroup v2 driver', () => {
     fs.writeFileSync(path.join(dir, 'berth', 'c1', 'memory.events'), 'low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n');
     fs.writeFileSync(path.join(dir, 'berth', 'c1', 'memory.current'), '4096\n');
     expect(cg.stats()).toMatchObject({ cpu: { usageNs: 10000, throttledPeriods: 2, throttledNs: 7000 }, memory: { usage: 4096, oomKills: 1, oomEvents: 2 }, pids: { limit: 10 } });
-    expect(() => cg.apply({ unified: { 'cgroup.procs': '1' } })).toThrow(/linux\.resources\.unified\.cgroup\.procs: not a settable cgroup file/);
-    expect(() => cg.apply({ memory: { swappiness: 10 } })).toThrow(/swappiness/);
+    await expect(cg.apply({ unified: { 'cgroup.procs': '1' } })).rejects.toThrow(/linux\.resources\.unified\.cgroup\.procs: not a settable cgroup file/);
+    await expect(cg.apply({ memory: { swappiness: 10 } })).rejects.toThrow(/swappiness/);
     expect(sharesToWeight(2)).toBe(1);
     expect(sharesToWeight(262144)).toBe(10000);
   });
@@ -165,7 +165,7 @@ describe('cgroup v2 driver', () => {
     // host whose v2 root has controllers enabled).
     const rootControl = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').trim();
     const cg = new CgroupV2(`/berth-${uniqueId()}`, dir);
-    cg.create();
+    await cg.create();
     const child = (await import('node:child_process')).spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
       fs.writeFileSync(cg.procsFiles()[0]!, String(child.pid));

@@ -163,8 +163,8 @@ export class Runtime {
     let pid = -1;
     let fds: number[] = [];
     try {
-      cg.create();
-      cg.apply(spec.linux?.resources ?? {});
+      await cg.create();
+      await cg.apply(spec.linux?.resources ?? {});
       const fifo = path.join(dir, 'exec.fifo');
       this.sys.mkfifo(fifo, 0o622);
       const compiled = compilePlan({
@@ -377,11 +377,11 @@ export class Runtime {
     return this.driver(s).stats();
   }
 
-  update(id: string, res: Resources): void {
+  async update(id: string, res: Resources): Promise<void> {
     const s = this.store.read(checkId(id));
     if (this.status(s) === 'stopped') throw new RuntimeError('container not running');
     validateSpec({ ociVersion: '1.0.0', linux: { resources: res } });
-    this.driver(s).apply(res, 'resources');
+    await this.driver(s).apply(res, 'resources');
   }
 
   /**

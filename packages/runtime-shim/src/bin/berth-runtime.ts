@@ -286,7 +286,7 @@ async function main(argv: string[]): Promise<number> {
       if (pids !== undefined) res.pids = { limit: pids };
       const bw = num(f, 'blkio-weight');
       if (bw !== undefined) res.blockIO = { ...res.blockIO, weight: bw };
-      rt.update(id, res);
+      await rt.update(id, res);
       return 0;
     }
     case 'exec': {

@@ -16,10 +16,10 @@ export interface CgroupDriver {
   readonly version: 1 | 2;
   /** Directory per hierarchy (v1) or the one directory (v2), keyed by controller name (v2: ''). */
   readonly paths: Record<string, string>;
-  create(): void;
+  create(): Promise<void>;
   /** The cgroup.procs files to write the init pid into. */
   procsFiles(): string[];
-  apply(res: Resources, at?: string): void;
+  apply(res: Resources, at?: string): Promise<void>;
   stats(): CgroupStats;
   freeze(): Promise<void>;
   thaw(): void;
@@ -29,9 +29,11 @@ export interface CgroupDriver {
   destroy(): Promise<void>;
 }
 
-function write(dir: string, file: string, value: string | number): void {
+// Async: the daemon writes dozens of cgroup files per container, which must not hold the
+// event loop (each is a syscall into cgroupfs that can take long on a busy node).
+async function write(dir: string, file: string, value: string | number): Promise<void> {
   try {
-    fs.writeFileSync(path.join(dir, file), String(value));
+    await fs.promises.writeFile(path.join(dir, file), String(value));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`cgroup: write ${String(value).trim()} to ${path.join(dir, file)}: ${e.code ?? e.message}`, { cause: err });
@@ -66,7 +68,7 @@ async function rmdirRetry(dir: string): Promise<void> {
   // of a killed process a little.
   for (let i = 0; ; i++) {
     try {
-      fs.rmdirSync(dir);
+      await fs.promises.rmdir(dir);
       return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -129,23 +131,21 @@ export class CgroupV1 implements CgroupDriver {
     for (const [ctl, mnt] of Object.entries(mounts)) this.paths[ctl] = path.join(mnt, cgPath);
   }
 
-  create(): void {
-    for (const [ctl, dir] of Object.entries(this.paths)) {
-      fs.mkdirSync(dir, { recursive: true });
-      if (ctl === 'cpuset') {
-        // A v1 cpuset takes no task until cpus and mems are set: inherit the parent's, on
-        // every level we created.
-        this.initCpuset(dir);
-      }
-    }
+  async create(): Promise<void> {
+    await Promise.all(Object.entries(this.paths).map(async ([ctl, dir]) => {
+      await fs.promises.mkdir(dir, { recursive: true });
+      // A v1 cpuset takes no task until cpus and mems are set: inherit the parent's, on
+      // every level we created.
+      if (ctl === 'cpuset') await this.initCpuset(dir);
+    }));
   }
 
-  private initCpuset(dir: string): void {
+  private async initCpuset(dir: string): Promise<void> {
     const parent = path.dirname(dir);
     for (const f of ['cpuset.cpus', 'cpuset.mems']) {
       if ((readText(dir, f) ?? '').trim() !== '') continue;
-      if ((readText(parent, f) ?? '').trim() === '') this.initCpuset(parent);
-      write(dir, f, readText(parent, f)!.trim());
+      if ((readText(parent, f) ?? '').trim() === '') await this.initCpuset(parent);
+      await write(dir, f, readText(parent, f)!.trim());
     }
   }
 
@@ -153,7 +153,7 @@ export class CgroupV1 implements CgroupDriver {
     return [...new Set(Object.values(this.paths))].map((d) => path.join(d, 'cgroup.procs'));
   }
 
-  apply(res: Resources, at = 'linux.resources'): void {
+  async apply(res: Resources, at = 'linux.resources'): Promise<void> {
     const p = this.paths;
     const need = (ctl: string, field: string): string => {
       const dir = p[ctl];
@@ -168,67 +168,67 @@ export class CgroupV1 implements CgroupDriver {
         const memsw = fs.existsSync(path.join(dir, 'memory.memsw.limit_in_bytes'));
         if (m.swap !== undefined && memsw && m.swap !== -1 && m.swap < m.limit) throw new ConfigError(`${at}.memory.swap`, 'must be at least memory.limit (it is memory + swap)');
         if (memsw && m.swap !== undefined) {
-          try { write(dir, 'memory.memsw.limit_in_bytes', m.swap); write(dir, 'memory.limit_in_bytes', m.limit); } catch { write(dir, 'memory.limit_in_bytes', m.limit); write(dir, 'memory.memsw.limit_in_bytes', m.swap); }
+          try { await write(dir, 'memory.memsw.limit_in_bytes', m.swap); await write(dir, 'memory.limit_in_bytes', m.limit); } catch { await write(dir, 'memory.limit_in_bytes', m.limit); await write(dir, 'memory.memsw.limit_in_bytes', m.swap); }
         } else {
-          write(dir, 'memory.limit_in_bytes', m.limit);
+          await write(dir, 'memory.limit_in_bytes', m.limit);
         }
       } else if (m.swap !== undefined && fs.existsSync(path.join(dir, 'memory.memsw.limit_in_bytes'))) {
-        write(dir, 'memory.memsw.limit_in_bytes', m.swap);
+        await write(dir, 'memory.memsw.limit_in_bytes', m.swap);
       }
-      if (m.reservation !== undefined) write(dir, 'memory.soft_limit_in_bytes', m.reservation);
+      if (m.reservation !== undefined) await write(dir, 'memory.soft_limit_in_bytes', m.reservation);
       if (m.swappiness !== undefined) {
         if (m.swappiness > 100) throw new ConfigError(`${at}.memory.swappiness`, `must be 0..100, got ${m.swappiness}`);
-        write(dir, 'memory.swappiness', m.swappiness);
+        await write(dir, 'memory.swappiness', m.swappiness);
       }
-      if (m.disableOOMKiller === true) write(dir, 'memory.oom_control', 1);
+      if (m.disableOOMKiller === true) await write(dir, 'memory.oom_control', 1);
     }
     const c = res.cpu;
     if (c !== undefined) {
-      if (c.shares !== undefined) write(need('cpu', 'cpu.shares'), 'cpu.shares', c.shares);
-      if (c.period !== undefined) write(need('cpu', 'cpu.period'), 'cpu.cfs_period_us', c.period);
-      if (c.quota !== undefined) write(need('cpu', 'cpu.quota'), 'cpu.cfs_quota_us', c.quota);
+      if (c.shares !== undefined) await write(need('cpu', 'cpu.shares'), 'cpu.shares', c.shares);
+      if (c.period !== undefined) await write(need('cpu', 'cpu.period'), 'cpu.cfs_period_us', c.period);
+      if (c.quota !== undefined) await write(need('cpu', 'cpu.quota'), 'cpu.cfs_quota_us', c.quota);
       if (c.burst !== undefined) {
         const dir = need('cpu', 'cpu.burst');
         if (!fs.existsSync(path.join(dir, 'cpu.cfs_burst_us'))) throw new ConfigError(`${at}.cpu.burst`, 'this kernel has no cpu.cfs_burst_us');
-        write(dir, 'cpu.cfs_burst_us', c.burst);
+        await write(dir, 'cpu.cfs_burst_us', c.burst);
       }
       if (c.idle !== undefined) {
         const dir = need('cpu', 'cpu.idle');
         if (!fs.existsSync(path.join(dir, 'cpu.idle'))) throw new ConfigError(`${at}.cpu.idle`, 'this kernel has no cpu.idle');
-        write(dir, 'cpu.idle', c.idle);
+        await write(dir, 'cpu.idle', c.idle);
       }
-      if (c.realtimePeriod !== undefined) write(need('cpu', 'cpu.realtimePeriod'), 'cpu.rt_period_us', c.realtimePeriod);
-      if (c.realtimeRuntime !== undefined) write(need('cpu', 'cpu.realtimeRuntime'), 'cpu.rt_runtime_us', c.realtimeRuntime);
-      if (c.cpus !== undefined) write(need('cpuset', 'cpu.cpus'), 'cpuset.cpus', c.cpus);
-      if (c.mems !== undefined) write(need('cpuset', 'cpu.mems'), 'cpuset.mems', c.mems);
+      if (c.realtimePeriod !== undefined) await write(need('cpu', 'cpu.realtimePeriod'), 'cpu.rt_period_us', c.realtimePeriod);
+      if (c.realtimeRuntime !== undefined) await write(need('cpu', 'cpu.realtimeRuntime'), 'cpu.rt_runtime_us', c.realtimeRuntime);
+      if (c.cpus !== undefined) await write(need('cpuset', 'cpu.cpus'), 'cpuset.cpus', c.cpus);
+      if (c.mems !== undefined) await write(need('cpuset', 'cpu.mems'), 'cpuset.mems', c.mems);
     }
-    if (res.pids !== undefined) write(need('pids', 'pids'), 'pids.max', res.pids.limit <= 0 ? 'max' : res.pids.limit);
+    if (res.pids !== undefined) await write(need('pids', 'pids'), 'pids.max', res.pids.limit <= 0 ? 'max' : res.pids.limit);
     const b = res.blockIO;
     if (b !== undefined) {
       const dir = need('blkio', 'blockIO');
       const weightFile = fs.existsSync(path.join(dir, 'blkio.weight')) ? 'blkio.weight' : 'blkio.bfq.weight';
-      if (b.weight !== undefined) write(dir, weightFile, b.weight);
-      for (const d of b.weightDevice ?? []) if (d.weight !== undefined) write(dir, weightFile + '_device', `${d.major}:${d.minor} ${d.weight}`);
+      if (b.weight !== undefined) await write(dir, weightFile, b.weight);
+      for (const d of b.weightDevice ?? []) if (d.weight !== undefined) await write(dir, weightFile + '_device', `${d.major}:${d.minor} ${d.weight}`);
       const throttles = [['throttleReadBpsDevice', 'blkio.throttle.read_bps_device'], ['throttleWriteBpsDevice', 'blkio.throttle.write_bps_device'], ['throttleReadIOPSDevice', 'blkio.throttle.read_iops_device'], ['throttleWriteIOPSDevice', 'blkio.throttle.write_iops_device']] as const;
-      for (const [key, file] of throttles) for (const d of b[key] ?? []) write(dir, file, `${d.major}:${d.minor} ${d.rate}`);
+      for (const [key, file] of throttles) for (const d of b[key] ?? []) await write(dir, file, `${d.major}:${d.minor} ${d.rate}`);
     }
     for (const [i, h] of (res.hugepageLimits ?? []).entries()) {
-      write(need('hugetlb', `hugepageLimits[${i}]`), `hugetlb.${h.pageSize}.limit_in_bytes`, h.limit);
+      await write(need('hugetlb', `hugepageLimits[${i}]`), `hugetlb.${h.pageSize}.limit_in_bytes`, h.limit);
     }
-    if (res.network?.classID !== undefined) write(need('net_cls', 'network.classID'), 'net_cls.classid', res.network.classID);
-    for (const p of res.network?.priorities ?? []) write(need('net_prio', 'network.priorities'), 'net_prio.ifpriomap', `${p.name} ${p.priority}`);
+    if (res.network?.classID !== undefined) await write(need('net_cls', 'network.classID'), 'net_cls.classid', res.network.classID);
+    for (const p of res.network?.priorities ?? []) await write(need('net_prio', 'network.priorities'), 'net_prio.ifpriomap', `${p.name} ${p.priority}`);
     for (const [dev, lim] of Object.entries(res.rdma ?? {})) {
       const kv = [lim.hcaHandles !== undefined ? `hca_handle=${lim.hcaHandles}` : '', lim.hcaObjects !== undefined ? `hca_object=${lim.hcaObjects}` : ''].filter(Boolean).join(' ');
-      write(need('rdma', `rdma.${dev}`), 'rdma.max', `${dev} ${kv}`);
+      await write(need('rdma', `rdma.${dev}`), 'rdma.max', `${dev} ${kv}`);
     }
     if (res.devices !== undefined && p['devices'] !== undefined) {
       const dir = p['devices'];
       const rules = parseDeviceRules(res);
       for (const rule of rules) {
         const [verb, ...rest] = rule.split(' ');
-        write(dir, verb === 'allow' ? 'devices.allow' : 'devices.deny', rest.join(' '));
+        await write(dir, verb === 'allow' ? 'devices.allow' : 'devices.deny', rest.join(' '));
       }
-      for (const d of DEFAULT_ALLOWED_DEVICES) write(dir, 'devices.allow', d);
+      for (const d of DEFAULT_ALLOWED_DEVICES) await write(dir, 'devices.allow', d);
     }
     if (res.unified !== undefined && Object.keys(res.unified).length > 0) throw new ConfigError(`${at}.unified`, 'needs cgroup v2; this node uses cgroup v1 controllers');
   }
@@ -264,14 +264,14 @@ export class CgroupV1 implements CgroupDriver {
   async freeze(): Promise<void> {
     const dir = this.paths['freezer'];
     if (dir === undefined) throw new Error('cgroup: the freezer controller is not available on this node');
-    write(dir, 'freezer.state', 'FROZEN');
+    await write(dir, 'freezer.state', 'FROZEN');
     // FREEZING until every task has stopped.
     for (let i = 0; i < 400 && (readText(dir, 'freezer.state') ?? '').trim() !== 'FROZEN'; i++) await new Promise((r) => setTimeout(r, 5));
   }
 
   thaw(): void {
     const dir = this.paths['freezer'];
-    if (dir !== undefined) write(dir, 'freezer.state', 'THAWED');
+    if (dir !== undefined) fs.writeFileSync(path.join(dir, 'freezer.state'), 'THAWED');
   }
 
   frozen(): boolean {
@@ -286,7 +286,7 @@ export class CgroupV1 implements CgroupDriver {
   }
 
   async destroy(): Promise<void> {
-    for (const dir of new Set(Object.values(this.paths))) await rmdirRetry(dir);
+    await Promise.all([...new Set(Object.values(this.paths))].map((dir) => rmdirRetry(dir)));
   }
 }
 
@@ -305,15 +305,15 @@ export class CgroupV2 implements CgroupDriver {
     this.paths = { '': this.dir };
   }
 
-  create(): void {
-    fs.mkdirSync(this.dir, { recursive: true });
+  async create(): Promise<void> {
+    await fs.promises.mkdir(this.dir, { recursive: true });
     // Enable every available controller on the way down (not in the leaf: no internal processes).
     const available = (readText(this.root, 'cgroup.controllers') ?? '').trim().split(/\s+/).filter(Boolean);
     let level = this.root;
     const parts = path.relative(this.root, this.dir).split('/');
     for (const part of parts) {
       if (available.length > 0 && fs.existsSync(path.join(level, 'cgroup.subtree_control'))) {
-        try { write(level, 'cgroup.subtree_control', available.map((c) => `+${c}`).join(' ')); } catch { /* controllers held by a sibling's processes */ }
+        try { await write(level, 'cgroup.subtree_control', available.map((c) => `+${c}`).join(' ')); } catch { /* controllers held by a sibling's processes */ }
       }
       level = path.join(level, part);
     }
@@ -323,40 +323,40 @@ export class CgroupV2 implements CgroupDriver {
     return [path.join(this.dir, 'cgroup.procs')];
   }
 
-  apply(res: Resources, at = 'linux.resources'): void {
+  async apply(res: Resources, at = 'linux.resources'): Promise<void> {
     const d = this.dir;
     const m = res.memory;
     if (m !== undefined) {
-      if (m.limit !== undefined) write(d, 'memory.max', m.limit === -1 ? 'max' : m.limit);
-      if (m.reservation !== undefined) write(d, 'memory.low', m.reservation === -1 ? 'max' : m.reservation);
+      if (m.limit !== undefined) await write(d, 'memory.max', m.limit === -1 ? 'max' : m.limit);
+      if (m.reservation !== undefined) await write(d, 'memory.low', m.reservation === -1 ? 'max' : m.reservation);
       if (m.swap !== undefined) {
         // OCI swap is memory+swap (v1 semantics); v2's memory.swap.max is swap alone.
         const swap = m.swap === -1 ? 'max' : m.limit !== undefined && m.limit !== -1 ? m.swap - m.limit : undefined;
         if (swap === undefined) throw new ConfigError(`${at}.memory.swap`, 'needs memory.limit on cgroup v2');
         if (typeof swap === 'number' && swap < 0) throw new ConfigError(`${at}.memory.swap`, 'must be at least memory.limit (it is memory + swap)');
-        write(d, 'memory.swap.max', swap);
+        await write(d, 'memory.swap.max', swap);
       }
       if (m.swappiness !== undefined) throw new ConfigError(`${at}.memory.swappiness`, 'cgroup v2 has no per-cgroup swappiness');
       if (m.disableOOMKiller === true) throw new ConfigError(`${at}.memory.disableOOMKiller`, 'cgroup v2 cannot disable the OOM killer');
     }
     const c = res.cpu;
     if (c !== undefined) {
-      if (c.shares !== undefined) write(d, 'cpu.weight', sharesToWeight(c.shares));
+      if (c.shares !== undefined) await write(d, 'cpu.weight', sharesToWeight(c.shares));
       if (c.quota !== undefined || c.period !== undefined) {
         const quota = c.quota === undefined || c.quota <= 0 ? 'max' : String(c.quota);
-        write(d, 'cpu.max', `${quota} ${c.period ?? 100000}`);
+        await write(d, 'cpu.max', `${quota} ${c.period ?? 100000}`);
       }
-      if (c.burst !== undefined) write(d, 'cpu.max.burst', c.burst);
-      if (c.idle !== undefined) write(d, 'cpu.idle', c.idle);
-      if (c.cpus !== undefined) write(d, 'cpuset.cpus', c.cpus);
-      if (c.mems !== undefined) write(d, 'cpuset.mems', c.mems);
+      if (c.burst !== undefined) await write(d, 'cpu.max.burst', c.burst);
+      if (c.idle !== undefined) await write(d, 'cpu.idle', c.idle);
+      if (c.cpus !== undefined) await write(d, 'cpuset.cpus', c.cpus);
+      if (c.mems !== undefined) await write(d, 'cpuset.mems', c.mems);
       if (c.realtimeRuntime !== undefined || c.realtimePeriod !== undefined) throw new ConfigError(`${at}.cpu.realtimeRuntime`, 'cgroup v2 has no realtime cpu controller');
     }
-    if (res.pids !== undefined) write(d, 'pids.max', res.pids.limit <= 0 ? 'max' : res.pids.limit);
+    if (res.pids !== undefined) await write(d, 'pids.max', res.pids.limit <= 0 ? 'max' : res.pids.limit);
     const b = res.blockIO;
     if (b !== undefined) {
       // blkio weight 10..1000 -> io.weight 1..10000.
-      if (b.weight !== undefined) write(d, 'io.weight', `default ${1 + Math.floor(((b.weight - 10) * 9999) / 990)}`);
+      if (b.weight !== undefined) await write(d, 'io.weight', `default ${1 + Math.floor(((b.weight - 10) * 9999) / 990)}`);
       const lines = new Map<string, string[]>();
       const add = (dev: { major: number; minor: number }, kv: string): void => {
         const k = `${dev.major}:${dev.minor}`;
@@ -366,19 +366,19 @@ export class CgroupV2 implements CgroupDriver {
       for (const x of b.throttleWriteBpsDevice ?? []) add(x, `wbps=${x.rate}`);
       for (const x of b.throttleReadIOPSDevice ?? []) add(x, `riops=${x.rate}`);
       for (const x of b.throttleWriteIOPSDevice ?? []) add(x, `wiops=${x.rate}`);
-      for (const [dev, kvs] of lines) write(d, 'io.max', `${dev} ${kvs.join(' ')}`);
+      for (const [dev, kvs] of lines) await write(d, 'io.max', `${dev} ${kvs.join(' ')}`);
     }
-    for (const h of res.hugepageLimits ?? []) write(d, `hugetlb.${h.pageSize}.max`, h.limit);
+    for (const h of res.hugepageLimits ?? []) await write(d, `hugetlb.${h.pageSize}.max`, h.limit);
     for (const [dev, lim] of Object.entries(res.rdma ?? {})) {
       const kv = [lim.hcaHandles !== undefined ? `hca_handle=${lim.hcaHandles}` : '', lim.hcaObjects !== undefined ? `hca_object=${lim.hcaObjects}` : ''].filter(Boolean).join(' ');
-      write(d, 'rdma.max', `${dev} ${kv}`);
+      await write(d, 'rdma.max', `${dev} ${kv}`);
     }
     if (res.network !== undefined && (res.network.classID !== undefined || (res.network.priorities ?? []).length > 0)) {
       throw new ConfigError(`${at}.network`, 'cgroup v2 has no net_cls/net_prio controllers');
     }
     for (const [k, v] of Object.entries(res.unified ?? {})) {
       if (k.includes('/') || k.startsWith('.') || k === 'cgroup.procs' || k === 'cgroup.threads') throw new ConfigError(`${at}.unified.${k}`, 'not a settable cgroup file');
-      write(d, k, v);
+      await write(d, k, v);
     }
     // devices: cgroup v2 needs an eBPF program; nothing else to write (see the report).
     if (res.devices !== undefined) parseDeviceRules(res);
@@ -403,14 +403,14 @@ export class CgroupV2 implements CgroupDriver {
   }
 
   async freeze(): Promise<void> {
-    write(this.dir, 'cgroup.freeze', 1);
+    await write(this.dir, 'cgroup.freeze', 1);
     for (let i = 0; i < 400 && keyed(readText(this.dir, 'cgroup.events')).get('frozen') !== 1 && readText(this.dir, 'cgroup.events') !== undefined; i++) {
       await new Promise((r) => setTimeout(r, 5));
     }
   }
 
   thaw(): void {
-    write(this.dir, 'cgroup.freeze', 0);
+    fs.writeFileSync(path.join(this.dir, 'cgroup.freeze'), '0');
   }
 
   frozen(): boolean {
