@@ -28,7 +28,7 @@ describe('berth-kubelet-agent process', () => {
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
     const client = createClient(kubelet.KubeletClient, { target: `unix://${sock}` });
-    const err = await new Promise<ServiceError | null>((resolve) => (client as any).healthz({}, (e: ServiceError | null) => resolve(e)));
+    const err = await new Promise<ServiceError | null>((resolve) => (client as any).listPods({}, (e: ServiceError | null) => resolve(e)));
     client.close();
     expect(err?.code).toBe(status.UNIMPLEMENTED);
     expect(err?.details).toMatch(/is not built yet \(issue/);
@@ -56,6 +56,13 @@ describe('berth-kubelet-agent process', () => {
       const line = svc.output().split('\n').find((l) => l.includes('dependencies missing'))!;
       expect(line).toContain(`runtime-shim at unix://${path.join(dir, 'no-runtime.sock')}`);
       expect(line).not.toContain('cni-manager');
+      // Healthz names each check: the missing runtime, the reachable network, the sync loop.
+      const client = createClient(kubelet.KubeletClient, { target: `unix://${sock}` });
+      const hz = await new Promise<kubelet.HealthzResponse>((resolve, reject) => (client as any).healthz({}, (e: ServiceError | null, r: kubelet.HealthzResponse) => (e ? reject(e) : resolve(r))));
+      client.close();
+      expect(hz.status).toBe('failing: runtime-shim, syncloop');
+      expect(hz.checks['cni-manager']).toBe('ok');
+      expect(hz.checks['runtime-shim']).toMatch(/^UNREACHABLE: /);
       const facts = JSON.parse(svc.output().split('\n').find((l) => l.includes('"node facts"'))!);
       expect(facts.capacity).toMatchObject({ pods: '42', cpu: String(os.cpus().length) });
       expect(facts.allocatable.cpu).toBe(`${os.cpus().length * 1000 - 100}m`);

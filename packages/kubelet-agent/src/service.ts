@@ -5,7 +5,7 @@
 // lives in this package and is wired to the Store/runtime/network clients as those land.
 import * as path from 'node:path';
 import { kubelet } from '@berth/api';
-import { ConfigError, runDir, withUnimplemented, type ServiceSpec } from '@berth/common';
+import { ConfigError, runDir, unary, withUnimplemented, type ServiceSpec } from '@berth/common';
 import { agentOptions, agentSchema, checkAgentConfig, keyValues, parseTaints, type AgentConfig } from './agent-config';
 import { checkDependencies, describeMissing, type Dependency } from './dependencies';
 import { buildNode } from './node';
@@ -48,8 +48,18 @@ export const spec: ServiceSpec<typeof agentSchema> = {
     ];
     if (cfg.imageEndpoint && cfg.imageEndpoint !== deps[0].endpoint) deps.push({ name: 'image service', endpoint: cfg.imageEndpoint });
     if (cfg.store) deps.push({ name: 'store', endpoint: cfg.store });
+    // Healthz is real: each dependency's health as seen now, and the pod sync loop, which is
+    // honestly reported as not running until it is wired (issue #9).
+    const healthz = async (): Promise<kubelet.HealthzResponse> => {
+      const report = await checkDependencies(deps.filter((d) => d.endpoint.startsWith('unix://')));
+      const checks: Record<string, string> = { syncloop: 'not running: the pod sync is not wired yet (issue #9)' };
+      for (const d of report.ok) checks[d.name] = 'ok';
+      for (const m of report.missing) checks[m.name] = m.reason;
+      const failing = Object.entries(checks).filter(([, v]) => v !== 'ok').map(([k]) => k).sort();
+      return { status: failing.length ? `failing: ${failing.join(', ')}` : 'ok', checks };
+    };
     return {
-      services: [{ definition: kubelet.KubeletService, implementation: withUnimplemented(kubelet.KubeletService, 'issue #9') }],
+      services: [{ definition: kubelet.KubeletService, implementation: withUnimplemented(kubelet.KubeletService, 'issue #9', { healthz: unary(healthz) }) }],
       started: async () => {
         // TCP endpoints need the node's client certificate, which arrives with the Store wiring;
         // unix sockets are checked now.
