@@ -61,6 +61,13 @@ describe('validation', () => {
     expect(errs.some((e) => e.startsWith(want)), `got: ${errs.join(' | ')}`).toBe(true);
   });
 
+  it('accepts the standard node resources (pods too) in node capacity, but not in a container', () => {
+    const node = decodeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { capacity: { cpu: '2', memory: '24Gi', pods: '110', 'ephemeral-storage': '100Gi' }, allocatable: { pods: '110' } } });
+    expect(errorsOf(node)).toEqual([]);
+    const errs = errorsOf(pod({ containers: [c({ resources: { limits: { pods: '1' } } })] }));
+    expect(errs.some((e) => e.startsWith('spec.containers[0].resources.limits: Invalid value: "pods": must be a standard resource type')), errs.join(' | ')).toBe(true);
+  });
+
   it('reports every problem at once', () => {
     const errs = errorsOf(pod({ containers: [{ name: 'C' }] }, { name: 'X' }));
     expect(errs.length).toBeGreaterThanOrEqual(3);

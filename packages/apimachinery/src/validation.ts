@@ -112,6 +112,8 @@ function validateMeta(e: Errs, info: KindInfo, m: core.ObjectMeta | undefined, o
 // ---- resources ----
 
 const STANDARD_CONTAINER_RESOURCES = ['cpu', 'memory', 'ephemeral-storage'];
+// A node also reports how many pods it takes (Kubernetes' standard resource names for nodes).
+const STANDARD_NODE_RESOURCES = [...STANDARD_CONTAINER_RESOURCES, 'pods', 'storage'];
 
 function quantityOf(e: Errs, field: string, v: string): Quantity | undefined {
   try {
@@ -124,19 +126,19 @@ function quantityOf(e: Errs, field: string, v: string): Quantity | undefined {
   }
 }
 
-function validateResourceName(e: Errs, field: string, name: string): void {
-  if (STANDARD_CONTAINER_RESOURCES.includes(name) || /^hugepages-/.test(name)) return;
+function validateResourceName(e: Errs, field: string, name: string, standard = STANDARD_CONTAINER_RESOURCES): void {
+  if (standard.includes(name) || /^hugepages-/.test(name)) return;
   if (!name.includes('/')) { e.invalid(field, name, 'must be a standard resource type or fully qualified'); return; }
   e.each(field, name, validateQualifiedName(name));
 }
 
-export function validateResourceList(e: Errs, field: string, list: Record<string, string> | undefined, quota = false): Record<string, Quantity> {
+export function validateResourceList(e: Errs, field: string, list: Record<string, string> | undefined, quota = false, standard = STANDARD_CONTAINER_RESOURCES): Record<string, Quantity> {
   const out: Record<string, Quantity> = {};
   for (const [k, v] of Object.entries(list ?? {})) {
     const p = `${field}.${k}`;
     // Quota keys are "pods", "requests.cpu", "count/configmaps"...: only their syntax is checked.
     if (quota) e.each(field, k, validateQualifiedName(k));
-    else validateResourceName(e, field, k);
+    else validateResourceName(e, field, k, standard);
     const q = quantityOf(e, p, v);
     if (q) out[k] = q;
   }
@@ -509,8 +511,8 @@ function validateKind(e: Errs, obj: core.Object): void {
       oneOf(e, `spec.taints[${i}].effect`, t.effect, TAINT_EFFECTS, true);
     });
     if (obj.node.status) {
-      validateResourceList(e, 'status.capacity', obj.node.status.capacity);
-      validateResourceList(e, 'status.allocatable', obj.node.status.allocatable);
+      validateResourceList(e, 'status.capacity', obj.node.status.capacity, false, STANDARD_NODE_RESOURCES);
+      validateResourceList(e, 'status.allocatable', obj.node.status.allocatable, false, STANDARD_NODE_RESOURCES);
     }
   } else if (obj.configMap || obj.secret) {
     const data = obj.configMap ? { ...obj.configMap.data, ...obj.configMap.binaryData } : { ...obj.secret!.data, ...obj.secret!.stringData };
