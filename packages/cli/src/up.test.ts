@@ -1,6 +1,6 @@
 // `berth up` for real: etcd and the five services come up SERVING on their sockets in
 // $BERTH_RUN_DIR, and SIGTERM (what Ctrl-C sends to npm's child too) leaves no process behind.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -54,6 +54,14 @@ describe('berth up', () => {
       expect(up.output()).toMatch(new RegExp(`${name}\\s+unix://\\S+\\s+SERVING`));
       expect(await checkHealth(`unix://${path.join(runDir, `${name}.sock`)}`)).toBe('SERVING');
     }
+    // berth finds the admin config of this cluster with no flags, over the socket and over mTLS
+    const kubectl = (args: string[]) => {
+      const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8' });
+      return { code: r.status, out: r.stdout + r.stderr };
+    };
+    expect(kubectl(['get', 'pods'])).toMatchObject({ code: 0, out: expect.stringMatching(/No resources found in default namespace/) });
+    expect(kubectl(['auth', 'whoami', '--context', 'local-tls'])).toMatchObject({ code: 0, out: expect.stringMatching(/Username\s+admin/) });
+    expect(fs.statSync(path.join(dir, 'state', 'pki', 'ca.key')).mode & 0o777).toBe(0o600);
     // a client in another language (Python grpcio) sees the same health on every socket
     const py = execFileSync('/usr/bin/python3', [path.resolve(__dirname, '../../../tools/checks/py/health_check.py'),
       ...SERVICES.map((n) => `unix://${path.join(runDir, `${n}.sock`)}`)], { encoding: 'utf8' });

@@ -5,7 +5,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EtcdCluster, checkHealth, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { EtcdCluster, checkHealth, freePort, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { createClusterPki } from './certs';
+import { writeAdminConfig } from './kubeconfig';
 import { SERVICES, serviceBin, type ServiceName } from './services';
 
 export interface UpOptions {
@@ -137,12 +139,21 @@ export async function up(opts: UpOptions = {}): Promise<number> {
     recordPids();
     say(`etcd        ${etcd.endpoints.join(',')}  (data ${etcdRoot})`);
 
+    // The cluster CA and component certificates (kept across restarts; leaves reissued), and the
+    // Store's mutual-TLS listener for nodes and users besides the node-local unix socket.
+    const pki = createClusterPki(path.join(stateDir, 'pki'));
+    const securePort = await freePort();
+    const secureListen = `127.0.0.1:${securePort}`;
+    say(`cluster CA  ${pki.ca.cert}`);
     const netnsPath = createNetns(netns);
     say(`node netns  ${netnsPath}`);
     for (const name of SERVICES) {
       const socket = `unix://${path.join(runDir, `${name}.sock`)}`;
       const args = [serviceBin(name), '--listen', socket, '--state-dir', path.join(stateDir, name)];
-      if (name === 'etcd-client') args.push('--etcd-endpoints', etcd.endpoints.join(','));
+      if (name === 'etcd-client') {
+        args.push('--etcd-endpoints', etcd.endpoints.join(','), '--secure-listen', secureListen,
+          '--client-ca-file', pki.ca.cert, '--tls-cert-file', pki.server.cert, '--tls-private-key-file', pki.server.key);
+      }
       if (name === 'cni-manager') args.push('--host-netns', netnsPath);
       const log = fs.openSync(path.join(logDir, `${name}.log`), 'a', 0o600);
       // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
@@ -169,7 +180,12 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       await stopAll();
       return 1;
     }
+    const adminConf = writeAdminConfig({ stateDir, runDir, tcp: { server: secureListen, ca: pki.ca.cert, cert: pki.admin.cert, key: pki.admin.key } });
+    say(`Store API   unix://${path.join(runDir, 'etcd-client.sock')} and mTLS on ${secureListen}`);
+    say(`admin config ${adminConf} (berth finds it for this BERTH_STATE_DIR; context local-tls uses mTLS)`);
+    say('');
     say('Berth is up: etcd and all five services are SERVING.');
+    say(`In another terminal: node ${path.resolve(__dirname, 'bin', 'berth.js')} get pods`);
     say('Press Ctrl-C to stop everything.');
 
     const sig = await signalled;
