@@ -277,7 +277,7 @@ constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
 // on the way (and the last component as `mkdirKind`: 1 directory, 2 empty file). Every
 // component is created with mkdirat() on an fd already resolved inside the root, so nothing is
 // ever created outside it. Returns an fd or -1 with errno set.
-int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast) {
+int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast, int depth = 0) {
   uint64_t lastFlags = O_PATH | (nofollowLast ? O_NOFOLLOW : 0);
   int fd = static_cast<int>(Openat2(rootfd, path, lastFlags, kInRoot));
   if (fd >= 0 || errno != ENOENT || mkdirKind == 0) return fd;
@@ -324,6 +324,39 @@ int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast) {
         return -1;
       }
       next = static_cast<int>(Openat2(rootfd, buf, last ? lastFlags : (O_PATH | O_DIRECTORY), kInRoot));
+      if (next < 0 && errno == ENOENT && !(last && nofollowLast)) {
+        // A dangling symlink (an image's /var/run -> /run without /run): continue at its
+        // target, read here and resolved again from the root, so it stays inside.
+        char link[4096];
+        ssize_t n = ::readlinkat(parent, name, link, sizeof link - 1);
+        if (n > 0) {
+          if (depth >= 16) {
+            ::close(parent);
+            errno = ELOOP;
+            return -1;
+          }
+          link[n] = '\0';
+          buf[end] = saved;
+          char joined[4096];
+          size_t j = 0;
+          auto put = [&](const char* str, size_t len) {
+            if (j + len >= sizeof joined) return false;
+            std::memcpy(joined + j, str, len);
+            j += len;
+            return true;
+          };
+          bool ok = link[0] == '/' || put(buf, start);  // a relative target: from the parent
+          ok = ok && put(link, static_cast<size_t>(n)) && put(buf + end, len - end);
+          ::close(parent);
+          if (!ok) {
+            errno = ENAMETOOLONG;
+            return -1;
+          }
+          joined[j] = '\0';
+          return OpenInRoot(rootfd, joined, mkdirKind, nofollowLast, depth + 1);
+        }
+        errno = ENOENT;
+      }
     }
     buf[end] = saved;
     int err = errno;

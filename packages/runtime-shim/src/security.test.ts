@@ -76,12 +76,22 @@ describe('CVE regressions', () => {
     expect(fs.readdirSync(hostDir)).toEqual([]);
     expect(fs.existsSync(path.join(b.rootfs, hostDir, 'sub'))).toBe(true);
     expect(h.leakedMounts()).toEqual([]);
-    // Dangling inside the rootfs: refused, and still nothing on the host.
-    const id = uniqueId();
-    const d = h.bundle(['true'], (s) => s.mounts!.push({ destination: '/evil/sub', type: 'tmpfs', source: 'tmpfs' }));
+    // Dangling inside the rootfs (like an image's /var/run -> /run without /run): its target is
+    // created inside the rootfs, as runc does, and still nothing happens on the host.
+    const d = h.bundle(['sh', '-c', `grep -E "/sub " /proc/self/mounts | cut -d" " -f2`], (s) => s.mounts!.push({ destination: '/evil/sub', type: 'tmpfs', source: 'tmpfs' }));
     fs.symlinkSync(hostDir, path.join(d.rootfs, 'evil'));
-    await expect(h.rt.run(id, { bundle: d.dir })).rejects.toThrow(/mount 'tmpfs' on '\/evil\/sub'.*ENOENT/);
+    const o2 = h.outFile();
+    expect(await h.rt.run(uniqueId(), { bundle: d.dir, stdio: [0, o2.fd, o2.fd] })).toBe(0);
+    expect(o2.read()).toBe(`${hostDir}/sub\n`);
+    expect(fs.existsSync(path.join(d.rootfs, hostDir, 'sub'))).toBe(true);
     expect(fs.readdirSync(hostDir)).toEqual([]);
+    expect(h.leakedMounts()).toEqual([]);
+    // A symlink loop is refused (ELOOP), not followed forever.
+    const id = uniqueId();
+    const l = h.bundle(['true'], (s) => s.mounts!.push({ destination: '/loop/sub', type: 'tmpfs', source: 'tmpfs' }));
+    fs.symlinkSync('/loop2', path.join(l.rootfs, 'loop'));
+    fs.symlinkSync('/loop', path.join(l.rootfs, 'loop2'));
+    await expect(h.rt.run(id, { bundle: l.dir })).rejects.toThrow(/mount 'tmpfs' on '\/loop\/sub'.*ELOOP/);
     await expectNothingLeft(id);
   });
 
