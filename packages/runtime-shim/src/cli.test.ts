@@ -168,6 +168,10 @@ describe('berth-runtime vs runc', () => {
     const j = berth('--log-format', 'json', 'state', 'nope-y');
     expect(JSON.parse(j.err.trim())).toMatchObject({ level: 'error', msg: 'container does not exist: nope-y' });
     expect(berth('--systemd-cgroup', 'create', '--bundle', bundle.dir, newId()).err).toMatch(/systemd cgroup driver is not supported/);
+    const dbgId = newId();
+    const dbg = berth('--debug', 'create', '--bundle', bundle.dir, dbgId);
+    expect(dbg.err).toMatch(new RegExp(`level=debug msg="create ${dbgId}: rootfs .*rootfs ops.*\\n.*level=debug msg="create ${dbgId}: init pid \\d+ holds`));
+    expect(berth('delete', '-f', dbgId).code).toBe(0);
   });
 
   it('--console-socket: a pty inside the container, the master sent to the socket (same as runc)', async () => {
@@ -219,7 +223,11 @@ describe('berth-runtime vs runc', () => {
     const e = berth('exec', '--env', 'X=42', '--cwd', '/tmp', id, 'sh', '-c', 'echo $X $(pwd) $$; exit 4');
     expect(e.code).toBe(4);
     expect(e.out).toMatch(/^42 \/tmp \d+\n$/);
-    expect(JSON.parse(berth('ps', '--format', 'json', id).out).length).toBe(1);
+    const pids = JSON.parse(berth('ps', '--format', 'json', id).out) as number[];
+    expect(pids.length).toBe(1);
+    const table = berth('ps', id).out.trim().split('\n');
+    expect(table[0]).toMatch(/^UID\s+PID\s+PPID/);
+    expect(table.slice(1).map((l) => Number(l.trim().split(/\s+/)[1]))).toEqual(pids);
     expect(berth('pause', id).code).toBe(0);
     expect(JSON.parse(berth('state', id).out).status).toBe('paused');
     expect(berth('resume', id).code).toBe(0);

@@ -21,6 +21,8 @@ export interface RuntimeOptions {
   /** cgroup fs root (tests point the v2 driver at a fixture). */
   cgroupRoot?: string;
   warn?: (msg: string) => void;
+  /** --debug: one line per step of create. */
+  debug?: (msg: string) => void;
 }
 
 export interface CreateOptions {
@@ -174,6 +176,7 @@ export class Runtime {
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, noNewKeyring: o.noNewKeyring,
       });
       fds = compiled.fds;
+      this.opts.debug?.(`create ${id}: rootfs ${compiled.rootfs}, cgroup v${cg.version} ${cgPath}, clone flags 0x${compiled.plan.cloneFlags.toString(16)}, ${compiled.plan.ops?.length ?? 0} rootfs ops, exec candidates ${compiled.plan.candidates.join(':')}`);
       try {
         ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan));
       } catch (err) {
@@ -187,6 +190,7 @@ export class Runtime {
         cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec,
       };
       this.store.write(stored);
+      this.opts.debug?.(`create ${id}: init pid ${pid} holds at ${path.join(dir, 'exec.fifo')}`);
       const state = this.ociState(stored, 'created');
       await runHooks(spec.hooks?.prestart, state, 'prestart');
       await runHooks(spec.hooks?.createRuntime, state, 'createRuntime');

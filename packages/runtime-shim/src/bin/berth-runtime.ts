@@ -2,6 +2,7 @@
 // berth-runtime: a runc-compatible OCI runtime CLI over the same library the runtime-shim
 // daemon uses. Global flags, commands, flags, state JSON, error lines and exit codes follow
 // runc, so engines that take a runtime path can use it in place of runc.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -161,7 +162,15 @@ async function main(argv: string[]): Promise<number> {
     return 3;
   }
   const { flags: f, rest: pos } = parseFlags(args, defs, cmd === 'exec');
-  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => fs.writeSync(2, `time="${new Date().toISOString()}" level=warning msg=${JSON.stringify(m)}\n`) });
+  const log = (level: string, m: string): void => {
+    const time = new Date().toISOString();
+    const line = logJson ? JSON.stringify({ level, msg: m, time }) : `time="${time}" level=${level} msg=${JSON.stringify(m)}`;
+    if (logFile !== undefined) fs.appendFileSync(logFile, line + '\n');
+    else fs.writeSync(2, line + '\n');
+  };
+  const debug = bool(g, 'debug') ? (m: string): void => log('debug', m) : undefined;
+  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug });
+  debug?.(`${cmd} ${args.join(' ')}`);
   switch (cmd) {
     case 'spec': {
       const file = path.join(str(f, 'bundle') ?? '.', 'config.json');
@@ -222,8 +231,21 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'ps': {
       const pids = rt.ps(positional(pos, cmd));
-      if (str(f, 'format') === 'json') out(JSON.stringify(pids) + '\n');
-      else out(['PID', ...pids.map(String)].join('\n') + '\n');
+      const format = str(f, 'format') ?? 'table';
+      if (format === 'json') {
+        out(JSON.stringify(pids) + '\n');
+        return 0;
+      }
+      if (format !== 'table') throw new RuntimeError(`invalid format option: ${format}`);
+      // Like runc: run ps(1) with the given arguments (default -ef) and keep the header and the
+      // rows whose PID column is one of the container's processes.
+      const r = spawnSync('ps', pos.length > 1 ? pos.slice(1) : ['-ef'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new RuntimeError(`ps failed: ${r.stderr.trim()}`);
+      const lines = r.stdout.split('\n').filter((l) => l !== '');
+      const col = lines[0]!.trim().split(/\s+/).indexOf('PID');
+      if (col < 0) throw new RuntimeError("couldn't find PID field in ps output");
+      const want = new Set(pids.map(String));
+      out([lines[0]!, ...lines.slice(1).filter((l) => want.has(l.trim().split(/\s+/)[col]!))].join('\n') + '\n');
       return 0;
     }
     case 'pause':
