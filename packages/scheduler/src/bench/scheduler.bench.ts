@@ -116,7 +116,9 @@ async function runWorkload(w: Workload, nNodes: number, nPods: number): Promise<
   const sched = new Scheduler(cluster, { config });
   await cluster.start(sched);
   const latencies: number[] = [];
-  sched.observer = (_p, result, ms) => { if (result === 'scheduled') latencies.push(ms); };
+  // Every attempt counts, like kube-scheduler's scheduling_attempt_duration_seconds (a preemption
+  // attempt ends unschedulable with a nominated node).
+  sched.observer = (_p, _result, ms) => { latencies.push(ms); };
   const pods = Array.from({ length: nPods }, (_, i) => w.pod(i, nPods));
   const start = performance.now();
   const cpu0 = process.cpuUsage();
