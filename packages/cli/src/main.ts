@@ -2,6 +2,7 @@
 import { up, status } from './up';
 import { KUBECTL_COMMANDS, defaultIo, runKubectl } from './kubectl';
 import { runRuntime } from './runtime';
+import { runExplain } from './explain';
 
 const HELP = `berth — run and use a Berth cluster
 
@@ -20,6 +21,7 @@ Cluster objects (like kubectl):
   berth config view|get-contexts|use-context|set-context|set-cluster|set-credentials
   berth certs [--dir DIR] [--node NAME]   create the cluster CA and component certificates
   berth api-resources             the kinds the cluster stores
+  berth explain pod NAME | -f SNAPSHOT.yaml   why a pod fits (or not) each node, with scores
 
 Config: --kubeconfig, $BERTH_KUBECONFIG, the local cluster's $BERTH_STATE_DIR/admin.conf, ~/.berth/config
 
@@ -38,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
       return Object.values(st).every((v) => v === 'SERVING') ? 0 : 1;
     }
     case 'runtime': return runRuntime(rest); // berth runtime images|pull|import|rmi (crictl-like)
+    case 'explain': return runExplain({ stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s), env: process.env }, rest);
     case undefined:
     case 'help':
     case '--help':
