@@ -146,15 +146,30 @@ export async function leaderOf(client: EtcdV3Client, prefix: string): Promise<Ke
  */
 export async function* observeLeader(client: EtcdV3Client, prefix: string, signal?: AbortSignal): AsyncGenerator<string | undefined> {
   const p = checkPrefix(prefix);
-  const first = await client.getPrefix(p, { sort: { target: 'createRevision', order: 'ascend' }, limit: 1 });
-  let last: string | undefined = first.kvs[0]?.value.toString();
+  // The candidates' keys by createRevision, kept from the watch's own events: the leader is the
+  // oldest key. Re-reading the leader on each event would fold proclamations that are followed
+  // quickly by a resignation; following the events reports every value in order.
+  const first = await client.getPrefix(p);
+  const keys = new Map<string, { createRevision: number; value: string }>();
+  for (const kv of first.kvs) keys.set(kv.key.toString('latin1'), { createRevision: kv.createRevision, value: kv.value.toString() });
+  const leader = (): string | undefined => {
+    let best: { createRevision: number; value: string } | undefined;
+    for (const k of keys.values()) if (!best || k.createRevision < best.createRevision) best = k;
+    return best?.value;
+  };
+  let last = leader();
   yield last;
   const w = client.watch(p, { prefix: true, startRevision: first.revision + 1, signal });
-  for await (const _ of w) {
-    const cur = (await leaderOf(client, p))?.value.toString();
-    if (cur !== last) {
-      last = cur;
-      yield cur;
+  for await (const res of w) {
+    for (const ev of res.events) {
+      const k = ev.kv.key.toString('latin1');
+      if (ev.type === 'delete') keys.delete(k);
+      else keys.set(k, { createRevision: ev.kv.createRevision, value: ev.kv.value.toString() });
+      const cur = leader();
+      if (cur !== last) {
+        last = cur;
+        yield cur;
+      }
     }
   }
 }
