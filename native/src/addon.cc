@@ -8,9 +8,6 @@
 
 #include "addon.h"
 
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
-#endif
 
 namespace berth {
 
