@@ -2,7 +2,7 @@
 // methods over berth.store.v1.Store, domain errors instead of raw gRPC status, watches as
 // async iterables.
 import { core, store } from '@berth/api';
-import { callUnary, createClient, fromServiceError, type ClientOptions } from '@berth/common';
+import { callUnary, createClient, fromServiceError, z, type ClientOptions, type OptionSpec } from '@berth/common';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { unwrap } from './kinds';
 
@@ -88,4 +88,32 @@ export class StoreClient {
 export function objectKey(obj: core.Object): string {
   const m = unwrap(obj).value.metadata!;
   return m.namespace ? `${m.namespace}/${m.name}` : m.name;
+}
+
+/**
+ * The flags every Store consumer takes (scheduler, kubelet-agent): one definition, so each
+ * binary names and validates them the same way, and one way to connect with them.
+ */
+export const storeClientOptions = {
+  store: { flag: 'store', type: 'string', env: 'BERTH_STORE', description: 'Store API address (unix:///path or host:port); without it nothing is watched' },
+  storeCa: { flag: 'store-ca', type: 'string', description: "CA of the Store's TLS certificate (TCP)" },
+  storeCert: { flag: 'store-cert', type: 'string', description: 'client certificate for the Store (TCP, mutual TLS; with --store-key)' },
+  storeKey: { flag: 'store-key', type: 'string', description: 'client key for the Store (TCP, mutual TLS; with --store-cert)' },
+} satisfies Record<string, OptionSpec>;
+
+export const storeClientSchema = {
+  store: z.string().regex(/^(unix:\/\/\/.+|[^\s/]+:\d+)$/, { message: 'expected unix:///absolute/path or host:port' }).optional(),
+  storeCa: z.string().optional(),
+  storeCert: z.string().optional(),
+  storeKey: z.string().optional(),
+};
+
+export interface StoreClientConfig { store?: string; storeCa?: string; storeCert?: string; storeKey?: string }
+
+/** A StoreClient for `--store` and its TLS files, or undefined when no Store is configured. */
+export function storeClientFromConfig(c: StoreClientConfig): StoreClient | undefined {
+  if (!c.store) return undefined;
+  if (!c.storeCert !== !c.storeKey) throw new RangeError('store-cert and store-key must be given together');
+  const tls = c.storeCa ? { caFile: c.storeCa, certFile: c.storeCert, keyFile: c.storeKey } : undefined;
+  return new StoreClient({ target: c.store, tls });
 }

@@ -2,6 +2,7 @@
 // the endpoints of the services it drives, reserved resources, eviction and GC thresholds, static
 // pod sources. Flags > environment > config file (YAML/JSON), as for every Berth service; an
 // invalid value exits 2 naming the option.
+import { storeClientOptions, storeClientSchema } from '@berth/apimachinery';
 import { z, type OptionSpec } from '@berth/common';
 
 const endpoint = z.string().regex(/^(unix:\/\/\/.+|[^\s/]+:\d+)$/, { message: 'expected unix:///absolute/path or host:port' });
@@ -14,10 +15,7 @@ export const agentSchema = {
   runtimeEndpoint: endpoint.optional(),
   imageEndpoint: endpoint.optional(),
   cniEndpoint: endpoint.optional(),
-  store: endpoint.optional(),
-  storeCa: z.string().optional(),
-  storeCert: z.string().optional(),
-  storeKey: z.string().optional(),
+  ...storeClientSchema,
   bootstrapToken: z.string().regex(/^[a-z0-9]{6}\.[a-z0-9]{16}$/, { message: 'expected a bootstrap token <id>.<secret> ([a-z0-9]{6}.[a-z0-9]{16})' }).optional(),
   podCidr: z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, { message: 'expected a CIDR like 10.244.1.0/24' }).optional(),
   maxPods: z.number().int().min(1).max(10_000).default(110),
@@ -40,10 +38,7 @@ export const agentOptions: Record<string, OptionSpec> = {
   runtimeEndpoint: { flag: 'runtime-endpoint', type: 'string', description: 'runtime-shim RuntimeService (default unix://$BERTH_RUN_DIR/runtime-shim.sock)' },
   imageEndpoint: { flag: 'image-endpoint', type: 'string', description: 'runtime-shim ImageService (default: the runtime endpoint)' },
   cniEndpoint: { flag: 'cni-endpoint', type: 'string', description: 'cni-manager NetworkService (default unix://$BERTH_RUN_DIR/cni-manager.sock)' },
-  store: { flag: 'store', type: 'string', env: 'BERTH_STORE', description: 'Store API address (unix:///path or host:port)' },
-  storeCa: { flag: 'store-ca', type: 'string', description: 'CA of the Store\'s TLS certificate (TCP)' },
-  storeCert: { flag: 'store-cert', type: 'string', description: 'client certificate for the Store (mutual TLS)' },
-  storeKey: { flag: 'store-key', type: 'string', description: 'client key for the Store (mutual TLS)' },
+  ...storeClientOptions,
   bootstrapToken: { flag: 'bootstrap-token', type: 'string', env: 'BERTH_BOOTSTRAP_TOKEN', description: 'token to join with while the node has no certificate' },
   podCidr: { flag: 'pod-cidr', type: 'string', description: 'pod IP range of this node' },
   maxPods: { flag: 'max-pods', type: 'number', description: 'pods this node accepts (default 110)' },

@@ -4,7 +4,7 @@
 // through a Lease, and schedules while it leads; without it, Explain on inline snapshots,
 // Status and QueueStatus still work (nothing is watched or bound).
 import * as os from 'node:os';
-import { StoreClient } from '@berth/apimachinery';
+import { StoreClient, storeClientFromConfig, storeClientOptions, storeClientSchema } from '@berth/apimachinery';
 import { LeaderElector } from './leader';
 import { StoreCluster } from './store-cluster';
 import { scheduler } from '@berth/api';
@@ -75,10 +75,7 @@ export function schedulerImplementation(s: Scheduler, election?: () => LeaderSta
 
 const schema = {
   schedulerConfig: z.string().optional(),
-  store: z.string().optional(),
-  storeCa: z.string().optional(),
-  storeCert: z.string().optional(),
-  storeKey: z.string().optional(),
+  ...storeClientSchema,
   leaderElect: z.boolean().default(true),
   leaseDurationMs: z.number().int().min(1000).default(15_000),
   renewDeadlineMs: z.number().int().min(500).default(10_000),
@@ -90,10 +87,7 @@ export const spec: ServiceSpec<typeof schema> = {
   name: 'scheduler',
   options: {
     schedulerConfig: { flag: 'scheduler-config', type: 'string', env: 'BERTH_SCHEDULER_CONFIG', description: 'KubeSchedulerConfiguration-style YAML/JSON: profiles, plugins, weights, args, extenders' },
-    store: { flag: 'store', type: 'string', env: 'BERTH_STORE', description: 'Store API address (unix:///path or host:port); without it nothing is watched or bound' },
-    storeCa: { flag: 'store-ca', type: 'string', description: 'CA of the Store\'s TLS certificate (TCP)' },
-    storeCert: { flag: 'store-cert', type: 'string', description: 'client certificate for the Store (TCP, mutual TLS)' },
-    storeKey: { flag: 'store-key', type: 'string', description: 'client key for the Store (TCP, mutual TLS)' },
+    ...storeClientOptions,
     leaderElect: { flag: 'leader-elect', type: 'boolean', description: 'take part in leader election through a Lease (default true)' },
     leaseDurationMs: { flag: 'leader-elect-lease-duration-ms', type: 'number', description: 'how long a lease lasts without renewal (default 15000)' },
     renewDeadlineMs: { flag: 'leader-elect-renew-deadline-ms', type: 'number', description: 'a leader that cannot renew for this long steps down (default 10000)' },
@@ -109,8 +103,7 @@ export const spec: ServiceSpec<typeof schema> = {
     let client: StoreClient | undefined;
     let cluster: StoreCluster | undefined;
     if (config.store) {
-      const tls = config.storeCa ? { caFile: config.storeCa, certFile: config.storeCert, keyFile: config.storeKey } : undefined;
-      client = new StoreClient({ target: config.store, tls });
+      client = storeClientFromConfig(config)!;
       cluster = new StoreCluster(client, { component: 'default-scheduler', instance: identity, log });
     }
     const s = new Scheduler(cluster ?? disconnectedWriter, { config: cfg, log });
