@@ -29,6 +29,9 @@ export const agentSchema = {
   nodeLabels: resourceList.optional(),
   registerWithTaints: z.array(z.string()).optional(),
   cgroupRoot: z.string().default('/sys/fs/cgroup'),
+  podCgroupParent: z.string().regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, { message: 'expected a relative cgroup path like berth/node-a' }).refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), { message: "must not contain '.' or '..'" }).optional(),
+  clusterDns: z.array(z.string()).optional(),
+  clusterDomain: z.string().default('cluster.local'),
   syncFrequencyMs: z.number().int().min(1000).default(60_000),
 };
 
@@ -52,6 +55,9 @@ export const agentOptions: Record<string, OptionSpec> = {
   nodeLabels: { flag: 'node-labels', type: 'list', description: 'extra node labels, e.g. example.com/pool=blue' },
   registerWithTaints: { flag: 'register-with-taints', type: 'list', description: 'taints to register with, key[=value]:Effect' },
   cgroupRoot: { flag: 'cgroup-root', type: 'string', description: 'cgroup filesystem root (default /sys/fs/cgroup)' },
+  podCgroupParent: { flag: 'pod-cgroup-parent', type: 'string', description: 'cgroup the kubepods tree is made under, per node so that two agents never share it (default berth/<node-name>)' },
+  clusterDns: { flag: 'cluster-dns', type: 'list', description: 'DNS server IPs for ClusterFirst pods (default: none, the node resolv.conf is used)' },
+  clusterDomain: { flag: 'cluster-domain', type: 'string', description: 'cluster DNS domain (default cluster.local)' },
   syncFrequencyMs: { flag: 'sync-frequency-ms', type: 'number', description: 'resync every pod at least this often (default 60000)' },
 };
 

@@ -1,5 +1,5 @@
-// The real binary as a real process: it serves health on its socket, answers what is not built
-// yet with UNIMPLEMENTED, rejects bad config naming the key, and exits cleanly on SIGTERM.
+// The real binary as a real process: it serves health on its socket, lists its pods, rejects bad
+// config naming the key, and exits cleanly on SIGTERM.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,16 +22,23 @@ describe('berth-kubelet-agent process', () => {
 
   it('serves SERVING health on its 0600 socket and exits 0 on SIGTERM', async () => {
     const sock = path.join(dir, 'run', 'kubelet-agent.sock');
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    // Endpoints and cgroup root of its own: never another engineer's runtime or cgroups.
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--runtime-endpoint', `unix://${path.join(dir, 'no-rt.sock')}`, '--cni-endpoint', `unix://${path.join(dir, 'no-cni.sock')}`, '--cgroup-root', path.join(dir, 'no-cgroupfs')]);
     expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
     for (const name of ['berth.kubelet.v1.Kubelet']) expect(await checkHealth(`unix://${sock}`, name)).toBe('SERVING');
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'state')).isDirectory()).toBe(true);
     const client = createClient(kubelet.KubeletClient, { target: `unix://${sock}` });
-    const err = await new Promise<ServiceError | null>((resolve) => (client as any).listPods({}, (e: ServiceError | null) => resolve(e)));
+    // No Store and no static pods: the node runs nothing (UNAVAILABLE only while starting).
+    let res: { err: ServiceError | null; pods?: unknown[] } = { err: null };
+    for (let i = 0; i < 100; i++) {
+      res = await new Promise((resolve) => (client as any).listPods({}, (e: ServiceError | null, r?: kubelet.ListPodsResponse) => resolve({ err: e, pods: r?.pods })));
+      if (res.err?.code !== status.UNAVAILABLE) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     client.close();
-    expect(err?.code).toBe(status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/is not built yet \(issue/);
+    expect(res.err).toBeNull();
+    expect(res.pods).toEqual([]);
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
@@ -39,7 +46,7 @@ describe('berth-kubelet-agent process', () => {
 
   it('uses BERTH_RUN_DIR for its default socket', async () => {
     const runDir = path.join(dir, 'run');
-    svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state')], { ...process.env, BERTH_RUN_DIR: runDir });
+    svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state'), '--cgroup-root', path.join(dir, 'no-cgroupfs')], { ...process.env, BERTH_RUN_DIR: runDir });
     expect(await waitServing(`unix://${path.join(runDir, 'kubelet-agent.sock')}`), svc.output()).toBe('SERVING');
   });
 
@@ -49,7 +56,7 @@ describe('berth-kubelet-agent process', () => {
     const cni = await serve({ listen: `unix://${path.join(dir, 'cni.sock')}`, services: [] });
     cni.setServing(true);
     try {
-      svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--runtime-endpoint', `unix://${path.join(dir, 'no-runtime.sock')}`, '--cni-endpoint', `unix://${path.join(dir, 'cni.sock')}`, '--max-pods', '42', '--system-reserved', 'cpu=100m,memory=64Mi']);
+      svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--runtime-endpoint', `unix://${path.join(dir, 'no-runtime.sock')}`, '--cni-endpoint', `unix://${path.join(dir, 'cni.sock')}`, '--max-pods', '42', '--system-reserved', 'cpu=100m,memory=64Mi', '--cgroup-root', path.join(dir, 'no-cgroupfs')]);
       expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
       const deadline = Date.now() + 10_000;
       while (!/dependencies missing/.test(svc.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -12,6 +12,8 @@ export const POD_UID_LABEL = 'io.kubernetes.pod.uid';
 export const POD_NAME_LABEL = 'io.kubernetes.pod.name';
 export const POD_NAMESPACE_LABEL = 'io.kubernetes.pod.namespace';
 export const CONTAINER_NAME_LABEL = 'io.kubernetes.container.name';
+/** The node whose agent made a sandbox: only that agent ever cleans it up as an orphan. */
+export const NODE_NAME_LABEL = 'berth.dev/node';
 
 const STATE: Record<number, ObservedContainer['state']> = {
   [runtime.ContainerState.CONTAINER_STATE_CREATED]: 'created',
@@ -53,7 +55,7 @@ export async function* runtimeEvents(stream: AsyncIterable<runtime.ContainerEven
   }
 }
 
-export const RUNTIME_METHODS = ['runPodSandbox', 'stopPodSandbox', 'removePodSandbox', 'listPodSandbox', 'createContainer', 'startContainer', 'stopContainer', 'removeContainer', 'listContainers', 'containerStatus', 'execSync'] as const;
+export const RUNTIME_METHODS = ['runPodSandbox', 'stopPodSandbox', 'removePodSandbox', 'listPodSandbox', 'podSandboxStatus', 'createContainer', 'startContainer', 'stopContainer', 'removeContainer', 'listContainers', 'containerStatus', 'execSync'] as const;
 
 export function runtimeSeam(client: unknown): PodRuntime {
   return promisify<PodRuntime>(client as Record<string, unknown>, RUNTIME_METHODS);

@@ -36,6 +36,7 @@ export interface PodRuntime {
   stopPodSandbox(req: runtime.StopPodSandboxRequest): Promise<runtime.StopPodSandboxResponse>;
   removePodSandbox(req: runtime.RemovePodSandboxRequest): Promise<runtime.RemovePodSandboxResponse>;
   listPodSandbox(req: runtime.ListPodSandboxRequest): Promise<runtime.ListPodSandboxResponse>;
+  podSandboxStatus(req: runtime.PodSandboxStatusRequest): Promise<runtime.PodSandboxStatusResponse>;
   createContainer(req: runtime.CreateContainerRequest): Promise<runtime.CreateContainerResponse>;
   startContainer(req: runtime.StartContainerRequest): Promise<runtime.StartContainerResponse>;
   stopContainer(req: runtime.StopContainerRequest): Promise<runtime.StopContainerResponse>;
@@ -50,6 +51,8 @@ export interface PodImages {
   imageStatus(req: runtime.ImageStatusRequest): Promise<runtime.ImageStatusResponse>;
   listImages(req: runtime.ListImagesRequest): Promise<runtime.ListImagesResponse>;
   removeImage(req: runtime.RemoveImageRequest): Promise<runtime.RemoveImageResponse>;
+  /** Server stream: progress frames, then one `done` frame with the image id. */
+  pullImage(req: runtime.PullImageRequest): AsyncIterable<runtime.PullImageProgress>;
 }
 
 /** The slice of cni-manager's NetworkService the agent calls. */

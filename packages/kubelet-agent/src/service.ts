@@ -1,15 +1,19 @@
 // berth-kubelet-agent: the node agent. This process loads and checks its configuration, reads
 // the node's facts from the machine, checks the services it depends on (and says which one is
-// missing), and serves the Kubelet gRPC API. The RPCs that are not built yet answer UNIMPLEMENTED
-// naming issue #9; the pod machinery (sync loop, workers, probes, status, events, GC, eviction)
-// lives in this package and is wired to the Store/runtime/network clients as those land.
+// missing), connects to runtime-shim, cni-manager and the Store, runs the pods bound to this node
+// (NodeAgent: registration, lease, informer, pod workers, PLEG, probes, status, events, GC) and
+// serves the Kubelet gRPC API. Stopping the agent leaves the pods running: a restarted agent
+// adopts them.
 import * as path from 'node:path';
 import { kubelet } from '@berth/api';
-import { ConfigError, runDir, unary, withUnimplemented, type ServiceSpec } from '@berth/common';
+import { storeClientFromConfig } from '@berth/apimachinery';
+import { ConfigError, runDir, withUnimplemented, type ServiceSpec } from '@berth/common';
+import { NodeAgent } from './agent';
+import { connectServices, type ServiceClients } from './clients';
+import { kubeletService } from './kubelet-api';
 import { agentOptions, agentSchema, checkAgentConfig, keyValues, parseTaints, type AgentConfig } from './agent-config';
 import { checkDependencies, describeMissing, type Dependency } from './dependencies';
 import { buildNode } from './node';
-import { StartupMetrics } from './startup-trace';
 
 export const spec: ServiceSpec<typeof agentSchema> = {
   name: 'kubelet-agent',
@@ -39,7 +43,6 @@ export const spec: ServiceSpec<typeof agentSchema> = {
     } catch (e) {
       throw new ConfigError((e as Error).message);
     }
-    new StartupMetrics(metrics);
     logger.info({ node: node.metadata!.name, capacity: node.status!.capacity, allocatable: node.status!.allocatable, addresses: node.status!.addresses }, 'node facts');
     const run = runDir();
     const deps: Dependency[] = [
@@ -48,18 +51,21 @@ export const spec: ServiceSpec<typeof agentSchema> = {
     ];
     if (cfg.imageEndpoint && cfg.imageEndpoint !== deps[0].endpoint) deps.push({ name: 'image service', endpoint: cfg.imageEndpoint });
     if (cfg.store) deps.push({ name: 'store', endpoint: cfg.store });
-    // Healthz is real: each dependency's health as seen now, and the pod sync loop, which is
-    // honestly reported as not running until it is wired (issue #9).
+    let agent: NodeAgent | undefined;
+    let clients: ServiceClients | undefined;
     const healthz = async (): Promise<kubelet.HealthzResponse> => {
       const report = await checkDependencies(deps.filter((d) => d.endpoint.startsWith('unix://')));
-      const checks: Record<string, string> = { syncloop: 'not running: the pod sync is not wired yet (issue #9)' };
+      const checks: Record<string, string> = { syncloop: agent ? agent.syncHealth() : 'not running: starting' };
       for (const d of report.ok) checks[d.name] = 'ok';
       for (const m of report.missing) checks[m.name] = m.reason;
       const failing = Object.entries(checks).filter(([, v]) => v !== 'ok').map(([k]) => k).sort();
       return { status: failing.length ? `failing: ${failing.join(', ')}` : 'ok', checks };
     };
+    const store = storeClientFromConfig(cfg);
+    const log = (level: 'info' | 'warn', obj: object, msg: string) => logger[level](obj, msg);
+    const impl = kubeletService({ agent: () => agent, runtimeRaw: () => clients?.runtimeRaw, healthz, nodeName: node.metadata!.name, rootDir: cfg.stateDir });
     return {
-      services: [{ definition: kubelet.KubeletService, implementation: withUnimplemented(kubelet.KubeletService, 'issue #9', { healthz: unary(healthz) }) }],
+      services: [{ definition: kubelet.KubeletService, implementation: withUnimplemented(kubelet.KubeletService, 'issue #9', impl) }],
       started: async () => {
         // TCP endpoints need the node's client certificate, which arrives with the Store wiring;
         // unix sockets are checked now.
@@ -67,6 +73,29 @@ export const spec: ServiceSpec<typeof agentSchema> = {
         const report = await checkDependencies(local);
         if (report.missing.length) logger.warn({ missing: report.missing.map((m) => m.name) }, `dependencies missing: ${describeMissing(report)}`);
         else logger.info({ ok: report.ok.map((d) => d.name) }, 'dependencies reachable');
+        clients = connectServices({ runtimeEndpoint: deps[0].endpoint, imageEndpoint: cfg.imageEndpoint, cniEndpoint: deps[1].endpoint });
+        agent = new NodeAgent({
+          node,
+          stateDir: cfg.stateDir,
+          clients,
+          store,
+          cgroupRoot: cfg.cgroupRoot,
+          cgroupParent: (cfg.podCgroupParent ?? `berth/${node.metadata!.name}`).split('/'),
+          staticPodPath: cfg.staticPodPath,
+          manifestUrl: cfg.manifestUrl,
+          syncFrequencyMs: cfg.syncFrequencyMs,
+          evictionHard: cfg.evictionHard ? keyValues(cfg.evictionHard, 'eviction-hard', '<') : undefined,
+          dns: { clusterDNS: cfg.clusterDns, clusterDomain: cfg.clusterDomain },
+          metrics,
+          log,
+        });
+        // The Store may be away for a while: the agent keeps retrying in the background.
+        agent.start().then(() => logger.info({ node: node.metadata!.name }, 'pod sync loop running'), (e) => logger.error({ err: e }, 'pod sync loop failed to start'));
+      },
+      close: async () => {
+        await agent?.stop();
+        clients?.close();
+        store?.close();
       },
     };
   },
