@@ -156,6 +156,19 @@ function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string
   return ops;
 }
 
+/**
+ * A namespace file bind-mounted elsewhere (a pod sandbox's pin, `ip netns` files) reads back
+ * as its mount path, not "net:[...]": it is a namespace if it lives on nsfs (the device of our
+ * own namespace files). The kernel's setns(fd, nstype) then checks the kind.
+ */
+function isBindMountedNs(fd: number, type: string): boolean {
+  try {
+    return fs.fstatSync(fd).dev === fs.statSync(`/proc/self/ns/${NS_PROC[type]}`).dev;
+  } catch {
+    return false;
+  }
+}
+
 /** Compiles a validated spec into the addon's plan. Opens fds (namespaces, fifo, cgroups, /dev/null). */
 export function compilePlan(inp: PlanInputs): CompiledPlan {
   const { spec, bundle } = inp;
@@ -193,7 +206,7 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       const fd = open(ns.path, fs.constants.O_RDONLY, `${field}.path`);
       // The file must really be a namespace of that type: compare with our own of the kind.
       const real = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      if (!real.startsWith(`${NS_PROC[ns.type]}:[`)) throw new ConfigError(`${field}.path`, `'${ns.path}' is not a ${ns.type} namespace (${real})`);
+      if (!real.startsWith(`${NS_PROC[ns.type]}:[`) && !isBindMountedNs(fd, ns.type)) throw new ConfigError(`${field}.path`, `'${ns.path}' is not a ${ns.type} namespace (${real})`);
       if (ns.type === 'pid') joinPidFd = fd;
       else join.push({ fd, nstype: NS_FLAG[ns.type]! });
     }
