@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { core, store } from '@berth/api';
+import { StoreClient } from '@berth/apimachinery';
 import { serve, withUnimplemented, type RunningServer } from '@berth/common';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ let dir: string;
 let server: RunningServer | undefined;
 let watcher: NodeRouteWatcher | undefined;
 let net: PodNetwork | undefined;
+let client: StoreClient | undefined;
 
 beforeEach(() => {
   topo = new Topology();
@@ -25,6 +27,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   watcher?.stop();
+  client?.close();
   await net?.close();
   await server?.shutdown(0);
   topo.destroy();
@@ -57,7 +60,8 @@ describe('NodeRouteWatcher', () => {
         watch: (call: ServerWritableStream<store.WatchRequest, store.WatchEvent>) => { requests.push(call.request); streams.push(call); },
       }) }],
     });
-    watcher = new NodeRouteWatcher({ target: `unix://${sock}`, nodeName: 'node-1', net, retryMs: 50 });
+    client = new StoreClient({ target: `unix://${sock}` });
+    watcher = new NodeRouteWatcher({ client, nodeName: 'node-1', net, retryMs: 50 });
     watcher.start();
     await waitFor(() => streams.length === 1, 'the watch');
     expect(requests[0]).toMatchObject({ resource: 'nodes', resourceVersion: '', sendInitialEvents: true });
@@ -112,8 +116,9 @@ describe('podCidrOfNode', () => {
         },
       }) }],
     });
-    expect(await podCidrOfNode(`unix://${sock}`, 'node-7')).toBe('10.76.7.0/24');
+    client = new StoreClient({ target: `unix://${sock}` });
+    expect(await podCidrOfNode(client, 'node-7')).toBe('10.76.7.0/24');
     expect(calls).toBe(3);
-    await expect(podCidrOfNode(`unix://${sock}`, 'node-8', undefined, 0)).rejects.toThrow(/node node-8 has no spec.podCIDR in the Store .*; give --pod-cidr/);
+    await expect(podCidrOfNode(client, 'node-8', undefined, 0)).rejects.toThrow(/node node-8 has no spec.podCIDR in the Store; give --pod-cidr/);
   });
 });

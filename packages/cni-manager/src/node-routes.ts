@@ -4,8 +4,10 @@
 // After a disconnect it resumes from the last resourceVersion; when that is too old (ERROR
 // 410) it lists again and applies the new state only once the initial events have ended, so
 // routes do not flap while it catches up.
-import { store, type core } from '@berth/api';
-import { createClient, type Logger } from '@berth/common';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { core, store } from '@berth/api';
+import type { StoreClient } from '@berth/apimachinery';
+import type { Logger } from '@berth/common';
 import type { NodeRoute } from './network';
 
 export interface NodeRouteTarget {
@@ -15,23 +17,20 @@ export interface NodeRouteTarget {
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 
 export class NodeRouteWatcher {
-  private stopped = false;
-  private call: { cancel(): void } | null = null;
+  private readonly stop$ = new AbortController();
   private readonly nodes = new Map<string, NodeRoute[]>();
-  private client: store.StoreClient;
 
-  constructor(private readonly opts: { target: string; nodeName: string; net: NodeRouteTarget; logger?: Logger; retryMs?: number }) {
-    this.client = createClient(store.StoreClient, { target: opts.target });
-  }
+  /** `client` stays the caller's to close. */
+  constructor(private readonly opts: { client: StoreClient; nodeName: string; net: NodeRouteTarget; logger?: Logger; retryMs?: number }) {}
+
+  private get stopped(): boolean { return this.stop$.signal.aborted; }
 
   start(): void {
     void this.loop();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.call?.cancel();
-    this.client.close();
+    this.stop$.abort();
   }
 
   /** One route per pod CIDR of the node (IPv4 and IPv6), via its InternalIP of the same family. */
@@ -53,10 +52,9 @@ export class NodeRouteWatcher {
       const listing = rv === '';
       const fresh = new Map<string, NodeRoute[]>();
       try {
-        const call = this.client.watch(store.WatchRequest.fromPartial({ resource: 'nodes', resourceVersion: rv, allowWatchBookmarks: true, ...(listing ? { sendInitialEvents: true } : {}) }));
-        this.call = call;
+        const events = this.opts.client.watch({ resource: 'nodes', resourceVersion: rv, allowWatchBookmarks: true, ...(listing ? { sendInitialEvents: true } : {}) }, this.stop$.signal);
         let catchingUp = listing;
-        for await (const ev of call as AsyncIterable<store.WatchEvent>) {
+        for await (const ev of events as AsyncIterable<store.WatchEvent>) {
           if (ev.type === 'ERROR') {
             this.opts.logger?.warn({ error: ev.error }, 'node watch: resourceVersion too old, listing again');
             rv = '';
@@ -85,7 +83,7 @@ export class NodeRouteWatcher {
         if (this.stopped) return;
         this.opts.logger?.warn({ err }, 'node watch failed; retrying');
       }
-      if (!this.stopped) await new Promise((r) => setTimeout(r, this.opts.retryMs ?? 1000));
+      if (!this.stopped) await sleep(this.opts.retryMs ?? 1000, undefined, { signal: this.stop$.signal }).catch(() => undefined);
     }
   }
 

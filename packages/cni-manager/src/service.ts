@@ -3,8 +3,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cni, store, type core } from '@berth/api';
-import { createClient, FailedPreconditionError, InvalidArgumentError, NotFoundError, unary, z, type Logger, type OptionSpec, type ServiceSpec } from '@berth/common';
+import { cni } from '@berth/api';
+import { StoreClient, storeClientFromConfig, storeClientOptions, storeClientSchema, type StoreClientConfig } from '@berth/apimachinery';
+import { BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, unary, z, type Logger, type OptionSpec, type ServiceSpec } from '@berth/common';
 import { PodNetwork, type FaultSpec, type Mode, type NodeRoute } from './network';
 import { NodeRouteWatcher } from './node-routes';
 
@@ -12,7 +13,7 @@ export const DEFAULT_POD_CIDR = '10.244.0.0/24';
 
 const options = {
   mode: { flag: 'mode', type: 'string', env: 'BERTH_CNI_MODE', description: 'bridge (default) or routed' },
-  podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default: its Node's spec.podCIDR with --store-endpoint, else ${DEFAULT_POD_CIDR})` },
+  podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default: its Node's spec.podCIDR with --store, else ${DEFAULT_POD_CIDR})` },
   podCidrV6: { flag: 'pod-cidr-v6', type: 'string', env: 'BERTH_POD_CIDR_V6', description: 'optional IPv6 pod CIDR for dual-stack pods (bridge mode)' },
   bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
   mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
@@ -21,7 +22,9 @@ const options = {
   masquerade: { flag: 'masquerade', type: 'boolean', description: 'masquerade pod traffic leaving the pod CIDR (default off)' },
   dnsNameservers: { flag: 'dns-nameservers', type: 'list', description: 'nameservers suggested to pods' },
   dnsSearch: { flag: 'dns-search', type: 'list', description: 'DNS search domains suggested to pods' },
-  storeEndpoint: { flag: 'store-endpoint', type: 'string', env: 'BERTH_STORE_ENDPOINT', description: 'Store API (unix:///path) to watch Node objects for routes to other nodes' },
+  // --store and its TLS files: Node objects give this node's pod CIDR and the routes to the others.
+  ...storeClientOptions,
+  storeEndpoint: { flag: 'store-endpoint', type: 'string', env: 'BERTH_STORE_ENDPOINT', description: 'deprecated: use --store' },
   nodeName: { flag: 'node-name', type: 'string', env: 'BERTH_NODE_NAME', description: 'this node\'s name in the cluster (default: the hostname)' },
 } satisfies Record<string, OptionSpec>;
 
@@ -36,7 +39,8 @@ const schema = {
   masquerade: z.boolean().default(false),
   dnsNameservers: z.array(z.string()).default([]),
   dnsSearch: z.array(z.string()).default([]),
-  storeEndpoint: z.string().regex(/^unix:\/\/\//, 'expected unix:///absolute/path').optional(),
+  ...storeClientSchema,
+  storeEndpoint: storeClientSchema.store,
   nodeName: z.string().min(1).default(os.hostname()),
 };
 
@@ -116,22 +120,44 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
 
 /**
  * This node's pod CIDR from its Node object (spec.podCIDR), as kubelet and CNI plugins take it:
- * waits (not serving) until the node is registered with one, up to `timeoutMs`.
+ * waits (not serving) until the node is registered with one, up to `timeoutMs`. A Store that
+ * refuses us (authentication, RBAC) is an error at once, not something to wait out.
  */
-export async function podCidrOfNode(target: string, nodeName: string, logger?: Logger, timeoutMs = 120_000): Promise<string> {
-  const client = createClient(store.StoreClient, { target });
+export async function podCidrOfNode(client: StoreClient, nodeName: string, logger?: Logger, timeoutMs = 120_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      const obj = await new Promise<core.Object | null>((resolve) => client.get(store.GetRequest.fromPartial({ resource: 'nodes', name: nodeName }), (err, res) => resolve(err ? null : res)));
-      const cidr = obj?.node?.spec?.podCIDR || obj?.node?.spec?.podCIDRs?.[0];
-      if (cidr) return cidr;
-      if (Date.now() > deadline) throw new FailedPreconditionError(`node ${nodeName} has no spec.podCIDR in the Store at ${target}; give --pod-cidr or register the node with one`);
-      logger?.info({ nodeName }, 'waiting for this node\'s podCIDR');
-      await new Promise((r) => setTimeout(r, 1000));
+  for (;;) {
+    let cidr: string | undefined;
+    try {
+      const node = (await client.get('nodes', '', nodeName)).node;
+      cidr = node?.spec?.podCIDR || node?.spec?.podCIDRs?.[0];
+    } catch (err) {
+      // Not registered yet, or the Store not up yet: wait. Anything else (auth, RBAC) is final.
+      if (!(err instanceof BerthError) || (err.kind !== 'NotFound' && err.kind !== 'Unavailable' && err.kind !== 'DeadlineExceeded')) throw err;
     }
-  } finally {
-    client.close();
+    if (cidr) return cidr;
+    if (Date.now() > deadline) throw new FailedPreconditionError(`node ${nodeName} has no spec.podCIDR in the Store; give --pod-cidr or register the node with one`);
+    logger?.info({ nodeName }, 'waiting for this node\'s podCIDR');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+/**
+ * The Store client of --store (with --store-ca/--store-cert/--store-key for mutual TLS), or of
+ * the deprecated --store-endpoint, which says so.
+ */
+export function storeOf(config: StoreClientConfig & { storeEndpoint?: string | undefined }, logger?: Logger): StoreClient | undefined {
+  let c = config;
+  if (config.storeEndpoint) {
+    if (config.store && config.store !== config.storeEndpoint) throw new InvalidArgumentError('store-endpoint', `conflicts with --store ${config.store} (--store-endpoint is a deprecated alias of --store)`);
+    const warning = '--store-endpoint (BERTH_STORE_ENDPOINT) is deprecated; use --store (BERTH_STORE)';
+    if (logger) logger.warn(warning);
+    else process.emitWarning(warning, 'DeprecationWarning');
+    c = { ...config, store: config.storeEndpoint };
+  }
+  try {
+    return storeClientFromConfig(c);
+  } catch (err) {
+    throw new InvalidArgumentError('store-cert', (err as Error).message);
   }
 }
 
@@ -144,9 +170,10 @@ export const spec: ServiceSpec<typeof schema> = {
       const [podCidr, via] = s.split('=') as [string, string];
       return { podCidr, via };
     });
+    const storeClient = storeOf(config, logger);
     const net = new PodNetwork({
       ...(config.podCidrV6 ? { podCidrV6: config.podCidrV6 } : {}),
-      mode: config.mode as Mode, podCidr: config.podCidr ?? (config.storeEndpoint ? await podCidrOfNode(config.storeEndpoint, config.nodeName, logger) : DEFAULT_POD_CIDR), stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
+      mode: config.mode as Mode, podCidr: config.podCidr ?? (storeClient ? await podCidrOfNode(storeClient, config.nodeName, logger) : DEFAULT_POD_CIDR), stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
       hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
       dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
     });
@@ -158,14 +185,15 @@ export const spec: ServiceSpec<typeof schema> = {
       servingOnStart: false,
       started: async (server) => {
         await net.start();
-        if (config.storeEndpoint) {
-          watcher = new NodeRouteWatcher({ target: config.storeEndpoint, nodeName: config.nodeName, net, logger });
+        if (storeClient) {
+          watcher = new NodeRouteWatcher({ client: storeClient, nodeName: config.nodeName, net, logger });
           watcher.start();
         }
         server.setServing(true);
       },
       close: async () => {
         watcher?.stop();
+        storeClient?.close();
         await net.close();
       },
     };
