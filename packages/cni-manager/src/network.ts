@@ -26,7 +26,7 @@ import {
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
-import { parseQuantity, parseTcRate } from './quantity';
+import { parseBandwidth, parseTcRate } from './rate';
 
 export type Mode = 'bridge' | 'routed';
 
@@ -856,12 +856,12 @@ export function bandwidthOf(annotations: Record<string, string>, req?: Partial<B
     egressRate: req?.egressRate ?? 0, egressBurst: req?.egressBurst ?? 0,
   };
   if (ing !== undefined) {
-    const v = parseQuantity(ing, 'annotations[kubernetes.io/ingress-bandwidth]');
+    const v = parseBandwidth(ing, 'annotations[kubernetes.io/ingress-bandwidth]');
     if (bw.ingressRate && bw.ingressRate !== v) throw new InvalidArgumentError('annotations[kubernetes.io/ingress-bandwidth]', `${ing} conflicts with bandwidth.ingress_rate ${bw.ingressRate}`);
     bw.ingressRate = v;
   }
   if (eg !== undefined) {
-    const v = parseQuantity(eg, 'annotations[kubernetes.io/egress-bandwidth]');
+    const v = parseBandwidth(eg, 'annotations[kubernetes.io/egress-bandwidth]');
     if (bw.egressRate && bw.egressRate !== v) throw new InvalidArgumentError('annotations[kubernetes.io/egress-bandwidth]', `${eg} conflicts with bandwidth.egress_rate ${bw.egressRate}`);
     bw.egressRate = v;
   }
