@@ -1,51 +1,83 @@
-// ContainerManager: the daemon's containers, driven in-process through the same Runtime as
-// the berth-runtime CLI (no CLI exec on the hot path). The daemon is the parent (and a child
-// subreaper) of every container, so exits and OOM kills are reported from the pidfd, not polled.
+// ContainerManager: the daemon's containers. Each container has a monitor process (see
+// monitor/monitor.ts) that creates it through the runtime library, is its init's parent, holds
+// its stdio, writes its CRI log and records its exit; so a kill -9 of the daemon stops no
+// container and loses no exit status. The daemon keeps a small record per container on disk
+// (meta.json, written atomically; "creating" until the container exists) and, on restart,
+// rebuilds its view from those records, the monitors' exit files and the kernel, removing what a
+// crash left half-made.
+//
+// Containers come from an image in a pod sandbox (the CRI path), or from an OCI bundle named
+// by the berth.io/oci-bundle annotation (the issue #5 path, kept for tools and tests).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { containerSyscalls } from '@berth/native';
+import { runtime } from '@berth/api';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/common';
+import { containerSyscalls, native } from '@berth/native';
 
+import { buildSpec, type ImageConfig } from './cri/spec';
 import { hookPids } from './hooks';
+import type { ImageStore } from './images';
+import { DEFAULT_ROTATE, type RotateOptions } from './logs/cri-log';
+import type { ExitRecord, MonitorJob, MonitorReply } from './monitor/monitor';
+import { EXIT_FILE } from './monitor/monitor';
 import { ConfigError, loadSpec, type Spec } from './oci/config';
 import { OrphanReaper } from './reaper';
-import { parseSignal, Runtime, type RuntimeOptions } from './runtime';
-import { RuntimeError } from './state';
+import { parseSignal, Runtime } from './runtime';
+import { unmountAll, type SandboxManager } from './sandbox/sandbox';
+import { pidStartTime, RuntimeError } from './state';
 
-/** The annotation naming an OCI bundle to create the container from (until images, issue #8). */
+/** The annotation naming an OCI bundle to create the container from (instead of an image). */
 export const BUNDLE_ANNOTATION = 'berth.io/oci-bundle';
+/** Per-container log rotation: bytes per file, and files kept (the live one included). */
+export const LOG_MAX_SIZE_ANNOTATION = 'berth.io/log-max-size';
+export const LOG_MAX_FILES_ANNOTATION = 'berth.io/log-max-files';
 
 export type ContainerPhase = 'created' | 'running' | 'exited';
 
-export interface ContainerRecord {
+/** What meta.json holds: everything needed to rebuild the record after a restart. */
+export interface ContainerMeta {
   id: string;
   name: string;
   attempt: number;
   sandboxId: string;
-  phase: ContainerPhase;
+  state: 'creating' | 'created';
   createdAtUs: number;
   startedAtUs: number;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  image: { image: string; annotations: Record<string, string> };
+  imageRef: string;
+  imageId: string;
+  logPath: string;
+  bundle: string;
+  /** The overlay rootfs this daemon mounted ('' for a bundle's own rootfs). */
+  rootfs: string;
+  monitorPid: number;
+  monitorStart: string;
+  stopSignal: string;
+  /** runtime.Mount JSON of the config, for ContainerStatus. */
+  mounts: unknown[];
+  /** runtime.LinuxContainerResources JSON. */
+  resources: unknown;
+}
+
+export interface ContainerRecord extends ContainerMeta {
+  phase: ContainerPhase;
   finishedAtUs: number;
   exitCode: number;
   reason: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  bundle: string;
+  message: string;
+  dir: string;
   exited: Promise<void>;
 }
 
 export interface CreateRequest {
-  name: string;
-  attempt?: number;
   sandboxId?: string;
-  command?: string[];
-  args?: string[];
-  env?: Array<{ key: string; value: string }>;
-  workingDir?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
+  config: runtime.ContainerConfig;
 }
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted' | 'oom';
@@ -57,24 +89,70 @@ export interface ContainerEventInfo {
   exitCode: number;
 }
 
-export class NotFound extends Error {}
-export class Invalid extends Error {}
-export class NeedsIssue8 extends Error {}
+export class NotFound extends NotFoundError {}
+export class Invalid extends InvalidArgumentError {
+  constructor(message: string) {
+    super(undefined, message);
+  }
+}
 
 const nowUs = (): number => Date.now() * 1000;
+const ID = /^[0-9a-f]{64}$/;
+
+export interface ContainerManagerOptions {
+  /** The daemon's state dir: containers/ (runtime state) and cri/ (records) go below. */
+  stateDir: string;
+  images?: ImageStore;
+  sandboxes?: SandboxManager;
+  rotate?: RotateOptions;
+  warn?: (msg: string) => void;
+}
+
+/** The monitor's script: next to this file when built; from dist when running the sources (tests). */
+function monitorScript(): string {
+  const here = path.join(__dirname, 'monitor', 'monitor.js');
+  if (fs.existsSync(here)) return here;
+  return path.resolve(__dirname, '..', 'dist', 'monitor', 'monitor.js');
+}
+
+function writeAtomic(file: string, data: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+function exitCodeOf(e: { code: number | null; signal: string | null }): number {
+  if (e.code !== null) return e.code;
+  try {
+    return 128 + (e.signal !== null ? parseSignal(e.signal) : 9);
+  } catch {
+    return 137;
+  }
+}
+
+function positiveInt(v: string | undefined, field: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v)) throw new InvalidArgumentError(field, `expected a non-negative integer, got '${v}'`);
+  return Number(v);
+}
 
 export class ContainerManager {
   readonly rt: Runtime;
   readonly events = new EventEmitter();
+  readonly criRoot: string;
   private readonly records = new Map<string, ContainerRecord>();
-  private readonly devNull: number;
   private readonly reaper: OrphanReaper;
+  /** Monitors that are our children (libuv reaps them; the orphan reaper must not). */
+  private readonly monitorPids = new Set<number>();
+  private readonly warn: (msg: string) => void;
 
-  constructor(opts: RuntimeOptions) {
-    this.rt = new Runtime(opts);
-    this.devNull = fs.openSync('/dev/null', 'r+');
+  constructor(private readonly opts: ContainerManagerOptions) {
+    this.rt = new Runtime({ root: path.join(opts.stateDir, 'containers') });
+    this.criRoot = path.join(opts.stateDir, 'cri');
+    fs.mkdirSync(this.criRoot, { recursive: true, mode: 0o711 });
+    this.warn = opts.warn ?? (() => undefined);
     this.events.setMaxListeners(0);
-    this.reaper = new OrphanReaper(opts.syscalls ?? containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids]));
+    this.reaper = new OrphanReaper(containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids, ...this.monitorPids]));
   }
 
   /** Reap orphans reparented to this (subreaper) process. */
@@ -96,89 +174,337 @@ export class ContainerManager {
     return [...this.records.values()];
   }
 
+  private save(r: ContainerMeta & { dir?: string }): void {
+    const meta: ContainerMeta = {
+      id: r.id, name: r.name, attempt: r.attempt, sandboxId: r.sandboxId, state: r.state, createdAtUs: r.createdAtUs, startedAtUs: r.startedAtUs,
+      labels: r.labels, annotations: r.annotations, image: r.image, imageRef: r.imageRef, imageId: r.imageId, logPath: r.logPath, bundle: r.bundle,
+      rootfs: r.rootfs, monitorPid: r.monitorPid, monitorStart: r.monitorStart, stopSignal: r.stopSignal, mounts: r.mounts, resources: r.resources,
+    };
+    writeAtomic(path.join(this.criRoot, r.id, 'meta.json'), JSON.stringify(meta));
+  }
+
+  private rotateFor(annotations: Record<string, string>): RotateOptions {
+    const base = this.opts.rotate ?? DEFAULT_ROTATE;
+    const maxSize = positiveInt(annotations[LOG_MAX_SIZE_ANNOTATION], `config.annotations.${LOG_MAX_SIZE_ANNOTATION}`) ?? base.maxSize;
+    const maxFiles = positiveInt(annotations[LOG_MAX_FILES_ANNOTATION], `config.annotations.${LOG_MAX_FILES_ANNOTATION}`) ?? base.maxFiles;
+    if (maxFiles < 1) throw new InvalidArgumentError(`config.annotations.${LOG_MAX_FILES_ANNOTATION}`, 'must be at least 1');
+    return { maxSize, maxFiles };
+  }
+
   async create(req: CreateRequest): Promise<ContainerRecord> {
-    if (req.name === '') throw new Invalid('config.metadata.name: must not be empty');
-    const bundleDir = req.annotations?.[BUNDLE_ANNOTATION];
-    if (bundleDir === undefined || bundleDir === '') {
-      throw new NeedsIssue8(`creating a container from an image in a pod sandbox is not built yet (issue #8); pass an OCI bundle directory in annotation ${BUNDLE_ANNOTATION}`);
+    const cfg = req.config;
+    const name = cfg.metadata?.name ?? '';
+    if (name === '') throw new InvalidArgumentError('config.metadata.name', 'must not be empty');
+    const sandboxId = req.sandboxId ?? '';
+    const bundleDir = cfg.annotations[BUNDLE_ANNOTATION];
+    const sandbox = sandboxId !== '' && this.opts.sandboxes !== undefined ? this.opts.sandboxes.find(sandboxId) : undefined;
+    if (bundleDir === undefined) {
+      if (sandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', `is required (or name an OCI bundle in annotation ${BUNDLE_ANNOTATION})`);
+      if (sandbox === undefined) throw new NotFoundError(`pod sandbox ${sandboxId} not found`);
+      if (sandbox.state !== 'ready') throw new FailedPreconditionError(`pod sandbox ${sandboxId} is not ready`);
+      if ((cfg.image?.image ?? '') === '') throw new InvalidArgumentError('config.image.image', 'is required');
+    } else if (!path.isAbsolute(bundleDir)) {
+      throw new InvalidArgumentError(`config.annotations.${BUNDLE_ANNOTATION}`, 'must be an absolute path');
     }
-    if (!path.isAbsolute(bundleDir)) throw new Invalid(`config.annotations.${BUNDLE_ANNOTATION}: must be an absolute path`);
-    let spec: Spec;
+    const attempt = cfg.metadata?.attempt ?? 0;
+    if (sandboxId !== '' && this.list().some((r) => r.sandboxId === sandboxId && r.name === name && r.attempt === attempt)) {
+      throw new AlreadyExistsError(`container "${name}" attempt ${attempt} already exists in pod sandbox ${sandboxId}`);
+    }
+    let logPath = '';
+    if (cfg.logPath !== '') {
+      if (sandbox === undefined || sandbox.logDirectory === '') throw new InvalidArgumentError('config.log_path', 'needs a sandbox with a log_directory');
+      if (path.isAbsolute(cfg.logPath) || cfg.logPath.split('/').includes('..')) throw new InvalidArgumentError('config.log_path', `must be relative to the sandbox's log_directory without "..", got '${cfg.logPath}'`);
+      logPath = path.join(sandbox.logDirectory, cfg.logPath);
+    }
+    const rotate = this.rotateFor(cfg.annotations);
+
+    const id = randomBytes(32).toString('hex');
+    const dir = path.join(this.criRoot, id);
+    const rec: ContainerRecord = {
+      id, name, attempt, sandboxId, state: 'creating', createdAtUs: nowUs(), startedAtUs: 0, labels: { ...cfg.labels }, annotations: { ...cfg.annotations },
+      image: { image: cfg.image?.image ?? '', annotations: { ...cfg.image?.annotations } }, imageRef: '', imageId: '', logPath, bundle: bundleDir ?? dir, rootfs: '',
+      monitorPid: 0, monitorStart: '', stopSignal: 'SIGTERM', mounts: cfg.mounts.map((m) => runtime.Mount.toJSON(m)),
+      resources: runtime.LinuxContainerResources.toJSON(runtime.LinuxContainerResources.fromPartial(cfg.linux?.resources ?? {})),
+      phase: 'created', finishedAtUs: 0, exitCode: 0, reason: '', message: '', dir, exited: Promise.resolve(),
+    };
+    fs.mkdirSync(dir, { mode: 0o711 });
+    this.save(rec);
     try {
-      spec = loadSpec(bundleDir);
+      let spec: Spec;
+      if (bundleDir !== undefined) {
+        spec = this.bundleSpec(bundleDir, cfg);
+      } else {
+        const images = this.opts.images;
+        if (images === undefined) throw new FailedPreconditionError('this runtime has no image store');
+        const image = images.find(cfg.image!.image);
+        if (image === undefined) throw new NotFoundError(`image "${cfg.image!.image}" is not present; pull it first`);
+        rec.imageId = image.id;
+        rec.imageRef = image.repoDigests[0] ?? image.id;
+        const imageCfg = (JSON.parse(images.content.readBuffer(image.id).toString('utf8')) as { config?: ImageConfig }).config ?? {};
+        if (imageCfg.StopSignal !== undefined && imageCfg.StopSignal !== '') rec.stopSignal = imageCfg.StopSignal;
+        const prepared = await images.prepareRootfs(id, image.id, dir);
+        const rootfs = path.join(dir, 'rootfs');
+        fs.mkdirSync(rootfs, { mode: 0o755 });
+        rec.rootfs = rootfs;
+        this.save(rec);
+        this.mountOverlay(rootfs, prepared.options, prepared.cwd);
+        spec = buildSpec({ id, cfg, image: imageCfg, sandbox: sandbox!, rootfs, dir });
+      }
+      const reply = await this.startMonitor(rec, { id, runtimeRoot: this.rt.store.root, bundle: rec.bundle, spec, dir, logPath, rotate });
+      rec.state = 'created';
+      this.save(rec);
+      void reply;
     } catch (err) {
-      if (err instanceof ConfigError) throw new Invalid(`bundle ${bundleDir}: ${err.message}`);
+      await this.destroy(rec).catch((e: Error) => this.warn(`container ${id}: cleanup after a failed create: ${e.message}`));
       throw err;
     }
-    const proc = spec.process;
-    if (proc !== undefined) {
-      if ((req.command?.length ?? 0) > 0 || (req.args?.length ?? 0) > 0) proc.args = [...(req.command ?? []), ...(req.args ?? [])];
-      if (req.env !== undefined) proc.env = [...(proc.env ?? []), ...req.env.map((e) => `${e.key}=${e.value}`)];
-      if (req.workingDir !== undefined && req.workingDir !== '') proc.cwd = req.workingDir;
-      proc.terminal = false;
-    }
-    const id = randomBytes(16).toString('hex');
-    const created = await this.rt.create(id, { bundle: bundleDir, spec, stdio: [this.devNull, this.devNull, this.devNull] });
-    const rec: ContainerRecord = {
-      id, name: req.name, attempt: req.attempt ?? 0, sandboxId: req.sandboxId ?? '', phase: 'created',
-      createdAtUs: nowUs(), startedAtUs: 0, finishedAtUs: 0, exitCode: 0, reason: '',
-      labels: req.labels ?? {}, annotations: req.annotations ?? {}, bundle: bundleDir,
-      exited: created.exited.then(
-        (e) => {
-          rec.phase = 'exited';
-          rec.finishedAtUs = nowUs();
-          rec.exitCode = e.code ?? 128 + (e.signal !== null ? parseSignal(e.signal) : 9);
-          rec.reason = e.oomKilled ? 'OOMKilled' : rec.exitCode === 0 ? 'Completed' : 'Error';
-          if (e.oomKilled) this.emit('oom', rec);
-          this.emit('stopped', rec);
-        },
-        () => undefined,
-      ),
-    };
     this.records.set(id, rec);
     this.emit('created', rec);
     return rec;
   }
 
+  private bundleSpec(bundleDir: string, cfg: runtime.ContainerConfig): Spec {
+    let spec: Spec;
+    try {
+      spec = loadSpec(bundleDir);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new InvalidArgumentError(`config.annotations.${BUNDLE_ANNOTATION}`, `bundle ${bundleDir}: ${err.message}`);
+      throw err;
+    }
+    const proc = spec.process;
+    if (proc !== undefined) {
+      if (cfg.command.length > 0 || cfg.args.length > 0) proc.args = [...cfg.command, ...cfg.args];
+      if (cfg.envs.length > 0) proc.env = [...(proc.env ?? []), ...cfg.envs.map((e) => `${e.key}=${e.value}`)];
+      if (cfg.workingDir !== '') proc.cwd = cfg.workingDir;
+      proc.terminal = false;
+    }
+    return spec;
+  }
+
+  /** Mounts the overlay; relative lower dirs (deep images) are resolved from `cwd`. */
+  private mountOverlay(target: string, options: string, cwd: string | undefined): void {
+    const back = process.cwd();
+    if (cwd !== undefined) process.chdir(cwd);
+    try {
+      native.mount('overlay', target, 'overlay', ['nodev'], options);
+    } finally {
+      if (cwd !== undefined) process.chdir(back);
+    }
+  }
+
+  private startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
+    const errLog = fs.openSync(path.join(rec.dir, 'monitor.log'), 'a', 0o600);
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [monitorScript()], { detached: true, stdio: ['pipe', 'pipe', errLog] });
+    } finally {
+      fs.closeSync(errLog);
+    }
+    const pid = child.pid!;
+    this.monitorPids.add(pid);
+    const gone = new Promise<void>((resolve) => child.on('exit', () => resolve())).finally(() => this.monitorPids.delete(pid));
+    rec.monitorPid = pid;
+    rec.monitorStart = pidStartTime(pid)?.start ?? '';
+    return new Promise((resolve, reject) => {
+      let out = '';
+      let settled = false;
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        reject(err);
+      };
+      child.on('error', (e) => fail(e));
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (d: string) => {
+        out += d;
+        const nl = out.indexOf('\n');
+        if (nl < 0 || settled) return;
+        settled = true;
+        const r = JSON.parse(out.slice(0, nl)) as MonitorReply;
+        child.stdout!.destroy();
+        child.stdin!.destroy();
+        if (!r.ok) {
+          const msg = r.error;
+          if (r.kind === 'ConfigError') reject(new InvalidArgumentError(undefined, msg));
+          else if (r.kind === 'RuntimeError' || r.kind === 'SyscallError') reject(new FailedPreconditionError(msg));
+          else reject(new Error(`container monitor: ${msg}`));
+          return;
+        }
+        child.unref();
+        rec.exited = gone.then(() => this.settleExit(rec));
+        resolve(r);
+      });
+      child.on('exit', (code, signal) => fail(new Error(`container monitor exited (${code ?? signal}) before it reported: ${this.monitorLog(rec)}`)));
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.write(`${JSON.stringify(job)}\n`);
+    });
+  }
+
+  private monitorLog(rec: ContainerRecord): string {
+    try {
+      return fs.readFileSync(path.join(rec.dir, 'monitor.log'), 'utf8').trim().slice(-2000);
+    } catch {
+      return '';
+    }
+  }
+
+  /** The monitor is gone: take the exit it recorded, or note that it was lost. */
+  private async settleExit(rec: ContainerRecord): Promise<void> {
+    if (rec.phase === 'exited') return;
+    let e: ExitRecord | undefined;
+    try {
+      e = JSON.parse(fs.readFileSync(path.join(rec.dir, EXIT_FILE), 'utf8')) as ExitRecord;
+    } catch {
+      e = undefined;
+    }
+    if (e === undefined) {
+      // The monitor died without recording an exit (killed): nobody holds the container's
+      // output or can report its status any more, so it is stopped and marked as lost.
+      try { this.rt.kill(rec.id, 'SIGKILL', true); } catch { /* not running */ }
+      rec.exitCode = 255;
+      rec.reason = 'Error';
+      rec.message = 'the container monitor died; the exit status was lost';
+      rec.finishedAtUs = nowUs();
+    } else {
+      rec.exitCode = exitCodeOf(e);
+      rec.reason = e.oomKilled ? 'OOMKilled' : rec.exitCode === 0 ? 'Completed' : 'Error';
+      rec.finishedAtUs = e.finishedAtUs;
+    }
+    rec.phase = 'exited';
+    if (e?.oomKilled === true) this.emit('oom', rec);
+    this.emit('stopped', rec);
+  }
+
   async start(id: string): Promise<void> {
     const r = this.get(id);
-    if (r.phase !== 'created') throw new RuntimeError(`container ${id} is ${r.phase}, not created`);
-    await this.rt.start(id);
-    if (r.phase === 'created') r.phase = 'running';
+    if (r.phase !== 'created') throw new FailedPreconditionError(`container ${id} is ${r.phase}, not created`);
+    try {
+      await this.rt.start(id);
+    } catch (err) {
+      if (err instanceof RuntimeError) throw new FailedPreconditionError(err.message);
+      throw err;
+    }
     r.startedAtUs = nowUs();
+    if (r.phase === 'created') r.phase = 'running';
+    this.save(r);
     this.emit('started', r);
   }
 
-  /** SIGTERM, then SIGKILL after `timeoutS` seconds (0: at once). */
-  async stop(id: string, timeoutS: number): Promise<void> {
-    const r = this.get(id);
-    if (r.phase === 'exited') return;
+  private signal(r: ContainerRecord, sig: string | number): void {
     try {
-      this.rt.kill(id, timeoutS > 0 ? 'SIGTERM' : 'SIGKILL', true);
+      this.rt.kill(r.id, sig, true);
     } catch (err) {
       if (!(err instanceof RuntimeError)) throw err;
     }
-    if (timeoutS > 0) {
-      const timer = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), timeoutS * 1000).unref());
-      if ((await Promise.race([r.exited.then(() => 'exited' as const), timer])) === 'timeout') {
-        try { this.rt.kill(id, 'SIGKILL', true); } catch { /* exited meanwhile */ }
-      }
+  }
+
+  /** The stop signal (the image's StopSignal, else SIGTERM), then SIGKILL after `timeoutS` (0: at once). */
+  async stop(id: string, timeoutS: number): Promise<void> {
+    const r = this.get(id);
+    if (r.phase === 'exited') return;
+    if (timeoutS > 0 && r.phase === 'running') {
+      this.signal(r, r.stopSignal);
+      let timer: NodeJS.Timeout | undefined;
+      const t = new Promise<'timeout'>((res) => { timer = setTimeout(() => res('timeout'), timeoutS * 1000); });
+      const won = await Promise.race([r.exited.then(() => 'exited' as const), t]);
+      clearTimeout(timer);
+      if (won === 'exited') return;
     }
+    this.signal(r, 'SIGKILL');
     await r.exited;
   }
 
   async remove(id: string): Promise<void> {
     const r = this.records.get(id);
     if (r === undefined) return; // CRI: removing a missing container succeeds
-    await this.rt.delete(id, true);
-    await r.exited;
+    if (r.phase !== 'exited') {
+      this.signal(r, 'SIGKILL');
+      await r.exited;
+    }
+    await this.destroy(r);
     this.records.delete(id);
     this.emit('deleted', r);
   }
 
+  /** Removes what a container made: runtime state and cgroup, rootfs mount, snapshot lease, dir. */
+  private async destroy(r: ContainerMeta & { dir: string }): Promise<void> {
+    try {
+      await this.rt.delete(r.id, true);
+    } catch (err) {
+      if (!(err instanceof RuntimeError) || !/does not exist/.test(err.message)) throw err;
+    }
+    unmountAll(r.dir);
+    if (r.rootfs !== '' || r.imageId !== '') await this.opts.images?.removeRootfs(r.id, r.dir);
+    else await this.opts.images?.release(r.id);
+    fs.rmSync(r.dir, { recursive: true, force: true });
+  }
+
+  /** Rebuilds the records from disk and the kernel after a (re)start. */
+  async recover(): Promise<void> {
+    const known = new Set<string>();
+    for (const id of fs.readdirSync(this.criRoot)) {
+      if (!ID.test(id)) continue;
+      const dir = path.join(this.criRoot, id);
+      let meta: ContainerMeta | undefined;
+      try {
+        meta = JSON.parse(fs.readFileSync(path.join(dir, 'meta.json'), 'utf8')) as ContainerMeta;
+      } catch {
+        meta = undefined;
+      }
+      if (meta === undefined || meta.state === 'creating') {
+        // Half-made by a daemon that crashed: a monitor may hold a container already.
+        if (meta !== undefined && meta.monitorPid > 0 && pidStartTime(meta.monitorPid)?.start === meta.monitorStart) {
+          try { process.kill(meta.monitorPid, 'SIGKILL'); } catch { /* gone */ }
+        }
+        await this.destroy({ ...(meta ?? this.blankMeta(id)), dir }).catch((e: Error) => this.warn(`container ${id}: cleanup of a half-made container: ${e.message}`));
+        continue;
+      }
+      known.add(id);
+      const rec: ContainerRecord = { ...meta, phase: 'created', finishedAtUs: 0, exitCode: 0, reason: '', message: '', dir, exited: Promise.resolve() };
+      this.records.set(id, rec);
+      const alive = meta.monitorPid > 0 && pidStartTime(meta.monitorPid)?.start === meta.monitorStart;
+      if (!alive) {
+        await this.settleExit(rec);
+        continue;
+      }
+      let status = 'stopped';
+      try { status = this.rt.state(id).status; } catch { /* no state */ }
+      if (status === 'running' || status === 'paused') {
+        rec.phase = 'running';
+        if (rec.startedAtUs === 0) rec.startedAtUs = nowUs();
+      }
+      let fd: number;
+      try {
+        fd = containerSyscalls.pidfdOpen(meta.monitorPid);
+      } catch {
+        await this.settleExit(rec);
+        continue;
+      }
+      // Not our child any more: the pidfd turns readable at its exit (waitid then says ECHILD).
+      rec.exited = containerSyscalls.watchExit(fd).then(() => undefined, () => undefined).then(() => this.settleExit(rec));
+    }
+    // Runtime state nobody has a record of (a create cut short between the two).
+    for (const id of this.rt.store.ids()) if (!known.has(id)) await this.rt.delete(id, true).catch(() => undefined);
+  }
+
+  private blankMeta(id: string): ContainerMeta {
+    return {
+      id, name: '', attempt: 0, sandboxId: '', state: 'creating', createdAtUs: 0, startedAtUs: 0, labels: {}, annotations: {}, image: { image: '', annotations: {} },
+      imageRef: '', imageId: '', logPath: '', bundle: '', rootfs: '', monitorPid: 0, monitorStart: '', stopSignal: 'SIGTERM', mounts: [], resources: {},
+    };
+  }
+
+  /** Sends SIGUSR1 to the monitor, which reopens the log file. */
+  reopenLog(id: string): void {
+    const r = this.get(id);
+    if (r.phase !== 'running') throw new FailedPreconditionError(`container ${id} is not running`);
+    if (r.logPath === '') throw new FailedPreconditionError(`container ${id} has no log path`);
+    if (pidStartTime(r.monitorPid)?.start !== r.monitorStart) throw new FailedPreconditionError(`container ${id} has no monitor`);
+    process.kill(r.monitorPid, 'SIGUSR1');
+  }
+
+  /** On shutdown the containers keep running (their monitors hold them); only the reaper stops. */
   async close(): Promise<void> {
     this.reaper.stop();
-    for (const id of [...this.records.keys()]) await this.remove(id).catch(() => undefined);
-    fs.closeSync(this.devNull);
   }
 }

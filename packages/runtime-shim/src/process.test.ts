@@ -34,8 +34,8 @@ describe('berth-runtime-shim process', () => {
     expect(version).toMatchObject({ runtimeName: 'berth', runtimeApiVersion: 'v1' });
     const err = await new Promise<ServiceError | null>((resolve) => (client as any).runPodSandbox({}, (e: ServiceError | null) => resolve(e)));
     client.close();
-    expect(err?.code).toBe(status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/is not built yet \(issue #8\)/);
+    expect(err?.code).toBe(status.INVALID_ARGUMENT);
+    expect(err?.details).toMatch(/^config: is required/);
     const exit = await svc.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     expect(fs.existsSync(sock)).toBe(false);
@@ -66,7 +66,7 @@ describe('berth-runtime-shim process', () => {
       expect(list.containers.map((c) => c.id)).toEqual([containerId]);
       await call(client.removeContainer, { containerId });
       await expect(call(client.containerStatus, { containerId, verbose: false })).rejects.toMatchObject({ code: status.NOT_FOUND });
-      await expect(call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c2' } } }))).rejects.toMatchObject({ code: status.UNIMPLEMENTED });
+      await expect(call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c2' } } }))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/^pod_sandbox_id: is required/) });
       await expect(call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'c3' }, annotations: { 'berth.io/oci-bundle': '/nonexistent-bundle' } } }))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
     } finally {
       events.cancel();

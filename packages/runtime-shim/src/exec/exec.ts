@@ -1,0 +1,178 @@
+// Exec into a running container: the process joins the container's namespaces and cgroups
+// through the runtime library's setns-based exec, with the container's user, environment,
+// working directory and capabilities unless the request says otherwise. ExecSync collects
+// the output (probes); ExecSession streams it.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+
+import { BerthError, FailedPreconditionError, InvalidArgumentError } from '@berth/common';
+import { SyscallError, type ContainerExit } from '@berth/native';
+
+import type { ContainerManager } from '../containers';
+import { pipePair } from '../monitor/pipes';
+import type { Process } from '../oci/config';
+import { parseSignal } from '../runtime';
+import { RuntimeError } from '../state';
+
+/** Bytes of output ExecSync keeps per stream (the kubelet caps probe output too). */
+export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024;
+
+export interface ExecOptions {
+  cmd: string[];
+  env?: Array<{ key: string; value: string }>;
+  workingDir?: string;
+  /** "uid[:gid]"; a name is not looked up (numeric only). */
+  user?: string;
+}
+
+function processFor(mgr: ContainerManager, id: string, o: ExecOptions): Process {
+  const r = mgr.get(id);
+  if (r.phase !== 'running') throw new FailedPreconditionError(`container ${id} is not running (${r.phase}); cannot exec`);
+  if (o.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must not be empty');
+  const base = mgr.rt.store.read(id).spec.process!;
+  let user = base.user;
+  if (o.user !== undefined && o.user !== '') {
+    const m = /^([0-9]+)(?::([0-9]+))?$/.exec(o.user);
+    if (m === null) throw new InvalidArgumentError('user', `expected uid[:gid], got '${o.user}'`);
+    user = { uid: Number(m[1]), gid: m[2] !== undefined ? Number(m[2]) : 0 };
+  }
+  const env = [...(base.env ?? []), ...(o.env ?? []).map((e, i) => {
+    if (e.key === '' || e.key.includes('=')) throw new InvalidArgumentError(`env[${i}].key`, `'${e.key}' is not a valid variable name`);
+    return `${e.key}=${e.value}`;
+  })];
+  const cwd = o.workingDir !== undefined && o.workingDir !== '' ? o.workingDir : base.cwd;
+  if (!cwd.startsWith('/')) throw new InvalidArgumentError('working_dir', `must be an absolute path, got '${cwd}'`);
+  return { terminal: false, user, args: o.cmd, env, cwd, capabilities: base.capabilities, noNewPrivileges: base.noNewPrivileges, ...(base.rlimits !== undefined ? { rlimits: base.rlimits } : {}) };
+}
+
+export function exitCodeOf(e: ContainerExit): number {
+  if (e.code !== null) return e.code;
+  try {
+    return 128 + (e.signal !== null ? parseSignal(e.signal) : 9);
+  } catch {
+    return 137;
+  }
+}
+
+function collect(fd: number, max: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.on('data', (d: Buffer) => {
+      if (n < max) parts.push(d.subarray(0, max - n));
+      n += d.length;
+    });
+    const done = (): void => resolve(Buffer.concat(parts));
+    sock.on('end', done);
+    sock.on('error', done);
+    sock.on('close', done);
+  });
+}
+
+export interface Spawned {
+  pid: number;
+  exited: Promise<ContainerExit>;
+  stdout: number;
+  stderr: number;
+  stdin?: number;
+}
+
+async function spawnExec(mgr: ContainerManager, id: string, proc: Process, withStdin: boolean): Promise<Spawned> {
+  const dir = mgr.get(id).dir;
+  const out = pipePair(dir);
+  const err = pipePair(dir);
+  const inp = withStdin ? pipePair(dir, 'w') : undefined;
+  const nul = inp === undefined ? fs.openSync('/dev/null', 'r') : -1;
+  try {
+    const { pid, exited } = await mgr.rt.exec(id, proc, { stdio: [inp?.r ?? nul, out.w, err.w] });
+    return { pid, exited, stdout: out.r, stderr: err.r, ...(inp !== undefined ? { stdin: inp.w } : {}) };
+  } catch (e) {
+    for (const fd of [out.r, err.r, ...(inp !== undefined ? [inp.w] : [])]) fs.closeSync(fd);
+    if (e instanceof RuntimeError) throw new FailedPreconditionError(`exec in container ${id}: ${e.message}`);
+    if (e instanceof SyscallError && e.stage === 'executable') throw new InvalidArgumentError('cmd[0]', `exec "${proc.args![0]}" in container ${id}: ${e.code === 'ENOENT' ? 'executable file not found' : e.message}`);
+    throw e;
+  } finally {
+    for (const fd of [out.w, err.w, ...(inp !== undefined ? [inp.r] : []), ...(nul >= 0 ? [nul] : [])]) fs.closeSync(fd);
+  }
+}
+
+/** Runs `cmd` to completion; after `timeoutS` seconds (0: none) it is killed and DEADLINE_EXCEEDED returned. */
+export async function execSync(mgr: ContainerManager, id: string, cmd: string[], timeoutS: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+  const proc = processFor(mgr, id, { cmd });
+  const p = await spawnExec(mgr, id, proc, false);
+  const output = Promise.all([collect(p.stdout, EXEC_SYNC_MAX_OUTPUT), collect(p.stderr, EXEC_SYNC_MAX_OUTPUT)]);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((res) => {
+    if (timeoutS > 0) timer = setTimeout(() => res('timeout'), timeoutS * 1000);
+  });
+  const res = await Promise.race([p.exited, timedOut]);
+  clearTimeout(timer);
+  if (res === 'timeout') {
+    try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+    await p.exited.catch(() => undefined);
+    throw new BerthError('DeadlineExceeded', `command ${JSON.stringify(cmd)} in container ${id} timed out after ${timeoutS}s`);
+  }
+  // Children of the command that keep the pipes open must not hold the probe forever.
+  const [stdout, stderr] = await Promise.race([output, new Promise<[Buffer, Buffer]>((r) => setTimeout(() => r([Buffer.alloc(0), Buffer.alloc(0)]), 2000).unref())]);
+  return { stdout, stderr, exitCode: exitCodeOf(res) };
+}
+
+export interface ExecSessionEvents {
+  stdout(d: Buffer): void;
+  stderr(d: Buffer): void;
+}
+
+/** An interactive exec: stdin in, stdout/stderr out, signals, and the exit code at the end. */
+export class ExecSession {
+  private stdin: net.Socket | undefined;
+
+  private constructor(private readonly p: Spawned, readonly done: Promise<{ exitCode: number; reason: string }>) {}
+
+  static async start(mgr: ContainerManager, id: string, o: ExecOptions & { stdin: boolean; tty: boolean }, on: ExecSessionEvents): Promise<ExecSession> {
+    if (o.tty) throw new BerthError('Unimplemented', 'exec with a terminal (tty) is not supported yet; run without tty');
+    const proc = processFor(mgr, id, o);
+    const p = await spawnExec(mgr, id, proc, o.stdin);
+    const pipe = (fd: number, cb: (d: Buffer) => void): Promise<void> => new Promise((resolve) => {
+      const s = new net.Socket({ fd, readable: true, writable: false });
+      s.on('data', cb);
+      s.on('end', resolve);
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+    });
+    const streams = Promise.all([pipe(p.stdout, on.stdout), pipe(p.stderr, on.stderr)]);
+    const done = p.exited.then(async (e) => {
+      await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
+      return { exitCode: exitCodeOf(e), reason: e.signal !== null ? 'Signaled' : '' };
+    });
+    const s = new ExecSession(p, done);
+    if (p.stdin !== undefined) {
+      s.stdin = new net.Socket({ fd: p.stdin, readable: false, writable: true });
+      s.stdin.on('error', () => undefined);
+    }
+    return s;
+  }
+
+  write(d: Buffer): void {
+    this.stdin?.write(d);
+  }
+
+  closeStdin(): void {
+    this.stdin?.end();
+  }
+
+  signal(sig: string): void {
+    let n: number;
+    try {
+      n = parseSignal(sig);
+    } catch {
+      throw new InvalidArgumentError('signal', `unknown signal '${sig}'`);
+    }
+    try { process.kill(this.p.pid, n); } catch { /* exited */ }
+  }
+
+  kill(): void {
+    try { process.kill(this.p.pid, 'SIGKILL'); } catch { /* exited */ }
+    this.stdin?.destroy();
+  }
+}

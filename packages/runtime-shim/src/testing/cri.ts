@@ -1,0 +1,122 @@
+// Test fixtures for sandboxes and containers from images: a temp state dir with the busybox
+// test image imported, the managers the daemon uses, unique cgroup parents, and a teardown that
+// removes everything (processes, mounts, cgroups, files) even after a failed test.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { runtime } from '@berth/api';
+
+import { v1Mounts } from '../cgroups/cgroups';
+import { ContainerManager } from '../containers';
+import { ImageStore, importPath } from '../images';
+import { buildTestImage } from '../images/testing';
+import { SandboxManager, unmountAll } from '../sandbox/sandbox';
+import { pidStartTime } from '../state';
+import { uniqueId } from './bundle';
+
+let layout: string | undefined;
+
+/** The busybox test image as an OCI layout (built once per test process). */
+export function testImageLayout(): string {
+  if (layout === undefined) {
+    layout = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cri-image-'));
+    buildTestImage(layout, { tag: 'v1' });
+    process.on('exit', () => fs.rmSync(layout!, { recursive: true, force: true }));
+  }
+  return layout;
+}
+
+export const TEST_IMAGE = 'berth.test/busybox:v1';
+
+/** Removes a cgroup subtree (deepest first) in every v1 hierarchy. */
+export function removeCgroupTree(rel: string): void {
+  for (const mnt of new Set(Object.values(v1Mounts()))) {
+    const root = path.join(mnt, rel);
+    const dirs: string[] = [];
+    const walk = (d: string): void => {
+      let names: fs.Dirent[];
+      try { names = fs.readdirSync(d, { withFileTypes: true }); } catch { return; }
+      dirs.push(d);
+      for (const n of names) if (n.isDirectory()) walk(path.join(d, n.name));
+    };
+    walk(root);
+    for (const d of dirs.reverse()) {
+      try {
+        for (const pid of fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+          try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+        }
+      } catch { /* no procs file */ }
+      for (let i = 0; i < 50; i++) {
+        try { fs.rmdirSync(d); break; } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        }
+      }
+    }
+  }
+}
+
+/** Kills the monitors and containers recorded under a daemon state dir, then removes it all. */
+export function scrubStateDir(stateDir: string): void {
+  const cri = path.join(stateDir, 'cri');
+  for (const id of fs.existsSync(cri) ? fs.readdirSync(cri) : []) {
+    try {
+      const meta = JSON.parse(fs.readFileSync(path.join(cri, id, 'meta.json'), 'utf8')) as { monitorPid: number; monitorStart: string };
+      if (meta.monitorPid > 0 && pidStartTime(meta.monitorPid)?.start === meta.monitorStart) process.kill(meta.monitorPid, 'SIGKILL');
+    } catch { /* no record */ }
+  }
+  const rt = path.join(stateDir, 'containers');
+  for (const id of fs.existsSync(rt) ? fs.readdirSync(rt) : []) {
+    try {
+      const st = JSON.parse(fs.readFileSync(path.join(rt, id, 'state.json'), 'utf8')) as { pid: number; pidStartTime: string };
+      if (pidStartTime(st.pid)?.start === st.pidStartTime) process.kill(st.pid, 'SIGKILL');
+    } catch { /* no state */ }
+  }
+  unmountAll(stateDir);
+  fs.rmSync(stateDir, { recursive: true, force: true });
+}
+
+export class CriFixture {
+  readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cri-'));
+  readonly logDir = path.join(this.stateDir, 'pod-logs');
+  /** Parent of every cgroup this fixture makes: /berth-test-<rand>. */
+  readonly cgroupRoot = `/${uniqueId('berth-test')}`;
+  images!: ImageStore;
+  sandboxes!: SandboxManager;
+  containers!: ContainerManager;
+
+  async init(): Promise<this> {
+    this.images = new ImageStore({ root: path.join(this.stateDir, 'images') });
+    await importPath(this.images, testImageLayout(), { name: TEST_IMAGE });
+    this.open();
+    return this;
+  }
+
+  /** (Re)creates the managers over the same state, as a restarted daemon does. */
+  open(): void {
+    this.sandboxes = new SandboxManager(path.join(this.stateDir, 'sandboxes'));
+    this.containers = new ContainerManager({ stateDir: this.stateDir, images: this.images, sandboxes: this.sandboxes });
+  }
+
+  sandboxConfig(over: Partial<runtime.PodSandboxConfig> = {}, qos = 'burstable'): runtime.PodSandboxConfig {
+    const uid = uniqueId('uid');
+    return runtime.PodSandboxConfig.fromPartial({
+      metadata: { name: uniqueId('pod'), uid, namespace: 'default', attempt: 0 },
+      logDirectory: path.join(this.logDir, uid),
+      linux: { cgroupParent: `${this.cgroupRoot}/kubepods/${qos}/pod${uid}` },
+      ...over,
+    });
+  }
+
+  containerConfig(name: string, command: string[], over: Partial<runtime.ContainerConfig> = {}): runtime.ContainerConfig {
+    return runtime.ContainerConfig.fromPartial({ metadata: { name }, image: { image: TEST_IMAGE }, command, logPath: `${name}/0.log`, ...over });
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.containers?.list() ?? []) await this.containers.remove(c.id).catch(() => undefined);
+    for (const s of this.sandboxes?.list() ?? []) await this.sandboxes.remove(s.id).catch(() => undefined);
+    scrubStateDir(this.stateDir);
+    removeCgroupTree(this.cgroupRoot);
+  }
+}
