@@ -8,6 +8,7 @@ import type { EtcdV2Client } from '../v2/client';
 import { EtcdError, EtcdErrorCode } from '../v2/errors';
 import { normalizeKey } from '../v2/client';
 import { EtcdArgumentError } from '../v3/errors';
+import { ElectionMutex } from './mutex';
 
 export interface V2ElectionOptions {
   /** Key TTL in seconds (default 10): how long a dead leader keeps the key. */
@@ -133,18 +134,8 @@ export async function v2LeaderOf(client: EtcdV2Client, key: string): Promise<str
 }
 
 /** A distributed mutex on v2: the election's leader holds the lock. */
-export class EtcdV2Mutex {
-  private readonly election: EtcdV2Election;
+export class EtcdV2Mutex extends ElectionMutex<EtcdV2Election> {
   constructor(client: EtcdV2Client, key: string, o: V2ElectionOptions = {}) {
-    this.election = new EtcdV2Election(client, key, o);
-  }
-  lock(signal?: AbortSignal): Promise<void> {
-    return this.election.campaign('', signal);
-  }
-  unlock(): Promise<void> {
-    return this.election.resign();
-  }
-  get lost(): Promise<Error> {
-    return this.election.lost;
+    super(new EtcdV2Election(client, key, o));
   }
 }

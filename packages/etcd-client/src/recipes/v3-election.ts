@@ -7,6 +7,7 @@ import type { EtcdV3Client } from '../v3/client';
 import { EtcdArgumentError } from '../v3/errors';
 import type { LeaseKeepAlive } from '../v3/lease';
 import type { KeyValue } from '../v3/types';
+import { ElectionMutex } from './mutex';
 
 export interface V3ElectionOptions {
   /** Lease TTL in seconds: how long a dead leader keeps its place (default 10). */
@@ -174,22 +175,11 @@ export async function* observeLeader(client: EtcdV3Client, prefix: string, signa
   }
 }
 
-/** A distributed mutex: an election whose leader holds the lock. */
-export class EtcdV3Mutex {
-  private readonly election: EtcdV3Election;
+/** A distributed mutex: an election whose leader holds the lock (locks are granted in arrival
+ *  order, as candidates queue by createRevision). */
+export class EtcdV3Mutex extends ElectionMutex<EtcdV3Election> {
   constructor(client: EtcdV3Client, prefix: string, o: V3ElectionOptions = {}) {
-    this.election = new EtcdV3Election(client, prefix, o);
-  }
-  /** Waits for the lock (in arrival order). */
-  lock(signal?: AbortSignal): Promise<void> {
-    return this.election.campaign('', signal);
-  }
-  unlock(): Promise<void> {
-    return this.election.resign();
-  }
-  /** Resolves if the lease behind the lock is lost while holding it. */
-  get lost(): Promise<Error> {
-    return this.election.lost;
+    super(new EtcdV3Election(client, prefix, o));
   }
   get key(): string | undefined {
     return this.election.key;

@@ -1,4 +1,4 @@
-// The v3 client's transport: one gRPC channel per etcd endpoint, one "active" endpoint that calls
+// The v3 client's connection: one gRPC channel (grpc-channel.ts) per etcd endpoint, one "active" endpoint that calls
 // go to, and failover to the next one when the active one stops answering.
 //
 // Retry rules (why a call may be sent twice): a call that provably never reached a server
@@ -6,19 +6,9 @@
 // any endpoint; a read that failed mid-flight is retried too (it is repeatable); a write that
 // failed mid-flight is NOT retried, because it may have been applied — the caller gets the
 // error and decides (as etcd's Go client does).
-import {
-  Client,
-  credentials,
-  Metadata,
-  status as Status,
-  type CallOptions,
-  type ChannelCredentials,
-  type ChannelOptions,
-  type ClientDuplexStream,
-  type ServiceError,
-} from '@grpc/grpc-js';
 import { AuthService } from '../gen/etcdserverpb/rpc';
-import { EtcdArgumentError, EtcdV3Error, fromServiceError } from './errors';
+import { EtcdArgumentError, EtcdV3Error, fromGrpcError } from './errors';
+import { Code, GrpcChannel, grpcError, type GrpcError, type GrpcStream } from './grpc-channel';
 import { readPem } from './types';
 
 export interface EtcdV3Tls {
@@ -45,8 +35,8 @@ export interface EtcdV3Options {
    *  default (--grpc-keepalive-min-time). Detects a hung (paused) member under an open stream. */
   keepAliveTimeMs?: number;
   keepAliveTimeoutMs?: number;
-  /** Extra channel options for @grpc/grpc-js. */
-  channelOptions?: ChannelOptions;
+  /** Largest response accepted, bytes (default 64 MiB). */
+  maxReceiveMessageLength?: number;
 }
 
 export interface MethodDef<Req, Res> {
@@ -58,7 +48,7 @@ export interface MethodDef<Req, Res> {
 interface Endpoint {
   url: string;
   target: string;
-  client: Client;
+  channel: GrpcChannel;
 }
 
 /** What a failure means for a retry. */
@@ -87,6 +77,7 @@ export class Connection {
   readonly endpoints: Endpoint[];
   private active = 0;
   private token: string | undefined;
+  private tokenHeaders: Record<string, string> | undefined;
   private authenticating: Promise<void> | undefined;
   private closed = false;
   /** How many tokens this connection obtained (a renewal after expiry counts). */
@@ -107,26 +98,17 @@ export class Connection {
     }
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.attemptTimeoutMs = opts.attemptTimeoutMs ?? 3_000;
-    let creds: ChannelCredentials;
-    if (secure) {
-      const t = opts.tls ?? {};
-      if ((t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
-      creds = credentials.createSsl(readPem(t.ca, 'tls.ca') ?? null, readPem(t.key, 'tls.key') ?? null, readPem(t.cert, 'tls.cert') ?? null);
-    } else {
-      creds = credentials.createInsecure();
-    }
-    const channelOptions: ChannelOptions = {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.keepalive_time_ms': opts.keepAliveTimeMs ?? 10_000,
-      'grpc.keepalive_timeout_ms': opts.keepAliveTimeoutMs ?? 5_000,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 2_000,
-      // Each endpoint gets its own channel: sharing a subchannel pool would merge them.
-      'grpc.use_local_subchannel_pool': 1,
-      ...(opts.tls?.serverName ? { 'grpc.ssl_target_name_override': opts.tls.serverName, 'grpc.default_authority': opts.tls.serverName } : {}),
-      ...opts.channelOptions,
+    if (opts.maxReceiveMessageLength !== undefined && (!Number.isInteger(opts.maxReceiveMessageLength) || opts.maxReceiveMessageLength <= 0)) throw new EtcdArgumentError('maxReceiveMessageLength', `must be a positive integer (bytes), got ${String(opts.maxReceiveMessageLength)}`);
+    const t = opts.tls ?? {};
+    if (secure && (t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
+    const channelOptions = {
+      secure,
+      ...(secure ? { ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), serverName: t.serverName } : {}),
+      keepAliveTimeMs: opts.keepAliveTimeMs ?? 10_000,
+      keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 5_000,
+      maxReceiveMessageLength: opts.maxReceiveMessageLength ?? 64 * 1024 * 1024,
     };
-    this.endpoints = parsed.map((p, i) => ({ url: opts.endpoints[i], target: p.target, client: new Client(p.target, creds, channelOptions) }));
+    this.endpoints = parsed.map((p, i) => ({ url: opts.endpoints[i], target: p.target, channel: new GrpcChannel(p.target, channelOptions) }));
   }
 
   get activeEndpoint(): string {
@@ -139,22 +121,19 @@ export class Connection {
     if (this.active === i) this.active = (i + 1) % this.endpoints.length;
   }
 
-  private classify(err: ServiceError): Verdict {
+  private classify(err: GrpcError): Verdict {
     const msg = err.details || err.message || '';
-    if (err.code === Status.UNAUTHENTICATED && BAD_TOKEN.test(msg) && this.opts.auth) return 'bad-token';
-    if (err.code === Status.UNAVAILABLE && NOT_SENT.test(msg)) return 'not-sent';
-    if (err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED || err.code === Status.CANCELLED && /Channel closed|GOAWAY/i.test(msg)) return 'maybe-applied';
+    if (err.code === Code.UNAUTHENTICATED && BAD_TOKEN.test(msg) && this.opts.auth) return 'bad-token';
+    if (err.code === Code.UNAVAILABLE && (err.notSent || NOT_SENT.test(msg))) return 'not-sent';
+    if (err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED) return 'maybe-applied';
     return 'fatal';
   }
 
-  async metadata(extra?: Record<string, string>): Promise<Metadata> {
-    const md = new Metadata();
-    if (this.opts.auth) {
-      if (!this.token) await this.authenticate();
-      md.set('token', this.token!);
-    }
-    if (extra) for (const [k, v] of Object.entries(extra)) md.set(k, v);
-    return md;
+  /** The request headers of an authenticated call ({ token }), plus `extra`. */
+  async headers(extra?: Record<string, string>): Promise<Record<string, string> | undefined> {
+    if (!this.opts.auth) return extra;
+    if (!this.token) await this.authenticate();
+    return { ...extra, token: this.token! };
   }
 
   /** Exchanges the configured user for a token (one exchange at a time). */
@@ -162,17 +141,26 @@ export class Connection {
     if (!this.authenticating) {
       const { username, password } = this.opts.auth!;
       this.authenticating = this.unary(AuthService.authenticate, { name: username, password }, { repeatable: true, noAuth: true })
-        .then((r) => { this.token = r.token; this.authentications++; })
+        .then((r) => { this.setToken(r.token); this.authentications++; })
         .finally(() => { this.authenticating = undefined; });
     }
     return this.authenticating;
   }
 
-  private attempt<Req, Res>(ep: Endpoint, def: MethodDef<Req, Res>, req: Req, md: Metadata, deadline: number): Promise<Res> {
+  private setToken(token: string | undefined): void {
+    this.token = token;
+    this.tokenHeaders = token ? { token } : undefined;
+  }
+
+  private attempt<Req, Res>(ep: Endpoint, def: MethodDef<Req, Res>, req: Req, headers: Record<string, string> | undefined, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      ep.client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, md, { deadline }, (err, res) => {
-        if (err) reject(err);
-        else resolve(res!);
+      ep.channel.unary(def.path, def.requestSerialize(req), headers, deadline, (err, res) => {
+        if (err) { reject(err); return; }
+        try {
+          resolve(def.responseDeserialize(res!));
+        } catch (e) {
+          reject(grpcError(Code.INTERNAL, `undecodable response from ${ep.url}: ${(e as Error).message}`));
+        }
       });
     });
   }
@@ -182,7 +170,7 @@ export class Connection {
    * so it is retried after any transport failure; other calls only when they never left.
    */
   async unary<Req, Res>(def: MethodDef<Req, Res>, req: Req, o: { repeatable: boolean; timeoutMs?: number; noAuth?: boolean; endpoint?: number }): Promise<Res> {
-    if (this.closed) throw new EtcdV3Error('etcd client is closed', Status.CANCELLED);
+    if (this.closed) throw new EtcdV3Error('etcd client is closed', Code.CANCELLED);
     const overall = Date.now() + (o.timeoutMs ?? this.requestTimeoutMs);
     let tokenRetried = false;
     let backoff = 25;
@@ -190,31 +178,26 @@ export class Connection {
       const idx = o.endpoint ?? this.active;
       const ep = this.endpoints[idx];
       // Without auth (or with a token in hand) no await: the common path stays synchronous.
-      let md: Metadata;
-      if (o.noAuth || !this.opts.auth || this.token) {
-        md = new Metadata();
-        if (!o.noAuth && this.token) md.set('token', this.token);
-      } else {
-        md = await this.metadata();
-      }
+      if (!o.noAuth && this.opts.auth && !this.token) await this.authenticate();
+      const headers = o.noAuth ? undefined : this.tokenHeaders;
       // A per-attempt deadline only helps when there is another endpoint to try.
       const deadline = o.repeatable && this.endpoints.length > 1 ? Math.min(overall, Date.now() + this.attemptTimeoutMs) : overall;
       try {
-        return await this.attempt(ep, def, req, md, deadline);
+        return await this.attempt(ep, def, req, headers, deadline);
       } catch (e) {
-        const err = e as ServiceError;
+        const err = e as GrpcError;
         if (typeof err.code !== 'number') throw e;
         const verdict = this.classify(err);
         if (verdict === 'bad-token' && !tokenRetried) {
           tokenRetried = true;
-          this.token = undefined;
+          this.setToken(undefined);
           continue;
         }
         const retry = verdict === 'not-sent' || (verdict === 'maybe-applied' && o.repeatable);
         if (verdict === 'not-sent' || verdict === 'maybe-applied') {
           if (o.endpoint === undefined && !/no leader/i.test(err.details ?? '')) this.failover(idx);
         }
-        if (!retry || this.closed || Date.now() + backoff >= overall || o.endpoint !== undefined && attempt >= 2) throw fromServiceError(err, ep.url);
+        if (!retry || this.closed || Date.now() + backoff >= overall || o.endpoint !== undefined && attempt >= 2) throw fromGrpcError(err, ep.url);
         // Cycle through every endpoint quickly, then back off (a cluster electing a leader).
         if (attempt >= this.endpoints.length - 1) {
           await new Promise((r) => setTimeout(r, backoff));
@@ -225,19 +208,25 @@ export class Connection {
   }
 
   /** Opens a bidirectional stream on the active endpoint (the caller handles failover). */
-  async bidi<Req, Res>(def: MethodDef<Req, Res>, extraMd?: Record<string, string>, options: CallOptions = {}): Promise<{ call: ClientDuplexStream<Req, Res>; endpoint: number }> {
-    if (this.closed) throw new EtcdV3Error('etcd client is closed', Status.CANCELLED);
-    const md = await this.metadata(extraMd);
+  async bidi<Req, Res>(def: MethodDef<Req, Res>, extra?: Record<string, string>): Promise<{ call: GrpcStream<Req, Res>; endpoint: number }> {
+    if (this.closed) throw new EtcdV3Error('etcd client is closed', Code.CANCELLED);
+    const headers = await this.headers(extra);
     const endpoint = this.active;
-    const call = this.endpoints[endpoint].client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, md, options);
-    return { call, endpoint };
+    const ep = this.endpoints[endpoint];
+    try {
+      return { call: ep.channel.bidi(def.path, def.requestSerialize, def.responseDeserialize, headers), endpoint };
+    } catch (e) {
+      // No session to this member (down, or going away): the next attempt goes elsewhere.
+      this.failover(endpoint);
+      throw fromGrpcError(e as GrpcError, ep.url);
+    }
   }
 
   /** After a stream failed: should it move to another endpoint / renew the token? */
-  onStreamError(err: ServiceError, endpoint: number): 'retry' | 'fatal' {
+  onStreamError(err: GrpcError, endpoint: number): 'retry' | 'fatal' {
     const v = this.classify(err);
-    if (v === 'bad-token') { this.token = undefined; return 'retry'; }
-    if (v === 'not-sent' || v === 'maybe-applied' || err.code === Status.CANCELLED) {
+    if (v === 'bad-token') { this.setToken(undefined); return 'retry'; }
+    if (v === 'not-sent' || v === 'maybe-applied' || err.code === Code.CANCELLED) {
       this.failover(endpoint);
       return 'retry';
     }
@@ -251,6 +240,6 @@ export class Connection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const ep of this.endpoints) ep.client.close();
+    for (const ep of this.endpoints) ep.channel.close();
   }
 }

@@ -1,7 +1,7 @@
 // Errors of the v3 client. Every failed call surfaces as an EtcdV3Error carrying the gRPC status
 // code and etcd's own message ("etcdserver: ..."/"mvcc: ..."), so callers branch on `code` or on
 // one of the subclasses below instead of parsing strings.
-import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 
 export class EtcdV3Error extends Error {
   /** gRPC status code (`@grpc/grpc-js` `status`). */
@@ -54,7 +54,7 @@ export class EtcdArgumentError extends TypeError {
 const COMPACTED = /required revision has been compacted/;
 const LEASE_NOT_FOUND = /requested lease not found/;
 
-export function fromServiceError(err: ServiceError, endpoint: string): EtcdV3Error {
+export function fromGrpcError(err: { code: number; details?: string; message: string }, endpoint: string): EtcdV3Error {
   const msg = err.details || err.message;
   if (COMPACTED.test(msg)) return new EtcdCompactedError(0, endpoint);
   if (LEASE_NOT_FOUND.test(msg)) return new EtcdLeaseNotFoundError(msg, endpoint);

@@ -3,10 +3,10 @@
 // lost (event 'lost', promise `lost`) when etcd answers TTL <= 0 or when no renewal succeeded
 // before the last granted TTL ran out — whoever holds the lease must then stop acting on it.
 import { EventEmitter } from 'node:events';
-import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { LeaseService, type LeaseKeepAliveRequest, type LeaseKeepAliveResponse } from '../gen/etcdserverpb/rpc';
 import type { Connection } from './connection';
-import { EtcdArgumentError, EtcdLeaseNotFoundError, EtcdV3Error, fromServiceError } from './errors';
+import type { GrpcError, GrpcStream } from './grpc-channel';
+import { EtcdArgumentError, EtcdLeaseNotFoundError, EtcdV3Error, fromGrpcError } from './errors';
 import { leaseToWire } from './types';
 
 export interface KeepAliveOptions {
@@ -25,7 +25,7 @@ export class LeaseKeepAlive extends EventEmitter {
   /** TTL of the last renewal, in seconds. */
   ttl = 0;
   private readonly wireId: bigint;
-  private call: ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | undefined;
+  private call: GrpcStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | undefined;
   private endpoint = 0;
   private timer: NodeJS.Timeout | undefined;
   private expiresAt = 0;
@@ -79,7 +79,7 @@ export class LeaseKeepAlive extends EventEmitter {
       this.call = call;
       this.endpoint = endpoint;
       call.on('data', (r: LeaseKeepAliveResponse) => { if (this.call === call) this.onData(r); });
-      call.on('error', (e: ServiceError) => { if (this.call === call) this.onBroken(e); });
+      call.on('error', (e: GrpcError) => { if (this.call === call) this.onBroken(e); });
       call.on('end', () => { if (this.call === call) this.onBroken(undefined); });
       this.send();
     } catch (e) {
@@ -106,17 +106,17 @@ export class LeaseKeepAlive extends EventEmitter {
     this.schedule(this.o.intervalMs ?? Math.max(100, Math.floor((this.ttl * 1000) / 3)));
   }
 
-  private onBroken(err: ServiceError | undefined): void {
+  private onBroken(err: GrpcError | undefined): void {
     const call = this.call;
     this.call = undefined;
     call?.cancel();
     if (this.stopped) return;
     if (this.onceWaiter) {
-      this.finishOnce(err ? fromServiceError(err, this.conn.endpoints[this.endpoint].url) : new EtcdV3Error('lease keepalive stream ended', 14));
+      this.finishOnce(err ? fromGrpcError(err, this.conn.endpoints[this.endpoint].url) : new EtcdV3Error('lease keepalive stream ended', 14));
       return;
     }
     if (err && this.conn.onStreamError(err, this.endpoint) === 'fatal') {
-      this.markLost(fromServiceError(err, this.conn.endpoints[this.endpoint].url));
+      this.markLost(fromGrpcError(err, this.conn.endpoints[this.endpoint].url));
       return;
     }
     if (!err) this.conn.failover(this.endpoint);

@@ -5,12 +5,12 @@
 // once, in order. If that revision was compacted meanwhile, the iteration throws
 // EtcdCompactedError: the caller must relist and watch again from the list's revision.
 import { EventEmitter } from 'node:events';
-import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { WatchCreateRequest_FilterType, WatchService, type WatchRequest, type WatchResponse as PbWatchResponse } from '../gen/etcdserverpb/rpc';
 import { Event_EventType } from '../gen/mvccpb/kv';
 import type { KeyRangeOptions } from './client';
 import type { Connection } from './connection';
-import { EtcdArgumentError, EtcdAuthError, EtcdCompactedError, EtcdV3Error, fromServiceError } from './errors';
+import type { GrpcError, GrpcStream } from './grpc-channel';
+import { EtcdArgumentError, EtcdAuthError, EtcdCompactedError, EtcdV3Error, fromGrpcError } from './errors';
 import { checkRevision, fromPbKv, prefixEnd, toBuffer, type Bytes, type KeyValue } from './types';
 
 export interface WatchOptions extends KeyRangeOptions {
@@ -51,7 +51,7 @@ export class Watcher extends EventEmitter implements AsyncIterable<WatchResponse
   reconnects = 0;
   private nextRev: bigint;
   private readonly create: WatchRequest;
-  private call: ClientDuplexStream<WatchRequest, PbWatchResponse> | undefined;
+  private call: GrpcStream<WatchRequest, PbWatchResponse> | undefined;
   private endpoint = 0;
   private queue: Item[] = [];
   private waiter: (() => void) | undefined;
@@ -111,7 +111,7 @@ export class Watcher extends EventEmitter implements AsyncIterable<WatchResponse
       this.call = call;
       this.endpoint = endpoint;
       call.on('data', (r: PbWatchResponse) => { if (this.call === call) this.onData(r); });
-      call.on('error', (e: ServiceError) => { if (this.call === call) this.onBroken(e); });
+      call.on('error', (e: GrpcError) => { if (this.call === call) this.onBroken(e); });
       call.on('end', () => { if (this.call === call) this.onBroken(undefined); });
       if (this.paused) call.pause();
       this.create.createRequest!.startRevision = this.nextRev;
@@ -160,13 +160,13 @@ export class Watcher extends EventEmitter implements AsyncIterable<WatchResponse
     this.push({ events, revision: Number(headerRev), progressNotify: false });
   }
 
-  private onBroken(err: ServiceError | undefined): void {
+  private onBroken(err: GrpcError | undefined): void {
     if (this.done) return;
     const call = this.call;
     this.call = undefined;
     call?.cancel();
     if (err && this.conn.onStreamError(err, this.endpoint) === 'fatal') {
-      this.fail(fromServiceError(err, this.conn.endpoints[this.endpoint].url));
+      this.fail(fromGrpcError(err, this.conn.endpoints[this.endpoint].url));
       return;
     }
     if (!err) this.conn.failover(this.endpoint);
