@@ -15,6 +15,8 @@
 #include <linux/netlink.h>
 #include <linux/nsfs.h>
 #include <sched.h>
+#include <linux/rtnetlink.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -107,106 +109,224 @@ Napi::Value NlClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The outcome of one transaction: replies (every message but ACKs and DONE) and the first failure.
+struct Transaction {
+  std::vector<uint8_t> out;
+  int err = 0;
+  int32_t failed = -1;
+  const char* syscall = "";
+  std::string extack;
+};
+
+// With NETLINK_EXT_ACK the error carries TLVs after the (capped) request header; type 1
+// (NLMSGERR_ATTR_MSG) is the kernel's human-readable reason.
+void ReadExtAck(const struct nlmsghdr* h, std::string* extack) {
+  if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return;
+  size_t off = NLMSG_LENGTH(sizeof(struct nlmsgerr));
+  if (!(h->nlmsg_flags & NLM_F_CAPPED)) {
+    const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+    off += NLMSG_ALIGN(e->msg.nlmsg_len) - NLMSG_ALIGN(sizeof(struct nlmsghdr));
+  }
+  const uint8_t* base = reinterpret_cast<const uint8_t*>(h);
+  while (off + sizeof(struct nlattr) <= h->nlmsg_len) {
+    const struct nlattr* a = reinterpret_cast<const struct nlattr*>(base + off);
+    if (a->nla_len < sizeof(struct nlattr) || off + a->nla_len > h->nlmsg_len) return;
+    if ((a->nla_type & NLA_TYPE_MASK) == 1) {
+      const char* s = reinterpret_cast<const char*>(a) + NLA_HDRLEN;
+      extack->assign(s, strnlen(s, a->nla_len - NLA_HDRLEN));
+      return;
+    }
+    off += NLA_ALIGN(a->nla_len);
+  }
+}
+
+// Sends `req` (one or more nlmsghdr-framed messages with consecutive sequence numbers: a
+// batch) and reads until every message has been answered. The kernel answers each in order,
+// an error on one not stopping the next; the first failure is reported with its index.
+void Transact(int fd, const std::vector<uint8_t>& req, Transaction* t) {
+  const struct nlmsghdr* sent = reinterpret_cast<const struct nlmsghdr*>(req.data());
+  uint32_t seq = sent->nlmsg_seq;
+  uint32_t count = 0;
+  {
+    size_t left = req.size();
+    for (const struct nlmsghdr* h = sent; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) count++;
+  }
+  uint32_t remaining = count;
+  struct sockaddr_nl kernel = {};
+  kernel.nl_family = AF_NETLINK;
+  ssize_t n;
+  do {
+    n = ::sendto(fd, req.data(), req.size(), 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    t->err = errno;
+    t->syscall = "sendto";
+    return;
+  }
+  std::vector<uint8_t> buf(64 * 1024);
+  for (;;) {
+    do {
+      n = ::recv(fd, buf.data(), buf.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      t->err = (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
+      t->syscall = "recv";
+      return;
+    }
+    size_t left = static_cast<size_t>(n);
+    for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      // Not ours: a late reply to an earlier, timed-out request.
+      if (h->nlmsg_seq - seq >= count) continue;
+      if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
+        int32_t code = 0;
+        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof code)) std::memcpy(&code, NLMSG_DATA(h), sizeof code);
+        if (code < 0 && t->err == 0) {
+          t->err = -code;
+          t->syscall = "netlink";
+          t->failed = static_cast<int32_t>(h->nlmsg_seq - seq);
+          if (h->nlmsg_type == NLMSG_ERROR) ReadExtAck(h, &t->extack);
+        }
+        if (--remaining == 0) return;
+        continue;
+      }
+      const uint8_t* p = reinterpret_cast<const uint8_t*>(h);
+      t->out.insert(t->out.end(), p, p + NLMSG_ALIGN(h->nlmsg_len));
+      // A single reply that is neither part of a dump nor followed by an ACK ends here.
+      if (count == 1 && !(h->nlmsg_flags & NLM_F_MULTI) && !(sent->nlmsg_flags & NLM_F_ACK)) return;
+    }
+  }
+}
+
 class TransactWorker : public Napi::AsyncWorker {
  public:
   TransactWorker(Napi::Function cb, int fd, const uint8_t* req, size_t len)
       : Napi::AsyncWorker(cb, "berth.netlink"), fd_(fd), req_(req, req + len) {}
 
-  // The request may hold several messages with consecutive sequence numbers (a batch): the
-  // kernel answers each in order, an error on one not stopping the next, so we read until
-  // every one has been answered and report the first failure with its index.
+  void Execute() override { Transact(fd_, req_, &t_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Value extack = t_.extack.empty() ? env.Null() : Napi::String::New(env, t_.extack);
+    Napi::Value data = Napi::Buffer<uint8_t>::Copy(env, t_.out.data(), t_.out.size());
+    Callback().Call({Napi::Number::New(env, t_.err), Napi::String::New(env, t_.syscall), extack, data, Napi::Number::New(env, t_.failed)});
+  }
+
+ private:
+  int fd_;
+  std::vector<uint8_t> req_;
+  Transaction t_;
+};
+
+// A plan: batches on several sockets (one per network namespace), run in order on one pool
+// thread, so a pod attachment costs one thread hop instead of one per round trip. A later
+// batch may need the index of a link an earlier one created (the echo of the create): the
+// first RTM_NEWLINK reply of the plan fills slot 0 with its ifindex and slot 1 with its
+// IFLA_LINK (a veth's peer, in the peer's namespace), and each batch lists the byte offsets
+// (4-aligned u32s) to patch with a slot before it is sent. The plan stops at the first failure.
+struct PlanStep {
+  int fd;
+  std::vector<uint8_t> req;
+  std::vector<uint32_t> fixups;  // offset, slot, offset, slot...
+};
+
+class PlanWorker : public Napi::AsyncWorker {
+ public:
+  PlanWorker(Napi::Function cb, std::vector<PlanStep> steps) : Napi::AsyncWorker(cb, "berth.netlink.plan"), steps_(std::move(steps)) {}
+
   void Execute() override {
-    const struct nlmsghdr* sent = reinterpret_cast<const struct nlmsghdr*>(req_.data());
-    uint32_t seq = sent->nlmsg_seq;
-    uint32_t count = 0;
-    {
-      size_t left = req_.size();
-      for (const struct nlmsghdr* h = sent; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) count++;
-    }
-    uint32_t remaining = count;
-    struct sockaddr_nl kernel = {};
-    kernel.nl_family = AF_NETLINK;
-    ssize_t n;
-    do {
-      n = ::sendto(fd_, req_.data(), req_.size(), 0, reinterpret_cast<struct sockaddr*>(&kernel), sizeof kernel);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      errno_ = errno;
-      syscall_ = "sendto";
-      return;
-    }
-    std::vector<uint8_t> buf(64 * 1024);
-    for (;;) {
-      do {
-        n = ::recv(fd_, buf.data(), buf.size(), 0);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        errno_ = (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
-        syscall_ = "recv";
+    uint32_t slots[2] = {0, 0};
+    bool captured = false;
+    for (size_t i = 0; i < steps_.size(); i++) {
+      PlanStep& s = steps_[i];
+      for (size_t f = 0; f + 1 < s.fixups.size(); f += 2) {
+        uint32_t off = s.fixups[f], slot = s.fixups[f + 1];
+        if (!captured || slot > 1 || off + 4 > s.req.size()) {
+          t_.err = EINVAL;
+          t_.syscall = "netlink";
+          t_.extack = "plan: a link index is needed before a link was created";
+          step_ = static_cast<int32_t>(i);
+          return;
+        }
+        std::memcpy(s.req.data() + off, &slots[slot], 4);
+      }
+      size_t before = t_.out.size();
+      Transact(s.fd, s.req, &t_);
+      if (t_.err != 0) {
+        step_ = static_cast<int32_t>(i);
         return;
       }
-      size_t left = static_cast<size_t>(n);
-      for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-        // Not ours: a late reply to an earlier, timed-out request.
-        if (h->nlmsg_seq - seq >= count) continue;
-        if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
-          int32_t code = 0;
-          if (h->nlmsg_len >= NLMSG_LENGTH(sizeof code)) std::memcpy(&code, NLMSG_DATA(h), sizeof code);
-          if (code < 0 && errno_ == 0) {
-            errno_ = -code;
-            syscall_ = "netlink";
-            failed_ = static_cast<int32_t>(h->nlmsg_seq - seq);
-            if (h->nlmsg_type == NLMSG_ERROR) ReadExtAck(h);
-          }
-          if (--remaining == 0) return;
-          continue;
-        }
-        const uint8_t* p = reinterpret_cast<const uint8_t*>(h);
-        out_.insert(out_.end(), p, p + NLMSG_ALIGN(h->nlmsg_len));
-        // A single reply that is neither part of a dump nor followed by an ACK ends here.
-        if (count == 1 && !(h->nlmsg_flags & NLM_F_MULTI) && !(sent->nlmsg_flags & NLM_F_ACK)) return;
-      }
+      if (!captured) captured = Capture(t_.out.data() + before, t_.out.size() - before, slots);
     }
   }
 
   void OnOK() override {
     Napi::Env env = Env();
-    Napi::Value extack = extack_.empty() ? env.Null() : Napi::String::New(env, extack_);
-    Napi::Value data = Napi::Buffer<uint8_t>::Copy(env, out_.data(), out_.size());
-    Callback().Call({Napi::Number::New(env, errno_), Napi::String::New(env, syscall_), extack, data, Napi::Number::New(env, failed_)});
+    Napi::Value extack = t_.extack.empty() ? env.Null() : Napi::String::New(env, t_.extack);
+    Napi::Value data = Napi::Buffer<uint8_t>::Copy(env, t_.out.data(), t_.out.size());
+    Callback().Call({Napi::Number::New(env, t_.err), Napi::String::New(env, t_.syscall), extack, data, Napi::Number::New(env, step_),
+                     Napi::Number::New(env, t_.failed)});
   }
 
  private:
-  // With NETLINK_EXT_ACK the error carries TLVs after the (capped) request header; type 1
-  // (NLMSGERR_ATTR_MSG) is the kernel's human-readable reason.
-  void ReadExtAck(const struct nlmsghdr* h) {
-    if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return;
-    size_t off = NLMSG_LENGTH(sizeof(struct nlmsgerr));
-    if (!(h->nlmsg_flags & NLM_F_CAPPED)) {
-      const struct nlmsgerr* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
-      off += NLMSG_ALIGN(e->msg.nlmsg_len) - NLMSG_ALIGN(sizeof(struct nlmsghdr));
-    }
-    const uint8_t* base = reinterpret_cast<const uint8_t*>(h);
-    while (off + sizeof(struct nlattr) <= h->nlmsg_len) {
-      const struct nlattr* a = reinterpret_cast<const struct nlattr*>(base + off);
-      if (a->nla_len < sizeof(struct nlattr) || off + a->nla_len > h->nlmsg_len) return;
-      if ((a->nla_type & NLA_TYPE_MASK) == 1) {
-        const char* s = reinterpret_cast<const char*>(a) + NLA_HDRLEN;
-        extack_.assign(s, strnlen(s, a->nla_len - NLA_HDRLEN));
-        return;
+  static bool Capture(const uint8_t* p, size_t len, uint32_t* slots) {
+    for (const struct nlmsghdr* h = reinterpret_cast<const struct nlmsghdr*>(p); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg))) continue;
+      const struct ifinfomsg* ifi = static_cast<const struct ifinfomsg*>(NLMSG_DATA(h));
+      slots[0] = static_cast<uint32_t>(ifi->ifi_index);
+      size_t off = NLMSG_LENGTH(NLMSG_ALIGN(sizeof(struct ifinfomsg)));
+      const uint8_t* base = reinterpret_cast<const uint8_t*>(h);
+      while (off + sizeof(struct nlattr) <= h->nlmsg_len) {
+        const struct nlattr* a = reinterpret_cast<const struct nlattr*>(base + off);
+        if (a->nla_len < sizeof(struct nlattr) || off + a->nla_len > h->nlmsg_len) break;
+        if ((a->nla_type & NLA_TYPE_MASK) == IFLA_LINK && a->nla_len >= NLA_HDRLEN + 4) std::memcpy(&slots[1], base + off + NLA_HDRLEN, 4);
+        off += NLA_ALIGN(a->nla_len);
       }
-      off += NLA_ALIGN(a->nla_len);
+      return true;
     }
+    return false;
   }
 
-  int fd_;
-  std::vector<uint8_t> req_;
-  std::vector<uint8_t> out_;
-  int errno_ = 0;
-  int32_t failed_ = -1;
-  const char* syscall_ = "";
-  std::string extack_;
+  std::vector<PlanStep> steps_;
+  Transaction t_;
+  int32_t step_ = -1;
 };
+
+// nlPlan(steps: Array<{ fd: number, req: Buffer, fixups: Uint32Array }>,
+//        cb(errno, syscall, extack, replies: Buffer, failedStep, failedIndex))
+Napi::Value NlPlan(const Napi::CallbackInfo& info) {
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<PlanStep> steps;
+  steps.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    Napi::Buffer<uint8_t> req = o.Get("req").As<Napi::Buffer<uint8_t>>();
+    Napi::Uint32Array fx = o.Get("fixups").As<Napi::Uint32Array>();
+    steps.push_back(PlanStep{o.Get("fd").As<Napi::Number>().Int32Value(), std::vector<uint8_t>(req.Data(), req.Data() + req.Length()),
+                             std::vector<uint32_t>(fx.Data(), fx.Data() + fx.ElementLength())});
+  }
+  auto* worker = new PlanWorker(info[1].As<Napi::Function>(), std::move(steps));
+  worker->Queue();
+  return info.Env().Undefined();
+}
+
+// fileLock(fd, exclusive: boolean, wait: boolean): boolean. flock(2): false when `wait` is
+// off and another open file description holds a conflicting lock. The kernel drops the lock
+// when the holder dies, which no lock file made with O_EXCL can do. (Here because the network
+// state directories are its only user so far.)
+Napi::Value FileLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int op = (info[1].As<Napi::Boolean>().Value() ? LOCK_EX : LOCK_SH) | (info[2].As<Napi::Boolean>().Value() ? 0 : LOCK_NB);
+  int rc;
+  do {
+    rc = ::flock(fd, op);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    return ThrowSyscallError(env, errno, "flock");
+  }
+  return Napi::Boolean::New(env, true);
+}
 
 // nlTransact(fd, request: Buffer /* nlmsghdr-framed messages, consecutive seqs */, cb(errno, syscall, extack, replies: Buffer, failedIndex))
 Napi::Value NlTransact(const Napi::CallbackInfo& info) {
@@ -273,6 +393,8 @@ void InitNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("nlOpen", Napi::Function::New(env, NlOpen, "nlOpen"));
   exports.Set("nlClose", Napi::Function::New(env, NlClose, "nlClose"));
   exports.Set("nlTransact", Napi::Function::New(env, NlTransact, "nlTransact"));
+  exports.Set("nlPlan", Napi::Function::New(env, NlPlan, "nlPlan"));
+  exports.Set("fileLock", Napi::Function::New(env, FileLock, "fileLock"));
   exports.Set("netnsOpen", Napi::Function::New(env, NetnsOpen, "netnsOpen"));
   exports.Set("netnsCloseFd", Napi::Function::New(env, CloseFd, "netnsCloseFd"));
   exports.Set("netnsSysctl", Napi::Function::New(env, NetnsSysctl, "netnsSysctl"));

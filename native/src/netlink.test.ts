@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { Conntrack, encodeMessage, ipBytes, ipString, Netns, NLM_F, parseIpCidr, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
+import { Conntrack, encodeMessage, ipBytes, ipString, lockFile, Netns, NLM_F, parseIpCidr, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
 
 const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
 const ipJson = (ns: string, ...args: string[]): any[] => JSON.parse(sh('ip', ['-n', ns, '-j', ...args]) || '[]');
@@ -71,6 +71,82 @@ describe('netlink on the real kernel', () => {
     expect(await A.rt.deleteLink('vh0')).toBe(true);
     expect(await A.rt.deleteLink('vh0')).toBe(false);
     expect(await A.rt.link('net1')).toBeNull();
+  });
+
+  it('creates a veth and configures both ends in one native call, using the indexes the create echoes', async () => {
+    const a = mkns();
+    const b = mkns();
+    const A = open(a);
+    const B = open(b);
+    const host = await A.rt.addVethThen({ name: 'vp0', peer: 'eth0', peerNetns: B.netns, mac: 'ee:ee:ee:ee:ee:ee' }, [
+      { rtnl: B.rt, build: async (x, l) => {
+        await x.setLink(1, { up: true });
+        await x.setInetConf(l.peer, { arp_notify: 1 });
+        await x.addAddress(l.peer, '10.66.0.2/32');
+        await x.setLink(l.peer, { up: true });
+        await x.addRoute({ dst: '169.254.1.1/32', oif: l.peer, scope: 'link' });
+        await x.addRoute({ dst: 'default', gw: '169.254.1.1', oif: l.peer, onlink: true });
+      } },
+      { rtnl: A.rt, build: async (x, l) => {
+        await x.setInetConf(l.created, { proxy_arp: 1, forwarding: 1 });
+        await x.setProxyDelay(l.created, 0);
+        await x.setAddrGenMode(l.created, 'none');
+        await x.addAddress(l.created, 'fe80::ecee:eeff:feee:eeee/64', { nodad: true });
+        await x.setLink(l.created, { up: true });
+        await x.addRoute({ dst: '10.66.0.2/32', oif: l.created, scope: 'link' });
+      } },
+    ]);
+    expect(host).toMatchObject({ name: 'vp0', kind: 'veth' });
+    const eth0 = ipJson(b, 'link', 'show', 'eth0')[0];
+    expect(host.link).toBe(eth0.ifindex);
+    expect(eth0.flags).toContain('UP');
+    expect(ipJson(b, '-4', 'addr', 'show', 'eth0')[0].addr_info[0]).toMatchObject({ local: '10.66.0.2', prefixlen: 32 });
+    expect(sh('ip', ['-n', b, 'route', 'show'])).toMatch(/default via 169\.254\.1\.1 dev eth0 .*onlink/);
+    expect(sysctl(B.netns, 'net/ipv4/conf/eth0/arp_notify')).toBe('1');
+    expect(sysctl(A.netns, 'net/ipv4/conf/vp0/proxy_arp')).toBe('1');
+    expect(sysctl(A.netns, 'net/ipv4/conf/vp0/forwarding')).toBe('1');
+    expect(sysctl(A.netns, 'net/ipv4/neigh/vp0/proxy_delay')).toBe('0');
+    expect(sysctl(A.netns, 'net/ipv6/conf/vp0/addr_gen_mode')).toBe('1');
+    // Only the link-local we gave it, no automatic one.
+    expect(ipJson(a, '-6', 'addr', 'show', 'vp0')[0].addr_info.map((x: { local: string }) => x.local)).toEqual(['fe80::ecee:eeff:feee:eeee']);
+    expect(sh('ip', ['-n', a, 'route', 'show', '10.66.0.2'])).toMatch(/dev vp0 .*scope link/);
+  });
+
+  it('stops a plan at the first failure and names the request and the kernel reason', async () => {
+    const a = mkns();
+    const b = mkns();
+    const A = open(a);
+    const B = open(b);
+    const err = await A.rt.addVethThen({ name: 'vq0', peer: 'eth0', peerNetns: B.netns }, [
+      { rtnl: B.rt, build: async (x, l) => { await x.addAddress(l.peer, '10.67.0.2/24'); await x.addRoute({ dst: 'default', gw: '10.99.0.1', oif: l.peer }); } },
+      { rtnl: A.rt, build: async (x, l) => { await x.setLink(l.created, { up: true }); } },
+    ]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SyscallError);
+    expect((err as SyscallError).message).toMatch(/add route default via 10\.99\.0\.1/);
+    // The steps before the failure were applied; the one after was not run.
+    expect(ipJson(b, '-4', 'addr', 'show', 'eth0')[0].addr_info[0].local).toBe('10.67.0.2');
+    expect(ipJson(a, 'link', 'show', 'vq0')[0].flags).not.toContain('UP');
+    // A step may use a planned index only as an index.
+    await expect(A.rt.addVethThen({ name: 'vq1', peer: 'vq2' }, [{ rtnl: A.rt, build: async (x, l) => { await x.setLink(1, { mtu: l.created & 0xffff }); } }])).rejects.toThrow(/planned link index is used/);
+    expect(await A.rt.link('vq1')).toBeNull();
+  });
+
+  it('locks a file against other holders until closed (flock)', () => {
+    const file = `/tmp/bnl-lock-${randomBytes(4).toString('hex')}`;
+    const fd1 = fs.openSync(file, 'w');
+    const fd2 = fs.openSync(file, 'r');
+    try {
+      expect(lockFile(fd1)).toBe(true);
+      expect(lockFile(fd2)).toBe(false);
+      expect(lockFile(fd2, { exclusive: false })).toBe(false);
+      fs.closeSync(fd1);
+      expect(lockFile(fd2)).toBe(true);
+      expect(() => lockFile(-1)).toThrow(/expected an open file descriptor/);
+    } finally {
+      try { fs.closeSync(fd1); } catch { /* closed above */ }
+      fs.closeSync(fd2);
+      fs.rmSync(file);
+    }
   });
 
   it('reports what the kernel cannot do with its errno and reason', async () => {

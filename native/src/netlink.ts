@@ -29,6 +29,8 @@ interface NetlinkBinding {
   nlOpen(protocol: number, netnsFd: number): number;
   nlClose(fd: number): void;
   nlTransact(fd: number, req: Buffer, cb: (errno: number, syscall: string, extack: string | null, data: Buffer, failedIndex: number) => void): void;
+  nlPlan(steps: Array<{ fd: number; req: Buffer; fixups: Uint32Array }>, cb: (errno: number, syscall: string, extack: string | null, data: Buffer, failedStep: number, failedIndex: number) => void): void;
+  fileLock(fd: number, exclusive: boolean, wait: boolean): boolean;
   netnsOpen(path: string): number;
   netnsCloseFd(fd: number): void;
   netnsSysctl(netnsFd: number, path: string, value: string | null): string;
@@ -64,6 +66,16 @@ export function sysctl(netns: Netns | null, key: string, value?: string): string
   return nl().netnsSysctl(netns?.fd ?? -1, `/proc/sys/${rel}`, value ?? null).trim();
 }
 
+/**
+ * flock(2) on an open file: an exclusive (or shared) lock the kernel drops when the holder's
+ * descriptor closes or its process dies. With `wait: false` returns false instead of waiting
+ * when another holder has it.
+ */
+export function lockFile(fd: number, o: { exclusive?: boolean; wait?: boolean } = {}): boolean {
+  if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`lockFile: expected an open file descriptor, got ${fd}`);
+  return nl().fileLock(fd, o.exclusive ?? true, o.wait ?? false);
+}
+
 /** One request, as Rtnl builds it. */
 export interface NetlinkRequest { type: number; flags: number; header: Buffer; attrs: readonly Attr[]; what: string }
 
@@ -95,14 +107,7 @@ export class NetlinkSocket implements NetlinkTransport {
   batch(requests: readonly NetlinkRequest[]): Promise<Message[]> {
     if (requests.length === 0) return Promise.resolve([]);
     if (this.closed) return Promise.reject(new Error(`${requests[0]!.what}: netlink socket is closed`));
-    const first = (seqCounter + 1) >>> 0;
-    seqCounter = (seqCounter + requests.length) >>> 0;
-    const msg = Buffer.concat(requests.map((r, i) => {
-      const dump = (r.flags & NLM_F.DUMP) === NLM_F.DUMP;
-      if (dump && requests.length > 1) throw new TypeError(`${r.what}: a dump cannot be batched`);
-      // Non-dump requests ask for an ACK so that success is explicit.
-      return encodeMessage(r.type, dump ? r.flags : r.flags | NLM_F.ACK, (first + i) >>> 0, r.header, r.attrs);
-    }));
+    const msg = this.encode(requests);
     const run = (): Promise<Message[]> =>
       new Promise((resolve, reject) => {
         nl().nlTransact(this.fd, msg, (errno, syscall, extack, data, failed) => {
@@ -121,6 +126,42 @@ export class NetlinkSocket implements NetlinkTransport {
     this.closed = true;
     // Let queued requests finish first: closing an fd a pool thread is reading is a bug.
     void this.tail.then(() => nl().nlClose(this.fd));
+  }
+
+  /**
+   * Runs batches on several sockets in order on one pool thread (one hop for all); later
+   * batches get link indexes the first link create of the plan echoed, patched in at
+   * `fixups` ([byte offset, slot] pairs: slot 0 the created link, 1 its peer). Every socket
+   * involved is held for the whole plan. Resolves with every reply; rejects with the first failure.
+   */
+  static plan(steps: ReadonlyArray<{ socket: NetlinkSocket; requests: readonly NetlinkRequest[]; fixups: ReadonlyArray<[number, number]> }>): Promise<Message[]> {
+    const encoded = steps.map((st) => {
+      if (st.socket.closed) throw new Error(`${st.requests[0]?.what ?? 'netlink'}: netlink socket is closed`);
+      return { fd: st.socket.fd, req: st.socket.encode(st.requests), fixups: Uint32Array.from(st.fixups.flat()) };
+    });
+    const sockets = [...new Set(steps.map((st) => st.socket))];
+    const run = (): Promise<Message[]> =>
+      new Promise((resolve, reject) => {
+        nl().nlPlan(encoded, (errno, syscall, extack, data, failedStep, failed) => {
+          const what = steps[Math.max(0, failedStep)]?.requests[Math.max(0, failed)]?.what ?? 'netlink';
+          if (errno !== 0) reject(new SyscallError(errno, syscall, { stage: extack ? `${what}: ${extack}` : what }));
+          else resolve(parseMessages(data));
+        });
+      });
+    const p = Promise.all(sockets.map((so) => so.tail)).then(run, run);
+    for (const so of sockets) so.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Frames requests with consecutive sequence numbers; non-dump requests ask for an ACK. */
+  private encode(requests: readonly NetlinkRequest[]): Buffer {
+    const first = (seqCounter + 1) >>> 0;
+    seqCounter = (seqCounter + requests.length) >>> 0;
+    return Buffer.concat(requests.map((r, i) => {
+      const dump = (r.flags & NLM_F.DUMP) === NLM_F.DUMP;
+      if (dump && requests.length > 1) throw new TypeError(`${r.what}: a dump cannot be batched`);
+      return encodeMessage(r.type, dump ? r.flags : r.flags | NLM_F.ACK, (first + i) >>> 0, r.header, r.attrs);
+    }));
   }
 }
 
@@ -153,7 +194,16 @@ export class RecordingNetlink implements NetlinkTransport {
 
 // ---- rtnetlink ----
 
-const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, PROTINFO: 12, OPERSTATE: 16, LINKINFO: 18, NET_NS_FD: 28, LINK_NETNSID: 37 } as const;
+const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, PROTINFO: 12, OPERSTATE: 16, LINKINFO: 18, AF_SPEC: 26, NET_NS_FD: 28, LINK_NETNSID: 37 } as const;
+const IFLA_INET_CONF = 1;
+const IFLA_INET6_ADDR_GEN_MODE = 8;
+/** Indexes of the per-interface IPv4 settings (linux/ip.h). */
+export const IPV4_DEVCONF = { forwarding: 1, proxy_arp: 3, rp_filter: 8, arp_ignore: 19, arp_accept: 21, arp_notify: 22, route_localnet: 26 } as const;
+const RTM_SETNEIGHTBL = 67;
+const NDTA_NAME = 1;
+const NDTA_PARMS = 6;
+const NDTPA_IFINDEX = 1;
+const NDTPA_PROXY_DELAY = 13;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
 const IFLA_VXLAN = { ID: 1, LINK: 3, LOCAL: 4, PORT: 15 } as const;
@@ -270,6 +320,65 @@ function isNoEnt(err: unknown): boolean {
   return err instanceof SyscallError && (err.code === 'ENODEV' || err.code === 'ENOENT' || err.code === 'ESRCH' || err.code === 'EADDRNOTAVAIL');
 }
 
+export interface VethOptions { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string; master?: number; up?: boolean; peerUp?: boolean }
+
+/** Link indexes a plan's later steps use before the link exists: see Rtnl.addVethThen. */
+export interface PlannedLinks { created: number; peer: number }
+
+// Two sets of stand-in indexes: a step is recorded with each and the encodings compared, so
+// the byte offsets to patch are found from what the codec actually wrote, whatever the message.
+const PLACEHOLDER_A: PlannedLinks = { created: 0x7e5e0001, peer: 0x7e5e0002 };
+const PLACEHOLDER_B: PlannedLinks = { created: 0x7e5e0101, peer: 0x7e5e0102 };
+
+async function recordBatch(build: (b: Rtnl, links: PlannedLinks) => Promise<void> | void, links: PlannedLinks): Promise<NetlinkRequest[]> {
+  const rec = new RecordingNetlink();
+  await build(new Rtnl(rec), links);
+  return rec.requests;
+}
+
+/** [offset, slot] of every placeholder index in the batch encoding of `a` (recorded with A) against `b` (with B). */
+function placeholderOffsets(a: readonly NetlinkRequest[], b: readonly NetlinkRequest[]): Array<[number, number]> {
+  const enc = (rs: readonly NetlinkRequest[]): Buffer => Buffer.concat(rs.map((r) => encodeMessage(r.type, r.flags, 0, r.header, r.attrs)));
+  const x = enc(a);
+  const y = enc(b);
+  if (x.length !== y.length || a.length !== b.length) throw new TypeError('plan: a step must make the same requests whatever the link indexes');
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] === y[i]) continue;
+    const off = i & ~3;
+    const [va, vb] = [x.readUInt32LE(off), y.readUInt32LE(off)];
+    const slot = va === PLACEHOLDER_A.created && vb === PLACEHOLDER_B.created ? 0 : va === PLACEHOLDER_A.peer && vb === PLACEHOLDER_B.peer ? 1 : -1;
+    if (slot < 0) throw new TypeError(`plan: a planned link index is used at byte ${i} other than as a 32-bit index`);
+    out.push([off, slot]);
+    i = off + 3;
+  }
+  return out;
+}
+
+function vethRequest(o: VethOptions): NetlinkRequest {
+  checkIfName(o.name, 'veth name');
+  checkIfName(o.peer, 'veth peer name');
+  const peerAttrs: Attr[] = [[IFLA.IFNAME, cstr(o.peer)]];
+  if (o.mtu) peerAttrs.push([IFLA.MTU, u32(o.mtu)]);
+  if (o.peerMac) peerAttrs.push([IFLA.ADDRESS, macBytes(o.peerMac, 'veth peer mac')]);
+  if (o.peerNetns) peerAttrs.push([IFLA.NET_NS_FD, u32(o.peerNetns.fd)]);
+  const peer = Buffer.concat([ifinfomsg(o.peerUp ? { flags: IFF_UP, change: IFF_UP } : {}), encodeAttrs(peerAttrs)]);
+  return newLinkRequest(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac, { master: o.master, up: o.up });
+}
+
+/** RTM_NEWLINK creating `name`, echoed back (one round trip tells its index). */
+function newLinkRequest(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string, o: { master?: number | undefined; up?: boolean | undefined } = {}): NetlinkRequest {
+  const info: Attr[] = [[IFLA_INFO.KIND, cstr(kind)]];
+  if (data) info.push([IFLA_INFO.DATA, data]);
+  const attrs: Attr[] = [[IFLA.IFNAME, cstr(name)], [IFLA.LINKINFO, info]];
+  if (mtu) attrs.push([IFLA.MTU, u32(mtu)]);
+  if (mac) attrs.push([IFLA.ADDRESS, macBytes(mac)]);
+  // Enslaving and bringing up in the create itself saves a round trip each.
+  if (o.master) attrs.push([IFLA.MASTER, u32(o.master)]);
+  const header = ifinfomsg(o.up ? { flags: IFF_UP, change: IFF_UP } : {});
+  return { type: RTM.NEWLINK, flags: NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, header, attrs, what: `create ${kind} ${name}` };
+}
+
 /** rtnetlink operations in one network namespace. */
 export class Rtnl {
   constructor(readonly transport: NetlinkTransport) {}
@@ -319,15 +428,45 @@ export class Rtnl {
   }
 
   /** A veth pair: `name` here, `peer` here or, with `peerNetns`, created directly in that namespace. Returns the local end. */
-  async addVeth(o: { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string; master?: number; up?: boolean }): Promise<Link> {
-    checkIfName(o.name, 'veth name');
-    checkIfName(o.peer, 'veth peer name');
-    const peerAttrs: Attr[] = [[IFLA.IFNAME, cstr(o.peer)]];
-    if (o.mtu) peerAttrs.push([IFLA.MTU, u32(o.mtu)]);
-    if (o.peerMac) peerAttrs.push([IFLA.ADDRESS, macBytes(o.peerMac, 'veth peer mac')]);
-    if (o.peerNetns) peerAttrs.push([IFLA.NET_NS_FD, u32(o.peerNetns.fd)]);
-    const peer = Buffer.concat([ifinfomsg(), encodeAttrs(peerAttrs)]);
-    return this.newLink(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac, { master: o.master, up: o.up });
+  async addVeth(o: VethOptions): Promise<Link> {
+    const r = vethRequest(o);
+    const echoed = await this.transport.request(r.type, r.flags, r.header, r.attrs, r.what);
+    return echoed.some((m) => m.type === RTM.NEWLINK) ? this.echoedLink(echoed, o.name) : this.mustLink(o.name);
+  }
+
+  /**
+   * Creates a veth pair (as addVeth) and then runs each step's changes as one batch on that
+   * step's Rtnl (the pod's namespace, the node's...), all in one native call: one thread hop
+   * for the whole sequence. Steps may use the index of the created end (`links.created`) and
+   * of its peer (`links.peer`, in the peer's namespace) before they are known: the addon patches
+   * them in from the create's echo.
+   */
+  async addVethThen(o: VethOptions, steps: ReadonlyArray<{ rtnl: Rtnl; build: (b: Rtnl, links: PlannedLinks) => Promise<void> | void }>): Promise<Link> {
+    const create = vethRequest(o);
+    const recorded: Array<{ rtnl: Rtnl; requests: NetlinkRequest[]; fixups: Array<[number, number]> }> = [];
+    for (const st of steps) {
+      const a = await recordBatch(st.build, PLACEHOLDER_A);
+      const b = await recordBatch(st.build, PLACEHOLDER_B);
+      recorded.push({ rtnl: st.rtnl, requests: a, fixups: placeholderOffsets(a, b) });
+    }
+    const transports = [this.transport, ...steps.map((st) => st.rtnl.transport)];
+    if (transports.every((t) => t instanceof NetlinkSocket)) {
+      const replies = await NetlinkSocket.plan([
+        { socket: this.transport as NetlinkSocket, requests: [create], fixups: [] },
+        ...recorded.map((r) => ({ socket: r.rtnl.transport as NetlinkSocket, requests: r.requests, fixups: r.fixups })),
+      ]);
+      return this.echoedLink(replies, o.name);
+    }
+    // Recording transports (pure-logic tests): the same requests step by step, indexes filled in.
+    const link = this.echoedLink(await this.transport.batch([create]), o.name);
+    for (const st of steps) await st.rtnl.batch((b) => st.build(b, { created: link.index, peer: link.link }));
+    return link;
+  }
+
+  private echoedLink(replies: Message[], name: string): Link {
+    const mine = replies.filter((m) => m.type === RTM.NEWLINK).map(parseLink).find((l) => l.name === name);
+    if (!mine) throw new SyscallError(19 /* ENODEV */, 'netlink', { stage: `link ${name} was created but the kernel did not echo it` });
+    return mine;
   }
 
   async addBridge(name: string, o: { mtu?: number; mac?: string } = {}): Promise<Link> {
@@ -354,16 +493,9 @@ export class Rtnl {
   }
 
   /** Creates a link and returns it: from the kernel's echo (one round trip), or by asking after. */
-  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string, o: { master?: number; up?: boolean } = {}): Promise<Link> {
-    const info: Attr[] = [[IFLA_INFO.KIND, cstr(kind)]];
-    if (data) info.push([IFLA_INFO.DATA, data]);
-    const attrs: Attr[] = [[IFLA.IFNAME, cstr(name)], [IFLA.LINKINFO, info]];
-    if (mtu) attrs.push([IFLA.MTU, u32(mtu)]);
-    if (mac) attrs.push([IFLA.ADDRESS, macBytes(mac)]);
-    // Enslaving and bringing up in the create itself saves a round trip each.
-    if (o.master) attrs.push([IFLA.MASTER, u32(o.master)]);
-    const hdr = ifinfomsg(o.up ? { flags: IFF_UP, change: IFF_UP } : {});
-    const echoed = await this.transport.request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL | NLM_F.ECHO, hdr, attrs, `create ${kind} ${name}`);
+  private async newLink(name: string, kind: string, data: Attr[] | null, mtu?: number, mac?: string): Promise<Link> {
+    const r = newLinkRequest(name, kind, data, mtu, mac);
+    const echoed = await this.transport.request(r.type, r.flags, r.header, r.attrs, r.what);
     const mine = echoed.filter((m) => m.type === RTM.NEWLINK).map(parseLink).find((l) => l.name === name);
     return mine ?? this.mustLink(name);
   }
@@ -386,6 +518,34 @@ export class Rtnl {
   /** Hairpin mode on a bridge port (frames may leave by the port they came in). */
   async setHairpin(index: number, on: boolean): Promise<void> {
     await this.transport.request(RTM.SETLINK, 0, ifinfomsg({ family: AF_BRIDGE, index }), [[IFLA.PROTINFO, [[IFLA_BRPORT_MODE, u8(on ? 1 : 0)]]]], `hairpin ${index}`);
+  }
+
+  /**
+   * Per-interface IPv4 settings (the /proc/sys/net/ipv4/conf/<if>/ ones) over netlink, so a
+   * pod setup needs no file open in another namespace: proxy_arp, forwarding, arp_notify, ...
+   */
+  async setInetConf(index: number, conf: Partial<Record<keyof typeof IPV4_DEVCONF, number>>): Promise<void> {
+    const entries = Object.entries(conf).map(([k, v]): Attr => {
+      const id = IPV4_DEVCONF[k as keyof typeof IPV4_DEVCONF];
+      if (id === undefined) throw new TypeError(`inet conf: unknown setting '${k}'`);
+      if (!Number.isInteger(v) || v! < 0) throw new RangeError(`inet conf ${k}: expected a non-negative integer, got ${v}`);
+      return [id, u32(v!)];
+    });
+    await this.transport.request(RTM.SETLINK, 0, ifinfomsg({ index }), [[IFLA.AF_SPEC, [[AF_INET, [[IFLA_INET_CONF, entries]]]]]], `inet conf of ${index}`);
+  }
+
+  /** How the kernel makes IPv6 link-local addresses on `index` ('none': no automatic ones). */
+  async setAddrGenMode(index: number, mode: 'eui64' | 'none' | 'stable-privacy' | 'random'): Promise<void> {
+    const m = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 }[mode];
+    await this.transport.request(RTM.SETLINK, 0, ifinfomsg({ index }), [[IFLA.AF_SPEC, [[AF_INET6, [[IFLA_INET6_ADDR_GEN_MODE, u8(m)]]]]]], `addr gen mode of ${index}`);
+  }
+
+  /** The proxy ARP (4) / proxy NDP (6) answer delay of one interface, in ms (the kernel's default is up to 800). */
+  async setProxyDelay(index: number, ms: number, family: 4 | 6 = 4): Promise<void> {
+    if (!Number.isInteger(ms) || ms < 0) throw new RangeError(`proxy delay: expected a non-negative number of ms, got ${ms}`);
+    const hdr = Buffer.alloc(4);
+    hdr.writeUInt8(family === 6 ? AF_INET6 : AF_INET, 0);
+    await this.transport.request(RTM_SETNEIGHTBL, 0, hdr, [[NDTA_NAME, cstr(family === 6 ? 'ndisc_cache' : 'arp_cache')], [NDTA_PARMS, [[NDTPA_IFINDEX, u32(index)], [NDTPA_PROXY_DELAY, u64(ms)]]]], `proxy delay of ${index}`);
   }
 
   /** Deletes a link; false if it did not exist. Deleting one end of a veth deletes both. */
