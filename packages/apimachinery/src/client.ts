@@ -47,8 +47,9 @@ export class StoreClient {
   update(object: core.Object, o: { dryRun?: boolean } = {}): Promise<core.Object> {
     return this.call(this.raw.update, store.UpdateRequest.fromPartial({ object, dryRun: o.dryRun }));
   }
-  updateStatus(object: core.Object, o: { dryRun?: boolean } = {}): Promise<core.Object> {
-    return this.call(this.raw.updateStatus, store.UpdateStatusRequest.fromPartial({ object, dryRun: o.dryRun }));
+  /** `subresource` "approval": a certificate request's Approved/Denied conditions. */
+  updateStatus(object: core.Object, o: { dryRun?: boolean; subresource?: 'status' | 'approval' } = {}): Promise<core.Object> {
+    return this.call(this.raw.updateStatus, store.UpdateStatusRequest.fromPartial({ object, dryRun: o.dryRun, subresource: o.subresource }));
   }
   delete(req: Partial<store.DeleteRequest> & { resource: string; name: string }): Promise<core.Object> {
     return this.call(this.raw.delete, store.DeleteRequest.fromPartial(req));

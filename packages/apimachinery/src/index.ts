@@ -7,5 +7,6 @@ export * from './validation';
 export * from './defaults';
 export * from './admission';
 export * from './auth/index';
+export * from './certificates';
 export * from './client';
 export * from './informer';

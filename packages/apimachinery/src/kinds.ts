@@ -52,6 +52,7 @@ export const KINDS: readonly KindInfo[] = [
   k('ClusterRole', 'rbac.authorization.k8s.io/v1', 'clusterroles', 'clusterRole', false),
   k('RoleBinding', 'rbac.authorization.k8s.io/v1', 'rolebindings', 'roleBinding', true),
   k('ClusterRoleBinding', 'rbac.authorization.k8s.io/v1', 'clusterrolebindings', 'clusterRoleBinding', false),
+  k('CertificateSigningRequest', 'certificates.k8s.io/v1', 'certificatesigningrequests', 'certificateSigningRequest', false, ['csr'], true),
 ];
 
 const byKind = new Map(KINDS.map((i) => [i.kind, i]));

@@ -12,6 +12,7 @@ import {
   validatePortName,
   validateQualifiedName,
 } from './names';
+import { csrProblems } from './certificates';
 import { Quantity } from './quantity';
 import { SelectorError, labelSelectorFromProto } from './selectors';
 
@@ -546,6 +547,8 @@ function validateKind(e: Errs, obj: core.Object): void {
   } else if (obj.event) {
     if (!obj.event.involvedObject) e.required('involvedObject');
     oneOf(e, 'type', obj.event.type, ['Normal', 'Warning']);
+  } else if (obj.certificateSigningRequest) {
+    e.list.push(...csrProblems(obj.certificateSigningRequest));
   } else if (obj.lease) {
     const s = obj.lease.spec;
     if (s?.leaseDurationSeconds !== undefined && s.leaseDurationSeconds <= 0) e.invalid('spec.leaseDurationSeconds', s.leaseDurationSeconds, 'must be greater than 0');
@@ -611,5 +614,23 @@ export function validateUpdate(obj: core.Object, old: core.Object): void {
     }
   }
   if (obj.priorityClass && old.priorityClass && obj.priorityClass.value !== old.priorityClass.value) e.forbidden('value', 'may not be changed in an update.');
+  if (obj.certificateSigningRequest && old.certificateSigningRequest) validateCsrUpdate(e, obj.certificateSigningRequest, old.certificateSigningRequest);
   if (e.list.length) throw new ValidationError(info.kind, nm.name, e.list);
+}
+
+// A request is immutable once made; approval is for ever (Approved/Denied are never removed);
+// the certificate is written once.
+function validateCsrUpdate(e: Errs, n: core.CertificateSigningRequest, o: core.CertificateSigningRequest): void {
+  // Bytes compare by content: a Buffer and a Uint8Array (after structuredClone) are the same request.
+  // (The replacer looks at the holder's raw value: Buffer's toJSON has run before it sees `x`.)
+  const bytes = (v: unknown) => JSON.stringify(v ?? null, function (this: Record<string, unknown>, k, x) { const raw = this[k]; return raw instanceof Uint8Array ? Buffer.from(raw).toString('base64') : x; });
+  if (bytes(n.spec) !== bytes(o.spec)) e.forbidden('spec', 'field is immutable');
+  for (const t of ['Approved', 'Denied']) {
+    const had = o.status?.conditions.some((c) => c.type === t && c.status === 'True');
+    const has = n.status?.conditions.some((c) => c.type === t && c.status === 'True');
+    if (had && !has) e.forbidden('status.conditions', `updates may not remove a condition of type ${JSON.stringify(t)}`);
+  }
+  const oc = o.status?.certificate ?? new Uint8Array();
+  const nc = n.status?.certificate ?? new Uint8Array();
+  if (oc.length && Buffer.compare(Buffer.from(oc), Buffer.from(nc)) !== 0) e.forbidden('status.certificate', 'updates may not modify existing certificate content');
 }

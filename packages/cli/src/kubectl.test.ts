@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EtcdCluster, freePort, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyAndCsr } from '@berth/apimachinery';
 import { certSubject } from './certs';
 import { runKubectl, type Io } from './kubectl';
 import { writeAdminConfig } from './kubeconfig';
@@ -58,7 +59,7 @@ describe('berth api-resources and --help', () => {
     expect(r.out.split('\n')[0]).toMatch(/^NAME\s+SHORTNAMES\s+APIVERSION\s+NAMESPACED\s+KIND$/);
     expect(r.out).toMatch(/\npods\s+po\s+v1\s+true\s+Pod\n/);
     expect(r.out).toMatch(/\nclusterrolebindings\s+rbac.authorization.k8s.io\/v1\s+false\s+ClusterRoleBinding\n/);
-    expect((await run(['api-resources', '--namespaced=false', '-o', 'name'])).out).toBe('nodes\nnamespaces\npriorityclasses.scheduling.k8s.io\nclusterroles.rbac.authorization.k8s.io\nclusterrolebindings.rbac.authorization.k8s.io\n');
+    expect((await run(['api-resources', '--namespaced=false', '-o', 'name'])).out).toBe('nodes\nnamespaces\npriorityclasses.scheduling.k8s.io\nclusterroles.rbac.authorization.k8s.io\nclusterrolebindings.rbac.authorization.k8s.io\ncertificatesigningrequests.certificates.k8s.io\n');
   });
   it('prints usage with --help', async () => {
     const r = await run(['get', '--help']);
@@ -181,6 +182,35 @@ lastTimestamp: "${new Date().toISOString().replace(/\.\d+Z/, 'Z')}"
     expect(await run(['delete', '-f', path.join(fixtures, 'pod-resources.yaml'), '--grace-period', '0', '--force'])).toEqual({ code: 0, out: 'pod "frontend" force deleted\n', err: 'Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.\n' });
     expect(await run(['delete', 'pod', 'frontend'])).toEqual({ code: 1, out: '', err: 'Error from server (NotFound): pods "frontend" not found\n' });
     expect((await run(['delete', 'pods'])).err).toBe("error: resource(s) were provided, but no name was specified\nSee 'berth delete --help' for usage.\n");
+  });
+});
+
+describe('berth get csr / certificate approve|deny', () => {
+  it('lists requests with their requester and condition; an administrator approves or denies', async () => {
+    const csr = async (name: string) => `apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata: {name: ${name}}
+spec:
+  request: ${Buffer.from((await generateKeyAndCsr({ commonName: 'alice', organizations: ['dev'] })).csrPem).toString('base64')}
+  signerName: kubernetes.io/kube-apiserver-client
+  expirationSeconds: 86400
+  usages: [client auth]
+`;
+    expect((await run(['apply', '-f', '-'], {}, (await csr('alice-1')) + '---\n' + (await csr('alice-2')))).out).toBe('certificatesigningrequest.certificates.k8s.io/alice-1 created\ncertificatesigningrequest.certificates.k8s.io/alice-2 created\n');
+    const table = (await run(['get', 'csr'])).out;
+    expect(table.split('\n')[0]).toBe('NAME      AGE   SIGNERNAME                            REQUESTOR      REQUESTEDDURATION   CONDITION');
+    expect(table.replace(/ +/g, ' ').replace(/ \d+s /g, ' <age> ')).toBe([
+      'NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION',
+      'alice-1 <age> kubernetes.io/kube-apiserver-client system:admin 24h Pending',
+      'alice-2 <age> kubernetes.io/kube-apiserver-client system:admin 24h Pending',
+      '',
+    ].join('\n'));
+    expect(await run(['certificate', 'approve', 'alice-1'])).toEqual({ code: 0, out: 'certificatesigningrequest.certificates.k8s.io/alice-1 approved\n', err: '' });
+    expect(await run(['certificate', 'deny', 'alice-2'])).toEqual({ code: 0, out: 'certificatesigningrequest.certificates.k8s.io/alice-2 denied\n', err: '' });
+    expect((await run(['get', 'csr', '--no-headers'])).out).toMatch(/^alice-1 .* Approved\nalice-2 .* Denied\n$/);
+    expect(await run(['certificate', 'deny', 'alice-1'])).toEqual({ code: 1, out: '', err: 'error: certificatesigningrequest.certificates.k8s.io/alice-1 is already Approved\n' });
+    expect((await run(['certificate', 'approve', 'nope'])).err).toBe('Error from server (NotFound): certificatesigningrequests "nope" not found\n');
+    expect((await run(['certificate', 'sign', 'x'])).err).toMatch(/^error: unknown command "sign" for "berth certificate"/);
   });
 });
 

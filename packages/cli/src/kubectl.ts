@@ -623,6 +623,43 @@ async function cmdCerts(io: Io, args: string[]): Promise<number> {
   return 0;
 }
 
+// `berth certificate approve|deny NAME...`: an administrator's decision on certificate
+// requests the built-in approver leaves pending (kubectl certificate).
+async function cmdCertificate(io: Io, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'approve' && sub !== 'deny') throw new UsageError('certificate', `unknown command "${sub ?? ''}" for "berth certificate" (approve, deny)`);
+  const { values, positionals } = parse('certificate', rest, { force: { type: 'boolean' } });
+  if (!positionals.length) throw new UsageError('certificate', 'one or more CSRs must be specified as <name> or -f <filename>');
+  const type = sub === 'approve' ? 'Approved' : 'Denied';
+  const opposite = sub === 'approve' ? 'Denied' : 'Approved';
+  const ctx = connect(io, values);
+  let code = 0;
+  try {
+    for (const name of positionals) {
+      try {
+        const obj = await ctx.client.get('certificatesigningrequests', '', name);
+        const st = (obj.certificateSigningRequest!.status ??= { conditions: [] as core.CertificateSigningRequestCondition[], certificate: Buffer.alloc(0) });
+        if (st.conditions.some((c) => c.type === opposite && c.status === 'True')) {
+          if (!values.force) throw new Error(`certificatesigningrequest.certificates.k8s.io/${name} is already ${opposite}`);
+          st.conditions = st.conditions.filter((c) => c.type !== opposite);
+        }
+        if (!st.conditions.some((c) => c.type === type && c.status === 'True')) {
+          const t = new Date(io.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+          st.conditions.push({ type, status: 'True', reason: sub === 'approve' ? 'BerthCertificateApprove' : 'BerthCertificateDeny', message: `This CSR was ${type.toLowerCase()} by berth certificate ${sub}.`, lastUpdateTime: t, lastTransitionTime: t });
+          await ctx.client.updateStatus(obj, { subresource: 'approval' });
+        }
+        io.stdout(`certificatesigningrequest.certificates.k8s.io/${name} ${type.toLowerCase()}\n`);
+      } catch (e) {
+        io.stderr(e instanceof BerthError ? serverError(e, ctx.conn) : `error: ${(e as Error).message}\n`);
+        code = 1;
+      }
+    }
+    return code;
+  } finally {
+    ctx.client.close();
+  }
+}
+
 async function cmdApiResources(io: Io, args: string[]): Promise<number> {
   const { values } = parse('api-resources', args, { namespaced: { type: 'string' }, output: { type: 'string', short: 'o' } });
   let kinds = KINDS;
@@ -641,6 +678,7 @@ const USAGE: Record<string, string> = {
   auth: 'berth auth can-i VERB TYPE[/NAME] [NAME] [--subresource S] [-n NAMESPACE | -A] [-q]\n       berth auth whoami [-o json|yaml]',
   config: 'berth config view [--raw] | current-context | get-contexts [NAME] | use-context NAME | set-context NAME|--current [--cluster C] [--user U] [--namespace N] | set-cluster NAME --server S [--certificate-authority F] [--tls-server-name N] | set-credentials NAME [--client-certificate F --client-key F] [--token T]',
   certs: 'berth certs [--dir DIR] [--node NAME]... [--san NAME_OR_IP]...',
+  certificate: 'berth certificate approve|deny NAME... [--force]',
   'api-resources': 'berth api-resources [--namespaced=true|false] [-o name]',
 };
 
@@ -654,6 +692,7 @@ export const KUBECTL_COMMANDS: Record<string, (io: Io, args: string[]) => Promis
   auth: cmdAuth,
   config: cmdConfig,
   certs: cmdCerts,
+  certificate: cmdCertificate,
 };
 
 /** Runs one kubectl-like command with kubectl's error conventions. */

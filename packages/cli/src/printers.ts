@@ -1,6 +1,6 @@
 // kubectl-style output: tables (tabwriter with kubectl's padding), ages, and per-kind columns.
 import type { core } from '@berth/api';
-import { encodeObject, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
+import { csrConditionText, encodeObject, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
 import { stringify as toYaml } from 'yaml';
 
 /** kubectl's HumanDuration: "45s", "3m20s", "5h", "2d3h", "400d", "2y30d". */
@@ -114,6 +114,14 @@ const COLUMNS: Record<string, Columns> = {
   clusterrolebindings: { head: ['NAME', 'ROLE', 'AGE'], row: (o, now) => [meta(o).name, `${o.clusterRoleBinding!.roleRef?.kind}/${o.clusterRoleBinding!.roleRef?.name}`, age(meta(o).creationTimestamp, now)] },
   roles: { head: ['NAME', 'CREATED AT'], row: (o) => [meta(o).name, meta(o).creationTimestamp] },
   clusterroles: { head: ['NAME', 'CREATED AT'], row: (o) => [meta(o).name, meta(o).creationTimestamp] },
+  certificatesigningrequests: {
+    head: ['NAME', 'AGE', 'SIGNERNAME', 'REQUESTOR', 'REQUESTEDDURATION', 'CONDITION'],
+    row: (o, now) => {
+      const c = o.certificateSigningRequest!;
+      const d = c.spec?.expirationSeconds;
+      return [meta(o).name, age(meta(o).creationTimestamp, now), c.spec?.signerName ?? '', c.spec?.username ?? '', d === undefined ? '<none>' : humanDuration(d * 1000), csrConditionText(c)];
+    },
+  },
 };
 const DEFAULT_COLUMNS: Columns = { head: ['NAME', 'AGE'], row: (o, now) => [meta(o).name, age(meta(o).creationTimestamp, now)] };
 

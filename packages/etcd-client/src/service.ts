@@ -7,6 +7,7 @@ import { httpGetJson, UnavailableError, z, type ServiceSpec } from '@berth/commo
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type StorageBackend } from './store';
 import { startSecureListener, type SecureListener } from './store/secure-listener';
+import { ClusterSigner, CsrController } from './store/csr-signer';
 import { EtcdV3Client } from './v3';
 import { EtcdV2Client } from './v2';
 import { EtcdV2Backend } from './store/backend-v2';
@@ -22,6 +23,8 @@ const schema = {
   tlsCertFile: z.string().optional(),
   tlsPrivateKeyFile: z.string().optional(),
   watchBookmarkIntervalMs: z.number().int().min(100).default(5000),
+  clusterSigningCertFile: z.string().optional(),
+  clusterSigningKeyFile: z.string().optional(),
 };
 
 /** True when at least one endpoint answers /health with health=true. */
@@ -55,6 +58,8 @@ export const spec: ServiceSpec<typeof schema> = {
     tlsCertFile: { flag: 'tls-cert-file', type: 'string', description: 'server certificate of the --secure-listen listener' },
     tlsPrivateKeyFile: { flag: 'tls-private-key-file', type: 'string', description: 'server private key of the --secure-listen listener' },
     watchBookmarkIntervalMs: { flag: 'watch-bookmark-interval-ms', type: 'number', description: 'how often idle watches get a BOOKMARK' },
+    clusterSigningCertFile: { flag: 'cluster-signing-cert-file', type: 'string', description: 'cluster CA certificate: turns on the built-in approver and signer of node client certificates (with --cluster-signing-key-file)' },
+    clusterSigningKeyFile: { flag: 'cluster-signing-key-file', type: 'string', description: 'private key of --cluster-signing-cert-file' },
   },
   schema,
   setup: ({ config, logger }) => {
@@ -80,10 +85,17 @@ export const spec: ServiceSpec<typeof schema> = {
     const local = gate(storeImplementation(registry, authn, { localAdmin: config.listen.startsWith('unix:') && !config.tlsCert }));
     const remote = gate(storeImplementation(registry, authn, { localAdmin: false }));
     if (config.secureListen && !(config.clientCaFile && config.tlsCertFile && config.tlsPrivateKeyFile)) throw new Error('--secure-listen needs --client-ca-file, --tls-cert-file and --tls-private-key-file');
+    if (!config.clusterSigningCertFile !== !config.clusterSigningKeyFile) throw new Error('--cluster-signing-cert-file and --cluster-signing-key-file go together');
+    let csrController: CsrController | undefined;
     return {
       services: [{ definition: store.StoreService, implementation: local }],
       servingOnStart: false,
       started: async (server) => {
+        if (config.clusterSigningCertFile && config.clusterSigningKeyFile) {
+          const signer = await ClusterSigner.load(config.clusterSigningCertFile, config.clusterSigningKeyFile);
+          csrController = new CsrController(registry, { signer, logger });
+          logger.info({ ca: signer.caCert.subject }, 'approving and signing node client certificates');
+        }
         if (config.secureListen) {
           secure = await startSecureListener({ listen: config.secureListen, caFile: config.clientCaFile!, certFile: config.tlsCertFile!, keyFile: config.tlsPrivateKeyFile!, implementation: remote });
           logger.info({ listen: secure.address }, 'serving the Store over TLS (client certificates or bearer tokens)');
@@ -97,6 +109,7 @@ export const spec: ServiceSpec<typeof schema> = {
             try {
               await registry.start();
               ready = true;
+              csrController?.start();
               logger.info('store initialised');
             } catch (err) {
               logger.warn({ err: String(err) }, 'store initialisation failed; retrying');
@@ -118,6 +131,7 @@ export const spec: ServiceSpec<typeof schema> = {
       },
       close: async () => {
         clearInterval(timer);
+        await csrController?.close();
         registry.close();
         await secure?.shutdown(1000);
         backend.close();

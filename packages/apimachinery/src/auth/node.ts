@@ -26,6 +26,8 @@ export class NodeAuthorizer {
     const deny = (why: string): Decision => ({ decision: 'deny', reason: `node "${node}" ${why}` });
     if (a.nonResourceURL) return { decision: 'no-opinion', reason: '' };
     const g = a.apiGroup;
+    // Certificate requests (a node renewing its client certificate) are RBAC's to decide.
+    if (g === 'certificates.k8s.io' && a.resource === 'certificatesigningrequests') return { decision: 'no-opinion', reason: '' };
     if (g === '' && a.resource === 'pods') {
       if (a.subresource === '' && (a.verb === 'list' || a.verb === 'watch')) {
         // Only a list/watch narrowed to this node: spec.nodeName=<node>.

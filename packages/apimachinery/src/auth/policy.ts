@@ -2,9 +2,10 @@
 // resources Berth serves). The store always evaluates these in addition to stored objects, so
 // a cluster cannot lock its administrators out by deleting them.
 import type { core } from '@berth/api';
-import { SYSTEM_AUTHENTICATED, SYSTEM_MASTERS } from './types';
+import { SYSTEM_AUTHENTICATED, SYSTEM_BOOTSTRAPPERS, SYSTEM_MASTERS, SYSTEM_NODES } from './types';
 
 const RBAC_GROUP = 'rbac.authorization.k8s.io';
+const CERTIFICATES_GROUP = 'certificates.k8s.io';
 const READ = ['get', 'list', 'watch'];
 const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
 
@@ -66,6 +67,12 @@ export const BUILTIN_CLUSTER_ROLES: core.ClusterRole[] = [
     rule(['create', 'patch', 'update'], [''], ['events']),
     rule(['get', 'create', 'update', 'patch', 'delete'], ['coordination.k8s.io'], ['leases']),
   ]),
+  // Joining and renewing nodes ask for their client certificate (Kubernetes' role of the name).
+  clusterRole('system:node-bootstrapper', [rule(['create', 'get', 'list', 'watch'], [CERTIFICATES_GROUP], ['certificatesigningrequests'])]),
+  // Whose node client requests the built-in approver approves: a bootstrapper's for any node,
+  // a node's for itself (the approver asks RBAC about the requester, as Kubernetes' does).
+  clusterRole('system:certificates.k8s.io:certificatesigningrequests:nodeclient', [rule(['create'], [CERTIFICATES_GROUP], ['certificatesigningrequests/nodeclient'])]),
+  clusterRole('system:certificates.k8s.io:certificatesigningrequests:selfnodeclient', [rule(['create'], [CERTIFICATES_GROUP], ['certificatesigningrequests/selfnodeclient'])]),
   clusterRole('system:public-info-viewer', [urlRule(['get'], ['/healthz', '/livez', '/readyz', '/version'])]),
 ];
 
@@ -73,6 +80,9 @@ export const BUILTIN_CLUSTER_ROLE_BINDINGS: core.ClusterRoleBinding[] = [
   binding('cluster-admin', 'cluster-admin', [{ kind: 'Group', name: SYSTEM_MASTERS }]),
   binding('system:scheduler', 'system:scheduler', [{ kind: 'User', name: 'system:kube-scheduler' }]),
   binding('system:public-info-viewer', 'system:public-info-viewer', [{ kind: 'Group', name: SYSTEM_AUTHENTICATED }]),
+  binding('system:node-bootstrapper', 'system:node-bootstrapper', [{ kind: 'Group', name: SYSTEM_BOOTSTRAPPERS }, { kind: 'Group', name: SYSTEM_NODES }]),
+  binding('system:certificates.k8s.io:certificatesigningrequests:nodeclient', 'system:certificates.k8s.io:certificatesigningrequests:nodeclient', [{ kind: 'Group', name: SYSTEM_BOOTSTRAPPERS }]),
+  binding('system:certificates.k8s.io:certificatesigningrequests:selfnodeclient', 'system:certificates.k8s.io:certificatesigningrequests:selfnodeclient', [{ kind: 'Group', name: SYSTEM_NODES }]),
 ];
 
 /** Priority classes every cluster has (Kubernetes' system classes). */

@@ -4,3 +4,4 @@ export { EtcdV2Backend } from './backend-v2';
 export { Registry, ExpiredError, type RegistryOptions } from './registry';
 export { Authenticator, LOCAL_ADMIN, type AuthnOptions } from './authn';
 export { storeImplementation } from './server';
+export { ClusterSigner, CsrController, type CsrControllerOptions } from './csr-signer';

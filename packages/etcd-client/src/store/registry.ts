@@ -350,6 +350,17 @@ export class Registry {
     // namespace Active, whatever the request said (Kubernetes' PrepareForCreate).
     if (obj.pod) obj.pod.status = undefined;
     if (obj.namespace) obj.namespace.status = undefined;
+    // Who asks for a certificate is the caller, never what the request says (the approver and
+    // the signer decide on it).
+    const csr = obj.certificateSigningRequest;
+    if (csr) {
+      csr.status = undefined;
+      csr.spec ??= core.CertificateSigningRequestSpec.fromPartial({});
+      csr.spec.username = user.name;
+      csr.spec.uid = user.uid ?? '';
+      csr.spec.groups = [...user.groups];
+      csr.spec.extra = {};
+    }
     const look = this.lookups();
     if (info.namespaced) {
       // Start every read admission will need at once instead of one after another.
@@ -476,11 +487,14 @@ export class Registry {
     return this.write(input, user, '', o);
   }
 
-  async updateStatus(input: core.Object, user: UserInfo, o: { dryRun?: boolean } = {}): Promise<core.Object> {
-    return this.write(input, user, 'status', o);
+  /** `subresource` "approval": only the Approved/Denied conditions of a certificate request. */
+  async updateStatus(input: core.Object, user: UserInfo, o: { dryRun?: boolean; subresource?: string } = {}): Promise<core.Object> {
+    const sub = o.subresource || 'status';
+    if (sub !== 'status' && sub !== 'approval') throw new InvalidArgumentError('subresource', `Unsupported value: ${JSON.stringify(sub)}: supported values: "status", "approval"`);
+    return this.write(input, user, sub, o);
   }
 
-  private async write(input: core.Object, user: UserInfo, subresource: '' | 'status', o: { dryRun?: boolean }): Promise<core.Object> {
+  private async write(input: core.Object, user: UserInfo, subresource: '' | 'status' | 'approval', o: { dryRun?: boolean }): Promise<core.Object> {
     let info: KindInfo;
     let value;
     try { ({ info, value } = unwrap(input)); } catch (e) { throw new InvalidArgumentError('object', (e as Error).message.replace(/^object: /, '')); }
@@ -490,6 +504,7 @@ export class Registry {
     const ns = info.namespaced ? meta.namespace || 'default' : '';
     meta.namespace = ns;
     if (subresource === 'status' && !info.hasStatus) throw new NotFoundError(`${info.resource} has no status subresource`);
+    if (subresource === 'approval' && info.resource !== 'certificatesigningrequests') throw new NotFoundError(`${info.resource} has no approval subresource`);
     const what = `${info.resource} "${meta.name}"`;
     for (;;) {
       const old = await this.read(info, ns, meta.name);
@@ -531,7 +546,20 @@ export class Registry {
   }
 
   /** The new stored state: the caller's spec/metadata (or status) over the server-owned fields. */
-  private merge(info: KindInfo, old: Decoded, input: core.Object, subresource: '' | 'status'): core.Object {
+  private merge(info: KindInfo, old: Decoded, input: core.Object, subresource: '' | 'status' | 'approval'): core.Object {
+    if (old.obj.certificateSigningRequest && subresource !== '') {
+      // Approval decides Approved/Denied only; status writes (the signer) everything else.
+      const next = structuredClone(old.obj);
+      const ns = (next.certificateSigningRequest!.status ??= core.CertificateSigningRequestStatus.fromPartial({}));
+      const is = input.certificateSigningRequest?.status ?? core.CertificateSigningRequestStatus.fromPartial({});
+      const approval = (c: core.CertificateSigningRequestCondition) => c.type === 'Approved' || c.type === 'Denied';
+      if (subresource === 'approval') ns.conditions = [...ns.conditions.filter((c) => !approval(c)), ...is.conditions.filter(approval)];
+      else {
+        ns.conditions = [...ns.conditions.filter(approval), ...is.conditions.filter((c) => !approval(c))];
+        ns.certificate = is.certificate;
+      }
+      return next;
+    }
     if (subresource === 'status') {
       const next = structuredClone(old.obj);
       const nv = unwrap(next).value;

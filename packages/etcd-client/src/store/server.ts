@@ -18,7 +18,7 @@ export function storeImplementation(registry: Registry, authn: Authenticator, o:
     get: unary<store.GetRequest, core.Object>(async (req, call) => registry.get(req, await who(call))),
     list: unary<store.ListRequest, store.ListResponse>(async (req, call) => registry.list(req, await who(call))),
     update: unary<store.UpdateRequest, core.Object>(async (req, call) => registry.update(need(req.object), await who(call), { dryRun: req.dryRun })),
-    updateStatus: unary<store.UpdateStatusRequest, core.Object>(async (req, call) => registry.updateStatus(need(req.object), await who(call), { dryRun: req.dryRun })),
+    updateStatus: unary<store.UpdateStatusRequest, core.Object>(async (req, call) => registry.updateStatus(need(req.object), await who(call), { dryRun: req.dryRun, subresource: req.subresource })),
     delete: unary<store.DeleteRequest, core.Object>(async (req, call) => registry.delete(req, await who(call))),
     bind: unary<store.BindRequest, core.Object>(async (req, call) => registry.bind(req, await who(call))),
     canI: unary<store.CanIRequest, store.CanIResponse>(async (req, call) => registry.canI(await who(call), req)),
