@@ -82,7 +82,8 @@ export class Authenticator {
       const data = (k: string) => (secret?.data[k] ? Buffer.from(secret.data[k]).toString() : '');
       if (secret && secret.type === 'bootstrap.kubernetes.io/token' && data('token-id') === bt.id && safeEqual(data('token-secret'), bt.secret) && data('usage-bootstrap-authentication') === 'true') {
         const exp = data('expiration');
-        if (exp && Date.parse(exp) < Date.now()) throw new UnauthenticatedError('Unauthorized: the bootstrap token has expired');
+        // An expiration that does not parse is no expiration the token may rely on: refused.
+        if (exp && !(Date.parse(exp) >= Date.now())) throw new UnauthenticatedError(Number.isNaN(Date.parse(exp)) ? 'Unauthorized: the bootstrap token has an invalid expiration (want RFC3339)' : 'Unauthorized: the bootstrap token has expired');
         const extra = data('auth-extra-groups').split(',').map((g) => g.trim()).filter((g) => g.startsWith('system:bootstrappers:'));
         return bootstrapUser(bt.id, extra);
       }

@@ -203,6 +203,9 @@ describe('node TLS bootstrap', () => {
     expect(await code(client({ token: `${id}.${secret}` }).whoAmI())).toMatch(/^Unauthenticated: .*bootstrap token has expired/);
     expect(await code(client({ token: `zzzzzz.${secret}` }).whoAmI())).toMatch(/^Unauthenticated: .*invalid bearer token/);
     expect(await code(client({ token: `${TOKEN_ID}.${'0'.repeat(16)}` }).whoAmI())).toMatch(/^Unauthenticated/);
+    const id3 = crypto.randomBytes(3).toString('hex');
+    await admin.create(tokenSecret(id3, secret, { expiration: 'next tuesday' }));
+    expect(await code(client({ token: `${id3}.${secret}` }).whoAmI())).toMatch(/^Unauthenticated: .*invalid expiration/);
     const id2 = crypto.randomBytes(3).toString('hex');
     await admin.create(tokenSecret(id2, secret, { 'usage-bootstrap-authentication': 'false' }));
     expect(await code(client({ token: `${id2}.${secret}` }).whoAmI())).toMatch(/^Unauthenticated/);

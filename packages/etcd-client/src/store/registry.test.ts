@@ -328,6 +328,40 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect(Number(bm[bm.length - 1].object!.pod!.metadata!.resourceVersion)).toBeGreaterThanOrEqual(rvs[rvs.length - 1]);
   });
 
+  it('List reads at one revision, and a Watch from it sees every later change exactly once', async () => {
+    const cmap = (name: string) => decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { v: '0' } });
+    for (let i = 0; i < 10; i++) await reg.create(cmap(`before-${i}`), admin);
+    // Writers run while the list is read: each object is either in the list or an ADDED event after it.
+    const writers = Promise.all(Array.from({ length: 30 }, (_, i) => reg.create(cmap(`during-${i}`), admin)));
+    const l = await reg.list(store.ListRequest.fromPartial({ resource: 'configmaps', namespace: 'default' }), admin);
+    await writers;
+    const rv = Number(l.resourceVersion);
+    expect(rv).toBeGreaterThan(0);
+    for (const o of l.items) expect(Number(o.configMap!.metadata!.resourceVersion)).toBeLessThanOrEqual(rv);
+    const listed = new Set(l.items.map((o) => o.configMap!.metadata!.name));
+    const b0 = await get('before-0', 'default', 'configmaps');
+    b0.configMap!.data = { v: '1' };
+    const updated = await reg.update(b0, admin);
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const watching = (async () => {
+      for await (const e of reg.watch(store.WatchRequest.fromPartial({ resource: 'configmaps', namespace: 'default', resourceVersion: l.resourceVersion }), admin, ac.signal)) {
+        seen.push(`${e.type} ${e.object!.configMap!.metadata!.name}`);
+        if (seen.length === 30 - listed.size + 10 + 1) break;
+      }
+    })();
+    await Promise.race([watching, new Promise((r) => setTimeout(r, 10_000))]);
+    ac.abort();
+    const added = seen.filter((x) => x.startsWith('ADDED ')).map((x) => x.slice(6));
+    // Nothing lost, nothing repeated: list ∪ ADDED = every object, list ∩ ADDED = ∅.
+    expect(added.filter((n) => listed.has(n))).toEqual([]);
+    expect(new Set([...listed, ...added]).size).toBe(40);
+    expect(added.length + listed.size).toBe(40);
+    expect(seen[seen.length - 1]).toBe('MODIFIED before-0');
+    // Get answers the version the update wrote.
+    expect((await get('before-0', 'default', 'configmaps')).configMap!.metadata!.resourceVersion).toBe(updated.configMap!.metadata!.resourceVersion);
+  });
+
   it('sends initial events then a bookmark marking their end (sendInitialEvents)', async () => {
     await reg.create(pod('s1'), admin);
     await reg.create(pod('s2'), admin);
