@@ -79,6 +79,7 @@ namespace {
 // Stages reported by the child. Names are part of the TS API (ContainerStage).
 enum CStage : int32_t {
   kCReady = -1,
+  kCPaused = -2,  // rootfs set up, waiting before pivot_root while the createContainer hooks run
   kCSync = 0,
   kCSetns,
   kCTimens,
@@ -104,6 +105,7 @@ enum CStage : int32_t {
   kCProcfs,
   kCConsole,
   kCKeyring,
+  kCCgroupns,
   kCStageCount,
 };
 
@@ -111,7 +113,7 @@ constexpr const char* kCStageNames[kCStageCount] = {
     "sync",    "setns",      "timens",  "setsid",       "propagation", "rootfs", "mount",     "pivot_root",
     "hostname", "domainname", "rlimit", "sysctl",       "seccomp",     "capbset", "user",     "capabilities",
     "umask",   "cwd",        "no_new_privileges", "executable", "stdio", "close_range", "procfs",
-    "console", "keyring",
+    "console", "keyring", "cgroupns",
 };
 
 struct CRecord {
@@ -171,6 +173,12 @@ struct ContainerPlan {
   int oomScoreAdj = 0;
 
   bool hasRootfs = false;
+  // Stop after the rootfs ops, before pivot_root, until the parent says go on (OCI
+  // createRuntime/createContainer hooks run at that point).
+  bool pauseBeforePivot = false;
+  // Stop right before execve until the parent says go on: a process entering a running
+  // container, so that the parent knows its pid before it can exit.
+  bool pauseBeforeExec = false;
   std::string rootfs;
   unsigned long rootPropagation = 0;
   bool rootReadonly = false;
@@ -560,6 +568,12 @@ int LoadSeccomp(const ContainerPlan& plan) {
   return static_cast<int>(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccompFlags, &prog));
 }
 
+// The raw syscalls, not glibc's wrappers: those broadcast the change to every thread glibc
+// believes the process has (the copy of our thread list in this fork-style child), signalling
+// and waiting on threads that do not exist here.
+long RawSetresuid(uid_t id) { return ::syscall(SYS_setresuid, id, id, id); }
+long RawSetresgid(gid_t id) { return ::syscall(SYS_setresgid, id, id, id); }
+
 void WriteStderr(const char* msg) {
   ssize_t ignored = ::write(2, msg, CLen(msg));
   (void)ignored;
@@ -571,10 +585,11 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
   int keep[8];
   int n = 0;
   keep[n++] = c.statusFd;
+  if (plan.pauseBeforePivot || plan.pauseBeforeExec) keep[n++] = c.syncFd;
   if (consoleFd >= 0) keep[n++] = consoleFd;
   if (plan.fifoFd >= 0) keep[n++] = plan.fifoFd;
   for (int fd : plan.stdio) keep[n++] = fd;
-  for (int i = 1; i < n; ++i) {  // insertion sort: n <= 6
+  for (int i = 1; i < n; ++i) {  // insertion sort: n <= 7
     for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) {
       int t = keep[j];
       keep[j] = keep[j - 1];
@@ -588,6 +603,19 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
     lo = static_cast<unsigned>(keep[i]) + 1;
   }
   ::syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
+// Reports "paused" and waits for the parent's byte on the sync pipe; EOF means the parent gave
+// up (a hook failed), with nothing more to report.
+void PauseChild(const ChildCtx& c) {
+  CRecord paused{kCPaused, 0, -1};
+  if (WriteAll(c.statusFd, reinterpret_cast<const char*>(&paused), sizeof paused) != 0) ::_exit(127);
+  char cont = 0;
+  ssize_t r;
+  do r = ::read(c.syncFd, &cont, 1);
+  while (r < 0 && errno == EINTR);
+  if (r != 1) ::_exit(127);
+  ::close(c.syncFd);
 }
 
 [[noreturn]] void ContainerChild(const ChildCtx& c) {
@@ -608,7 +636,7 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
   do n = ::read(c.syncFd, &go, 1);
   while (n < 0 && errno == EINTR);
   if (n != 1) CFail(c, kCSync, -1, n == 0 ? EPIPE : errno);
-  ::close(c.syncFd);
+  if (!plan.pauseBeforePivot && !plan.pauseBeforeExec) ::close(c.syncFd);
 
   // Connected first, while the socket's host path is reachable: before setns into the
   // container's mount namespace (exec) and before pivot_root (create).
@@ -627,13 +655,16 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
 
   if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
     // Become root of the new user namespace (ids are unmapped until the maps are written).
-    if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) CFail(c, kCUser);
+    if (RawSetresgid(0) != 0 || RawSetresuid(0) != 0) CFail(c, kCUser);
   }
 
   for (size_t i = 0; i < plan.join.size(); ++i) {
     if (::setns(plan.join[i].fd, plan.join[i].nstype) != 0) CFail(c, kCSetns, static_cast<int>(i));
     ::close(plan.join[i].fd);
   }
+  // A new cgroup namespace is made here, not by clone(): its root is the cgroup of the process
+  // at that moment, which must be the container's own (the parent wrote us into it before "go").
+  if ((plan.cloneFlags & CLONE_NEWCGROUP) != 0 && ::unshare(CLONE_NEWCGROUP) != 0) CFail(c, kCCgroupns);
 
   // Close everything inherited from the runtime that the rest of the path does not use: a
   // daemon with many containers in flight holds thousands of fds, which would also push our
@@ -679,6 +710,8 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
     for (size_t i = 0; i < plan.ops.size(); ++i) {
       if (RunOp(plan.ops[i], rootfd, devNull) != 0) CFail(c, kCMountOp, static_cast<int>(i));
     }
+    // The hooks see the container's mount namespace with its rootfs still at its host path.
+    if (plan.pauseBeforePivot) PauseChild(c);
     if (::fchdir(rootfd) != 0) CFail(c, kCPivot);
     if (plan.noPivot) {
       if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 || ::chroot(".") != 0) CFail(c, kCPivot);
@@ -772,9 +805,9 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
   }
   if (plan.setUser) {
     if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) CFail(c, kCUser);
-    if (plan.setGroups && ::setgroups(plan.groups.size(), plan.groups.data()) != 0) CFail(c, kCUser);
-    if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) CFail(c, kCUser);
-    if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) CFail(c, kCUser);
+    if (plan.setGroups && ::syscall(SYS_setgroups, plan.groups.size(), plan.groups.data()) != 0) CFail(c, kCUser);
+    if (RawSetresgid(plan.gid) != 0) CFail(c, kCUser);
+    if (RawSetresuid(plan.uid) != 0) CFail(c, kCUser);
     if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) CFail(c, kCUser);
   }
   if (plan.setCaps) {
@@ -862,6 +895,8 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
     CFail(c, kCSeccomp);
   }
 
+  if (plan.pauseBeforeExec) PauseChild(c);
+
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -879,6 +914,9 @@ void CloseAllExcept(const ChildCtx& c, const ContainerPlan& plan, int consoleFd)
 struct Outcome {
   pid_t pid = -1;
   int pidfd = -1;
+  // Paused before pivot_root: the ends of the status and sync pipes, for containerResume.
+  int statusFd = -1;
+  int syncFd = -1;
   int err = 0;
   const char* syscall = nullptr;
   const char* stage = nullptr;
@@ -946,9 +984,12 @@ const char* StageSyscall(int stage) {
     case kCProcfs: return "open";
     case kCConsole: return "console";
     case kCKeyring: return "keyctl";
+    case kCCgroupns: return "unshare";
     default: return "unknown";
   }
 }
+
+void ReadStatus(bool holds, int statusRead, int syncWrite, Outcome& out);
 
 void CloneContainer(const ContainerPlan& plan, Outcome& out) {
   int floor = 3 + plan.preserveFds + 8;
@@ -983,7 +1024,9 @@ void CloneContainer(const ContainerPlan& plan, Outcome& out) {
     }
   }
 
-  unsigned long flags = static_cast<unsigned long>(plan.cloneFlags) | CLONE_PIDFD | SIGCHLD;
+  // CLONE_NEWCGROUP is left to the child (unshare once it is in its cgroups).
+  unsigned long flags = (static_cast<unsigned long>(plan.cloneFlags) & ~static_cast<unsigned long>(CLONE_NEWCGROUP)) |
+                        CLONE_PIDFD | SIGCHLD;
   int pidfd = -1;
   sigset_t all, saved;
   sigfillset(&all);
@@ -1032,25 +1075,39 @@ void CloneContainer(const ContainerPlan& plan, Outcome& out) {
   }
   char go = 1;
   if (::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
-  ::close(syncWrite);
+  bool pauses = plan.pauseBeforePivot || plan.pauseBeforeExec;
+  if (!pauses) ::close(syncWrite);
+  out.pid = p;
+  out.pidfd = pidfd;
+  ReadStatus(plan.fifoFd >= 0, statusRead, pauses ? syncWrite : -1, out);
+}
 
+// Reads the child's next report from the status pipe into `out` (pid and pidfd already set):
+// exec'd (EOF, when it does not hold), ready, paused before pivot_root (the pipes are kept for
+// containerResume), or a failure (the child is killed and reaped).
+void ReadStatus(bool holds, int statusRead, int syncWrite, Outcome& out) {
   CRecord rec{};
   ssize_t n;
   do n = ::read(statusRead, &rec, sizeof rec);
   while (n < 0 && errno == EINTR);
   int readErr = errno;
+  bool full = n == static_cast<ssize_t>(sizeof rec);
+  if (full && rec.stage == kCPaused && syncWrite >= 0) {
+    out.statusFd = statusRead;
+    out.syncFd = syncWrite;
+    return;
+  }
   ::close(statusRead);
-  out.pid = p;
-  out.pidfd = pidfd;
-  if (n == 0 && plan.fifoFd < 0) return;  // execve succeeded
-  if (n == static_cast<ssize_t>(sizeof rec) && rec.stage == kCReady) return;
-  if (n == static_cast<ssize_t>(sizeof rec) && rec.stage >= 0 && rec.stage < kCStageCount) {
+  if (syncWrite >= 0) ::close(syncWrite);
+  if (n == 0 && !holds) return;  // execve succeeded
+  if (full && rec.stage == kCReady) return;
+  if (full && rec.stage >= 0 && rec.stage < kCStageCount) {
     SetFail(out, rec.err, StageSyscall(rec.stage), kCStageNames[rec.stage], rec.op);
   } else {
     SetFail(out, n < 0 ? readErr : EPROTO, "read", "status");
   }
-  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-  ReapAndClose(pidfd);
+  ::syscall(SYS_pidfd_send_signal, out.pidfd, SIGKILL, nullptr, 0);
+  ReapAndClose(out.pidfd);
   out.pid = -1;
   out.pidfd = -1;
 }
@@ -1200,9 +1257,26 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   plan->setsid = !Bool(o, "noSetsid");
   plan->consoleSocket = Str(o, "consoleSocket", &plan->terminal);
   plan->newKeyring = Bool(o, "newKeyring");
+  plan->pauseBeforePivot = Bool(o, "pauseBeforePivot") && plan->hasRootfs;
+  plan->pauseBeforeExec = Bool(o, "pauseBeforeExec") && plan->fifoFd < 0;
   plan->rows = static_cast<unsigned short>(Num(o, "rows"));
   plan->cols = static_cast<unsigned short>(Num(o, "cols"));
   return plan;
+}
+
+// Calls cb(err, pid, pidfd[, statusFd, syncFd]) with the outcome of a spawn or resume.
+void ReportOutcome(Napi::Env env, Napi::FunctionReference& cb, const Outcome& out, bool withPipes) {
+  Napi::HandleScope scope(env);
+  if (out.err != 0) {
+    Napi::Value err = MakeSyscallError(env, out.err, out.syscall, {out.stage, nullptr});
+    if (err.IsObject()) err.As<Napi::Object>().Set("op", Napi::Number::New(env, out.op));
+    cb.Call({err, Napi::Number::New(env, -1), Napi::Number::New(env, -1)});
+  } else if (withPipes) {
+    cb.Call({env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd),
+             Napi::Number::New(env, out.statusFd), Napi::Number::New(env, out.syncFd)});
+  } else {
+    cb.Call({env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd)});
+  }
 }
 
 class ContainerWork : public Napi::AsyncWorker {
@@ -1210,22 +1284,54 @@ class ContainerWork : public Napi::AsyncWorker {
   ContainerWork(Napi::Function cb, std::unique_ptr<ContainerPlan> plan)
       : Napi::AsyncWorker(cb, "BerthContainer"), plan_(std::move(plan)) {}
   void Execute() override { CloneContainer(*plan_, out_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (out_.err != 0) {
-      Napi::Value err = MakeSyscallError(env, out_.err, out_.syscall, {out_.stage, nullptr});
-      if (err.IsObject()) err.As<Napi::Object>().Set("op", Napi::Number::New(env, out_.op));
-      Callback().Call({err, Napi::Number::New(env, -1), Napi::Number::New(env, -1)});
-      return;
-    }
-    Callback().Call({env.Null(), Napi::Number::New(env, out_.pid), Napi::Number::New(env, out_.pidfd)});
-  }
+  void OnOK() override { ReportOutcome(Env(), Callback(), out_, true); }
 
  private:
   std::unique_ptr<ContainerPlan> plan_;
   Outcome out_;
 };
+
+// containerResume(pid, pidfd, statusFd, syncFd, holds, go, cb(err, pid, pidfd)): a container
+// paused before pivot_root goes on (go) and is waited for like containerSpawn, or is killed and
+// reaped (!go). Either way the two pipe ends are consumed.
+class ResumeWork : public Napi::AsyncWorker {
+ public:
+  ResumeWork(Napi::Function cb, pid_t pid, int pidfd, int statusFd, int syncFd, bool holds, bool go)
+      : Napi::AsyncWorker(cb, "BerthContainerResume"), statusFd_(statusFd), syncFd_(syncFd), holds_(holds), go_(go) {
+    out_.pid = pid;
+    out_.pidfd = pidfd;
+  }
+  void Execute() override {
+    char cont = 1;
+    if (go_ && ::write(syncFd_, &cont, 1) == 1) {
+      ::close(syncFd_);
+      ReadStatus(holds_, statusFd_, -1, out_);
+      return;
+    }
+    if (go_) SetFail(out_, errno, "write", "sync");
+    ::syscall(SYS_pidfd_send_signal, out_.pidfd, SIGKILL, nullptr, 0);
+    ::close(syncFd_);
+    ::close(statusFd_);
+    ReapAndClose(out_.pidfd);
+    out_.pid = -1;
+    out_.pidfd = -1;
+  }
+  void OnOK() override { ReportOutcome(Env(), Callback(), out_, false); }
+
+ private:
+  int statusFd_, syncFd_;
+  bool holds_, go_;
+  Outcome out_;
+};
+
+Napi::Value ContainerResume(const Napi::CallbackInfo& info) {
+  auto* work = new ResumeWork(info[6].As<Napi::Function>(), info[0].As<Napi::Number>().Int32Value(),
+                              info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(),
+                              info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Boolean>().Value(),
+                              info[5].As<Napi::Boolean>().Value());
+  work->Queue();
+  return info.Env().Undefined();
+}
 
 Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
   auto plan = ParsePlan(info[0].As<Napi::Object>());
@@ -1347,6 +1453,7 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 
 void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("containerSpawn", Napi::Function::New(env, ContainerSpawn, "containerSpawn"));
+  exports.Set("containerResume", Napi::Function::New(env, ContainerResume, "containerResume"));
   exports.Set("watchPidfd", Napi::Function::New(env, WatchPidfd, "watchPidfd"));
   exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));

@@ -42,6 +42,16 @@ export interface ContainerPlan {
   oomScoreAdj?: number | null;
   /** Host path of the rootfs; absent: no filesystem setup (exec into a running container). */
   rootfs?: string | null;
+  /**
+   * Stop after the rootfs ops, before pivot_root, and call spawnContainer's `onPause` (the OCI
+   * createRuntime/createContainer hooks run there); needs `rootfs`.
+   */
+  pauseBeforePivot?: boolean;
+  /**
+   * Stop right before execve and call `onPause` (a process entering a running container: its
+   * pid is known before it can exit); not with `fifoFd`.
+   */
+  pauseBeforeExec?: boolean;
   rootPropagation?: number;
   rootReadonly?: boolean;
   noPivot?: boolean;
@@ -79,7 +89,7 @@ export type ContainerStage =
   | 'prepare' | 'clone' | 'join_pid' | 'setgroups' | 'uid_map' | 'gid_map' | 'cgroup' | 'oom_score_adj' | 'sync'
   | 'setns' | 'timens' | 'setsid' | 'propagation' | 'rootfs' | 'mount' | 'pivot_root' | 'hostname' | 'domainname'
   | 'rlimit' | 'sysctl' | 'seccomp' | 'capbset' | 'user' | 'capabilities' | 'umask' | 'cwd' | 'no_new_privileges'
-  | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'console' | 'keyring' | 'status';
+  | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'console' | 'keyring' | 'cgroupns' | 'status';
 
 /** A container init failure: a SyscallError with `op`, the index of the failing op/rlimit/sysctl. */
 export type ContainerSpawnError = SyscallError & { op?: number };
@@ -90,8 +100,12 @@ export interface ContainerExit {
 }
 
 export interface ContainerSyscalls {
-  /** Clones and sets up the container; resolves once it holds at the fifo (or has exec'd). */
-  spawnContainer(plan: ContainerPlan): Promise<{ pid: number; pidfd: number }>;
+  /**
+   * Clones and sets up the container; resolves once it holds at the fifo (or has exec'd). With
+   * plan.pauseBeforePivot or pauseBeforeExec, `onPause(pid)` runs while the child waits there;
+   * if it rejects, the child is killed and reaped and spawnContainer rejects with that error.
+   */
+  spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>): Promise<{ pid: number; pidfd: number }>;
   /** Resolves when the child behind the pidfd has exited and been reaped; closes the pidfd. */
   watchExit(pidfd: number): Promise<ContainerExit>;
   mkfifo(path: string, mode: number): void;
@@ -103,7 +117,8 @@ export interface ContainerSyscalls {
 }
 
 interface ContainerBinding {
-  containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
+  containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number) => void): void;
+  containerResume(pid: number, pidfd: number, statusFd: number, syncFd: number, holds: boolean, go: boolean, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
   watchPidfd(pidfd: number, cb: (err: SyscallError | null, code: number | null, signal: number | null) => void): void;
   mkfifo(path: string, mode: number): void;
   pidfdOpen(pid: number): number;
@@ -143,12 +158,21 @@ function checkPlan(plan: ContainerPlan): object {
 }
 
 export const containerSyscalls: ContainerSyscalls = {
-  spawnContainer(plan) {
+  spawnContainer(plan, onPause) {
     const checked = checkPlan(plan);
+    const holds = plan.fifoFd !== undefined && plan.fifoFd >= 0;
+    const resume = (pid: number, pidfd: number, statusFd: number, syncFd: number, go: boolean): Promise<{ pid: number; pidfd: number }> =>
+      new Promise((resolve, reject) => {
+        raw().containerResume(pid, pidfd, statusFd, syncFd, holds, go, (err, p, fd) => (err !== null ? reject(err) : resolve({ pid: p, pidfd: fd })));
+      });
     return new Promise((resolve, reject) => {
-      raw().containerSpawn(checked, (err, pid, pidfd) => {
-        if (err !== null) reject(err);
-        else resolve({ pid, pidfd });
+      raw().containerSpawn(checked, (err, pid, pidfd, statusFd, syncFd) => {
+        if (err !== null) return reject(err);
+        if (statusFd < 0) return resolve({ pid, pidfd });
+        (onPause ?? (async () => undefined))(pid).then(
+          () => resume(pid, pidfd, statusFd, syncFd, true).then(resolve, reject),
+          (hookErr: unknown) => resume(pid, pidfd, statusFd, syncFd, false).then(() => reject(hookErr), reject),
+        );
       });
     });
   },
@@ -181,7 +205,7 @@ export class RecordingContainerFake implements ContainerSyscalls {
   private readonly exits = new Map<number, (e: ContainerExit) => void>();
   failNext: Error | null = null;
 
-  async spawnContainer(plan: ContainerPlan): Promise<{ pid: number; pidfd: number }> {
+  async spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>): Promise<{ pid: number; pidfd: number }> {
     checkPlan(plan);
     this.plans.push(plan);
     if (this.failNext !== null) {
@@ -190,6 +214,7 @@ export class RecordingContainerFake implements ContainerSyscalls {
       throw err;
     }
     const pid = this.nextPid++;
+    if ((plan.pauseBeforePivot === true && plan.rootfs !== undefined && plan.rootfs !== null) || (plan.pauseBeforeExec === true && (plan.fifoFd ?? -1) < 0)) await onPause?.(pid);
     return { pid, pidfd: pid };
   }
   watchExit(pidfd: number): Promise<ContainerExit> {

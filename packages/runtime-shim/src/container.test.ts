@@ -74,11 +74,23 @@ describe('namespaces, seen from inside', () => {
     expect(Number(r.out.split(' ')[0]) - host).toBeGreaterThan(86400 * 364);
   });
 
-  it('cgroup namespace: a clear error on this kernel (or a new one where it exists)', async () => {
-    const has = fs.existsSync('/proc/self/ns/cgroup');
-    const p = h.run(['true'], (s) => s.linux!.namespaces!.push({ type: 'cgroup' }));
-    if (has) expect((await p).code).toBe(0);
-    else await expect(p).rejects.toThrow(/linux\.namespaces\[5\]: this kernel has no cgroup namespace/);
+  it('cgroup: a new cgroup namespace is rooted at the container\'s own cgroups', async () => {
+    if (!fs.existsSync('/proc/self/ns/cgroup')) {
+      await expect(h.run(['true'], (s) => s.linux!.namespaces!.push({ type: 'cgroup' }))).rejects.toThrow(/linux\.namespaces\[5\]: this kernel has no cgroup namespace/);
+      return;
+    }
+    const r = await h.run(['sh', '-c', 'readlink /proc/self/ns/cgroup; cat /proc/self/cgroup'], (s) => s.linux!.namespaces!.push({ type: 'cgroup' }));
+    expect(r.code, r.out).toBe(0);
+    const [ns, ...cgroups] = r.out.trim().split('\n');
+    expect(ns).not.toBe(ino('/proc/self/ns/cgroup'));
+    // Every v1 hierarchy the runtime placed it in is "/" from inside (made after the move, not
+    // by clone(), which would root it at the runtime's own cgroup).
+    const v1 = cgroups.filter((l) => !l.startsWith('0::') && !/:name=/.test(l));
+    expect(v1.length).toBeGreaterThan(3);
+    for (const l of v1) expect(l).toMatch(/:\/$/);
+    // without one, the container sees its path on the host
+    const plain = await h.run(['cat', '/proc/self/cgroup'], undefined, 'nocgns-' + uniqueId());
+    expect(plain.out).toMatch(new RegExp(`:memory:/berth/${plain.id}\n`));
   });
 
   it('joins an existing namespace by path', async () => {
@@ -240,7 +252,7 @@ describe('filesystem', () => {
     expect(o.read()).not.toMatch(/^work$/m);
   });
 
-  it('hooks get the state on stdin; a failing hook fails create and leaves nothing', async () => {
+  it('hooks get the state on stdin (prestart/createRuntime, poststart, poststop)', async () => {
     const log = path.join(h.root, 'hook.log');
     const r = await h.run(['true'], (s) => {
       s.hooks = {
@@ -251,11 +263,61 @@ describe('filesystem', () => {
     }, 'hooked-' + uniqueId());
     expect(r.code).toBe(0);
     const cr = JSON.parse(fs.readFileSync(`${log}.cr`, 'utf8'));
-    expect(cr).toMatchObject({ id: r.id, status: 'created', ociVersion: '1.0.2' });
+    expect(cr).toMatchObject({ id: r.id, status: 'creating', ociVersion: '1.0.2' });
     expect(cr.pid).toBeGreaterThan(1);
     expect(JSON.parse(fs.readFileSync(`${log}.ps`, 'utf8'))).toMatchObject({ id: r.id, status: 'running' });
     expect(JSON.parse(fs.readFileSync(`${log}.stop`, 'utf8'))).toMatchObject({ id: r.id, status: 'stopped' });
+  });
 
+  it('hooks run at their OCI points and in their namespaces (inode and state recorded by each)', async () => {
+    const out = fs.mkdtempSync(path.join(h.root, 'hooks-'));
+    fs.chmodSync(out, 0o777);
+    // Each hook writes: its mnt/net/pid namespace, what is mounted at the rootfs' host path
+    // /proc (a procfs only inside the container's mount namespace before pivot_root), and the
+    // state it got on stdin.
+    const record = (name: string): string =>
+      `st=$(cat); b=$(echo "$st" | sed 's/.*"bundle":"\\([^"]*\\)".*/\\1/'); { for n in mnt net pid; do readlink /proc/self/ns/$n; done; stat -f -c %T $b/rootfs/proc 2>&1; echo "$st"; } > ${out}/${name}`;
+    const r = await h.run(['sh', '-c', 'for n in mnt net pid; do readlink /proc/self/ns/$n; done; cat /hookout/start'], (s) => {
+      s.mounts!.push({ destination: '/hookout', type: 'bind', source: out, options: ['rbind'] });
+      s.hooks = {
+        createRuntime: [{ path: '/bin/sh', args: ['sh', '-c', record('createRuntime')] }],
+        createContainer: [{ path: '/bin/sh', args: ['sh', '-c', record('createContainer')] }],
+        // resolved in the container's root (busybox): writes through the bind mount
+        startContainer: [{ path: '/bin/sh', args: ['sh', '-c', '{ for n in mnt net pid; do readlink /proc/self/ns/$n; done; cat; } > /hookout/start'] }],
+        poststart: [{ path: '/bin/sh', args: ['sh', '-c', record('poststart')] }],
+      };
+    }, 'hooks-' + uniqueId());
+    expect(r.code, r.out).toBe(0);
+    const lines = r.out.trim().split('\n');
+    const container = lines.slice(0, 3);
+    const host = ['mnt', 'net', 'pid'].map((n) => ino(`/proc/self/ns/${n}`));
+    for (const i of [0, 1, 2]) expect(container[i]).not.toBe(host[i]);
+    const read = (name: string): { ns: string[]; proc: string; state: Record<string, unknown> } => {
+      const [a, b, c, proc, ...state] = fs.readFileSync(path.join(out, name), 'utf8').split('\n');
+      return { ns: [a!, b!, c!], proc: proc!, state: JSON.parse(state.join('\n')) as Record<string, unknown> };
+    };
+    // createRuntime: the runtime's namespaces, before pivot_root; the container is "creating"
+    const cr = read('createRuntime');
+    expect(cr.ns).toEqual(host);
+    expect(cr.proc).not.toBe('proc');
+    expect(cr.state).toMatchObject({ id: r.id, status: 'creating', ociVersion: '1.0.2' });
+    expect(cr.state['pid']).toBeGreaterThan(1);
+    // createContainer: the container's namespaces, before pivot_root (its procfs is at the
+    // rootfs' host path there), the path resolved in the runtime's filesystem
+    const cc = read('createContainer');
+    expect(cc.ns).toEqual(container);
+    expect(cc.proc).toBe('proc');
+    expect(cc.state).toMatchObject({ id: r.id, status: 'creating', pid: cr.state['pid'] });
+    // startContainer: the container's namespaces after pivot_root, before the process
+    expect(lines.slice(3, 6)).toEqual(container);
+    expect(JSON.parse(lines.slice(6).join('\n'))).toMatchObject({ id: r.id, status: 'created' });
+    // poststart: the runtime's namespaces again
+    const ps = read('poststart');
+    expect(ps.ns).toEqual(host);
+    expect(ps.state).toMatchObject({ id: r.id, status: 'running' });
+  });
+
+  it('a failing createContainer hook stops create before pivot_root and leaves nothing', async () => {
     const id = uniqueId();
     const b = h.bundle(['true'], (s) => {
       s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'echo nope >&2; exit 7'] }] };
@@ -263,21 +325,7 @@ describe('filesystem', () => {
     await expect(h.rt.create(id, { bundle: b.dir })).rejects.toThrow(/createContainer hook \/bin\/sh failed: exit status 7: nope/);
     expect(fs.existsSync(h.rt.store.dir(id))).toBe(false);
     expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${id}`)).toBe(false);
-  });
-
-  it('createContainer and startContainer hooks run inside the container, before its process', async () => {
-    const r = await h.run(['cat', '/created', '/started'], (s) => {
-      s.root!.readonly = false;
-      s.hostname = 'inside';
-      s.hooks = {
-        // paths resolve in the container's root; the state arrives on stdin
-        createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'echo "$(hostname) $(cat)" > /created'] }],
-        startContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'grep -o \'"status":"[a-z]*"\' > /started'] }],
-      };
-    });
-    expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/^inside \{"ociVersion":"1\.0\.2","id":"[^"]+","pid":\d+,"status":"created"/);
-    expect(r.out).toMatch(/"status":"created"\n$/);
+    expect(h.leakedMounts()).toEqual([]);
   });
 
   it('hook timeout', async () => {

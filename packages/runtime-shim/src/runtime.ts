@@ -2,11 +2,10 @@
 // `berth-runtime` (the CLI) and the runtime-shim daemon both drive this class; the daemon
 // in-process, so the hot path never execs a CLI.
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 
-import { containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
+import { CLONE_FLAGS, containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
 
 import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
 import { runHooks } from './hooks';
@@ -58,6 +57,12 @@ export function parseSignal(sig: string): number {
 }
 
 const OCI_VERSION = '1.0.2';
+
+/** What the runtime keeps in state.json: the stored state plus the cgroup ancestors its create made. */
+interface RuntimeState extends StoredState {
+  /** Removed with the container when empty (see CgroupDriver.destroy). */
+  cgroupCreated?: string[];
+}
 
 /** Turns a SyscallError of the init path into a message naming the config field it came from. */
 export function describeInitFailure(err: unknown, plan: ContainerPlan, spec: Spec): unknown {
@@ -177,24 +182,34 @@ export class Runtime {
       });
       fds = compiled.fds;
       this.opts.debug?.(`create ${id}: rootfs ${compiled.rootfs}, cgroup v${cg.version} ${cgPath}, clone flags 0x${compiled.plan.cloneFlags.toString(16)}, ${compiled.plan.ops?.length ?? 0} rootfs ops, exec candidates ${compiled.plan.candidates.join(':')}`);
+      const createdAt = new Date().toISOString();
+      const hooks = spec.hooks ?? {};
+      // The OCI points of these hooks: the environment is set up (namespaces, cgroups, mounts)
+      // but pivot_root has not happened yet. The init waits there while they run.
+      compiled.plan.pauseBeforePivot = [hooks.prestart, hooks.createRuntime, hooks.createContainer].some((h) => (h?.length ?? 0) > 0);
+      const beforePivot = async (initPid: number): Promise<void> => {
+        const state: OciState = { ociVersion: OCI_VERSION, id, pid: initPid, status: 'creating', bundle, rootfs: compiled.rootfs, created: createdAt, owner: '' };
+        if (Object.keys(spec.annotations ?? {}).length > 0) state.annotations = spec.annotations;
+        this.opts.debug?.(`create ${id}: init ${initPid} waits before pivot_root for the createRuntime/createContainer hooks`);
+        await runHooks(hooks.prestart, state, 'prestart');
+        await runHooks(hooks.createRuntime, state, 'createRuntime');
+        for (const hook of hooks.createContainer ?? []) await this.hookBeforePivot(initPid, dir, spec, cg, hook, state);
+      };
       try {
-        ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan));
+        ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan, beforePivot));
       } catch (err) {
         throw describeInitFailure(err, compiled.plan, spec);
       }
       for (const fd of fds) fs.closeSync(fd);
       fds = [];
-      const stored: StoredState = {
+      const stored: RuntimeState = {
         id, pid, pidStartTime: pidStartTime(pid)?.start ?? '', bundle, rootfs: compiled.rootfs,
-        created: new Date().toISOString(), annotations: spec.annotations ?? {},
-        cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec,
+        created: createdAt, annotations: spec.annotations ?? {},
+        cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec, cgroupCreated: cg.created,
       };
       this.store.write(stored);
       this.opts.debug?.(`create ${id}: init pid ${pid} holds at ${path.join(dir, 'exec.fifo')}`);
       const state = this.ociState(stored, 'created');
-      await runHooks(spec.hooks?.prestart, state, 'prestart');
-      await runHooks(spec.hooks?.createRuntime, state, 'createRuntime');
-      for (const hook of spec.hooks?.createContainer ?? []) await this.hookInContainer(stored, hook, state, 'createContainer');
       if (o.pidFile !== undefined) {
         const tmp = `${o.pidFile}.${process.pid}.tmp`;
         fs.writeFileSync(tmp, String(pid));
@@ -206,7 +221,7 @@ export class Runtime {
       this.ownPids.add(initPid);
       const exited = this.sys.watchExit(watchFd).then((e) => {
         this.ownPids.delete(initPid);
-        return { ...e, oomKilled: cg.stats().memory.oomKills > 0 };
+        return { ...e, oomKilled: cg.oomKills() > 0 };
       });
       exited.catch(() => undefined);
       this.exits.set(id, exited);
@@ -241,6 +256,10 @@ export class Runtime {
     // The held init has the fifo open for writing pending; opening the read side lets it go on,
     // and it writes one byte right before execve. EOF without it: the init died.
     const fd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    // node:net loaded only here (a plain require: import() would start the ESM loader): the
+    // CLI's other commands do not pay for it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const net = require('node:net') as typeof import('node:net');
     await new Promise<void>((resolve, reject) => {
       const sock = new net.Socket({ fd, readable: true, writable: false });
       let got = false;
@@ -299,7 +318,7 @@ export class Runtime {
 
   async delete(id: string, force = false): Promise<void> {
     checkId(id);
-    let s: StoredState;
+    let s: RuntimeState;
     try {
       s = this.store.read(id);
     } catch (err) {
@@ -336,7 +355,7 @@ export class Runtime {
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    await cg.destroy(s.cgroupCreated ?? []).catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
     this.store.remove(id);
     this.exits.delete(id);
     await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
@@ -389,22 +408,20 @@ export class Runtime {
   }
 
   /**
-   * An OCI hook run inside the container (createContainer, startContainer): its path is
-   * resolved in the container's root, it joins the container's namespaces and cgroups like an
-   * exec, and gets the state on stdin; a timeout kills it.
+   * Runs one hook process with the state on stdin and its stderr kept for the error; a timeout
+   * kills it. `spawn` starts it with the given stdio.
    */
-  private async hookInContainer(s: StoredState, hook: Hook, state: OciState, name: string): Promise<void> {
-    const stdinFile = path.join(this.store.dir(s.id), `.hook-stdin-${process.pid}`);
+  private async runHookProcess(dir: string, hook: Hook, state: OciState, name: string, spawn: (stdio: [number, number, number]) => Promise<{ pid: number; exited: Promise<ContainerExit> }>): Promise<void> {
+    if (hook.timeout !== undefined && hook.timeout <= 0) throw new RuntimeError(`${name} hook ${hook.path}: timeout must be positive`);
+    const stdinFile = path.join(dir, `.hook-stdin-${process.pid}`);
     fs.writeFileSync(stdinFile, JSON.stringify(state), { mode: 0o600 });
     const stdin = fs.openSync(stdinFile, 'r');
     fs.rmSync(stdinFile);
-    const errFile = path.join(this.store.dir(s.id), `.hook-stderr-${process.pid}`);
+    const errFile = path.join(dir, `.hook-stderr-${process.pid}`);
     const err = fs.openSync(errFile, 'w+');
     fs.rmSync(errFile);
     try {
-      const proc: Process = { user: { uid: 0, gid: 0 }, cwd: '/', args: hook.args ?? [hook.path], env: hook.env ?? [] };
-      // The hook's own path, not a PATH lookup of args[0].
-      const { pid, exited } = await this.exec(s.id, { ...proc, args: [hook.path, ...(hook.args ?? [hook.path]).slice(1)] }, { stdio: [stdin, err, err], argv0: (hook.args ?? [hook.path])[0] });
+      const { pid, exited } = await spawn([stdin, err, err]);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => {
         if (hook.timeout !== undefined) timer = setTimeout(() => resolve('timeout'), hook.timeout * 1000);
@@ -427,6 +444,55 @@ export class Runtime {
     }
   }
 
+  /**
+   * A createContainer hook (OCI): its path resolved in the runtime's mount namespace, run in
+   * the container's namespaces and cgroups while the init waits before pivot_root (so the
+   * rootfs is still at its host path there), as root with the runtime's capabilities, like
+   * runc's hooks run by its init.
+   */
+  private async hookBeforePivot(initPid: number, dir: string, spec: Spec, cg: CgroupDriver, hook: Hook, state: OciState): Promise<void> {
+    const nsFile: Record<string, string> = { pid: 'pid', network: 'net', ipc: 'ipc', uts: 'uts', mount: 'mnt', user: 'user', cgroup: 'cgroup', time: 'time' };
+    const types = (spec.linux?.namespaces ?? []).map((n) => n.type).sort((a, b) => (a === 'user' ? -1 : b === 'user' ? 1 : 0));
+    const fds: number[] = [];
+    const open = (p: string, flags: number): number => {
+      const fd = fs.openSync(p, flags);
+      fds.push(fd);
+      return fd;
+    };
+    try {
+      const join: Array<{ fd: number; nstype: number }> = [];
+      let joinPidFd: number | undefined;
+      for (const t of types) {
+        const fd = open(`/proc/${initPid}/ns/${nsFile[t]}`, fs.constants.O_RDONLY);
+        if (t === 'pid') joinPidFd = fd;
+        else join.push({ fd, nstype: CLONE_FLAGS[(t === 'network' ? 'net' : t) as keyof typeof CLONE_FLAGS] });
+      }
+      const args = hook.args ?? [hook.path];
+      const cgroupProcsFds = cg.procsFiles().map((f) => open(f, fs.constants.O_WRONLY));
+      await this.runHookProcess(dir, hook, state, 'createContainer', async (stdio) => {
+        const { pid, pidfd } = await this.sys.spawnContainer({
+          cloneFlags: 0, join, joinPidFd, cgroupProcsFds, pauseBeforeExec: true,
+          argv: [args[0] ?? hook.path, ...args.slice(1)], envp: hook.env ?? [], candidates: [hook.path], stdio,
+        }, async (p) => {
+          this.ownPids.add(p);
+        });
+        this.ownPids.add(pid);
+        return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };
+      });
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * A startContainer hook (OCI): its path resolved in the container's root, run in the
+   * container's namespaces and cgroups like an exec (after pivot_root, before the process).
+   */
+  private async hookInContainer(s: StoredState, hook: Hook, state: OciState, name: string): Promise<void> {
+    const proc: Process = { user: { uid: 0, gid: 0 }, cwd: '/', args: [hook.path, ...(hook.args ?? [hook.path]).slice(1)], env: hook.env ?? [] };
+    await this.runHookProcess(this.store.dir(s.id), hook, state, name, (stdio) => this.exec(s.id, proc, { stdio, argv0: (hook.args ?? [hook.path])[0] }));
+  }
+
   /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
   async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string; argv0?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
     const s = this.store.read(checkId(id));
@@ -446,7 +512,11 @@ export class Runtime {
     if (o.argv0 !== undefined) plan.argv = [o.argv0, ...plan.argv.slice(1)];
     try {
       if (pidStartTime(s.pid)?.start !== s.pidStartTime) throw new RuntimeError('container not running');
-      const { pid, pidfd } = await this.sys.spawnContainer(plan);
+      // Registered while it waits before execve: a daemon's orphan reaper must never take the
+      // exit of a process that exits as soon as it runs.
+      const { pid, pidfd } = await this.sys.spawnContainer({ ...plan, pauseBeforeExec: true }, async (p) => {
+        this.ownPids.add(p);
+      });
       this.ownPids.add(pid);
       if (o.pidFile !== undefined) fs.writeFileSync(o.pidFile, String(pid));
       return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };

@@ -123,8 +123,8 @@ function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string
   const isBind = (opts.flags & MOUNT_FLAGS.bind) !== 0 || type === 'bind';
   const ops: RootfsOp[] = [];
   if (type === 'cgroup') {
-    // No cgroup namespace on this kernel: a read-only tmpfs with the container's own v1
-    // cgroup directories bound in, never the host's whole tree.
+    // A read-only tmpfs with the container's own v1 cgroup directories bound in, never the
+    // host's whole tree (the same view a cgroup namespace gives, with or without one).
     ops.push({ kind: 'mount', source: 'tmpfs', target, fstype: 'tmpfs', flags: MOUNT_FLAGS.nosuid | MOUNT_FLAGS.nodev | MOUNT_FLAGS.noexec, data: 'mode=755', mkdir: 'dir' });
     for (const [ctl, dir] of Object.entries(cgroupDirs)) {
       const sub = `${target}/${ctl}`;
