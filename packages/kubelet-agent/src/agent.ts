@@ -181,9 +181,8 @@ export class NodeAgent {
       if (w.deleted) await this.seams.deleteMirrorPod(m.namespace || 'default', m.name).catch((e) => this.log('warn', { err: (e as Error).message }, 'mirror pod not removed'));
       else await this.seams.syncMirrorPod(w.pod, mirrorPod(w.pod)).catch((e) => this.log('warn', { err: (e as Error).message }, 'mirror pod not written'));
     }
-    const r = await this.syncer.sync(w);
-    if (w.pod.status) this.status.observe(w.pod);
-    return r;
+    if (!isStatic) this.status.observe(w.pod);
+    return this.syncer.sync(w);
   }
 
   /** Registers the node, starts the loops; resolves once the first list of pods is in. */

@@ -217,9 +217,12 @@ export class PodSyncer {
     if (actions) {
       if (actions.killPod && obs.pod.sandbox) await this.killSandboxes(pod, obs, actions.createSandbox ? 'SandboxChanged' : 'Completed');
       if (actions.createSandbox && !actions.done) {
-        const ok = await this.createSandbox(pod, st, obs.pod.sandbox ? obs.pod.sandbox.attempt + 1 : 0);
+        const first = !obs.pod.sandbox;
+        const ok = await this.createSandbox(pod, st, first ? 0 : obs.pod.sandbox!.attempt + 1);
         if (!ok) later(10_000);
-        obs = await this.observe(uid);
+        // A pod's first sandbox has no containers yet: no need to ask the runtime again.
+        if (ok && first) obs = { sandboxes: [], byName: new Map(), pod: { sandbox: { id: st.sandboxId!, ready: true, attempt: 0 }, containers: [] } };
+        else obs = await this.observe(uid);
       } else if (obs.pod.sandbox?.ready) await this.adoptSandbox(pod, st, obs.pod.sandbox.id);
 
       for (const k of actions.kill) {
@@ -250,7 +253,8 @@ export class PodSyncer {
         obs = await this.observe(uid);
         if (obs.pod.sandbox?.ready) await this.killSandboxes(pod, obs, 'Completed');
       }
-      obs = await this.observe(uid);
+      // A steady pod (nothing started, killed or made) is already observed as it is.
+      if (actions.createSandbox || actions.killPod || actions.start.length || actions.kill.length || actions.done) obs = await this.observe(uid);
     }
     this.writeStatus(pod, st, obs);
     return requeue !== undefined ? { requeueAfterMs: requeue } : undefined;

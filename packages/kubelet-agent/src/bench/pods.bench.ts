@@ -113,7 +113,12 @@ async function peer(h: NodeHarness, n: number): Promise<Stats> {
       const t = performance.now();
       await run('ip', ['netns', 'add', p.ns]);
       await cni('ADD', p.id, p.ns);
-      await run('runc', ['--root', root, 'run', '-d', '--bundle', p.bundle, p.id], { timeout: 120_000 });
+      // stdio to /dev/null: a detached container would hold a pipe open long after runc returned.
+      await new Promise<void>((resolve, reject) => {
+        const r = spawn('runc', ['--root', root, 'run', '-d', '--bundle', p.bundle, p.id], { stdio: 'ignore' });
+        r.on('error', reject);
+        r.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`runc run ${p.id}: exit ${code}`))));
+      });
       lat.push(performance.now() - t);
     }));
   } finally {

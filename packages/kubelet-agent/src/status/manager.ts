@@ -32,6 +32,9 @@ export class StatusManager {
   private readonly pending = new Map<string, Pending>();
   /** Last status known to be in the Store, per pod uid. */
   private readonly written = new Map<string, core.PodStatus>();
+  /** The pod as last seen in the Store (write result or informer): the first write tries its
+   *  resourceVersion directly, and re-reads only on a conflict — one round trip, not two. */
+  private readonly latest = new Map<string, core.Pod>();
   private timer?: Timer;
   private flushing?: Promise<void>;
   private readonly batchMs: number;
@@ -45,6 +48,10 @@ export class StatusManager {
   observe(pod: core.Pod): void {
     const uid = pod.metadata?.uid;
     if (uid && pod.status) this.written.set(uid, pod.status);
+    if (uid && pod.metadata?.resourceVersion) {
+      const had = this.latest.get(uid);
+      if (!had || Number(had.metadata!.resourceVersion) < Number(pod.metadata.resourceVersion)) this.latest.set(uid, pod);
+    }
   }
 
   /** The status last written (or observed) for a pod. */
@@ -67,6 +74,7 @@ export class StatusManager {
   forget(uid: string): void {
     this.pending.delete(uid);
     this.written.delete(uid);
+    this.latest.delete(uid);
   }
 
   /** Writes everything pending now; resolves when the batch is done. */
@@ -101,7 +109,8 @@ export class StatusManager {
   private async writeOne(p: Pending): Promise<void> {
     const retries = this.opts.maxConflictRetries ?? 5;
     for (let attempt = 0; ; attempt++) {
-      const cur = await this.opts.store.getPod(p.namespace, p.name);
+      const cached = attempt === 0 ? this.latest.get(p.uid) : undefined;
+      const cur = cached ?? (await this.opts.store.getPod(p.namespace, p.name));
       if (!cur || cur.metadata?.uid !== p.uid) throw new NotFoundError(`pod ${p.namespace}/${p.name} with uid ${p.uid} is gone`);
       const merged = mergeNoRegress(cur.status ?? p.status, p.status);
       if (cur.status && statusEqual(cur.status, merged)) {
@@ -112,6 +121,7 @@ export class StatusManager {
         const saved = await this.opts.store.updatePodStatus({ ...cur, status: merged });
         this.writes++;
         this.written.set(p.uid, saved.status ?? merged);
+        if (saved.metadata?.resourceVersion) this.latest.set(p.uid, saved);
         return;
       } catch (e) {
         if (!isConflict(e) || attempt >= retries) throw e;
