@@ -67,6 +67,8 @@ export interface ContainerMeta {
 
 export interface ContainerRecord extends ContainerMeta {
   phase: ContainerPhase;
+  /** A bundle container run by the daemon itself (no monitor): fast, but not crash-safe. */
+  inProcess?: boolean;
   finishedAtUs: number;
   exitCode: number;
   reason: string;
@@ -98,6 +100,14 @@ export class Invalid extends InvalidArgumentError {
 
 const nowUs = (): number => Date.now() * 1000;
 const ID = /^[0-9a-f]{64}$/;
+
+interface SpawnedMonitor {
+  child: ChildProcess;
+  pid: number;
+  start: string;
+  gone: Promise<void>;
+  alive(): boolean;
+}
 
 export interface ContainerManagerOptions {
   /** The daemon's state dir: containers/ (runtime state) and cri/ (records) go below. */
@@ -145,8 +155,13 @@ export class ContainerManager {
   /** Monitors that are our children (libuv reaps them; the orphan reaper must not). */
   private readonly monitorPids = new Set<number>();
   private readonly warn: (msg: string) => void;
+  private readonly devNull: number;
+  /** A monitor started ahead of need: a create hands it its job instead of waiting for a Node start. */
+  private spare: SpawnedMonitor | undefined;
+  private closed = false;
 
   constructor(private readonly opts: ContainerManagerOptions) {
+    this.devNull = fs.openSync('/dev/null', 'r+');
     this.rt = new Runtime({ root: path.join(opts.stateDir, 'containers') });
     this.criRoot = path.join(opts.stateDir, 'cri');
     fs.mkdirSync(this.criRoot, { recursive: true, mode: 0o711 });
@@ -250,10 +265,19 @@ export class ContainerManager {
         this.mountOverlay(rootfs, prepared.options, prepared.cwd);
         spec = buildSpec({ id, cfg, image: imageCfg, sandbox: sandbox!, rootfs, dir });
       }
-      const reply = await this.startMonitor(rec, { id, runtimeRoot: this.rt.store.root, bundle: rec.bundle, spec, dir, logPath, rotate });
+      if (bundleDir !== undefined && logPath === '') {
+        // The tool/test path of issue #5: the daemon is the parent, the output goes nowhere.
+        const created = await this.rt.create(id, { bundle: rec.bundle, spec, stdio: [this.devNull, this.devNull, this.devNull] });
+        rec.inProcess = true;
+        rec.exited = created.exited.then(
+          (e) => this.settleExit(rec, { code: e.code, signal: e.signal, oomKilled: e.oomKilled, finishedAtUs: nowUs() }),
+          () => this.settleExit(rec),
+        );
+      } else {
+        await this.startMonitor(rec, { id, runtimeRoot: this.rt.store.root, bundle: rec.bundle, spec, dir, logPath, rotate });
+      }
       rec.state = 'created';
       this.save(rec);
-      void reply;
     } catch (err) {
       await this.destroy(rec).catch((e: Error) => this.warn(`container ${id}: cleanup after a failed create: ${e.message}`));
       throw err;
@@ -292,8 +316,8 @@ export class ContainerManager {
     }
   }
 
-  private startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
-    const errLog = fs.openSync(path.join(rec.dir, 'monitor.log'), 'a', 0o600);
+  private spawnMonitor(): SpawnedMonitor {
+    const errLog = fs.openSync(path.join(this.opts.stateDir, 'monitors.log'), 'a', 0o600);
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [monitorScript()], { detached: true, stdio: ['pipe', 'pipe', errLog] });
@@ -302,9 +326,28 @@ export class ContainerManager {
     }
     const pid = child.pid!;
     this.monitorPids.add(pid);
-    const gone = new Promise<void>((resolve) => child.on('exit', () => resolve())).finally(() => this.monitorPids.delete(pid));
+    let exited = false;
+    const gone = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve(); })).finally(() => this.monitorPids.delete(pid));
+    child.on('error', () => undefined);
+    child.stdin!.on('error', () => undefined);
+    return { child, pid, start: pidStartTime(pid)?.start ?? '', gone, alive: () => !exited };
+  }
+
+  /** The spare monitor if it is still there, else a new one; a new spare is started after. */
+  private takeMonitor(): SpawnedMonitor {
+    let m = this.spare;
+    this.spare = undefined;
+    if (m === undefined || !m.alive()) m = this.spawnMonitor();
+    setImmediate(() => {
+      if (this.spare === undefined && !this.closed) this.spare = this.spawnMonitor();
+    });
+    return m;
+  }
+
+  private startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
+    const { child, pid, start, gone } = this.takeMonitor();
     rec.monitorPid = pid;
-    rec.monitorStart = pidStartTime(pid)?.start ?? '';
+    rec.monitorStart = start;
     return new Promise((resolve, reject) => {
       let out = '';
       let settled = false;
@@ -314,6 +357,7 @@ export class ContainerManager {
         reject(err);
       };
       child.on('error', (e) => fail(e));
+      this.save(rec);
       child.stdout!.setEncoding('utf8');
       child.stdout!.on('data', (d: string) => {
         out += d;
@@ -335,27 +379,28 @@ export class ContainerManager {
         resolve(r);
       });
       child.on('exit', (code, signal) => fail(new Error(`container monitor exited (${code ?? signal}) before it reported: ${this.monitorLog(rec)}`)));
-      child.stdin!.on('error', () => undefined);
       child.stdin!.write(`${JSON.stringify(job)}\n`);
     });
   }
 
-  private monitorLog(rec: ContainerRecord): string {
+  private monitorLog(_rec: ContainerRecord): string {
     try {
-      return fs.readFileSync(path.join(rec.dir, 'monitor.log'), 'utf8').trim().slice(-2000);
+      return fs.readFileSync(path.join(this.opts.stateDir, 'monitors.log'), 'utf8').trim().slice(-2000);
     } catch {
       return '';
     }
   }
 
   /** The monitor is gone: take the exit it recorded, or note that it was lost. */
-  private async settleExit(rec: ContainerRecord): Promise<void> {
+  private async settleExit(rec: ContainerRecord, known?: ExitRecord): Promise<void> {
     if (rec.phase === 'exited') return;
-    let e: ExitRecord | undefined;
-    try {
-      e = JSON.parse(fs.readFileSync(path.join(rec.dir, EXIT_FILE), 'utf8')) as ExitRecord;
-    } catch {
-      e = undefined;
+    let e = known;
+    if (e === undefined) {
+      try {
+        e = JSON.parse(fs.readFileSync(path.join(rec.dir, EXIT_FILE), 'utf8')) as ExitRecord;
+      } catch {
+        e = undefined;
+      }
     }
     if (e === undefined) {
       // The monitor died without recording an exit (killed): nobody holds the container's
@@ -503,8 +548,20 @@ export class ContainerManager {
     process.kill(r.monitorPid, 'SIGUSR1');
   }
 
-  /** On shutdown the containers keep running (their monitors hold them); only the reaper stops. */
+  /**
+   * On shutdown the containers with monitors keep running (a new daemon takes them over); the
+   * daemon's own bundle containers cannot be, and are removed.
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare !== undefined && spare.alive()) {
+      spare.child.kill('SIGKILL');
+      await spare.gone;
+    }
+    for (const r of this.list()) if (r.inProcess === true) await this.remove(r.id).catch(() => undefined);
     this.reaper.stop();
+    fs.closeSync(this.devNull);
   }
 }

@@ -81,7 +81,13 @@ function drain(fd: number, stream: LogStream, log: CriLogWriter | undefined): Pr
 export async function main(): Promise<void> {
   // The daemon's terminal or process group must not take the container's monitor with it.
   for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE'] as const) process.on(s, () => undefined);
-  const job = await readJob();
+  let job: MonitorJob;
+  try {
+    job = await readJob();
+  } catch {
+    // A spare monitor whose daemon went away before it had a job: nothing to do.
+    process.exit(0);
+  }
   let log: CriLogWriter | undefined;
   const fds: number[] = [];
   try {

@@ -95,6 +95,7 @@ export class CriFixture {
 
   /** (Re)creates the managers over the same state, as a restarted daemon does. */
   open(): void {
+    void this.containers?.close();
     this.sandboxes = new SandboxManager(path.join(this.stateDir, 'sandboxes'));
     this.containers = new ContainerManager({ stateDir: this.stateDir, images: this.images, sandboxes: this.sandboxes });
   }
@@ -116,6 +117,7 @@ export class CriFixture {
   async cleanup(): Promise<void> {
     for (const c of this.containers?.list() ?? []) await this.containers.remove(c.id).catch(() => undefined);
     for (const s of this.sandboxes?.list() ?? []) await this.sandboxes.remove(s.id).catch(() => undefined);
+    await this.containers?.close();
     scrubStateDir(this.stateDir);
     removeCgroupTree(this.cgroupRoot);
   }
