@@ -218,6 +218,8 @@ struct ContainerPlan {
   // A new session keyring (runc's default): keys of the runtime never reach the container.
   bool newKeyring = false;
   std::string consoleSocket;
+  // Or an inherited, connected socket to send it on (berth-runtime run attaching its own stdio).
+  int consoleFd = -1;
   unsigned short rows = 0, cols = 0;
 };
 
@@ -574,6 +576,15 @@ int LoadSeccomp(const ContainerPlan& plan) {
 long RawSetresuid(uid_t id) { return ::syscall(SYS_setresuid, id, id, id); }
 long RawSetresgid(gid_t id) { return ::syscall(SYS_setresgid, id, id, id); }
 
+// A one-iovec message with room for control data (SCM_RIGHTS), for sendmsg/recvmsg.
+void InitMsg(struct msghdr& msg, struct iovec& iov, char* control, size_t controlLen) {
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = controlLen;
+}
+
 void WriteStderr(const char* msg) {
   ssize_t ignored = ::write(2, msg, CLen(msg));
   (void)ignored;
@@ -641,7 +652,9 @@ void PauseChild(const ChildCtx& c) {
   // Connected first, while the socket's host path is reachable: before setns into the
   // container's mount namespace (exec) and before pivot_root (create).
   int consoleFd = -1;
-  if (plan.terminal) {
+  if (plan.terminal && plan.consoleFd >= 0) {
+    consoleFd = plan.consoleFd;
+  } else if (plan.terminal) {
     consoleFd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un addr;
     std::memset(&addr, 0, sizeof addr);
@@ -762,11 +775,7 @@ void PauseChild(const ChildCtx& c) {
     } control;
     std::memset(&control, 0, sizeof control);
     struct msghdr msg;
-    std::memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
+    InitMsg(msg, iov, control.buf, sizeof control.buf);
     struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
@@ -1256,6 +1265,8 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   plan->fifoFd = static_cast<int>(Num(o, "fifoFd", -1));
   plan->setsid = !Bool(o, "noSetsid");
   plan->consoleSocket = Str(o, "consoleSocket", &plan->terminal);
+  plan->consoleFd = static_cast<int>(Num(o, "consoleFd", -1));
+  if (plan->consoleFd >= 0) plan->terminal = true;
   plan->newKeyring = Bool(o, "newKeyring");
   plan->pauseBeforePivot = Bool(o, "pauseBeforePivot") && plan->hasRootfs;
   plan->pauseBeforeExec = Bool(o, "pauseBeforeExec") && plan->fifoFd < 0;
@@ -1446,6 +1457,60 @@ Napi::Value ReapZombie(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, si.si_pid != 0);
 }
 
+// socketpair(): two connected AF_UNIX stream sockets, both O_CLOEXEC.
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    ThrowSyscallError(env, errno, "socketpair");
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, sv[0]));
+  out.Set(1u, Napi::Number::New(env, sv[1]));
+  return out;
+}
+
+// recvFd(sock): the one fd sent on the socket with SCM_RIGHTS (O_CLOEXEC), without blocking:
+// EAGAIN if nothing was sent. Any other fds in the message are closed.
+Napi::Value RecvFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  char byte[64];
+  struct iovec iov;
+  iov.iov_base = byte;
+  iov.iov_len = sizeof byte;
+  union {
+    char buf[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg;
+  InitMsg(msg, iov, control.buf, sizeof control.buf);
+  ssize_t n;
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    ThrowSyscallError(env, errno, "recvmsg");
+    return env.Undefined();
+  }
+  int got = -1;
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      if (got < 0) got = fd;
+      else ::close(fd);
+    }
+  }
+  if (got < 0) {
+    ThrowSyscallError(env, EBADMSG, "recvmsg");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, got);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   ::close(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -1459,6 +1524,8 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper, "setChildSubreaper"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
+  exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("reapZombie", Napi::Function::New(env, ReapZombie, "reapZombie"));
 }
 

@@ -80,6 +80,8 @@ export interface ContainerPlan {
   newKeyring?: boolean;
   /** A terminal: the pty master goes to this unix socket (SCM_RIGHTS); the slave is stdio. */
   consoleSocket?: string | null;
+  /** Or a connected unix socket (inherited by the child) to send the pty master on. */
+  consoleFd?: number;
   rows?: number;
   cols?: number;
 }
@@ -125,6 +127,8 @@ interface ContainerBinding {
   setChildSubreaper(): void;
   closeFd(fd: number): void;
   reapZombie(pid: number): boolean;
+  socketpair(): [number, number];
+  recvFd(sock: number): number;
 }
 
 const raw = (): ContainerBinding => binding() as unknown as ContainerBinding;
@@ -155,6 +159,17 @@ function checkPlan(plan: ContainerPlan): object {
     seccomp: plan.seccomp ?? undefined,
     consoleSocket: plan.consoleSocket ?? undefined,
   };
+}
+
+/** Two connected AF_UNIX stream sockets (O_CLOEXEC), e.g. for a container's console. */
+export function socketpair(): [number, number] {
+  return raw().socketpair();
+}
+
+/** The fd sent on a unix socket with SCM_RIGHTS (O_CLOEXEC); throws EAGAIN if none is there yet. */
+export function recvFd(sock: number): number {
+  if (!Number.isInteger(sock) || sock < 0) throw new RangeError(`recvFd socket must be a file descriptor, got ${sock}`);
+  return raw().recvFd(sock);
 }
 
 export const containerSyscalls: ContainerSyscalls = {

@@ -217,6 +217,49 @@ describe('berth-runtime vs runc', () => {
     }
   });
 
+  it('run of a terminal container without --console-socket: the pty is attached to the runtime\'s own terminal (same as runc)', () => {
+    const b = makeBundle(['sh', '-c', 'tty; stty size; read line; echo typed: $line; exit 3'], (s) => {
+      s.process!.terminal = true;
+    });
+    // A real pty around the runtime (python's pty module), 30 rows x 100 columns; the input
+    // line is typed into it at once.
+    const driver = [
+      'import os, pty, sys, struct, fcntl, termios',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      '    fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))',
+      '    os.execv(sys.argv[1], sys.argv[1:])',
+      'os.write(fd, b"hello\\n")',
+      'out = b""',
+      'while True:',
+      '    try: d = os.read(fd, 4096)',
+      '    except OSError: break',
+      '    if not d: break',
+      '    out += d',
+      '_, st = os.waitpid(pid, 0)',
+      'sys.stdout.write(out.decode(errors="replace").replace("\\r", ""))',
+      'sys.stdout.write("\\nEXIT %d\\n" % os.waitstatus_to_exitcode(st))',
+    ].join('\n');
+    try {
+      for (const [cmd, root] of [[process.execPath, roots.berth], [RUNC, roots.runc]] as const) {
+        const id = newId();
+        const args = cmd === RUNC ? [RUNC, '--root', root, 'run', '--bundle', b.dir, id] : [cmd, BIN, '--root', root, 'run', '--bundle', b.dir, id];
+        const r = spawnSync('python3', ['-c', driver, ...args], { encoding: 'utf8', timeout: 30_000 });
+        expect(r.stdout, `${cmd}: ${r.stderr}`).toMatch(/\/dev\/pts\/0\n30 100\n/);
+        expect(r.stdout).toMatch(/typed: hello\n/);
+        expect(r.stdout).toMatch(/\nEXIT 3\n$/);
+        expect(fs.existsSync(path.join(root, id))).toBe(false);
+      }
+      // create cannot attach a terminal to anything: a clear error naming the field
+      const r = berth('create', '--bundle', b.dir, newId());
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/process\.terminal: a terminal needs --console-socket .*cannot allocate tty if berth-runtime will detach/);
+      expect(berth('run', '-d', '--bundle', b.dir, newId()).err).toMatch(/cannot allocate tty if berth-runtime will detach without setting console socket/);
+    } finally {
+      b.remove();
+    }
+  });
+
   it('exec, ps, pause/resume, events --stats, update', () => {
     const id = newId();
     expect(berth('run', '-d', '--bundle', bundle.dir, id).code).toBe(0);

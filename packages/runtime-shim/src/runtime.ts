@@ -33,6 +33,8 @@ export interface CreateOptions {
   /** A spec already loaded (the daemon builds it itself); default: <bundle>/config.json. */
   spec?: Spec;
   consoleSocket?: string;
+  /** Or a connected unix socket to send the pty master on (see `run` of the CLI). */
+  consoleFd?: number;
   noNewKeyring?: boolean;
 }
 
@@ -178,7 +180,7 @@ export class Runtime {
         spec, bundle, fifo,
         cgroupProcs: cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
-        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, noNewKeyring: o.noNewKeyring,
+        noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd, noNewKeyring: o.noNewKeyring,
       });
       fds = compiled.fds;
       this.opts.debug?.(`create ${id}: rootfs ${compiled.rootfs}, cgroup v${cg.version} ${cgPath}, clone flags 0x${compiled.plan.cloneFlags.toString(16)}, ${compiled.plan.ops?.length ?? 0} rootfs ops, exec candidates ${compiled.plan.candidates.join(':')}`);

@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { ConfigError, loadSpec, validateSpec, type Process, type Resources } from '../oci/config';
 import { defaultSpec } from '../oci/default-spec';
 import { CAPABILITIES } from '../oci/plan';
-import { parseSignal, Runtime } from '../runtime';
+import { parseSignal, Runtime, type CreateOptions } from '../runtime';
 import { RuntimeError } from '../state';
-import { SyscallError } from '@berth/native';
+import { recvFd, socketpair, SyscallError } from '@berth/native';
 
 const VERSION = '0.1.0';
 const SPEC_VERSION = '1.0.2';
@@ -202,6 +202,7 @@ async function main(argv: string[]): Promise<number> {
         await rt.create(id, o);
         return 0;
       }
+      if (spec.process?.terminal === true && o.consoleSocket === undefined && !bool(f, 'detach')) return await runAttached(rt, id, o, bool(f, 'keep'));
       return await rt.run(id, { ...o, detach: bool(f, 'detach'), keep: bool(f, 'keep') });
     }
     case 'start':
@@ -343,6 +344,66 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+/**
+ * `run` of a terminal container without --console-socket, like runc: the pty master comes back
+ * over a socketpair and is attached to our own stdio (our stdin in raw mode when it is a tty),
+ * until the container exits.
+ */
+async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: boolean): Promise<number> {
+  const proc = o.spec!.process!;
+  if (proc.consoleSize === undefined && process.stdout.isTTY === true) proc.consoleSize = { height: process.stdout.rows, width: process.stdout.columns };
+  const [mine, theirs] = socketpair();
+  let created: Awaited<ReturnType<Runtime['create']>>;
+  try {
+    created = await rt.create(id, { ...o, consoleFd: theirs });
+  } finally {
+    fs.closeSync(theirs);
+  }
+  let master: number;
+  try {
+    master = recvFd(mine);
+  } catch (err) {
+    await rt.delete(id, true).catch(() => undefined);
+    throw err;
+  } finally {
+    fs.closeSync(mine);
+  }
+  const stdin = process.stdin;
+  const rawMode = stdin.isTTY === true;
+  if (rawMode) stdin.setRawMode(true);
+  const onInput = (d: Buffer): void => {
+    try {
+      fs.writeSync(master, d);
+    } catch {
+      // the container's side is gone
+    }
+  };
+  stdin.on('data', onInput);
+  stdin.on('error', () => undefined);
+  // Reads on the pool (a pty master is not a socket); EIO once the last slave fd is closed.
+  const copied = new Promise<void>((resolve) => {
+    const rs = fs.createReadStream('', { fd: master, autoClose: false, highWaterMark: 16384 });
+    rs.on('data', (d) => fs.writeSync(1, d as Buffer));
+    rs.on('error', () => resolve());
+    rs.on('end', () => resolve());
+  });
+  try {
+    await rt.start(id);
+    const exit = await created.exited;
+    // The rest of the output; a process outside a pid namespace may keep the slave open.
+    await Promise.race([copied, new Promise((r) => setTimeout(r, 1000).unref())]);
+    if (!keep) await rt.delete(id, true);
+    return exit.code ?? 128 + parseSignal(exit.signal ?? 'SIGKILL');
+  } catch (err) {
+    await rt.delete(id, true).catch(() => undefined);
+    throw err;
+  } finally {
+    stdin.off('data', onInput);
+    if (rawMode) stdin.setRawMode(false);
+    stdin.pause();
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -81,6 +81,8 @@ export interface PlanInputs {
   stdio?: [number, number, number];
   /** Where the pty master goes when process.terminal is set (--console-socket). */
   consoleSocket?: string;
+  /** Or a connected unix socket fd to send it on (`run` attaching its own stdio). */
+  consoleFd?: number;
   /** --no-new-keyring: keep the runtime's session keyring. */
   noNewKeyring?: boolean;
 }
@@ -322,12 +324,15 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
       newKeyring: inp.noNewKeyring !== true,
     };
     if (proc.terminal === true) {
-      if (inp.consoleSocket === undefined) throw new ConfigError('process.terminal', 'a terminal needs --console-socket (the pty master is sent there)');
+      if (inp.consoleSocket === undefined && inp.consoleFd === undefined) {
+        throw new ConfigError('process.terminal', 'a terminal needs --console-socket (the pty master is sent there): cannot allocate tty if berth-runtime will detach without setting console socket');
+      }
       if (!mounts.some((m) => path.posix.normalize(m.destination) === '/dev/pts' && m.type === 'devpts')) throw new ConfigError('process.terminal', 'a terminal needs a devpts mount at /dev/pts');
-      plan.consoleSocket = path.resolve(inp.consoleSocket);
+      if (inp.consoleSocket !== undefined) plan.consoleSocket = path.resolve(inp.consoleSocket);
+      else plan.consoleFd = inp.consoleFd;
       plan.rows = proc.consoleSize?.height ?? 0;
       plan.cols = proc.consoleSize?.width ?? 0;
-    } else if (inp.consoleSocket !== undefined) {
+    } else if (inp.consoleSocket !== undefined || inp.consoleFd !== undefined) {
       throw new ConfigError('process.terminal', 'cannot use console socket if runtime will not create terminal');
     }
     return { plan, fds, rootfs };
