@@ -1,39 +1,35 @@
-// Resource quantities ("100m", "1.5", "64Mi", "1G", "2e3") as the scheduler needs them: CPU in
-// millicores and everything else in whole units, both rounded up like Kubernetes' MilliValue()
-// and Value(). Kept behind this one module so a shared parser can replace it later.
+// Resource quantities in the units the scheduler computes with: millicores for CPU and whole
+// units (bytes, pods) for everything else, both rounded up like Kubernetes' MilliValue() and
+// Value(). The grammar and the exact arithmetic are apimachinery's (one definition for the
+// whole project); this module only converts and memoises. Pods and nodes repeat a handful of
+// quantity strings ("100m", "128Mi", "4Gi"), so the exact (BigInt) parse runs once per
+// distinct string and the scheduler's hot path reads a Map.
+import { Quantity } from '@berth/apimachinery';
 
-const SUFFIX: Record<string, number> = {
-  n: 1e-9, u: 1e-6, m: 1e-3, '': 1,
-  k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
+export { QuantityError } from '@berth/apimachinery';
 
-const RE = /^([+-]?)(\d+\.?\d*|\.\d+)(?:([eE][+-]?\d+)|(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei))?$/;
+// Bounded: quantities come from users, and a flood of distinct strings must not grow memory.
+const MAX_MEMO = 4096;
+const milliMemo = new Map<string, number>();
+const unitMemo = new Map<string, number>();
 
-export class QuantityError extends Error {}
-
-/** The quantity as a float in base units; throws QuantityError naming the text. */
-export function parseQuantity(text: string): number {
-  const m = RE.exec(text.trim());
-  if (!m) throw new QuantityError(`"${text}" is not a valid quantity (e.g. 100m, 1.5, 64Mi, 1G)`);
-  let v = Number(m[2]);
-  if (m[3]) v *= 10 ** Number(m[3].slice(1));
-  else v *= SUFFIX[m[4] ?? ''];
-  return m[1] === '-' ? -v : v;
+function remember(memo: Map<string, number>, text: string, v: number): number {
+  if (memo.size >= MAX_MEMO) memo.clear();
+  memo.set(text, v);
+  return v;
 }
 
-// Rounding up after multiplying needs a little slack: 0.1*1000 is 100.00000000000001 in doubles.
-function ceilExact(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v - r) < 1e-9 * Math.max(1, Math.abs(v)) ? r : Math.ceil(v);
+/** The quantity (exact, as apimachinery parses it); throws QuantityError naming the text. */
+export function parseQuantity(text: string): Quantity {
+  return Quantity.parse(text);
 }
 
 /** Millicores (or milli-units), rounded up: "100m" -> 100, "1.5" -> 1500. */
 export function milliValue(text: string): number {
-  return ceilExact(parseQuantity(text) * 1000);
+  return milliMemo.get(text) ?? remember(milliMemo, text, Number(Quantity.parse(text).milli()));
 }
 
 /** Whole units, rounded up: "64Mi" -> 67108864, "1G" -> 1e9, "100m" -> 1. */
 export function value(text: string): number {
-  return ceilExact(parseQuantity(text));
+  return unitMemo.get(text) ?? remember(unitMemo, text, Number(Quantity.parse(text).value()));
 }

@@ -1,11 +1,14 @@
 // `npm run bench -- etcd [--seconds S] [--rounds R] [--concurrency 1,16,64]`
 // Put and get throughput and p50/p99 latency against one etcd started by the harness, for
-// Berth's EtcdV2Client and EtcdV3Client, npm `node-etcd` (v2) and `etcd3` (v3), and two floors:
-// raw keep-alive HTTP (v2) and raw gRPC with pre-encoded requests (v3). Like is compared with
-// like: v2 plain reads with v3 serializable reads, v2 quorum reads with v3 linearizable reads.
+// Berth's EtcdV2Client and EtcdV3Client, npm `node-etcd` (v2) and `etcd3` (v3), and three
+// baselines that do no client work at all: raw keep-alive HTTP/1.1 (the issue's floor), raw
+// HTTP/2 gRPC requests with pre-encoded bodies (node:http2, the floor of a gRPC client) and
+// @grpc/grpc-js with the same pre-encoded bodies. Like is compared with like: v2 plain reads with
+// v3 serializable reads, v2 quorum reads with v3 linearizable reads.
 // Every case runs once per round, rounds interleave the subjects, and medians are reported.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client as GrpcClient, credentials } from '@grpc/grpc-js';
@@ -77,24 +80,51 @@ function rawHttp(endpoint: string): Subject {
   };
 }
 
-function rawGrpc(endpoint: string): Subject {
+/** The three v3 requests of the benchmark, encoded once per key. */
+function preEncoded(): Record<OpKind, (k: string, v: string) => Buffer> {
+  const gets = new Map<string, Buffer>(), sgets = new Map<string, Buffer>(), puts = new Map<string, Buffer>();
+  const enc = (m: Map<string, Buffer>, k: string, f: () => Buffer) => { let b = m.get(k); if (!b) { b = f(); m.set(k, b); } return b; };
+  return {
+    put: (k, v) => enc(puts, k, () => Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from(k), value: Buffer.from(v) })).finish())),
+    get: (k) => enc(sgets, k, () => Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from(k), serializable: true })).finish())),
+    'get-quorum': (k) => enc(gets, k, () => Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from(k) })).finish())),
+  };
+}
+const PATHS: Record<OpKind, string> = { put: KVService.put.path, get: KVService.range.path, 'get-quorum': KVService.range.path };
+
+/** @grpc/grpc-js with pre-encoded requests: what any client built on grpc-js pays at least. */
+function grpcJs(endpoint: string): Subject {
   const u = new URL(endpoint);
   const client = new GrpcClient(`${u.hostname}:${u.port}`, credentials.createInsecure());
   const id = (b: Buffer) => b;
   const call = (p: string, req: Buffer) => new Promise<Buffer>((resolve, reject) => {
     client.makeUnaryRequest(p, id, id, req, (err, res) => (err ? reject(err) : resolve(res!)));
   });
-  const gets = new Map<string, Buffer>(), sgets = new Map<string, Buffer>(), puts = new Map<string, Buffer>();
-  const enc = (m: Map<string, Buffer>, k: string, f: () => Buffer) => { let b = m.get(k); if (!b) { b = f(); m.set(k, b); } return b; };
-  return {
-    name: 'raw-grpc', api: 'v3', floor: true,
-    ops: {
-      put: (k, v) => call(KVService.put.path, enc(puts, k, () => Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from(k), value: Buffer.from(v) })).finish()))),
-      get: (k) => call(KVService.range.path, enc(sgets, k, () => Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from(k), serializable: true })).finish()))),
-      'get-quorum': (k) => call(KVService.range.path, enc(gets, k, () => Buffer.from(RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from(k) })).finish()))),
-    },
-    close: () => client.close(),
-  };
+  const enc = preEncoded();
+  const op = (kind: OpKind) => (k: string, v: string) => call(PATHS[kind], enc[kind](k, v));
+  return { name: 'grpc-js', api: 'v3', floor: true, ops: { put: op('put'), get: op('get'), 'get-quorum': op('get-quorum') }, close: () => client.close() };
+}
+
+/** Bare gRPC over node:http2 with pre-encoded requests, status only checked: a gRPC floor. */
+function rawH2(endpoint: string): Subject {
+  const session = http2.connect(endpoint);
+  const call = (p: string, req: Buffer) => new Promise<void>((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': p, 'content-type': 'application/grpc', te: 'trailers' });
+    let status: string | undefined;
+    s.on('trailers', (t) => { status = t['grpc-status'] as string; });
+    s.on('response', (h) => { status ??= h['grpc-status'] as string | undefined; });
+    s.on('data', () => undefined);
+    s.on('error', reject);
+    s.on('close', () => (status === '0' ? resolve() : reject(new Error(`grpc-status ${status}`))));
+    const framed = Buffer.allocUnsafe(5 + req.length);
+    framed[0] = 0;
+    framed.writeUInt32BE(req.length, 1);
+    req.copy(framed, 5);
+    s.end(framed);
+  });
+  const enc = preEncoded();
+  const op = (kind: OpKind) => (k: string, v: string) => call(PATHS[kind], enc[kind](k, v));
+  return { name: 'raw-h2', api: 'v3', floor: true, ops: { put: op('put'), get: op('get'), 'get-quorum': op('get-quorum') }, close: () => session.close() };
 }
 
 function subjects(endpoint: string): Subject[] {
@@ -129,7 +159,8 @@ function subjects(endpoint: string): Subject[] {
       ops: { put: (k, v) => e3.put(k).value(v).exec(), get: (k) => e3.get(k).serializable(true).buffer(), 'get-quorum': (k) => e3.get(k).buffer() },
       close: () => e3.close(),
     },
-    rawGrpc(endpoint),
+    rawH2(endpoint),
+    grpcJs(endpoint),
   ];
 }
 
@@ -201,10 +232,10 @@ async function main(): Promise<void> {
     }
     const get = (op: OpKind, c: number, s: string) => results.find((r) => r.op === op && r.concurrency === c && r.subject === s)!;
     const label: Record<OpKind, string> = { put: 'put', get: 'get (v2 plain / v3 serializable)', 'get-quorum': 'get (v2 quorum / v3 linearizable)' };
-    const pairs: [string, string][] = [['berth-v3', 'etcd3'], ['berth-v2', 'node-etcd'], ['berth-v2', 'raw-http'], ['berth-v3', 'raw-grpc'], ['berth-v3', 'raw-http']];
+    const pairs: [string, string][] = [['berth-v3', 'etcd3'], ['berth-v2', 'node-etcd'], ['berth-v2', 'raw-http'], ['berth-v3', 'raw-http'], ['berth-v3', 'raw-h2']];
     const ratios: { op: OpKind; concurrency: number; subject: string; versus: string; ratio: number }[] = [];
     const lines: string[] = [];
-    lines.push('| op | conc | ' + subs.map((s) => s.name).join(' | ') + ' | v3/etcd3 | v2/node-etcd | v2/raw-http | v3/raw-grpc | v3/raw-http |');
+    lines.push('| op | conc | ' + subs.map((s) => s.name).join(' | ') + ' | v3/etcd3 | v2/node-etcd | v2/raw-http | v3/raw-http | v3/raw-h2 |');
     lines.push('|---|---:|' + subs.map(() => '---:').join('|') + '|---:|---:|---:|---:|---:|');
     for (const kind of kinds) for (const c of CONCURRENCY) {
       const cells = subs.map((s) => { const r = get(kind, c, s.name); return `${Math.round(r.opsPerSec)}/s ${r.p50Ms.toFixed(2)}/${r.p99Ms.toFixed(2)} ms${r.errors ? ` (${r.errors} err)` : ''}`; });

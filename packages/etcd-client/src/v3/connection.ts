@@ -34,6 +34,8 @@ export interface EtcdV3Options {
   /** gRPC keepalive ping interval on each channel; etcd refuses pings more often than 5 s by
    *  default (--grpc-keepalive-min-time). Detects a hung (paused) member under an open stream. */
   keepAliveTimeMs?: number;
+  /** How long a ping answer, or the HTTP/2 handshake of a new connection, may take before the
+   *  member counts as dead (default 5 s). */
   keepAliveTimeoutMs?: number;
   /** Largest response accepted, bytes (default 64 MiB). */
   maxReceiveMessageLength?: number;

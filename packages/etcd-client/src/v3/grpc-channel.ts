@@ -55,6 +55,7 @@ const MAX_BACKOFF_MS = 2000;
 
 interface Session {
   h2: http2.ClientHttp2Session;
+  /** The server's SETTINGS arrived: requests from now on may have been processed. */
   connected: boolean;
   /** Streams above this id were never processed by the server (set by GOAWAY). */
   lastStreamId: number;
@@ -140,10 +141,21 @@ export class GrpcChannel {
     if (Date.now() < this.downUntil) throw grpcError(Code.UNAVAILABLE, `no connection established to ${this.target}: ${this.lastConnectError}`, true);
     const h2 = http2.connect(this.url, this.connectOptions);
     const s: Session = { h2, connected: false, lastStreamId: 2 ** 31, active: 0, pingTimer: undefined };
+    // A member that accepts TCP but never speaks HTTP/2 (a paused process: the kernel still
+    // completes the handshake) must not hold calls and streams forever.
+    const connectTimer = setTimeout(() => {
+      if (!s.connected) h2.destroy(grpcError(Code.UNAVAILABLE, `no HTTP/2 handshake from ${this.target} within ${this.o.keepAliveTimeoutMs} ms`, true));
+    }, this.o.keepAliveTimeoutMs);
+    connectTimer.unref();
     h2.on('connect', () => {
+      try { h2.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing already */ }
+    });
+    // 'connect' only means TCP (and TLS) is up; the server has spoken once its SETTINGS arrive
+    // (a Go server sends them before it reads any request).
+    h2.once('remoteSettings', () => {
+      clearTimeout(connectTimer);
       s.connected = true;
       this.backoff = MIN_BACKOFF_MS;
-      try { h2.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing already */ }
     });
     h2.on('error', (err: Error) => {
       if (!s.connected) {
@@ -161,6 +173,7 @@ export class GrpcChannel {
       if (code === NGHTTP2_ENHANCE_YOUR_CALM) this.keepAliveTimeMs *= 2;
     });
     h2.on('close', () => {
+      clearTimeout(connectTimer);
       clearInterval(s.pingTimer);
       if (this.session === s) this.session = undefined;
     });
