@@ -1,15 +1,25 @@
 // IpamStore: pod addresses from one node CIDR, persisted on disk crash-safely.
 //
-// One file per allocated address (`<dir>/<ip>`, content: the sandbox id), claimed with
-// O_CREAT|O_EXCL: the kernel makes the claim atomic, so neither a concurrent process nor a
-// restart after kill -9 can hand the same address out twice. A claim whose owner was never
-// written (a crash between create and write) has an empty owner and is released by gc().
-// Within this process calls are serialised, so the in-memory index always matches the files.
+// Claims and releases are appended to a journal (`<dir>/ipv4.journal` or `ipv6.journal`, see
+// journal.ts): a claim is on disk, one write(2), before the address is used, so a restart
+// after kill -9 never hands it out twice. The journal's lock keeps other processes out for as
+// long as the store is open (load() waits for it or fails naming the holder), so the
+// in-memory index is the whole truth. Earlier versions kept one file per address; load()
+// takes those over.
 import * as fs from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 import { InvalidArgumentError, BerthError } from '@berth/common';
 import { ipBytes, ipString, parseIpCidr } from '@berth/native';
+import { Journal, type JournalOptions } from './journal';
+
+/** A claim of `a` by owner `o`, or the release of `r`. */
+type IpamEntry = { a: string; o: string } | { r: string };
+
+function applyEntry(owners: Map<string, string>, e: IpamEntry): void {
+  if ('a' in e) owners.set(e.a, e.o);
+  else owners.delete(e.r);
+}
 
 export interface IpamOptions {
   /** The node's pod CIDR, e.g. 10.88.0.0/24 or fd00:10:88::/64. */
@@ -42,6 +52,7 @@ export class IpamStore {
   private readonly owners = new Map<string, string>();
   private lock: Promise<unknown> = Promise.resolve();
   private cursor: bigint;
+  private journal: Journal<IpamEntry> | null = null;
 
   constructor(readonly dir: string, opts: IpamOptions) {
     const field = opts.field ?? 'podCidr';
@@ -67,21 +78,57 @@ export class IpamStore {
     this.cursor = this.first - 1n;
   }
 
-  /** Reads the allocations on disk (creating the directory). Call once before use. */
-  load(): this {
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  /**
+   * Reads the allocations on disk (creating the directory) and holds the store's lock until
+   * close(): waits up to `waitMs` for another process holding it, else fails naming it.
+   */
+  async load(o: JournalOptions = {}): Promise<this> {
+    this.journal?.close();
     this.owners.clear();
-    for (const name of fs.readdirSync(this.dir)) {
-      if (isIP(name) !== this.family) continue;
-      this.owners.set(name, fs.readFileSync(path.join(this.dir, name), 'utf8'));
-    }
-    // Round-robin resumes after the highest address in use (the cursor itself is not persisted:
-    // rewriting a file on every allocation would cost an ext4 flush).
+    this.journal = await Journal.open<IpamEntry>(path.join(this.dir, `ipv${this.family}.journal`), (e) => applyEntry(this.owners, e), o);
+    this.adoptClaimFiles();
+    // Round-robin resumes after the highest address in use (the cursor itself is not persisted).
+    this.cursor = this.first - 1n;
     for (const ip of this.owners.keys()) {
       const n = toBig(ip);
       if (n > this.cursor) this.cursor = n;
     }
+    this.journal.compact(() => this.liveEntries());
     return this;
+  }
+
+  /** The claims on disk in `dir` (ip -> owner), read without the lock: for inspection and tests. */
+  static claimsOnDisk(dir: string, family: 4 | 6 = 4): Map<string, string> {
+    const owners = new Map<string, string>();
+    Journal.read<IpamEntry>(path.join(dir, `ipv${family}.journal`), (e) => applyEntry(owners, e));
+    return owners;
+  }
+
+  /** Releases the lock; the store must be loaded again before use. */
+  close(): void {
+    this.journal?.close();
+    this.journal = null;
+  }
+
+  /** Claims kept as one file per address (`<dir>/<ip>`, content: the owner) by earlier versions. */
+  private adoptClaimFiles(): void {
+    for (const name of fs.readdirSync(this.dir)) {
+      if (isIP(name) !== this.family) continue;
+      const file = path.join(this.dir, name);
+      const owner = fs.readFileSync(file, 'utf8');
+      if (!this.owners.has(name)) this.claim(name, owner);
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  private liveEntries(): IpamEntry[] {
+    return [...this.owners].map(([a, o]) => ({ a, o }));
+  }
+
+  private claim(ip: string, owner: string): void {
+    if (!this.journal) throw new Error(`IPAM ${this.dir} is not loaded`);
+    this.journal.append({ a: ip, o: owner });
+    this.owners.set(ip, owner);
   }
 
   get cidr(): string {
@@ -106,33 +153,14 @@ export class IpamStore {
     return this.serial(() => {
       for (const [ip, o] of this.owners) if (o === owner) return ip;
       const size = this.last - this.first + 1n;
-      // Every address visited and skipped is a known one (taken or reserved; a claim found taken
-      // on disk is added as it is met), so one more than those is enough: a huge IPv6 range is
-      // never walked in full, and a full range is detected.
+      // Every address visited and skipped is a known one (taken or reserved), so one more than
+      // those is enough: a huge IPv6 range is never walked in full, and a full range is detected.
       for (let i = 1n; i <= size && i <= BigInt(this.owners.size + this.reserved.size + 1); i++) {
         const n = this.first + ((((this.cursor - this.first + i) % size) + size) % size);
         if (this.reserved.has(n)) continue;
         const ip = fromBig(n, this.family === 6);
         if (this.owners.has(ip)) continue;
-        let fd: number;
-        try {
-          fd = fs.openSync(path.join(this.dir, ip), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-            // Claimed by another process sharing the directory.
-            this.owners.set(ip, fs.readFileSync(path.join(this.dir, ip), 'utf8'));
-            continue;
-          }
-          throw err;
-        }
-        // No fsync: the claim must survive a crash of this process (the page cache does), and
-        // after a machine crash no sandbox is alive, so gc() against the live list frees all.
-        try {
-          fs.writeSync(fd, owner);
-        } finally {
-          fs.closeSync(fd);
-        }
-        this.owners.set(ip, owner);
+        this.claim(ip, owner);
         this.cursor = n;
         return ip;
       }
@@ -152,13 +180,15 @@ export class IpamStore {
   }
 
   private releaseWhere(match: (owner: string) => boolean): string[] {
+    if (!this.journal) throw new Error(`IPAM ${this.dir} is not loaded`);
     const out: string[] = [];
     for (const [ip, o] of [...this.owners]) {
       if (!match(o)) continue;
-      fs.rmSync(path.join(this.dir, ip), { force: true });
+      this.journal.append({ r: ip });
       this.owners.delete(ip);
       out.push(ip);
     }
+    if (out.length) this.journal.compact(() => this.liveEntries());
     return out;
   }
 

@@ -8,6 +8,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
 import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IpamStore } from './ipam';
 import { hostVethName } from './network';
 import { netnsPath, sh, Topology } from './testing/topology';
 
@@ -111,7 +112,7 @@ describe('berth-cni-manager process', () => {
           expect(hostLinks).not.toContain(hostVethName(p.sandboxId));
         }
       }
-      expect(fs.readdirSync(path.join(dir, 'state', 'ipam')).sort()).toEqual([...ips].sort());
+      expect([...IpamStore.claimsOnDisk(path.join(dir, 'state', 'ipam')).keys()].sort()).toEqual([...ips].sort());
       expect(new Set(ips).size).toBe(ips.length);
       // The survivors still work, and everything goes away on teardown.
       for (const p of pods) await call(client, 'tearDownPod', p);
@@ -122,7 +123,7 @@ describe('berth-cni-manager process', () => {
     }
     await svc.stop();
     expect(sh('ip', ['-n', nodeNs.split('/').pop()!, '-br', 'link'])).not.toMatch(/^bv/m);
-    expect(fs.readdirSync(path.join(dir, 'state', 'ipam'))).toEqual([]);
+    expect(IpamStore.claimsOnDisk(path.join(dir, 'state', 'ipam')).size).toBe(0);
   });
 
   it('uses BERTH_RUN_DIR for its default socket', async () => {

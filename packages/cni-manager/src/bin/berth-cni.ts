@@ -98,6 +98,9 @@ async function standalone(conf: Conf, command: string): Promise<Record<string, u
   const net = new PodNetwork({
     mode: conf.mode ?? 'bridge', podCidr: conf.podCidr ?? '10.244.0.0/24', bridgeName: conf.bridgeName ?? 'berth0', mtu: conf.mtu ?? 1500,
     stateDir: conf.stateDir ?? path.join(stateRoot(), 'cni', conf.name), probeCapabilities: false,
+    // Runtimes call plugins for several pods at once: they take turns on the state dir, as
+    // host-local does on its lock.
+    stateLockWaitMs: 30_000,
   });
   await net.start();
   try {

@@ -8,6 +8,7 @@ import { createClient, startServiceProcess, waitServing } from '@berth/common';
 import type { ServiceError } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniError, CniExecutor } from './executor';
+import { IpamStore } from '../ipam';
 import { netnsPath, probe, sh, startEchoServer, Topology, type TestNode } from '../testing/topology';
 
 const BERTH_CNI = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-cni.js');
@@ -157,7 +158,7 @@ describe('berth-cni as a CNI plugin', () => {
     await ex.gc([{ containerId: a.containerId, ifName: 'eth0' }]);
     await ex.status();
     await ex.del(a);
-    expect(fs.readdirSync(path.join(dir, 'state', 'ipam')).filter((f) => !f.startsWith('.'))).toEqual([]);
+    expect(IpamStore.claimsOnDisk(path.join(dir, 'state', 'ipam')).size).toBe(0);
   });
 });
 
@@ -184,6 +185,6 @@ describe('berth-cni with a running cni-manager', () => {
     } finally {
       await svc.stop(); // drains the teardown the daemon finishes after answering
     }
-    expect(fs.readdirSync(path.join(dir, 'daemon', 'ipam'))).toEqual([]);
+    expect(IpamStore.claimsOnDisk(path.join(dir, 'daemon', 'ipam')).size).toBe(0);
   });
 });
