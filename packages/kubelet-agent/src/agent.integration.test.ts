@@ -111,6 +111,27 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect(job.status!.containerStatuses[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
   }, 90_000);
 
+  it('liveness failure restarts the container (Unhealthy, Killing); an exec readiness probe flips Ready', async (ctx) => {
+    need(ctx);
+    await h.createPod(mk('live', {
+      containers: [c('app', {
+        // Alive for the first instance's first 2 s only: the liveness probe then fails.
+        command: ['sh', '-c', ': > /tmp/alive; : > /tmp/ready; sleep 2; rm /tmp/alive; exec sleep 3600'],
+        livenessProbe: { exec: { command: ['sh', '-c', '[ -e /tmp/alive ]'] }, periodSeconds: 1, failureThreshold: 1 } as core.Probe,
+        readinessProbe: { exec: { command: ['sh', '-c', '[ -e /tmp/ready ]'] }, periodSeconds: 1 } as core.Probe,
+      })],
+    }));
+    await h.until('live Ready', async () => ready(await h.getPod('live')), 60_000);
+    const restarted = await h.until('liveness restart', async () => { const p = await h.getPod('live'); return (p?.status?.containerStatuses[0]?.restartCount ?? 0) >= 1 && p; }, 60_000);
+    expect(restarted.status!.containerStatuses[0].lastState?.terminated).toBeTruthy();
+    const reasons = await h.until('Unhealthy and Killing events', async () => {
+      const list = (await h.store!.list({ resource: 'events', namespace: h.namespace })).items.map((o) => o.event!).filter((e) => e.involvedObject?.name === 'live');
+      return list.some((e) => e.reason === 'Unhealthy') && list.some((e) => e.reason === 'Killing') && list;
+    });
+    expect(reasons.find((e) => e.reason === 'Unhealthy')!.message).toMatch(/^Liveness probe failed/);
+    expect(reasons.find((e) => e.reason === 'Killing')!.message).toBe('Container app failed liveness probe, will be restarted');
+  }, 90_000);
+
   it('kill -9 of the agent: the restarted agent adopts running pods without restarting them', async (ctx) => {
     need(ctx);
     const before = await h.until('web Ready', async () => { const p = await h.getPod('web'); return ready(p) && p; }, 60_000);

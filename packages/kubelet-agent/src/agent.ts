@@ -1,7 +1,9 @@
 // The node agent put together: the Store (node registration, lease, node status, the informer of
 // this node's pods, status writes, events), static pod sources with their mirror pods, the
 // runtime's event stream as the PLEG, the probe manager, the pod workers driving PodSyncer, and
-// container GC. Everything it talks to is behind a seam; this file only wires and runs loops.
+// container GC and hard eviction. Everything it talks to is behind a seam; this file only wires
+// and runs loops.
+import * as path from 'node:path';
 import { core, runtime } from '@berth/api';
 import { kindInfo, Quantity, wrap, type Informer, type StoreClient } from '@berth/apimachinery';
 import type { Registry } from 'prom-client';
@@ -10,13 +12,14 @@ import { CgroupV1Manager, CgroupV2Manager, detectCgroupDriver, type CgroupManage
 import { qosCgroupPlans } from './cgroups/plan';
 import { realClock, type Clock, type Timer } from './clock';
 import { imageAccess, runtimeExec, type ServiceClients } from './clients';
-import { EventRecorder } from './events';
+import { EventRecorder, podRef } from './events';
 import { readSignals } from './eviction';
+import { EvictionManager } from './eviction-manager';
 import { containersToRemove } from './gc';
 import { NodeLease } from './node-lease';
 import { NodeStatusReporter } from './node-status';
 import { PodSyncer, type PodLifecycleStore } from './pod-sync';
-import { ProbeManager, ResultChannel } from './probes/manager';
+import { ProbeManager, ResultChannel, type ProbeUpdate } from './probes/manager';
 import { listDeadContainers, NODE_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL } from './runtime-view';
 import type { ConfigSource, EventSink, PodStatusStore } from './seams';
 import { StartupMetrics } from './startup-trace';
@@ -75,12 +78,15 @@ export class NodeAgent {
   readonly loop: SyncLoop;
   readonly seams?: StoreSeams;
   private readonly pleg = new ResultChannel<RuntimeEvent>();
+  /** Probe results on their way to the sync loop, after their Unhealthy events. */
+  private readonly probeResults = new ResultChannel<ProbeUpdate>();
   private informer?: Informer;
   private lease?: NodeLease;
   private nodeStatus?: NodeStatusReporter;
   private statics: { stop(): void; start(): void }[] = [];
   private events?: { cancel(): void };
   private gcTimer?: Timer;
+  private evictionTimer?: Timer;
   private stopped = false;
   private started = false;
   private readonly log: Log;
@@ -164,11 +170,25 @@ export class NodeAgent {
       config: this.config,
       syncPod: (w) => this.syncPod(w),
       runtimeEvents: this.pleg,
-      probeUpdates: this.probes.updates,
+      probeUpdates: this.probeResults,
       syncFrequencyMs: o.syncFrequencyMs ?? 60_000,
       maxParallel: o.maxParallel ?? 32,
       onError: (uid, e) => this.log('warn', { pod: uid, err: (e as Error).message }, 'pod sync failed'),
     });
+  }
+
+  /** Probe failures become Unhealthy events on the pod (as the kubelet's prober records them). */
+  private async relayProbes(): Promise<void> {
+    const KIND = { liveness: 'Liveness', readiness: 'Readiness', startup: 'Startup' } as const;
+    for await (const u of this.probes.updates) {
+      const pod = this.config.get(u.podUid);
+      if (pod && u.result === 'failure') {
+        const init = pod.spec?.initContainers.some((c) => c.name === u.container);
+        this.recorder.event(podRef(pod, `spec.${init ? 'initContainers' : 'containers'}{${u.container}}`), 'Warning', 'Unhealthy', `${KIND[u.kind]} probe failed: ${u.output}`.trim());
+      }
+      this.probeResults.push(u);
+    }
+    this.probeResults.close();
   }
 
   private async syncPod(w: SyncWork): Promise<{ requeueAfterMs?: number } | void> {
@@ -189,6 +209,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     this.runPleg();
+    void this.relayProbes();
     if (this.seams) {
       await this.registerNode();
       this.lease = new NodeLease({ clock: this.clock, store: this.seams, nodeName: this.nodeName, onError: (e) => this.log('warn', { err: (e as Error).message }, 'lease not renewed') });
@@ -215,6 +236,7 @@ export class NodeAgent {
     this.loop.start();
     this.started = true;
     this.scheduleGc();
+    this.scheduleEviction();
   }
 
   private async registerNode(): Promise<void> {
@@ -288,6 +310,32 @@ export class NodeAgent {
     connect(100);
   }
 
+  /** Hard eviction thresholds, checked every 10 s: one victim per round. */
+  private scheduleEviction(): void {
+    const hard = this.o.evictionHard ?? {};
+    if (!Object.keys(hard).length) return;
+    const o = this.o;
+    const mgr = new EvictionManager({
+      signals: () => readSignals(o.stateDir, o.cgroupRoot),
+      evictionHard: hard,
+      pods: () => this.listPods(),
+      memoryCgroupDir: (p) => path.join(o.cgroupRoot, 'memory', ...o.cgroupParent, ...p),
+      evict: async (pod, _reason, message) => {
+        this.log('warn', { pod: `${pod.metadata!.namespace}/${pod.metadata!.name}`, message }, 'evicting pod');
+        await this.syncer.evict(pod, message);
+      },
+    });
+    const run = async () => {
+      try {
+        await mgr.synchronize();
+      } catch (e) {
+        this.log('warn', { err: (e as Error).message }, 'eviction round failed');
+      }
+      if (!this.stopped) this.evictionTimer = this.clock.setTimeout(() => void run(), 10_000);
+    };
+    this.evictionTimer = this.clock.setTimeout(() => void run(), 10_000);
+  }
+
   private scheduleGc(): void {
     const run = async () => {
       try {
@@ -326,6 +374,7 @@ export class NodeAgent {
     this.loop.stop();
     this.events?.cancel();
     this.gcTimer?.cancel();
+    this.evictionTimer?.cancel();
     this.retryTimer?.cancel();
     for (const s of this.statics) s.stop();
     this.lease?.stop();

@@ -57,7 +57,7 @@ function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T
     return r;
   };
   const statusOf = (pod: core.Pod) => store.pods.get(`${pod.metadata!.namespace}/${pod.metadata!.name}`)!.status!;
-  return { rt, clock, store, events, configs, deleted, probes, status, syncer, sync, statusOf };
+  return { rt, clock, store, events, configs, deleted, probes, status, recorder, syncer, sync, statusOf };
 }
 
 function mkPod(name: string, spec: Partial<core.PodSpec>, meta: Partial<core.ObjectMeta> = {}): core.Pod {
@@ -181,6 +181,25 @@ describe('PodSyncer start-up path', () => {
     w.rt.calls.length = 0;
     await w.sync(deleting, { deleted: true, reason: 'DELETE' });
     expect(w.rt.calls).toEqual([]);
+  });
+});
+
+describe('PodSyncer eviction', () => {
+  it('an evicted pod is killed, reported Failed/Evicted with the message and an event, and never restarted', async () => {
+    const w = world();
+    w.rt.images.set('busybox', 'sha256:1');
+    const pod = w.store.put(mkPod('hog', { containers: [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never' }] as core.Container[] }));
+    await w.sync(pod);
+    await w.syncer.evict(pod, 'The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi.');
+    await w.recorder.flush();
+    const st = w.statusOf(pod);
+    expect(st).toMatchObject({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory. Threshold quantity: 100Mi, available: 90Mi.' });
+    expect(w.rt.running()).toEqual([]);
+    expect(w.events.reasons()).toContain('Evicted');
+    const before = w.rt.calls.length;
+    await w.sync(pod);
+    expect(w.rt.calls.slice(before).filter((c) => /^(run|create|start)/.test(c))).toEqual([]);
+    expect(w.statusOf(pod).phase).toBe('Failed');
   });
 });
 

@@ -78,6 +78,8 @@ interface PodState {
   acceptedAt: number;
   /** A pod-level failure that stops the pod before its containers (bad volume, bad DNS...). */
   blocked?: { reason: string; message: string };
+  /** Ended by the node, not by its containers (eviction). */
+  terminal?: { phase: 'Failed'; reason: string; message: string };
 }
 
 interface Observed {
@@ -444,7 +446,7 @@ export class PodSyncer {
 
   private writeStatus(pod: core.Pod, st: PodState, obs: Observed): core.PodStatus {
     const o = this.o;
-    const status = computePodStatus({ pod: { ...pod, status: o.status.current(pod.metadata!.uid) ?? pod.status }, containers: this.views(pod, st, obs), now: o.clock.now(), hostIPs: o.hostIPs, podIPs: st.podIPs, startedAt: st.acceptedAt });
+    const status = computePodStatus({ pod: { ...pod, status: o.status.current(pod.metadata!.uid) ?? pod.status }, containers: this.views(pod, st, obs), now: o.clock.now(), hostIPs: o.hostIPs, podIPs: st.podIPs, startedAt: st.acceptedAt, terminal: st.terminal });
     o.status.setStatus(pod, status);
     this.trace(pod, st, status);
     return status;
@@ -461,6 +463,22 @@ export class PodSyncer {
     const m = pod.metadata!;
     // The annotation is for people (`berth describe`); losing it to a Store hiccup is fine.
     void this.o.store?.annotatePod(m.namespace || 'default', m.name, m.uid, STARTUP_TRACE_ANNOTATION, st.trace.annotation()).catch((e) => this.o.log?.('warn', { err: (e as Error).message }, 'startup trace not written'));
+  }
+
+  /**
+   * Node-pressure eviction: the pod is killed (no grace beyond its own), its phase becomes Failed
+   * with reason Evicted, and it is never restarted; the object stays for its owner to see.
+   */
+  async evict(pod: core.Pod, message: string): Promise<void> {
+    const st = this.state(pod);
+    st.terminal = { phase: 'Failed', reason: 'Evicted', message };
+    this.event(pod, 'Warning', 'Evicted', message);
+    this.o.probes.removePod(pod.metadata!.uid);
+    let obs = await this.observe(pod.metadata!.uid);
+    await this.killSandboxes(pod, obs, 'Completed');
+    obs = await this.observe(pod.metadata!.uid);
+    this.writeStatus(pod, st, obs);
+    await this.o.status.flush();
   }
 
   /** Graceful termination, final status, cleanup, and the removal of the pod object. */
