@@ -183,6 +183,23 @@ lastTimestamp: "${new Date().toISOString().replace(/\.\d+Z/, 'Z')}"
     expect(await run(['delete', 'pod', 'frontend'])).toEqual({ code: 1, out: '', err: 'Error from server (NotFound): pods "frontend" not found\n' });
     expect((await run(['delete', 'pods'])).err).toBe("error: resource(s) were provided, but no name was specified\nSee 'berth delete --help' for usage.\n");
   });
+
+  it('deletes with --cascade: orphan keeps the dependents, background (the default) takes them', async () => {
+    const owner = (n: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${n}}\n`;
+    const dep = (n: string, o: { configMap?: { metadata?: { name: string; uid: string } } }) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${n}\n  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: ${o.configMap!.metadata!.name}, uid: ${o.configMap!.metadata!.uid}}]\n`;
+    const get = async (n: string) => { const j = JSON.parse((await run(['get', 'configmap', n, '-o', 'json'])).out || 'null'); return j?.kind === 'List' ? null : j; };
+    for (const n of ['cascade-keep', 'cascade-take']) {
+      await run(['apply', '-f', '-'], {}, owner(n));
+      await run(['apply', '-f', '-'], {}, dep(`${n}-dep`, { configMap: { metadata: await get(n).then((j) => j.metadata) } }));
+    }
+    expect(await run(['delete', 'configmap', 'cascade-keep', '--cascade=orphan'])).toEqual({ code: 0, out: 'configmap "cascade-keep" deleted\n', err: '' });
+    expect(await run(['delete', 'configmap', 'cascade-take'])).toEqual({ code: 0, out: 'configmap "cascade-take" deleted\n', err: '' });
+    for (let i = 0; i < 100 && ((await get('cascade-take-dep')) || (await get('cascade-keep'))); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await get('cascade-take-dep')).toBeNull();
+    expect(await get('cascade-keep')).toBeNull();
+    expect((await get('cascade-keep-dep')).metadata.ownerReferences).toBeUndefined();
+    expect((await run(['delete', 'configmap', 'x', '--cascade=sideways'])).err).toBe('error: invalid argument "sideways" for "--cascade" flag: must be "background", "foreground", or "orphan"\nSee \'berth delete --help\' for usage.\n');
+  });
 });
 
 describe('berth get csr / certificate approve|deny', () => {

@@ -318,7 +318,12 @@ async function cmdDelete(io: Io, args: string[]): Promise<number> {
     all: { type: 'boolean' },
     'all-namespaces': { type: 'boolean', short: 'A' },
     'ignore-not-found': { type: 'boolean' },
+    cascade: { type: 'string' },
   });
+  // kubectl's --cascade: background (default), foreground, orphan; true/false are the old spellings.
+  const cascade = values.cascade === undefined ? 'background' : values.cascade === 'true' ? 'background' : values.cascade === 'false' ? 'orphan' : values.cascade;
+  if (!['background', 'foreground', 'orphan'].includes(cascade)) throw new UsageError('delete', `invalid argument "${values.cascade}" for "--cascade" flag: must be "background", "foreground", or "orphan"`);
+  const propagationPolicy = cascade[0].toUpperCase() + cascade.slice(1);
   let grace: number | undefined;
   if (values['grace-period'] !== undefined) {
     if (!/^-?\d+$/.test(values['grace-period'])) throw new UsageError('delete', `invalid argument "${values['grace-period']}" for "--grace-period" flag: strconv.ParseInt: parsing "${values['grace-period']}": invalid syntax`);
@@ -358,7 +363,7 @@ async function cmdDelete(io: Io, args: string[]): Promise<number> {
     }
     for (const v of victims) {
       try {
-        await ctx.client.delete({ resource: v.info.resource, namespace: v.ns, name: v.name, gracePeriodSeconds: grace });
+        await ctx.client.delete({ resource: v.info.resource, namespace: v.ns, name: v.name, gracePeriodSeconds: grace, propagationPolicy });
         io.stdout(`${v.info.kind.toLowerCase()}${v.info.group ? `.${v.info.group}` : ''} "${v.name}" ${grace === 0 && values.force ? 'force deleted' : 'deleted'}\n`);
       } catch (e) {
         if (e instanceof BerthError && e.kind === 'NotFound' && values['ignore-not-found']) continue;
@@ -674,7 +679,7 @@ const USAGE: Record<string, string> = {
   describe: 'berth describe TYPE [NAME...] [-l SELECTOR] [-n NAMESPACE | -A]',
   apply: 'berth apply -f FILE|DIR|- [-f ...] [-R] [--dry-run=client|server] [-n NAMESPACE]',
   create: 'berth create -f FILE|DIR|- [-f ...] [-R] [--dry-run=client|server] [-n NAMESPACE]',
-  delete: 'berth delete TYPE NAME... | TYPE -l SELECTOR | TYPE --all | -f FILE [--grace-period N] [--now] [--force] [--ignore-not-found] [-n NAMESPACE | -A]',
+  delete: 'berth delete TYPE NAME... | TYPE -l SELECTOR | TYPE --all | -f FILE [--grace-period N] [--now] [--force] [--cascade=background|foreground|orphan] [--ignore-not-found] [-n NAMESPACE | -A]',
   auth: 'berth auth can-i VERB TYPE[/NAME] [NAME] [--subresource S] [-n NAMESPACE | -A] [-q]\n       berth auth whoami [-o json|yaml]',
   config: 'berth config view [--raw] | current-context | get-contexts [NAME] | use-context NAME | set-context NAME|--current [--cluster C] [--user U] [--namespace N] | set-cluster NAME --server S [--certificate-authority F] [--tls-server-name N] | set-credentials NAME [--client-certificate F --client-key F] [--token T]',
   certs: 'berth certs [--dir DIR] [--node NAME]... [--san NAME_OR_IP]...',

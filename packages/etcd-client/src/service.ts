@@ -8,6 +8,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type StorageBackend } from './store';
 import { startSecureListener, type SecureListener } from './store/secure-listener';
 import { ClusterSigner, CsrController } from './store/csr-signer';
+import { GarbageCollector } from './store/garbage-collector';
 import { EtcdV3Client } from './v3';
 import { EtcdV2Client } from './v2';
 import { EtcdV2Backend } from './store/backend-v2';
@@ -87,6 +88,7 @@ export const spec: ServiceSpec<typeof schema> = {
     if (config.secureListen && !(config.clientCaFile && config.tlsCertFile && config.tlsPrivateKeyFile)) throw new Error('--secure-listen needs --client-ca-file, --tls-cert-file and --tls-private-key-file');
     if (!config.clusterSigningCertFile !== !config.clusterSigningKeyFile) throw new Error('--cluster-signing-cert-file and --cluster-signing-key-file go together');
     let csrController: CsrController | undefined;
+    const gc = new GarbageCollector(registry, { logger });
     return {
       services: [{ definition: store.StoreService, implementation: local }],
       servingOnStart: false,
@@ -110,6 +112,7 @@ export const spec: ServiceSpec<typeof schema> = {
               await registry.start();
               ready = true;
               csrController?.start();
+              gc.start();
               logger.info('store initialised');
             } catch (err) {
               logger.warn({ err: String(err) }, 'store initialisation failed; retrying');
@@ -132,6 +135,7 @@ export const spec: ServiceSpec<typeof schema> = {
       close: async () => {
         clearInterval(timer);
         await csrController?.close();
+        await gc.close();
         registry.close();
         await secure?.shutdown(1000);
         backend.close();

@@ -226,6 +226,16 @@ describe('node TLS bootstrap', () => {
   });
 });
 
+describe('the same berth-etcd-client process', () => {
+  it('collects garbage: deleting an owner deletes its dependents', async () => {
+    const owner = await admin.create(decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `gc-owner-${suffix}` } }));
+    const m = owner.configMap!.metadata!;
+    await admin.create(decodeObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: `gc-dep-${suffix}`, ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: m.name, uid: m.uid }] } }));
+    await admin.delete({ resource: 'configmaps', namespace: 'default', name: m.name });
+    await waitFor('the dependent to go', async () => (await code(admin.get('secrets', 'default', `gc-dep-${suffix}`))).startsWith('NotFound') ? true : undefined);
+  }, 30_000);
+});
+
 describe('ClusterSigner', () => {
   it('issues for one year at most, within the CA, from a CA with an RSA or EC key', async () => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), `berth-signer-${suffix}-`));

@@ -139,6 +139,7 @@ export class CsrController {
       try {
         const l = await this.registry.list(store.ListRequest.fromPartial({ resource: 'certificatesigningrequests' }), CONTROLLER);
         for (const obj of l.items) await this.reconcileLogged(obj);
+        if (signal.aborted) return;
         const req = store.WatchRequest.fromPartial({ resource: 'certificatesigningrequests', resourceVersion: l.resourceVersion });
         for await (const e of this.registry.watch(req, CONTROLLER, signal)) {
           if (e.type === 'ERROR') break; // too old: relist

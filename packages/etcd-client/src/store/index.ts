@@ -5,3 +5,4 @@ export { Registry, ExpiredError, type RegistryOptions } from './registry';
 export { Authenticator, LOCAL_ADMIN, type AuthnOptions } from './authn';
 export { storeImplementation } from './server';
 export { ClusterSigner, CsrController, type CsrControllerOptions } from './csr-signer';
+export { GarbageCollector, type GarbageCollectorOptions } from './garbage-collector';

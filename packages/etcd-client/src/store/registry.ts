@@ -69,6 +69,9 @@ export class ExpiredError extends BerthError {
 }
 
 const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+/** Finalizers of the garbage collector (Kubernetes' metav1.FinalizerDeleteDependents / FinalizerOrphanDependents). */
+export const FOREGROUND_FINALIZER = 'foregroundDeletion';
+export const ORPHAN_FINALIZER = 'orphan';
 const RBAC_RESOURCES = ['roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'];
 const MAX_COMMIT_RETRIES = 200;
 
@@ -611,13 +614,25 @@ export class Registry {
         // An unscheduled or finished pod has nothing to stop: it goes at once.
         if (!pod.spec?.nodeName || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') grace = 0;
       }
+      // Foreground and Orphan hand the object to the garbage collector through a finalizer: it
+      // deletes the dependents (or frees them) first, then drops the finalizer and the object goes.
+      const policyFinalizer = req.propagationPolicy === 'Foreground' ? FOREGROUND_FINALIZER : req.propagationPolicy === 'Orphan' ? ORPHAN_FINALIZER : undefined;
+      let finalizerChanged = false;
+      if (policyFinalizer) {
+        const rest = nm.finalizers.filter((f) => f !== FOREGROUND_FINALIZER && f !== ORPHAN_FINALIZER);
+        finalizerChanged = !nm.finalizers.includes(policyFinalizer) || rest.length !== nm.finalizers.length - 1;
+        nm.finalizers = [...rest, policyFinalizer];
+      }
       const graceful = grace > 0;
       if (graceful || nm.finalizers.length) {
+        const shorter = !nm.deletionTimestamp || (nm.deletionGracePeriodSeconds ?? 0) > grace;
         // Already marked with a grace period at least this short: nothing changes.
-        if (nm.deletionTimestamp && (nm.deletionGracePeriodSeconds ?? 0) <= grace && !(grace === 0 && nm.finalizers.length === 0)) return old.obj;
+        if (!shorter && !finalizerChanged && !(grace === 0 && nm.finalizers.length === 0)) return old.obj;
         if (!(grace === 0 && nm.finalizers.length === 0)) {
-          nm.deletionTimestamp = new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-          nm.deletionGracePeriodSeconds = grace;
+          if (shorter) {
+            nm.deletionTimestamp = new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+            nm.deletionGracePeriodSeconds = grace;
+          }
           const r = await this.backend.commit([{ key: old.kv.key, modRevision: old.kv.modRevision }], [{ key: old.kv.key, value: this.encode(next) }]);
           if (!r.ok) continue;
           nm.resourceVersion = String(r.revision);
@@ -695,6 +710,7 @@ export class Registry {
     const ac = new AbortController();
     const stop = () => ac.abort();
     signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted) stop(); // 'abort' has fired already and will not again
     const timeout = Math.min(req.timeoutSeconds ?? this.maxWatchSeconds, this.maxWatchSeconds);
     const timer = setTimeout(stop, timeout * 1000);
     const prefix = this.collectionPrefix(info, ns);

@@ -68,6 +68,8 @@ export class WatchHub {
   /** Changes under `filter` (a prefix inside the hub's) with revision > afterRevision. */
   async *watch(filter: string, afterRevision: number, signal: AbortSignal): AsyncGenerator<BackendWatchBatch> {
     await this.start();
+    // A signal that fired while the hub started will not fire again: nothing would end the watch.
+    if (signal.aborted) return;
     if (afterRevision < this.base) {
       yield* this.backend.watch(filter, afterRevision, signal);
       return;
