@@ -236,14 +236,10 @@ export class GarbageCollector {
     const deps = [...(this.dependents.get(w.uid) ?? [])];
     if (m.finalizers.includes(ORPHAN_FINALIZER)) {
       for (const d of deps) {
-        const dn = this.nodes.get(d);
-        if (!dn) continue;
-        const dobj = await this.readNode(dn);
-        if (!dobj) continue;
-        const dm = unwrap(dobj).value.metadata!;
-        if (dm.uid !== d || !dm.ownerReferences.some((r) => r.uid === w.uid)) continue;
-        dm.ownerReferences = dm.ownerReferences.filter((r) => r.uid !== w.uid);
-        await this.registry.update(dobj, GC_USER);
+        const dep = await this.liveDependent(d, w.uid);
+        if (!dep) continue;
+        dep.meta.ownerReferences = dep.meta.ownerReferences.filter((r) => r.uid !== w.uid);
+        await this.registry.update(dep.obj, GC_USER);
       }
       await this.dropFinalizer(obj, ORPHAN_FINALIZER);
       this.pendingOwners.delete(w.uid);
@@ -253,15 +249,10 @@ export class GarbageCollector {
     // Foreground: delete every dependent; wait only for those that block the owner's deletion.
     let blocking = 0;
     for (const d of deps) {
-      const dn = this.nodes.get(d);
-      if (!dn) continue;
-      const dobj = await this.readNode(dn);
-      if (!dobj) continue;
-      const dm = unwrap(dobj).value.metadata!;
-      const ref = dm.ownerReferences.find((r) => r.uid === w.uid);
-      if (dm.uid !== d || !ref) continue;
-      if (ref.blockOwnerDeletion) blocking++;
-      if (!dm.deletionTimestamp) await this.deleteObject(dn, d, ref.blockOwnerDeletion ? 'Foreground' : 'Background');
+      const dep = await this.liveDependent(d, w.uid);
+      if (!dep) continue;
+      if (dep.ref.blockOwnerDeletion) blocking++;
+      if (!dep.meta.deletionTimestamp) await this.deleteObject(dep.node, d, dep.ref.blockOwnerDeletion ? 'Foreground' : 'Background');
     }
     if (blocking) {
       // Looked at again when one of them changes or goes.
@@ -270,6 +261,17 @@ export class GarbageCollector {
     }
     this.pendingOwners.delete(w.uid);
     await this.dropFinalizer(obj, FOREGROUND_FINALIZER);
+  }
+
+  /** Dependent `uid` as stored now, if it still is that object and still refers to the owner. */
+  private async liveDependent(uid: string, ownerUid: string): Promise<{ node: Node; obj: core.Object; meta: core.ObjectMeta; ref: core.OwnerReference } | undefined> {
+    const node = this.nodes.get(uid);
+    if (!node) return undefined;
+    const obj = await this.readNode(node);
+    if (!obj) return undefined;
+    const meta = unwrap(obj).value.metadata!;
+    const ref = meta.ownerReferences.find((r) => r.uid === ownerUid);
+    return meta.uid === uid && ref ? { node, obj, meta, ref } : undefined;
   }
 
   private async dropFinalizer(obj: core.Object, finalizer: string): Promise<void> {
