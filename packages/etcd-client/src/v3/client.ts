@@ -30,6 +30,7 @@ import { EtcdArgumentError, EtcdCompactedError, EtcdV3Error } from './errors';
 import { LeaseKeepAlive, type KeepAliveOptions } from './lease';
 import { checkRevision, fromPbKv, idToHex, leaseToWire, memberIdToWire, prefixEnd, toBuffer, type Bytes, type KeyValue } from './types';
 import { Watcher, type WatchOptions } from './watch';
+import { PUT, RANGE, type RangeAnswer } from './wire';
 
 export type SortTarget = 'key' | 'version' | 'createRevision' | 'modRevision' | 'value';
 
@@ -288,6 +289,9 @@ function opResult(r: ResponseOp): TxnOpResult {
 function txnResult(r: TxnResponse): TxnResult {
   return { succeeded: r.succeeded, revision: Number(r.header?.revision ?? 0n), responses: r.responses.map(opResult) };
 }
+function firstKv(r: RangeAnswer): KeyValue | undefined {
+  return r.kvs[0];
+}
 function isReadOnly(t: TxnRequest): boolean {
   const ops = [...t.success, ...t.failure];
   return ops.every((o) => o.requestRange || (o.requestTxn && isReadOnly(o.requestTxn)));
@@ -318,16 +322,20 @@ export class EtcdV3Client {
   // ---- keys ----
 
   /** One key, or undefined. Linearizable unless `serializable`. */
-  async get(key: Bytes, o: { revision?: number; serializable?: boolean } = {}): Promise<KeyValue | undefined> {
-    const req = rangeRequest(key, { revision: o.revision, serializable: o.serializable }, 'get');
-    const r = await this.withCompactRevision(this.conn.unary(KVService.range, req, { repeatable: true }));
-    return r.kvs.length ? fromPbKv(r.kvs[0]) : undefined;
+  get(key: Bytes, o: { revision?: number; serializable?: boolean } = {}): Promise<KeyValue | undefined> {
+    let req: RangeRequest;
+    try {
+      req = rangeRequest(key, { revision: o.revision, serializable: o.serializable }, 'get');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.withCompactRevision(this.conn.unary(RANGE, req, { repeatable: true })).then(firstKv);
   }
 
   /** Keys of a range: `{ prefix: true }`, `{ end }` or `{ fromKey: true }`, with limit, revision,
    *  keysOnly, countOnly, sort and revision filters. */
   async range(key: Bytes, o: RangeOptions = {}): Promise<RangeResult> {
-    return rangeResult(await this.withCompactRevision(this.conn.unary(KVService.range, rangeRequest(key, o), { repeatable: true })));
+    return this.withCompactRevision(this.conn.unary(RANGE, rangeRequest(key, o), { repeatable: true }));
   }
 
   /** Every key starting with `prefix` (sorted by key). */
@@ -336,7 +344,7 @@ export class EtcdV3Client {
   }
 
   async put(key: Bytes, value: Bytes, o: PutOptions = {}): Promise<PutResult> {
-    return putResult(await this.conn.unary(KVService.put, putRequest(key, value, o), { repeatable: false }));
+    return this.conn.unary(PUT, putRequest(key, value, o), { repeatable: false });
   }
 
   /** Deletes a key or a range (`prefix`, `end`, `fromKey`). */
@@ -377,15 +385,14 @@ export class EtcdV3Client {
     }
   }
 
-  private async withCompactRevision<T>(p: Promise<T>): Promise<T> {
-    try {
-      return await p;
-    } catch (e) {
+  /** etcd's "compacted" error lacks the compact revision: ask for it (failures only). */
+  private withCompactRevision<T>(p: Promise<T>): Promise<T> {
+    return p.catch(async (e) => {
       if (e instanceof EtcdCompactedError && e.compactRevision === 0) {
         throw new EtcdCompactedError(await this.compactRevision().catch(() => 0), e.endpoint);
       }
       throw e;
-    }
+    });
   }
 
   /** Drops the history before `revision`; watches and reads from older revisions then fail

@@ -8,7 +8,7 @@
 // error and decides (as etcd's Go client does).
 import { AuthService } from '../gen/etcdserverpb/rpc';
 import { EtcdArgumentError, EtcdV3Error, fromGrpcError } from './errors';
-import { Code, GrpcChannel, grpcError, type GrpcError, type GrpcStream } from './grpc-channel';
+import { Code, GrpcChannel, frameMessage, grpcError, type GrpcError, type GrpcStream } from './grpc-channel';
 import { readPem } from './types';
 
 export interface EtcdV3Tls {
@@ -44,6 +44,8 @@ export interface EtcdV3Options {
 export interface MethodDef<Req, Res> {
   path: string;
   requestSerialize: (v: Req) => Buffer;
+  /** The request already behind its 5-byte gRPC prefix (hand-written codecs, see wire.ts). */
+  requestFrame?: (v: Req) => Buffer;
   responseDeserialize: (b: Buffer) => Res;
 }
 
@@ -156,7 +158,8 @@ export class Connection {
 
   private attempt<Req, Res>(ep: Endpoint, def: MethodDef<Req, Res>, req: Req, headers: Record<string, string> | undefined, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      ep.channel.unary(def.path, def.requestSerialize(req), headers, deadline, (err, res) => {
+      const body = def.requestFrame ? def.requestFrame(req) : frameMessage(def.requestSerialize(req));
+      ep.channel.unary(def.path, body, headers, deadline, (err, res) => {
         if (err) { reject(err); return; }
         try {
           resolve(def.responseDeserialize(res!));

@@ -7,7 +7,7 @@ import type { EtcdCluster } from '@berth/common';
 import { EtcdV3Client } from '..';
 import { KVService, RangeRequest } from '../gen/etcdserverpb/rpc';
 import { startEtcd, uniquePrefix } from './fixture';
-import { Code, GrpcChannel, type GrpcError } from './grpc-channel';
+import { Code, GrpcChannel, frameMessage, type GrpcError } from './grpc-channel';
 
 let etcd: EtcdCluster;
 const servers: net.Server[] = [];
@@ -25,7 +25,7 @@ const options = { secure: false, keepAliveTimeMs: 10_000, keepAliveTimeoutMs: 5_
 const target = () => new URL(etcd.endpoints[0]).host;
 
 function call(ch: GrpcChannel, path: string, msg: Uint8Array, timeoutMs = 5000): Promise<Buffer> {
-  return new Promise((resolve, reject) => ch.unary(path, msg, undefined, Date.now() + timeoutMs, (err, res) => (err ? reject(err) : resolve(res!))));
+  return new Promise((resolve, reject) => ch.unary(path, frameMessage(msg), undefined, Date.now() + timeoutMs, (err, res) => (err ? reject(err) : resolve(res!))));
 }
 
 /** A loopback port that accepts connections and never answers (like a paused process). */

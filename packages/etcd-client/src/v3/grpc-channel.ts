@@ -226,10 +226,11 @@ export class GrpcChannel {
   }
 
   /**
-   * One unary call. `message` is the encoded request; `deadline` an absolute Date.now() time.
-   * Calls back exactly once with the encoded response or a GrpcError.
+   * One unary call. `body` is the encoded request behind its 5-byte prefix (frameMessage);
+   * `deadline` an absolute Date.now() time. Calls back exactly once with the encoded response
+   * or a GrpcError.
    */
-  unary(path: string, message: Uint8Array, extra: Record<string, string> | undefined, deadline: number, cb: (err: GrpcError | null, res?: Buffer) => void): void {
+  unary(path: string, body: Buffer, extra: Record<string, string> | undefined, deadline: number, cb: (err: GrpcError | null, res?: Buffer) => void): void {
     let s: Session;
     let stream: http2.ClientHttp2Stream;
     const timeout = deadline - Date.now();
@@ -277,7 +278,7 @@ export class GrpcChannel {
       if (timedOut) { cb(grpcError(Code.DEADLINE_EXCEEDED, `deadline of ${timeout} ms exceeded waiting for ${this.target}`)); return; }
       cb(this.brokenError(s, stream, st, error, 'call'));
     });
-    stream.end(frameMessage(message));
+    stream.end(body);
   }
 
   /** Opens a bidirectional stream (throws a GrpcError when no session can be had). */
