@@ -13,7 +13,9 @@ const h = new NodeHarness();
 let missing: string | undefined;
 
 beforeAll(async () => {
-  missing = await h.start();
+  // A static pod (from the agent's manifest directory) in the test namespace.
+  const staticPod = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  namespace: ${h.namespace}\nspec:\n  containers:\n  - name: main\n    image: ${TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n`;
+  missing = await h.start({ staticPods: { 'static-web.yaml': staticPod } });
   if (missing) console.warn(`agent acceptance tests skipped: ${missing} (issue #8)`);
 }, 120_000);
 
@@ -61,6 +63,15 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(['Pulled', 'Created', 'Started']));
     const trace = await h.until('startup trace', async () => (await h.getPod('web'))?.metadata?.annotations['berth.dev/startup-trace']);
     expect(Object.keys(JSON.parse(trace).phasesMs)).toEqual(expect.arrayContaining(['sandbox', 'network', 'image', 'containerCreate', 'containerStart']));
+  }, 90_000);
+
+  it('a static pod runs from the manifest directory and its mirror pod in the Store shows its status', async (ctx) => {
+    need(ctx);
+    const mirror = await h.until('mirror pod Running', async () => { const p = await h.getPod(`static-web-${h.nodeName}`); return p?.status?.phase === 'Running' && p; }, 60_000);
+    expect(mirror.metadata!.annotations['kubernetes.io/config.source']).toBe('file');
+    expect(mirror.metadata!.annotations['kubernetes.io/config.mirror']).toMatch(/^[0-9a-f]{32}$/);
+    expect(mirror.status!.containerStatuses[0]).toMatchObject({ name: 'main', ready: true });
+    expect((await h.sandboxes()).filter((s) => s.labels['io.kubernetes.pod.uid'] === mirror.metadata!.annotations['kubernetes.io/config.mirror'])).toHaveLength(1);
   }, 90_000);
 
   it('Kubelet API: ListPods, ContainerLogs, Exec and StatsSummary reach the pod', async (ctx) => {

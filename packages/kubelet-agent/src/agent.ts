@@ -362,7 +362,7 @@ export class NodeAgent {
 
   /** The pods this node runs, with the status the agent last computed. */
   listPods(): core.Pod[] {
-    return this.loop.running().map((p) => ({ ...p, status: this.status.current(p.metadata!.uid) ?? p.status }));
+    return this.loop.running().filter((p) => !p.metadata?.annotations?.[CONFIG_MIRROR_ANNOTATION]).map((p) => ({ ...p, status: this.status.current(p.metadata!.uid) ?? p.status }));
   }
 
   findPod(namespace: string, name: string): core.Pod | undefined {

@@ -5,6 +5,7 @@ import type { core } from '@berth/api';
 import { ConflictError, NotFoundError } from '@berth/common';
 import type { Clock, Timer } from '../clock';
 import type { PodStatusStore } from '../seams';
+import { CONFIG_MIRROR_ANNOTATION } from '../sync/pod-config';
 import { mergeNoRegress, statusEqual } from './compute';
 
 export interface StatusManagerOptions {
@@ -111,7 +112,9 @@ export class StatusManager {
     for (let attempt = 0; ; attempt++) {
       const cached = attempt === 0 ? this.latest.get(p.uid) : undefined;
       const cur = cached ?? (await this.opts.store.getPod(p.namespace, p.name));
-      if (!cur || cur.metadata?.uid !== p.uid) throw new NotFoundError(`pod ${p.namespace}/${p.name} with uid ${p.uid} is gone`);
+      // A static pod's status goes to its mirror pod, which names the static pod's uid.
+      const mine = cur && (cur.metadata?.uid === p.uid || cur.metadata?.annotations?.[CONFIG_MIRROR_ANNOTATION] === p.uid);
+      if (!cur || !mine) throw new NotFoundError(`pod ${p.namespace}/${p.name} with uid ${p.uid} is gone`);
       const merged = mergeNoRegress(cur.status ?? p.status, p.status);
       if (cur.status && statusEqual(cur.status, merged)) {
         this.written.set(p.uid, cur.status);

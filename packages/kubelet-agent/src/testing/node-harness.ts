@@ -67,7 +67,7 @@ export class NodeHarness {
   }
 
   /** Starts the Store, runtime and network; returns what is missing (then the agent is not started). */
-  async start(opts: { podCidr?: string } = {}): Promise<string | undefined> {
+  async start(opts: { podCidr?: string; staticPods?: Record<string, string> } = {}): Promise<string | undefined> {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-ka-node-'));
     fs.chmodSync(this.dir, 0o755);
     execFileSync('ip', ['netns', 'add', this.netns]);
@@ -92,6 +92,8 @@ export class NodeHarness {
     this.missing = await sandboxesMissing(this.sock.runtime);
     if (this.missing) return this.missing;
     await this.importTestImage();
+    fs.mkdirSync(path.join(this.dir, 'manifests'));
+    for (const [file, text] of Object.entries(opts.staticPods ?? {})) fs.writeFileSync(path.join(this.dir, 'manifests', file), text);
     this.startAgent();
     if ((await waitServing(`unix://${this.sock.agent}`, 30_000)) !== 'SERVING') throw new Error(`kubelet-agent did not start: ${this.agent!.output()}`);
     return undefined;
@@ -120,7 +122,7 @@ export class NodeHarness {
       'netns', 'exec', this.netns, process.execPath, bins.agent,
       '--listen', `unix://${this.sock.agent}`, '--state-dir', path.join(this.dir, 'agent'), '--node-name', this.nodeName, '--node-ip', '127.0.0.1',
       '--store', `unix://${this.sock.store}`, '--runtime-endpoint', `unix://${this.sock.runtime}`, '--cni-endpoint', `unix://${this.sock.cni}`,
-      '--pod-cgroup-parent', this.cgroupParent, '--log-level', 'info', ...extra,
+      '--pod-cgroup-parent', this.cgroupParent, '--pod-manifest-path', path.join(this.dir, 'manifests'), '--log-level', 'info', ...extra,
     ];
     const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
