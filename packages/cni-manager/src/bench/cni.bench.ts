@@ -1,6 +1,6 @@
 // `npm run bench -- cni [pods]`: SetUpPod / TearDownPod through cni-manager's gRPC API against
-// Debian's bridge + host-local plugins, driven by Berth's CNI executor and by direct exec, on
-// the same pods in the same run. Everything runs inside a node namespace made for the run (the
+// Debian's bridge + host-local plugins, driven by Berth's CNI executor and by direct exec, in
+// the same run, interleaved pod by pod. Everything runs inside a node namespace made for the run (the
 // bench re-executes itself there), so the machine's own network is never touched.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,7 +10,8 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
 import { createClient, startServiceProcess, waitServing } from '@berth/common';
 import { CniExecutor } from '../cni/executor';
-import { PodNetwork } from '../network';
+import { Rtnl } from '@berth/native';
+import { hostVethName, PodNetwork } from '../network';
 import { netnsPath, Topology } from '../testing/topology';
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'berth-cni-manager.js');
@@ -23,109 +24,123 @@ function stats(xs: number[]): Stats {
 }
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
-async function inner(pods: string[]): Promise<void> {
+interface Impl {
+  name: string;
+  add(i: number, netns: string): Promise<void>;
+  del(i: number, netns: string): Promise<void>;
+  /** Waits, untimed, until the kernel is done with a DEL answered early (berth's background unregistration). */
+  settle(i: number): Promise<void>;
+}
+
+// The implementations are measured interleaved, pod by pod, in an order that rotates per pod:
+// on this shared machine the load moves by several times within a minute, and measuring one
+// implementation's 200 pods after another's would compare different minutes, not the code.
+// Each implementation has its own pod namespaces (one pod per namespace, as in a cluster).
+// After each DEL the next measurement waits until the kernel has finished the previous one,
+// so no implementation's leftover work lands in another's timing.
+async function inner(podSets: string[][]): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cni-bench-'));
-  const results: Record<string, { add: Stats; del: Stats }> = {};
+  const samples: Record<string, { add: number[]; del: number[] }> = {};
+  const cleanups: Array<() => Promise<void>> = [];
+  const host = Rtnl.open();
+  const gone = async (link: string): Promise<void> => {
+    for (let t = 0; t < 2000 && (await host.link(link)); t++) await new Promise((r) => setTimeout(r, 1));
+  };
   try {
     // 1. Berth through gRPC (a separate cni-manager process, in this namespace).
     const sock = path.join(dir, 'cni.sock');
     const svc = startServiceProcess(BIN, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--pod-cidr', '10.90.0.0/16', '--log-level', 'warn']);
+    cleanups.push(async () => { await svc.stop(); });
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`cni-manager did not start: ${svc.output()}`);
     const client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
+    cleanups.push(async () => client.close());
     const call = <T>(m: string, req: unknown): Promise<T> => new Promise((res, rej) => (client as unknown as Record<string, Function>)[m]!(req, (e: ServiceError | null, r: T) => (e ? rej(e) : res(r))));
     await call('status', {}); // warm the channel
-    const add: number[] = [];
-    const del: number[] = [];
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await call('setUpPod', cni.SetUpPodRequest.fromPartial({ sandboxId: `b${i}`, podName: `p${i}`, podNamespace: 'bench', netnsPath: netnsPath(p) }));
-      add.push(ms(t0));
-    }
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await call('tearDownPod', cni.TearDownPodRequest.fromPartial({ sandboxId: `b${i}`, netnsPath: netnsPath(p) }));
-      del.push(ms(t0));
-    }
-    client.close();
-    await svc.stop();
-    results['berth-grpc'] = { add: stats(add), del: stats(del) };
+    const grpc: Impl = {
+      name: 'berth-grpc',
+      add: async (i, ns) => { await call('setUpPod', cni.SetUpPodRequest.fromPartial({ sandboxId: `b${i}`, podName: `p${i}`, podNamespace: 'bench', netnsPath: netnsPath(ns) })); },
+      del: async (i, ns) => { await call('tearDownPod', cni.TearDownPodRequest.fromPartial({ sandboxId: `b${i}`, netnsPath: netnsPath(ns) })); },
+      settle: (i) => gone(hostVethName(`b${i}`)),
+    };
+    // The floor under the gRPC figures: a call that does nothing (Status), between the same two processes.
+    const noop: Impl = { name: 'grpc-noop-status', add: async () => { await call('status', {}); }, del: async () => { await call('status', {}); }, settle: async () => undefined };
 
     // 1b. The same library in this process (no gRPC, no second process): where the time goes.
     const net = new PodNetwork({ mode: 'bridge', podCidr: '10.92.0.0/16', stateDir: path.join(dir, 'inproc'), bridgeName: 'berthin0', probeCapabilities: false });
     await net.start();
-    const iAdd: number[] = [];
-    const iDel: number[] = [];
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await net.setUp({ podUid: '', podNamespace: 'bench', podName: `p${i}`, sandboxId: `i${i}`, netnsPath: netnsPath(p), interfaceName: 'eth0', annotations: {} });
-      iAdd.push(ms(t0));
-    }
-    for (const [i] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await net.tearDown({ sandboxId: `i${i}` });
-      iDel.push(ms(t0));
-    }
-    await net.close();
-    results['berth-in-process'] = { add: stats(iAdd), del: stats(iDel) };
+    cleanups.push(() => net.close());
+    const lib: Impl = {
+      name: 'berth-in-process',
+      add: async (i, ns) => { await net.setUp({ podUid: '', podNamespace: 'bench', podName: `p${i}`, sandboxId: `i${i}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} }); },
+      del: async (i) => { await net.tearDown({ sandboxId: `i${i}` }); },
+      settle: () => net.drain(),
+    };
 
     // 2. Debian bridge + host-local through Berth's CNI executor; 3. the same plugins by direct exec.
     const conf = { cniVersion: '1.0.0', name: 'benchnet', plugins: [{ type: 'bridge', bridge: 'cnibench0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.91.0.0/16' }]], dataDir: path.join(dir, 'ipam') } }] };
     fs.mkdirSync(path.join(dir, 'conf'));
     fs.writeFileSync(path.join(dir, 'conf', '10-bench.conflist'), JSON.stringify(conf));
     const ex = new CniExecutor({ confDir: path.join(dir, 'conf'), binDirs: ['/usr/lib/cni'], cacheDir: path.join(dir, 'cache') });
-    const eAdd: number[] = [];
-    const eDel: number[] = [];
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await ex.add({ containerId: `e${i}`, netns: netnsPath(p), ifName: 'eth0' });
-      eAdd.push(ms(t0));
-    }
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await ex.del({ containerId: `e${i}`, netns: netnsPath(p), ifName: 'eth0' });
-      eDel.push(ms(t0));
-    }
-    results['debian-via-executor'] = { add: stats(eAdd), del: stats(eDel) };
-
-    const plugin = { ...conf.plugins[0], cniVersion: '1.0.0', name: 'benchnet' };
-    const run = (command: string, i: number, p: string): Promise<void> => new Promise((resolve, reject) => {
-      const child = spawn('/usr/lib/cni/bridge', [], { env: { PATH: process.env['PATH'], CNI_COMMAND: command, CNI_CONTAINERID: `d${i}`, CNI_NETNS: netnsPath(p), CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const executor: Impl = {
+      name: 'debian-via-executor',
+      add: async (i, ns) => { await ex.add({ containerId: `e${i}`, netns: netnsPath(ns), ifName: 'eth0' }); },
+      del: async (i, ns) => { await ex.del({ containerId: `e${i}`, netns: netnsPath(ns), ifName: 'eth0' }); },
+      settle: async () => undefined,
+    };
+    // Its own bridge and range: its pods live beside the executor's.
+    const plugin = { ...conf.plugins[0], cniVersion: '1.0.0', name: 'benchnet', bridge: 'cnibench1', ipam: { type: 'host-local', ranges: [[{ subnet: '10.93.0.0/16' }]], dataDir: path.join(dir, 'ipam-direct') } };
+    const run = (command: string, i: number, ns: string): Promise<void> => new Promise((resolve, reject) => {
+      const child = spawn('/usr/lib/cni/bridge', [], { env: { PATH: process.env['PATH'], CNI_COMMAND: command, CNI_CONTAINERID: `d${i}`, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' }, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`bridge ${command}: ${out}`))));
       child.stdin.end(JSON.stringify(plugin));
     });
-    const dAdd: number[] = [];
-    const dDel: number[] = [];
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await run('ADD', i, p);
-      dAdd.push(ms(t0));
+    const direct: Impl = { name: 'debian-direct-exec', add: (i, ns) => run('ADD', i, ns), del: (i, ns) => run('DEL', i, ns), settle: async () => undefined };
+
+    const impls = [grpc, lib, executor, direct, noop];
+    for (const im of impls) samples[im.name] = { add: [], del: [] };
+    const pods = podSets[0]!.length;
+    const rotated = (i: number): Impl[] => impls.map((_, k) => impls[(k + i) % impls.length]!);
+    const nsOf = (im: Impl, i: number): string => podSets[Math.min(impls.indexOf(im), podSets.length - 1)]![i]!;
+    for (let i = 0; i < pods; i++) {
+      for (const im of rotated(i)) {
+        const t0 = process.hrtime.bigint();
+        await im.add(i, nsOf(im, i));
+        samples[im.name]!.add.push(ms(t0));
+      }
     }
-    for (const [i, p] of pods.entries()) {
-      const t0 = process.hrtime.bigint();
-      await run('DEL', i, p);
-      dDel.push(ms(t0));
+    for (let i = 0; i < pods; i++) {
+      for (const im of rotated(i)) {
+        const t0 = process.hrtime.bigint();
+        await im.del(i, nsOf(im, i));
+        samples[im.name]!.del.push(ms(t0));
+        await im.settle(i);
+      }
     }
-    results['debian-direct-exec'] = { add: stats(dAdd), del: stats(dDel) };
   } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    host.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  const results = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { add: stats(v.add), del: stats(v.del) }]));
   process.stdout.write(`RESULTS ${JSON.stringify(results)}\n`);
 }
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--inner') {
-    await inner(process.argv.slice(3));
+    await inner(JSON.parse(process.argv[3]!) as string[][]);
     return;
   }
   const n = Number(process.argv[2] ?? 200);
   const topo = new Topology();
   try {
     const node = topo.netns('bench');
-    const pods = Array.from({ length: n }, () => topo.netns('p'));
-    console.log(`cni bench: ${n} pods, sequential SetUp then TearDown, inside netns ${node} (${os.cpus().length} cpus)`);
-    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, __filename, '--inner', ...pods], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
+    // One set of pod namespaces per implementation that makes pods (berth gRPC, in-process, executor, direct).
+    const podSets = Array.from({ length: 4 }, () => Array.from({ length: n }, () => topo.netns('p')));
+    const load = os.loadavg()[0]!.toFixed(1);
+    console.log(`cni bench: ${n} pods per implementation, implementations interleaved pod by pod, every SetUp then every TearDown, inside netns ${node} (${os.cpus().length} cpus, load ${load})`);
+    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, __filename, '--inner', JSON.stringify(podSets)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
     const line = r.stdout.split('\n').find((l) => l.startsWith('RESULTS '));
     if (!line) throw new Error(`bench failed (exit ${r.status}): ${r.stdout.slice(-2000)}`);
     const results = JSON.parse(line.slice(8)) as Record<string, { add: Stats; del: Stats }>;
@@ -143,7 +158,7 @@ async function main(): Promise<void> {
     if (outDir) {
       fs.mkdirSync(outDir, { recursive: true });
       const file = path.join(outDir, 'cni.json');
-      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, kernel: os.release(), results }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, loadavg: os.loadavg(), kernel: os.release(), method: 'interleaved per pod, rotating order; DEL measured to the answer, then settled (untimed) until the kernel is done', results }, null, 2));
       console.log(`wrote ${file}`);
     }
   } finally {
