@@ -8,6 +8,7 @@ import { nodeNameOf } from './auth/node';
 import type { UserInfo } from './auth/types';
 import { unwrap, type KindInfo } from './kinds';
 import { BUILTIN_PRIORITY_CLASSES } from './auth/policy';
+import { qosClass } from './defaults';
 import { Quantity } from './quantity';
 
 export class AdmissionError extends Error {
@@ -227,6 +228,47 @@ export function quotaUsage(info: KindInfo, obj: core.Object | undefined): Record
     }
   }
   return out;
+}
+
+/** Kubernetes' quota scopes (CrossNamespacePodAffinity is not served here). */
+export const QUOTA_SCOPES = ['Terminating', 'NotTerminating', 'BestEffort', 'NotBestEffort', 'PriorityClass'] as const;
+
+/**
+ * Whether a quota counts this object: an unscoped quota counts everything; a quota with scopes
+ * (or a scopeSelector) counts only the pods matching every one of them.
+ */
+export function quotaMatchesScopes(quota: core.ResourceQuota, info: KindInfo, obj: core.Object | undefined): boolean {
+  const scopes = quota.spec?.scopes ?? [];
+  const exprs = quota.spec?.scopeSelector?.matchExpressions ?? [];
+  if (!scopes.length && !exprs.length) return true;
+  const spec = obj?.pod?.spec;
+  if (info.resource !== 'pods' || !spec) return false;
+  const has = (scope: string): boolean => {
+    switch (scope) {
+      case 'Terminating': return spec.activeDeadlineSeconds !== undefined && spec.activeDeadlineSeconds >= 0;
+      case 'NotTerminating': return spec.activeDeadlineSeconds === undefined || spec.activeDeadlineSeconds < 0;
+      case 'BestEffort': return qosClass(spec) === 'BestEffort';
+      case 'NotBestEffort': return qosClass(spec) !== 'BestEffort';
+      case 'PriorityClass': return !!spec.priorityClassName;
+      default: return false;
+    }
+  };
+  if (!scopes.every(has)) return false;
+  return exprs.every((e) => {
+    if (e.scopeName === 'PriorityClass') {
+      const pc = spec.priorityClassName;
+      switch (e.operator) {
+        case 'In': return !!pc && e.values.includes(pc);
+        case 'NotIn': return !pc || !e.values.includes(pc); // Kubernetes: a pod without a class is "not in"
+        case 'Exists': return !!pc;
+        case 'DoesNotExist': return !pc;
+        default: return false;
+      }
+    }
+    if (e.operator === 'Exists') return has(e.scopeName);
+    if (e.operator === 'DoesNotExist') return !has(e.scopeName);
+    return false;
+  });
 }
 
 /** Resource names a quota tracks that the pod must specify for it to be admitted. */

@@ -11,6 +11,7 @@ const fixture = (f: string) => fs.readFileSync(path.join(__dirname, 'testdata', 
 function pod(spec: Record<string, unknown>, meta: Record<string, unknown> = { name: 'p' }): core.Object {
   return decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: meta, spec });
 }
+const rq = (spec: Record<string, unknown>) => decodeObject({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'q' }, spec });
 const c = (extra: Record<string, unknown> = {}) => ({ name: 'c', image: 'busybox:1.36', ...extra });
 
 function errorsOf(obj: core.Object): string[] {
@@ -54,6 +55,12 @@ describe('validation', () => {
     { name: 'configmap key', obj: () => decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { 'a/b': '1' } }), want: 'data: Invalid value: "a/b": a valid config key' },
     { name: 'binding roleRef kind', obj: () => decodeObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'x' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'r' } }), want: 'roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"' },
     { name: 'limitrange min > max', obj: () => decodeObject({ apiVersion: 'v1', kind: 'LimitRange', metadata: { name: 'l' }, spec: { limits: [{ type: 'Container', min: { cpu: '2' }, max: { cpu: '1' } }] } }), want: 'spec.limits[0].min[cpu]: Invalid value: "2": min value 2 is greater than max value 1' },
+    { name: 'quota scope unknown', obj: () => rq({ hard: { pods: '1' }, scopes: ['Sometimes'] }), want: 'spec.scopes[0]: Unsupported value: "Sometimes": supported values: "Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass"' },
+    { name: 'quota scopes conflict', obj: () => rq({ hard: { pods: '1' }, scopes: ['BestEffort', 'NotBestEffort'] }), want: 'spec.scopes: Invalid value: ["BestEffort","NotBestEffort"]: conflicting scopes: BestEffort and NotBestEffort' },
+    { name: 'BestEffort quota of cpu', obj: () => rq({ hard: { pods: '1', 'requests.cpu': '1' }, scopes: ['BestEffort'] }), want: 'spec.hard[requests.cpu]: Invalid value: "requests.cpu": unsupported scope applied to resource' },
+    { name: 'scoped quota of configmaps', obj: () => rq({ hard: { configmaps: '1' }, scopes: ['Terminating'] }), want: 'spec.hard[configmaps]: Invalid value: "configmaps": unsupported scope applied to resource' },
+    { name: 'scope selector In without values', obj: () => rq({ hard: { pods: '1' }, scopeSelector: { matchExpressions: [{ scopeName: 'PriorityClass', operator: 'In' }] } }), want: 'spec.scopeSelector.matchExpressions[0].values: Required value' },
+    { name: 'scope selector In on Terminating', obj: () => rq({ hard: { pods: '1' }, scopeSelector: { matchExpressions: [{ scopeName: 'Terminating', operator: 'In', values: ['x'] }] } }), want: 'spec.scopeSelector.matchExpressions[0].operator: Invalid value: "In": must be \'Exist\' when scope is any of' },
     { name: 'priority too high', obj: () => decodeObject({ apiVersion: 'scheduling.k8s.io/v1', kind: 'PriorityClass', metadata: { name: 'x' }, value: 2000000000 }), want: 'value: Forbidden: maximum allowed value of a user defined priority is 1000000000' },
   ];
   it.each(cases)('$name', ({ obj, want }) => {

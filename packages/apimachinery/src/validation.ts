@@ -12,6 +12,7 @@ import {
   validatePortName,
   validateQualifiedName,
 } from './names';
+import { QUOTA_SCOPES } from './admission';
 import { csrProblems } from './certificates';
 import { Quantity } from './quantity';
 import { SelectorError, labelSelectorFromProto } from './selectors';
@@ -536,6 +537,7 @@ function validateKind(e: Errs, obj: core.Object): void {
     });
   } else if (obj.resourceQuota) {
     validateResourceList(e, 'spec.hard', obj.resourceQuota.spec?.hard, true);
+    validateQuotaScopes(e, obj.resourceQuota.spec);
   } else if (obj.role) {
     validateRules(e, 'rules', obj.role.rules, false);
   } else if (obj.clusterRole) {
@@ -633,4 +635,34 @@ function validateCsrUpdate(e: Errs, n: core.CertificateSigningRequest, o: core.C
   const oc = o.status?.certificate ?? new Uint8Array();
   const nc = n.status?.certificate ?? new Uint8Array();
   if (oc.length && Buffer.compare(Buffer.from(oc), Buffer.from(nc)) !== 0) e.forbidden('status.certificate', 'updates may not modify existing certificate content');
+}
+
+// What a scoped quota may track: scopes select pods, so only pod resources (BestEffort pods have
+// no compute resources: only their count).
+const POD_QUOTA_RESOURCES = new Set(['pods', 'count/pods', 'cpu', 'memory', 'ephemeral-storage', 'requests.cpu', 'requests.memory', 'requests.ephemeral-storage', 'limits.cpu', 'limits.memory', 'limits.ephemeral-storage']);
+
+function validateQuotaScopes(e: Errs, spec: core.ResourceQuotaSpec | undefined): void {
+  if (!spec) return;
+  const all = new Set<string>();
+  spec.scopes.forEach((sc, i) => {
+    if (!(QUOTA_SCOPES as readonly string[]).includes(sc)) e.unsupported(`spec.scopes[${i}]`, sc, QUOTA_SCOPES);
+    all.add(sc);
+  });
+  spec.scopeSelector?.matchExpressions.forEach((x, i) => {
+    const f = `spec.scopeSelector.matchExpressions[${i}]`;
+    if (!(QUOTA_SCOPES as readonly string[]).includes(x.scopeName)) e.unsupported(`${f}.scopeName`, x.scopeName, QUOTA_SCOPES);
+    oneOf(e, `${f}.operator`, x.operator, ['In', 'NotIn', 'Exists', 'DoesNotExist'], true);
+    if ((x.operator === 'In' || x.operator === 'NotIn') && !x.values.length) e.required(`${f}.values`, 'must be at least one value when `operator` is \'In\' or \'NotIn\' for scope selector');
+    if ((x.operator === 'Exists' || x.operator === 'DoesNotExist') && x.values.length) e.invalid(`${f}.values`, x.values, 'must be no value when `operator` is \'Exist\' or \'DoesNotExist\' for scope selector');
+    if (x.scopeName !== 'PriorityClass' && (x.operator === 'In' || x.operator === 'NotIn')) e.invalid(`${f}.operator`, x.operator, 'must be \'Exist\' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort or ResourceQuotaScopeNotBestEffort');
+    if (x.operator === 'Exists' || x.scopeName === 'PriorityClass') all.add(x.scopeName);
+  });
+  for (const [a, b] of [['Terminating', 'NotTerminating'], ['BestEffort', 'NotBestEffort']]) {
+    if (all.has(a) && all.has(b)) e.invalid('spec.scopes', [...all], `conflicting scopes: ${a} and ${b}`);
+  }
+  if (!all.size) return;
+  for (const k of Object.keys(spec.hard)) {
+    const ok = all.has('BestEffort') ? k === 'pods' || k === 'count/pods' : POD_QUOTA_RESOURCES.has(k);
+    if (!ok) e.invalid(`spec.hard[${k}]`, k, 'unsupported scope applied to resource');
+  }
 }

@@ -265,6 +265,44 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect((await get('quota', 'q', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '18', 'requests.cpu': '900m' });
   });
 
+  it('counts a scoped quota only for the pods in its scopes (Terminating, BestEffort, PriorityClass selector)', async () => {
+    await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'scoped' } }), admin);
+    await reg.create(decodeObject({ apiVersion: 'scheduling.k8s.io/v1', kind: 'PriorityClass', metadata: { name: 'gold' }, value: 1000 }), admin);
+    const quota = (name: string, spec: Record<string, unknown>) => reg.create(decodeObject({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name, namespace: 'scoped' }, spec }), admin);
+    await quota('terminating', { hard: { pods: '1' }, scopes: ['Terminating'] });
+    await quota('not-terminating', { hard: { pods: '10' }, scopes: ['NotTerminating'] });
+    await quota('best-effort', { hard: { pods: '2' }, scopes: ['BestEffort'] });
+    await quota('not-best-effort', { hard: { pods: '10', 'requests.cpu': '1' }, scopes: ['NotBestEffort'] });
+    await quota('gold', { hard: { pods: '1' }, scopeSelector: { matchExpressions: [{ scopeName: 'PriorityClass', operator: 'In', values: ['gold'] }] } });
+    await quota('everything', { hard: { pods: '100', configmaps: '100' } });
+    const p = (name: string, o: { deadline?: number; cpu?: string; pc?: string } = {}) => decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'scoped' }, spec: { containers: [{ name: 'c', image: 'b:1', ...(o.cpu ? { resources: { requests: { cpu: o.cpu }, limits: { cpu: o.cpu } } } : {}) }], ...(o.deadline !== undefined ? { activeDeadlineSeconds: o.deadline } : {}), ...(o.pc ? { priorityClassName: o.pc } : {}) } });
+    const used = async () => Object.fromEntries((await list({ resource: 'resourcequotas', namespace: 'scoped' })).items.map((q) => [q.resourceQuota!.metadata!.name, q.resourceQuota!.status!.used]));
+    await reg.create(p('job', { deadline: 60, cpu: '100m' }), admin);
+    await reg.create(p('be-1'), admin);
+    await reg.create(p('be-2'), admin);
+    expect(await used()).toEqual({
+      terminating: { pods: '1' }, 'not-terminating': { pods: '2' }, 'best-effort': { pods: '2' },
+      'not-best-effort': { pods: '1', 'requests.cpu': '100m' }, gold: { pods: '0' }, everything: { pods: '3', configmaps: '0' },
+    });
+    await expect(reg.create(p('job-2', { deadline: 60, cpu: '100m' }), admin)).rejects.toThrow(/exceeded quota: terminating, requested: pods=1, used: pods=1, limited: pods=1/);
+    await expect(reg.create(p('be-3'), admin)).rejects.toThrow(/exceeded quota: best-effort/);
+    await reg.create(p('gold-1', { pc: 'gold', cpu: '100m' }), admin);
+    await expect(reg.create(p('gold-2', { pc: 'gold', cpu: '100m' }), admin)).rejects.toThrow(/exceeded quota: gold/);
+    // A quota made after the pods counts those in its scopes.
+    await quota('late-best-effort', { hard: { pods: '5' }, scopes: ['BestEffort', 'NotTerminating'] });
+    expect((await used())['late-best-effort']).toEqual({ pods: '2' });
+    // Setting activeDeadlineSeconds moves a pod from NotTerminating to Terminating.
+    await reg.delete(store.DeleteRequest.fromPartial({ resource: 'pods', namespace: 'scoped', name: 'job' }), admin);
+    const be = await get('be-1', 'scoped');
+    be.pod!.spec!.activeDeadlineSeconds = 30;
+    await reg.update(be, admin);
+    const u = await used();
+    expect([u.terminating, u['not-terminating'], u['late-best-effort'], u.everything]).toEqual([{ pods: '1' }, { pods: '2' }, { pods: '1' }, { pods: '3', configmaps: '0' }]);
+    await reg.delete(store.DeleteRequest.fromPartial({ resource: 'pods', namespace: 'scoped', name: 'be-1' }), admin);
+    expect((await used()).terminating).toEqual({ pods: '0' });
+    expect((await used())['best-effort']).toEqual({ pods: '1' });
+  });
+
   it('deletes a namespace with everything in it; system namespaces cannot be deleted', async () => {
     await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'tmp' } }), admin);
     await reg.create(pod('x', {}, 'tmp'), admin);

@@ -19,6 +19,7 @@ import {
   initialPodStatus,
   parseFieldSelector,
   parseLabelSelector,
+  quotaMatchesScopes,
   quotaUsage,
   releaseQuota,
   resourceInfo,
@@ -293,22 +294,31 @@ export class Registry {
 
   // ---- quota ----
 
-  /** Guards and mutations that charge (sign 1) or release (sign -1) an object against its namespace's quotas. */
-  private async quotaOps(info: KindInfo, namespace: string, obj: core.Object | undefined, sign: 1 | -1, what: string): Promise<{ guards: Guard[]; mutations: Mutation[] }> {
+  /**
+   * Guards and mutations that move an object's quota charge from `before` (as it counts now;
+   * undefined = not stored) to `after` (undefined = removed): charged in the quotas it enters,
+   * released from those it leaves (a pod leaves a Terminating/NotTerminating scope when its
+   * activeDeadlineSeconds changes).
+   */
+  private async quotaOps(info: KindInfo, namespace: string, before: core.Object | undefined, after: core.Object | undefined, what: string): Promise<{ guards: Guard[]; mutations: Mutation[] }> {
     if (!info.namespaced || info.resource === 'events') return { guards: [], mutations: [] };
     const quotas = (await this.backend.list(this.collectionPrefix(resourceOf('resourcequotas'), namespace))).kvs.map((kv) => this.decode(kv));
     if (!quotas.length) return { guards: [], mutations: [] };
-    const delta: Record<string, Quantity> = quotaUsage(info, obj);
     const guards: Guard[] = [];
     const mutations: Mutation[] = [];
     for (const q of quotas) {
       const rq = q.obj.resourceQuota!;
+      // A scoped quota counts only the pods in its scopes.
+      const was = !!before && quotaMatchesScopes(rq, info, before);
+      const is = !!after && quotaMatchesScopes(rq, info, after);
+      if (was === is) continue;
+      const delta: Record<string, Quantity> = quotaUsage(info, is ? after : before);
       const hard = rq.spec?.hard ?? {};
       if (!Object.keys(delta).some((k) => k in hard)) continue;
       const used = rq.status?.used ?? {};
       let next: Record<string, string>;
       try {
-        next = sign === 1 ? chargeQuota(rq, used, delta, what) : releaseQuota(rq, used, delta);
+        next = is ? chargeQuota(rq, used, delta, what) : releaseQuota(rq, used, delta);
       } catch (e) { toInvalid(e); }
       rq.status = { hard: { ...hard }, used: next };
       guards.push({ key: q.kv.key, modRevision: q.kv.modRevision });
@@ -317,15 +327,19 @@ export class Registry {
     return { guards, mutations };
   }
 
-  /** Usage of what already exists in a namespace, for a new quota's status. */
-  private async currentUsage(namespace: string, hard: Record<string, string>): Promise<Record<string, string>> {
+  /** Usage of what already exists in a namespace (and is in the quota's scopes), for a new quota's status. */
+  private async currentUsage(namespace: string, quota: core.ResourceQuota): Promise<Record<string, string>> {
+    const hard = quota.spec?.hard ?? {};
     const used: Record<string, string> = {};
     const fakeQuota = { spec: { hard: Object.fromEntries(Object.keys(hard).map((k) => [k, '1E'])), scopes: [], scopeSelector: undefined } } as unknown as core.ResourceQuota;
     let acc: Record<string, string> = {};
     for (const info of KINDS) {
       if (!info.namespaced || info.resource === 'events') continue;
       const kvs = (await this.backend.list(this.collectionPrefix(info, namespace))).kvs;
-      for (const kv of kvs) acc = chargeQuota(fakeQuota, acc, quotaUsage(info, this.decode(kv).obj), '');
+      for (const kv of kvs) {
+        const o = this.decode(kv).obj;
+        if (quotaMatchesScopes(quota, info, o)) acc = chargeQuota(fakeQuota, acc, quotaUsage(info, o), '');
+      }
     }
     for (const k of Object.keys(hard)) used[k] = acc[k] ?? '0';
     return used;
@@ -383,14 +397,14 @@ export class Registry {
     } catch (e) { toInvalid(e); }
     if (obj.resourceQuota) {
       const hard = obj.resourceQuota.spec?.hard ?? {};
-      obj.resourceQuota.status = { hard: { ...hard }, used: await this.currentUsage(meta.namespace, hard) };
+      obj.resourceQuota.status = { hard: { ...hard }, used: await this.currentUsage(meta.namespace, obj.resourceQuota) };
     }
     const size = encodedSize(obj);
     if (size > MAX_OBJECT_BYTES) throw new InvalidArgumentError(undefined, `${info.resource} "${meta.name}" is too large: ${size} bytes, the limit is ${MAX_OBJECT_BYTES} (1.5 MiB)`);
     const key = this.key(info, meta.namespace, meta.name);
     const what = `${info.resource} "${meta.name}"`;
     for (let attempt = 0; ; attempt++) {
-      const q = await this.quotaOps(info, meta.namespace, obj, 1, what);
+      const q = await this.quotaOps(info, meta.namespace, undefined, obj, what);
       if (o.dryRun) return obj;
       const r = await this.backend.commit([{ key, modRevision: 0 }, ...q.guards], [{ key, value: this.encode(obj) }, ...q.mutations]);
       if (r.ok) {
@@ -536,7 +550,8 @@ export class Registry {
       // controller does), in the same commit as its status.
       const terminal = (p: core.Pod | undefined) => p?.status?.phase === 'Succeeded' || p?.status?.phase === 'Failed';
       const finished = !finalize && !!next.pod && terminal(next.pod) && !terminal(old.obj.pod);
-      const q = finalize || finished ? await this.quotaOps(info, ns, old.obj, -1, what) : { guards: [], mutations: [] };
+      const rescoped = !!next.pod && subresource === '' && next.pod.spec?.activeDeadlineSeconds !== old.obj.pod?.spec?.activeDeadlineSeconds;
+      const q = finalize || finished ? await this.quotaOps(info, ns, old.obj, undefined, what) : rescoped ? await this.quotaOps(info, ns, old.obj, next, what) : { guards: [], mutations: [] };
       const r = await this.backend.commit([{ key, modRevision: old.kv.modRevision }, ...q.guards], finalize ? [{ key, delete: true }, ...q.mutations] : [{ key, value: this.encode(next) }, ...q.mutations]);
       if (!r.ok) {
         if (wantRv) throw new ConflictError(`Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`);
@@ -639,7 +654,7 @@ export class Registry {
           return next;
         }
       }
-      const q = await this.quotaOps(info, ns, old.obj, -1, what);
+      const q = await this.quotaOps(info, ns, old.obj, undefined, what);
       const r = await this.backend.commit([{ key: old.kv.key, modRevision: old.kv.modRevision }, ...q.guards], [{ key: old.kv.key, delete: true }, ...q.mutations]);
       if (!r.ok) continue;
       if (RBAC_RESOURCES.includes(info.resource)) this.applyPolicy(info, undefined, ns, req.name);
