@@ -1,5 +1,6 @@
 export { main } from './main';
-export { up, status } from './up';
+export { up, status, parseUpArgs, readClusterInfo, type UpOptions, type ClusterInfo } from './up';
+export { down, leftovers, cleanupRun } from './down';
 export { SERVICES, serviceBin } from './services';
 export { createClusterPki, ensureCa, issue, certSubject, type ClusterPki, type CertPair } from './certs';
 export { writeAdminConfig, readConfig, writeConfig, resolveConfigPath, adminConfigPath, type BerthConfig } from './kubeconfig';

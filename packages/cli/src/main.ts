@@ -1,5 +1,9 @@
 // The `berth` command dispatcher. Each command lives in its own module.
-import { up, status } from './up';
+import { UP_HELP, parseUpArgs, up, status } from './up';
+import { CommandUsageError } from './cluster-flags';
+import { down } from './down';
+import { INIT_HELP, init, parseInitArgs } from './init';
+import { JOIN_HELP, join, parseJoinArgs } from './join';
 import { KUBECTL_COMMANDS, defaultIo, runKubectl } from './kubectl';
 import { runRuntime } from './runtime';
 import { runExplain } from './explain';
@@ -7,7 +11,12 @@ import { runExplain } from './explain';
 const HELP = `berth — run and use a Berth cluster
 
 Usage:
-  berth up        bring up a local cluster (etcd + the five services) in the foreground
+  berth up        bring up a local cluster (etcd, control plane, N nodes) in the foreground;
+                  [--nodes N] [--network bridge|routed] [--etcd-members N | --etcd-endpoints URLS]
+  berth down      stop it (or clean up after a crashed berth up)
+  berth init      set up a control plane for nodes on other machines; prints the join command
+  berth join --token T --server https://H:P --ca-cert-hash sha256:X --pod-cidr CIDR
+                  join this machine as a node (berth join --help)
   berth status    show the health of the local services
   berth help      this text
 
@@ -31,13 +40,33 @@ Environment: BERTH_RUN_DIR (sockets, default /run/berth), BERTH_STATE_DIR (state
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
-    case 'up':
-      if (rest.length) { process.stderr.write(`error: berth up takes no arguments yet, got "${rest[0]}"\n`); return 2; }
-      return up();
+    case 'up': {
+      let opts;
+      try { opts = parseUpArgs(rest); } catch (e) {
+        if (e instanceof CommandUsageError) { process.stderr.write(`error: berth up: ${e.message}\nRun 'berth up --help' for usage.\n`); return 2; }
+        throw e;
+      }
+      if (opts === 'help') { process.stdout.write(UP_HELP); return 0; }
+      return up(opts);
+    }
+    case 'init':
+    case 'join': {
+      const parse = cmd === 'init' ? parseInitArgs : parseJoinArgs;
+      let opts;
+      try { opts = parse(rest); } catch (e) {
+        if (e instanceof CommandUsageError) { process.stderr.write(`error: berth ${cmd}: ${e.message}\nRun 'berth ${cmd} --help' for usage.\n`); return 2; }
+        throw e;
+      }
+      if (opts === 'help') { process.stdout.write(cmd === 'init' ? INIT_HELP : JOIN_HELP); return 0; }
+      return cmd === 'init' ? init(opts) : join(opts as Parameters<typeof join>[0]);
+    }
+    case 'down':
+      if (rest.length) { process.stderr.write(`error: berth down takes no arguments, got "${rest[0]}"\n`); return 2; }
+      return down();
     case 'status': {
       const st = await status();
-      for (const [k, v] of Object.entries(st)) process.stdout.write(`${k.padEnd(15)} ${v}\n`);
-      return Object.values(st).every((v) => v === 'SERVING') ? 0 : 1;
+      for (const s of st) process.stdout.write(`${s.name.padEnd(26)} ${s.socket.padEnd(60)} ${s.health}\n`);
+      return st.every((s) => s.health === 'SERVING') ? 0 : 1;
     }
     case 'runtime': return runRuntime(rest); // berth runtime images|pull|import|rmi (crictl-like)
     case 'explain': return runExplain({ stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s), env: process.env }, rest);

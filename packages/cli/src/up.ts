@@ -1,210 +1,213 @@
-// `berth up`: a Berth cluster on this machine on embedded defaults — a local etcd that Berth
-// manages itself, and the five services on unix sockets in $BERTH_RUN_DIR with state under
-// $BERTH_STATE_DIR — in the foreground. Ctrl-C or SIGTERM stops everything it started.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import * as crypto from 'node:crypto';
+// `berth up`: a multi-node Berth cluster on this machine, in the foreground. A local etcd that
+// Berth manages (or an existing one), the control plane (Store API with its mutual-TLS listener,
+// scheduler) on the host, and N nodes, each in its own network namespace on an underlay bridge
+// with its own runtime-shim, cni-manager and kubelet-agent (sockets, state and cgroups per node)
+// that reach the control plane over the underlay with a node certificate. Then the example image
+// goes into every node, examples/ are applied, and a live view runs until they are Running and
+// Ready. Ctrl-C or SIGTERM stops everything and removes what the run made on the host.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EtcdCluster, checkHealth, freePort, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
-import { createClusterPki } from './certs';
+import { StoreClient } from '@berth/apimachinery';
+import { checkHealth, freePort, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { createClusterPki, type ClusterPki } from './certs';
+import { CONTROL_PLANE, ForegroundRun, startControlPlane, startLocalEtcd, startNode, type NetworkMode, type NodeSpec } from './cluster';
+import { createNodeCgroupRoot } from './cluster-cgroups';
+import { CommandUsageError, ETCD_FLAGS, parseDuration, parseEtcdFlags, parseFlags, parseInteger, parseNetwork } from './cluster-flags';
+import { DEFAULT_EXAMPLES, applyManifests, buildExampleImage, examplePods, importImage, liveView } from './cluster-examples';
+import { createNodeNet, createUnderlay, planUnderlay, runId, type NodeNet, type Underlay } from './cluster-net';
+import type { ServiceChild } from './cluster-processes';
 import { writeAdminConfig } from './kubeconfig';
-import { SERVICES, serviceBin, type ServiceName } from './services';
+
+export type { NetworkMode } from './cluster';
 
 export interface UpOptions {
   runDir?: string;
   stateDir?: string;
   /** Print progress to this stream (default stdout). */
   out?: NodeJS.WritableStream;
-  /** Resolve once everything is serving instead of waiting for a signal (tests). */
+  /** Stop when this aborts, as on SIGTERM (tests). */
   signal?: AbortSignal;
+  /** Nodes to run (default 2). */
+  nodes?: number;
+  network?: NetworkMode;
+  /** Members of the local etcd (default 1). */
+  etcdMembers?: number;
+  /** An existing etcd cluster instead of a local one. */
+  etcdEndpoints?: string[];
+  /** Manifests to apply once up (default the repository's examples/); false: none. */
+  examples?: string | false;
+  /** How long the live view waits for the examples (default 300 s). */
+  waitTimeoutMs?: number;
+  /** The underlay /24 (default: a free one in 10.250.0.0/16). */
+  underlayCidr?: string;
 }
 
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  socket: string;
-  exited: Promise<number | null>;
-}
 
-/** Running and not a zombie (a killed orphan stays a zombie until init reaps it). */
-function isRunning(pid: number): boolean {
-  try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
-}
+export const UP_HELP = `Usage: berth up [flags]
 
-function isAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-}
+  --nodes N                 nodes to run, each in its own network namespace (default 2)
+  --network bridge|routed   pod network: a bridge per node, or Calico-style routes (default bridge)
+  --etcd-members N          members of the local etcd cluster (default 1)
+  --etcd-endpoints URLS     use an existing etcd cluster (comma-separated http:// URLs) instead
+  --examples DIR            manifests to apply once up (default: the repository's examples/)
+  --no-examples             apply nothing
+  --wait-timeout DURATION   how long to wait for the examples to be Running and Ready (default 5m)
+  --underlay-cidr CIDR      the nodes' /24 (default: a free /24 in 10.250.0.0/16)
 
-/**
- * The node's network namespace: pod networks live there, never on the host's own interfaces, and
- * deleting it on stop removes every link, route and address they made. Named after the run dir so
- * a restart after a crash finds (and replaces) the one it left.
- */
-export function nodeNetnsName(runDir: string): string {
-  return `berth-${crypto.createHash('sha256').update(path.resolve(runDir)).digest('hex').slice(0, 8)}-node0`;
-}
-function netnsExists(name: string): boolean {
-  return fs.existsSync(path.join('/run/netns', name));
-}
-function deleteNetns(name: string): void {
-  if (netnsExists(name)) execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore' });
-}
-function createNetns(name: string): string {
-  deleteNetns(name);
-  execFileSync('ip', ['netns', 'add', name], { stdio: 'ignore' });
-  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { stdio: 'ignore' });
-  return path.join('/run/netns', name);
-}
+Environment: BERTH_RUN_DIR (sockets, default /run/berth), BERTH_STATE_DIR (state, default /var/lib/berth)
+`;
 
-/** Kills the processes a crashed `berth up` left behind (its pids file), if they still run one of ours. */
-function killLeftovers(pidsFile: string, say: (s: string) => void): void {
-  let pids: number[] = [];
-  try { pids = fs.readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number); } catch { return; }
-  for (const pid of pids) {
-    let cmd = '';
-    try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
-    // Only what we started: a berth service or etcd (a recycled pid is left alone).
-    if (!/berth-[a-z-]+\.js|\betcd\b/.test(cmd)) continue;
-    try { process.kill(pid, 'SIGKILL'); say(`berth up: stopped leftover process ${pid}`); } catch { /* gone */ }
-    // Wait until it is gone (reaped by init), so its ports and sockets are free for us.
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && isRunning(pid)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+export function parseUpArgs(args: string[]): UpOptions | 'help' {
+  const v = parseFlags(args, {
+    nodes: { type: 'string' }, network: { type: 'string' }, ...ETCD_FLAGS,
+    examples: { type: 'string' }, 'no-examples': { type: 'boolean' }, 'wait-timeout': { type: 'string' }, 'underlay-cidr': { type: 'string' },
+  });
+  if (v.help) return 'help';
+  const o: UpOptions = {};
+  if (v.nodes !== undefined) o.nodes = parseInteger(v.nodes, '--nodes', 1, 50);
+  if (v.network !== undefined) o.network = parseNetwork(v.network);
+  Object.assign(o, parseEtcdFlags(v));
+  if (v['no-examples'] && v.examples !== undefined) throw new CommandUsageError('--examples and --no-examples exclude each other');
+  if (v['no-examples']) o.examples = false;
+  if (v.examples !== undefined) {
+    if (!fs.existsSync(v.examples) || !fs.statSync(v.examples).isDirectory()) throw new CommandUsageError(`--examples: ${v.examples} is not a directory`);
+    o.examples = path.resolve(v.examples);
   }
-  fs.rmSync(pidsFile, { force: true });
+  if (v['wait-timeout'] !== undefined) o.waitTimeoutMs = parseDuration(v['wait-timeout'], '--wait-timeout');
+  if (v['underlay-cidr'] !== undefined) o.underlayCidr = v['underlay-cidr'];
+  return o;
 }
+
+/** What `berth up` writes to $BERTH_RUN_DIR/cluster.json for `berth status`, `berth down` and tests. */
+export interface ClusterInfo {
+  runId: string;
+  network: NetworkMode;
+  underlay: { bridge: string; cidr: string; hostIp: string };
+  etcd: string[];
+  store: { unix: string; tcp: string; ca: string };
+  controlPlane: { name: string; socket: string }[];
+  nodes: { name: string; ip: string; podCidr: string; netns: string; hostVeth: string; runDir: string; stateDir: string; cgroupRoot: string; services: { name: string; socket: string }[] }[];
+}
+
+export function readClusterInfo(runDir = defaultRunDir()): ClusterInfo | undefined {
+  try { return JSON.parse(fs.readFileSync(path.join(runDir, 'cluster.json'), 'utf8')) as ClusterInfo; } catch { return undefined; }
+}
+
+export const nodeName = (i: number) => `node-${i}`;
+export const podCidrOf = (i: number) => `10.244.${i}.0/24`;
 
 export async function up(opts: UpOptions = {}): Promise<number> {
   const out = opts.out ?? process.stdout;
-  const runDir = opts.runDir ?? defaultRunDir();
-  const stateDir = opts.stateDir ?? stateRoot();
-  const say = (s: string) => out.write(s + '\n');
-  fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const logDir = path.join(stateDir, 'logs');
-  fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
-
-  // One `berth up` per run dir. A lock left by a crashed run (its pid is gone) is taken over.
-  const lock = path.join(runDir, 'up.pid');
+  const runDir = path.resolve(opts.runDir ?? defaultRunDir());
+  const stateDir = path.resolve(opts.stateDir ?? stateRoot());
+  const nodeCount = opts.nodes ?? 2;
+  const network = opts.network ?? 'bridge';
+  const run = new ForegroundRun('up', runDir, stateDir, out, opts.signal);
+  const say = (s: string) => run.say(s);
+  if (!(await run.begin())) return 1;
+  const id = runId(runDir);
+  let store: StoreClient | undefined;
   try {
-    const pid = Number(fs.readFileSync(lock, 'utf8'));
-    if (pid && pid !== process.pid && isAlive(pid)) {
-      say(`berth up: another berth up (pid ${pid}) is running with run dir ${runDir}`);
-      return 1;
-    }
-    say(`berth up: taking over from a previous run that did not stop cleanly (pid ${pid})`);
-    killLeftovers(path.join(runDir, 'up.children'), say);
-  } catch { /* no lock */ }
-  fs.writeFileSync(lock, String(process.pid), { mode: 0o600 });
+    return await run.run(async () => {
+      // etcd: a local one that Berth manages, or an existing cluster.
+      let etcdEndpoints = opts.etcdEndpoints;
+      if (etcdEndpoints) say(`etcd         ${etcdEndpoints.join(',')}  (existing cluster)`);
+      else etcdEndpoints = await startLocalEtcd(run, opts.etcdMembers ?? 1);
+      run.checkStop();
 
-  const children: Child[] = [];
-  let etcd: EtcdCluster | undefined;
-  const pidsFile = path.join(runDir, 'up.children');
-  const netns = nodeNetnsName(runDir);
-  const recordPids = () => {
-    const pids = [...children.map((c) => c.proc.pid), ...(etcd?.memberInfo.map((m) => m.pid) ?? [])].filter(Boolean);
-    fs.writeFileSync(pidsFile, pids.join('\n'), { mode: 0o600 });
-  };
-  let stopping = false;
-  const stopAll = async (): Promise<void> => {
-    stopping = true;
-    await Promise.all(children.map(async (c) => {
-      if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
-      c.proc.kill('SIGTERM');
-      const t = setTimeout(() => c.proc.kill('SIGKILL'), 10_000);
-      await c.exited;
-      clearTimeout(t);
-    }));
-    await etcd?.destroy();
-    try { deleteNetns(netns); } catch (err) { say(`berth up: could not delete netns ${netns}: ${(err as Error).message}`); }
-    fs.rmSync(pidsFile, { force: true });
-    fs.rmSync(lock, { force: true });
-  };
+      // The underlay and the PKI: the Store's server certificate names the underlay address, and
+      // every node gets its own client certificate (CN system:node:<name>, O system:nodes).
+      const underlay: Underlay = planUnderlay(id, opts.underlayCidr);
+      createUnderlay(underlay);
+      say(`underlay     ${underlay.bridge} ${underlay.cidr} (control plane ${underlay.hostIp}; not connected to any host interface)`);
+      const names = Array.from({ length: nodeCount }, (_, i) => nodeName(i + 1));
+      const pki: ClusterPki = createClusterPki(path.join(stateDir, 'pki'), { sans: [underlay.hostIp], nodes: names });
+      say(`cluster CA   ${pki.ca.cert}`);
+      const storeTcp = `${underlay.hostIp}:${await freePort(underlay.hostIp)}`;
+      const cp = startControlPlane(run, { etcdEndpoints, pki, storeTcp, signing: true });
 
-  let resolveSignal!: (sig: string) => void;
-  const signalled = new Promise<string>((r) => (resolveSignal = r));
-  const onSig = (sig: NodeJS.Signals) => resolveSignal(sig);
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  opts.signal?.addEventListener('abort', () => resolveSignal('abort'), { once: true });
-
-  try {
-    // etcd on fixed loopback ports remembered in the state dir, so a restart finds its data.
-    const etcdRoot = path.join(stateDir, 'etcd');
-    const portsFile = path.join(etcdRoot, 'ports.json');
-    let clientPorts: number[] | undefined;
-    try { clientPorts = (JSON.parse(fs.readFileSync(portsFile, 'utf8')) as { client: number[] }).client; } catch { /* first run */ }
-    say('starting etcd ...');
-    etcd = await EtcdCluster.start({ dataRoot: etcdRoot, members: 1, namePrefix: 'berth', clientPorts, enableV2: true });
-    fs.writeFileSync(portsFile, JSON.stringify({ client: etcd.endpoints.map((e) => Number(new URL(e).port)) }));
-    recordPids();
-    say(`etcd        ${etcd.endpoints.join(',')}  (data ${etcdRoot})`);
-
-    // The cluster CA and component certificates (kept across restarts; leaves reissued), and the
-    // Store's mutual-TLS listener for nodes and users besides the node-local unix socket.
-    const pki = createClusterPki(path.join(stateDir, 'pki'));
-    const securePort = await freePort();
-    const secureListen = `127.0.0.1:${securePort}`;
-    say(`cluster CA  ${pki.ca.cert}`);
-    const netnsPath = createNetns(netns);
-    say(`node netns  ${netnsPath}`);
-    for (const name of SERVICES) {
-      const socket = `unix://${path.join(runDir, `${name}.sock`)}`;
-      const args = [serviceBin(name), '--listen', socket, '--state-dir', path.join(stateDir, name)];
-      if (name === 'etcd-client') {
-        args.push('--etcd-endpoints', etcd.endpoints.join(','), '--secure-listen', secureListen,
-          '--client-ca-file', pki.ca.cert, '--tls-cert-file', pki.server.cert, '--tls-private-key-file', pki.server.key);
+      // The nodes: a namespace on the underlay, a cgroup root, and the three node services in it.
+      const info: ClusterInfo = {
+        runId: id, network, underlay: { bridge: underlay.bridge, cidr: underlay.cidr, hostIp: underlay.hostIp }, etcd: etcdEndpoints,
+        store: { unix: cp.storeUnix, tcp: storeTcp, ca: pki.ca.cert }, controlPlane: cp.children.map((c) => ({ name: c.name, socket: c.socket })), nodes: [],
+      };
+      const nets: NodeNet[] = names.map((n, i) => createNodeNet(underlay, n, i + 1));
+      const nodeChildren: ServiceChild[] = [];
+      for (const net of nets) {
+        const spec: NodeSpec = {
+          name: net.name, ip: net.ip, podCidr: podCidrOf(net.index), network, netnsPath: net.netnsPath,
+          runDir: path.join(runDir, 'nodes', net.name), stateDir: path.join(stateDir, 'nodes', net.name),
+          store: { tcp: storeTcp, ca: pki.ca.cert, ...pki.nodes[net.name] },
+          others: nets.filter((x) => x !== net).map((x) => ({ podCidr: podCidrOf(x.index), ip: x.ip })),
+          // The last node of a multi-node cluster is dedicated to batch work (examples/placement.yaml).
+          ...(nodeCount > 1 && net.index === nodeCount ? { labels: ['dedicated=batch'], taints: ['dedicated=batch:NoSchedule'] } : {}),
+        };
+        spec.cgroupRoot = createNodeCgroupRoot(id, net.name, path.join(spec.runDir, 'cgroup'));
+        const children = startNode(run, spec);
+        nodeChildren.push(...children);
+        info.nodes.push({
+          name: net.name, ip: net.ip, podCidr: spec.podCidr, netns: net.netns, hostVeth: net.hostVeth, runDir: spec.runDir, stateDir: spec.stateDir,
+          cgroupRoot: spec.cgroupRoot, services: children.map((c) => ({ name: c.name.split('/')[1], socket: c.socket })),
+        });
       }
-      if (name === 'cni-manager') args.push('--host-netns', netnsPath);
-      const log = fs.openSync(path.join(logDir, `${name}.log`), 'a', 0o600);
-      // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
-      // service once, gracefully, instead of the service seeing SIGINT and SIGTERM at once.
-      const proc = spawn(process.execPath, args, { stdio: ['ignore', log, log], detached: true, env: { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir } });
-      fs.closeSync(log);
-      const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-      const child: Child = { name, proc, socket, exited };
-      children.push(child);
-      recordPids();
-      void exited.then((code) => {
-        if (!stopping) say(`berth up: ${name} exited unexpectedly (code ${code}); see ${path.join(logDir, `${name}.log`)}`);
-      });
-    }
+      fs.writeFileSync(path.join(runDir, 'cluster.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
 
-    const statuses = await Promise.all(children.map((c) => waitServing(c.socket, 20_000)));
-    say('');
-    say('SERVICE         SOCKET                                        HEALTH');
-    children.forEach((c, i) => say(`${c.name.padEnd(15)} ${c.socket.padEnd(45)} ${statuses[i]}`));
-    const ok = statuses.every((s) => s === 'SERVING');
-    say('');
-    if (!ok) {
-      say(`berth up: not every service is serving; logs are in ${logDir}`);
-      await stopAll();
-      return 1;
-    }
-    const adminConf = writeAdminConfig({ stateDir, runDir, tcp: { server: secureListen, ca: pki.ca.cert, cert: pki.admin.cert, key: pki.admin.key } });
-    say(`Store API   unix://${path.join(runDir, 'etcd-client.sock')} and mTLS on ${secureListen}`);
-    say(`admin config ${adminConf} (berth finds it for this BERTH_STATE_DIR; context local-tls uses mTLS)`);
-    say('');
-    say('Berth is up: etcd and all five services are SERVING.');
-    say(`In another terminal: node ${path.resolve(__dirname, 'bin', 'berth.js')} get pods`);
-    say('Press Ctrl-C to stop everything.');
+      const all = [...cp.children, ...nodeChildren];
+      const statuses = await Promise.all(all.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
+      run.checkStop();
+      say('');
+      say(`${'SERVICE'.padEnd(26)} ${'SOCKET'.padEnd(60)} HEALTH`);
+      all.forEach((c, i) => say(`${c.name.padEnd(26)} ${c.socket.padEnd(60)} ${statuses[i]}`));
+      say('');
+      if (!statuses.every((s) => s === 'SERVING')) throw new Error(`not every service is serving; logs are in ${run.logDir}`);
+      for (const n of info.nodes) say(`${n.name.padEnd(8)} ${n.ip.padEnd(14)} pods ${n.podCidr.padEnd(15)} netns ${n.netns}`);
+      const adminConf = writeAdminConfig({ stateDir, runDir, tcp: { server: storeTcp, ca: pki.ca.cert, cert: pki.admin.cert, key: pki.admin.key } });
+      say(`Store API    ${cp.storeUnix} and mTLS on ${storeTcp}`);
+      say(`admin config ${adminConf} (context local-tls uses mTLS over the underlay)`);
+      say('');
+      say(`Berth is up: etcd, the control plane and ${nodeCount} node${nodeCount > 1 ? 's' : ''} (${network} network) are SERVING.`);
 
-    const sig = await signalled;
-    say(`\nberth up: ${sig}: stopping services and etcd ...`);
-    await stopAll();
-    say('berth up: stopped; nothing left running.');
-    return 0;
-  } catch (err) {
-    say(`berth up: ${(err as Error).message}`);
-    await stopAll();
-    return 1;
+      if (opts.examples !== false) {
+        const dir = opts.examples ?? DEFAULT_EXAMPLES;
+        say('importing the example image into every node ...');
+        const layout = buildExampleImage(stateDir);
+        await Promise.all(info.nodes.map((n) => importImage(n.services.find((s) => s.name === 'runtime-shim')!.socket, layout)));
+        run.checkStop();
+        say(`applying ${dir} ...`);
+        say((await applyManifests(adminConf, dir)).trimEnd());
+        say('');
+        store = new StoreClient({ target: cp.storeUnix, defaultDeadlineMs: 10_000 });
+        const timeoutMs = opts.waitTimeoutMs ?? 300_000;
+        const pending = await liveView({ client: store, wanted: examplePods(dir), nodes: names, timeoutMs, out, tty: !!(out as { isTTY?: boolean }).isTTY, signal: run.stop.signal });
+        run.checkStop();
+        if (pending.length) {
+          say(`berth up: after ${Math.round(timeoutMs / 1000)} s not every example is Running and Ready:`);
+          for (const l of pending) say(`  ${l}`);
+        } else {
+          say('All examples are Running and Ready.');
+        }
+      }
+      const berth = `node ${path.resolve(__dirname, 'bin', 'berth.js')}`;
+      const envHint = runDir === path.resolve(defaultRunDir({})) && stateDir === path.resolve(stateRoot({})) ? '' : `BERTH_RUN_DIR=${runDir} BERTH_STATE_DIR=${stateDir} `;
+      say('');
+      say('In another terminal:');
+      say(`  ${envHint}${berth} get nodes -o wide`);
+      say(`  ${envHint}${berth} get pods -o wide`);
+      say(`  ${envHint}${berth} status            # health of every service`);
+      say(`  ${envHint}${berth} down              # stop this cluster (or press Ctrl-C here)`);
+      say('Press Ctrl-C to stop everything.');
+    });
   } finally {
-    process.off('SIGINT', onSig);
-    process.off('SIGTERM', onSig);
+    store?.raw.close();
   }
 }
 
-export async function status(runDir = defaultRunDir()): Promise<Record<ServiceName, string>> {
-  const res = {} as Record<ServiceName, string>;
-  for (const name of SERVICES) res[name] = await checkHealth(`unix://${path.join(runDir, `${name}.sock`)}`);
-  return res;
+/** `berth status`: every service of the local cluster with its health. */
+export async function status(runDir = defaultRunDir()): Promise<{ name: string; socket: string; health: string }[]> {
+  const info = readClusterInfo(runDir);
+  const svc = info
+    ? [...info.controlPlane, ...info.nodes.flatMap((n) => n.services.map((s) => ({ name: `${n.name}/${s.name}`, socket: s.socket })))]
+    : CONTROL_PLANE.map((name) => ({ name, socket: `unix://${path.join(runDir, `${name}.sock`)}` }));
+  return Promise.all(svc.map(async (s) => ({ ...s, health: await checkHealth(s.socket) })));
 }
+
