@@ -15,7 +15,8 @@ import { imageAccess, runtimeExec, type ServiceClients } from './clients';
 import { EventRecorder, podRef } from './events';
 import { readSignals } from './eviction';
 import { EvictionManager } from './eviction-manager';
-import { containersToRemove } from './gc';
+import { containersToRemove, type ImageGcPolicy } from './gc';
+import { ImageGc } from './image-gc';
 import { NodeLease } from './node-lease';
 import { NodeStatusReporter } from './node-status';
 import { PodSyncer, type PodLifecycleStore } from './pod-sync';
@@ -49,6 +50,7 @@ export interface NodeAgentOptions {
   syncFrequencyMs?: number;
   maxParallel?: number;
   evictionHard?: Record<string, string>;
+  imageGc?: ImageGcPolicy;
   dns?: DnsDefaults;
   metrics?: Registry;
   mounter?: Mounter;
@@ -337,6 +339,8 @@ export class NodeAgent {
   }
 
   private scheduleGc(): void {
+    const images = new ImageGc({ clock: this.clock, images: this.o.clients.images, runtime: this.o.clients.runtime, policy: this.o.imageGc });
+    let round = 0;
     const run = async () => {
       try {
         // Dead instances of the pods this node runs (a deleted pod's containers go with its
@@ -346,6 +350,15 @@ export class NodeAgent {
         for (const c of containersToRemove(dead, () => true, this.clock.now(), { minAgeMs: 60_000 })) await this.o.clients.runtime.removeContainer({ containerId: c.id });
       } catch (e) {
         this.log('warn', { err: (e as Error).message }, 'container GC failed');
+      }
+      // Images every 5 minutes (the kubelet's period), after the containers that may free them.
+      if (round++ % 5 === 0) {
+        try {
+          const plan = await images.run();
+          if (plan.removed.length || plan.bytesToFree > plan.freed) this.log(plan.bytesToFree > plan.freed ? 'warn' : 'info', { usagePercent: plan.usagePercent, removed: plan.removed, bytesToFree: plan.bytesToFree, freed: plan.freed }, 'image GC');
+        } catch (e) {
+          this.log('warn', { err: (e as Error).message }, 'image GC failed');
+        }
       }
       if (!this.stopped) this.gcTimer = this.clock.setTimeout(() => void run(), 60_000);
     };

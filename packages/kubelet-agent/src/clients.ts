@@ -44,7 +44,7 @@ export function connectServices(e: Endpoints): ServiceClients {
 }
 
 export function imagesSeam(client: runtime.ImageServiceClient): PodImages {
-  const unary = promisify<Omit<PodImages, 'pullImage'>>(client as unknown as Record<string, unknown>, ['imageStatus', 'listImages', 'removeImage']);
+  const unary = promisify<Omit<PodImages, 'pullImage'>>(client as unknown as Record<string, unknown>, ['imageStatus', 'listImages', 'removeImage', 'imageFsInfo']);
   return { ...unary, pullImage: (req) => client.pullImage(req) as AsyncIterable<runtime.PullImageProgress> };
 }
 

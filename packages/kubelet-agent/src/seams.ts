@@ -51,6 +51,7 @@ export interface PodImages {
   imageStatus(req: runtime.ImageStatusRequest): Promise<runtime.ImageStatusResponse>;
   listImages(req: runtime.ListImagesRequest): Promise<runtime.ListImagesResponse>;
   removeImage(req: runtime.RemoveImageRequest): Promise<runtime.RemoveImageResponse>;
+  imageFsInfo(req: runtime.ImageFsInfoRequest): Promise<runtime.ImageFsInfoResponse>;
   /** Server stream: progress frames, then one `done` frame with the image id. */
   pullImage(req: runtime.PullImageRequest): AsyncIterable<runtime.PullImageProgress>;
 }

@@ -85,6 +85,7 @@ export const spec: ServiceSpec<typeof agentSchema> = {
           manifestUrl: cfg.manifestUrl,
           syncFrequencyMs: cfg.syncFrequencyMs,
           evictionHard: cfg.evictionHard ? keyValues(cfg.evictionHard, 'eviction-hard', '<') : undefined,
+          imageGc: { highThresholdPercent: cfg.imageGcHighThresholdPercent, lowThresholdPercent: cfg.imageGcLowThresholdPercent },
           dns: { clusterDNS: cfg.clusterDns, clusterDomain: cfg.clusterDomain },
           metrics,
           log,

@@ -133,7 +133,7 @@ export class MemoryRuntime implements PodRuntime, PodImages, PodNetwork {
     return runtime.ListContainersResponse.fromPartial({
       containers: [...this.containers.values()]
         .filter((c) => Object.entries(sel).every(([k, v]) => c.config.labels[k] === v) && (!req.filter?.state || c.state === req.filter.state))
-        .map((c) => ({ id: c.id, podSandboxId: c.sandboxId, metadata: c.config.metadata, state: c.state, createdAtUs: c.createdAtUs, labels: c.config.labels })),
+        .map((c) => ({ id: c.id, podSandboxId: c.sandboxId, metadata: c.config.metadata, state: c.state, createdAtUs: c.createdAtUs, labels: c.config.labels, image: c.config.image, imageId: this.images.get(c.config.image!.image) ?? '' })),
     });
   }
   async containerStatus(req: runtime.ContainerStatusRequest) {
@@ -151,11 +151,18 @@ export class MemoryRuntime implements PodRuntime, PodImages, PodNetwork {
     const id = this.images.get(req.image!.image);
     return runtime.ImageStatusResponse.fromPartial({ image: id ? { id } : undefined });
   }
+  readonly imageSizes = new Map<string, number>();
   async listImages() {
-    return runtime.ListImagesResponse.fromPartial({ images: [...this.images].map(([ref, id]) => ({ id, repoTags: [ref] })) });
+    return runtime.ListImagesResponse.fromPartial({ images: [...this.images].map(([ref, id]) => ({ id, repoTags: [ref], size: this.imageSizes.get(id) ?? 0 })) });
   }
-  async removeImage() {
+  async removeImage(req: runtime.RemoveImageRequest) {
+    this.calls.push(`removeImage ${req.image!.image}`);
+    for (const [ref, id] of this.images) if (id === req.image!.image || ref === req.image!.image) this.images.delete(ref);
     return {};
+  }
+  imageFsUsed = 0;
+  async imageFsInfo() {
+    return runtime.ImageFsInfoResponse.fromPartial({ imageFilesystems: [{ fsId: { mountpoint: '/var/lib/images' }, usedBytes: this.imageFsUsed }] });
   }
   async *pullImage(req: runtime.PullImageRequest): AsyncIterable<runtime.PullImageProgress> {
     const ref = req.image!.image;
