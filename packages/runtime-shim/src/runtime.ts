@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { CLONE_FLAGS, containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
 
 import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
-import { runHooks } from './hooks';
+import type { runHooks as RunHooks } from './hooks';
 import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
 import { checkId, pidStartTime, RuntimeError, StateStore, type OciState, type Status, type StoredState } from './state';
@@ -59,6 +59,12 @@ export function parseSignal(sig: string): number {
 }
 
 const OCI_VERSION = '1.0.2';
+
+/** OCI hooks in the runtime's namespaces; hooks.ts (and child_process) load only when there are some. */
+const runHooks: typeof RunHooks = async (hooks, state, name) => {
+  if (hooks === undefined || hooks.length === 0) return;
+  await (await import('./hooks.js')).runHooks(hooks, state, name);
+};
 
 /** What the runtime keeps in state.json: the stored state plus the cgroup ancestors its create made. */
 interface RuntimeState extends StoredState {
@@ -260,7 +266,6 @@ export class Runtime {
     const fd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     // node:net loaded only here (a plain require: import() would start the ESM loader): the
     // CLI's other commands do not pay for it.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const net = require('node:net') as typeof import('node:net');
     await new Promise<void>((resolve, reject) => {
       const sock = new net.Socket({ fd, readable: true, writable: false });

@@ -40,7 +40,12 @@ const median = (xs: number[]): number => {
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
 
 async function main(): Promise<void> {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-rt-'));
+  // Runtime state (--root of each runtime, the daemon's --state-dir) on a tmpfs, as /run is on
+  // a real node (runc's default root is /run/runc); on this VM /run and /tmp are ext4, where
+  // every mkdir/mkfifo/rename of a container's state costs a journal update. The same for all
+  // runtimes.
+  const stateFs = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const work = fs.mkdtempSync(path.join(stateFs, 'berth-bench-rt-'));
   const bundle = makeBundle(['/bin/true']);
   const roots = { runc: path.join(work, 'runc'), crun: path.join(work, 'crun'), berth: path.join(work, 'berth') };
   // crun 1.8 refuses to run on a hybrid host whose v2 root offers any controller. On this
@@ -132,7 +137,7 @@ async function main(): Promise<void> {
     const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
     const crun = med['crun run']!;
     const nodeFloor = med['node -e 0']!;
-    console.log(`\nruntime: create+start+wait+delete of /bin/true, busybox bundle, ${ITER} rounds (interleaved), ${os.cpus().length} cpus\n`);
+    console.log(`\nruntime: create+start+wait+delete of /bin/true, busybox bundle, ${ITER} rounds (interleaved), ${os.cpus().length} cpus, load average ${os.loadavg()[0]!.toFixed(1)}, runtime state on ${stateFs}\n`);
     console.log(`${'case'.padEnd(28)}${'median ms'.padStart(11)}${'p90 ms'.padStart(10)}${'vs crun'.padStart(10)}`);
     for (const [k, v] of Object.entries(samples)) console.log(`${k.padEnd(28)}${median(v).toFixed(2).padStart(11)}${p90(v).toFixed(2).padStart(10)}${(median(v) / crun).toFixed(2).padStart(9)}x`);
     const api = med['runtime-shim API (gRPC)']!;
@@ -145,7 +150,7 @@ async function main(): Promise<void> {
       fs.mkdirSync(out, { recursive: true });
       const file = path.join(out, 'runtime.json');
       fs.writeFileSync(file, JSON.stringify({
-        area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length,
+        area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length, loadAverage: os.loadavg()[0], stateFs,
         medianMs: med, p90Ms: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, p90(v)])),
         ratios: { apiVsCrun: api / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
         daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },

@@ -2,7 +2,6 @@
 // berth-runtime: a runc-compatible OCI runtime CLI over the same library the runtime-shim
 // daemon uses. Global flags, commands, flags, state JSON, error lines and exit codes follow
 // runc, so engines that take a runtime path can use it in place of runc.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -240,6 +239,7 @@ async function main(argv: string[]): Promise<number> {
       if (format !== 'table') throw new RuntimeError(`invalid format option: ${format}`);
       // Like runc: run ps(1) with the given arguments (default -ef) and keep the header and the
       // rows whose PID column is one of the container's processes.
+      const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
       const r = spawnSync('ps', pos.length > 1 ? pos.slice(1) : ['-ef'], { encoding: 'utf8' });
       if (r.status !== 0) throw new RuntimeError(`ps failed: ${r.stderr.trim()}`);
       const lines = r.stdout.split('\n').filter((l) => l !== '');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 
 import { CLONE_FLAGS, MOUNT_FLAGS, type ContainerPlan, type RootfsOp } from '@berth/native';
 
-import { ConfigError, type Mount, type Spec } from './config';
+import { ConfigError, type Mount, type Seccomp, type Spec } from './config';
 import { compileSeccomp } from './seccomp';
 
 export const CAPABILITIES = [
@@ -171,6 +171,21 @@ function isBindMountedNs(fd: number, type: string): boolean {
   }
 }
 
+/** Filters compiled so far, by profile (a daemon runs many containers with the same few). */
+const seccompCache = new Map<string, ReturnType<typeof compileSeccomp>>();
+
+/** The BPF of a seccomp profile, compiled once per distinct profile. */
+function compiledSeccomp(profile: Seccomp): ReturnType<typeof compileSeccomp> {
+  const key = JSON.stringify(profile);
+  let out = seccompCache.get(key);
+  if (out === undefined) {
+    out = compileSeccomp(profile);
+    if (seccompCache.size >= 32) seccompCache.delete(seccompCache.keys().next().value!);
+    seccompCache.set(key, out);
+  }
+  return out;
+}
+
 /** Compiles a validated spec into the addon's plan. Opens fds (namespaces, fifo, cgroups, /dev/null). */
 export function compilePlan(inp: PlanInputs): CompiledPlan {
   const { spec, bundle } = inp;
@@ -277,7 +292,7 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
     const args = proc.args!;
     let seccomp: Buffer | null = null;
     let seccompFlags = 0;
-    if (linux.seccomp !== undefined) ({ filter: seccomp, flags: seccompFlags } = compileSeccomp(linux.seccomp));
+    if (linux.seccomp !== undefined) ({ filter: seccomp, flags: seccompFlags } = compiledSeccomp(linux.seccomp));
 
     const prop = linux.rootfsPropagation;
     const rootPropagation = prop !== undefined && prop !== '' ? PROPAGATION[prop]! & ~MOUNT_FLAGS.rec : MOUNT_FLAGS.slave;
