@@ -29,9 +29,11 @@ export function testImageLayout(): string {
 
 export const TEST_IMAGE = 'berth.test/busybox:v1';
 
-/** Removes a cgroup subtree (deepest first) in every v1 hierarchy. */
+/** Removes a cgroup subtree (deepest first) in every hierarchy (crun also uses name=systemd and the v2 root). */
 export function removeCgroupTree(rel: string): void {
-  for (const mnt of new Set(Object.values(v1Mounts()))) {
+  const roots = new Set(Object.values(v1Mounts()));
+  for (const e of fs.readdirSync('/sys/fs/cgroup', { withFileTypes: true })) if (e.isDirectory()) roots.add(path.join('/sys/fs/cgroup', e.name));
+  for (const mnt of roots) {
     const root = path.join(mnt, rel);
     const dirs: string[] = [];
     const walk = (d: string): void => {
