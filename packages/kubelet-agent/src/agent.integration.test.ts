@@ -4,6 +4,8 @@
 // becomes Running/Ready, answers on its IP, shows its logs/exec/stats through the Kubelet API,
 // crash-loops, completes, survives a kill -9 of the agent, and is deleted gracefully.
 // Skips (naming the RPC) while runtime-shim does not serve pod sandboxes (issue #8).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { core, kubelet } from '@berth/api';
 import { waitServing } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -56,6 +58,12 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect(pod.status!.initContainerStatuses[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
     expect(pod.status!.containerStatuses[0]).toMatchObject({ name: 'httpd', ready: true, started: true, restartCount: 0 });
     expect(h.inNode(['busybox', 'wget', '-qO-', `http://${pod.status!.podIP}:8080/index.html`])).toBe('hello from web\n');
+    // The pod cgroup is under this node's parent (BestEffort: the minimum cpu.shares), and the
+    // runtime put the pod's processes below it.
+    const podCg = path.join('/sys/fs/cgroup/cpu', h.cgroupParent, 'kubepods', 'besteffort', `pod${pod.metadata!.uid}`);
+    expect(fs.readFileSync(path.join(podCg, 'cpu.shares'), 'utf8').trim()).toBe('2');
+    const procs = (d: string): number => fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length + fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).reduce((n, e) => n + procs(path.join(d, e.name)), 0);
+    expect(procs(podCg)).toBeGreaterThan(0);
     const events = await h.until('events', async () => {
       const list = (await h.store!.list({ resource: 'events', namespace: h.namespace })).items.map((o) => o.event!).filter((e) => e.involvedObject?.name === 'web');
       return list.some((e) => e.reason === 'Started' && e.involvedObject?.fieldPath === 'spec.containers{httpd}') && list;

@@ -33,7 +33,13 @@ function arg(name: string, def: number): number {
   return v;
 }
 
-async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready: Stats; phases: Record<string, Stats>; agentRssMb: number }> {
+/** CPU time (user+system) of a process in ms, from /proc/<pid>/stat. */
+function cpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready: Stats; phases: Record<string, Stats>; agentRssMb: number; agentIdleCpuPercent: number }> {
   const t0 = new Map<string, number>();
   const running = new Map<string, number>();
   const ready = new Map<string, number>();
@@ -69,8 +75,13 @@ async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready
     if (!a) continue;
     for (const [k, v] of Object.entries(JSON.parse(a).phasesMs as Record<string, number>)) (phases[k] ??= []).push(v);
   }
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${h.agent!.proc.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-  return { running: stats(lat(running)), ready: stats(lat(ready)), phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v)])), agentRssMb: +rss.toFixed(1) };
+  const pid = h.agent!.proc.pid!;
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  // Idle cost with every pod running: the agent's CPU over 10 s in which nothing changes.
+  const c0 = cpuMs(pid);
+  await new Promise((r) => setTimeout(r, 10_000));
+  const idle = ((cpuMs(pid) - c0) / 10_000) * 100;
+  return { running: stats(lat(running)), ready: stats(lat(ready)), phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v)])), agentRssMb: +rss.toFixed(1), agentIdleCpuPercent: +idle.toFixed(2) };
 }
 
 /** The peer: netns + CNI bridge/host-local ADD + runc run -d, per pod, all at once. */
@@ -152,7 +163,7 @@ async function main(): Promise<void> {
     console.log('\nberth per-phase (agent trace, per pod):');
     for (const [k, s] of Object.entries(b.phases)) row(`  ${k}`, s);
     console.log(`\nRunning p50 berth/peer = ${ratio(b.running.p50, p.p50)}x, p99 = ${ratio(b.running.p99, p.p99)}x; target p99 <= 100 ms: ${b.running.p99 <= 100 ? 'met' : 'NOT met'}; Kubernetes SLO p99 <= 5000 ms: ${b.running.p99 <= 5000 ? 'met' : 'NOT met'}`);
-    console.log(`agent RSS after ${n} pods: ${b.agentRssMb} MiB`);
+    console.log(`agent with ${n} pods: RSS ${b.agentRssMb} MiB, idle CPU ${b.agentIdleCpuPercent} % of one core`);
     const out = process.env['BERTH_BENCH_RESULTS'];
     if (out) {
       fs.mkdirSync(out, { recursive: true });

@@ -116,15 +116,18 @@ export class NodeHarness {
     }
   }
 
-  /** The agent binary, inside the node's network namespace (where pod IPs are reachable). */
+  /**
+   * The agent binary, inside the node's network namespace (where pod IPs are reachable). nsenter
+   * changes only the network namespace (`ip netns exec` would also remount /sys and hide cgroupfs).
+   */
   startAgent(extra: string[] = []): AgentProcess {
     const args = [
-      'netns', 'exec', this.netns, process.execPath, bins.agent,
+      `--net=/run/netns/${this.netns}`, process.execPath, bins.agent,
       '--listen', `unix://${this.sock.agent}`, '--state-dir', path.join(this.dir, 'agent'), '--node-name', this.nodeName, '--node-ip', '127.0.0.1',
       '--store', `unix://${this.sock.store}`, '--runtime-endpoint', `unix://${this.sock.runtime}`, '--cni-endpoint', `unix://${this.sock.cni}`,
       '--pod-cgroup-parent', this.cgroupParent, '--pod-manifest-path', path.join(this.dir, 'manifests'), '--log-level', 'info', ...extra,
     ];
-    const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('nsenter', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
