@@ -7,30 +7,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
 import { callUnary } from '@berth/common';
 import { ProgressBars } from './progress';
-import { RuntimeUsageError, type RuntimeIo } from './options';
-
-function takeFlag(args: string[], name: string): boolean {
-  const i = args.indexOf(name);
-  if (i < 0) return false;
-  args.splice(i, 1);
-  return true;
-}
-
-function takeValue(args: string[], name: string, command: string): string | undefined {
-  const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
-  if (i < 0) return undefined;
-  const a = args[i];
-  if (a.includes('=')) { args.splice(i, 1); return a.slice(name.length + 1); }
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new RuntimeUsageError(command, `${name} needs a value`);
-  args.splice(i, 2);
-  return v;
-}
-
-function noMoreFlags(args: string[], command: string): void {
-  const f = args.find((a) => a.startsWith('-') && a !== '-');
-  if (f) throw new RuntimeUsageError(command, `unknown flag "${f}"`);
-}
+import { RuntimeUsageError, noMoreFlags, table, takeFlag, takeValue, type RuntimeIo } from './options';
 
 function splitRef(tag: string): [string, string] {
   const at = tag.lastIndexOf(':');
@@ -42,11 +19,6 @@ function size(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}MB`;
   return `${(n / 1e3).toFixed(1)}kB`;
-}
-
-function table(rows: string[][]): string {
-  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i] + 3))).join('').trimEnd()).join('\n') + '\n';
 }
 
 export async function images(client: runtime.ImageServiceClient, io: RuntimeIo, args: string[]): Promise<number> {

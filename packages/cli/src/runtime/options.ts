@@ -36,3 +36,31 @@ export function takeEndpoint(args: string[], env: NodeJS.ProcessEnv): string {
   args.splice(i, 2);
   return v;
 }
+
+export function takeFlag(args: string[], name: string): boolean {
+  const i = args.indexOf(name);
+  if (i < 0) return false;
+  args.splice(i, 1);
+  return true;
+}
+
+export function takeValue(args: string[], name: string, command: string): string | undefined {
+  const i = args.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (i < 0) return undefined;
+  const a = args[i];
+  if (a.includes('=')) { args.splice(i, 1); return a.slice(name.length + 1); }
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new RuntimeUsageError(command, `${name} needs a value`);
+  args.splice(i, 2);
+  return v;
+}
+
+export function noMoreFlags(args: string[], command: string): void {
+  const f = args.find((a) => a.startsWith('-') && a !== '-');
+  if (f) throw new RuntimeUsageError(command, `unknown flag "${f}"`);
+}
+
+export function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i] + 3))).join('').trimEnd()).join('\n') + '\n';
+}

@@ -104,7 +104,8 @@ describe('berth runtime', () => {
     expect(await run(['import', path.join(dir, 'nope.tar')])).toMatchObject({ code: 2, err: expect.stringContaining('no such file') });
     expect(await run(['import', os.tmpdir()])).toMatchObject({ code: 2, err: expect.stringContaining('neither an OCI image layout') });
     expect(await run(['pull', `${regHost}/cli/absent:v1`])).toMatchObject({ code: 1, err: expect.stringContaining('not found') });
-    expect(await run(['ps'])).toMatchObject({ code: 1, err: expect.stringContaining('not built yet') });
+    expect(await run(['ps', '--state', 'sleepy'])).toMatchObject({ code: 2, err: expect.stringContaining('--state: expected created, running or exited') });
+    expect(await run(['logs', 'no-such-container'])).toMatchObject({ code: 2, err: expect.stringContaining('no container "no-such-container"') });
     expect(await run(['frobnicate'])).toMatchObject({ code: 1, err: expect.stringContaining('unknown command "frobnicate"') });
     const down = await runRuntime(['--runtime-endpoint', `unix://${path.join(dir, 'absent.sock')}`, 'images'], { stdout: () => undefined, stderr: (s) => { expect(s).toContain('cannot reach the runtime-shim'); }, env: {}, tty: false, stdinStream: () => new PassThrough() });
     expect(down).toBe(1);
