@@ -1,5 +1,6 @@
 // Running netfilter tools inside a network namespace. Netfilter rules (fault-injection loss,
-// masquerade) go through iptables rather than nf_tables netlink: they are on the slow path
+// masquerade, host ports; IPv4 and IPv6) go through iptables/ip6tables (this host's are the
+// nf_tables flavour, iptables-nft) rather than nf_tables netlink: they are on the slow path
 // (set once per fault or per network), iptables is what operators inspect them with, and
 // encoding nf_tables expressions by hand would be a large surface for little gain.
 import { execFile } from 'node:child_process';
@@ -17,7 +18,7 @@ export function execInNetns(netnsPath: string | null, cmd: string, args: string[
   });
 }
 
-/** `iptables -w` in a namespace. */
-export function iptables(netnsPath: string | null, args: string[]): Promise<ExecResult> {
-  return execInNetns(netnsPath, 'iptables', ['-w', '5', ...args]);
+/** `iptables -w` (family 6: `ip6tables -w`) in a namespace. */
+export function iptables(netnsPath: string | null, args: string[], family: 4 | 6 = 4): Promise<ExecResult> {
+  return execInNetns(netnsPath, family === 6 ? 'ip6tables' : 'iptables', ['-w', '5', ...args]);
 }

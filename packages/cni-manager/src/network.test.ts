@@ -55,6 +55,7 @@ async function leakCheck(net: PodNetwork): Promise<void> {
     hostNs.close();
   }
   expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'iptables-save'])).not.toMatch(/berth-fault|berth-hostport/);
+  expect(sh('nsenter', [`--net=${net.config.hostNetns}`, 'ip6tables-save'])).not.toMatch(/berth-fault|berth-hostport/);
   expect([...net.ipam.allocations().keys()]).toEqual([]);
   expect([...(net.ipam6?.allocations().keys() ?? [])]).toEqual([]);
 }
@@ -344,6 +345,62 @@ describe('dual-stack', () => {
     expect(await probe(node.name, 'tcp', 'fd00:77:1::2', 7600, 'node')).toBe('A:node');
     expect(await net.check(`ds-a-${topo.id}`)).toEqual([]);
     await expect(managerOn(node, 'bridge', [], { podCidr: 'fd00:77:3::/64' })).rejects.toThrow(/podCidr: must be an IPv4 CIDR/);
+  });
+});
+
+describe('dual-stack netfilter', () => {
+  it('maps host ports, masquerades and drops (loss fault) IPv6 as it does IPv4', async () => {
+    const n1 = topo.node(1, '10.78.1.0/24');
+    const n2 = topo.node(2, '10.78.2.0/24');
+    sh('ip', ['-n', n1.name, 'addr', 'add', 'fd00:78::1/64', 'dev', 'ul', 'nodad']);
+    sh('ip', ['-n', n2.name, 'addr', 'add', 'fd00:78::2/64', 'dev', 'ul', 'nodad']);
+    const net = await managerOn(n1, 'bridge', [], { podCidrV6: 'fd00:78:1::/64', masquerade: true });
+    const web = await pod(net, { portMappings: [
+      { protocol: 'tcp', containerPort: 7700, hostPort: 17700, hostIp: '' },
+      { protocol: 'udp', containerPort: 7700, hostPort: 17700, hostIp: '' },
+      { protocol: 'tcp', containerPort: 7700, hostPort: 17701, hostIp: 'fd00:78::1' },
+    ] });
+    await startEchoServer(topo, web.ns, 7700, 'W');
+    // The first packets over a fresh IPv6 underlay wait for neighbour discovery: allow a few probes.
+    const retry = async (f: () => Promise<string>, want: string): Promise<string> => {
+      let got = '';
+      for (let i = 0; i < 5 && got !== want; i++) got = await f();
+      return got;
+    };
+    // Host ports: from another node over both families, from the node itself, and on a given IPv6 host address only.
+    expect(await retry(() => probe(n2.name, 'tcp', 'fd00:78::1', 17700, 'far6'), 'W:far6')).toBe('W:far6');
+    expect(await probe(n2.name, 'udp', 'fd00:78::1', 17700, 'udp6')).toBe('W:udp6');
+    expect(await probe(n2.name, 'tcp', n1.address, 17700, 'far4')).toBe('W:far4');
+    expect(await probe(n1.name, 'tcp', 'fd00:78::1', 17700, 'near6')).toBe('W:near6');
+    expect(await probe(n2.name, 'tcp', 'fd00:78::1', 17701, 'only6')).toBe('W:only6');
+    expect(await probe(n2.name, 'tcp', n1.address, 17701, 'not4')).toMatch(/TIMEOUT|ERROR/);
+    expect(sh('ip', ['netns', 'exec', n1.name, 'ip6tables-save', '-t', 'nat'])).toMatch(/DNAT .*--to-destination \[fd00:78:1::2\]:7700/);
+    await expect(pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 1, hostPort: 1, hostIp: '::1' }] })).rejects.toThrow(/port_mappings\[0\].host_ip: loopback host addresses are not supported/);
+    await expect(pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 1, hostPort: 1, hostIp: 'fd00::zz' }] })).rejects.toThrow(/port_mappings\[0\].host_ip: expected an IPv4 or IPv6 address/);
+
+    // Masquerade: pod traffic to another node's IPv6 address carries node 1's address.
+    await startEchoServer(topo, n2.name, 7701, 'N2');
+    const p = await pod(net);
+    expect(await retry(() => probe(p.ns, 'tcp', 'fd00:78::2', 7701, 'who?'), 'N2:fd00:78::1')).toBe('N2:fd00:78::1');
+    // ... but not inside the pod CIDR.
+    expect(await probe(p.ns, 'tcp', 'fd00:78:1::2', 7700, 'who?')).toBe('W:fd00:78:1::3');
+
+    // Loss: about half of the pod's IPv6 datagrams are dropped, then none once cleared.
+    await startSink(topo, n1.name, 7702);
+    const before = await send(p.ns, 'udp', 'fd00:78::1', 7702, 200);
+    expect(before.received).toBe(200);
+    await net.setFaults(p.id, { direction: 'egress', delayMs: 0, jitterMs: 0, lossPercent: 50, duplicatePercent: 0, reorderPercent: 0, corruptPercent: 0, rate: '' });
+    expect(sh('ip', ['netns', 'exec', p.ns, 'ip6tables-save'])).toMatch(/berth-fault/);
+    const lossy = (await send(p.ns, 'udp', 'fd00:78::1', 7702, 200)).received - before.received;
+    expect(lossy).toBeGreaterThan(50);
+    expect(lossy).toBeLessThan(150);
+    await net.clearFaults(p.id);
+    expect(sh('ip', ['netns', 'exec', p.ns, 'ip6tables-save'])).not.toMatch(/berth-fault/);
+  });
+
+  it('refuses an IPv6 host address when the pod network has no IPv6 range', async () => {
+    const net = await managerOn(topo.node(1, '10.78.9.0/24'), 'bridge');
+    await expect(pod(net, { portMappings: [{ protocol: 'tcp', containerPort: 1, hostPort: 1, hostIp: 'fd00::1' }] })).rejects.toThrow(/port_mappings\[0\].host_ip: fd00::1 is IPv6 but the pod network has no IPv6 range/);
   });
 });
 

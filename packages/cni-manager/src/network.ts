@@ -17,12 +17,13 @@
 // address is leaked or doubly used.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { isIP } from 'node:net';
 import * as path from 'node:path';
 import {
   BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
 } from '@berth/common';
 import {
-  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseCidr, parseIpCidr, sysctl, tcmsg, type Link,
+  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseIpCidr, sysctl, tcmsg, type Link,
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
@@ -78,6 +79,9 @@ export interface PortMapping { protocol: 'tcp' | 'udp' | 'sctp'; containerPort: 
 
 export interface AppliedFault { fault: string; direction: 'egress' | 'ingress'; mechanism: string; detail: string }
 
+/** A rule as given to iptables after -A/-I/-D CHAIN; family 6 for ip6tables. */
+export interface NetfilterRule { chain: string; spec: string[]; family?: 6 }
+
 export interface AttachmentRecord {
   sandboxId: string;
   podUid: string;
@@ -101,10 +105,10 @@ export interface AttachmentRecord {
   bandwidth?: Bandwidth;
   faults: AppliedFault[];
   /** iptables rule specs (after -A/-D CHAIN) installed in the pod's netns for faults. */
-  faultRules: Array<{ chain: string; spec: string[] }>;
+  faultRules: NetfilterRule[];
   /** Host port mappings and the nat-table DNAT rules (in the node's netns) that implement them. */
   portMappings?: PortMapping[];
-  portRules?: Array<{ chain: string; spec: string[] }>;
+  portRules?: NetfilterRule[];
 }
 
 export interface SetUpRequest {
@@ -307,11 +311,13 @@ export class PodNetwork {
   }
 
   private async ensureMasquerade(): Promise<void> {
-    const rule = ['POSTROUTING', '-s', this.ipam.cidr, '!', '-d', this.ipam.cidr, '-m', 'comment', '--comment', 'berth-masquerade', '-j', 'MASQUERADE'];
-    try {
-      await iptables(this.hostNetnsPath, ['-t', 'nat', '-C', ...rule]);
-    } catch {
-      await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', ...rule]);
+    for (const [cidr, family] of [[this.ipam.cidr, 4], ...(this.ipam6 ? [[this.ipam6.cidr, 6]] : [])] as Array<[string, 4 | 6]>) {
+      const rule = ['POSTROUTING', '-s', cidr, '!', '-d', cidr, '-m', 'comment', '--comment', 'berth-masquerade', '-j', 'MASQUERADE'];
+      try {
+        await iptables(this.hostNetnsPath, ['-t', 'nat', '-C', ...rule], family);
+      } catch {
+        await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', ...rule], family);
+      }
     }
   }
 
@@ -439,7 +445,7 @@ export class PodNetwork {
       throw new InvalidArgumentError('interface_name', (err as Error).message.replace(/^interface_name: /, ''));
     }
     const bandwidth = bandwidthOf(req.annotations, req.bandwidth);
-    const portMappings = checkPortMappings(req.portMappings ?? []);
+    const portMappings = checkPortMappings(req.portMappings ?? [], { ipv6: !!this.ipam6 });
     return this.serial(req.sandboxId, async () => {
       await this.deleting.get(req.sandboxId);
       const existing = this.records.get(req.sandboxId);
@@ -585,19 +591,26 @@ export class PodNetwork {
     }
   }
 
-  /** DNAT from the node's addresses (or host_ip) to the pod, for traffic arriving and made locally. */
+  /**
+   * DNAT from the node's addresses (or host_ip) to the pod, for traffic arriving and made
+   * locally: to its IPv4 address, and to its IPv6 one too when it has one (a host_ip picks its
+   * family).
+   */
   private async applyPortMappings(rec: AttachmentRecord): Promise<void> {
     rec.portRules = [];
     for (const m of rec.portMappings ?? []) {
-      const spec = [
-        '-p', m.protocol, '--dport', String(m.hostPort),
-        ...(m.hostIp ? ['-d', m.hostIp] : ['-m', 'addrtype', '--dst-type', 'LOCAL']),
-        '-m', 'comment', '--comment', `berth-hostport ${rec.hostVeth}`,
-        '-j', 'DNAT', '--to-destination', `${rec.ip}:${m.containerPort}`,
-      ];
-      for (const chain of ['PREROUTING', 'OUTPUT']) {
-        await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', chain, ...spec]);
-        rec.portRules.push({ chain, spec });
+      const families: Array<4 | 6> = m.hostIp ? [m.hostIp.includes(':') ? 6 : 4] : [4, ...(rec.ip6 ? [6 as const] : [])];
+      for (const family of families) {
+        const spec = [
+          '-p', m.protocol, '--dport', String(m.hostPort),
+          ...(m.hostIp ? ['-d', m.hostIp] : ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+          '-m', 'comment', '--comment', `berth-hostport ${rec.hostVeth}`,
+          '-j', 'DNAT', '--to-destination', family === 6 ? `[${rec.ip6}]:${m.containerPort}` : `${rec.ip}:${m.containerPort}`,
+        ];
+        for (const chain of ['PREROUTING', 'OUTPUT']) {
+          await iptables(this.hostNetnsPath, ['-t', 'nat', '-A', chain, ...spec], family);
+          rec.portRules.push({ chain, spec, ...(family === 6 ? { family } : {}) });
+        }
       }
     }
   }
@@ -625,7 +638,7 @@ export class PodNetwork {
     await this.host.deleteLink(rec.hostVeth);
     if (rec.ifb) await this.host.deleteLink(rec.ifb);
     if (rec.faultRules.length) await this.removeFaultRules(rec).catch(() => undefined);
-    for (const r of rec.portRules ?? []) await iptables(this.hostNetnsPath, ['-t', 'nat', '-D', r.chain, ...r.spec]).catch(() => undefined);
+    for (const r of rec.portRules ?? []) await iptables(this.hostNetnsPath, ['-t', 'nat', '-D', r.chain, ...r.spec], r.family ?? 4).catch(() => undefined);
     const released = [...(await this.ipam.release(rec.sandboxId)), ...((await this.ipam6?.release(rec.sandboxId)) ?? [])];
     for (const ip of released) await this.flushConntrack(ip);
     this.dropRecord(rec.sandboxId);
@@ -787,8 +800,11 @@ export class PodNetwork {
           for (const dir of dirs) {
             const chain = dir === 'egress' ? 'OUTPUT' : 'INPUT';
             const spec = ['-m', 'statistic', '--mode', 'random', '--probability', (f.lossPercent / 100).toFixed(6), '-m', 'comment', '--comment', FAULT_COMMENT, '-j', 'DROP'];
-            await iptables(rec.netnsPath, ['-I', chain, ...spec]);
-            rec.faultRules.push({ chain, spec });
+            // A dual-stack pod loses IPv6 packets alike (ip6tables; neighbour discovery included, as on a lossy link).
+            for (const family of [4, ...(rec.ip6 ? [6] : [])] as Array<4 | 6>) {
+              await iptables(rec.netnsPath, ['-I', chain, ...spec], family);
+              rec.faultRules.push({ chain, spec, ...(family === 6 ? { family } : {}) });
+            }
             applied.push({ fault: 'loss', direction: dir, mechanism: 'iptables-statistic', detail: `${f.lossPercent}%` });
           }
         }
@@ -855,7 +871,7 @@ export class PodNetwork {
 
   private async removeFaultRules(rec: AttachmentRecord): Promise<void> {
     for (const r of rec.faultRules.splice(0)) {
-      await iptables(rec.netnsPath, ['-D', r.chain, ...r.spec]).catch(() => undefined);
+      await iptables(rec.netnsPath, ['-D', r.chain, ...r.spec], r.family ?? 4).catch(() => undefined);
     }
   }
 }
@@ -887,7 +903,7 @@ function defaultBurst(rateBits: number): number {
 }
 
 /** Validates port mappings, naming the field; fills the default protocol. */
-export function checkPortMappings(list: ReadonlyArray<Partial<PortMapping> & { protocol?: string }>): PortMapping[] {
+export function checkPortMappings(list: ReadonlyArray<Partial<PortMapping> & { protocol?: string }>, opts: { ipv6?: boolean } = {}): PortMapping[] {
   const out: PortMapping[] = [];
   const seen = new Set<string>();
   list.forEach((m, i) => {
@@ -900,8 +916,10 @@ export function checkPortMappings(list: ReadonlyArray<Partial<PortMapping> & { p
     }
     const hostIp = m.hostIp ?? '';
     if (hostIp) {
-      try { parseCidr(`${hostIp}/32`, `${f}.host_ip`); } catch { throw new InvalidArgumentError(`${f}.host_ip`, `expected an IPv4 address, got "${hostIp}"`); }
-      if (hostIp.startsWith('127.')) throw new InvalidArgumentError(`${f}.host_ip`, 'loopback host addresses are not supported (they would need route_localnet)');
+      const family = isIP(hostIp);
+      if (!family) throw new InvalidArgumentError(`${f}.host_ip`, `expected an IPv4 or IPv6 address, got "${hostIp}"`);
+      if (hostIp.startsWith('127.') || hostIp === '::1') throw new InvalidArgumentError(`${f}.host_ip`, 'loopback host addresses are not supported (DNAT from loopback needs route_localnet, and IPv6 has none)');
+      if (family === 6 && !opts.ipv6) throw new InvalidArgumentError(`${f}.host_ip`, `${hostIp} is IPv6 but the pod network has no IPv6 range (podCidrV6)`);
     }
     const key = `${protocol}/${m.hostPort}/${hostIp}`;
     if (seen.has(key)) throw new InvalidArgumentError(`${f}.host_port`, `${protocol}/${m.hostPort} is mapped twice`);

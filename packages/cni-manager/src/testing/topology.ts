@@ -78,7 +78,9 @@ const net = require('net'), dgram = require('dgram');
 const [port, name] = [Number(process.argv[1]), process.argv[2]];
 // "who?" is answered with the address the connection came from (to see masquerade).
 net.createServer((s) => { s.on('data', (d) => s.write(name + ':' + (String(d) === 'who?' ? String(s.remoteAddress).replace(/^::ffff:/, '') : d))); s.on('error', () => {}); }).listen(port, () => {
-  dgram.createSocket('udp4').on('message', function (m, r) { this.send(name + ':' + m, r.port, r.address); }).bind(port, () => console.log('ready'));
+  const echo = function (m, r) { this.send(name + ':' + m, r.port, r.address); };
+  dgram.createSocket({ type: 'udp6', ipv6Only: true }).on('message', echo).on('error', () => {}).bind(port);
+  dgram.createSocket('udp4').on('message', echo).bind(port, () => console.log('ready'));
 });`;
 
 /** A TCP+UDP echo server (replies "<name>:<data>") in `ns`; resolves once it listens. */
@@ -101,7 +103,7 @@ if (proto === 'tcp') {
   s.on('data', (d) => { console.log(String(d)); clearTimeout(t); s.destroy(); });
   s.on('error', (e) => { console.log('ERROR ' + e.code); clearTimeout(t); });
 } else {
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   s.on('message', (m) => { console.log(String(m)); clearTimeout(t); s.close(); });
   s.bind(Number(srcPort) || 0, () => s.send(msg, Number(port), host));
 }`;
@@ -120,7 +122,9 @@ const SINK = `
 const net = require('net'), dgram = require('dgram');
 const [port] = [Number(process.argv[1])];
 net.createServer((s) => { let n = 0; s.on('data', (d) => { n += d.length; }); s.on('end', () => s.end(String(n))); s.on('error', () => {}); }).listen(port, () => {
-  let udp = 0; dgram.createSocket('udp4').on('message', function (m, r) { if (String(m) === 'count?') this.send(String(udp), r.port, r.address); else udp++; }).bind(port, () => console.log('ready'));
+  let udp = 0; const count = function (m, r) { if (String(m) === 'count?') this.send(String(udp), r.port, r.address); else udp++; };
+  dgram.createSocket({ type: 'udp6', ipv6Only: true }).on('message', count).on('error', () => {}).bind(port);
+  dgram.createSocket('udp4').on('message', count).bind(port, () => console.log('ready'));
 });`;
 
 /** A TCP byte sink (answers the byte count at end) and UDP datagram counter ("count?") in `ns`. */
@@ -141,7 +145,7 @@ if (proto === 'tcp') {
   let reply = ''; s.on('data', (d) => (reply += d));
   s.on('close', () => console.log(JSON.stringify({ seconds: Number(process.hrtime.bigint() - t0) / 1e9, received: Number(reply) })));
 } else {
-  const s = dgram.createSocket('udp4'); let i = 0;
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4'); let i = 0;
   // The count query may itself be dropped by a loss fault: ask until answered.
   const ask = () => { s.send('count?', Number(port), host); timer = setTimeout(ask, 200); };
   let timer;
