@@ -501,7 +501,7 @@ export class Runtime {
   }
 
   /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
-  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string; argv0?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
+  async exec(id: string, proc: Process, o: { pidFile?: string; stdio?: [number, number, number]; preserveFds?: number; consoleSocket?: string; consoleFd?: number; argv0?: string } = {}): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
     const s = this.store.read(checkId(id));
     const status = this.status(s);
     if (status !== 'running' && status !== 'created') throw new RuntimeError(`cannot exec in a ${status} container`);
@@ -512,7 +512,7 @@ export class Runtime {
     spec.linux = { ...s.spec.linux, namespaces: base.map((n) => ({ type: n.type, path: `/proc/${s.pid}/ns/${nsFile[n.type]}` })), uidMappings: undefined, gidMappings: undefined, sysctl: undefined, timeOffsets: undefined };
     const cg = this.driver(s);
     // The devpts check of compilePlan looks at the container's mounts, which exec does not redo.
-    const compiled = compilePlan({ spec: { ...spec, mounts: (s.spec.mounts ?? []).filter((m) => m.type === 'devpts') }, bundle: s.bundle, fifo: null, cgroupProcs: cg.procsFiles(), cgroupDirs: {}, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket });
+    const compiled = compilePlan({ spec: { ...spec, mounts: (s.spec.mounts ?? []).filter((m) => m.type === 'devpts') }, bundle: s.bundle, fifo: null, cgroupProcs: cg.procsFiles(), cgroupDirs: {}, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd });
     // Setting up the container's rootfs again is not what exec does: the joined mount namespace
     // already has it.
     const plan = { ...compiled.plan, rootfs: null, ops: [], hostname: null, domainname: null, noSetsid: false };
