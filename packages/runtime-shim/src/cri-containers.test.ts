@@ -127,7 +127,7 @@ describe('containers from images', () => {
     expect(fs.existsSync(rec.logPath)).toBe(true);
   });
 
-  it('execs into a running container (output, exit code, stdin, timeout) and refuses a stopped one', async () => {
+  it('execs into a running container (output, exit code, stdin, tty, timeout) and refuses a stopped one', async () => {
     fx = await new CriFixture().init();
     const sb = await fx.sandboxes.run(fx.sandboxConfig({ hostname: 'exec-pod' }), '');
     const id = await run(fx, sb.id, 'target', ['sh', '-c', 'echo hi > /tmp/mark; sleep 60'], { envs: [{ key: 'GREETING', value: 'hello' }] });
@@ -151,6 +151,13 @@ describe('containers from images', () => {
     const sig = await ExecSession.start(fx.containers, id, { cmd: ['sleep', '30'], stdin: false, tty: false }, { stdout: () => undefined, stderr: () => undefined });
     sig.signal('SIGKILL');
     expect(await sig.done).toEqual({ exitCode: 137, reason: 'Signaled' });
+
+    // With a terminal: stdin and stderr go through the pty, which echoes what is typed.
+    const tty: Buffer[] = [];
+    const t = await ExecSession.start(fx.containers, id, { cmd: ['sh', '-c', '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; read x; echo "got $x" >&2; exit 6'], stdin: true, tty: true, size: { width: 100, height: 30 } }, { stdout: (d) => tty.push(d), stderr: (d) => tty.push(d) });
+    t.write(Buffer.from('typed\n'));
+    expect(await t.done).toEqual({ exitCode: 6, reason: '' });
+    expect(Buffer.concat(tty).toString().replace(/\r/g, '')).toMatch(/is-a-tty\n(typed\n)?got typed\n/);
 
     await fx.containers.stop(id, 0);
     await expect(execSync(fx.containers, id, ['true'], 1)).rejects.toMatchObject({ kind: 'FailedPrecondition' });

@@ -136,7 +136,8 @@ function execHandler(mgr: ContainerManager) {
       else if (f.stdinClose !== undefined) s.closeStdin();
       else if (f.signal !== undefined) s.signal(f.signal);
       else if (f.start !== undefined) throw new InvalidArgumentError('start', 'only the first frame may be start');
-      // resize: only meaningful with a tty, which is not supported yet
+      // resize: changing a pty's size needs TIOCSWINSZ on the master, which the addon does not
+      // offer yet; the frame is accepted and the size given at start stays.
     };
     call.on('cancelled', () => { finished = true; session?.kill(); });
     call.on('data', (f: runtime.ExecRequest) => {
@@ -146,7 +147,7 @@ function execHandler(mgr: ContainerManager) {
         const st = f.start;
         if (st === undefined) throw new InvalidArgumentError('start', 'the first frame must be start');
         starting = true;
-        ExecSession.start(mgr, st.containerId, { cmd: st.cmd, env: st.env, workingDir: st.workingDir, user: st.user, stdin: st.stdin, tty: st.tty }, {
+        ExecSession.start(mgr, st.containerId, { cmd: st.cmd, env: st.env, workingDir: st.workingDir, user: st.user, stdin: st.stdin, tty: st.tty, ...(st.terminalSize !== undefined ? { size: st.terminalSize } : {}) }, {
           stdout: (d) => { if (!finished) call.write(runtime.ExecResponse.fromPartial({ stdout: d })); },
           stderr: (d) => { if (!finished) call.write(runtime.ExecResponse.fromPartial({ stderr: d })); },
         }).then((s) => {

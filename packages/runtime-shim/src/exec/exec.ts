@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 
 import { BerthError, FailedPreconditionError, InvalidArgumentError } from '@berth/common';
-import { SyscallError, type ContainerExit } from '@berth/native';
+import { recvFd, socketpair, SyscallError, type ContainerExit } from '@berth/native';
 
 import type { ContainerManager } from '../containers';
 import { pipePair } from '../monitor/pipes';
@@ -123,15 +123,17 @@ export interface ExecSessionEvents {
   stderr(d: Buffer): void;
 }
 
-/** An interactive exec: stdin in, stdout/stderr out, signals, and the exit code at the end. */
+/** An interactive exec: stdin in, stdout/stderr out (one stream with a tty), signals, the exit code at the end. */
 export class ExecSession {
-  private stdin: net.Socket | undefined;
+  private constructor(
+    private readonly pid: number,
+    readonly done: Promise<{ exitCode: number; reason: string }>,
+    private readonly input: { write(d: Buffer): void; close(): void; destroy(): void } | undefined,
+  ) {}
 
-  private constructor(private readonly p: Spawned, readonly done: Promise<{ exitCode: number; reason: string }>) {}
-
-  static async start(mgr: ContainerManager, id: string, o: ExecOptions & { stdin: boolean; tty: boolean }, on: ExecSessionEvents): Promise<ExecSession> {
-    if (o.tty) throw new BerthError('Unimplemented', 'exec with a terminal (tty) is not supported yet; run without tty');
+  static async start(mgr: ContainerManager, id: string, o: ExecOptions & { stdin: boolean; tty: boolean; size?: { width: number; height: number } }, on: ExecSessionEvents): Promise<ExecSession> {
     const proc = processFor(mgr, id, o);
+    if (o.tty) return ExecSession.startTty(mgr, id, proc, o, on);
     const p = await spawnExec(mgr, id, proc, o.stdin);
     const pipe = (fd: number, cb: (d: Buffer) => void): Promise<void> => new Promise((resolve) => {
       const s = new net.Socket({ fd, readable: true, writable: false });
@@ -145,20 +147,71 @@ export class ExecSession {
       await Promise.race([streams, new Promise((r) => setTimeout(r, 2000).unref())]);
       return { exitCode: exitCodeOf(e), reason: e.signal !== null ? 'Signaled' : '' };
     });
-    const s = new ExecSession(p, done);
+    let input: ExecSession['input'];
     if (p.stdin !== undefined) {
-      s.stdin = new net.Socket({ fd: p.stdin, readable: false, writable: true });
-      s.stdin.on('error', () => undefined);
+      const sock = new net.Socket({ fd: p.stdin, readable: false, writable: true });
+      sock.on('error', () => undefined);
+      input = { write: (d) => { sock.write(d); }, close: () => { sock.end(); }, destroy: () => { sock.destroy(); } };
     }
-    return s;
+    return new ExecSession(p.pid, done, input);
+  }
+
+  /**
+   * With a terminal: the pty is made in the container (its devpts) and its master comes back
+   * over a socketpair; output is read from the master on the pool (a pty master is no socket).
+   */
+  private static async startTty(mgr: ContainerManager, id: string, proc: Process, o: { stdin: boolean; size?: { width: number; height: number } }, on: ExecSessionEvents): Promise<ExecSession> {
+    const size = o.size !== undefined && o.size.width > 0 && o.size.height > 0 ? { consoleSize: { width: o.size.width, height: o.size.height } } : {};
+    const [mine, theirs] = socketpair();
+    let spawned: { pid: number; exited: Promise<ContainerExit> };
+    try {
+      spawned = await mgr.rt.exec(id, { ...proc, terminal: true, ...size }, { consoleFd: theirs });
+    } catch (e) {
+      fs.closeSync(mine);
+      if (e instanceof RuntimeError) throw new FailedPreconditionError(`exec in container ${id}: ${e.message}`);
+      if (e instanceof SyscallError && e.stage === 'executable') throw new InvalidArgumentError('cmd[0]', `exec "${proc.args![0]}" in container ${id}: ${e.code === 'ENOENT' ? 'executable file not found' : e.message}`);
+      throw e;
+    } finally {
+      fs.closeSync(theirs);
+    }
+    let master: number;
+    try {
+      master = recvFd(mine);
+    } catch (e) {
+      try { process.kill(spawned.pid, 'SIGKILL'); } catch { /* gone */ }
+      throw e;
+    } finally {
+      fs.closeSync(mine);
+    }
+    // EIO once the last slave fd is closed: the end of the output.
+    const copied = new Promise<void>((resolve) => {
+      const rs = fs.createReadStream('', { fd: master, autoClose: false, highWaterMark: 16384 });
+      rs.on('data', (d) => on.stdout(d as Buffer));
+      rs.on('error', () => resolve());
+      rs.on('end', () => resolve());
+    });
+    let open = true;
+    const done = spawned.exited.then(async (e) => {
+      await Promise.race([copied, new Promise((r) => setTimeout(r, 1000).unref())]);
+      open = false;
+      fs.closeSync(master);
+      return { exitCode: exitCodeOf(e), reason: e.signal !== null ? 'Signaled' : '' };
+    });
+    const write = (d: Buffer): void => {
+      if (!open) return;
+      try { fs.writeSync(master, d); } catch { /* the process is gone */ }
+    };
+    // A terminal has no half-close: end of input is the EOF character, as a user typing ^D.
+    const input = o.stdin ? { write, close: () => write(Buffer.from([4])), destroy: () => undefined } : undefined;
+    return new ExecSession(spawned.pid, done, input);
   }
 
   write(d: Buffer): void {
-    this.stdin?.write(d);
+    this.input?.write(d);
   }
 
   closeStdin(): void {
-    this.stdin?.end();
+    this.input?.close();
   }
 
   signal(sig: string): void {
@@ -168,11 +221,11 @@ export class ExecSession {
     } catch {
       throw new InvalidArgumentError('signal', `unknown signal '${sig}'`);
     }
-    try { process.kill(this.p.pid, n); } catch { /* exited */ }
+    try { process.kill(this.pid, n); } catch { /* exited */ }
   }
 
   kill(): void {
-    try { process.kill(this.p.pid, 'SIGKILL'); } catch { /* exited */ }
-    this.stdin?.destroy();
+    try { process.kill(this.pid, 'SIGKILL'); } catch { /* exited */ }
+    this.input?.destroy();
   }
 }
