@@ -350,10 +350,8 @@ describe('dual-stack', () => {
 
 describe('dual-stack netfilter', () => {
   it('maps host ports, masquerades and drops (loss fault) IPv6 as it does IPv4', async () => {
-    const n1 = topo.node(1, '10.78.1.0/24');
-    const n2 = topo.node(2, '10.78.2.0/24');
-    sh('ip', ['-n', n1.name, 'addr', 'add', 'fd00:78::1/64', 'dev', 'ul', 'nodad']);
-    sh('ip', ['-n', n2.name, 'addr', 'add', 'fd00:78::2/64', 'dev', 'ul', 'nodad']);
+    const n1 = topo.node(1, '10.78.1.0/24', 'fd00:78::1');
+    const n2 = topo.node(2, '10.78.2.0/24', 'fd00:78::2');
     const net = await managerOn(n1, 'bridge', [], { podCidrV6: 'fd00:78:1::/64', masquerade: true });
     const web = await pod(net, { portMappings: [
       { protocol: 'tcp', containerPort: 7700, hostPort: 17700, hostIp: '' },
@@ -406,8 +404,7 @@ describe('dual-stack netfilter', () => {
 
 describe('dual-stack, routed', () => {
   it('routes IPv6 to /128 pod addresses via the host ends\' shared link-local gateway', async () => {
-    const node = topo.node(1, '10.78.1.0/24');
-    sh('ip', ['-n', node.name, 'addr', 'add', 'fd00:78::1/64', 'dev', 'ul', 'nodad']);
+    const node = topo.node(1, '10.78.1.0/24', 'fd00:78::1');
     const net = await managerOn(node, 'routed', [], { podCidrV6: 'fd00:78:1::/64' });
     const ns = topo.netns('p');
     const res = await net.setUp({ podUid: 'u', podNamespace: 'd', podName: 'a', sandboxId: `rs-a-${topo.id}`, netnsPath: netnsPath(ns), interfaceName: 'eth0', annotations: {} });
@@ -423,10 +420,8 @@ describe('dual-stack, routed', () => {
 
 describe('dual-stack across nodes', () => {
   it('routes each node\'s IPv6 pod CIDR via its IPv6 address (routed mode)', async () => {
-    const n1 = topo.node(1, '10.79.1.0/24');
-    const n2 = topo.node(2, '10.79.2.0/24');
-    sh('ip', ['-n', n1.name, 'addr', 'add', 'fd00:79::1/64', 'dev', 'ul', 'nodad']);
-    sh('ip', ['-n', n2.name, 'addr', 'add', 'fd00:79::2/64', 'dev', 'ul', 'nodad']);
+    const n1 = topo.node(1, '10.79.1.0/24', 'fd00:79::1');
+    const n2 = topo.node(2, '10.79.2.0/24', 'fd00:79::2');
     const m1 = await managerOn(n1, 'routed', [n2], { podCidrV6: 'fd00:79:1::/64', nodeRoutes: [{ podCidr: n2.podCidr, via: n2.address }, { podCidr: 'fd00:79:2::/64', via: 'fd00:79::2' }] });
     const m2 = await managerOn(n2, 'routed', [n1], { podCidrV6: 'fd00:79:2::/64', nodeRoutes: [{ podCidr: n1.podCidr, via: n1.address }, { podCidr: 'fd00:79:1::/64', via: 'fd00:79::1' }] });
     const a = await pod(m1);

@@ -126,6 +126,16 @@ describe('berth-cni-manager process', () => {
     expect(IpamStore.claimsOnDisk(path.join(dir, 'state', 'ipam')).size).toBe(0);
   });
 
+  it('refuses a second cni-manager on the same state dir, naming the one that has it', async () => {
+    const sock = path.join(dir, 'one.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const second = startServiceProcess(bin, ['--listen', `unix://${path.join(dir, 'two.sock')}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs]);
+    const exit = await second.exited;
+    expect(exit.code, second.output()).not.toBe(0);
+    expect(second.output()).toMatch(new RegExp(`attachments.journal is in use by another process \\(pid ${svc.proc.pid}\\)`));
+  });
+
   it('uses BERTH_RUN_DIR for its default socket', async () => {
     const runDir = path.join(dir, 'run');
     svc = startServiceProcess(bin, ['--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs], { ...process.env, BERTH_RUN_DIR: runDir });
@@ -139,6 +149,10 @@ describe('berth-cni-manager process', () => {
     [['--mode', 'mesh'], /mode/],
     [['--pod-cidr', '10.0.0.0/99', '--host-netns', '/etc/hostname'], /podCidr|pod-cidr/],
     [['--host-netns', '/etc/hostname'], /hostNetns: \/etc\/hostname is not a network namespace/],
+    [['--store', 'not an address'], /--store: expected unix:\/\/\/absolute\/path or host:port/],
+    [['--store-endpoint', 'etcd.example'], /--store-endpoint: expected unix:\/\/\/absolute\/path or host:port/],
+    [['--store', 'unix:///a.sock', '--store-endpoint', 'unix:///b.sock'], /store-endpoint: conflicts with --store unix:\/\/\/a.sock/],
+    [['--store', '127.0.0.1:1', '--store-ca', '/ca.crt', '--store-cert', '/c.crt'], /store-cert and store-key must be given together/],
   ])('exits 2 with a clear error for %j', async (args, re) => {
     const argv = args as string[];
     // Never the real state dir or the real network: a state dir and node netns of the test's own.
