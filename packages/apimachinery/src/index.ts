@@ -10,3 +10,4 @@ export * from './auth/index';
 export * from './certificates';
 export * from './client';
 export * from './informer';
+export * from './apply';

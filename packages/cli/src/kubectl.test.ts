@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EtcdCluster, freePort, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyAndCsr } from '@berth/apimachinery';
+import { StoreClient, decodeObject, generateKeyAndCsr } from '@berth/apimachinery';
 import { certSubject } from './certs';
 import { runKubectl, type Io } from './kubectl';
 import { writeAdminConfig } from './kubeconfig';
@@ -97,6 +97,25 @@ describe('berth apply / get / describe / delete', () => {
     const y = await run(['get', 'pod', 'nginx', '-o', 'yaml']);
     expect(y.out).toMatch(/^apiVersion: v1\nkind: Pod\n/);
     expect(y.out).toContain('image: nginx:1.27');
+  });
+
+  it('applies with a three-way strategic merge: list items merge by key, other writers\' items stay', async () => {
+    const node = (taints: string[], labels: Record<string, string>) => `apiVersion: v1\nkind: Node\nmetadata:\n  name: apply-node\n  labels: ${JSON.stringify(labels)}\nspec:\n  taints: [${taints.map((t) => `{key: ${t}, value: "v", effect: NoSchedule}`).join(', ')}]\n`;
+    expect((await run(['apply', '-f', '-'], {}, node(['mine/a', 'mine/b'], { tier: 'x', old: 'y' }))).out).toBe('node/apply-node created\n');
+    // Another writer adds a taint and a label.
+    const live = JSON.parse((await run(['get', 'node', 'apply-node', '-o', 'json'])).out);
+    live.spec.taints.push({ key: 'theirs/c', value: 'v', effect: 'NoExecute' });
+    live.metadata.labels.theirs = 'z';
+    const other = new StoreClient({ target: `unix://${path.join(dir, 'run', 'etcd-client.sock')}` });
+    try { await other.update(decodeObject(live)); } finally { other.close(); }
+    // Re-apply the manifest: b dropped, d added, a changed; theirs/c and their label stay.
+    const again = node(['mine/a', 'mine/d'], { tier: 'w' }).replace('{key: mine/a, value: "v"', '{key: mine/a, value: "v2"');
+    expect((await run(['apply', '-f', '-'], {}, again)).out).toBe('node/apply-node configured\n');
+    const got = JSON.parse((await run(['get', 'node', 'apply-node', '-o', 'json'])).out);
+    expect(got.spec.taints.map((t: { key: string; value: string }) => `${t.key}=${t.value}`)).toEqual(['mine/a=v2', 'mine/d=v', 'theirs/c=v']);
+    expect(got.metadata.labels).toEqual({ tier: 'w', theirs: 'z' });
+    expect((await run(['apply', '-f', '-'], {}, again)).out).toBe('node/apply-node unchanged\n');
+    await run(['delete', 'node', 'apply-node']);
   });
 
   it('prints pods as a kubectl table', async () => {

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { core, store } from '@berth/api';
-import { DecodeError, KINDS, StoreClient, decodeObject, encodeObject, parseManifests, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
+import { DecodeError, KINDS, LAST_APPLIED_ANNOTATION, StoreClient, threeWayMerge, type Json, decodeObject, encodeObject, parseManifests, resolveResource, unwrap, type KindInfo } from '@berth/apimachinery';
 import { BerthError, stateRoot } from '@berth/common';
 import { stringify as toYaml } from 'yaml';
 import { certSubject, createClusterPki } from './certs';
@@ -135,33 +135,7 @@ function setNamespace(ctx: Ctx, obj: core.Object): void {
   if (!m.namespace) m.namespace = ctx.namespace;
 }
 
-const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-const isObj = (v: Json | undefined): v is { [k: string]: Json } => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** An RFC 7386 merge patch that turns `from` into `to` (removed keys become null). */
-export function diffMergePatch(from: Json, to: Json): Json {
-  if (!isObj(from) || !isObj(to)) return to;
-  const patch: { [k: string]: Json } = {};
-  for (const k of Object.keys(from)) if (!(k in to)) patch[k] = null;
-  for (const [k, v] of Object.entries(to)) {
-    if (!(k in from)) patch[k] = v;
-    else if (JSON.stringify(from[k]) !== JSON.stringify(v)) patch[k] = isObj(from[k]) && isObj(v) ? diffMergePatch(from[k], v) : v;
-  }
-  return patch;
-}
-
-/** Applies an RFC 7386 merge patch. */
-export function applyMergePatch(target: Json, patch: Json): Json {
-  if (!isObj(patch)) return patch;
-  const out: { [k: string]: Json } = isObj(target) ? { ...target } : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k];
-    else out[k] = applyMergePatch(out[k] ?? null, v);
-  }
-  return out;
-}
+const LAST_APPLIED = LAST_APPLIED_ANNOTATION;
 
 // ---- commands ----
 
@@ -284,14 +258,14 @@ async function cmdApplyOrCreate(io: Io, args: string[], mode: 'apply' | 'create'
         }
         const em = unwrap(existing).value.metadata!;
         if (em.annotations[LAST_APPLIED] === manifest) { io.stdout(`${nameOf(info, obj)} unchanged${suffix}\n`); continue; }
-        // Like kubectl's three-way apply: only what changed between the last applied manifest
-        // and this one is written over the live object, so fields the server or admission set
-        // (defaults, tolerations, the service account) stay as they are.
-        const last = em.annotations[LAST_APPLIED] ? JSON.parse(em.annotations[LAST_APPLIED]) as Json : {};
-        const patch = diffMergePatch(last, JSON.parse(manifest) as Json) as Record<string, Json>;
-        ((patch.metadata ??= {}) as Record<string, Json>).annotations = { ...((patch.metadata as Record<string, Json>).annotations as object ?? {}), [LAST_APPLIED]: manifest };
-        const live = encodeObject(existing) as Json;
-        const merged = applyMergePatch(live, patch) as Record<string, Json>;
+        // kubectl's three-way strategic merge (last applied, this manifest, live): fields the
+        // server or admission set (defaults, tolerations, the service account) stay; lists such
+        // as containers, env and ports merge item by item.
+        const last = em.annotations[LAST_APPLIED] ? JSON.parse(em.annotations[LAST_APPLIED]) as Json : undefined;
+        const modified = JSON.parse(manifest) as Record<string, Json>;
+        const mm = (modified.metadata ??= {}) as Record<string, Json>;
+        mm.annotations = { ...(mm.annotations as Record<string, Json> | undefined ?? {}), [LAST_APPLIED]: manifest };
+        const merged = threeWayMerge(last, modified, encodeObject(existing) as Json) as Record<string, Json>;
         (merged.metadata as Record<string, Json>).resourceVersion = em.resourceVersion;
         if (dry !== 'client') await ctx.client.update(decodeObject(merged), { dryRun: dry === 'server' });
         io.stdout(`${nameOf(info, obj)} configured${suffix}\n`);
