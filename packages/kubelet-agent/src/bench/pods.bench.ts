@@ -39,7 +39,7 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
-async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready: Stats; phases: Record<string, Stats>; agentRssMb: number; agentIdleCpuPercent: number }> {
+async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready: Stats; phases: Record<string, Stats>; agentRssMb: number; agentIdleCpuPercent: number; cpuSeconds: Record<string, number> }> {
   const t0 = new Map<string, number>();
   const running = new Map<string, number>();
   const ready = new Map<string, number>();
@@ -57,6 +57,9 @@ async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready
   inf.on('add', seen);
   inf.on('update', (_old, o) => seen(o));
   await inf.start();
+  // CPU each process spends on the start-up of the N pods: where the work is.
+  const procs: Record<string, number> = { agent: h.agent!.proc.pid!, 'runtime-shim': h.runtimeProc!.proc.pid!, 'cni-manager': h.cniProc!.proc.pid!, store: h.storeProc!.proc.pid! };
+  const cpu0 = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, cpuMs(pid)]));
   const pod = (i: number) => core.Pod.fromPartial({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i}` }, spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'main', image: TEST_IMAGE, imagePullPolicy: 'IfNotPresent', command: ['sleep', '3600'] }] } });
   // All at once: each pod's clock starts when the Store has it (the create call returned).
   await Promise.all(Array.from({ length: n }, async (_, i) => {
@@ -66,6 +69,7 @@ async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready
   const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`only ${ready.size}/${n} pods Ready after 180 s`)), 180_000).unref());
   await Promise.race([all, timeout]);
   inf.stop();
+  const cpuSeconds = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, +((cpuMs(pid) - cpu0[k]!) / 1000).toFixed(2)]));
   const lat = (m: Map<string, number>) => [...m].map(([k, v]) => Math.max(0, v - t0.get(k)!));
   // The agent's own per-phase trace of each pod (annotation written once Ready).
   const phases: Record<string, number[]> = {};
@@ -81,7 +85,7 @@ async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready
   const c0 = cpuMs(pid);
   await new Promise((r) => setTimeout(r, 10_000));
   const idle = ((cpuMs(pid) - c0) / 10_000) * 100;
-  return { running: stats(lat(running)), ready: stats(lat(ready)), phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v)])), agentRssMb: +rss.toFixed(1), agentIdleCpuPercent: +idle.toFixed(2) };
+  return { running: stats(lat(running)), ready: stats(lat(ready)), phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, stats(v)])), agentRssMb: +rss.toFixed(1), agentIdleCpuPercent: +idle.toFixed(2), cpuSeconds };
 }
 
 /** The peer: netns + CNI bridge/host-local ADD + runc run -d, per pod, all at once. */
@@ -163,6 +167,7 @@ async function main(): Promise<void> {
     console.log('\nberth per-phase (agent trace, per pod):');
     for (const [k, s] of Object.entries(b.phases)) row(`  ${k}`, s);
     console.log(`\nRunning p50 berth/peer = ${ratio(b.running.p50, p.p50)}x, p99 = ${ratio(b.running.p99, p.p99)}x; target p99 <= 100 ms: ${b.running.p99 <= 100 ? 'met' : 'NOT met'}; Kubernetes SLO p99 <= 5000 ms: ${b.running.p99 <= 5000 ? 'met' : 'NOT met'}`);
+    console.log(`CPU seconds spent while the pods started: ${Object.entries(b.cpuSeconds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`agent with ${n} pods: RSS ${b.agentRssMb} MiB, idle CPU ${b.agentIdleCpuPercent} % of one core`);
     const out = process.env['BERTH_BENCH_RESULTS'];
     if (out) {
