@@ -155,6 +155,12 @@ describe('berth-cni as a CNI plugin', () => {
     await startEchoServer(topo, a.netns.split('/').pop()!, 9000, 'A');
     expect(await probe(b.netns.split('/').pop()!, 'udp', '10.71.1.2', 9000, 'u')).toBe('A:u');
     await ex.check(a);
+    // Three invocations at once on one state dir take turns on its lock: three different addresses.
+    const more = ['c', 'd', 'e'].map((x) => ({ containerId: `${x}-${topo.id}`, netns: netnsPath(topo.netns('p')), ifName: 'eth0' }));
+    const addrs = (await Promise.all(more.map((m) => ex.add(m)))).map((r) => r.ips?.[0]?.address);
+    expect(new Set(addrs).size).toBe(3);
+    expect(addrs.every((x) => /^10\.71\.1\.\d+\/32$/.test(x ?? ''))).toBe(true);
+    await Promise.all(more.map((m) => ex.del(m)));
     await ex.gc([{ containerId: a.containerId, ifName: 'eth0' }]);
     await ex.status();
     await ex.del(a);
