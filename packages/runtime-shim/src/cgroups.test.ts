@@ -92,6 +92,37 @@ describe('cgroup v1 limits, enforced', () => {
   });
 });
 
+describe('cgroup parents', () => {
+  it('empty parents of relative cgroupsPaths go with their last container; parents of absolute paths that were there stay', async () => {
+    const grp = uniqueId('grp');
+    const kept = uniqueId('kept');
+    const dirs = (rel: string): string[] => Object.values(mounts).map((m) => path.join(m, 'berth', rel));
+    // a parent made by someone else beforehand (like a pod cgroup): never removed by us
+    const pre = new CgroupV1(`/berth/${kept}`);
+    await pre.create();
+    try {
+      const ids = [uniqueId(), uniqueId()];
+      for (const id of ids) await h.rt.create(id, { bundle: h.bundle(['true'], (s) => { s.linux!.cgroupsPath = `${grp}/${id}`; }).dir });
+      const inKept = uniqueId();
+      await h.rt.create(inKept, { bundle: h.bundle(['true'], (s) => { s.linux!.cgroupsPath = `/berth/${kept}/${inKept}`; }).dir });
+      for (const d of dirs(grp)) expect(fs.existsSync(d), d).toBe(true);
+      await h.rt.delete(ids[0]!, true);
+      await h.rt.settle();
+      // the other container still uses it
+      for (const d of dirs(grp)) expect(fs.existsSync(d), d).toBe(true);
+      await h.rt.delete(ids[1]!, true);
+      await h.rt.settle();
+      for (const d of dirs(grp)) expect(fs.existsSync(d), d).toBe(false);
+      await h.rt.delete(inKept, true);
+      await h.rt.settle();
+      for (const d of dirs(kept)) expect(fs.existsSync(d), d).toBe(true);
+    } finally {
+      await pre.destroy([]);
+    }
+    for (const d of dirs(kept)) expect(fs.existsSync(d), d).toBe(false);
+  });
+});
+
 describe('cgroup paths', () => {
   it.each([
     ['/a/b', 'id', '/a/b'],

@@ -116,6 +116,22 @@ export function describeInitFailure(err: unknown, plan: ContainerPlan, spec: Spe
   return new RuntimeError(`container init failed: ${what}: ${err.message}`);
 }
 
+/**
+ * The cgroup ancestors a container's delete may remove when empty: those its create made, and
+ * for a relative linux.cgroupsPath (or none) every level under the runtime's parent, which the
+ * runtime named and so owns (whichever container made it). Levels of an absolute path belong
+ * to whoever named them (a pod cgroup keeps its limits between containers).
+ */
+function ownedCgroupParents(spec: Spec, cgPath: string, created: readonly string[]): string[] {
+  const owned = new Set(created);
+  const p = spec.linux?.cgroupsPath;
+  if (p === undefined || !p.startsWith('/')) {
+    const parts = cgPath.split('/').filter(Boolean);
+    for (let i = 2; i < parts.length; i++) owned.add(`/${parts.slice(0, i).join('/')}`);
+  }
+  return [...owned];
+}
+
 export class Runtime {
   readonly store: StateStore;
   private readonly sys: ContainerSyscalls;
@@ -124,6 +140,8 @@ export class Runtime {
   private readonly exits = new Map<string, Created['exited']>();
   /** Pids of our children that a pidfd watch reaps (container inits, execs). */
   readonly ownPids = new Set<number>();
+  /** Removals of empty cgroup parents still waiting for the kernel (see settle()). */
+  private readonly cleanups = new Set<Promise<void>>();
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
@@ -213,7 +231,7 @@ export class Runtime {
       const stored: RuntimeState = {
         id, pid, pidStartTime: pidStartTime(pid)?.start ?? '', bundle, rootfs: compiled.rootfs,
         created: createdAt, annotations: spec.annotations ?? {},
-        cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec, cgroupCreated: cg.created,
+        cgroupPath: cgPath, cgroupVersion: cg.version, cgroupPaths: cg.paths, spec, cgroupCreated: ownedCgroupParents(spec, cgPath, cg.created),
       };
       this.store.write(stored);
       this.opts.debug?.(`create ${id}: init pid ${pid} holds at ${path.join(dir, 'exec.fifo')}`);
@@ -362,10 +380,20 @@ export class Runtime {
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    await cg.destroy(s.cgroupCreated ?? []).catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    // The parents can take the kernel a moment to let go of: not on delete's path (a daemon
+    // lets it finish in the background; a CLI awaits settle() before it exits).
+    const parents = cg.removeParents(s.cgroupCreated ?? []).catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    this.cleanups.add(parents);
+    void parents.finally(() => this.cleanups.delete(parents));
     this.store.remove(id);
     this.exits.delete(id);
     await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
+  }
+
+  /** Resolves when the background cleanups of deleted containers (empty cgroup parents) are done. */
+  async settle(): Promise<void> {
+    while (this.cleanups.size > 0) await Promise.all([...this.cleanups]);
   }
 
   /** create + start + wait; returns the exit code (128+signal when killed), like runc run. */

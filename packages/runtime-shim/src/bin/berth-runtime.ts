@@ -20,6 +20,9 @@ interface FlagDef { name: string; short?: string; value?: boolean; multi?: boole
 
 class UsageError extends Error {}
 
+/** The runtime of this invocation, settled before exit. */
+let runtime: Runtime | undefined;
+
 const GLOBAL: FlagDef[] = [
   { name: 'root', value: true }, { name: 'log', value: true }, { name: 'log-format', value: true }, { name: 'debug' },
   { name: 'systemd-cgroup' }, { name: 'criu', value: true }, { name: 'rootless', value: true }, { name: 'help', short: 'h' }, { name: 'version', short: 'v' },
@@ -169,6 +172,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const debug = bool(g, 'debug') ? (m: string): void => log('debug', m) : undefined;
   const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug });
+  runtime = rt;
   debug?.(`${cmd} ${args.join(' ')}`);
   switch (cmd) {
     case 'spec': {
@@ -407,8 +411,13 @@ async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: bool
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
+  async (code) => {
+    // Empty cgroup parents of a deleted container are removed in the background: let it finish.
+    await runtime?.settle();
+    process.exit(code);
+  },
+  async (err: unknown) => {
+    await runtime?.settle().catch(() => undefined);
     if (err instanceof UsageError) {
       fs.writeSync(2, `Incorrect Usage: ${err.message}\n`);
       process.exit(1);

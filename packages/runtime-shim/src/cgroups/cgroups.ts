@@ -36,6 +36,10 @@ export interface CgroupDriver {
    * create() made) and the runtime's own parent /berth.
    */
   destroy(ownedParents?: string[]): Promise<void>;
+  /** destroy() in two steps: the cgroup itself ... */
+  destroyLeaf(): Promise<void>;
+  /** ... then its empty ancestors that are ours (this can wait for the kernel: see rmdirIfEmpty). */
+  removeParents(ownedParents: string[]): Promise<void>;
 }
 
 /** The parent of every cgroup this runtime names by default (`/berth/<id>`). */
@@ -116,17 +120,36 @@ async function rmdirRetry(dir: string): Promise<void> {
   }
 }
 
-/** rmdir of an ancestor cgroup: only if empty (no children, no tasks); anything else stays. */
-function rmdirIfEmpty(dir: string): boolean {
-  try {
-    fs.rmdirSync(dir);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return true;
-    if (code === 'EBUSY' || code === 'ENOTEMPTY' || code === 'EEXIST') return false;
-    throw err;
+/**
+ * rmdir of an ancestor cgroup if it is empty. EBUSY right after its last child went is
+ * passing (v1 takes the child offline asynchronously, an RCU grace period or so): retried while
+ * it has no child cgroup and no task; anything else in it keeps it.
+ */
+async function rmdirIfEmpty(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
+    }
+    let inUse: boolean;
+    try {
+      inUse = fs.readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory()) || (readText(dir, 'cgroup.procs') ?? '').trim() !== '';
+    } catch {
+      return;
+    }
+    if (inUse || i >= 200) return;
+    await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Removes, deepest first, the empty ancestors of `cgPath` that are ours, under each root. */
+async function removeParents(roots: Iterable<string>, cgPath: string, owned: readonly string[]): Promise<void> {
+  const dirs = [...roots];
+  for (const rel of removableParents(cgPath, owned)) await Promise.all(dirs.map((r) => rmdirIfEmpty(path.join(r, rel))));
 }
 
 /** The ancestors of a cgroup path to try removing, deepest first. */
@@ -401,10 +424,16 @@ export class CgroupV1 implements CgroupDriver {
   }
 
   async destroy(ownedParents: string[] = this.created): Promise<void> {
+    await this.destroyLeaf();
+    await this.removeParents(ownedParents);
+  }
+
+  async destroyLeaf(): Promise<void> {
     await Promise.all([...new Set(Object.values(this.paths))].map((dir) => rmdirRetry(dir)));
-    for (const rel of removableParents(this.cgPath, ownedParents)) {
-      for (const mnt of new Set(Object.values(this.mounts))) rmdirIfEmpty(path.join(mnt, rel));
-    }
+  }
+
+  async removeParents(ownedParents: string[]): Promise<void> {
+    await removeParents(new Set(Object.values(this.mounts)), this.cgPath, ownedParents);
   }
 
   oomKills(): number {
@@ -548,8 +577,16 @@ export class CgroupV2 implements CgroupDriver {
   }
 
   async destroy(ownedParents: string[] = this.created): Promise<void> {
+    await this.destroyLeaf();
+    await this.removeParents(ownedParents);
+  }
+
+  async destroyLeaf(): Promise<void> {
     await rmdirRetry(this.dir);
-    for (const rel of removableParents(this.cgPath, ownedParents)) rmdirIfEmpty(path.join(this.root, rel));
+  }
+
+  async removeParents(ownedParents: string[]): Promise<void> {
+    await removeParents([this.root], this.cgPath, ownedParents);
   }
 
   oomKills(): number {
