@@ -130,6 +130,29 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect(job.status!.containerStatuses[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
   }, 90_000);
 
+  it('bad input: an image that cannot be pulled and a missing configMap get their waiting reasons and events; the node is unaffected', async (ctx) => {
+    need(ctx);
+    await h.createPod(mk('bad', {
+      containers: [
+        // A registry on loopback that refuses: the pull fails fast and never leaves the machine.
+        c('img', { image: '127.0.0.1:1/nope:v1', imagePullPolicy: 'Always', command: ['true'] }),
+        c('env', { command: ['sleep', '3600'], env: [{ name: 'X', valueFrom: { configMapKeyRef: { name: 'missing', key: 'k' } } }] as core.EnvVar[] }),
+      ],
+    }));
+    const bad = await h.until('bad waiting reasons', async () => {
+      const p = await h.getPod('bad');
+      const r = p?.status?.containerStatuses.map((x) => x.state?.waiting?.reason);
+      return r && ['ErrImagePull', 'ImagePullBackOff'].includes(r[0] ?? '') && r[1] === 'CreateContainerConfigError' && p;
+    }, 60_000);
+    expect(bad.status!.phase).toBe('Pending');
+    expect(bad.status!.containerStatuses[1].state?.waiting?.message).toBe('spec.containers[1].env[0].valueFrom.configMapKeyRef: configmap "missing" not found');
+    const events = (await h.store!.list({ resource: 'events', namespace: h.namespace })).items.map((o) => o.event!).filter((e) => e.involvedObject?.name === 'bad');
+    expect(events.map((e) => `${e.reason} ${e.involvedObject!.fieldPath}`)).toEqual(expect.arrayContaining(['Failed spec.containers{img}', 'Failed spec.containers{env}']));
+    // The rest of the node runs on: the web pod is still Ready.
+    expect(ready(await h.getPod('web'))).toBe(true);
+    await h.store!.delete({ resource: 'pods', namespace: h.namespace, name: 'bad', gracePeriodSeconds: 0 });
+  }, 90_000);
+
   it('liveness failure restarts the container (Unhealthy, Killing); an exec readiness probe flips Ready', async (ctx) => {
     need(ctx);
     await h.createPod(mk('live', {

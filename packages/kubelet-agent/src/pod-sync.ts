@@ -139,6 +139,10 @@ export class PodSyncer {
       await this.terminate(pod, work.deleted);
       return;
     }
+    const fresh = !this.pods.has(pod.metadata!.uid);
+    const st = this.state(pod);
+    // Admission: from the loop seeing the pod to its worker taking it up (queue + node checks).
+    if (fresh && work.queuedAt !== undefined) st.trace.add('admission', this.o.clock.now() - work.queuedAt);
     return this.syncRunning(pod);
   }
 

@@ -15,6 +15,8 @@ export interface SyncWork {
   reason: SyncReason;
   /** The pod was removed from its source: tear it down. */
   deleted: boolean;
+  /** When the loop handed the work to the pod's worker (ms): the wait for a worker is admission time. */
+  queuedAt?: number;
 }
 
 /** A container life-cycle event from the runtime (RuntimeService.Events). */
@@ -109,7 +111,7 @@ export class SyncLoop {
     // A graceful delete arrives as an UPDATE with deletionTimestamp: the worker terminates it.
     this.deleted.delete(uid);
     this.pods.set(uid, u.pod);
-    this.workers.update(uid, { pod: u.pod, reason: u.op, deleted: false });
+    this.workers.update(uid, { pod: u.pod, reason: u.op, deleted: false, queuedAt: this.opts.clock.now() });
   }
 
   private dispatch(uid: string, reason: SyncReason): void {
