@@ -27,7 +27,7 @@ import { EXIT_FILE } from './monitor/monitor';
 import { ConfigError, loadSpec, type Spec } from './oci/config';
 import { OrphanReaper } from './reaper';
 import { parseSignal, Runtime } from './runtime';
-import { unmountAll, type SandboxManager } from './sandbox/sandbox';
+import { POD_INIT_PREFIX, unmountAll, type SandboxManager } from './sandbox/sandbox';
 import { pidStartTime, RuntimeError } from './state';
 
 /** The annotation naming an OCI bundle to create the container from (instead of an image). */
@@ -156,12 +156,15 @@ export class ContainerManager {
   private readonly monitorPids = new Set<number>();
   private readonly warn: (msg: string) => void;
   private readonly devNull: number;
+  /** The sandboxes containers are created in (set once, at setup). */
+  sandboxes: SandboxManager | undefined;
   /** A monitor started ahead of need: a create hands it its job instead of waiting for a Node start. */
   private spare: SpawnedMonitor | undefined;
   private closed = false;
 
   constructor(private readonly opts: ContainerManagerOptions) {
     this.devNull = fs.openSync('/dev/null', 'r+');
+    this.sandboxes = opts.sandboxes;
     this.rt = new Runtime({ root: path.join(opts.stateDir, 'containers') });
     this.criRoot = path.join(opts.stateDir, 'cri');
     fs.mkdirSync(this.criRoot, { recursive: true, mode: 0o711 });
@@ -212,7 +215,7 @@ export class ContainerManager {
     if (name === '') throw new InvalidArgumentError('config.metadata.name', 'must not be empty');
     const sandboxId = req.sandboxId ?? '';
     const bundleDir = cfg.annotations[BUNDLE_ANNOTATION];
-    const sandbox = sandboxId !== '' && this.opts.sandboxes !== undefined ? this.opts.sandboxes.find(sandboxId) : undefined;
+    const sandbox = sandboxId !== '' && this.sandboxes !== undefined ? this.sandboxes.find(sandboxId) : undefined;
     if (bundleDir === undefined) {
       if (sandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', `is required (or name an OCI bundle in annotation ${BUNDLE_ANNOTATION})`);
       if (sandbox === undefined) throw new NotFoundError(`pod sandbox ${sandboxId} not found`);
@@ -529,7 +532,8 @@ export class ContainerManager {
       rec.exited = containerSyscalls.watchExit(fd).then(() => undefined, () => undefined).then(() => this.settleExit(rec));
     }
     // Runtime state nobody has a record of (a create cut short between the two).
-    for (const id of this.rt.store.ids()) if (!known.has(id)) await this.rt.delete(id, true).catch(() => undefined);
+    // (The inits of shared pid namespaces are the sandboxes' own.)
+    for (const id of this.rt.store.ids()) if (!known.has(id) && !id.startsWith(POD_INIT_PREFIX)) await this.rt.delete(id, true).catch(() => undefined);
   }
 
   private blankMeta(id: string): ContainerMeta {

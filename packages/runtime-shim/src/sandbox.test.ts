@@ -97,6 +97,35 @@ describe('pod sandboxes', () => {
     await expect(fx.containers.create({ sandboxId: a.id, config: fx.containerConfig('late', ['true']) })).rejects.toThrow(/is not ready/);
   });
 
+  it('shares one process namespace between the pod\'s containers on request, kept by a tiny init', async () => {
+    fx = await new CriFixture().init();
+    const cfg = fx.sandboxConfig();
+    cfg.linux!.securityContext = runtime.LinuxSandboxSecurityContext.fromPartial({ namespaceOptions: { pid: runtime.NamespaceMode.NAMESPACE_MODE_POD } });
+    const sb = await fx.sandboxes.run(cfg, '');
+    expect(sb.ns.pid).toBeDefined();
+    const a = await fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('first', ['sh', '-c', 'sleep 0.5; exit 2']) });
+    await fx.containers.start(a.id);
+    const b = await fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('second', ['sleep', '60']) });
+    await fx.containers.start(b.id);
+    const { execSync } = await import('./exec/exec');
+    const ps = (await execSync(fx.containers, b.id, ['ps', '-o', 'pid,args'], 5)).stdout.toString();
+    expect(ps).toMatch(/^\s*1 \/busybox sh -c/m); // the namespace's init, not a container
+    expect(ps).toContain('sleep 0.5');
+    expect(ps).toContain('sleep 60');
+    // The first container ends; the namespace and the second container live on.
+    await fx.containers.get(a.id).exited;
+    expect(fx.containers.get(a.id).exitCode).toBe(2);
+    expect(fx.containers.get(b.id).phase).toBe('running');
+    const again = await fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('first', ['true'], { metadata: { name: 'first', attempt: 1 } }) });
+    await fx.containers.start(again.id);
+    await fx.containers.get(again.id).exited;
+    expect(fx.containers.get(again.id).exitCode).toBe(0);
+    for (const c of [a.id, b.id, again.id]) await fx.containers.remove(c);
+    await fx.sandboxes.remove(sb.id);
+    expect(mountsUnder(fx.stateDir)).toEqual([]);
+    expect(fx.containers.rt.store.ids()).toEqual([]);
+  });
+
   it.each([
     ['no metadata', (c: runtime.PodSandboxConfig) => { c.metadata = undefined; }, /config\.metadata\.name: must not be empty/],
     ['a uid with a slash', (c: runtime.PodSandboxConfig) => { c.metadata!.uid = '../x'; }, /config\.metadata\.uid/],

@@ -199,7 +199,7 @@ function runtimeService(d: RuntimeDeps) {
           linux: {
             namespaces: {
               options: { network: NS_MODE[s.modes.network], pid: NS_MODE[s.modes.pid], ipc: NS_MODE[s.modes.ipc] },
-              paths: { network: s.ns.net ?? '', ipc: s.ns.ipc ?? '', uts: s.ns.uts ?? '' },
+              paths: { network: s.ns.net ?? '', ipc: s.ns.ipc ?? '', uts: s.ns.uts ?? '', pid: s.ns.pid ?? '' },
             },
           },
           labels: s.labels, annotations: s.annotations, runtimeHandler: s.runtimeHandler,
@@ -357,8 +357,9 @@ export const spec: ServiceSpec<{}> = {
     containerSyscalls.setChildSubreaper();
     const images = openImageStore(ctx.config.stateDir);
     const warn = (msg: string): void => ctx.logger.warn(msg);
-    const sandboxes = new SandboxManager(path.join(ctx.config.stateDir, 'sandboxes'), warn);
-    const containers = new ContainerManager({ stateDir: ctx.config.stateDir, images, sandboxes, warn });
+    const containers = new ContainerManager({ stateDir: ctx.config.stateDir, images, warn });
+    const sandboxes = new SandboxManager(path.join(ctx.config.stateDir, 'sandboxes'), warn, containers.rt);
+    containers.sandboxes = sandboxes;
     await sandboxes.recover();
     await containers.recover();
     containers.startReaper();

@@ -155,10 +155,16 @@ export function buildSpec(inp: BuildSpecInput): Spec {
   if (sandbox.ns.uts !== undefined) ns.push({ type: 'uts', path: sandbox.ns.uts });
   if (sandbox.ns.ipc !== undefined) ns.push({ type: 'ipc', path: sandbox.ns.ipc });
   const pidMode = sc?.namespaceOptions?.pid ?? runtime.NamespaceMode.NAMESPACE_MODE_UNSPECIFIED;
-  if (pidMode === runtime.NamespaceMode.NAMESPACE_MODE_POD || pidMode === runtime.NamespaceMode.NAMESPACE_MODE_TARGET) {
-    throw new InvalidArgumentError('config.linux.security_context.namespace_options.pid', 'POD and TARGET are not supported yet');
+  if (pidMode === runtime.NamespaceMode.NAMESPACE_MODE_TARGET) throw new InvalidArgumentError('config.linux.security_context.namespace_options.pid', 'TARGET is not supported yet');
+  const M = runtime.NamespaceMode;
+  // The container's own setting wins where it names one; else the sandbox's.
+  const pid = pidMode === M.NAMESPACE_MODE_NODE ? 'node' : pidMode === M.NAMESPACE_MODE_CONTAINER ? 'container' : pidMode === M.NAMESPACE_MODE_POD ? 'pod' : sandbox.modes.pid;
+  if (pid === 'pod') {
+    if (sandbox.ns.pid === undefined) throw new InvalidArgumentError('config.linux.security_context.namespace_options.pid', 'POD needs a sandbox created with a shared process namespace');
+    ns.push({ type: 'pid', path: sandbox.ns.pid });
+  } else if (pid === 'container') {
+    ns.push({ type: 'pid' });
   }
-  if (sandbox.modes.pid !== 'node' && pidMode !== runtime.NamespaceMode.NAMESPACE_MODE_NODE) ns.push({ type: 'pid' });
   if (Object.keys(sc?.sysctls ?? {}).length > 0) throw new InvalidArgumentError('config.linux.security_context.sysctls', 'set namespaced sysctls on the sandbox (the containers share its namespaces)');
 
   const spec: Spec = {

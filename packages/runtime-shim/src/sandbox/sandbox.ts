@@ -18,6 +18,13 @@ import { native, Netns, Rtnl } from '@berth/native';
 
 import { cgroupDriver, cgroupPath } from '../cgroups/cgroups';
 import { ociResources } from '../cri/resources';
+import type { Spec } from '../oci/config';
+import type { Runtime } from '../runtime';
+
+/** The node's static busybox: the whole rootfs of a shared pid namespace's init. */
+const BUSYBOX = '/bin/busybox';
+/** Runtime ids of the inits of shared pid namespaces. */
+export const POD_INIT_PREFIX = 'pod-init-';
 
 export type NsMode = 'pod' | 'node' | 'container';
 export type SandboxState = 'creating' | 'ready' | 'notready';
@@ -39,7 +46,13 @@ export interface SandboxRecord {
   cgroupParent: string;
   modes: { network: NsMode; pid: NsMode; ipc: NsMode };
   /** Pin files of the pod's namespaces (absent where the node's is used). */
-  ns: { net?: string; ipc?: string; uts?: string };
+  ns: { net?: string; ipc?: string; uts?: string; pid?: string };
+  /**
+   * With a shared process namespace only: the runtime container id of the namespace's init.
+   * A pid namespace dies with its init (and kills everything in it), so unlike the others it
+   * cannot be kept by a bind mount alone; this tiny init (busybox sh reaping orphans) keeps it.
+   */
+  pidInit?: string;
   dir: string;
   privileged: boolean;
   /** The PodSandboxConfig as given (JSON), for containers created later. */
@@ -131,7 +144,8 @@ export class SandboxManager {
   /** Creations in flight per (name, namespace, uid, attempt): RunPodSandbox is idempotent. */
   private readonly inflight = new Map<string, Promise<SandboxRecord>>();
 
-  constructor(readonly root: string, private readonly warn: (msg: string) => void = () => undefined) {
+  /** `rt` runs the init of shared pid namespaces (the daemon's runtime library instance). */
+  constructor(readonly root: string, private readonly warn: (msg: string) => void = () => undefined, private readonly rt?: Runtime) {
     fs.mkdirSync(root, { recursive: true, mode: 0o711 });
   }
 
@@ -156,6 +170,11 @@ export class SandboxManager {
       // A reboot (or someone) removed the pins: the sandbox cannot be used any more.
       const pinned = new Set(mountsUnder(dir));
       if (rec.state === 'ready' && Object.values(rec.ns).some((p) => !pinned.has(p))) rec.state = 'notready';
+      if (rec.state === 'ready' && rec.pidInit !== undefined && this.rt !== undefined) {
+        let status = 'stopped';
+        try { status = this.rt.state(rec.pidInit).status; } catch { /* gone */ }
+        if (status !== 'running') rec.state = 'notready';
+      }
       this.records.set(id, rec);
     }
   }
@@ -203,12 +222,10 @@ export class SandboxManager {
     const nso = sc?.namespaceOptions;
     const modes = {
       network: mode(nso?.network ?? 0, 'config.linux.security_context.namespace_options.network', ['pod', 'node'], 'pod'),
-      pid: mode(nso?.pid ?? 0, 'config.linux.security_context.namespace_options.pid', ['container', 'node'], 'container'),
+      pid: mode(nso?.pid ?? 0, 'config.linux.security_context.namespace_options.pid', ['pod', 'container', 'node'], 'container'),
       ipc: mode(nso?.ipc ?? 0, 'config.linux.security_context.namespace_options.ipc', ['pod', 'node'], 'pod'),
     };
-    if (nso?.pid === runtime.NamespaceMode.NAMESPACE_MODE_POD) {
-      throw new InvalidArgumentError('config.linux.security_context.namespace_options.pid', 'POD (a shared process namespace) is not supported yet: without a pause process the namespace would die with its first container');
-    }
+    if (modes.pid === 'pod' && this.rt === undefined) throw new InvalidArgumentError('config.linux.security_context.namespace_options.pid', 'POD needs a runtime for the namespace init');
     // With the node's network the pod keeps the node's hostname too (as the kubelet expects).
     const hostname = modes.network === 'node' ? '' : cfg.hostname !== '' ? cfg.hostname : md.name.slice(0, 63);
     if (hostname !== '' && (hostname.length > 64 || !HOSTNAME.test(hostname))) throw new InvalidArgumentError('config.hostname', `'${hostname}' is not a valid hostname`);
@@ -255,6 +272,7 @@ export class SandboxManager {
         this.pinNamespaces(dir, kinds, hostname, sysctls);
         for (const k of kinds) rec.ns[k] = path.join(dir, 'ns', k);
       }
+      if (modes.pid === 'pod') await this.startPidInit(rec);
       if (rec.ns.net !== undefined) {
         // The loopback device of a new network namespace starts down; containers of a pod talk
         // to each other over it.
@@ -275,6 +293,46 @@ export class SandboxManager {
       await this.teardown(rec).catch((e: Error) => this.warn(`sandbox ${id}: cleanup after a failed create: ${e.message}`));
       throw err;
     }
+  }
+
+  /** The init of a shared pid namespace: a read-only rootfs holding only the node's static busybox. */
+  private async startPidInit(rec: SandboxRecord): Promise<void> {
+    const rt = this.rt!;
+    const root = path.join(rec.dir, 'pid-init');
+    fs.mkdirSync(path.join(root, 'proc'), { recursive: true, mode: 0o755 });
+    fs.copyFileSync(BUSYBOX, path.join(root, 'busybox'));
+    fs.chmodSync(path.join(root, 'busybox'), 0o755);
+    const id = `${POD_INIT_PREFIX}${rec.id}`;
+    rec.pidInit = id;
+    this.save(rec);
+    const ns: Array<{ type: string; path?: string }> = [{ type: 'pid' }, { type: 'mount' }];
+    if (rec.ns.net !== undefined) ns.push({ type: 'network', path: rec.ns.net });
+    if (rec.ns.ipc !== undefined) ns.push({ type: 'ipc', path: rec.ns.ipc });
+    if (rec.ns.uts !== undefined) ns.push({ type: 'uts', path: rec.ns.uts });
+    const spec: Spec = {
+      ociVersion: '1.0.2',
+      process: {
+        user: { uid: 65534, gid: 65534 }, cwd: '/', env: [], noNewPrivileges: true, capabilities: {},
+        // `wait` in ash reaps every child, orphans reparented to it included.
+        args: ['/busybox', 'sh', '-c', 'trap "" TERM INT HUP; while :; do /busybox sleep 2147483647 & wait; done'],
+      },
+      root: { path: root, readonly: true },
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] }],
+      linux: { namespaces: ns, cgroupsPath: `${rec.cgroupParent}/pod-init`, resources: { devices: [{ allow: false, access: 'rwm' }] } },
+    };
+    const devNull = fs.openSync('/dev/null', 'r+');
+    try {
+      const created = await rt.create(id, { bundle: rec.dir, spec, stdio: [devNull, devNull, devNull] });
+      created.exited.catch(() => undefined);
+      await rt.start(id);
+    } finally {
+      fs.closeSync(devNull);
+    }
+    const pin = path.join(rec.dir, 'ns', 'pid');
+    fs.mkdirSync(path.dirname(pin), { recursive: true, mode: 0o711 });
+    fs.writeFileSync(pin, '', { mode: 0o444 });
+    native.mount(`/proc/${rt.state(id).pid}/ns/pid`, pin, null, ['bind']);
+    rec.ns.pid = pin;
   }
 
   /** Makes the new namespaces on the JS thread, configures them from inside, pins them, returns. */
@@ -324,6 +382,8 @@ export class SandboxManager {
   }
 
   private async teardown(rec: SandboxRecord): Promise<void> {
+    // The pid namespace's init goes first: everything still in the namespace dies with it.
+    if (rec.pidInit !== undefined && this.rt !== undefined) await this.rt.delete(rec.pidInit, true).catch((e: Error) => { if (!/does not exist/.test(e.message)) throw e; });
     unmountAll(rec.dir);
     const cg = cgroupDriver(rec.cgroupParent);
     // Processes left in the pod cgroup (a container the daemon lost track of) die with it.

@@ -98,8 +98,9 @@ export class CriFixture {
   /** (Re)creates the managers over the same state, as a restarted daemon does. */
   open(): void {
     void this.containers?.close();
-    this.sandboxes = new SandboxManager(path.join(this.stateDir, 'sandboxes'));
-    this.containers = new ContainerManager({ stateDir: this.stateDir, images: this.images, sandboxes: this.sandboxes });
+    this.containers = new ContainerManager({ stateDir: this.stateDir, images: this.images });
+    this.sandboxes = new SandboxManager(path.join(this.stateDir, 'sandboxes'), undefined, this.containers.rt);
+    this.containers.sandboxes = this.sandboxes;
   }
 
   sandboxConfig(over: Partial<runtime.PodSandboxConfig> = {}, qos = 'burstable'): runtime.PodSandboxConfig {
