@@ -16,7 +16,9 @@ import { netnsPath, Topology } from '../testing/topology';
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'berth-cni-manager.js');
 
-interface Stats { p50: number; p99: number; mean: number; n: number }
+interface Stats { p50: number; p99: number; mean: number; n: number; cpuMsPerOp?: number }
+/** /proc/<pid>/stat counts CPU time in clock ticks of 10 ms (USER_HZ 100). */
+const TICK_MS = 10;
 function stats(xs: number[]): Stats {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p: number): number => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
@@ -26,6 +28,8 @@ const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 interface Impl {
   name: string;
+  /** A process doing this implementation's work besides the bench itself (the cni-manager server). */
+  pid?: number;
   add(i: number, netns: string): Promise<void>;
   del(i: number, netns: string): Promise<void>;
   /** Waits, untimed, until the kernel is done with a DEL answered early (berth's background unregistration). */
@@ -40,7 +44,7 @@ interface Impl {
 // so no implementation's leftover work lands in another's timing.
 async function inner(podSets: string[][]): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cni-bench-'));
-  const samples: Record<string, { add: number[]; del: number[] }> = {};
+  const samples: Record<string, { add: number[]; del: number[]; addCpu: number; delCpu: number }> = {};
   const cleanups: Array<() => Promise<void>> = [];
   const host = Rtnl.open();
   const gone = async (link: string): Promise<void> => {
@@ -58,12 +62,13 @@ async function inner(podSets: string[][]): Promise<void> {
     await call('status', {}); // warm the channel
     const grpc: Impl = {
       name: 'berth-grpc',
+      pid: svc.proc.pid!,
       add: async (i, ns) => { await call('setUpPod', cni.SetUpPodRequest.fromPartial({ sandboxId: `b${i}`, podName: `p${i}`, podNamespace: 'bench', netnsPath: netnsPath(ns) })); },
       del: async (i, ns) => { await call('tearDownPod', cni.TearDownPodRequest.fromPartial({ sandboxId: `b${i}`, netnsPath: netnsPath(ns) })); },
       settle: (i) => gone(hostVethName(`b${i}`)),
     };
     // The floor under the gRPC figures: a call that does nothing (Status), between the same two processes.
-    const noop: Impl = { name: 'grpc-noop-status', add: async () => { await call('status', {}); }, del: async () => { await call('status', {}); }, settle: async () => undefined };
+    const noop: Impl = { name: 'grpc-noop-status', pid: svc.proc.pid!, add: async () => { await call('status', {}); }, del: async () => { await call('status', {}); }, settle: async () => undefined };
 
     // 1b. The same library in this process (no gRPC, no second process): where the time goes.
     const net = new PodNetwork({ mode: 'bridge', podCidr: '10.92.0.0/16', stateDir: path.join(dir, 'inproc'), bridgeName: 'berthin0', probeCapabilities: false });
@@ -99,23 +104,41 @@ async function inner(podSets: string[][]): Promise<void> {
     const direct: Impl = { name: 'debian-direct-exec', add: (i, ns) => run('ADD', i, ns), del: (i, ns) => run('DEL', i, ns), settle: async () => undefined };
 
     const impls = [grpc, lib, executor, direct, noop];
-    for (const im of impls) samples[im.name] = { add: [], del: [] };
+    for (const im of impls) samples[im.name] = { add: [], del: [], addCpu: 0, delCpu: 0 };
     const pods = podSets[0]!.length;
-    const rotated = (i: number): Impl[] => impls.map((_, k) => impls[(k + i) % impls.length]!);
+    // A fresh random order per pod (seeded: runs are comparable), so no implementation is
+    // always measured right after the same other one and its leftovers.
+    let seed = 0x9e3779b9;
+    const rand = (): number => { seed = (seed * 1664525 + 1013904223) >>> 0; return seed / 2 ** 32; };
+    const shuffled = (): Impl[] => {
+      const a = [...impls];
+      for (let k = a.length - 1; k > 0; k--) { const j = Math.floor(rand() * (k + 1)); [a[k], a[j]] = [a[j]!, a[k]!]; }
+      return a;
+    };
     const nsOf = (im: Impl, i: number): string => podSets[Math.min(impls.indexOf(im), podSets.length - 1)]![i]!;
-    for (let i = 0; i < pods; i++) {
-      for (const im of rotated(i)) {
-        const t0 = process.hrtime.bigint();
-        await im.add(i, nsOf(im, i));
-        samples[im.name]!.add.push(ms(t0));
+    // CPU time (user+system, ms) the operation made the machine spend in processes: this one,
+    // the plugins it ran and waited for, and the cni-manager server. Unlike wall time it hardly
+    // depends on what else runs on the machine. (Kernel work in kworkers is nobody's.)
+    const cpu = (pid?: number): number => {
+      const u = process.cpuUsage();
+      const self = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+      let total = (u.user + u.system) / 1000 + (Number(self[13]) + Number(self[14])) * TICK_MS; // cutime, cstime
+      if (pid) {
+        const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        total += (Number(f[11]) + Number(f[12])) * TICK_MS; // utime, stime
       }
-    }
-    for (let i = 0; i < pods; i++) {
-      for (const im of rotated(i)) {
-        const t0 = process.hrtime.bigint();
-        await im.del(i, nsOf(im, i));
-        samples[im.name]!.del.push(ms(t0));
-        await im.settle(i);
+      return total;
+    };
+    for (const phase of ['add', 'del'] as const) {
+      for (let i = 0; i < pods; i++) {
+        for (const im of shuffled()) {
+          const c0 = cpu(im.pid);
+          const t0 = process.hrtime.bigint();
+          await im[phase](i, nsOf(im, i));
+          samples[im.name]![phase].push(ms(t0));
+          if (phase === 'del') await im.settle(i);
+          samples[im.name]![phase === 'add' ? 'addCpu' : 'delCpu'] += cpu(im.pid) - c0;
+        }
       }
     }
   } finally {
@@ -123,7 +146,10 @@ async function inner(podSets: string[][]): Promise<void> {
     host.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const results = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { add: stats(v.add), del: stats(v.del) }]));
+  const results = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, {
+    add: { ...stats(v.add), cpuMsPerOp: +(v.addCpu / v.add.length).toFixed(3) },
+    del: { ...stats(v.del), cpuMsPerOp: +(v.delCpu / v.del.length).toFixed(3) },
+  }]));
   process.stdout.write(`RESULTS ${JSON.stringify(results)}\n`);
 }
 
@@ -146,19 +172,19 @@ async function main(): Promise<void> {
     const results = JSON.parse(line.slice(8)) as Record<string, { add: Stats; del: Stats }>;
     const berth = results['berth-grpc']!;
     const rows = Object.entries(results).map(([name, v]) => ({
-      impl: name, 'add p50 ms': v.add.p50, 'add p99 ms': v.add.p99, 'del p50 ms': v.del.p50, 'del p99 ms': v.del.p99,
+      impl: name, 'add p50 ms': v.add.p50, 'add p99 ms': v.add.p99, 'add cpu ms/op': v.add.cpuMsPerOp, 'del p50 ms': v.del.p50, 'del p99 ms': v.del.p99, 'del cpu ms/op': v.del.cpuMsPerOp,
       'berth/this add p50': +(berth.add.p50 / v.add.p50).toFixed(3), 'berth/this del p50': +(berth.del.p50 / v.del.p50).toFixed(3),
     }));
     console.table(rows);
     for (const peer of ['debian-via-executor', 'debian-direct-exec']) {
       const v = results[peer]!;
-      console.log(`ratio berth/${peer}: ADD p50 ${(berth.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(berth.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x)`);
+      console.log(`ratio berth/${peer}: ADD p50 ${(berth.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(berth.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x); CPU per op ADD ${(berth.add.cpuMsPerOp! / v.add.cpuMsPerOp!).toFixed(3)}x, DEL ${(berth.del.cpuMsPerOp! / v.del.cpuMsPerOp!).toFixed(3)}x`);
     }
     const outDir = process.env['BERTH_BENCH_RESULTS'];
     if (outDir) {
       fs.mkdirSync(outDir, { recursive: true });
       const file = path.join(outDir, 'cni.json');
-      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, loadavg: os.loadavg(), kernel: os.release(), method: 'interleaved per pod, rotating order; DEL measured to the answer, then settled (untimed) until the kernel is done', results }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, loadavg: os.loadavg(), kernel: os.release(), method: 'interleaved per pod in a seeded random order; DEL timed to the answer, then settled (untimed) until the kernel is done; cpuMsPerOp = user+system CPU of the bench process, the plugins it waited for and the cni-manager server, per operation (DEL including the settling)', results }, null, 2));
       console.log(`wrote ${file}`);
     }
   } finally {
