@@ -104,28 +104,13 @@ function keyed(text: string | undefined): Map<string, number> {
   return out;
 }
 
-async function rmdirRetry(dir: string): Promise<void> {
-  // A cgroup dir can be removed only once its last task has gone, which trails the exit
-  // of a killed process a little.
-  for (let i = 0; ; i++) {
-    try {
-      fs.rmdirSync(dir);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || i >= 200) throw err;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
-
 /**
- * rmdir of an ancestor cgroup if it is empty. EBUSY right after its last child went is
- * passing (v1 takes the child offline asynchronously, an RCU grace period or so): retried while
- * it has no child cgroup and no task; anything else in it keeps it.
+ * rmdir of a cgroup, retried while the kernel is still letting go of it: a leaf until its last
+ * task has gone (which trails the exit of a killed process a little), an ancestor until a child
+ * just removed has gone offline (v1 does that asynchronously, an RCU grace period or so).
+ * For an ancestor, stillUsed() says when EBUSY is for good (it stays); a leaf throws after ~1 s.
  */
-async function rmdirIfEmpty(dir: string): Promise<void> {
+async function rmdirWhenFree(dir: string, ancestor: boolean): Promise<void> {
   for (let i = 0; ; i++) {
     try {
       fs.rmdirSync(dir);
@@ -133,18 +118,27 @@ async function rmdirIfEmpty(dir: string): Promise<void> {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
+      if (code !== 'EBUSY' && !(ancestor && code === 'ENOTEMPTY')) throw err;
+      if (i >= 200 || (ancestor && stillUsed(dir))) {
+        if (ancestor) return;
+        throw err;
+      }
     }
-    let inUse: boolean;
-    try {
-      inUse = fs.readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory()) || (readText(dir, 'cgroup.procs') ?? '').trim() !== '';
-    } catch {
-      return;
-    }
-    if (inUse || i >= 200) return;
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** A child cgroup or a task in it (a vanished dir counts as unused). */
+function stillUsed(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true }).some((d) => d.isDirectory()) || (readText(dir, 'cgroup.procs') ?? '').trim() !== '';
+  } catch {
+    return false;
+  }
+}
+
+const rmdirRetry = (dir: string): Promise<void> => rmdirWhenFree(dir, false);
+const rmdirIfEmpty = (dir: string): Promise<void> => rmdirWhenFree(dir, true);
 
 /** Removes, deepest first, the empty ancestors of `cgPath` that are ours, under each root. */
 async function removeParents(roots: Iterable<string>, cgPath: string, owned: readonly string[]): Promise<void> {
