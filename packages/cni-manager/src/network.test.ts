@@ -1,5 +1,6 @@
 // PodNetwork on the real kernel: nodes and pods are network namespaces this test makes; traffic
 // is TCP and UDP between them (no ping on this machine). After every test: the leak check.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -140,6 +141,40 @@ describe('attachment lifecycle', () => {
     expect(net.list()).toEqual([]);
     await net.drain();
     expect(sh('ip', ['-n', a.ns, 'link', 'show'])).not.toMatch(/eth0/);
+  });
+
+  it('restarts from its journals, and takes over the state of the older file-per-record layout', async () => {
+    const node = topo.node(1, '10.62.2.0/24');
+    const first = await managerOn(node, 'bridge');
+    const a = await pod(first);
+    const b = await pod(first);
+    const [recA, recB] = [first.record(a.id)!, first.record(b.id)!];
+    await first.close();
+    nets.splice(nets.indexOf(first), 1);
+    const again = new PodNetwork(first.config);
+    await again.start();
+    expect(again.list().map((r) => r.sandboxId).sort()).toEqual([a.id, b.id].sort());
+    await again.close();
+    // The layout before the journals: a record file per attachment (".deleting" once TearDown
+    // answered) and a claim file per address.
+    const dir = first.config.stateDir;
+    const hash = (id: string): string => createHash('sha256').update(id).digest('hex').slice(0, 32);
+    for (const f of ['attachments.journal', 'ipam/ipv4.journal']) fs.rmSync(path.join(dir, f));
+    fs.mkdirSync(path.join(dir, 'attachments'));
+    fs.writeFileSync(path.join(dir, 'attachments', `${hash(a.id)}.json`), JSON.stringify(recA));
+    fs.writeFileSync(path.join(dir, 'attachments', `${hash(b.id)}.deleting`), JSON.stringify(recB));
+    fs.writeFileSync(path.join(dir, 'ipam', a.ip), a.id);
+    fs.writeFileSync(path.join(dir, 'ipam', b.ip), b.id);
+    const adopted = new PodNetwork(first.config);
+    await adopted.start();
+    nets.push(adopted);
+    // a is attached as before; b's interrupted teardown was finished.
+    expect(adopted.list().map((r) => r.sandboxId)).toEqual([a.id]);
+    expect(await adopted.check(a.id)).toEqual([]);
+    expect([...adopted.ipam.allocations()]).toEqual([[a.ip, a.id]]);
+    expect(sh('ip', ['-n', b.ns, 'link', 'show'])).not.toMatch(/eth0/);
+    expect(fs.existsSync(path.join(dir, 'attachments'))).toBe(false);
+    expect(fs.readdirSync(path.join(dir, 'ipam')).sort()).toEqual(['ipv4.journal', 'ipv4.journal.lock']);
   });
 
   it('garbage-collects attachments and addresses of sandboxes that are gone', async () => {
