@@ -18,6 +18,7 @@ import { runtime } from '@berth/api';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/common';
 import { containerSyscalls, native } from '@berth/native';
 
+import { ociResources } from './cri/resources';
 import { buildSpec, type ImageConfig } from './cri/spec';
 import { hookPids } from './hooks';
 import type { ImageStore } from './images';
@@ -541,6 +542,20 @@ export class ContainerManager {
       id, name: '', attempt: 0, sandboxId: '', state: 'creating', createdAtUs: 0, startedAtUs: 0, labels: {}, annotations: {}, image: { image: '', annotations: {} },
       imageRef: '', imageId: '', logPath: '', bundle: '', rootfs: '', monitorPid: 0, monitorStart: '', stopSignal: 'SIGTERM', mounts: [], resources: {},
     };
+  }
+
+  /** New cgroup limits for a running container, kept in its record for ContainerStatus. */
+  async updateResources(id: string, linux: runtime.LinuxContainerResources | undefined): Promise<void> {
+    const r = this.get(id);
+    if (r.phase === 'exited') throw new FailedPreconditionError(`container ${id} has exited`);
+    try {
+      await this.rt.update(id, ociResources(linux, 'linux'));
+    } catch (err) {
+      if (err instanceof RuntimeError) throw new FailedPreconditionError(err.message);
+      throw err;
+    }
+    r.resources = runtime.LinuxContainerResources.toJSON(runtime.LinuxContainerResources.fromPartial(linux ?? {}));
+    this.save(r);
   }
 
   /** Sends SIGUSR1 to the monitor, which reopens the log file. */

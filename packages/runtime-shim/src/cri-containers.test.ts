@@ -134,6 +134,12 @@ describe('containers from images', () => {
     for (let i = 0; i < 50 && !fs.existsSync(path.join(fx.containers.get(id).dir, 'upper', 'tmp', 'mark')); i++) await new Promise((r) => setTimeout(r, 50));
     const r = await execSync(fx.containers, id, ['sh', '-c', 'cat /tmp/mark; echo $GREETING; hostname; echo oops >&2; exit 4'], 10);
     expect(r).toEqual({ stdout: Buffer.from('hi\nhello\nexec-pod\n'), stderr: Buffer.from('oops\n'), exitCode: 4 });
+    // RuntimeDefault seccomp (a filter, mode 2) for the container and its execs; Unconfined has none.
+    expect((await execSync(fx.containers, id, ['grep', 'Seccomp:', '/proc/self/status'], 10)).stdout.toString()).toMatch(/Seccomp:\s+2/);
+    const free = await run(fx, sb.id, 'unconfined', ['grep', 'Seccomp:', '/proc/self/status'], { linux: { securityContext: { seccomp: { profileType: runtime.ProfileType.PROFILE_TYPE_UNCONFINED, localhostRef: '' } } } as never });
+    await fx.containers.get(free).exited;
+    expect(logLines(fx.containers.get(free).logPath)).toEqual(['stdout Seccomp:\t0']);
+    await expect(fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('badprofile', ['true'], { linux: { securityContext: { seccomp: { profileType: runtime.ProfileType.PROFILE_TYPE_LOCALHOST, localhostRef: '/no/such/profile.json' } } } as never }) })).rejects.toThrow(/config\.linux\.security_context\.seccomp\.localhost_ref: cannot load/);
     // It runs in the container's cgroup and pid namespace.
     const ps = await execSync(fx.containers, id, ['sh', '-c', 'cat /proc/self/cgroup | grep memory; cat /proc/1/cmdline'], 10);
     expect(ps.stdout.toString()).toContain(`/pod${sb.uid}/${id}`);

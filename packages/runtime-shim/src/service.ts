@@ -19,7 +19,6 @@ import {
 import { containerSyscalls } from '@berth/native';
 
 import { ContainerManager, type ContainerEventInfo, type ContainerRecord } from './containers';
-import { ociResources } from './cri/resources';
 import { StatsSampler } from './cri/stats';
 import { ExecSession, execSync } from './exec/exec';
 import { imageService, openImageStore } from './images';
@@ -268,10 +267,7 @@ function runtimeService(d: RuntimeDeps) {
       return runtime.ListContainerStatsResponse.fromPartial({ stats: list.map((r) => stats.sample(r)) });
     }),
     updateContainerResources: guarded(async (req: runtime.UpdateContainerResourcesRequest) => {
-      const r = mgr.get(req.containerId);
-      if (r.phase === 'exited') throw new FailedPreconditionError(`container ${r.id} has exited`);
-      await mgr.rt.update(r.id, ociResources(req.linux, 'linux'));
-      r.resources = runtime.LinuxContainerResources.toJSON(runtime.LinuxContainerResources.fromPartial(req.linux ?? {}));
+      await mgr.updateResources(req.containerId, req.linux);
       return {};
     }),
     reopenContainerLog: guarded((req: runtime.ReopenContainerLogRequest) => {

@@ -12,6 +12,7 @@ import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../oci/default-spe
 import { CAPABILITIES } from '../oci/plan';
 import type { SandboxRecord } from '../sandbox/sandbox';
 import { ociResources } from './resources';
+import { seccompFor } from './seccomp';
 import { resolveUser } from './user';
 
 /** The OCI image config fields a container uses. */
@@ -167,6 +168,7 @@ export function buildSpec(inp: BuildSpecInput): Spec {
   }
   if (Object.keys(sc?.sysctls ?? {}).length > 0) throw new InvalidArgumentError('config.linux.security_context.sysctls', 'set namespaced sysctls on the sandbox (the containers share its namespaces)');
 
+  const seccomp = seccompFor(sc?.seccomp, privileged, 'config.linux.security_context.seccomp');
   const spec: Spec = {
     ociVersion: '1.0.2',
     process: {
@@ -187,6 +189,7 @@ export function buildSpec(inp: BuildSpecInput): Spec {
       cgroupsPath: `${sandbox.cgroupParent}/${inp.id}`,
       resources,
       devices,
+      ...(seccomp !== undefined ? { seccomp } : {}),
       maskedPaths: privileged ? [] : sc !== undefined && sc.maskedPaths.length > 0 ? sc.maskedPaths : [...DEFAULT_MASKED_PATHS],
       readonlyPaths: privileged ? [] : sc !== undefined && sc.readonlyPaths.length > 0 ? sc.readonlyPaths : [...DEFAULT_READONLY_PATHS],
     },
