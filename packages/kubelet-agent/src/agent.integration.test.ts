@@ -174,6 +174,24 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect(reasons.find((e) => e.reason === 'Killing')!.message).toBe('Container app failed liveness probe, will be restarted');
   }, 90_000);
 
+  it('the Store away for a while: pods keep running, and the agent reports what happened meanwhile when it returns', async (ctx) => {
+    need(ctx);
+    await h.createPod(mk('outage', { restartPolicy: 'Never', containers: [c('main', { command: ['sh', '-c', 'sleep 4; exit 0'] })] }));
+    await h.until('outage Running', async () => (await h.getPod('outage'))?.status?.phase === 'Running', 60_000);
+    const web = (await h.getPod('web'))!;
+    await h.storeAway();
+    try {
+      // The container finishes while nobody can write its status; the web pod keeps serving.
+      await new Promise((r) => setTimeout(r, 6000));
+      expect(h.inNode(['busybox', 'wget', '-qO-', `http://${web.status!.podIP}:8080/index.html`])).toBe('hello from web\n');
+    } finally {
+      await h.storeBack();
+    }
+    const done = await h.until('outage Succeeded after the Store returned', async () => { const p = await h.getPod('outage'); return p?.status?.phase === 'Succeeded' && p; }, 60_000);
+    expect(done.status!.containerStatuses[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect((await h.getPod('web'))!.status!.containerStatuses[0].containerID).toBe(web.status!.containerStatuses[0].containerID);
+  }, 120_000);
+
   it('kill -9 of the agent: the restarted agent adopts running pods without restarting them', async (ctx) => {
     need(ctx);
     const before = await h.until('web Ready', async () => { const p = await h.getPod('web'); return ready(p) && p; }, 60_000);

@@ -39,6 +39,8 @@ export class StatusManager {
   private timer?: Timer;
   private flushing?: Promise<void>;
   private readonly batchMs: number;
+  private retryMs = 0;
+  private closed = false;
   writes = 0;
 
   constructor(private readonly opts: StatusManagerOptions) {
@@ -105,6 +107,12 @@ export class StatusManager {
       }
     };
     await Promise.all(Array.from({ length: Math.min(n, batch.length) }, worker));
+    // Failed writes (Store away) are retried on their own, backing off to 10 s, without waiting
+    // for the pod to change again.
+    if (this.pending.size && !this.timer && !this.closed) {
+      this.retryMs = Math.min(this.retryMs ? this.retryMs * 2 : 500, 10_000);
+      this.timer = this.opts.clock.setTimeout(() => { this.timer = undefined; void this.flush(); }, this.retryMs);
+    } else if (!this.pending.size) this.retryMs = 0;
   }
 
   private async writeOne(p: Pending): Promise<void> {
@@ -133,6 +141,7 @@ export class StatusManager {
   }
 
   close(): void {
+    this.closed = true;
     this.timer?.cancel();
   }
 }

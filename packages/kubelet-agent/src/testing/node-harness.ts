@@ -74,7 +74,7 @@ export class NodeHarness {
     this.netnsMade = true;
     execFileSync('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
     this.etcd = await EtcdCluster.start({ dataRoot: path.join(this.dir, 'etcd'), removeDataOnDestroy: true });
-    this.storeProc = startServiceProcess(bins.store, ['--listen', `unix://${this.sock.store}`, '--state-dir', path.join(this.dir, 'store'), '--etcd-endpoints', this.etcd.endpoints.join(','), '--log-level', 'warn']);
+    this.storeProc = this.startStore();
     this.runtimeProc = startServiceProcess(bins.runtime, ['--listen', `unix://${this.sock.runtime}`, '--state-dir', path.join(this.dir, 'rt'), '--log-level', 'warn']);
     this.cniProc = startServiceProcess(bins.cni, ['--listen', `unix://${this.sock.cni}`, '--state-dir', path.join(this.dir, 'cni'), '--host-netns', `/run/netns/${this.netns}`, '--pod-cidr', opts.podCidr ?? '10.77.0.0/16', '--bridge-name', `kab${this.id}`, '--log-level', 'warn']);
     for (const [name, p, s] of [['store', this.storeProc, this.sock.store], ['runtime-shim', this.runtimeProc, this.sock.runtime], ['cni-manager', this.cniProc, this.sock.cni]] as const) {
@@ -97,6 +97,20 @@ export class NodeHarness {
     this.startAgent();
     if ((await waitServing(`unix://${this.sock.agent}`, 30_000)) !== 'SERVING') throw new Error(`kubelet-agent did not start: ${this.agent!.output()}`);
     return undefined;
+  }
+
+  private startStore(): ServiceProcess {
+    return startServiceProcess(bins.store, ['--listen', `unix://${this.sock.store}`, '--state-dir', path.join(this.dir, 'store'), '--etcd-endpoints', this.etcd!.endpoints.join(','), '--log-level', 'warn']);
+  }
+
+  /** Takes the Store away (its process stops); `storeBack()` brings it back on the same socket. */
+  async storeAway(): Promise<void> {
+    await this.storeProc!.stop();
+  }
+
+  async storeBack(): Promise<void> {
+    this.storeProc = this.startStore();
+    if ((await waitServing(`unix://${this.sock.store}`, 30_000)) !== 'SERVING') throw new Error(`store did not come back: ${this.storeProc.output()}`);
   }
 
   private async importTestImage(): Promise<void> {
