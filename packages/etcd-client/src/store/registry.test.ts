@@ -265,6 +265,17 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect((await get('quota', 'q', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '18', 'requests.cpu': '900m' });
   });
 
+  it('keeps quota exact when concurrent creates collide on names (every losing charge is undone)', async () => {
+    await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'qc' } }), admin);
+    await reg.create(decodeObject({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'quota', namespace: 'qc' }, spec: { hard: { pods: '100', 'requests.cpu': '10' } } }), admin);
+    const mk = (i: number) => decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${i % 15}`, namespace: 'qc' }, spec: { containers: [{ name: 'c', image: 'b:1', resources: { requests: { cpu: '10m' } } }] } });
+    const results = await Promise.allSettled(Array.from({ length: 45 }, (_, i) => reg.create(mk(i), admin)));
+    expect(results.filter((r) => r.status === 'fulfilled').length).toBe(15);
+    for (const r of results) if (r.status === 'rejected') expect(String(r.reason.message)).toMatch(/already exists/);
+    expect((await list({ namespace: 'qc' })).items).toHaveLength(15);
+    expect((await get('quota', 'qc', 'resourcequotas')).resourceQuota!.status!.used).toEqual({ pods: '15', 'requests.cpu': '150m' });
+  });
+
   it('counts a scoped quota only for the pods in its scopes (Terminating, BestEffort, PriorityClass selector)', async () => {
     await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'scoped' } }), admin);
     await reg.create(decodeObject({ apiVersion: 'scheduling.k8s.io/v1', kind: 'PriorityClass', metadata: { name: 'gold' }, value: 1000 }), admin);
