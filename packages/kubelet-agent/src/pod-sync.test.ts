@@ -184,6 +184,30 @@ describe('PodSyncer start-up path', () => {
   });
 });
 
+describe('PodSyncer volumes', () => {
+  it('a configMap volume follows its configMap while the pod runs (once a minute), swapped atomically', async () => {
+    const w = world();
+    w.rt.images.set('busybox', 'sha256:1');
+    w.configs.configMap('default', 'settings', { 'mode.txt': 'one' });
+    const pod = w.store.put(mkPod('cfg', {
+      volumes: [{ name: 'conf', configMap: { name: 'settings' } }] as core.Volume[],
+      containers: [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never', volumeMounts: [{ name: 'conf', mountPath: '/etc/app' }] }] as core.Container[],
+    }));
+    await w.sync(pod);
+    const app = [...w.rt.containers.values()][0].config;
+    const host = app.mounts.find((m) => m.containerPath === '/etc/app')!;
+    expect(host.readonly).toBe(true);
+    expect(fs.readFileSync(path.join(host.hostPath, 'mode.txt'), 'utf8')).toBe('one');
+    w.configs.configMap('default', 'settings', { 'mode.txt': 'two' });
+    await w.sync(pod);
+    expect(fs.readFileSync(path.join(host.hostPath, 'mode.txt'), 'utf8')).toBe('one'); // within the minute
+    await w.clock.advance(60_000);
+    await w.sync(pod);
+    expect(fs.readFileSync(path.join(host.hostPath, 'mode.txt'), 'utf8')).toBe('two');
+    expect(w.rt.calls.filter((c) => c.startsWith('startContainer'))).toHaveLength(1); // nothing restarted
+  });
+});
+
 describe('PodSyncer eviction', () => {
   it('an evicted pod is killed, reported Failed/Evicted with the message and an event, and never restarted', async () => {
     const w = world();

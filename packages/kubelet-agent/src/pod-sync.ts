@@ -70,6 +70,8 @@ interface PodState {
   netnsPath?: string;
   podIPs: string[];
   volumes?: PreparedVolume[];
+  /** When the configMap/secret/downwardAPI contents were last written (ms). */
+  volumesAt?: number;
   /** Why a container is not running when the worker knows better than ContainerCreating. */
   waiting: Map<string, { reason: string; message: string }>;
   imageIDs: Map<string, string>;
@@ -229,7 +231,10 @@ export class PodSyncer {
         // A pod's first sandbox has no containers yet: no need to ask the runtime again.
         if (ok && first) obs = { sandboxes: [], byName: new Map(), pod: { sandbox: { id: st.sandboxId!, ready: true, attempt: 0 }, containers: [] } };
         else obs = await this.observe(uid);
-      } else if (obs.pod.sandbox?.ready) await this.adoptSandbox(pod, st, obs.pod.sandbox.id);
+      } else if (obs.pod.sandbox?.ready) {
+        await this.adoptSandbox(pod, st, obs.pod.sandbox.id);
+        await this.refreshVolumes(pod, st);
+      }
 
       for (const k of actions.kill) {
         const { c } = this.containerSpec(pod, k.name);
@@ -274,6 +279,7 @@ export class PodSyncer {
     try {
       const plan = podCgroupPlan(pod);
       o.cgroups?.ensure(plan.path, plan.resources);
+      st.volumesAt = o.clock.now();
       st.volumes = await st.trace.time('volumes', () => prepareVolumes({ rootDir: o.rootDir, pod, configs: o.configs, mounter: o.mounter, nodeAllocatable: o.nodeAllocatable, podIPs: st.podIPs, hostIPs: o.hostIPs, now: () => o.clock.now() }));
       const config = sandboxConfig(pod, { rootDir: o.rootDir, nodeName: o.nodeName, attempt, cgroupParent: [...o.cgroupParent, ...plan.path].join('/'), dns: o.dns ?? {} });
       const { podSandboxId } = await st.trace.time('sandbox', () => o.runtime.runPodSandbox({ config, runtimeHandler: spec.runtimeClassName ?? '' }));
@@ -312,6 +318,24 @@ export class PodSyncer {
         await o.runtime.removePodSandbox({ podSandboxId: id }).catch(() => undefined);
       }
       return false;
+    }
+  }
+
+  /**
+   * ConfigMap, Secret and downward API volumes follow their sources while the pod runs (at most
+   * once a minute, as the kubelet's sync period): new content is swapped in atomically.
+   */
+  private async refreshVolumes(pod: core.Pod, st: PodState): Promise<void> {
+    const o = this.o;
+    const now = o.clock.now();
+    if (!pod.spec!.volumes.some((v) => v.configMap || v.secret || v.downwardAPI)) return;
+    if (st.volumesAt !== undefined && now - st.volumesAt < 60_000) return;
+    st.volumesAt = now;
+    try {
+      st.volumes = await prepareVolumes({ rootDir: o.rootDir, pod, configs: o.configs, mounter: o.mounter, nodeAllocatable: o.nodeAllocatable, podIPs: st.podIPs, hostIPs: o.hostIPs, now: () => now });
+    } catch (e) {
+      // The running containers keep what they have; the problem is reported, not fatal.
+      this.event(pod, 'Warning', 'FailedMount', `MountVolume.SetUp failed: ${(e as Error).message}`);
     }
   }
 
