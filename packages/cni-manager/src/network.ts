@@ -223,20 +223,27 @@ export class PodNetwork {
       if (!(err instanceof SyscallError)) throw err;
       throw new InvalidArgumentError('hostNetns', `${this.hostNetnsPath} is not a network namespace (${err.code})`);
     }
-    this.hostNetnsIno = fs.statSync(this.hostNetnsPath ?? '/proc/self/ns/net').ino;
-    // The journals first: another process on this state dir must be found before the kernel is touched.
-    const lock = { waitMs: this.config.stateLockWaitMs ?? 0 };
-    this.journal = await Journal.open<RecordEntry>(path.join(this.config.stateDir, 'attachments.journal'), (e) => this.replayRecord(e), lock);
-    await this.ipam.load(lock);
-    await this.ipam6?.load(lock);
-    this.host = Rtnl.open(this.hostNetns);
-    sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
-    if (this.ipam6) sysctl(this.hostNetns, 'net/ipv6/conf/all/forwarding', '1');
-    if (this.mode === 'bridge') await this.ensureBridge();
-    for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
-    if (this.config.masquerade) await this.ensureMasquerade();
-    if (this.config.probeCapabilities !== false) this.caps = await this.probeCapabilities();
-    await this.recover();
+    try {
+      this.hostNetnsIno = fs.statSync(this.hostNetnsPath ?? '/proc/self/ns/net').ino;
+      // The journals first: another process on this state dir must be found before the kernel is touched.
+      const lock = { waitMs: this.config.stateLockWaitMs ?? 0 };
+      this.records.clear();
+      this.journal = await Journal.open<RecordEntry>(path.join(this.config.stateDir, 'attachments.journal'), (e) => this.replayRecord(e), lock);
+      await this.ipam.load(lock);
+      await this.ipam6?.load(lock);
+      this.host = Rtnl.open(this.hostNetns);
+      sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
+      if (this.ipam6) sysctl(this.hostNetns, 'net/ipv6/conf/all/forwarding', '1');
+      if (this.mode === 'bridge') await this.ensureBridge();
+      for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
+      if (this.config.masquerade) await this.ensureMasquerade();
+      if (this.config.probeCapabilities !== false) this.caps = await this.probeCapabilities();
+      await this.recover();
+    } catch (err) {
+      // Nothing held after a failed start: the state dir's locks, sockets, the namespace.
+      await this.close().catch(() => undefined);
+      throw err;
+    }
     this.ready = true;
   }
 
