@@ -66,6 +66,27 @@ describe('containers from images', () => {
     expect(fs.readdirSync(fx.containers.criRoot)).toEqual([]);
   });
 
+  it('runs a container with a terminal and logs what it writes to it as stdout', async () => {
+    fx = await new CriFixture().init();
+    const sb = await fx.sandboxes.run(fx.sandboxConfig(), '');
+    const id = await run(fx, sb.id, 'tty', ['sh', '-c', '[ -t 0 ] && [ -t 1 ] && echo tty-ok; echo to-err >&2; exit 3'], { tty: true });
+    await fx.containers.get(id).exited;
+    expect(fx.containers.get(id)).toMatchObject({ exitCode: 3, reason: 'Error' });
+    expect(logLines(fx.containers.get(id).logPath).map((l) => l.replace(/\r$/, ''))).toEqual(['stdout tty-ok', 'stdout to-err']);
+  });
+
+  it('stops a container whose monitor was killed and says its exit status was lost', async () => {
+    fx = await new CriFixture().init();
+    const sb = await fx.sandboxes.run(fx.sandboxConfig(), '');
+    const id = await run(fx, sb.id, 'orphan', ['sleep', '60']);
+    const pid = fx.containers.rt.state(id).pid;
+    process.kill(fx.containers.get(id).monitorPid, 'SIGKILL');
+    await fx.containers.get(id).exited;
+    expect(fx.containers.get(id)).toMatchObject({ phase: 'exited', exitCode: 255, reason: 'Error', message: expect.stringMatching(/monitor died/) });
+    for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
+  });
+
   it('reports OOMKilled for a container over its memory limit', async () => {
     fx = await new CriFixture().init();
     const sb = await fx.sandboxes.run(fx.sandboxConfig(), '');

@@ -79,7 +79,6 @@ export function buildSpec(inp: BuildSpecInput): Spec {
   const sc = cfg.linux?.securityContext;
   const privileged = sc?.privileged === true;
   if (privileged && !sandbox.privileged) throw new InvalidArgumentError('config.linux.security_context.privileged', 'the sandbox was not created privileged');
-  if (cfg.tty) throw new InvalidArgumentError('config.tty', 'containers with a terminal are not supported yet (exec with a terminal is)');
   if (cfg.stdin) throw new InvalidArgumentError('config.stdin', 'attaching to a container\'s stdin is not supported (use Exec)');
 
   const entry = cfg.command.length > 0 ? cfg.command : image.Entrypoint ?? [];
@@ -172,7 +171,8 @@ export function buildSpec(inp: BuildSpecInput): Spec {
   const spec: Spec = {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      // With a terminal the monitor holds the pty master and logs what comes out as stdout.
+      terminal: cfg.tty,
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}) },
       args,
       env,

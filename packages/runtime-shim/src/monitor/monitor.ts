@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
+import { recvFd, socketpair } from '@berth/native';
+
 import { CriLogWriter, type LogStream, type RotateOptions } from '../logs/cri-log';
 import type { Spec } from '../oci/config';
 import { Runtime } from '../runtime';
@@ -78,6 +80,20 @@ function drain(fd: number, stream: LogStream, log: CriLogWriter | undefined): Pr
   });
 }
 
+/** Copies a pty master into the log until EIO (the last slave fd closed); reads run on the pool. */
+function drainPty(master: number, log: CriLogWriter | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const rs = fs.createReadStream('', { fd: master, autoClose: true, highWaterMark: 16384 });
+    rs.on('data', (d) => log?.write('stdout', d as Buffer));
+    const end = (): void => {
+      log?.end('stdout');
+      resolve();
+    };
+    rs.on('error', end);
+    rs.on('end', end);
+  });
+}
+
 export async function main(): Promise<void> {
   // The daemon's terminal or process group must not take the container's monitor with it.
   for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE'] as const) process.on(s, () => undefined);
@@ -95,19 +111,34 @@ export async function main(): Promise<void> {
       fs.mkdirSync(path.dirname(job.logPath), { recursive: true, mode: 0o755 });
       log = new CriLogWriter(job.logPath, job.rotate);
     }
-    const out = pipePair(job.dir);
-    const err = pipePair(job.dir);
-    fds.push(out.r, out.w, err.r, err.w);
-    const nul = fs.openSync('/dev/null', 'r');
-    fds.push(nul);
     const rt = new Runtime({ root: job.runtimeRoot });
-    const created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, stdio: [nul, out.w, err.w] });
-    // Only the container holds the write ends now: EOF comes when its last process closes them.
-    fs.closeSync(out.w);
-    fs.closeSync(err.w);
-    fs.closeSync(nul);
-    fds.length = 0;
-    const drained = Promise.all([drain(out.r, 'stdout', log), drain(err.r, 'stderr', log)]);
+    let created: Awaited<ReturnType<Runtime['create']>>;
+    let drained: Promise<unknown>;
+    if (job.spec.process?.terminal === true) {
+      // A terminal: the pty is made in the container, its master comes back over a socketpair,
+      // and everything the container writes to it is its stdout.
+      const [mine, theirs] = socketpair();
+      fds.push(mine, theirs);
+      created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, consoleFd: theirs });
+      const master = recvFd(mine);
+      fs.closeSync(mine);
+      fs.closeSync(theirs);
+      fds.length = 0;
+      drained = drainPty(master, log);
+    } else {
+      const out = pipePair(job.dir);
+      const err = pipePair(job.dir);
+      fds.push(out.r, out.w, err.r, err.w);
+      const nul = fs.openSync('/dev/null', 'r');
+      fds.push(nul);
+      created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, stdio: [nul, out.w, err.w] });
+      // Only the container holds the write ends now: EOF comes when its last process closes them.
+      fs.closeSync(out.w);
+      fs.closeSync(err.w);
+      fs.closeSync(nul);
+      fds.length = 0;
+      drained = Promise.all([drain(out.r, 'stdout', log), drain(err.r, 'stderr', log)]);
+    }
     process.on('SIGUSR1', () => {
       try {
         log?.reopen();
