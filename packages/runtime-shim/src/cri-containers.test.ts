@@ -166,6 +166,11 @@ describe('containers from images', () => {
     expect(ps.stdout.toString()).toContain(`/pod${sb.uid}/${id}`);
     expect(ps.stdout.toString()).toContain('sleep');
     await expect(execSync(fx.containers, id, ['sleep', '10'], 1)).rejects.toMatchObject({ kind: 'DeadlineExceeded' });
+    const who: Buffer[] = [];
+    const asNobody = await ExecSession.start(fx.containers, id, { cmd: ['id'], user: 'nobody', stdin: false, tty: false }, { stdout: (d) => who.push(d), stderr: (d) => who.push(d) });
+    expect(await asNobody.done).toEqual({ exitCode: 0, reason: '' });
+    expect(Buffer.concat(who).toString()).toBe('uid=65534(nobody) gid=65534(nogroup)\n');
+    await expect(ExecSession.start(fx.containers, id, { cmd: ['id'], user: 'ghost', stdin: false, tty: false }, { stdout: () => undefined, stderr: () => undefined })).rejects.toThrow(/user: user "ghost" is not in the image's \/etc\/passwd/);
     await expect(execSync(fx.containers, id, ['no-such-tool'], 1)).rejects.toThrow(/cmd\[0\].*executable file not found/);
 
     const out: Buffer[] = [];

@@ -9,6 +9,7 @@ import { BerthError, FailedPreconditionError, InvalidArgumentError } from '@bert
 import { recvFd, socketpair, SyscallError, type ContainerExit } from '@berth/native';
 
 import type { ContainerManager } from '../containers';
+import { resolveUser } from '../cri/user';
 import { pipePair } from '../monitor/pipes';
 import type { Process } from '../oci/config';
 import { parseSignal } from '../runtime';
@@ -21,7 +22,7 @@ export interface ExecOptions {
   cmd: string[];
   env?: Array<{ key: string; value: string }>;
   workingDir?: string;
-  /** "uid[:gid]"; a name is not looked up (numeric only). */
+  /** "uid[:gid]", or "name[:group]" looked up in the container's /etc/passwd and /etc/group. */
   user?: string;
 }
 
@@ -33,8 +34,14 @@ function processFor(mgr: ContainerManager, id: string, o: ExecOptions): Process 
   let user = base.user;
   if (o.user !== undefined && o.user !== '') {
     const m = /^([0-9]+)(?::([0-9]+))?$/.exec(o.user);
-    if (m === null) throw new InvalidArgumentError('user', `expected uid[:gid], got '${o.user}'`);
-    user = { uid: Number(m[1]), gid: m[2] !== undefined ? Number(m[2]) : 0 };
+    if (m !== null) {
+      user = { uid: Number(m[1]), gid: m[2] !== undefined ? Number(m[2]) : 0 };
+    } else {
+      // A name: looked up in the container's own /etc/passwd (resolved inside its rootfs).
+      if (r.rootfs === '') throw new InvalidArgumentError('user', `expected uid[:gid] for a container without an image rootfs, got '${o.user}'`);
+      const u = resolveUser(r.rootfs, o.user, 'user');
+      user = { uid: u.uid, gid: u.gid, ...(u.additionalGids.length > 0 ? { additionalGids: u.additionalGids } : {}) };
+    }
   }
   const env = [...(base.env ?? []), ...(o.env ?? []).map((e, i) => {
     if (e.key === '' || e.key.includes('=')) throw new InvalidArgumentError(`env[${i}].key`, `'${e.key}' is not a valid variable name`);
