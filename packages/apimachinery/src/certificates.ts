@@ -10,6 +10,8 @@ import { webcrypto } from 'node:crypto';
 import type { core } from '@berth/api';
 import { NODE_USER_PREFIX, SYSTEM_NODES } from './auth/types';
 import type { FieldError } from './validation';
+import type { StoreClient } from './client';
+import { kindInfo, wrap } from './kinds';
 
 /** Node client certificates (CN=system:node:<name>, O=system:nodes): the built-in signer. */
 export const KUBELET_CLIENT_SIGNER = 'kubernetes.io/kube-apiserver-client-kubelet';
@@ -163,4 +165,80 @@ export async function generateKeyAndCsr(subject: { commonName: string; organizat
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
   return { keyPem, csrPem: `${csr.toString('pem')}\n` };
+}
+
+/** The request was denied by an administrator or refused by the signer. */
+export class CertificateRequestRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CertificateRequestRefusedError';
+  }
+}
+
+export interface CertificateRequestOptions {
+  commonName: string;
+  organizations?: string[];
+  /** Default: the kubelet client signer (what the built-in approver approves for nodes). */
+  signerName?: string;
+  usages?: string[];
+  expirationSeconds?: number;
+  /** Name of the request; default a generated "node-csr-xxxxx" / "csr-xxxxx". */
+  name?: string;
+  /** How long to wait for the certificate (default 5 minutes). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * What a joining node (or any client) does to get a certificate from the cluster: makes a key,
+ * sends a CertificateSigningRequest, and waits until it is issued — or denied, or failed.
+ */
+export async function requestCertificate(client: StoreClient, o: CertificateRequestOptions): Promise<{ keyPem: string; certPem: string; name: string }> {
+  const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: o.commonName, organizations: o.organizations });
+  const signerName = o.signerName ?? KUBELET_CLIENT_SIGNER;
+  const created = await client.create(wrap(kindInfo('CertificateSigningRequest')!, {
+    apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest',
+    metadata: { name: o.name ?? '', generateName: o.name ? '' : signerName === KUBELET_CLIENT_SIGNER ? 'node-csr-' : 'csr-' } as core.ObjectMeta,
+    spec: { request: Buffer.from(csrPem), signerName, usages: o.usages ?? ['client auth', 'digital signature', 'key encipherment'], expirationSeconds: o.expirationSeconds, username: '', uid: '', groups: [], extra: {} },
+    status: undefined,
+  } as core.CertificateSigningRequest as never));
+  const name = created.certificateSigningRequest!.metadata!.name;
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  o.signal?.addEventListener('abort', stop, { once: true });
+  const timer = setTimeout(stop, o.timeoutMs ?? 300_000);
+  const settled = (csr: core.CertificateSigningRequest | undefined): string | undefined => {
+    const bad = csrCondition(csr, 'Denied') ?? csrCondition(csr, 'Failed');
+    if (bad) throw new CertificateRequestRefusedError(`certificate signing request ${name} was ${bad.type === 'Denied' ? 'denied' : 'refused by the signer'}: ${bad.reason}${bad.message ? `: ${bad.message}` : ''}`);
+    return csr?.status?.certificate?.length ? Buffer.from(csr.status.certificate).toString() : undefined;
+  };
+  try {
+    let rv = created.certificateSigningRequest!.metadata!.resourceVersion;
+    while (!ac.signal.aborted) {
+      try {
+        for await (const e of client.watch({ resource: 'certificatesigningrequests', fieldSelector: `metadata.name=${name}`, resourceVersion: rv }, ac.signal)) {
+          if (e.type === 'ERROR') break; // too old: read it again below
+          const csr = e.object?.certificateSigningRequest;
+          if (csr?.metadata?.resourceVersion) rv = csr.metadata.resourceVersion;
+          const cert = e.type === 'BOOKMARK' ? undefined : settled(csr);
+          if (cert) return { keyPem, certPem: cert, name };
+        }
+      } catch (e) {
+        if (ac.signal.aborted) break;
+        if (e instanceof CertificateRequestRefusedError) throw e;
+        // Anything else broke the stream: read the request and watch again, after a breath.
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      if (ac.signal.aborted) break;
+      // The stream ended (server timeout, "too old", a reconnect): read the request and go on.
+      const cur = await client.get('certificatesigningrequests', '', name);
+      const cert = settled(cur.certificateSigningRequest);
+      if (cert) return { keyPem, certPem: cert, name };
+      rv = cur.certificateSigningRequest!.metadata!.resourceVersion;
+    }
+    throw new Error(o.signal?.aborted ? `waiting for certificate signing request ${name} was cancelled` : `certificate signing request ${name} is still pending: an administrator may approve it with "berth certificate approve ${name}"`);
+  } finally {
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', stop);
+  }
 }

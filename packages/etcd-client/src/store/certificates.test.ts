@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { core } from '@berth/api';
-import { KUBELET_CLIENT_SIGNER, KUBE_APISERVER_CLIENT_SIGNER, StoreClient, decodeObject, generateKeyAndCsr, parseCsr } from '@berth/apimachinery';
+import { KUBELET_CLIENT_SIGNER, KUBE_APISERVER_CLIENT_SIGNER, StoreClient, decodeObject, generateKeyAndCsr, parseCsr, requestCertificate } from '@berth/apimachinery';
 import { BerthError, EtcdCluster, freePort, makeTestPki, startServiceProcess, waitServing, type ServiceProcess, type TestPki } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterSigner } from './csr-signer';
@@ -196,6 +196,25 @@ describe('node TLS bootstrap', () => {
     expect(await code(admin.updateStatus(denied, { subresource: 'approval' }))).toMatch(/^InvalidArgument.*may not remove a condition of type "Denied"/);
   }, 60_000);
 
+  it('requestCertificate: what berth join calls — issued, denied, or still pending', async () => {
+    const boot = client({ token: TOKEN });
+    const node = `rc-${suffix}`;
+    const got = await requestCertificate(boot, { commonName: `system:node:${node}`, organizations: ['system:nodes'], timeoutMs: 20_000 });
+    expect(got.name).toMatch(/^node-csr-/);
+    const cert = new crypto.X509Certificate(got.certPem);
+    expect(cert.subject.split('\n').sort()).toEqual([`CN=system:node:${node}`, 'O=system:nodes']);
+    expect(cert.checkPrivateKey(crypto.createPrivateKey(got.keyPem))).toBe(true);
+    // Not a node request: pending until an administrator denies it.
+    const pending = requestCertificate(boot, { commonName: 'mallory', organizations: ['system:masters'], name: `deny-me-${suffix}`, timeoutMs: 20_000 });
+    pending.catch(() => undefined);
+    await waitFor('the request', async () => (await code(admin.get('certificatesigningrequests', '', `deny-me-${suffix}`))) === 'OK' ? true : undefined);
+    const d = await admin.get('certificatesigningrequests', '', `deny-me-${suffix}`);
+    d.certificateSigningRequest!.status = { conditions: [{ type: 'Denied', status: 'True', reason: 'NotANode', message: 'no', lastUpdateTime: '', lastTransitionTime: '' }], certificate: Buffer.alloc(0) };
+    await admin.updateStatus(d, { subresource: 'approval' });
+    await expect(pending).rejects.toThrow(/deny-me-.* was denied: NotANode: no/);
+    await expect(requestCertificate(boot, { commonName: 'mallory', timeoutMs: 500 })).rejects.toThrow(/still pending: an administrator may approve it with "berth certificate approve node-csr-/);
+  }, 60_000);
+
   it('refuses expired, unknown, mismatched and unusable bootstrap tokens', async () => {
     const id = crypto.randomBytes(3).toString('hex');
     const secret = crypto.randomBytes(8).toString('hex');
@@ -223,6 +242,10 @@ describe('node TLS bootstrap', () => {
     const ok = await admin.create(csrObject(`immutable-${suffix}`, csrPem, { signerName: 'example.com/custom' }));
     ok.certificateSigningRequest!.spec!.usages = ['client auth'];
     expect(await code(admin.update(ok))).toMatch(/spec: Forbidden: field is immutable/);
+    // A metadata-only change keeps the generation (the request bytes compare by content).
+    const labelled = await admin.get('certificatesigningrequests', '', `immutable-${suffix}`);
+    labelled.certificateSigningRequest!.metadata!.labels = { team: 'a' };
+    expect((await admin.update(labelled)).certificateSigningRequest!.metadata!.generation).toBe(1);
   });
 });
 

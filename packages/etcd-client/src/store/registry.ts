@@ -90,7 +90,9 @@ function now(): string {
 }
 
 function json(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (Buffer.isBuffer(x) || x instanceof Uint8Array ? Buffer.from(x).toString('base64') : x));
+  // The replacer reads the holder's raw value: by the time it sees `x`, Buffer's toJSON has
+  // turned it into {type, data}, and a Uint8Array (after structuredClone) would not match it.
+  return JSON.stringify(v, function (this: Record<string, unknown>, k, x) { const raw = this[k]; return raw instanceof Uint8Array ? Buffer.from(raw).toString('base64') : x; });
 }
 
 function resourceOf(name: string): KindInfo {
