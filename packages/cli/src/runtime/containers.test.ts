@@ -84,6 +84,8 @@ describe('berth runtime (pods and containers)', () => {
   it('execs (streaming with stdin, and sync), prints logs and stats', async () => {
     expect(await run(['exec', '-i', 'web', 'sh', '-c', 'read x; echo "in:$x"; exit 3'], 'hello\n')).toEqual({ code: 3, out: 'in:hello\n', err: '' });
     expect(await run(['exec', '-s', '--timeout', '5', containerId, 'hostname'])).toEqual({ code: 0, out: 'cli-pod\n', err: '' });
+    const t = await run(['exec', '-t', 'web', 'sh', '-c', '[ -t 1 ] && echo in-a-tty; exit 4']);
+    expect({ ...t, out: t.out.replace(/\r/g, '') }).toEqual({ code: 4, out: 'in-a-tty\n', err: '' });
     for (let i = 0; i < 50 && !(await run(['logs', 'web'])).out.includes('two'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(await run(['logs', 'web'])).toEqual({ code: 0, out: 'one\ntwo\n', err: 'oops\n' });
     expect((await run(['logs', '--tail', '1', 'web'])).out + (await run(['logs', '--tail', '1', 'web'])).err).toMatch(/^(two\n|oops\n)$/);

@@ -165,7 +165,11 @@ export async function exec(client: Client, io: RuntimeIo, args: string[]): Promi
     stream.on('error', reject);
     stream.write(runtime.ExecRequest.fromPartial({ start: { containerId, cmd, tty, stdin: interactive } }));
     if (interactive) {
-      const input = io.stdinStream();
+      const input = io.stdinStream() as NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (on: boolean) => void };
+      // With -t on a terminal, keys go to the container's terminal as typed (^C included).
+      const raw = tty && input.isTTY === true && input.setRawMode !== undefined;
+      if (raw) input.setRawMode!(true);
+      stream.on('close', () => { if (raw) input.setRawMode!(false); input.pause(); });
       input.on('data', (d: Buffer | string) => stream.write(runtime.ExecRequest.fromPartial({ stdin: Buffer.from(d) })));
       input.on('end', () => { stream.write(runtime.ExecRequest.fromPartial({ stdinClose: true })); stream.end(); });
     } else {

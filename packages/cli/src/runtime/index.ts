@@ -27,8 +27,9 @@ Commands:
                                                   list containers (running ones unless -a)
   inspect CONTAINER...                            container status as JSON
   inspectp POD...                                 pod sandbox status as JSON
-  exec [-i] [-s] [--timeout SECONDS] CONTAINER COMMAND [ARG...]
-                                                  run a command in a container (-s: ExecSync)
+  exec [-i] [-t] [-s] [--timeout SECONDS] CONTAINER COMMAND [ARG...]
+                                                  run a command in a container (-t: in a terminal,
+                                                  -s: ExecSync)
   logs [-f] [-t] [-p] [--tail N] [--since 10s|RFC3339] [--limit-bytes N] CONTAINER
                                                   print a container's log
   stats [-a] [--pod POD] [--label K=V] [-o table|json] [CONTAINER...]
