@@ -136,6 +136,30 @@ describe('Node authorizer', () => {
   });
 });
 
+describe('certificate requests', () => {
+  const { az } = setup();
+  const boot = user('system:bootstrap:abcdef', ['system:bootstrappers']);
+  const node1 = user('system:node:node-1', ['system:nodes']);
+  const alice = user('alice');
+  const csr = (verb: string, sub = '') => attrs(verb, 'certificates.k8s.io', sub ? `certificatesigningrequests/${sub}` : 'certificatesigningrequests', '');
+  it.each([
+    ['a bootstrapper creates', boot, csr('create'), true],
+    ['a bootstrapper watches', boot, csr('watch'), true],
+    ['a bootstrapper deletes', boot, csr('delete'), false],
+    ['a bootstrapper approves', boot, csr('update', 'approval'), false],
+    ['a bootstrapper may have node client requests approved', boot, csr('create', 'nodeclient'), true],
+    ['a bootstrapper is not a node renewing itself', boot, csr('create', 'selfnodeclient'), false],
+    ['a bootstrapper reads secrets', boot, attrs('get', '', 'secrets', 'kube-system', 'x'), false],
+    ['a node creates (renewal)', node1, csr('create'), true],
+    ['a node may have its own renewal approved', node1, csr('create', 'selfnodeclient'), true],
+    ['a node may not have requests for others approved', node1, csr('create', 'nodeclient'), false],
+    ['a node approves', node1, csr('update', 'approval'), false],
+    ['a plain user creates', alice, csr('create'), false],
+  ] as const)('%s', (_n, u, a, want) => {
+    expect(az.authorize(u, a).allowed).toBe(want);
+  });
+});
+
 describe('authentication parsing', () => {
   it('reads a static token file', () => {
     const m = parseTokenFile('# comment\nt0k3n,alice,uid-1,"dev,ops"\n\nother,bob,uid-2\n');
