@@ -18,9 +18,13 @@ export const CONFIG_SOURCE_ANNOTATION = 'kubernetes.io/config.source';
 export const CONFIG_HASH_ANNOTATION = 'kubernetes.io/config.hash';
 export const CONFIG_MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
 
+/** Annotations the agent writes itself (its start-up trace): a change of them is no UPDATE. */
+const OWN_ANNOTATIONS = ['berth.dev/startup-trace'];
+
 function specKey(p: core.Pod): string {
   // What makes an UPDATE: spec, labels, annotations, deletion — not status (the agent writes that).
-  return JSON.stringify(core.Pod.toJSON({ ...p, status: undefined, metadata: p.metadata && { ...p.metadata, resourceVersion: '', managedFields: [] } as core.ObjectMeta }));
+  const annotations = p.metadata && OWN_ANNOTATIONS.some((k) => k in p.metadata!.annotations) ? Object.fromEntries(Object.entries(p.metadata.annotations).filter(([k]) => !OWN_ANNOTATIONS.includes(k))) : p.metadata?.annotations;
+  return JSON.stringify(core.Pod.toJSON({ ...p, status: undefined, metadata: p.metadata && { ...p.metadata, resourceVersion: '', managedFields: [], annotations: annotations ?? {} } as core.ObjectMeta }));
 }
 
 export class PodConfig {

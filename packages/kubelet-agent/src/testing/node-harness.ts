@@ -136,7 +136,8 @@ export class NodeHarness {
    */
   startAgent(extra: string[] = []): AgentProcess {
     const args = [
-      `--net=/run/netns/${this.netns}`, process.execPath, bins.agent,
+      // BERTH_AGENT_NODE_ARGS: extra node flags for the agent (e.g. --cpu-prof when profiling the bench).
+      `--net=/run/netns/${this.netns}`, process.execPath, ...(process.env['BERTH_AGENT_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), bins.agent,
       '--listen', `unix://${this.sock.agent}`, '--state-dir', path.join(this.dir, 'agent'), '--node-name', this.nodeName, '--node-ip', '127.0.0.1',
       '--store', `unix://${this.sock.store}`, '--runtime-endpoint', `unix://${this.sock.runtime}`, '--cni-endpoint', `unix://${this.sock.cni}`,
       '--pod-cgroup-parent', this.cgroupParent, '--pod-manifest-path', path.join(this.dir, 'manifests'), '--log-level', 'info', ...extra,
