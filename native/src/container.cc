@@ -1511,6 +1511,17 @@ Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, got);
 }
 
+// setWinsize(fd, rows, cols): TIOCSWINSZ on a terminal (a container's pty master).
+Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct winsize ws;
+  std::memset(&ws, 0, sizeof ws);
+  ws.ws_row = static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value());
+  ws.ws_col = static_cast<unsigned short>(info[2].As<Napi::Number>().Uint32Value());
+  if (::ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws) != 0) return ThrowSyscallError(env, errno, "ioctl");
+  return env.Undefined();
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   ::close(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -1526,6 +1537,7 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
+  exports.Set("setWinsize", Napi::Function::New(env, SetWinsize, "setWinsize"));
   exports.Set("reapZombie", Napi::Function::New(env, ReapZombie, "reapZombie"));
 }
 

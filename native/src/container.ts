@@ -129,6 +129,7 @@ interface ContainerBinding {
   reapZombie(pid: number): boolean;
   socketpair(): [number, number];
   recvFd(sock: number): number;
+  setWinsize(fd: number, rows: number, cols: number): void;
 }
 
 const raw = (): ContainerBinding => binding() as unknown as ContainerBinding;
@@ -170,6 +171,14 @@ export function socketpair(): [number, number] {
 export function recvFd(sock: number): number {
   if (!Number.isInteger(sock) || sock < 0) throw new RangeError(`recvFd socket must be a file descriptor, got ${sock}`);
   return raw().recvFd(sock);
+}
+
+/** Sets the window size of a terminal (e.g. a container's pty master, when ours changes). */
+export function setWinsize(fd: number, rows: number, cols: number): void {
+  for (const [n, v] of [['fd', fd], ['rows', rows], ['cols', cols]] as const) {
+    if (!Number.isInteger(v) || v < 0 || (n !== 'fd' && v > 0xffff)) throw new RangeError(`setWinsize ${n} must be a non-negative integer${n === 'fd' ? '' : ' up to 65535'}, got ${v}`);
+  }
+  raw().setWinsize(fd, rows, cols);
 }
 
 export const containerSyscalls: ContainerSyscalls = {

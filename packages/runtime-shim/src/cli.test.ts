@@ -38,6 +38,36 @@ const berth = (...args: string[]): Result => invoke(process.execPath, [BIN, '--r
 const runc = (...args: string[]): Result => invoke(RUNC, ['--root', roots.runc, ...args]);
 const both = (...args: string[]): [Result, Result] => [berth(...args), runc(...args)];
 
+/**
+ * Runs argv[1:] in a real pty (python's pty module) of 30x100 and prints what it wrote, then
+ * "EXIT <code>". $TYPE is typed into it: at once, or with $RESIZE_AFTER once that text has
+ * appeared, after resizing the pty to 40x120.
+ */
+const PTY_DRIVER = [
+  'import os, pty, sys, struct, fcntl, termios, time',
+  'pid, fd = pty.fork()',
+  'if pid == 0:',
+  '    fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))',
+  '    os.execv(sys.argv[1], sys.argv[1:])',
+  'after = os.environ.get("RESIZE_AFTER", "").encode()',
+  'typed = os.environ.get("TYPE", "").encode()',
+  'if not after: os.write(fd, typed)',
+  'out = b""',
+  'while True:',
+  '    try: d = os.read(fd, 4096)',
+  '    except OSError: break',
+  '    if not d: break',
+  '    out += d',
+  '    if after and after in out:',
+  '        after = b""',
+  '        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))',
+  '        time.sleep(0.5)',
+  '        os.write(fd, typed)',
+  '_, st = os.waitpid(pid, 0)',
+  'sys.stdout.write(out.decode(errors="replace").replace("\\r", "").replace("go\\n", "", 1) if os.environ.get("RESIZE_AFTER") else out.decode(errors="replace").replace("\\r", ""))',
+  'sys.stdout.write("\\nEXIT %d\\n" % os.waitstatus_to_exitcode(st))',
+].join('\n');
+
 beforeAll(() => {
   roots = { berth: fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cli-')), runc: fs.mkdtempSync(path.join(os.tmpdir(), 'runc-cli-')) };
   bundle = makeBundle(['sleep', '30']);
@@ -222,30 +252,12 @@ describe('berth-runtime vs runc', () => {
     const b = makeBundle(['sh', '-c', 'tty; stty size; read line; echo typed: $line; exit 3'], (s) => {
       s.process!.terminal = true;
     });
-    // A real pty around the runtime (python's pty module), 30 rows x 100 columns; the input
-    // line is typed into it at once.
-    const driver = [
-      'import os, pty, sys, struct, fcntl, termios',
-      'pid, fd = pty.fork()',
-      'if pid == 0:',
-      '    fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))',
-      '    os.execv(sys.argv[1], sys.argv[1:])',
-      'os.write(fd, b"hello\\n")',
-      'out = b""',
-      'while True:',
-      '    try: d = os.read(fd, 4096)',
-      '    except OSError: break',
-      '    if not d: break',
-      '    out += d',
-      '_, st = os.waitpid(pid, 0)',
-      'sys.stdout.write(out.decode(errors="replace").replace("\\r", ""))',
-      'sys.stdout.write("\\nEXIT %d\\n" % os.waitstatus_to_exitcode(st))',
-    ].join('\n');
+    // A real pty around the runtime, 30 rows x 100 columns; the input line is typed at once.
     try {
       for (const [cmd, root] of [[process.execPath, roots.berth], [RUNC, roots.runc]] as const) {
         const id = newId();
         const args = cmd === RUNC ? [RUNC, '--root', root, 'run', '--bundle', b.dir, id] : [cmd, BIN, '--root', root, 'run', '--bundle', b.dir, id];
-        const r = spawnSync('python3', ['-c', driver, ...args], { encoding: 'utf8', timeout: 30_000 });
+        const r = spawnSync('python3', ['-c', PTY_DRIVER, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TYPE: 'hello\n' } });
         expect(r.stdout, `${cmd}: ${r.stderr}`).toMatch(/\/dev\/pts\/0\n/);
         // our size is the runtime's terminal's (runc 1.1 sets it after start: under load
         // its stty races the resize)
@@ -261,6 +273,38 @@ describe('berth-runtime vs runc', () => {
       expect(berth('run', '-d', '--bundle', b.dir, newId()).err).toMatch(/cannot allocate tty if berth-runtime will detach without setting console socket/);
     } finally {
       b.remove();
+    }
+  });
+
+  it('a foreground run passes signals on to the container, and terminal size changes to its pty (same as runc)', async () => {
+    const b = makeBundle(['sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
+    const t = makeBundle(['sh', '-c', 'stty size; echo ready; read x; stty size'], (s) => {
+      s.process!.terminal = true;
+    });
+    try {
+      for (const [cmd, root] of [[process.execPath, roots.berth], [RUNC, roots.runc]] as const) {
+        const id = newId();
+        const args = cmd === RUNC ? ['--root', root, 'run', '--bundle', b.dir, id] : [BIN, '--root', root, 'run', '--bundle', b.dir, id];
+        const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+        for (let i = 0; i < 300 && !out.includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+        p.kill('SIGTERM');
+        expect(await exited, `${cmd}: ${out}`).toBe(7);
+        expect(out).toBe('ready\ngot TERM\n');
+        expect(fs.existsSync(path.join(root, id))).toBe(false);
+
+        // the outer pty goes from 30x100 to 40x120 after "ready"
+        const tid = newId();
+        const targs = cmd === RUNC ? [RUNC, '--root', root, 'run', '--bundle', t.dir, tid] : [cmd, BIN, '--root', root, 'run', '--bundle', t.dir, tid];
+        const r = spawnSync('python3', ['-c', PTY_DRIVER, ...targs], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, RESIZE_AFTER: 'ready', TYPE: 'go\n' } });
+        if (cmd !== RUNC) expect(r.stdout, r.stderr).toMatch(/^30 100\nready\n/);
+        expect(r.stdout, `${cmd}: ${r.stderr}`).toMatch(/\n40 120\n\nEXIT 0\n$/);
+      }
+    } finally {
+      b.remove();
+      t.remove();
     }
   });
 

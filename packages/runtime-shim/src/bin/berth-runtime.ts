@@ -10,7 +10,7 @@ import { defaultSpec } from '../oci/default-spec';
 import { CAPABILITIES } from '../oci/plan';
 import { parseSignal, Runtime, type CreateOptions } from '../runtime';
 import { RuntimeError } from '../state';
-import { recvFd, socketpair, SyscallError } from '@berth/native';
+import { recvFd, setWinsize, socketpair, SyscallError } from '@berth/native';
 
 const VERSION = '0.1.0';
 const SPEC_VERSION = '1.0.2';
@@ -205,8 +205,15 @@ async function main(argv: string[]): Promise<number> {
         await rt.create(id, o);
         return 0;
       }
-      if (spec.process?.terminal === true && o.consoleSocket === undefined && !bool(f, 'detach')) return await runAttached(rt, id, o, bool(f, 'keep'));
-      return await rt.run(id, { ...o, detach: bool(f, 'detach'), keep: bool(f, 'keep') });
+      if (bool(f, 'detach')) return await rt.run(id, { ...o, detach: true, keep: bool(f, 'keep') });
+      // In the foreground, like runc: signals sent to us go to the container.
+      const stopForwarding = forwardSignals(rt, id);
+      try {
+        if (spec.process?.terminal === true && o.consoleSocket === undefined) return await runAttached(rt, id, o, bool(f, 'keep'));
+        return await rt.run(id, { ...o, keep: bool(f, 'keep') });
+      } finally {
+        stopForwarding();
+      }
     }
     case 'start':
       await rt.start(positional(pos, cmd));
@@ -350,6 +357,27 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** Signals a foreground `run` passes on to the container's init (not SIGCHLD, SIGWINCH, SIGURG). */
+const FORWARDED: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGPWR', 'SIGVTALRM', 'SIGPROF', 'SIGXCPU', 'SIGXFSZ'];
+
+/** Forwards the signals we get to container `id` (once it exists) until the returned stop(). */
+function forwardSignals(rt: Runtime, id: string): () => void {
+  const handlers = FORWARDED.map((sig) => {
+    const h = (): void => {
+      try {
+        rt.kill(id, sig);
+      } catch {
+        // not created yet, or already gone
+      }
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  };
+}
+
 /**
  * `run` of a terminal container without --console-socket, like runc: the pty master comes back
  * over a socketpair and is attached to our own stdio (our stdin in raw mode when it is a tty),
@@ -377,6 +405,15 @@ async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: bool
   const stdin = process.stdin;
   const rawMode = stdin.isTTY === true;
   if (rawMode) stdin.setRawMode(true);
+  // Our terminal's size changes follow to the container's (the kernel then signals it).
+  const onResize = (): void => {
+    try {
+      setWinsize(master, process.stdout.rows, process.stdout.columns);
+    } catch {
+      // the container's side is gone
+    }
+  };
+  if (process.stdout.isTTY === true) process.stdout.on('resize', onResize);
   const onInput = (d: Buffer): void => {
     try {
       fs.writeSync(master, d);
@@ -405,6 +442,7 @@ async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: bool
     throw err;
   } finally {
     stdin.off('data', onInput);
+    process.stdout.off('resize', onResize);
     if (rawMode) stdin.setRawMode(false);
     stdin.pause();
   }
