@@ -386,7 +386,7 @@ export class PodNetwork {
     j.compact(() => [...this.records.values()].flatMap((r): RecordEntry[] => (r.phase === 'pending' ? [] : r.phase === 'ready' ? [{ ready: r }] : [{ ready: r }, { deleting: r.sandboxId }])));
   }
 
-  /** Records kept as one file per attachment (`attachments/<hash>.json[.deleting]`) by earlier versions. */
+  /** Records kept as one file per attachment (`attachments/<hash>.json`, `<hash>.deleting` once TearDown answered) by earlier versions. */
   private adoptRecordFiles(): void {
     if (!fs.existsSync(this.recordDir)) return;
     for (const name of fs.readdirSync(this.recordDir)) {
@@ -511,6 +511,7 @@ export class PodNetwork {
     }
     // A reused address may still have conntrack entries of its previous pod (the UDP pitfall).
     await this.flushConntrack(rec.ip);
+    if (rec.ip6) await this.flushConntrack(rec.ip6);
     // The pod end gets a MAC derived from its address (0a:58:<ip>, locally administered), so
     // the result needs no lookup. The whole attachment is one native call on one pool thread:
     // create the veth (its peer directly in the pod's netns), then one batch on the node's side
