@@ -48,22 +48,38 @@ export function imagesSeam(client: runtime.ImageServiceClient): PodImages {
   return { ...unary, pullImage: (req) => client.pullImage(req) as AsyncIterable<runtime.PullImageProgress> };
 }
 
-/** Image presence and pulls through the ImageService (what ImagePuller needs). */
-export function imageAccess(images: PodImages): ImageAccess {
+/**
+ * Image presence and pulls through the ImageService (what ImagePuller needs). Presence answers
+ * are shared for `presentTtlMs` (1 s): when many pods of one image start at once, the runtime is
+ * asked once, not once per container.
+ */
+export function imageAccess(images: PodImages, presentTtlMs = 1000, now: () => number = Date.now): ImageAccess {
+  const recent = new Map<string, { at: number; answer: Promise<string | undefined> }>();
+  const ask = async (image: string): Promise<string | undefined> => {
+    try {
+      const r = await images.imageStatus(runtime.ImageStatusRequest.fromPartial({ image: { image } }));
+      return r.image?.id || undefined;
+    } catch (e) {
+      if ((e as { code?: number }).code === 5) return undefined;
+      throw e;
+    }
+  };
   return {
-    async present(image) {
-      try {
-        const r = await images.imageStatus(runtime.ImageStatusRequest.fromPartial({ image: { image } }));
-        return r.image?.id || undefined;
-      } catch (e) {
-        if ((e as { code?: number }).code === 5) return undefined;
-        throw e;
-      }
+    present(image) {
+      const hit = recent.get(image);
+      if (hit && now() - hit.at < presentTtlMs) return hit.answer;
+      const answer = ask(image);
+      recent.set(image, { at: now(), answer });
+      // Only a positive answer is shared: a missing image is looked up again (it may be pulled).
+      answer.then((id) => { if (!id) recent.delete(image); }, () => recent.delete(image));
+      if (recent.size > 256) for (const [k, v] of recent) if (now() - v.at >= presentTtlMs) recent.delete(k);
+      return answer;
     },
     async pull(image) {
       let id = '';
       for await (const f of images.pullImage(runtime.PullImageRequest.fromPartial({ image: { image } }))) if (f.done) id = f.done.imageId;
       if (!id) throw new Error(`pull of ${image} ended without an image id`);
+      recent.delete(image);
       return id;
     },
   };

@@ -288,3 +288,23 @@ describe('PodSyncer adoption', () => {
     expect(after.containerStatuses[0].containerID).toBe(before.containerStatuses[0].containerID);
   });
 });
+
+describe('imageAccess', () => {
+  it('shares one ImageStatus answer among containers starting at once, asks again after the TTL, never caches "missing"', async () => {
+    let t = 0;
+    const rt = new MemoryRuntime();
+    rt.images.set('busybox', 'sha256:1');
+    let asked = 0;
+    const orig = rt.imageStatus.bind(rt);
+    rt.imageStatus = async (req) => { asked++; return orig(req); };
+    const access = imageAccess(rt, 1000, () => t);
+    expect(await Promise.all(Array.from({ length: 20 }, () => access.present('busybox')))).toEqual(Array(20).fill('sha256:1'));
+    expect(asked).toBe(1);
+    t = 1500;
+    await access.present('busybox');
+    expect(asked).toBe(2);
+    expect(await access.present('nope')).toBeUndefined();
+    expect(await access.present('nope')).toBeUndefined();
+    expect(asked).toBe(4);
+  });
+});
