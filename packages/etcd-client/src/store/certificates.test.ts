@@ -215,6 +215,28 @@ describe('node TLS bootstrap', () => {
     await expect(requestCertificate(boot, { commonName: 'mallory', timeoutMs: 500 })).rejects.toThrow(/still pending: an administrator may approve it with "berth certificate approve node-csr-/);
   }, 60_000);
 
+  it('approving needs "approve" on the signer as well as the approval subresource', async () => {
+    const boot = client({ token: TOKEN });
+    const group = 'system:bootstrappers:berth:default-node-token';
+    const role = (name: string, rules: unknown[]) => admin.create(decodeObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name }, rules }));
+    await role(`csr-approval-${suffix}`, [{ apiGroups: ['certificates.k8s.io'], resources: ['certificatesigningrequests/approval'], verbs: ['update'] }]);
+    await admin.create(decodeObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `csr-approval-${suffix}` }, subjects: [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: group }], roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `csr-approval-${suffix}` } }));
+    await admin.create(csrObject(`signer-check-${suffix}`, (await generateKeyAndCsr({ commonName: 'bob' })).csrPem, { signerName: 'example.com/team' }));
+    const approve = async () => {
+      const o = await boot.get('certificatesigningrequests', '', `signer-check-${suffix}`);
+      o.certificateSigningRequest!.status = { conditions: [{ type: 'Approved', status: 'True', reason: 'Team', message: '', lastUpdateTime: '', lastTransitionTime: '' }], certificate: Buffer.alloc(0) };
+      return boot.updateStatus(o, { subresource: 'approval' });
+    };
+    expect(await code(approve())).toMatch(/^PermissionDenied: .*user not permitted to approve requests with signerName "example.com\/team"/);
+    await role(`csr-signer-${suffix}`, [{ apiGroups: ['certificates.k8s.io'], resources: ['signers'], resourceNames: ['example.com/*'], verbs: ['approve'] }]);
+    await admin.create(decodeObject({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `csr-signer-${suffix}` }, subjects: [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: group }], roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `csr-signer-${suffix}` } }));
+    expect(await code(approve())).toBe('OK');
+    for (const n of [`csr-approval-${suffix}`, `csr-signer-${suffix}`]) {
+      await admin.delete({ resource: 'clusterrolebindings', name: n });
+      await admin.delete({ resource: 'clusterroles', name: n });
+    }
+  }, 30_000);
+
   it('refuses expired, unknown, mismatched and unusable bootstrap tokens', async () => {
     const id = crypto.randomBytes(3).toString('hex');
     const secret = crypto.randomBytes(8).toString('hex');

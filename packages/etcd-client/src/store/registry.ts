@@ -271,6 +271,15 @@ export class Registry {
     if (!r.allowed) throw new PermissionDeniedError(forbiddenMessage(user, a, r.reason && !r.reason.startsWith('RBAC') ? r.reason : undefined));
   }
 
+  // Approving or signing a certificate request also needs the verb on the signer (Kubernetes'
+  // `signers` resource, by exact name or "<domain>/*"), so a right to update the approval
+  // subresource alone cannot approve requests for every signer.
+  private authorizeSigner(user: UserInfo, verb: 'approve' | 'sign', signerName: string): void {
+    const names = [signerName, `${signerName.split('/')[0]}/*`];
+    if (names.some((name) => this.authorizer.authorize(user, { verb, apiGroup: 'certificates.k8s.io', resource: 'signers', subresource: '', namespace: '', name }).allowed)) return;
+    throw new PermissionDeniedError(`certificatesigningrequests.certificates.k8s.io is forbidden: user not permitted to ${verb} requests with signerName "${signerName}"`);
+  }
+
   canI(user: UserInfo, req: store.CanIRequest): store.CanIResponse {
     const a: Attributes = { verb: req.verb, apiGroup: req.apiGroup, resource: req.resource, subresource: req.subresource, namespace: req.namespace, name: req.name, nonResourceURL: req.nonResourceUrl || undefined };
     const r = this.authorizer.authorize(user, a, () => undefined);
@@ -529,6 +538,8 @@ export class Registry {
       const old = await this.read(info, ns, meta.name);
       await this.authorize(user, { verb: 'update', apiGroup: info.group, resource: info.resource, subresource, namespace: ns, name: meta.name }, old?.obj ?? core.Object.fromPartial({}));
       if (!old) throw new NotFoundError(`${what} not found`);
+      const signer = old.obj.certificateSigningRequest?.spec?.signerName;
+      if (signer !== undefined && subresource !== '') this.authorizeSigner(user, subresource === 'approval' ? 'approve' : 'sign', signer);
       const wantRv = meta.resourceVersion;
       if (wantRv && wantRv !== old.meta.resourceVersion) {
         throw new ConflictError(`Operation cannot be fulfilled on ${what}: the object has been modified; please apply your changes to the latest version and try again`);
