@@ -28,7 +28,10 @@ let cgroupRoot: string | undefined;
 afterEach(async () => {
   await svc?.stop();
   svc = undefined;
-  if (dir !== undefined) scrubStateDir(dir);
+  if (dir !== undefined) {
+    scrubStateDir(path.join(dir, 'state'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
   if (cgroupRoot !== undefined) removeCgroupTree(cgroupRoot);
   dir = cgroupRoot = undefined;
 });
@@ -57,7 +60,7 @@ describe('crash safety', () => {
     for (let i = 0; i < 20; i++) {
       const { containerId } = await call(d.client, d.client.createContainer, runtime.CreateContainerRequest.fromPartial({
         podSandboxId,
-        config: { metadata: { name: `c${i}` }, image: { image: TEST_IMAGE }, logPath: `c${i}.log`, command: ['sh', '-c', `echo hello ${i}; while [ ! -e /tmp/stop ]; do sleep 0.3; done; echo bye ${i}; exit ${i + 1}`] },
+        config: { metadata: { name: `c${i}` }, image: { image: TEST_IMAGE }, logPath: `c${i}.log`, command: ['sh', '-c', `echo hello ${i}; while [ ! -e /tmp/stop ]; do sleep 1; done; echo bye ${i}; exit ${i + 1}`] },
       }));
       await call(d.client, d.client.startContainer, { containerId });
       ids.push(containerId);
@@ -116,5 +119,5 @@ describe('crash safety', () => {
     expect(mountsUnder(stateDir)).toEqual([]);
     expect(fs.readdirSync(path.join(stateDir, 'cri'))).toEqual([]);
     expect(fs.readdirSync(path.join(stateDir, 'sandboxes'))).toEqual([]);
-  });
+  }, 240_000); // 20 containers, two daemon starts: well over a minute on a loaded 2-core machine
 });

@@ -25,7 +25,10 @@ let cgroupRoot: string | undefined;
 afterEach(async () => {
   await svc?.stop();
   svc = undefined;
-  if (dir !== undefined) scrubStateDir(dir);
+  if (dir !== undefined) {
+    scrubStateDir(path.join(dir, 'state'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
   if (cgroupRoot !== undefined) removeCgroupTree(cgroupRoot);
   dir = cgroupRoot = undefined;
 });
@@ -122,5 +125,5 @@ describe('RuntimeService over gRPC', () => {
     } finally {
       client.close();
     }
-  });
+  }, 180_000);
 });
