@@ -37,26 +37,53 @@ export const AF_BRIDGE = 7;
 /** A netlink attribute to encode: a raw payload or nested attributes. */
 export type Attr = [type: number, value: Buffer | Attr[]];
 
+/**
+ * A zero-filled buffer from Node's shared pool (Buffer.alloc gives every small buffer an
+ * ArrayBuffer of its own, which the garbage collector then has to track and free one by one).
+ */
+export function zeroed(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
+
 export function u8(v: number): Buffer { return Buffer.from([v & 0xff]); }
-export function u16(v: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; }
-export function be16(v: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; }
-export function u32(v: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; }
-export function u64(v: bigint | number): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; }
-export function cstr(s: string): Buffer { return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]); }
+export function u16(v: number): Buffer { const b = zeroed(2); b.writeUInt16LE(v); return b; }
+export function be16(v: number): Buffer { const b = zeroed(2); b.writeUInt16BE(v); return b; }
+export function u32(v: number): Buffer { const b = zeroed(4); b.writeUInt32LE(v >>> 0); return b; }
+export function u64(v: bigint | number): Buffer { const b = zeroed(8); b.writeBigUInt64LE(BigInt(v)); return b; }
+export function cstr(s: string): Buffer {
+  const b = zeroed(Buffer.byteLength(s, 'utf8') + 1);
+  b.write(s, 0, 'utf8');
+  return b;
+}
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
-export function encodeAttrs(attrs: readonly Attr[]): Buffer {
-  const parts: Buffer[] = [];
+// Messages are encoded into one buffer sized up front: a pod setup encodes dozens of
+// attributes, and a buffer (plus a concat) per attribute, header and padding kept the garbage
+// collector busy on the pod start path.
+function attrsSize(attrs: readonly Attr[]): number {
+  let n = 0;
+  for (const [, value] of attrs) n += 4 + align4(Buffer.isBuffer(value) ? value.length : attrsSize(value));
+  return n;
+}
+
+/** Writes `attrs` at `off` of a zero-filled `buf`; returns the offset after them. */
+function writeAttrs(buf: Buffer, off: number, attrs: readonly Attr[]): number {
   for (const [type, value] of attrs) {
+    const start = off;
     const nested = !Buffer.isBuffer(value);
-    const payload = nested ? encodeAttrs(value) : value;
-    const hdr = Buffer.alloc(4);
-    hdr.writeUInt16LE(4 + payload.length, 0);
-    hdr.writeUInt16LE(nested ? type | NLA_F_NESTED : type, 2);
-    parts.push(hdr, payload, Buffer.alloc(align4(payload.length) - payload.length));
+    off = nested ? writeAttrs(buf, start + 4, value) : start + 4 + value.copy(buf, start + 4);
+    buf.writeUInt16LE(off - start, start);
+    buf.writeUInt16LE(nested ? type | NLA_F_NESTED : type, start + 2);
+    off = start + align4(off - start);
   }
-  return Buffer.concat(parts);
+  return off;
+}
+
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const b = zeroed(attrsSize(attrs));
+  writeAttrs(b, 0, attrs);
+  return b;
 }
 
 /** Attributes by type (the last one wins for repeated types; use listAttrs for lists). */
@@ -81,14 +108,15 @@ export function listAttrs(buf: Buffer, offset = 0, end = buf.length): Array<[num
 
 /** One whole netlink message: header + fixed family header + attributes. */
 export function encodeMessage(type: number, flags: number, seq: number, header: Buffer, attrs: readonly Attr[] = []): Buffer {
-  const body = Buffer.concat([header, Buffer.alloc(align4(header.length) - header.length), encodeAttrs(attrs)]);
-  const hdr = Buffer.alloc(16);
-  hdr.writeUInt32LE(16 + body.length, 0);
-  hdr.writeUInt16LE(type, 4);
-  hdr.writeUInt16LE(flags | NLM_F.REQUEST, 6);
-  hdr.writeUInt32LE(seq >>> 0, 8);
-  hdr.writeUInt32LE(0, 12);
-  return Buffer.concat([hdr, body]);
+  const attrsAt = 16 + align4(header.length);
+  const b = zeroed(attrsAt + attrsSize(attrs));
+  b.writeUInt32LE(b.length, 0);
+  b.writeUInt16LE(type, 4);
+  b.writeUInt16LE(flags | NLM_F.REQUEST, 6);
+  b.writeUInt32LE(seq >>> 0, 8);
+  header.copy(b, 16);
+  writeAttrs(b, attrsAt, attrs);
+  return b;
 }
 
 export interface Message {
@@ -115,7 +143,7 @@ export function parseMessages(buf: Buffer): Message[] {
 
 /** struct ifinfomsg (16 bytes). */
 export function ifinfomsg(o: { family?: number; type?: number; index?: number; flags?: number; change?: number } = {}): Buffer {
-  const b = Buffer.alloc(16);
+  const b = zeroed(16);
   b.writeUInt8(o.family ?? AF_UNSPEC, 0);
   b.writeUInt16LE(o.type ?? 0, 2);
   b.writeInt32LE(o.index ?? 0, 4);
@@ -126,7 +154,7 @@ export function ifinfomsg(o: { family?: number; type?: number; index?: number; f
 
 /** struct ifaddrmsg (8 bytes). */
 export function ifaddrmsg(o: { family: number; prefixlen: number; flags?: number; scope?: number; index: number }): Buffer {
-  const b = Buffer.alloc(8);
+  const b = zeroed(8);
   b.writeUInt8(o.family, 0);
   b.writeUInt8(o.prefixlen, 1);
   b.writeUInt8(o.flags ?? 0, 2);
@@ -137,7 +165,7 @@ export function ifaddrmsg(o: { family: number; prefixlen: number; flags?: number
 
 /** struct rtmsg (12 bytes). */
 export function rtmsg(o: { family: number; dstLen?: number; table?: number; protocol?: number; scope?: number; type?: number; flags?: number }): Buffer {
-  const b = Buffer.alloc(12);
+  const b = zeroed(12);
   b.writeUInt8(o.family, 0);
   b.writeUInt8(o.dstLen ?? 0, 1);
   b.writeUInt8(0, 2); // src_len
@@ -152,7 +180,7 @@ export function rtmsg(o: { family: number; dstLen?: number; table?: number; prot
 
 /** struct ndmsg (12 bytes). */
 export function ndmsg(o: { family: number; ifindex: number; state?: number; flags?: number; type?: number }): Buffer {
-  const b = Buffer.alloc(12);
+  const b = zeroed(12);
   b.writeUInt8(o.family, 0);
   b.writeInt32LE(o.ifindex, 4);
   b.writeUInt16LE(o.state ?? 0, 8);
@@ -163,7 +191,7 @@ export function ndmsg(o: { family: number; ifindex: number; state?: number; flag
 
 /** struct tcmsg (20 bytes). */
 export function tcmsg(o: { ifindex: number; handle?: number; parent?: number; info?: number }): Buffer {
-  const b = Buffer.alloc(20);
+  const b = zeroed(20);
   b.writeUInt8(AF_UNSPEC, 0);
   b.writeInt32LE(o.ifindex, 4);
   b.writeUInt32LE((o.handle ?? 0) >>> 0, 8);
@@ -174,7 +202,7 @@ export function tcmsg(o: { ifindex: number; handle?: number; parent?: number; in
 
 /** struct nfgenmsg (4 bytes). */
 export function nfgenmsg(family: number): Buffer {
-  const b = Buffer.alloc(4);
+  const b = zeroed(4);
   b.writeUInt8(family, 0);
   return b;
 }
@@ -183,7 +211,10 @@ export function nfgenmsg(family: number): Buffer {
 
 export function ipv4Bytes(ip: string, field = 'address'): Buffer {
   if (!isIPv4(ip)) throw new TypeError(`${field}: expected an IPv4 address, got '${ip}'`);
-  return Buffer.from(ip.split('.').map(Number));
+  const b = Buffer.allocUnsafe(4);
+  let i = 0;
+  for (const part of ip.split('.')) b[i++] = Number(part);
+  return b;
 }
 
 export function ipv4String(b: Buffer): string {
@@ -211,7 +242,7 @@ export function ipToInt(ip: string): number {
 }
 
 export function intToIp(n: number): string {
-  const b = Buffer.alloc(4);
+  const b = zeroed(4);
   b.writeUInt32BE(n >>> 0);
   return ipv4String(b);
 }
@@ -221,7 +252,7 @@ export function intToIp(n: number): string {
 export function ipv6Bytes(ip: string, field = 'address'): Buffer {
   if (!isIPv6(ip) || ip.includes('%')) throw new TypeError(`${field}: expected an IPv6 address, got '${ip}'`);
   let text = ip;
-  const out = Buffer.alloc(16);
+  const out = zeroed(16);
   // An embedded IPv4 tail (::ffff:1.2.3.4) is two hextets.
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4) {

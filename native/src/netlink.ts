@@ -14,7 +14,7 @@ import { binding } from './loader';
 import {
   AF_BRIDGE, AF_INET, AF_INET6, ipBytes, ipString, parseIpCidr, type Attr, NLM_F, RTM, be16, cstr, encodeAttrs, encodeMessage, ifaddrmsg, ifinfomsg,
   ipv4Bytes, ipv4String, listAttrs, macBytes, macString, ndmsg, nfgenmsg, parseAttrs, parseCidr, parseMessages,
-  rtmsg, tcmsg, u32, u64, u8, type Message,
+  rtmsg, tcmsg, u32, u64, u8, zeroed, type Message,
 } from './netlink-codec';
 
 // The codec's public part: message framing for tests and tools, and address helpers. The
@@ -543,7 +543,7 @@ export class Rtnl {
   /** The proxy ARP (4) / proxy NDP (6) answer delay of one interface, in ms (the kernel's default is up to 800). */
   async setProxyDelay(index: number, ms: number, family: 4 | 6 = 4): Promise<void> {
     if (!Number.isInteger(ms) || ms < 0) throw new RangeError(`proxy delay: expected a non-negative number of ms, got ${ms}`);
-    const hdr = Buffer.alloc(4);
+    const hdr = zeroed(4);
     hdr.writeUInt8(family === 6 ? AF_INET6 : AF_INET, 0);
     await this.transport.request(RTM_SETNEIGHTBL, 0, hdr, [[NDTA_NAME, cstr(family === 6 ? 'ndisc_cache' : 'arp_cache')], [NDTA_PARMS, [[NDTPA_IFINDEX, u32(index)], [NDTPA_PROXY_DELAY, u64(ms)]]]], `proxy delay of ${index}`);
   }
@@ -568,7 +568,7 @@ export class Rtnl {
     const attrs: Attr[] = family === AF_INET ? [[IFA.LOCAL, bytes], [IFA.ADDRESS, bytes]] : [[IFA.ADDRESS, bytes]];
     if (family === AF_INET && prefix < 31) {
       const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-      const bcast = Buffer.alloc(4);
+      const bcast = zeroed(4);
       bcast.writeUInt32BE(((ipv4Bytes(ip).readUInt32BE(0) & mask) | (~mask >>> 0)) >>> 0);
       attrs.push([IFA.BROADCAST, bcast]);
     }
@@ -726,7 +726,7 @@ export class Rtnl {
     if (!(o.burst > 0) || o.burst > 0xffffffff) throw new RangeError(`tbf burst: expected 1..4294967295 bytes, got ${o.burst}`);
     const bytesPerSec = Math.floor(o.rate / 8);
     const limit = Math.min(0xffffffff, Math.floor((bytesPerSec * (o.latencyMs ?? 50)) / 1000) + o.burst);
-    const qopt = Buffer.alloc(36);
+    const qopt = zeroed(36);
     // rate: cell_log 0, linklayer 1 (ethernet), overhead 0, cell_align -1, mpu 0, rate u32
     qopt.writeUInt8(1, 1);
     qopt.writeInt16LE(-1, 4);
@@ -777,10 +777,10 @@ export class Rtnl {
    * matchall.
    */
   async addIngressRedirect(ifindex: number, toIfindex: number): Promise<void> {
-    const sel = Buffer.alloc(16 + 16);
+    const sel = zeroed(16 + 16);
     sel.writeUInt8(1, 0); // TC_U32_TERMINAL
     sel.writeUInt8(1, 2); // nkeys: one key, mask 0 value 0 (matches all)
-    const mirred = Buffer.alloc(28);
+    const mirred = zeroed(28);
     mirred.writeInt32LE(4, 8); // tc_gen.action = TC_ACT_STOLEN
     mirred.writeInt32LE(1, 20); // eaction = TCA_EGRESS_REDIR
     mirred.writeUInt32LE(toIfindex, 24);
@@ -830,8 +830,8 @@ export class Conntrack {
       if (!orig || !reply) continue;
       const tuple = (t: Buffer): { src: string; dst: string; proto: number } => {
         const ta = parseAttrs(t);
-        const ip = parseAttrs(ta.get(CTA_TUPLE_IP) ?? Buffer.alloc(0));
-        const proto = parseAttrs(ta.get(CTA_TUPLE_PROTO) ?? Buffer.alloc(0));
+        const ip = parseAttrs(ta.get(CTA_TUPLE_IP) ?? zeroed(0));
+        const proto = parseAttrs(ta.get(CTA_TUPLE_PROTO) ?? zeroed(0));
         // CTA_IP_V4_SRC/DST are 1/2, CTA_IP_V6_SRC/DST 3/4.
         const s = ip.get(family === 6 ? 3 : 1);
         const d = ip.get(family === 6 ? 4 : 2);
