@@ -8,12 +8,12 @@ import * as path from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
 import { createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { ImageStore, importPath } from './images';
 import { mountsUnder } from './sandbox/sandbox';
 import { uniqueId } from './testing/bundle';
-import { removeCgroupTree, scrubStateDir, TEST_IMAGE, testImageLayout } from './testing/cri';
+import { removeCgroupTree, removeTestImageLayout, scrubStateDir, TEST_IMAGE, testImageLayout } from './testing/cri';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-runtime-shim.js');
 
@@ -25,6 +25,7 @@ function call<Req, Res>(client: Client, fn: (req: Req, cb: (e: ServiceError | nu
 let dir: string | undefined;
 let svc: ServiceProcess | undefined;
 let cgroupRoot: string | undefined;
+afterAll(() => removeTestImageLayout());
 afterEach(async () => {
   await svc?.stop();
   svc = undefined;

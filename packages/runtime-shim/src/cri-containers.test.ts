@@ -6,17 +6,18 @@ import * as path from 'node:path';
 
 import { runtime } from '@berth/api';
 import { native } from '@berth/native';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { StatsSampler } from './cri/stats';
 import { execSync, ExecSession } from './exec/exec';
 import { parseCriLine } from './logs/cri-log';
 import { readLog } from './logs/reader';
 import { mountsUnder } from './sandbox/sandbox';
-import { CriFixture, testImageLayout } from './testing/cri';
+import { CriFixture, removeTestImageLayout, testImageLayout } from './testing/cri';
 
 let fx: CriFixture;
 beforeAll(() => { testImageLayout(); });
+afterAll(() => removeTestImageLayout());
 afterEach(async () => {
   await fx?.cleanup();
 });

@@ -9,12 +9,12 @@ import * as path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
 import { createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { ImageStore, importPath } from './images';
 import { mountsUnder } from './sandbox/sandbox';
 import { uniqueId } from './testing/bundle';
-import { removeCgroupTree, scrubStateDir, TEST_IMAGE, testImageLayout } from './testing/cri';
+import { removeCgroupTree, removeTestImageLayout, scrubStateDir, TEST_IMAGE, testImageLayout } from './testing/cri';
 
 const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-runtime-shim.js');
 type Client = runtime.RuntimeServiceClient;
@@ -22,6 +22,7 @@ type Client = runtime.RuntimeServiceClient;
 let dir: string | undefined;
 let svc: ServiceProcess | undefined;
 let cgroupRoot: string | undefined;
+afterAll(() => removeTestImageLayout());
 afterEach(async () => {
   await svc?.stop();
   svc = undefined;

@@ -5,14 +5,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { runtime } from '@berth/api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { v1Mounts } from './cgroups/cgroups';
 import { mountsUnder } from './sandbox/sandbox';
-import { CriFixture, testImageLayout } from './testing/cri';
+import { CriFixture, removeTestImageLayout, testImageLayout } from './testing/cri';
 
 let fx: CriFixture;
 beforeAll(() => { testImageLayout(); });
+afterAll(() => removeTestImageLayout());
 afterEach(async () => {
   await fx?.cleanup();
 });

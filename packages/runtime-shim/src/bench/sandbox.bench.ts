@@ -21,7 +21,7 @@ import { buildSpec, type ImageConfig } from '../cri/spec';
 import { ImageStore, importPath } from '../images';
 import { SandboxManager } from '../sandbox/sandbox';
 import { uniqueId } from '../testing/bundle';
-import { removeCgroupTree, scrubStateDir, TEST_IMAGE, testImageLayout } from '../testing/cri';
+import { removeCgroupTree, removeTestImageLayout, scrubStateDir, TEST_IMAGE, testImageLayout } from '../testing/cri';
 
 const PODS = Number(process.argv[2] ?? 100);
 const SHIM = path.resolve(__dirname, '..', 'bin', 'berth-runtime-shim.js');
@@ -164,6 +164,7 @@ async function main(): Promise<void> {
     scrubStateDir(peerDir);
     removeCgroupTree(cgroupRoot);
     await release();
+    removeTestImageLayout();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }

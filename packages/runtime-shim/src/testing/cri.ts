@@ -17,14 +17,18 @@ import { uniqueId } from './bundle';
 
 let layout: string | undefined;
 
-/** The busybox test image as an OCI layout (built once per test process). */
+/** The busybox test image as an OCI layout (built once per test file: removeTestImageLayout in afterAll). */
 export function testImageLayout(): string {
   if (layout === undefined) {
     layout = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cri-image-'));
     buildTestImage(layout, { tag: 'v1' });
-    process.on('exit', () => fs.rmSync(layout!, { recursive: true, force: true }));
   }
   return layout;
+}
+
+export function removeTestImageLayout(): void {
+  if (layout !== undefined) fs.rmSync(layout, { recursive: true, force: true });
+  layout = undefined;
 }
 
 export const TEST_IMAGE = 'berth.test/busybox:v1';
