@@ -230,8 +230,15 @@ export function quotaUsage(info: KindInfo, obj: core.Object | undefined): Record
   return out;
 }
 
-/** Kubernetes' quota scopes (CrossNamespacePodAffinity is not served here). */
-export const QUOTA_SCOPES = ['Terminating', 'NotTerminating', 'BestEffort', 'NotBestEffort', 'PriorityClass'] as const;
+/** Kubernetes' quota scopes. */
+export const QUOTA_SCOPES = ['Terminating', 'NotTerminating', 'BestEffort', 'NotBestEffort', 'PriorityClass', 'CrossNamespacePodAffinity'] as const;
+
+/** A pod whose (anti-)affinity looks at other namespaces (namespaces listed, or a namespaceSelector). */
+function crossNamespaceAffinity(spec: core.PodSpec, namespace: string): boolean {
+  const a = spec.affinity;
+  const terms = [a?.podAffinity, a?.podAntiAffinity].flatMap((x) => [...(x?.requiredDuringSchedulingIgnoredDuringExecution ?? []), ...(x?.preferredDuringSchedulingIgnoredDuringExecution ?? []).map((w) => w.podAffinityTerm)]);
+  return terms.some((t) => !!t && (t.namespaceSelector !== undefined || t.namespaces.some((n) => n !== namespace)));
+}
 
 /**
  * Whether a quota counts this object: an unscoped quota counts everything; a quota with scopes
@@ -250,6 +257,7 @@ export function quotaMatchesScopes(quota: core.ResourceQuota, info: KindInfo, ob
       case 'BestEffort': return qosClass(spec) === 'BestEffort';
       case 'NotBestEffort': return qosClass(spec) !== 'BestEffort';
       case 'PriorityClass': return !!spec.priorityClassName;
+      case 'CrossNamespacePodAffinity': return crossNamespaceAffinity(spec, obj!.pod!.metadata?.namespace ?? '');
       default: return false;
     }
   };

@@ -654,7 +654,7 @@ function validateQuotaScopes(e: Errs, spec: core.ResourceQuotaSpec | undefined):
     oneOf(e, `${f}.operator`, x.operator, ['In', 'NotIn', 'Exists', 'DoesNotExist'], true);
     if ((x.operator === 'In' || x.operator === 'NotIn') && !x.values.length) e.required(`${f}.values`, 'must be at least one value when `operator` is \'In\' or \'NotIn\' for scope selector');
     if ((x.operator === 'Exists' || x.operator === 'DoesNotExist') && x.values.length) e.invalid(`${f}.values`, x.values, 'must be no value when `operator` is \'Exist\' or \'DoesNotExist\' for scope selector');
-    if (x.scopeName !== 'PriorityClass' && (x.operator === 'In' || x.operator === 'NotIn')) e.invalid(`${f}.operator`, x.operator, 'must be \'Exist\' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort or ResourceQuotaScopeNotBestEffort');
+    if (x.scopeName !== 'PriorityClass' && (x.operator === 'In' || x.operator === 'NotIn')) e.invalid(`${f}.operator`, x.operator, 'must be \'Exist\' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity');
     if (x.operator === 'Exists' || x.scopeName === 'PriorityClass') all.add(x.scopeName);
   });
   for (const [a, b] of [['Terminating', 'NotTerminating'], ['BestEffort', 'NotBestEffort']]) {

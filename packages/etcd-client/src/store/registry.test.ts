@@ -312,6 +312,12 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     await reg.delete(store.DeleteRequest.fromPartial({ resource: 'pods', namespace: 'scoped', name: 'be-1' }), admin);
     expect((await used()).terminating).toEqual({ pods: '0' });
     expect((await used())['best-effort']).toEqual({ pods: '1' });
+    // CrossNamespacePodAffinity with pods: 0 forbids affinity terms that look into other namespaces.
+    await quota('no-cross-ns', { hard: { pods: '0' }, scopes: ['CrossNamespacePodAffinity'] });
+    const aff = (name: string, term: Record<string, unknown>) => decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'scoped' }, spec: { containers: [{ name: 'c', image: 'b:1', resources: { requests: { cpu: '10m' }, limits: { cpu: '10m' } } }], affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { app: 'x' } }, ...term }] } } } });
+    await expect(reg.create(aff('cross', { namespaces: ['other'] }), admin)).rejects.toThrow(/exceeded quota: no-cross-ns/);
+    await expect(reg.create(aff('cross-sel', { namespaceSelector: {} }), admin)).rejects.toThrow(/exceeded quota: no-cross-ns/);
+    await reg.create(aff('same-ns', { namespaces: ['scoped'] }), admin);
   });
 
   it('deletes a namespace with everything in it; system namespaces cannot be deleted', async () => {
