@@ -11,7 +11,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PodNetwork } from './network';
 import { NodeRouteWatcher } from './node-routes';
-import { podCidrOfNode } from './service';
+import { podCidrsOfNode } from './service';
 import { sh, Topology } from './testing/topology';
 
 let topo: Topology;
@@ -99,8 +99,8 @@ describe('NodeRouteWatcher', () => {
   });
 });
 
-describe('podCidrOfNode', () => {
-  it('takes this node\'s pod CIDR from its Node object, waiting until it has one', async () => {
+describe('podCidrsOfNode', () => {
+  it('takes this node\'s pod CIDRs from its Node object, waiting until it has one', async () => {
     const sock = path.join(dir, 'store.sock');
     let calls = 0;
     server = await serve({
@@ -108,6 +108,7 @@ describe('podCidrOfNode', () => {
       services: [{ definition: store.StoreService, implementation: withUnimplemented(store.StoreService, 'test', {
         get: (call: { request: store.GetRequest }, cb: (e: Error | null, r?: core.Object) => void) => {
           if (call.request.name === 'node-8') return cb(null, core.Object.fromPartial({ node: { metadata: { name: 'node-8' }, spec: {} } }));
+          if (call.request.name === 'node-9') return cb(null, core.Object.fromPartial({ node: { metadata: { name: 'node-9' }, spec: { podCIDR: '10.76.9.0/24', podCIDRs: ['fd00:76:9::/64', '10.76.9.0/24'] } } }));
           calls++;
           expect(call.request).toMatchObject({ resource: 'nodes', name: 'node-7' });
           // First not registered, then registered without a CIDR, then with one.
@@ -117,8 +118,10 @@ describe('podCidrOfNode', () => {
       }) }],
     });
     client = new StoreClient({ target: `unix://${sock}` });
-    expect(await podCidrOfNode(client, 'node-7')).toBe('10.76.7.0/24');
+    expect(await podCidrsOfNode(client, 'node-7')).toEqual({ v4: '10.76.7.0/24' });
     expect(calls).toBe(3);
-    await expect(podCidrOfNode(client, 'node-8', undefined, 0)).rejects.toThrow(/node node-8 has no spec.podCIDR in the Store; give --pod-cidr/);
+    // Dual-stack: one range of each family, whatever the order.
+    expect(await podCidrsOfNode(client, 'node-9')).toEqual({ v4: '10.76.9.0/24', v6: 'fd00:76:9::/64' });
+    await expect(podCidrsOfNode(client, 'node-8', undefined, 0)).rejects.toThrow(/node node-8 has no spec.podCIDR in the Store; give --pod-cidr/);
   });
 });

@@ -14,7 +14,7 @@ export const DEFAULT_POD_CIDR = '10.244.0.0/24';
 const options = {
   mode: { flag: 'mode', type: 'string', env: 'BERTH_CNI_MODE', description: 'bridge (default) or routed' },
   podCidr: { flag: 'pod-cidr', type: 'string', env: 'BERTH_POD_CIDR', description: `this node's pod CIDR (default: its Node's spec.podCIDR with --store, else ${DEFAULT_POD_CIDR})` },
-  podCidrV6: { flag: 'pod-cidr-v6', type: 'string', env: 'BERTH_POD_CIDR_V6', description: 'optional IPv6 pod CIDR for dual-stack pods (bridge mode)' },
+  podCidrV6: { flag: 'pod-cidr-v6', type: 'string', env: 'BERTH_POD_CIDR_V6', description: "optional IPv6 pod CIDR for dual-stack pods (default with --store: the IPv6 entry of its Node's spec.podCIDRs)" },
   bridgeName: { flag: 'bridge-name', type: 'string', description: 'bridge of bridge mode (default berth0)' },
   mtu: { flag: 'mtu', type: 'number', description: 'MTU of pod interfaces (default 1500)' },
   hostNetns: { flag: 'host-netns', type: 'string', env: 'BERTH_HOST_NETNS', description: "the node's network namespace file (default: this process's)" },
@@ -119,22 +119,27 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
 }
 
 /**
- * This node's pod CIDR from its Node object (spec.podCIDR), as kubelet and CNI plugins take it:
- * waits (not serving) until the node is registered with one, up to `timeoutMs`. A Store that
- * refuses us (authentication, RBAC) is an error at once, not something to wait out.
+ * This node's pod CIDRs from its Node object (spec.podCIDRs, else spec.podCIDR), as kubelet and
+ * CNI plugins take them: the IPv4 one, and the IPv6 one of a dual-stack node. Waits (not
+ * serving) until the node is registered with one, up to `timeoutMs`. A Store that refuses us
+ * (authentication, RBAC) is an error at once, not something to wait out.
  */
-export async function podCidrOfNode(client: StoreClient, nodeName: string, logger?: Logger, timeoutMs = 120_000): Promise<string> {
+export async function podCidrsOfNode(client: StoreClient, nodeName: string, logger?: Logger, timeoutMs = 120_000): Promise<{ v4?: string; v6?: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    let cidr: string | undefined;
+    let cidrs: string[] = [];
     try {
       const node = (await client.get('nodes', '', nodeName)).node;
-      cidr = node?.spec?.podCIDR || node?.spec?.podCIDRs?.[0];
+      cidrs = node?.spec?.podCIDRs?.length ? node.spec.podCIDRs : node?.spec?.podCIDR ? [node.spec.podCIDR] : [];
     } catch (err) {
       // Not registered yet, or the Store not up yet: wait. Anything else (auth, RBAC) is final.
       if (!(err instanceof BerthError) || (err.kind !== 'NotFound' && err.kind !== 'Unavailable' && err.kind !== 'DeadlineExceeded')) throw err;
     }
-    if (cidr) return cidr;
+    if (cidrs.length) {
+      const v4 = cidrs.find((c) => !c.includes(':'));
+      const v6 = cidrs.find((c) => c.includes(':'));
+      return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+    }
     if (Date.now() > deadline) throw new FailedPreconditionError(`node ${nodeName} has no spec.podCIDR in the Store; give --pod-cidr or register the node with one`);
     logger?.info({ nodeName }, 'waiting for this node\'s podCIDR');
     await new Promise((r) => setTimeout(r, 1000));
@@ -171,9 +176,13 @@ export const spec: ServiceSpec<typeof schema> = {
       return { podCidr, via };
     });
     const storeClient = storeOf(config, logger);
+    // Without --pod-cidr, a node in a cluster takes its ranges from its Node object.
+    const fromNode = !config.podCidr && storeClient ? await podCidrsOfNode(storeClient, config.nodeName, logger) : {};
+    if (!config.podCidr && storeClient && !fromNode.v4) throw new FailedPreconditionError(`node ${config.nodeName} has only an IPv6 pod CIDR (${fromNode.v6}); IPv6-only pod networks are not supported yet: give --pod-cidr too`);
+    const podCidrV6 = config.podCidrV6 ?? fromNode.v6;
     const net = new PodNetwork({
-      ...(config.podCidrV6 ? { podCidrV6: config.podCidrV6 } : {}),
-      mode: config.mode as Mode, podCidr: config.podCidr ?? (storeClient ? await podCidrOfNode(storeClient, config.nodeName, logger) : DEFAULT_POD_CIDR), stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
+      ...(podCidrV6 ? { podCidrV6 } : {}),
+      mode: config.mode as Mode, podCidr: config.podCidr ?? fromNode.v4 ?? DEFAULT_POD_CIDR, stateDir: config.stateDir, bridgeName: config.bridgeName, mtu: config.mtu,
       hostNetns: config.hostNetns ?? null, nodeRoutes, masquerade: config.masquerade,
       dns: { nameservers: config.dnsNameservers, search: config.dnsSearch }, logger,
     });

@@ -89,8 +89,9 @@ afterAll(async () => {
 
 const nodeName = (n: number): string => `cni-${topo.id}-${n}`;
 
-async function putNode(n: number, podCIDR: string, address: string): Promise<void> {
-  const created = unwrap(await admin!.create(wrap(NODE, core.Node.fromPartial({ apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName(n) }, spec: { podCIDR, podCIDRs: [podCIDR] } })))).value as core.Node;
+async function putNode(n: number, podCIDR: string, address: string, podCIDR6?: string): Promise<void> {
+  const spec = { podCIDR, podCIDRs: [podCIDR, ...(podCIDR6 ? [podCIDR6] : [])] };
+  const created = unwrap(await admin!.create(wrap(NODE, core.Node.fromPartial({ apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName(n) }, spec })))).value as core.Node;
   await admin!.updateStatus(wrap(NODE, { ...created, status: core.NodeStatus.fromPartial({ addresses: [{ type: 'InternalIP', address }, { type: 'Hostname', address: nodeName(n) }] }) }));
 }
 
@@ -119,8 +120,9 @@ describe('node routes from the real Store', () => {
     const nodes = [1, 2, 3].map((n) => topo.node(n, cidr(n)));
     const [n1, n2, n3] = nodes as [TestNode, TestNode, TestNode];
     const u = `192.168.${topo.subnet}`;
-    // Node 1 is registered before its cni-manager starts: it takes its pod CIDR from it.
-    await putNode(1, cidr(1), n1.address);
+    // Node 1 is registered (dual-stack) before its cni-manager starts: it takes its pod CIDRs from it.
+    const cidr6 = `fd00:${80 + (topo.subnet % 20)}:1::/64`;
+    await putNode(1, cidr(1), n1.address, cidr6);
     const m1 = startManager(n1, 1, ['--store', `127.0.0.1:${securePort}`, '--store-ca', pki.ca, '--store-cert', pki.clientCert, '--store-key', pki.clientKey]);
     expect(await waitServing(`unix://${m1.sock}`, 30_000), m1.proc.output()).toBe('SERVING');
     const c1 = createClient(cni.NetworkServiceClient, { target: `unix://${m1.sock}` });
@@ -148,6 +150,7 @@ describe('node routes from the real Store', () => {
     const r2 = await call<cni.SetUpPodResponse>(c2, 'setUpPod', cni.SetUpPodRequest.fromPartial({ sandboxId: `s2-${topo.id}`, netnsPath: netnsPath(p2name) }));
     const ip2 = r2.ips[0]!.split('/')[0]!;
     expect(r1.ips[0]).toMatch(new RegExp(`^${cidr(1).split('.').slice(0, 3).join('\\.')}\\.`));
+    expect(r1.ips[1]).toBe(`${cidr6.split('/')[0]}2/128`);
     await startEchoServer(topo, p2name, 7070, 'pod2');
     const p1name = path.basename(p1);
     expect(await probe(p1name, 'tcp', ip2, 7070)).toBe('pod2:hi');
