@@ -153,10 +153,18 @@ export class CsrController {
     }
   }
 
-  // One bad request must not stop the others: it is logged and looked at again on its next change.
-  private async reconcileLogged(obj: core.Object): Promise<void> {
+  // One bad request must not stop the others: it is logged and looked at again a little later
+  // (as it is then), with a growing delay, and at once on its next change.
+  private async reconcileLogged(obj: core.Object, attempt = 0): Promise<void> {
+    const name = obj.certificateSigningRequest?.metadata?.name ?? '';
     try { await this.reconcile(obj); } catch (err) {
-      this.o.logger?.error({ err: String(err), csr: obj.certificateSigningRequest?.metadata?.name }, 'certificate controller: could not handle a request');
+      this.o.logger?.error({ err: String(err), csr: name, attempt }, 'certificate controller: could not handle a request; retrying');
+      const t = setTimeout(() => {
+        if (this.ac.signal.aborted) return;
+        void this.registry.get(store.GetRequest.fromPartial({ resource: 'certificatesigningrequests', name }), CONTROLLER)
+          .then((cur) => this.reconcileLogged(cur, attempt + 1), () => undefined);
+      }, Math.min(1000 * 2 ** attempt, 60_000));
+      t.unref();
     }
   }
 
