@@ -149,7 +149,7 @@ describe('containers from images', () => {
     expect(fs.existsSync(rec.logPath)).toBe(true);
   });
 
-  it('execs into a running container (output, exit code, stdin, tty, timeout) and refuses a stopped one', async () => {
+  it('execs into a running container (output, exit code, stdin, tty, resize, timeout) and refuses a stopped one', async () => {
     fx = await new CriFixture().init();
     const sb = await fx.sandboxes.run(fx.sandboxConfig({ hostname: 'exec-pod' }), '');
     const id = await run(fx, sb.id, 'target', ['sh', '-c', 'echo hi > /tmp/mark; sleep 60'], { envs: [{ key: 'GREETING', value: 'hello' }] });
@@ -191,6 +191,15 @@ describe('containers from images', () => {
     t.write(Buffer.from('typed\n'));
     expect(await t.done).toEqual({ exitCode: 6, reason: '' });
     expect(Buffer.concat(tty).toString().replace(/\r/g, '')).toMatch(/is-a-tty\n(typed\n)?got typed\n/);
+
+    // A resize reaches the process as SIGWINCH.
+    const winch: Buffer[] = [];
+    const w = await ExecSession.start(fx.containers, id, { cmd: ['sh', '-c', 'trap "echo winched; exit 0" WINCH; echo ready; while :; do sleep 0.1; done'], stdin: false, tty: true, size: { width: 80, height: 24 } }, { stdout: (d) => winch.push(d), stderr: (d) => winch.push(d) });
+    for (let i = 0; i < 100 && !Buffer.concat(winch).toString().includes('ready'); i++) await new Promise((r) => setTimeout(r, 50));
+    w.resize(120, 40);
+    expect(await w.done).toEqual({ exitCode: 0, reason: '' });
+    expect(Buffer.concat(winch).toString()).toContain('winched');
+    expect(() => s.resize(10, 10)).toThrow(/the exec has no terminal/);
 
     await fx.containers.stop(id, 0);
     await expect(execSync(fx.containers, id, ['true'], 1)).rejects.toMatchObject({ kind: 'FailedPrecondition' });

@@ -134,9 +134,8 @@ function execHandler(mgr: ContainerManager) {
       if (f.stdin !== undefined) s.write(Buffer.from(f.stdin));
       else if (f.stdinClose !== undefined) s.closeStdin();
       else if (f.signal !== undefined) s.signal(f.signal);
+      else if (f.resize !== undefined) s.resize(f.resize.width, f.resize.height);
       else if (f.start !== undefined) throw new InvalidArgumentError('start', 'only the first frame may be start');
-      // resize: changing a pty's size needs TIOCSWINSZ on the master, which the addon does not
-      // offer yet; the frame is accepted and the size given at start stays.
     };
     call.on('cancelled', () => { finished = true; session?.kill(); });
     call.on('data', (f: runtime.ExecRequest) => {

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 
 import { BerthError, FailedPreconditionError, InvalidArgumentError } from '@berth/common';
-import { recvFd, socketpair, SyscallError, type ContainerExit } from '@berth/native';
+import { recvFd, setWinsize, socketpair, SyscallError, type ContainerExit } from '@berth/native';
 
 import type { ContainerManager } from '../containers';
 import { resolveUser } from '../cri/user';
@@ -136,6 +136,8 @@ export class ExecSession {
     private readonly pid: number,
     readonly done: Promise<{ exitCode: number; reason: string }>,
     private readonly input: { write(d: Buffer): void; close(): void; destroy(): void } | undefined,
+    /** With a terminal: sets its size (the process gets SIGWINCH). */
+    private readonly winsize?: (width: number, height: number) => void,
   ) {}
 
   static async start(mgr: ContainerManager, id: string, o: ExecOptions & { stdin: boolean; tty: boolean; size?: { width: number; height: number } }, on: ExecSessionEvents): Promise<ExecSession> {
@@ -210,7 +212,10 @@ export class ExecSession {
     };
     // A terminal has no half-close: end of input is the EOF character, as a user typing ^D.
     const input = o.stdin ? { write, close: () => write(Buffer.from([4])), destroy: () => undefined } : undefined;
-    return new ExecSession(spawned.pid, done, input);
+    const winsize = (width: number, height: number): void => {
+      if (open) setWinsize(master, height, width);
+    };
+    return new ExecSession(spawned.pid, done, input, winsize);
   }
 
   write(d: Buffer): void {
@@ -219,6 +224,13 @@ export class ExecSession {
 
   closeStdin(): void {
     this.input?.close();
+  }
+
+  /** A new terminal size; INVALID_ARGUMENT without a terminal. */
+  resize(width: number, height: number): void {
+    if (this.winsize === undefined) throw new InvalidArgumentError('resize', 'the exec has no terminal');
+    if (width < 1 || height < 1 || width > 0xffff || height > 0xffff) throw new InvalidArgumentError('resize', `expected a size of 1..65535 cells, got ${width}x${height}`);
+    this.winsize(width, height);
   }
 
   signal(sig: string): void {
