@@ -2,43 +2,109 @@
 // live view of nodes and pods until the examples are Running and Ready (or a timeout that names
 // what is not).
 import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { core } from '@berth/api';
+import * as zlib from 'node:zlib';
+import { runtime, type core } from '@berth/api';
+import { createClient } from '@berth/common';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { StoreClient, parseManifests, resolveResource, unwrap } from '@berth/apimachinery';
 import { runKubectl, type Io } from './kubectl';
 import { table, tableRows } from './printers';
-import { runRuntime } from './runtime';
 
 /** The repository's tools/ and examples/ (the CLI runs from packages/cli/dist or src). */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEFAULT_EXAMPLES = path.join(REPO_ROOT, 'examples');
 export const EXAMPLE_IMAGE = 'berth.local/busybox:latest';
 
-/** Builds the busybox OCI layout once per state dir (tools/build-test-image.sh). */
-export function buildExampleImage(stateDir: string): string {
-  const dir = path.join(stateDir, 'images', 'busybox-oci');
-  if (fs.existsSync(path.join(dir, 'index.json'))) return dir;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o700 });
+const sha256File = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+
+/**
+ * Adds one gzip layer holding `files` (path in the image -> file on the host, mode 0755) on top
+ * of the image in an OCI layout: a new config (diff_ids, history), manifest and index entry.
+ */
+export function addLayer(layout: string, files: Record<string, string>, createdBy: string): void {
+  const blobs = path.join(layout, 'blobs', 'sha256');
+  const readBlob = (digest: string) => JSON.parse(fs.readFileSync(path.join(blobs, digest.replace(/^sha256:/, '')), 'utf8'));
+  const writeBlob = (data: Buffer) => { const h = crypto.createHash('sha256').update(data).digest('hex'); fs.writeFileSync(path.join(blobs, h), data); return { digest: `sha256:${h}`, size: data.length }; };
+  const stage = fs.mkdtempSync(path.join(layout, '..', '.layer-'));
   try {
-    execFileSync('bash', [path.join(REPO_ROOT, 'tools', 'build-test-image.sh'), '--out', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`building the example image failed: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`);
+    for (const [inImage, host] of Object.entries(files)) {
+      const dest = path.join(stage, 'root', inImage);
+      fs.mkdirSync(path.dirname(dest), { recursive: true });
+      fs.copyFileSync(host, dest);
+      fs.chmodSync(dest, 0o755);
+    }
+    execFileSync('tar', ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@1700000000', '-C', path.join(stage, 'root'), '-cf', path.join(stage, 'layer.tar'), '.']);
+    const diffId = `sha256:${sha256File(path.join(stage, 'layer.tar'))}`;
+    const layer = writeBlob(zlib.gzipSync(fs.readFileSync(path.join(stage, 'layer.tar'))));
+    const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'));
+    const manifest = readBlob(index.manifests[0].digest);
+    const config = readBlob(manifest.config.digest);
+    config.rootfs.diff_ids.push(diffId);
+    config.history = [...(config.history ?? []), { created_by: createdBy }];
+    manifest.config = { ...manifest.config, ...writeBlob(Buffer.from(JSON.stringify(config))) };
+    manifest.layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer });
+    index.manifests[0] = { ...index.manifests[0], ...writeBlob(Buffer.from(JSON.stringify(manifest))) };
+    fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify(index));
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
   }
-  fs.renameSync(tmp, dir);
-  return dir;
 }
 
-/** Imports the layout into one node's runtime-shim under EXAMPLE_IMAGE. */
-export async function importImage(runtimeSocket: string, layout: string): Promise<void> {
-  let err = '';
-  const code = await runRuntime(['--runtime-endpoint', runtimeSocket, 'import', '--name', EXAMPLE_IMAGE, layout], {
-    stdout: () => undefined, stderr: (s) => { err += s; }, env: process.env, tty: false, stdinStream: () => process.stdin,
-  });
-  if (code !== 0) throw new Error(`importing ${EXAMPLE_IMAGE} into ${runtimeSocket}: ${err.trim()}`);
+/**
+ * Builds the example image once per state dir as an OCI archive tarball (one file each node's
+ * runtime-shim reads as it streams in): tools/build-test-image.sh's busybox image, plus
+ * /bin/udp-echo compiled statically from examples/src/udp-echo.c (busybox's nc has no UDP mode
+ * in Debian's build).
+ */
+export function buildExampleImage(stateDir: string): string {
+  const file = path.join(stateDir, 'images', 'busybox-oci.tar');
+  if (fs.existsSync(file)) return file;
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = fs.mkdtempSync(path.join(path.dirname(file), '.build-'));
+  const layout = path.join(tmp, 'layout');
+  try {
+    execFileSync('bash', [path.join(REPO_ROOT, 'tools', 'build-test-image.sh'), '--out', layout], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('cc', ['-static', '-O2', '-o', path.join(tmp, 'udp-echo'), path.join(REPO_ROOT, 'examples', 'src', 'udp-echo.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    addLayer(layout, { 'bin/udp-echo': path.join(tmp, 'udp-echo') }, 'berth up: /bin/udp-echo from examples/src/udp-echo.c');
+    execFileSync('tar', ['-C', layout, '-cf', path.join(tmp, 'image.tar'), '.'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    fs.renameSync(path.join(tmp, 'image.tar'), file);
+  } catch (e) {
+    throw new Error(`building the example image failed: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return file;
+}
+
+function importOnce(socket: string, file: string, deadlineMs: number): Promise<void> {
+  const client = createClient(runtime.ImageServiceClient, { target: socket });
+  return new Promise<void>((resolve, reject) => {
+    const call = client.importImage({ deadline: new Date(Date.now() + deadlineMs) }, (err) => (err ? reject(err) : resolve()));
+    call.write(runtime.ImportImageRequest.fromPartial({ metadata: { format: 'oci-layout', name: EXAMPLE_IMAGE } }));
+    const src = fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
+    src.on('data', (c) => { if (!call.write({ chunk: c as Buffer })) { src.pause(); call.once('drain', () => src.resume()); } });
+    src.on('error', (e) => { call.cancel(); reject(e); });
+    src.on('end', () => call.end());
+  }).finally(() => client.close());
+}
+
+/**
+ * Imports the image archive into one node's runtime-shim under EXAMPLE_IMAGE. The archive is
+ * 1 MB and an import takes well under a second; one that has not answered in 30 s is cancelled
+ * and tried again (a runtime-shim has been seen to receive every blob and never answer).
+ */
+export async function importImage(socket: string, file: string, attempts = 3): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      return await importOnce(socket, file, 30_000);
+    } catch (e) {
+      const err = e as { code?: number; details?: string; message: string };
+      if (i >= attempts || err.code !== grpcStatus.DEADLINE_EXCEEDED) throw new Error(`importing ${EXAMPLE_IMAGE} into ${socket}: ${err.details ?? err.message}`);
+    }
+  }
 }
 
 /** `berth apply -f DIR` through the admin config; returns the output lines. */

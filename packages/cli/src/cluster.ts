@@ -182,7 +182,7 @@ export interface NodeSpec {
   /** --cgroup-root of the kubelet-agent (default the machine's cgroupfs). */
   cgroupRoot?: string;
   store: { tcp: string; ca: string } & CertPair;
-  /** Static routes to other nodes' pods when cni-manager cannot watch Node objects itself. */
+  /** The other nodes, when known up front: static routes to their pods. */
   others?: { podCidr: string; ip: string }[];
   labels?: string[];
   taints?: string[];
@@ -195,10 +195,11 @@ export function nodeServiceArgs(service: ServiceName, n: NodeSpec): string[] {
   if (service === 'cni-manager') {
     args.push('--mode', n.network, '--pod-cidr', n.podCidr, '--node-name', n.name);
     if (n.netnsPath) args.push('--host-netns', n.netnsPath);
-    // Routes to the other nodes' pods: from their Node objects when this cni-manager can watch
-    // the Store over mutual TLS like the other node services; until then, from the plan.
-    if (serviceTakes('cni-manager', '--store-cert')) args.push(...tlsStore);
-    else if (n.others?.length) args.push('--node-routes', n.others.map((x) => `${x.podCidr}=${x.ip}`).join(','));
+    // Routes to the other nodes' pods: from the plan when the nodes are known up front (berth
+    // up), else from the Node objects, which this cni-manager watches over mutual TLS like the
+    // other node services (berth join).
+    if (n.others?.length) args.push('--node-routes', n.others.map((x) => `${x.podCidr}=${x.ip}`).join(','));
+    else if (serviceTakes('cni-manager', '--store-cert')) args.push(...tlsStore);
   }
   if (service === 'kubelet-agent') {
     args.push('--node-name', n.name, '--node-ip', n.ip, '--pod-cidr', n.podCidr,

@@ -1,0 +1,154 @@
+// `berth init` on the host and `berth join` from a network namespace standing in for another
+// machine (its only way to the control plane is a veth on a bridge this test makes): the join
+// command printed by init pins the CA by hash, gets a node certificate through a
+// CertificateSigningRequest with the bootstrap token, and starts the node's three services,
+// whose kubelet-agent registers the Node. A wrong CA hash or token is refused with a clear
+// message before anything starts.
+import { spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { StoreClient } from '@berth/apimachinery';
+import { checkHealth, freePort, startServiceProcess, type ServiceProcess } from '@berth/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { certSubject } from './certs';
+import { createNodeCgroupRoot, deleteCgroups } from './cluster-cgroups';
+import { createNodeNet, createUnderlay, deleteNetwork, planUnderlay, type NodeNet, type Underlay } from './cluster-net';
+import { cleanupRun, leftovers } from './down';
+
+const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth.js');
+
+async function waitFor(p: ServiceProcess, re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = p.output().match(re);
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output:\n${p.output().slice(-4000)}`);
+    if (p.proc.exitCode !== null) throw new Error(`exited ${p.proc.exitCode}; output:\n${p.output().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('berth init / berth join', () => {
+  const id = crypto.randomBytes(4).toString('hex');
+  const nodeName = `joiner-${id}`;
+  let dir: string;
+  let underlay: Underlay;
+  let net: NodeNet;
+  let init: ServiceProcess | undefined;
+  let join: ServiceProcess | undefined;
+  let joinArgs: string[] = [];
+  const cp = () => ({ run: path.join(dir, 'cp', 'run'), state: path.join(dir, 'cp', 'state') });
+  const node = () => ({ run: path.join(dir, 'node', 'run'), state: path.join(dir, 'node', 'state') });
+  const joinEnv = () => ({ ...process.env, BERTH_RUN_DIR: node().run, BERTH_STATE_DIR: node().state });
+  /** `berth join ...` inside the node's namespace: the "other machine". */
+  const startJoin = (args: string[]): ServiceProcess => {
+    const proc = spawn('nsenter', [`--net=${net.netnsPath}`, '--', process.execPath, bin, 'join', ...args], { env: joinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+    const stop = async (graceMs = 10_000) => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(t);
+      }
+      return exited;
+    };
+    return { proc, output: () => out, exited, stop };
+  };
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-join-${id}-`));
+    underlay = planUnderlay(id);
+    createUnderlay(underlay);
+    net = createNodeNet(underlay, nodeName, 1);
+    const port = await freePort(underlay.hostIp);
+    init = startServiceProcess(bin, ['init', '--advertise-address', underlay.hostIp, '--port', String(port), '--token-ttl', '1h'],
+      { ...process.env, BERTH_RUN_DIR: cp().run, BERTH_STATE_DIR: cp().state });
+    const m = await waitFor(init, /berth join (--token \S+ --server \S+ --ca-cert-hash \S+) --pod-cidr/, 90_000);
+    joinArgs = m[1].split(' ');
+  }, 120_000);
+
+  afterAll(async () => {
+    await join?.stop(60_000);
+    await init?.stop(60_000);
+    if (dir) {
+      await cleanupRun(node().run, node().state, () => undefined);
+      await cleanupRun(cp().run, cp().state, () => undefined);
+    }
+    await deleteCgroups(id);
+    deleteNetwork(id);
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it('init prints a join command with a bootstrap token and the CA hash', () => {
+    expect(joinArgs[1]).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    expect(joinArgs[3]).toBe(`https://${underlay.hostIp}:${joinArgs[3].split(':').pop()}`);
+    expect(joinArgs[5]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const hash = crypto.createHash('sha256').update(new crypto.X509Certificate(fs.readFileSync(path.join(cp().state, 'pki', 'ca.crt'))).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+    expect(joinArgs[5]).toBe(`sha256:${hash}`);
+  });
+
+  it('a wrong CA hash is refused before the token is sent', () => {
+    const bad = [...joinArgs];
+    bad[5] = `sha256:${'0'.repeat(64)}`;
+    const r = spawnSync('nsenter', [`--net=${net.netnsPath}`, '--', process.execPath, bin, 'join', ...bad, '--pod-cidr', '10.244.7.0/24', '--node-name', nodeName],
+      { env: { ...joinEnv(), BERTH_RUN_DIR: path.join(dir, 'bad1') }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/no CA certificate in its TLS handshake matches --ca-cert-hash sha256:0{64}/);
+  }, 60_000);
+
+  it('a wrong token is refused by the Store', () => {
+    const bad = [...joinArgs];
+    bad[1] = `${joinArgs[1].split('.')[0]}.${'x'.repeat(16)}`;
+    const r = spawnSync('nsenter', [`--net=${net.netnsPath}`, '--', process.execPath, bin, 'join', ...bad, '--pod-cidr', '10.244.7.0/24', '--node-name', nodeName],
+      { env: { ...joinEnv(), BERTH_RUN_DIR: path.join(dir, 'bad2') }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/[Uu]nauthenticated|Unauthorized|invalid bootstrap token/);
+  }, 60_000);
+
+  it('join from the other "machine" gets a node certificate through a CSR and starts the three node services', async () => {
+    const cgroupRoot = createNodeCgroupRoot(id, nodeName, path.join(dir, 'cgroup'));
+    join = startJoin([...joinArgs, '--pod-cidr', '10.244.7.0/24', '--node-name', nodeName, '--cgroup-root', cgroupRoot]);
+    await waitFor(join, /has joined the cluster/, 120_000);
+    const cert = path.join(node().state, 'pki', `node-${nodeName}.crt`);
+    expect(certSubject(cert)).toMatchObject({ cn: `system:node:${nodeName}`, groups: ['system:nodes'] });
+    const x = new crypto.X509Certificate(fs.readFileSync(cert));
+    expect(x.verify(new crypto.X509Certificate(fs.readFileSync(path.join(cp().state, 'pki', 'ca.crt'))).publicKey)).toBe(true);
+    expect(fs.statSync(path.join(node().state, 'pki', `node-${nodeName}.key`)).mode & 0o777).toBe(0o600);
+    for (const s of ['runtime-shim', 'cni-manager', 'kubelet-agent']) expect(await checkHealth(`unix://${path.join(node().run, `${s}.sock`)}`)).toBe('SERVING');
+
+    const admin = new StoreClient({ target: `unix://${path.join(cp().run, 'etcd-client.sock')}` });
+    try {
+      const csrs = (await admin.list({ resource: 'certificatesigningrequests' })).items.map((o) => o.certificateSigningRequest!);
+      const mine = csrs.filter((c) => c.metadata?.name.startsWith(`node-csr-${nodeName}-`));
+      expect(mine.length).toBe(1);
+      expect(mine[0].spec?.username).toBe(`system:bootstrap:${joinArgs[1].split('.')[0]}`);
+      expect(mine[0].status?.conditions.find((c) => c.type === 'Approved')?.status).toBe('True');
+      // The node's kubelet-agent registers its Node with the address it has on the underlay.
+      const deadline = Date.now() + 60_000;
+      let n;
+      while (Date.now() < deadline) {
+        try { n = (await admin.get('nodes', '', nodeName)).node; break; } catch { await new Promise((r) => setTimeout(r, 500)); }
+      }
+      expect(n, `Node ${nodeName} never registered; join output:\n${join.output().slice(-3000)}`).toBeDefined();
+      expect(n!.status?.addresses.find((a) => a.type === 'InternalIP')?.address).toBe(net.ip);
+    } finally {
+      admin.raw.close();
+    }
+  }, 180_000);
+
+  it('Ctrl-C on both ends leaves nothing of either', async () => {
+    join!.proc.kill('SIGINT');
+    expect((await join!.exited).code).toBe(0);
+    init!.proc.kill('SIGINT');
+    expect((await init!.exited).code).toBe(0);
+    const none = { processes: [], mounts: [], netns: [], links: [], cgroups: [] };
+    expect(leftovers(node().run, node().state)).toEqual(none);
+    expect(leftovers(cp().run, cp().state)).toEqual(none);
+  }, 120_000);
+});
