@@ -74,7 +74,13 @@ export class GarbageCollector {
     const m = unwrap(obj).value.metadata!;
     const uid = m.uid;
     const prev = this.nodes.get(uid);
-    if (prev) for (const r of prev.owners) this.dependents.get(r.uid)?.delete(uid);
+    if (prev) {
+      for (const r of prev.owners) {
+        const set = this.dependents.get(r.uid);
+        set?.delete(uid);
+        if (set?.size === 0) this.dependents.delete(r.uid);
+      }
+    }
     if (type === 'DELETED') {
       this.nodes.delete(uid);
       for (const r of m.ownerReferences) this.wakeOwner(r.uid);
