@@ -95,13 +95,22 @@ async function main(): Promise<void> {
   try {
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
 
+    const phases = { sandbox: [] as number[], create: [] as number[], start: [] as number[] };
     const berthPod = async (i: number): Promise<number> => {
       const config = podConfig(i, 'b');
       const t0 = process.hrtime.bigint();
       const { podSandboxId } = await call<runtime.RunPodSandboxRequest, runtime.RunPodSandboxResponse>(client.runPodSandbox, { config, runtimeHandler: '' });
+      const t1 = process.hrtime.bigint();
       const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, { podSandboxId, config: containerConfig, sandboxConfig: config });
+      const t2 = process.hrtime.bigint();
       await call(client.startContainer, { containerId });
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const t3 = process.hrtime.bigint();
+      const ms = Number(t3 - t0) / 1e6;
+      if (i >= 0) {
+        phases.sandbox.push(Number(t1 - t0) / 1e6);
+        phases.create.push(Number(t2 - t1) / 1e6);
+        phases.start.push(Number(t3 - t2) / 1e6);
+      }
       await call(client.removePodSandbox, { podSandboxId });
       return ms;
     };
@@ -141,6 +150,7 @@ async function main(): Promise<void> {
     console.log(`${'case'.padEnd(40)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}`);
     console.log(row('berth-runtime-shim (gRPC, monitor)', samples.berth));
     console.log(row('crun create+start (same sandbox, spec)', samples.crun));
+    console.log(`  of which RunPodSandbox p50 ${pct(phases.sandbox, 0.5).toFixed(2)} ms, CreateContainer p50 ${pct(phases.create, 0.5).toFixed(2)} ms, StartContainer p50 ${pct(phases.start, 0.5).toFixed(2)} ms`);
     const ratio = pct(samples.berth, 0.5) / pct(samples.crun, 0.5);
     console.log(`\nberth / crun at p50 = ${ratio.toFixed(2)}x`);
     const out = process.env['BERTH_BENCH_RESULTS'];
@@ -151,7 +161,7 @@ async function main(): Promise<void> {
         area: 'sandbox', date: new Date().toISOString(), pods: PODS, cpus: os.cpus().length, load1: os.loadavg()[0],
         p50Ms: { berth: pct(samples.berth, 0.5), crun: pct(samples.crun, 0.5) },
         p99Ms: { berth: pct(samples.berth, 0.99), crun: pct(samples.crun, 0.99) },
-        ratioP50: ratio, samplesMs: samples,
+        ratioP50: ratio, berthPhasesP50Ms: { runPodSandbox: pct(phases.sandbox, 0.5), createContainer: pct(phases.create, 0.5), startContainer: pct(phases.start, 0.5) }, samplesMs: samples,
       }, null, 2));
       console.log(`results: ${file}`);
     }

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-import { recvFd, socketpair } from '@berth/native';
+import { loadNativeBinding, recvFd, socketpair } from '@berth/native';
 
 import { CriLogWriter, type LogStream, type RotateOptions } from '../logs/cri-log';
 import type { Spec } from '../oci/config';
@@ -31,7 +31,7 @@ export interface MonitorJob {
   rotate: RotateOptions;
 }
 
-export type MonitorReply = { ok: true; pid: number } | { ok: false; error: string; kind: string; field?: string };
+export type MonitorReply = { ok: true; pid: number; /** Time from the job to the container created (diagnostics). */ createMs: number } | { ok: false; error: string; kind: string; field?: string };
 
 export interface ExitRecord {
   code: number | null;
@@ -97,6 +97,12 @@ function drainPty(master: number, log: CriLogWriter | undefined): Promise<void> 
 export async function main(): Promise<void> {
   // The daemon's terminal or process group must not take the container's monitor with it.
   for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE'] as const) process.on(s, () => undefined);
+  // A spare monitor waits for its job: load the addon now, not on the container's clock.
+  try {
+    loadNativeBinding();
+  } catch {
+    // reported by the create that needs it
+  }
   let job: MonitorJob;
   try {
     job = await readJob();
@@ -111,6 +117,7 @@ export async function main(): Promise<void> {
       fs.mkdirSync(path.dirname(job.logPath), { recursive: true, mode: 0o755 });
       log = new CriLogWriter(job.logPath, job.rotate);
     }
+    const t0 = process.hrtime.bigint();
     const rt = new Runtime({ root: job.runtimeRoot });
     let created: Awaited<ReturnType<Runtime['create']>>;
     let drained: Promise<unknown>;
@@ -146,7 +153,7 @@ export async function main(): Promise<void> {
         // the log directory is gone: keep writing to the old file
       }
     });
-    await reply({ ok: true, pid: created.state.pid });
+    await reply({ ok: true, pid: created.state.pid, createMs: Number(process.hrtime.bigint() - t0) / 1e6 });
     // From here the daemon may be gone: never write to stdout again.
     const exit = await created.exited;
     const finishedAtUs = Date.now() * 1000;

@@ -18,6 +18,7 @@ import { native, Netns, Rtnl } from '@berth/native';
 
 import { cgroupDriver, cgroupPath } from '../cgroups/cgroups';
 import { ociResources } from '../cri/resources';
+import { runtimeDefaultSeccomp } from '../cri/seccomp';
 import type { Spec } from '../oci/config';
 import type { Runtime } from '../runtime';
 
@@ -318,7 +319,7 @@ export class SandboxManager {
       },
       root: { path: root, readonly: true },
       mounts: [{ destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] }],
-      linux: { namespaces: ns, cgroupsPath: `${rec.cgroupParent}/pod-init`, resources: { devices: [{ allow: false, access: 'rwm' }] } },
+      linux: { namespaces: ns, cgroupsPath: `${rec.cgroupParent}/pod-init`, resources: { devices: [{ allow: false, access: 'rwm' }] }, seccomp: runtimeDefaultSeccomp() },
     };
     const devNull = fs.openSync('/dev/null', 'r+');
     try {
