@@ -162,9 +162,11 @@ export class GarbageCollector {
   }
 
   /** The live object an owner reference names, if it still is that object (same uid). */
-  private async resolve(ref: core.OwnerReference, namespace: string): Promise<{ obj: core.Object; info: KindInfo } | undefined> {
+  private async resolve(ref: core.OwnerReference, namespace: string): Promise<{ obj: core.Object; info: KindInfo } | undefined | 'unknown'> {
     const info = kindInfo(ref.kind);
-    if (!info || info.apiVersion !== ref.apiVersion) return undefined; // a kind this store does not serve cannot exist here
+    // A kind this store does not serve (a ReplicaSet in a manifest copied from Kubernetes):
+    // whether it exists cannot be known, so the dependent is left alone, as Kubernetes does.
+    if (!info || info.apiVersion !== ref.apiVersion) return 'unknown';
     try {
       const obj = await this.registry.get(store.GetRequest.fromPartial({ resource: info.resource, namespace: info.namespaced ? namespace : '', name: ref.name }), GC_USER);
       return unwrap(obj).value.metadata!.uid === ref.uid ? { obj, info } : undefined;
@@ -207,6 +209,10 @@ export class GarbageCollector {
     const dangling: core.OwnerReference[] = [];
     for (const ref of m.ownerReferences) {
       const r = await this.resolve(ref, m.namespace);
+      if (r === 'unknown') {
+        this.o.logger?.debug({ resource: n.info.resource, namespace: n.namespace, name: n.name, owner: `${ref.apiVersion}/${ref.kind}` }, 'garbage collector: owner kind not served; leaving the object');
+        return;
+      }
       if (r) live.push({ ref, owner: unwrap(r.obj).value.metadata! });
       else dangling.push(ref);
     }
