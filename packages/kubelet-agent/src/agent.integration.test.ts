@@ -192,6 +192,24 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     expect((await h.getPod('web'))!.status!.containerStatuses[0].containerID).toBe(web.status!.containerStatuses[0].containerID);
   }, 120_000);
 
+  it('a hostNetwork pod shares the node network: its IP is the node IP, its probe and port answer there', async (ctx) => {
+    need(ctx);
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    await h.createPod(mk('hostnet', {
+      hostNetwork: true,
+      containers: [c('httpd', {
+        command: ['sh', '-c', `echo host > /tmp/index.html; exec /bin/busybox httpd -f -p 127.0.0.1:${port} -h /tmp`],
+        ports: [{ containerPort: port, hostPort: port }] as core.ContainerPort[],
+        readinessProbe: { httpGet: { path: '/index.html', port: { intValue: port }, host: '127.0.0.1' }, periodSeconds: 1 } as core.Probe,
+      })],
+    }));
+    const pod = await h.until('hostnet Ready', async () => { const p = await h.getPod('hostnet'); return ready(p) && p; }, 60_000);
+    expect(pod.status!.podIP).toBe('127.0.0.1');
+    expect(pod.status!.hostIP).toBe('127.0.0.1');
+    expect(h.inNode(['busybox', 'wget', '-qO-', `http://127.0.0.1:${port}/index.html`])).toBe('host\n');
+    await h.store!.delete({ resource: 'pods', namespace: h.namespace, name: 'hostnet', gracePeriodSeconds: 0 });
+  }, 90_000);
+
   it('kill -9 of the agent: the restarted agent adopts running pods without restarting them', async (ctx) => {
     need(ctx);
     const before = await h.until('web Ready', async () => { const p = await h.getPod('web'); return ready(p) && p; }, 60_000);

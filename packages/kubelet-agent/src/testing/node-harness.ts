@@ -39,10 +39,30 @@ export async function sandboxesMissing(runtimeSock: string): Promise<string | un
   }
 }
 
-export interface AgentProcess {
-  proc: ChildProcess;
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/**
+ * A Berth binary inside a network namespace, as a ServiceProcess. nsenter changes only the network
+ * namespace (`ip netns exec` would also remount /sys and hide cgroupfs).
+ */
+function startInNetns(netns: string, bin: string, args: string[], nodeArgs: string[] = []): ServiceProcess {
+  const proc: ChildProcess = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, ...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+  return {
+    proc,
+    output: () => out,
+    exited,
+    stop: async (graceMs = 10_000) => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(t);
+      }
+      return exited;
+    },
+  };
 }
 
 export class NodeHarness {
@@ -56,7 +76,7 @@ export class NodeHarness {
   storeProc?: ServiceProcess;
   runtimeProc?: ServiceProcess;
   cniProc?: ServiceProcess;
-  agent?: AgentProcess;
+  agent?: ServiceProcess;
   store?: StoreClient;
   rt?: runtime.RuntimeServiceClient;
   missing?: string;
@@ -75,7 +95,8 @@ export class NodeHarness {
     execFileSync('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
     this.etcd = await EtcdCluster.start({ dataRoot: path.join(this.dir, 'etcd'), removeDataOnDestroy: true });
     this.storeProc = this.startStore();
-    this.runtimeProc = startServiceProcess(bins.runtime, ['--listen', `unix://${this.sock.runtime}`, '--state-dir', path.join(this.dir, 'rt'), '--log-level', 'warn']);
+    // The runtime works in the node's namespace too: hostNetwork pods share it with the agent.
+    this.runtimeProc = startInNetns(this.netns, bins.runtime, ['--listen', `unix://${this.sock.runtime}`, '--state-dir', path.join(this.dir, 'rt'), '--log-level', 'warn']);
     this.cniProc = startServiceProcess(bins.cni, ['--listen', `unix://${this.sock.cni}`, '--state-dir', path.join(this.dir, 'cni'), '--host-netns', `/run/netns/${this.netns}`, '--pod-cidr', opts.podCidr ?? '10.77.0.0/16', '--bridge-name', `kab${this.id}`, '--log-level', 'warn']);
     for (const [name, p, s] of [['store', this.storeProc, this.sock.store], ['runtime-shim', this.runtimeProc, this.sock.runtime], ['cni-manager', this.cniProc, this.sock.cni]] as const) {
       if ((await waitServing(`unix://${s}`, 30_000)) !== 'SERVING') throw new Error(`${name} did not start: ${p.output()}`);
@@ -130,34 +151,26 @@ export class NodeHarness {
     }
   }
 
-  /**
-   * The agent binary, inside the node's network namespace (where pod IPs are reachable). nsenter
-   * changes only the network namespace (`ip netns exec` would also remount /sys and hide cgroupfs).
-   */
-  startAgent(extra: string[] = []): AgentProcess {
-    const args = [
-      // BERTH_AGENT_NODE_ARGS: extra node flags for the agent (e.g. --cpu-prof when profiling the bench).
-      `--net=/run/netns/${this.netns}`, process.execPath, ...(process.env['BERTH_AGENT_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), bins.agent,
+  /** The agent binary, inside the node's network namespace (where pod IPs are reachable). */
+  startAgent(extra: string[] = []): ServiceProcess {
+    // BERTH_AGENT_NODE_ARGS: extra node flags for the agent (e.g. --cpu-prof when profiling the bench).
+    this.agent = startInNetns(this.netns, bins.agent, [
       '--listen', `unix://${this.sock.agent}`, '--state-dir', path.join(this.dir, 'agent'), '--node-name', this.nodeName, '--node-ip', '127.0.0.1',
       '--store', `unix://${this.sock.store}`, '--runtime-endpoint', `unix://${this.sock.runtime}`, '--cni-endpoint', `unix://${this.sock.cni}`,
       '--pod-cgroup-parent', this.cgroupParent, '--pod-manifest-path', path.join(this.dir, 'manifests'), '--log-level', 'info', ...extra,
-    ];
-    const proc = spawn('nsenter', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-    this.agent = { proc, output: () => out, exited };
+    ], process.env['BERTH_AGENT_NODE_ARGS']?.split(' ').filter(Boolean));
     return this.agent;
   }
 
   async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     const a = this.agent;
     if (!a || a.proc.exitCode !== null || a.proc.signalCode !== null) return;
+    if (signal === 'SIGTERM') {
+      await a.stop();
+      return;
+    }
     a.proc.kill(signal);
-    const t = setTimeout(() => a.proc.kill('SIGKILL'), 10_000);
     await a.exited;
-    clearTimeout(t);
   }
 
   kubeletClient(): kubelet.KubeletClient {
