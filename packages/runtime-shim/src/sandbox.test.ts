@@ -67,6 +67,16 @@ describe('pod sandboxes', () => {
     await fx.sandboxes.remove(sb.id); // idempotent
   });
 
+  it('leaves a pod cgroup the kubelet made itself to the kubelet', async () => {
+    fx = await new CriFixture().init();
+    const cfg = fx.sandboxConfig();
+    const dirs = [...new Set(Object.values(v1Mounts()))].map((m) => path.join(m, cfg.linux!.cgroupParent));
+    for (const d of dirs) fs.mkdirSync(d, { recursive: true });
+    const sb = await fx.sandboxes.run(cfg, '');
+    await fx.sandboxes.remove(sb.id);
+    for (const d of dirs) expect(fs.existsSync(d)).toBe(true);
+  });
+
   it('gives two containers of one pod the same network and IPC namespaces, and another pod different ones', async () => {
     fx = await new CriFixture().init();
     const a = await fx.sandboxes.run(fx.sandboxConfig(), '');

@@ -45,6 +45,8 @@ export interface SandboxRecord {
   logDirectory: string;
   /** Absolute cgroupfs path of the pod cgroup, e.g. /kubepods/burstable/pod<uid>. */
   cgroupParent: string;
+  /** Whether RunPodSandbox made the pod cgroup (a kubelet that made it itself also removes it). */
+  ownsCgroup?: boolean;
   modes: { network: NsMode; pid: NsMode; ipc: NsMode };
   /** Pin files of the pod's namespaces (absent where the node's is used). */
   ns: { net?: string; ipc?: string; uts?: string; pid?: string };
@@ -260,6 +262,8 @@ export class SandboxManager {
     this.save(rec);
     try {
       const cg = cgroupDriver(cgParent);
+      rec.ownsCgroup = !Object.values(cg.paths).some((d) => fs.existsSync(d));
+      this.save(rec);
       await cg.create();
       await cg.apply(resources, 'config.linux.resources');
       fs.writeFileSync(path.join(dir, 'hostname'), `${hostname !== '' ? hostname : fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim()}\n`, { mode: 0o644 });
@@ -396,7 +400,7 @@ export class SandboxManager {
     }
     const left = cg.pids();
     if (left.length > 0) throw new FailedPreconditionError(`pod cgroup ${rec.cgroupParent} still has processes ${left.join(', ')}`);
-    await cg.destroy();
+    if (rec.ownsCgroup !== false) await cg.destroy([]);
     fs.rmSync(rec.dir, { recursive: true, force: true });
   }
 }
