@@ -504,16 +504,10 @@ export class Runtime {
       }
       const args = hook.args ?? [hook.path];
       const cgroupProcsFds = cg.procsFiles().map((f) => open(f, fs.constants.O_WRONLY));
-      await this.runHookProcess(dir, hook, state, 'createContainer', async (stdio) => {
-        const { pid, pidfd } = await this.sys.spawnContainer({
-          cloneFlags: 0, join, joinPidFd, cgroupProcsFds, pauseBeforeExec: true,
-          argv: [args[0] ?? hook.path, ...args.slice(1)], envp: hook.env ?? [], candidates: [hook.path], stdio,
-        }, async (p) => {
-          this.ownPids.add(p);
-        });
-        this.ownPids.add(pid);
-        return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };
-      });
+      await this.runHookProcess(dir, hook, state, 'createContainer', (stdio) => this.spawnOwned({
+        cloneFlags: 0, join, joinPidFd, cgroupProcsFds,
+        argv: [args[0] ?? hook.path, ...args.slice(1)], envp: hook.env ?? [], candidates: [hook.path], stdio,
+      }));
     } finally {
       for (const fd of fds) fs.closeSync(fd);
     }
@@ -526,6 +520,26 @@ export class Runtime {
   private async hookInContainer(s: StoredState, hook: Hook, state: OciState, name: string): Promise<void> {
     const proc: Process = { user: { uid: 0, gid: 0 }, cwd: '/', args: [hook.path, ...(hook.args ?? [hook.path]).slice(1)], env: hook.env ?? [] };
     await this.runHookProcess(this.store.dir(s.id), hook, state, name, (stdio) => this.exec(s.id, proc, { stdio, argv0: (hook.args ?? [hook.path])[0] }));
+  }
+
+  /**
+   * Starts a process that enters a container (exec, hook) as our own child: its pid is
+   * registered while it waits before execve, so a daemon's orphan reaper never takes the exit
+   * of a process that exits as soon as it runs; the exit promise reaps it.
+   */
+  private async spawnOwned(plan: ContainerPlan): Promise<{ pid: number; exited: Promise<ContainerExit> }> {
+    let paused: number | undefined;
+    try {
+      const { pid, pidfd } = await this.sys.spawnContainer({ ...plan, pauseBeforeExec: true }, async (p) => {
+        paused = p;
+        this.ownPids.add(p);
+      });
+      this.ownPids.add(pid);
+      return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };
+    } catch (err) {
+      if (paused !== undefined) this.ownPids.delete(paused);
+      throw err;
+    }
   }
 
   /** Runs `proc` inside the running container: its namespaces (setns), cgroups, and root. */
@@ -547,14 +561,9 @@ export class Runtime {
     if (o.argv0 !== undefined) plan.argv = [o.argv0, ...plan.argv.slice(1)];
     try {
       if (pidStartTime(s.pid)?.start !== s.pidStartTime) throw new RuntimeError('container not running');
-      // Registered while it waits before execve: a daemon's orphan reaper must never take the
-      // exit of a process that exits as soon as it runs.
-      const { pid, pidfd } = await this.sys.spawnContainer({ ...plan, pauseBeforeExec: true }, async (p) => {
-        this.ownPids.add(p);
-      });
-      this.ownPids.add(pid);
+      const { pid, exited } = await this.spawnOwned(plan);
       if (o.pidFile !== undefined) fs.writeFileSync(o.pidFile, String(pid));
-      return { pid, exited: this.sys.watchExit(pidfd).finally(() => this.ownPids.delete(pid)) };
+      return { pid, exited };
     } finally {
       for (const fd of compiled.fds) fs.closeSync(fd);
     }
