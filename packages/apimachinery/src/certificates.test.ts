@@ -2,7 +2,7 @@
 // with field paths, and the self-signature check on real keys.
 import { core } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { KUBELET_CLIENT_SIGNER, csrConditionText, generateKeyAndCsr, nodeClientRequest, parseCsr, verifyCsrSignature } from './certificates';
+import { KUBELET_CLIENT_SIGNER, csrConditionText, generateKeyAndCsr, kubeletServingRequest, nodeClientRequest, parseCsr, verifyCsrSignature } from './certificates';
 import { ValidationError, validateObject } from './validation';
 import { decodeObject } from './codec';
 
@@ -25,6 +25,20 @@ describe('nodeClientRequest', () => {
     const { csrPem } = await generateKeyAndCsr({ commonName: c.cn, organizations: c.orgs });
     const r = nodeClientRequest(spec(c.spec), parseCsr(csrPem));
     expect('node' in r ? `node ${r.node}` : r.reason).toContain(c.want);
+  });
+});
+
+describe('kubeletServingRequest', () => {
+  const serving = (o: Partial<core.CertificateSigningRequestSpec> = {}) => spec({ signerName: 'kubernetes.io/kubelet-serving', usages: ['server auth', 'digital signature'], ...o });
+  it.each([
+    ['DNS and IP names', { dnsNames: ['n1'], ipAddresses: ['10.0.0.1'] }, {}, 'node n1'],
+    ['no names', {}, {}, 'needs at least one DNS or IP subjectAltName'],
+    ['client usage', { dnsNames: ['n1'] }, { usages: ['server auth', 'client auth'] }, 'usages not allowed for a kubelet serving certificate: client auth'],
+    ['no server auth', { dnsNames: ['n1'] }, { usages: ['digital signature'] }, 'usages must include "server auth"'],
+  ] as const)('%s', async (_n, names, o, want) => {
+    const { csrPem } = await generateKeyAndCsr({ commonName: 'system:node:n1', organizations: ['system:nodes'], ...names });
+    const r = kubeletServingRequest(serving(o as Partial<core.CertificateSigningRequestSpec>), parseCsr(csrPem));
+    expect('node' in r ? `node ${r.node}` : r.reason).toContain(want);
   });
 });
 

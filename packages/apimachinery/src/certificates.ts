@@ -105,6 +105,27 @@ export function nodeClientRequest(spec: core.CertificateSigningRequestSpec, p: P
   return { node: p.commonName.slice(NODE_USER_PREFIX.length) };
 }
 
+const NODE_SERVING_USAGES = new Set(['server auth', 'digital signature', 'key encipherment']);
+
+/**
+ * The node a kubelet serving request is for, or why it is not one: subject exactly
+ * CN=system:node:<name>, O=system:nodes, at least one DNS or IP subjectAltName and no others,
+ * usages within server auth, digital signature and key encipherment (server auth required).
+ * The built-in signer signs these after an administrator approves them (never on its own).
+ */
+export function kubeletServingRequest(spec: core.CertificateSigningRequestSpec, p: ParsedCsr): { node: string } | { reason: string } {
+  if (spec.signerName !== KUBELET_SERVING_SIGNER) return { reason: `signerName is ${spec.signerName}, not ${KUBELET_SERVING_SIGNER}` };
+  const subject = nodeClientRequest({ ...spec, signerName: KUBELET_CLIENT_SIGNER, usages: ['client auth'] }, { ...p, sans: [] });
+  if ('reason' in subject) return subject;
+  const other = p.sans.filter((n) => !/^(dns|ip):/.test(n));
+  if (other.length) return { reason: `only DNS and IP subjectAltNames are allowed in a kubelet serving certificate, got ${other.join(', ')}` };
+  if (!p.sans.length) return { reason: 'a kubelet serving certificate needs at least one DNS or IP subjectAltName' };
+  if (!spec.usages.includes('server auth')) return { reason: 'usages must include "server auth"' };
+  const extra = spec.usages.filter((u) => !NODE_SERVING_USAGES.has(u));
+  if (extra.length) return { reason: `usages not allowed for a kubelet serving certificate: ${extra.join(', ')}` };
+  return subject;
+}
+
 /** Validation of a request's own fields (spec, conditions); field paths as Kubernetes names them. */
 export function csrProblems(csr: core.CertificateSigningRequest): FieldError[] {
   const out: FieldError[] = [];
@@ -156,12 +177,14 @@ export function csrConditionText(csr: core.CertificateSigningRequest): string {
 }
 
 /** A fresh EC P-256 key and a signed request for it (what a joining node sends). */
-export async function generateKeyAndCsr(subject: { commonName: string; organizations?: string[] }): Promise<{ keyPem: string; csrPem: string }> {
+export async function generateKeyAndCsr(subject: { commonName: string; organizations?: string[]; dnsNames?: string[]; ipAddresses?: string[] }): Promise<{ keyPem: string; csrPem: string }> {
   const esc = (v: string) => v.replace(/([,+"\\<>;=#])/g, '\\$1');
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'];
   const name = [`CN=${esc(subject.commonName)}`, ...(subject.organizations ?? []).map((o) => `O=${esc(o)}`)].join(', ');
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: alg }, webcrypto as unknown as X509Crypto);
+  const sans = [...(subject.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })), ...(subject.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value }))];
+  const extensions = sans.length ? [new x509.SubjectAlternativeNameExtension(sans)] : [];
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: alg, extensions }, webcrypto as unknown as X509Crypto);
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
   return { keyPem, csrPem: `${csr.toString('pem')}\n` };

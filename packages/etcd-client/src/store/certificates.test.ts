@@ -155,6 +155,39 @@ describe('node TLS bootstrap', () => {
     expect(stolen.status?.certificate?.length ?? 0).toBe(0);
   }, 60_000);
 
+  it('signs a node\'s serving certificate (its DNS/IP names) once an administrator approves it', async () => {
+    const node = `srv-${suffix}`;
+    const boot = client({ token: TOKEN });
+    const nodeCreds = await requestCertificate(boot, { commonName: `system:node:${node}`, organizations: ['system:nodes'], timeoutMs: 20_000 });
+    fs.writeFileSync(path.join(dir, `${node}.crt`), nodeCreds.certPem);
+    fs.writeFileSync(path.join(dir, `${node}.key`), nodeCreds.keyPem, { mode: 0o600 });
+    const asNode = client({ cert: path.join(dir, `${node}.crt`), key: path.join(dir, `${node}.key`) });
+    const approve = async (name: string) => {
+      const o = await admin.get('certificatesigningrequests', '', name);
+      o.certificateSigningRequest!.status = { conditions: [{ type: 'Approved', status: 'True', reason: 'AdminApproved', message: '', lastUpdateTime: '', lastTransitionTime: '' }], certificate: Buffer.alloc(0) };
+      await admin.updateStatus(o, { subresource: 'approval' });
+    };
+    const serving = { signerName: 'kubernetes.io/kubelet-serving', usages: ['server auth', 'digital signature', 'key encipherment'] };
+    const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: `system:node:${node}`, organizations: ['system:nodes'], dnsNames: [node, 'localhost'], ipAddresses: ['127.0.0.1'] });
+    await asNode.create(csrObject(`serving-${suffix}`, csrPem, serving));
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await admin.get('certificatesigningrequests', '', `serving-${suffix}`)).certificateSigningRequest!.status?.conditions ?? []).toEqual([]); // never auto-approved
+    await approve(`serving-${suffix}`);
+    const cert = new crypto.X509Certificate(Buffer.from((await issued(admin, `serving-${suffix}`)).status!.certificate).toString());
+    expect(cert.subjectAltName).toBe(`DNS:${node}, DNS:localhost, IP Address:127.0.0.1`);
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']); // server auth
+    expect(cert.checkHost('localhost')).toBe('localhost');
+    expect(cert.checkPrivateKey(crypto.createPrivateKey(keyPem))).toBe(true);
+    // The same request from a bootstrapper is approved by the administrator but refused by the signer.
+    await boot.create(csrObject(`serving-boot-${suffix}`, (await generateKeyAndCsr({ commonName: `system:node:${node}`, organizations: ['system:nodes'], dnsNames: [node] })).csrPem, serving));
+    await approve(`serving-boot-${suffix}`);
+    const failed = await waitFor('Failed condition', async () => {
+      const c = (await admin.get('certificatesigningrequests', '', `serving-boot-${suffix}`)).certificateSigningRequest!;
+      return c.status?.conditions.some((x) => x.type === 'Failed') ? c : undefined;
+    });
+    expect(failed.status!.conditions.find((c) => c.type === 'Failed')!.message).toMatch(/must be requested by that node, not system:bootstrap:/);
+  }, 60_000);
+
   it('leaves requests that are not node client requests pending, until an administrator decides', async () => {
     const boot = client({ token: TOKEN });
     const node = `pend-${suffix}`;

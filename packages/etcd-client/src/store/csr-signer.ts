@@ -4,8 +4,9 @@
 // (CN=system:node:<name>, O=system:nodes, client usages) whose requester RBAC lets create
 // certificatesigningrequests/nodeclient (a bootstrapper) or /selfnodeclient (the node itself,
 // renewing); everything else waits for an administrator (`berth certificate approve`). The
-// signer issues certificates for approved requests to the kubelet client and the
-// kube-apiserver-client signers, with the cluster CA.
+// signer issues certificates for approved requests to the kubelet client, kubelet serving
+// (a node's own server certificate, with its DNS/IP names) and kube-apiserver-client signers,
+// with the cluster CA.
 //
 // @peculiar/x509 needs the reflect-metadata polyfill loaded before it.
 import 'reflect-metadata';
@@ -15,8 +16,10 @@ import * as fs from 'node:fs';
 import { core, store } from '@berth/api';
 import {
   KUBELET_CLIENT_SIGNER,
+  KUBELET_SERVING_SIGNER,
   KUBE_APISERVER_CLIENT_SIGNER,
   csrCondition,
+  kubeletServingRequest,
   nodeClientRequest,
   parseCsr,
   verifyCsrSignature,
@@ -71,8 +74,12 @@ export class ClusterSigner {
     return new ClusterSigner(caCert, key, alg, maxDurationSeconds);
   }
 
-  /** A client certificate for the request, PEM. Validity: the shortest of the request's, the maximum and the CA's. */
-  async sign(p: ParsedCsr, usages: string[], expirationSeconds?: number): Promise<string> {
+  /**
+   * A certificate for the request, PEM: a client certificate, or with `serving` a server one
+   * carrying the request's subjectAltNames. Validity: the shortest of the request's, the
+   * maximum and the CA's.
+   */
+  async sign(p: ParsedCsr, usages: string[], expirationSeconds?: number, o: { serving?: boolean } = {}): Promise<string> {
     const now = Date.now();
     const seconds = Math.min(expirationSeconds ?? this.maxDurationSeconds, this.maxDurationSeconds);
     const notAfter = new Date(Math.min(now + seconds * 1000, this.caCert.notAfter.getTime()));
@@ -95,13 +102,20 @@ export class ClusterSigner {
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         ...(flags ? [new x509.KeyUsagesExtension(flags, true)] : []),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+        new x509.ExtendedKeyUsageExtension([o.serving ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
+        ...(o.serving ? sanOf(p) : []),
         await x509.AuthorityKeyIdentifierExtension.create(this.caCert.publicKey, false, webcrypto),
         await x509.SubjectKeyIdentifierExtension.create(p.request.publicKey, false, webcrypto),
       ],
     }, webcrypto);
     return `${cert.toString('pem')}\n`;
   }
+}
+
+/** The request's subjectAltName extension, as the request carries it (DNS and IP names were checked). */
+function sanOf(p: ParsedCsr): x509.Extension[] {
+  const ext = p.request.getExtension('2.5.29.17');
+  return ext ? [new x509.SubjectAlternativeNameExtension(ext.rawData)] : [];
 }
 
 type CryptoKeyLike = x509.X509CertificateCreateWithKeyParams['signingKey'];
@@ -215,14 +229,16 @@ export class CsrController {
     const csr = obj.certificateSigningRequest!;
     const spec = csr.spec!;
     const name = csr.metadata!.name;
-    if (spec.signerName !== KUBELET_CLIENT_SIGNER && spec.signerName !== KUBE_APISERVER_CLIENT_SIGNER) return; // someone else's signer
+    if (![KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, KUBE_APISERVER_CLIENT_SIGNER].includes(spec.signerName)) return; // someone else's signer
     let failure: string | undefined;
     let p: ParsedCsr | undefined;
     try { p = parseCsr(spec.request); } catch (e) { failure = (e as Error).message; }
     if (p && !failure) {
-      if (spec.signerName === KUBELET_CLIENT_SIGNER) {
-        const r = nodeClientRequest(spec, p);
+      if (spec.signerName === KUBELET_CLIENT_SIGNER || spec.signerName === KUBELET_SERVING_SIGNER) {
+        const r = spec.signerName === KUBELET_CLIENT_SIGNER ? nodeClientRequest(spec, p) : kubeletServingRequest(spec, p);
         if ('reason' in r) failure = r.reason;
+        // A node's serving certificate is for the node that asked (Kubernetes' signer rule).
+        else if (spec.signerName === KUBELET_SERVING_SIGNER && spec.username !== p.commonName) failure = `a kubelet serving certificate for ${p.commonName} must be requested by that node, not ${spec.username}`;
       } else if (!spec.usages.includes('client auth') || spec.usages.some((u) => !CLIENT_USAGES.has(u))) {
         failure = `usages must be "client auth" with at most "digital signature" and "key encipherment", got ${JSON.stringify(spec.usages)}`;
       }
@@ -236,7 +252,7 @@ export class CsrController {
       this.o.logger?.warn({ csr: name, reason: failure }, 'refused to sign a certificate request');
       return;
     }
-    st.certificate = Buffer.from(await this.o.signer!.sign(p!, spec.usages, spec.expirationSeconds));
+    st.certificate = Buffer.from(await this.o.signer!.sign(p!, spec.usages, spec.expirationSeconds, { serving: spec.signerName === KUBELET_SERVING_SIGNER }));
     await this.registry.updateStatus(next, CONTROLLER, { subresource: 'status' });
     this.o.logger?.info({ csr: name, signer: spec.signerName }, 'issued a certificate');
   }
