@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { core, store } from '@berth/api';
 import type { StoreClient } from '@berth/apimachinery';
-import type { Logger } from '@berth/common';
+import { BerthError, type Logger } from '@berth/common';
 import type { NodeRoute } from './network';
 
 export interface NodeRouteTarget {
@@ -19,6 +19,8 @@ const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 export class NodeRouteWatcher {
   private readonly stop$ = new AbortController();
   private readonly nodes = new Map<string, NodeRoute[]>();
+  /** Whether the routes follow the Node objects now, and if not why (for Status). */
+  health: { synced: boolean; reason: string; message: string } = { synced: false, reason: 'Starting', message: 'watching Node objects' };
 
   /** `client` stays the caller's to close. */
   constructor(private readonly opts: { client: StoreClient; nodeName: string; net: NodeRouteTarget; logger?: Logger; retryMs?: number }) {}
@@ -48,6 +50,7 @@ export class NodeRouteWatcher {
 
   private async loop(): Promise<void> {
     let rv = '';
+    let refused = 0;
     while (!this.stopped) {
       const listing = rv === '';
       const fresh = new Map<string, NodeRoute[]>();
@@ -68,6 +71,8 @@ export class NodeRouteWatcher {
               this.nodes.clear();
               for (const [k, v] of fresh) this.nodes.set(k, v);
               await this.apply();
+              this.health = { synced: true, reason: 'Watching', message: `routes to ${this.nodes.size} other nodes` };
+              refused = 0;
             }
             continue;
           }
@@ -81,9 +86,20 @@ export class NodeRouteWatcher {
         }
       } catch (err) {
         if (this.stopped) return;
-        this.opts.logger?.warn({ err }, 'node watch failed; retrying');
+        const kind = err instanceof BerthError ? err.kind : '';
+        if (kind === 'PermissionDenied' || kind === 'Unauthenticated') {
+          // Retrying will not help until someone grants the rights: say so once, clearly, and
+          // back off (still retrying, so a new binding takes effect without a restart).
+          const message = `the Store refuses to let this identity watch Node objects (${(err as Error).message}); it needs get/list/watch on nodes (a ClusterRole bound to it), so routes to other nodes are not being programmed`;
+          if (refused++ === 0) this.opts.logger?.error({ err }, message);
+          this.health = { synced: false, reason: kind, message };
+        } else {
+          this.opts.logger?.warn({ err }, 'node watch failed; retrying');
+          this.health = { synced: false, reason: 'WatchFailed', message: (err as Error).message };
+        }
       }
-      if (!this.stopped) await sleep(this.opts.retryMs ?? 1000, undefined, { signal: this.stop$.signal }).catch(() => undefined);
+      const backoff = refused ? Math.min(30_000, (this.opts.retryMs ?? 1000) * 2 ** Math.min(refused, 5)) : this.opts.retryMs ?? 1000;
+      if (!this.stopped) await sleep(backoff, undefined, { signal: this.stop$.signal }).catch(() => undefined);
     }
   }
 

@@ -53,7 +53,7 @@ const DIRECTIONS: Record<number, FaultSpec['direction']> = {
 const DIRECTION_ENUM = { egress: cni.FaultDirection.FAULT_DIRECTION_EGRESS, ingress: cni.FaultDirection.FAULT_DIRECTION_INGRESS };
 
 /** The NetworkService implementation over a started PodNetwork. */
-export function networkService(net: PodNetwork): cni.NetworkServiceServer {
+export function networkService(net: PodNetwork, nodeRoutes?: () => NodeRouteWatcher | undefined): cni.NetworkServiceServer {
   const attachmentOf = (r: ReturnType<PodNetwork['list']>[number]): cni.Attachment => cni.Attachment.fromPartial({
     sandboxId: r.sandboxId, podUid: r.podUid, podNamespace: r.podNamespace, podName: r.podName, netnsPath: r.netnsPath,
     interfaceName: r.ifName, ips: [`${r.ip}/${r.prefix}`], hostVeth: r.hostVeth, createdAt: r.createdAt,
@@ -111,11 +111,19 @@ export function networkService(net: PodNetwork): cni.NetworkServiceServer {
         conditions: [
           { type: 'NetworkReady', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : 'NotReady', message: ready ? `${net.mode} network on ${net.ipam.cidr}` : net.notReadyReason },
           { type: 'IPAMReady', status: 'True', reason: 'Ready', message: `${net.ipam.allocations().size} addresses allocated` },
+          ...nodeRouteCondition(nodeRoutes?.()),
         ],
         capabilities: { netem: net.caps.netem, tbf: net.caps.tbf, iptablesStatistic: net.caps.iptablesStatistic, ingressShaping: net.caps.ingressShaping, portMapping: net.caps.iptablesStatistic, cniPlugins: plugins },
       });
     }),
   };
+}
+
+/** With a Store: whether the routes to other nodes follow their Node objects, and why not. */
+function nodeRouteCondition(w: NodeRouteWatcher | undefined): cni.NetworkCondition[] {
+  if (!w) return [];
+  const h = w.health;
+  return [cni.NetworkCondition.fromPartial({ type: 'NodeRoutesSynced', status: h.synced ? 'True' : 'False', reason: h.reason, message: h.message })];
 }
 
 /**
@@ -190,7 +198,7 @@ export const spec: ServiceSpec<typeof schema> = {
     // The kernel and the state dir are touched only once serving (and config fully valid);
     // until the bridge and routes are in place, health is NOT_SERVING and Status says not ready.
     return {
-      services: [{ definition: cni.NetworkServiceService, implementation: networkService(net) }],
+      services: [{ definition: cni.NetworkServiceService, implementation: networkService(net, () => watcher) }],
       servingOnStart: false,
       started: async (server) => {
         await net.start();

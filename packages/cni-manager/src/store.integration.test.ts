@@ -134,6 +134,7 @@ describe('node routes from the real Store', () => {
     await putNode(3, cidr(3), n3.address);
     await until('routes to nodes 2 and 3 on node 1', () => routes(n1.name).includes(`${cidr(2)} via ${n2.address} `) && routes(n1.name).includes(`${cidr(3)} via ${n3.address} `));
     expect(routes(n1.name)).not.toContain(`${cidr(1)} via`); // never to itself
+    expect((await call<cni.StatusResponse>(c1, 'status', {})).conditions).toContainEqual(expect.objectContaining({ type: 'NodeRoutesSynced', status: 'True', reason: 'Watching' }));
 
     // Node 2's cni-manager uses the deprecated flag on the Store's unix socket: it works and warns.
     const m2 = startManager(n2, 2, ['--store-endpoint', `unix://${path.join(dir, 'store.sock')}`]);
@@ -178,7 +179,7 @@ describe('node routes from the real Store', () => {
     await call(c2, 'tearDownPod', cni.TearDownPodRequest.fromPartial({ sandboxId: `s2-${topo.id}`, netnsPath: netnsPath(p2name) }));
   }, 120_000);
 
-  it('fails clearly, instead of waiting for a pod CIDR, when its Store identity has no rights', async () => {
+  it('with a Store identity that may not read nodes: fails clearly without a pod CIDR; with one it serves, and Status says why routes are missing', async () => {
     // A certificate of the Store's CA for a user no binding grants anything.
     const openssl = (args: string[]): string => sh('openssl', args);
     const key = path.join(pki.dir, 'nobody.key');
@@ -191,6 +192,19 @@ describe('node routes from the real Store', () => {
     const exit = await m.proc.exited;
     expect(exit.code, m.proc.output()).not.toBe(0);
     expect(m.proc.output()).toMatch(/forbidden|permission|denied/i);
+    // Given its pod CIDR it serves pods, and Status says why routes to other nodes are missing.
+    const served = startManager(n9, 11, ['--pod-cidr', '10.99.9.0/24', '--store', `127.0.0.1:${securePort}`, '--store-ca', pki.ca, '--store-cert', crt, '--store-key', key]);
+    expect(await waitServing(`unix://${served.sock}`, 30_000), served.proc.output()).toBe('SERVING');
+    const c = createClient(cni.NetworkServiceClient, { target: `unix://${served.sock}` });
+    clients.push(c);
+    let cond: cni.NetworkCondition | undefined;
+    for (let i = 0; i < 100 && cond?.reason !== 'PermissionDenied'; i++) {
+      cond = (await call<cni.StatusResponse>(c, 'status', {})).conditions.find((x) => x.type === 'NodeRoutesSynced');
+      if (cond?.reason !== 'PermissionDenied') await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(cond).toMatchObject({ status: 'False', reason: 'PermissionDenied' });
+    expect(cond!.message).toMatch(/needs get\/list\/watch on nodes/);
+    expect(served.proc.output()).toMatch(/refuses to let this identity watch Node objects/);
     // Half a TLS pair is refused by name before anything is touched.
     const half = startManager(n9, 10, ['--store', `127.0.0.1:${securePort}`, '--store-ca', pki.ca, '--store-cert', crt]);
     expect((await half.proc.exited).code).not.toBe(0);
