@@ -26,7 +26,15 @@ const schema = {
   watchBookmarkIntervalMs: z.number().int().min(100).default(5000),
   clusterSigningCertFile: z.string().optional(),
   clusterSigningKeyFile: z.string().optional(),
+  // Go duration syntax, as kube-controller-manager's flag: "8760h", "720h0m0s", "90m".
+  clusterSigningDuration: z.string().regex(/^(\d+h)?(\d+m)?(\d+s)?$/, { message: 'expected a duration like 8760h or 720h0m0s' }).refine((v) => v !== '' && goDurationSeconds(v) >= 600, { message: 'must be at least 10m' }).default('8760h'),
 };
+
+/** "720h0m0s" -> seconds. */
+function goDurationSeconds(v: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(v);
+  return m ? Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0) : NaN;
+}
 
 /** True when at least one endpoint answers /health with health=true. */
 export async function anyEndpointHealthy(endpoints: string[]): Promise<boolean> {
@@ -61,6 +69,7 @@ export const spec: ServiceSpec<typeof schema> = {
     watchBookmarkIntervalMs: { flag: 'watch-bookmark-interval-ms', type: 'number', description: 'how often idle watches get a BOOKMARK' },
     clusterSigningCertFile: { flag: 'cluster-signing-cert-file', type: 'string', description: 'cluster CA certificate: turns on the built-in approver and signer of node client certificates (with --cluster-signing-key-file)' },
     clusterSigningKeyFile: { flag: 'cluster-signing-key-file', type: 'string', description: 'private key of --cluster-signing-cert-file' },
+    clusterSigningDuration: { flag: 'cluster-signing-duration', type: 'string', description: 'longest validity of a signed certificate (default 8760h = 1 year)' },
   },
   schema,
   setup: ({ config, logger }) => {
@@ -94,7 +103,7 @@ export const spec: ServiceSpec<typeof schema> = {
       servingOnStart: false,
       started: async (server) => {
         if (config.clusterSigningCertFile && config.clusterSigningKeyFile) {
-          const signer = await ClusterSigner.load(config.clusterSigningCertFile, config.clusterSigningKeyFile);
+          const signer = await ClusterSigner.load(config.clusterSigningCertFile, config.clusterSigningKeyFile, goDurationSeconds(config.clusterSigningDuration));
           csrController = new CsrController(registry, { signer, logger });
           logger.info({ ca: signer.caCert.subject }, 'approving and signing node client certificates');
         }

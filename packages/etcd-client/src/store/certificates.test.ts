@@ -78,7 +78,7 @@ beforeAll(async () => {
   const sock = `unix://${path.join(dir, 'etcd-client.sock')}`;
   svc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(dir, 'state'), '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-health-interval-ms', '200',
     '--secure-listen', tlsTarget, '--client-ca-file', pki.ca, '--tls-cert-file', pki.serverCert, '--tls-private-key-file', pki.serverKey,
-    '--cluster-signing-cert-file', pki.ca, '--cluster-signing-key-file', path.join(pki.dir, 'ca.key')]);
+    '--cluster-signing-cert-file', pki.ca, '--cluster-signing-key-file', path.join(pki.dir, 'ca.key'), '--cluster-signing-duration', '2h0m0s']);
   expect(await waitServing(sock, 30_000), svc.output()).toBe('SERVING');
   admin = new StoreClient({ target: sock });
   clients.push(admin);
@@ -123,6 +123,8 @@ describe('node TLS bootstrap', () => {
     expect(cert.checkIssued(ca) && cert.verify(ca.publicKey)).toBe(true);
     expect(cert.subject.split('\n').sort()).toEqual([`CN=system:node:${node}`, 'O=system:nodes']);
     expect(cert.ca).toBe(false);
+    // --cluster-signing-duration 2h0m0s caps the validity.
+    expect(Math.abs(Date.parse(cert.validTo) - Date.now() - 2 * 3600_000)).toBeLessThan(120_000);
     expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']); // extended key usage: client auth only
     expect(cert.checkPrivateKey(crypto.createPrivateKey(keyPem))).toBe(true);
     // openssl agrees it is a client certificate of this CA.
