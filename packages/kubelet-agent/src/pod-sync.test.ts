@@ -34,7 +34,7 @@ let dir: string;
 beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-podsync-')); });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T10:00:00Z'))) {
+function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T10:00:00Z')), nodeAllocatable: Record<string, string> = { cpu: '2', memory: '4Gi', pods: '110' }) {
   rt ??= new MemoryRuntime(clock);
   const store = new MemoryPodStore();
   const events = new Events();
@@ -45,7 +45,7 @@ function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T
   const recorder = new EventRecorder({ clock, sink: events, host: 'node-a' });
   const syncer = new PodSyncer({
     clock, nodeName: 'node-a', rootDir: dir, runtime: rt, images: imageAccess(rt), network: rt, exec: runtimeExec(rt), configs, status, probes, recorder,
-    backoff: new CrashLoopBackoff(clock), mounter: noMounts, cgroupParent: ['berth', 'node-a'], nodeAllocatable: { cpu: '2', memory: '4Gi', pods: '110' },
+    backoff: new CrashLoopBackoff(clock), mounter: noMounts, cgroupParent: ['berth', 'node-a'], nodeAllocatable,
     memoryCapacityBytes: 4n << 30n, hostIPs: ['192.0.2.10'], dns: { resolvConf: path.join(dir, 'resolv.conf') },
     store: { deletePod: async (ns, name, uid) => { deleted.push(`${ns}/${name}/${uid}`); }, annotatePod: async () => undefined },
   });
@@ -205,6 +205,34 @@ describe('PodSyncer volumes', () => {
     await w.sync(pod);
     expect(fs.readFileSync(path.join(host.hostPath, 'mode.txt'), 'utf8')).toBe('two');
     expect(w.rt.calls.filter((c) => c.startsWith('startContainer'))).toHaveLength(1); // nothing restarted
+  });
+});
+
+describe('PodSyncer admission', () => {
+  it('rejects a pod the node has no room for (Failed, OutOf<resource>, event) and admits it once a pod finished', async () => {
+    const w = world(undefined, undefined, { cpu: '1', memory: '1Gi', pods: '2' });
+    w.rt.images.set('busybox', 'sha256:1');
+    const ctr = (cpu: string) => [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never', resources: { requests: { cpu } } }] as core.Container[];
+    const a = w.store.put(mkPod('a', { restartPolicy: 'Never', containers: ctr('600m') }));
+    const b = w.store.put(mkPod('b', { containers: ctr('500m') }));
+    await w.sync(a);
+    await w.sync(b);
+    expect(w.statusOf(b)).toMatchObject({ phase: 'Failed', reason: 'OutOfcpu', message: "Pod was rejected: Node didn't have enough resource: cpu, requested: 500, used: 600, capacity: 1000" });
+    expect(w.rt.sandboxes.size).toBe(1);
+    expect(w.events.reasons()).toContain('OutOfcpu');
+    const c = w.store.put(mkPod('c', { containers: ctr('100m') }));
+    await w.sync(c);
+    expect(w.statusOf(c).phase).toBe('Running'); // 600m + 100m fit
+    const d = w.store.put(mkPod('d', { containers: ctr('0') }));
+    await w.sync(d);
+    expect(w.statusOf(d)).toMatchObject({ phase: 'Failed', reason: 'OutOfpods', message: "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2" });
+    // a finishes: its room is free again for a new pod.
+    w.rt.exit('app', 0);
+    await w.sync(a);
+    expect(w.statusOf(a).phase).toBe('Succeeded');
+    const e = w.store.put(mkPod('e', { containers: ctr('500m') }));
+    await w.sync(e);
+    expect(w.statusOf(e).phase).not.toBe('Failed');
   });
 });
 

@@ -9,6 +9,7 @@
 // Everything outside the agent is reached through the seams, so this file is tested both against
 // an in-memory runtime (pure logic) and the real runtime-shim/cni-manager/Store.
 import { cni, core, runtime } from '@berth/api';
+import { admitPod } from './admission';
 import type { CrashLoopBackoff } from './backoff';
 import type { CgroupManager } from './cgroups/manager';
 import { podCgroupPlan } from './cgroups/plan';
@@ -66,6 +67,9 @@ export interface PodSyncerOptions {
 }
 
 interface PodState {
+  pod: core.Pod;
+  /** Reached Succeeded/Failed: no longer counts against the node's resources. */
+  finished?: boolean;
   sandboxId?: string;
   netnsPath?: string;
   podIPs: string[];
@@ -120,7 +124,7 @@ export class PodSyncer {
     if (!st) {
       const created = Date.parse(pod.metadata?.creationTimestamp ?? '');
       const now = this.o.clock.now();
-      st = { podIPs: [], waiting: new Map(), imageIDs: new Map(), trace: new StartupTrace(this.o.clock, Number.isFinite(created) ? Math.min(created, now) : now), traceDone: false, acceptedAt: now };
+      st = { pod, podIPs: [], waiting: new Map(), imageIDs: new Map(), trace: new StartupTrace(this.o.clock, Number.isFinite(created) ? Math.min(created, now) : now), traceDone: false, acceptedAt: now };
       this.pods.set(uid, st);
     }
     return st;
@@ -134,6 +138,11 @@ export class PodSyncer {
     }
   }
 
+  /** Pods admitted on this node that still hold their resources. */
+  private admitted(): core.Pod[] {
+    return [...this.pods.values()].filter((s) => !s.finished && !s.terminal).map((s) => s.pod);
+  }
+
   /** The SyncLoop's syncPod. */
   async sync(work: SyncWork): Promise<SyncResult | void> {
     const pod = work.pod;
@@ -142,7 +151,17 @@ export class PodSyncer {
       return;
     }
     const fresh = !this.pods.has(pod.metadata!.uid);
+    // Admission, once per pod: one already running here (an agent restart) was admitted before.
+    const rejection = fresh && !['Running', 'Succeeded', 'Failed'].includes(pod.status?.phase ?? '') ? admitPod(pod, this.admitted(), this.o.nodeAllocatable) : undefined;
     const st = this.state(pod);
+    st.pod = pod;
+    if (rejection) {
+      st.terminal = { phase: 'Failed', ...rejection };
+      st.finished = true;
+      this.event(pod, 'Warning', rejection.reason, rejection.message);
+      this.writeStatus(pod, st, { sandboxes: [], byName: new Map(), pod: { containers: [] } });
+      return;
+    }
     // Admission: from the loop seeing the pod to its worker taking it up (queue + node checks).
     if (fresh && work.queuedAt !== undefined) st.trace.add('admission', this.o.clock.now() - work.queuedAt);
     return this.syncRunning(pod);
@@ -215,6 +234,7 @@ export class PodSyncer {
     // sure nothing of it runs and keep reporting its final status.
     const phase = o.status.current(uid)?.phase ?? pod.status?.phase;
     if (phase === 'Succeeded' || phase === 'Failed') {
+      st.finished = true;
       if (obs.pod.sandbox?.ready || obs.pod.containers.some((c) => c.state === 'running')) {
         await this.killSandboxes(pod, obs, 'Completed');
         obs = await this.observe(uid);
