@@ -3,49 +3,30 @@
 // with stdin, ContainerLogs, stats, UpdateContainerResources, ReopenContainerLog, Status,
 // StopPodSandbox, RemovePodSandbox) and the errors a kubelet must be able to tell apart.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
-import { createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { ImageStore, importPath } from './images';
 import { mountsUnder } from './sandbox/sandbox';
 import { uniqueId } from './testing/bundle';
-import { removeCgroupTree, removeTestImageLayout, scrubStateDir, TEST_IMAGE, testImageLayout } from './testing/cri';
+import { removeTestImageLayout, ShimFixture, TEST_IMAGE } from './testing/cri';
 
-const bin = path.resolve(__dirname, '..', 'dist', 'bin', 'berth-runtime-shim.js');
-type Client = runtime.RuntimeServiceClient;
-
-let dir: string | undefined;
-let svc: ServiceProcess | undefined;
-let cgroupRoot: string | undefined;
+let fx: ShimFixture | undefined;
 afterAll(() => removeTestImageLayout());
 afterEach(async () => {
-  await svc?.stop();
-  svc = undefined;
-  if (dir !== undefined) {
-    scrubStateDir(path.join(dir, 'state'));
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  if (cgroupRoot !== undefined) removeCgroupTree(cgroupRoot);
-  dir = cgroupRoot = undefined;
+  await fx?.cleanup();
+  fx = undefined;
 });
 
 describe('RuntimeService over gRPC', () => {
   it('runs a pod the way the kubelet does', async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cri-svc-'));
-    cgroupRoot = `/${uniqueId('berth-test')}`;
-    const stateDir = path.join(dir, 'state');
-    const sock = path.join(dir, 'shim.sock');
-    await importPath(new ImageStore({ root: path.join(stateDir, 'images') }), testImageLayout(), { name: TEST_IMAGE });
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', stateDir]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
-    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
-    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
-      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    fx = new ShimFixture('berth-cri-svc-');
+    const { stateDir, cgroupRoot, dir } = fx;
+    await fx.importImage();
+    const client = await fx.start();
+    const { call } = fx;
     try {
       const uid = uniqueId('uid');
       const sandboxConfig = runtime.PodSandboxConfig.fromPartial({
