@@ -502,6 +502,7 @@ export class PodSyncer {
     const o = this.o;
     const status = computePodStatus({ pod: { ...pod, status: o.status.current(pod.metadata!.uid) ?? pod.status }, containers: this.views(pod, st, obs), now: o.clock.now(), hostIPs: o.hostIPs, podIPs: st.podIPs, startedAt: st.acceptedAt, terminal: st.terminal });
     o.status.setStatus(pod, status);
+    if (status.phase === 'Succeeded' || status.phase === 'Failed') st.finished = true;
     this.trace(pod, st, status);
     return status;
   }
