@@ -39,6 +39,17 @@ const median = (xs: number[]): number => {
 };
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
 
+/**
+ * Clock ticks (USER_HZ) of /proc/<pid>/stat fields: 14 utime, 15 stime, 16 cutime, 17 cstime
+ * (the last two: reaped children). CPU time is what a loaded machine distorts least.
+ */
+function cpuTicks(pid: number | 'self', fields: number[]): number {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return fields.reduce((sum, f) => sum + Number(rest[f - 3]), 0);
+}
+const TICK_MS = 10;
+
 async function main(): Promise<void> {
   // Runtime state (--root of each runtime, the daemon's --state-dir) on a tmpfs, as /run is on
   // a real node (runc's default root is /run/runc); on this VM /run and /tmp are ext4, where
@@ -109,10 +120,21 @@ async function main(): Promise<void> {
       'runtime-shim API (gRPC)': apiOnce,
     };
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+    // CPU per run: for the CLIs, what the reaped runtime process and its children used (our
+    // cutime+cstime); for the API path, what the daemon and its reaped containers used (not
+    // the gRPC client, i.e. this process).
+    const cpu: Record<string, number> = Object.fromEntries(Object.keys(cases).map((k) => [k, 0]));
+    const daemonPid = svc.proc.pid!;
+    const cpuOf = (name: string): number => (name === 'runtime-shim API (gRPC)' ? cpuTicks(daemonPid, [14, 15, 16, 17]) : cpuTicks('self', [16, 17]));
     for (const fn of Object.values(cases)) await fn(); // warm-up
     for (let i = 0; i < ITER; i++) {
-      for (const [name, fn] of Object.entries(cases)) samples[name]!.push(await fn());
+      for (const [name, fn] of Object.entries(cases)) {
+        const before = cpuOf(name);
+        samples[name]!.push(await fn());
+        cpu[name]! += cpuOf(name) - before;
+      }
     }
+    const cpuMs = Object.fromEntries(Object.entries(cpu).map(([k, t]) => [k, (t * TICK_MS) / ITER]));
 
     // Peak memory of the daemon with 100 containers alive at once.
     const hold = makeBundle(['sleep', '60']);
@@ -138,11 +160,13 @@ async function main(): Promise<void> {
     const crun = med['crun run']!;
     const nodeFloor = med['node -e 0']!;
     console.log(`\nruntime: create+start+wait+delete of /bin/true, busybox bundle, ${ITER} rounds (interleaved), ${os.cpus().length} cpus, load average ${os.loadavg()[0]!.toFixed(1)}, runtime state on ${stateFs}\n`);
-    console.log(`${'case'.padEnd(28)}${'median ms'.padStart(11)}${'p90 ms'.padStart(10)}${'vs crun'.padStart(10)}`);
-    for (const [k, v] of Object.entries(samples)) console.log(`${k.padEnd(28)}${median(v).toFixed(2).padStart(11)}${p90(v).toFixed(2).padStart(10)}${(median(v) / crun).toFixed(2).padStart(9)}x`);
+    console.log(`${'case'.padEnd(28)}${'median ms'.padStart(11)}${'p90 ms'.padStart(10)}${'vs crun'.padStart(10)}${'cpu ms/run'.padStart(12)}${'cpu vs crun'.padStart(13)}`);
+    for (const [k, v] of Object.entries(samples)) {
+      console.log(`${k.padEnd(28)}${median(v).toFixed(2).padStart(11)}${p90(v).toFixed(2).padStart(10)}${(median(v) / crun).toFixed(2).padStart(9)}x${cpuMs[k]!.toFixed(2).padStart(12)}${(cpuMs[k]! / cpuMs['crun run']!).toFixed(2).padStart(12)}x`);
+    }
     const api = med['runtime-shim API (gRPC)']!;
     const cli = med['berth-runtime run (CLI)']!;
-    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x)`);
+    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x); in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x`);
     console.log(`CLI path - node -e 0 = ${(cli - nodeFloor).toFixed(2)} ms (target <= 10 ms)`);
     console.log(`daemon with 100 concurrent containers: VmHWM ${mem['VmHWM']!.toFixed(1)} MiB, VmRSS ${mem['VmRSS']!.toFixed(1)} MiB (idle RSS ${rssBefore.toFixed(1)} MiB); 100 create+start took ${concurrentMs.toFixed(0)} ms`);
     const out = process.env['BERTH_BENCH_RESULTS'];
@@ -153,6 +177,7 @@ async function main(): Promise<void> {
         area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length, loadAverage: os.loadavg()[0], stateFs,
         medianMs: med, p90Ms: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, p90(v)])),
         ratios: { apiVsCrun: api / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
+        cpuMsPerRun: cpuMs, cpuRatios: { apiVsCrun: cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!, cliMinusNodeMs: cpuMs['berth-runtime run (CLI)']! - cpuMs['node -e 0']! },
         daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },
       }, null, 2));
       console.log(`results: ${file}`);
