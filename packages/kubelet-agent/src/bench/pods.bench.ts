@@ -66,7 +66,8 @@ async function berth(h: NodeHarness, n: number): Promise<{ running: Stats; ready
     await h.createPod(pod(i));
     t0.set(`p${i}`, performance.now());
   }));
-  const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`only ${ready.size}/${n} pods Ready after 180 s`)), 180_000).unref());
+  const limitS = 120 + n;
+  const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`only ${ready.size}/${n} pods Ready after ${limitS} s`)), limitS * 1000).unref());
   await Promise.race([all, timeout]);
   inf.stop();
   const cpuSeconds = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, +((cpuMs(pid) - cpu0[k]!) / 1000).toFixed(2)]));
@@ -153,7 +154,8 @@ async function main(): Promise<void> {
   const h = new NodeHarness();
   let failed = false;
   try {
-    const missing = await h.start({ podCidr: '10.78.0.0/16' });
+    // Room for every pod of the run (the node admits --max-pods, 110 by default).
+    const missing = await h.start({ podCidr: '10.78.0.0/16', agentArgs: ['--max-pods', String(Math.max(110, n + 10))] });
     if (missing) throw new Error(`cannot run: ${missing}`);
     console.log(`pods bench: ${n} pods at once on one node (${os.cpus().length} cpus, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
     const b = await berth(h, n);

@@ -87,7 +87,7 @@ export class NodeHarness {
   }
 
   /** Starts the Store, runtime and network; returns what is missing (then the agent is not started). */
-  async start(opts: { podCidr?: string; staticPods?: Record<string, string> } = {}): Promise<string | undefined> {
+  async start(opts: { podCidr?: string; staticPods?: Record<string, string>; agentArgs?: string[] } = {}): Promise<string | undefined> {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-ka-node-'));
     fs.chmodSync(this.dir, 0o755);
     execFileSync('ip', ['netns', 'add', this.netns]);
@@ -115,7 +115,7 @@ export class NodeHarness {
     await this.importTestImage();
     fs.mkdirSync(path.join(this.dir, 'manifests'));
     for (const [file, text] of Object.entries(opts.staticPods ?? {})) fs.writeFileSync(path.join(this.dir, 'manifests', file), text);
-    this.startAgent();
+    this.startAgent(opts.agentArgs);
     if ((await waitServing(`unix://${this.sock.agent}`, 30_000)) !== 'SERVING') throw new Error(`kubelet-agent did not start: ${this.agent!.output()}`);
     return undefined;
   }
