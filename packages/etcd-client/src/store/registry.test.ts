@@ -417,6 +417,19 @@ const list = (r: Partial<store.ListRequest>) => reg.list(store.ListRequest.fromP
     expect((await get('before-0', 'default', 'configmaps')).configMap!.metadata!.resourceVersion).toBe(updated.configMap!.metadata!.resourceVersion);
   });
 
+  it('answers Get/List resourceVersion "", "0", a reached version, a future one and garbage like Kubernetes', async () => {
+    const c = await reg.create(decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'rv', namespace: 'default' } }), admin);
+    const rv = c.configMap!.metadata!.resourceVersion;
+    const g = (resourceVersion: string) => reg.get(store.GetRequest.fromPartial({ resource: 'configmaps', namespace: 'default', name: 'rv', resourceVersion }), admin);
+    for (const v of ['', '0', rv]) expect((await g(v)).configMap!.metadata!.resourceVersion).toBe(rv);
+    const future = String(Number(rv) + 1_000_000);
+    await expect(g(future)).rejects.toThrow(/Too large resource version: \d+, current resource version: \d+/);
+    await expect(g('abc')).rejects.toThrow(/resourceVersion: invalid resource version "abc"/);
+    const l = await reg.list(store.ListRequest.fromPartial({ resource: 'configmaps', namespace: 'default', resourceVersion: rv }), admin);
+    expect(Number(l.resourceVersion)).toBeGreaterThanOrEqual(Number(rv));
+    await expect(reg.list(store.ListRequest.fromPartial({ resource: 'configmaps', resourceVersion: future }), admin)).rejects.toThrow(/Too large resource version/);
+  });
+
   it('sends initial events then a bookmark marking their end (sendInitialEvents)', async () => {
     await reg.create(pod('s1'), admin);
     await reg.create(pod('s2'), admin);

@@ -43,6 +43,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  UnavailableError,
   type Logger,
 } from '@berth/common';
 import { RevisionCompactedError, type Guard, type Mutation, type StorageBackend, type StoredKV } from './backend';
@@ -441,8 +442,11 @@ export class Registry {
   async get(req: store.GetRequest, user: UserInfo): Promise<core.Object> {
     const info = resourceOf(req.resource);
     const ns = info.namespaced ? req.namespace || 'default' : '';
-    const d = await this.read(info, ns, req.name);
+    const atLeast = minResourceVersion(req.resourceVersion);
+    const { kv, revision } = await this.backend.get(this.key(info, ns, req.name));
+    const d = kv ? this.decode(kv) : undefined;
     await this.authorize(user, { verb: 'get', apiGroup: info.group, resource: info.resource, subresource: '', namespace: ns, name: req.name }, d?.obj ?? core.Object.fromPartial({}));
+    tooLarge(atLeast, revision);
     if (!d) throw new NotFoundError(`${info.resource} "${req.name}" not found`);
     return d.obj;
   }
@@ -466,6 +470,7 @@ export class Registry {
     await this.authorize(user, { verb: 'list', apiGroup: info.group, resource: info.resource, subresource: '', namespace: ns, name: '', fieldSelector: req.fieldSelector });
     const { labels, fields } = this.parseSelectors(info, req.labelSelector, req.fieldSelector);
     if (req.limit < 0) throw new InvalidArgumentError('limit', 'must be greater than or equal to 0');
+    const atLeast = minResourceVersion(req.resourceVersion);
     const prefix = this.collectionPrefix(info, ns);
     let startKey = prefix;
     let revision = 0;
@@ -503,6 +508,7 @@ export class Registry {
       if (e instanceof RevisionCompactedError) throw new ExpiredError('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
       throw e;
     }
+    if (!req.continue) tooLarge(atLeast, revision);
     return {
       items,
       resourceVersion: String(revision),
@@ -820,6 +826,19 @@ export class Registry {
       ac.abort();
     }
   }
+}
+
+// Reads are always from etcd's latest state, which satisfies "" (latest), "0" (any) and "at
+// least N" alike; a version the store has not reached yet is Kubernetes' "Too large resource
+// version" (retryable), and anything else is not a resource version.
+function minResourceVersion(rv: string): number {
+  if (rv === '' || rv === '0') return 0;
+  if (!/^\d+$/.test(rv)) throw new InvalidArgumentError('resourceVersion', `invalid resource version ${JSON.stringify(rv)}`);
+  return Number(rv);
+}
+
+function tooLarge(atLeast: number, revision: number): void {
+  if (atLeast > revision) throw new UnavailableError(`Too large resource version: ${atLeast}, current resource version: ${revision}`);
 }
 
 function stripMeta(v: object): object {
