@@ -306,6 +306,39 @@ describe('node TLS bootstrap', () => {
   });
 });
 
+describe('node TLS bootstrap on the v2 storage backend', () => {
+  it('the same flow works with --etcd-api=v2: token, certificate, mTLS as the node', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), `berth-csr2-${suffix}-`));
+    const etcd2 = await EtcdCluster.start({ dataRoot: path.join(d, 'etcd'), enableV2: true });
+    const port = await freePort();
+    const sock = `unix://${path.join(d, 'etcd-client.sock')}`;
+    const proc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(d, 'state'), '--etcd-endpoints', etcd2.endpoints.join(','), '--etcd-api', 'v2', '--etcd-health-interval-ms', '200',
+      '--secure-listen', `127.0.0.1:${port}`, '--client-ca-file', pki.ca, '--tls-cert-file', pki.serverCert, '--tls-private-key-file', pki.serverKey,
+      '--cluster-signing-cert-file', pki.ca, '--cluster-signing-key-file', path.join(pki.dir, 'ca.key')]);
+    const local: StoreClient[] = [];
+    try {
+      expect(await waitServing(sock, 30_000), proc.output()).toBe('SERVING');
+      const adm = new StoreClient({ target: sock });
+      local.push(adm);
+      await adm.create(tokenSecret(TOKEN_ID, TOKEN_SECRET));
+      const boot = new StoreClient({ target: `127.0.0.1:${port}`, tls: { caFile: pki.ca }, bearerToken: TOKEN });
+      local.push(boot);
+      const node = `v2-${suffix}`;
+      const got = await requestCertificate(boot, { commonName: `system:node:${node}`, organizations: ['system:nodes'], timeoutMs: 20_000 });
+      fs.writeFileSync(path.join(d, 'n.crt'), got.certPem);
+      fs.writeFileSync(path.join(d, 'n.key'), got.keyPem, { mode: 0o600 });
+      const asNode = new StoreClient({ target: `127.0.0.1:${port}`, tls: { caFile: pki.ca, certFile: path.join(d, 'n.crt'), keyFile: path.join(d, 'n.key') } });
+      local.push(asNode);
+      expect((await asNode.whoAmI()).username).toBe(`system:node:${node}`);
+    } finally {
+      for (const c of local) c.close();
+      await proc.stop();
+      await etcd2.destroy();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('the same berth-etcd-client process', () => {
   it('collects garbage: deleting an owner deletes its dependents', async () => {
     const owner = await admin.create(decodeObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `gc-owner-${suffix}` } }));
