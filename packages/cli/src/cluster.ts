@@ -211,10 +211,10 @@ export function nodeServiceArgs(service: ServiceName, n: NodeSpec): string[] {
   return args;
 }
 
-/** Starts the node's runtime-shim, cni-manager and kubelet-agent (inside its netns when it has one). */
-export function startNode(run: ForegroundRun, n: NodeSpec): ServiceChild[] {
+/** Starts the node's runtime-shim, cni-manager and kubelet-agent, or some of them (inside its netns when it has one). */
+export function startNode(run: ForegroundRun, n: NodeSpec, services: readonly ServiceName[] = NODE_SERVICES): ServiceChild[] {
   fs.mkdirSync(n.runDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
   const env = { ...process.env, BERTH_RUN_DIR: n.runDir, BERTH_STATE_DIR: n.stateDir, BERTH_NODE_NAME: n.name };
-  return NODE_SERVICES.map((s) => run.procs.start(`${n.name}/${s}`, serviceBin(s), nodeServiceArgs(s, n), { socket: `unix://${path.join(n.runDir, `${s}.sock`)}`, env, netns: n.netnsPath }));
+  return services.map((s) => run.procs.start(`${n.name}/${s}`, serviceBin(s), nodeServiceArgs(s, n), { socket: `unix://${path.join(n.runDir, `${s}.sock`)}`, env, netns: n.netnsPath }));
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { StoreClient } from '@berth/apimachinery';
 import { checkHealth, freePort, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
 import { createClusterPki, type ClusterPki } from './certs';
-import { CONTROL_PLANE, ForegroundRun, startControlPlane, startLocalEtcd, startNode, type NetworkMode, type NodeSpec } from './cluster';
+import { CONTROL_PLANE, NODE_SERVICES, ForegroundRun, startControlPlane, startLocalEtcd, startNode, type NetworkMode, type NodeSpec } from './cluster';
 import { createNodeCgroupRoot } from './cluster-cgroups';
 import { CommandUsageError, ETCD_FLAGS, parseDuration, parseEtcdFlags, parseFlags, parseInteger, parseNetwork } from './cluster-flags';
 import { DEFAULT_EXAMPLES, applyManifests, buildExampleImage, examplePods, importImage, liveView } from './cluster-examples';
@@ -132,28 +132,40 @@ export async function up(opts: UpOptions = {}): Promise<number> {
         store: { unix: cp.storeUnix, tcp: storeTcp, ca: pki.ca.cert }, controlPlane: cp.children.map((c) => ({ name: c.name, socket: c.socket })), nodes: [],
       };
       const nets: NodeNet[] = names.map((n, i) => createNodeNet(underlay, n, i + 1));
-      const nodeChildren: ServiceChild[] = [];
-      for (const net of nets) {
-        const spec: NodeSpec = {
-          name: net.name, ip: net.ip, podCidr: podCidrOf(net.index), network, netnsPath: net.netnsPath,
-          runDir: path.join(runDir, 'nodes', net.name), stateDir: path.join(stateDir, 'nodes', net.name),
-          store: { tcp: storeTcp, ca: pki.ca.cert, ...pki.nodes[net.name] },
-          others: nets.filter((x) => x !== net).map((x) => ({ podCidr: podCidrOf(x.index), ip: x.ip })),
-          // The last node of a multi-node cluster is dedicated to batch work (examples/placement.yaml).
-          ...(nodeCount > 1 && net.index === nodeCount ? { labels: ['dedicated=batch'], taints: ['dedicated=batch:NoSchedule'] } : {}),
-        };
-        spec.cgroupRoot = createNodeCgroupRoot(id, net.name, path.join(spec.runDir, 'cgroup'));
-        const children = startNode(run, spec);
-        nodeChildren.push(...children);
+      const specs: NodeSpec[] = nets.map((net) => ({
+        name: net.name, ip: net.ip, podCidr: podCidrOf(net.index), network, netnsPath: net.netnsPath,
+        runDir: path.join(runDir, 'nodes', net.name), stateDir: path.join(stateDir, 'nodes', net.name),
+        store: { tcp: storeTcp, ca: pki.ca.cert, ...pki.nodes[net.name] },
+        others: nets.filter((x) => x !== net).map((x) => ({ podCidr: podCidrOf(x.index), ip: x.ip })),
+        cgroupRoot: createNodeCgroupRoot(id, net.name, path.join(runDir, 'nodes', net.name, 'cgroup')),
+        // The last node of a multi-node cluster is dedicated to batch work (examples/placement.yaml).
+        ...(nodeCount > 1 && net.index === nodeCount ? { labels: ['dedicated=batch'], taints: ['dedicated=batch:NoSchedule'] } : {}),
+      }));
+      for (const [i, spec] of specs.entries()) {
         info.nodes.push({
-          name: net.name, ip: net.ip, podCidr: spec.podCidr, netns: net.netns, hostVeth: net.hostVeth, runDir: spec.runDir, stateDir: spec.stateDir,
-          cgroupRoot: spec.cgroupRoot, services: children.map((c) => ({ name: c.name.split('/')[1], socket: c.socket })),
+          name: spec.name, ip: spec.ip, podCidr: spec.podCidr, netns: nets[i].netns, hostVeth: nets[i].hostVeth, runDir: spec.runDir, stateDir: spec.stateDir,
+          cgroupRoot: spec.cgroupRoot!, services: NODE_SERVICES.map((s) => ({ name: s, socket: `unix://${path.join(spec.runDir, `${s}.sock`)}` })),
         });
       }
       fs.writeFileSync(path.join(runDir, 'cluster.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
+      const serving = (children: ServiceChild[]) => Promise.all(children.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
 
-      const all = [...cp.children, ...nodeChildren];
-      const statuses = await Promise.all(all.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
+      // Each node's runtime and network first; the example image goes into every runtime before
+      // the kubelet-agents start, so a node is registered with its image already there (and no
+      // import races the agent's first calls to its runtime).
+      const first = [...cp.children, ...specs.flatMap((spec) => startNode(run, spec, ['runtime-shim', 'cni-manager']))];
+      const firstStatus = await serving(first);
+      run.checkStop();
+      const examplesDir = opts.examples === false ? undefined : opts.examples ?? DEFAULT_EXAMPLES;
+      if (examplesDir && firstStatus.every((s) => s === 'SERVING')) {
+        say('importing the example image into every node ...');
+        const image = buildExampleImage(stateDir);
+        await Promise.all(info.nodes.map((n) => importImage(n.services.find((s) => s.name === 'runtime-shim')!.socket, image)));
+        run.checkStop();
+      }
+      const agents = specs.flatMap((spec) => startNode(run, spec, ['kubelet-agent']));
+      const all = [...first, ...agents];
+      const statuses = [...firstStatus, ...(await serving(agents))];
       run.checkStop();
       say('');
       say(`${'SERVICE'.padEnd(26)} ${'SOCKET'.padEnd(60)} HEALTH`);
@@ -167,12 +179,8 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       say('');
       say(`Berth is up: etcd, the control plane and ${nodeCount} node${nodeCount > 1 ? 's' : ''} (${network} network) are SERVING.`);
 
-      if (opts.examples !== false) {
-        const dir = opts.examples ?? DEFAULT_EXAMPLES;
-        say('importing the example image into every node ...');
-        const layout = buildExampleImage(stateDir);
-        await Promise.all(info.nodes.map((n) => importImage(n.services.find((s) => s.name === 'runtime-shim')!.socket, layout)));
-        run.checkStop();
+      if (examplesDir) {
+        const dir = examplesDir;
         say(`applying ${dir} ...`);
         say((await applyManifests(adminConf, dir)).trimEnd());
         say('');
