@@ -25,12 +25,13 @@ const cgroupRoot = `/berth-test-cli-${process.pid}-${Date.now().toString(36)}`;
 let podId: string;
 let containerId: string;
 
-async function run(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
+async function run(args: string[], stdin?: string, terminal?: RuntimeIo['terminalSize']): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const io: RuntimeIo = {
     stdout: (s) => { out += s; }, stderr: (s) => { err += s; }, env: {}, tty: false,
     stdinStream: () => { const p = new PassThrough(); p.end(stdin ?? ''); return p; },
+    ...(terminal !== undefined ? { terminalSize: terminal } : {}),
   };
   const code = await runRuntime(['--runtime-endpoint', sock, ...args], io);
   return { code, out, err };
@@ -84,7 +85,8 @@ describe('berth runtime (pods and containers)', () => {
   it('execs (streaming with stdin, and sync), prints logs and stats', async () => {
     expect(await run(['exec', '-i', 'web', 'sh', '-c', 'read x; echo "in:$x"; exit 3'], 'hello\n')).toEqual({ code: 3, out: 'in:hello\n', err: '' });
     expect(await run(['exec', '-s', '--timeout', '5', containerId, 'hostname'])).toEqual({ code: 0, out: 'cli-pod\n', err: '' });
-    const t = await run(['exec', '-t', 'web', 'sh', '-c', '[ -t 1 ] && echo in-a-tty; exit 4']);
+    // With -t our terminal's size goes along in the start frame (the image has no stty to show it).
+    const t = await run(['exec', '-t', 'web', 'sh', '-c', '[ -t 1 ] && echo in-a-tty; exit 4'], undefined, () => ({ width: 123, height: 45 }));
     expect({ ...t, out: t.out.replace(/\r/g, '') }).toEqual({ code: 4, out: 'in-a-tty\n', err: '' });
     for (let i = 0; i < 50 && !(await run(['logs', 'web'])).out.includes('two'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(await run(['logs', 'web'])).toEqual({ code: 0, out: 'one\ntwo\n', err: 'oops\n' });

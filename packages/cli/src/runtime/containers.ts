@@ -163,7 +163,15 @@ export async function exec(client: Client, io: RuntimeIo, args: string[]): Promi
     });
     stream.on('end', () => resolve(code));
     stream.on('error', reject);
-    stream.write(runtime.ExecRequest.fromPartial({ start: { containerId, cmd, tty, stdin: interactive } }));
+    const size = tty ? io.terminalSize?.() : undefined;
+    stream.write(runtime.ExecRequest.fromPartial({ start: { containerId, cmd, tty, stdin: interactive, ...(size !== undefined ? { terminalSize: size } : {}) } }));
+    if (tty && io.onResize !== undefined) {
+      const off = io.onResize(() => {
+        const s = io.terminalSize?.();
+        if (s !== undefined) stream.write(runtime.ExecRequest.fromPartial({ resize: s }));
+      });
+      stream.on('close', off);
+    }
     if (interactive) {
       const input = io.stdinStream() as NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (on: boolean) => void };
       // With -t on a terminal, keys go to the container's terminal as typed (^C included).

@@ -9,6 +9,10 @@ export interface RuntimeIo {
   /** Whether stderr is a terminal (progress bars redraw in place). */
   tty: boolean;
   stdinStream: () => Readable;
+  /** Our terminal's size when stdout is a terminal (exec -t gives it to the container's). */
+  terminalSize?: () => { width: number; height: number } | undefined;
+  /** Calls `cb` when our terminal is resized; returns the unsubscribe. */
+  onResize?: (cb: () => void) => () => void;
 }
 
 export function defaultRuntimeIo(): RuntimeIo {
@@ -18,6 +22,11 @@ export function defaultRuntimeIo(): RuntimeIo {
     env: process.env,
     tty: !!process.stderr.isTTY,
     stdinStream: () => process.stdin,
+    terminalSize: () => (process.stdout.isTTY ? { width: process.stdout.columns, height: process.stdout.rows } : undefined),
+    onResize: (cb) => {
+      process.stdout.on('resize', cb);
+      return () => process.stdout.off('resize', cb);
+    },
   };
 }
 
