@@ -194,6 +194,7 @@ export class Runtime {
     const cg = cgroupDriver(cgPath, this.opts.cgroupRoot);
     let pidfd = -1;
     let pid = -1;
+    let pausedInit: number | undefined;
     let fds: number[] = [];
     try {
       await cg.create();
@@ -214,6 +215,9 @@ export class Runtime {
       // but pivot_root has not happened yet. The init waits there while they run.
       compiled.plan.pauseBeforePivot = [hooks.prestart, hooks.createRuntime, hooks.createContainer].some((h) => (h?.length ?? 0) > 0);
       const beforePivot = async (initPid: number): Promise<void> => {
+        // Ours from here: a daemon's orphan reaper must leave it to the spawn's own reaping.
+        pausedInit = initPid;
+        this.ownPids.add(initPid);
         const state: OciState = { ociVersion: OCI_VERSION, id, pid: initPid, status: 'creating', bundle, rootfs: compiled.rootfs, created: createdAt, owner: '' };
         if (Object.keys(spec.annotations ?? {}).length > 0) state.annotations = spec.annotations;
         this.opts.debug?.(`create ${id}: init ${initPid} waits before pivot_root for the createRuntime/createContainer hooks`);
@@ -258,6 +262,7 @@ export class Runtime {
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
         if (pidfd >= 0) await this.sys.watchExit(pidfd).catch(() => undefined);
       }
+      if (pausedInit !== undefined) this.ownPids.delete(pausedInit);
       await cg.destroy().catch(() => undefined);
       this.store.remove(id);
       throw err;
