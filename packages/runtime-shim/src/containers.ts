@@ -101,6 +101,8 @@ export class Invalid extends InvalidArgumentError {
 
 const nowUs = (): number => Date.now() * 1000;
 const ID = /^[0-9a-f]{64}$/;
+/** How long a monitor may take to create its container (a slow image rootfs setup included). */
+const MONITOR_REPLY_TIMEOUT_MS = 120_000;
 
 interface SpawnedMonitor {
   child: ChildProcess;
@@ -383,6 +385,15 @@ export class ContainerManager {
         resolve(r);
       });
       child.on('exit', (code, signal) => fail(new Error(`container monitor exited (${code ?? signal}) before it reported: ${this.monitorLog(rec)}`)));
+      // A monitor that never answers must not hold the caller forever: it is killed, and the
+      // create fails (and is cleaned up) like any other.
+      const timer = setTimeout(() => {
+        if (settled) return;
+        child.kill('SIGKILL');
+        fail(new Error(`container monitor did not report within ${MONITOR_REPLY_TIMEOUT_MS / 1000}s: ${this.monitorLog(rec)}`));
+      }, MONITOR_REPLY_TIMEOUT_MS);
+      timer.unref();
+      child.stdout!.once('close', () => clearTimeout(timer));
       child.stdin!.write(`${JSON.stringify(job)}\n`);
     });
   }
