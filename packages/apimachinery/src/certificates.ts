@@ -2,16 +2,26 @@
 // `berth join`: parsing and checking the PKCS#10 request, which requests the kubelet client
 // signer may approve on its own, and making a node's key and request.
 //
-// @peculiar/x509 needs the reflect-metadata polyfill (its ASN.1 schemas use decorators); it
-// must be loaded before the library.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+// @peculiar/x509 (with the reflect-metadata polyfill its ASN.1 schemas need, loaded first) is
+// required on first use, not at import: every component imports this package, and only the
+// Store's signer and a joining node handle certificates.
+import type * as X509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
 import type { core } from '@berth/api';
 import { NODE_USER_PREFIX, SYSTEM_NODES } from './auth/types';
 import type { FieldError } from './validation';
 import type { StoreClient } from './client';
 import { kindInfo, wrap } from './kinds';
+
+let lib: typeof X509 | undefined;
+/** @peculiar/x509, loaded (after reflect-metadata) the first time it is needed. */
+export function x509(): typeof X509 {
+  if (!lib) {
+    require('reflect-metadata');
+    lib = require('@peculiar/x509') as typeof X509;
+  }
+  return lib;
+}
 
 /** Node client certificates (CN=system:node:<name>, O=system:nodes): the built-in signer. */
 export const KUBELET_CLIENT_SIGNER = 'kubernetes.io/kube-apiserver-client-kubelet';
@@ -37,7 +47,7 @@ export class CsrError extends Error {
 }
 
 export interface ParsedCsr {
-  request: x509.Pkcs10CertificateRequest;
+  request: X509.Pkcs10CertificateRequest;
   /** Every attribute of the subject in order, e.g. [["CN","system:node:a"],["O","system:nodes"]]. */
   subject: [string, string][];
   commonName: string;
@@ -47,7 +57,7 @@ export interface ParsedCsr {
 }
 
 /** The WebCrypto type @peculiar/x509 expects (Node's webcrypto, typed without the DOM lib). */
-export type X509Crypto = NonNullable<Parameters<x509.Pkcs10CertificateRequest['verify']>[0]>;
+export type X509Crypto = NonNullable<Parameters<X509.Pkcs10CertificateRequest['verify']>[0]>;
 
 const PEM_RE = /^-----BEGIN CERTIFICATE REQUEST-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE REQUEST-----\s*$/;
 
@@ -56,9 +66,9 @@ export function parseCsr(request: Uint8Array | string): ParsedCsr {
   const pem = (typeof request === 'string' ? request : Buffer.from(request).toString('latin1')).trim();
   if (!pem) throw new CsrError('spec.request', 'Required value');
   if (!PEM_RE.test(`${pem}\n`)) throw new CsrError('spec.request', 'Invalid value: "<PEM data>": PEM block type must be CERTIFICATE REQUEST');
-  let req: x509.Pkcs10CertificateRequest;
+  let req: X509.Pkcs10CertificateRequest;
   try {
-    req = new x509.Pkcs10CertificateRequest(pem);
+    req = new (x509().Pkcs10CertificateRequest)(pem);
   } catch (e) {
     throw new CsrError('spec.request', `Invalid value: "<PEM data>": ${(e as Error).message}`);
   }
@@ -66,7 +76,7 @@ export function parseCsr(request: Uint8Array | string): ParsedCsr {
   for (const rdn of req.subjectName.toJSON()) for (const [k, vs] of Object.entries(rdn)) for (const v of vs) subject.push([k, v]);
   const sans: string[] = [];
   const ext = req.getExtension('2.5.29.17'); // subjectAltName
-  if (ext) for (const n of new x509.SubjectAlternativeNameExtension(ext.rawData).names.items) sans.push(`${n.type}:${n.value}`);
+  if (ext) for (const n of new (x509().SubjectAlternativeNameExtension)(ext.rawData).names.items) sans.push(`${n.type}:${n.value}`);
   return {
     request: req,
     subject,
@@ -180,11 +190,11 @@ export function csrConditionText(csr: core.CertificateSigningRequest): string {
 export async function generateKeyAndCsr(subject: { commonName: string; organizations?: string[]; dnsNames?: string[]; ipAddresses?: string[] }): Promise<{ keyPem: string; csrPem: string }> {
   const esc = (v: string) => v.replace(/([,+"\\<>;=#])/g, '\\$1');
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'];
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Parameters<typeof X509.Pkcs10CertificateRequestGenerator.create>[0]['keys'];
   const name = [`CN=${esc(subject.commonName)}`, ...(subject.organizations ?? []).map((o) => `O=${esc(o)}`)].join(', ');
   const sans = [...(subject.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })), ...(subject.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value }))];
-  const extensions = sans.length ? [new x509.SubjectAlternativeNameExtension(sans)] : [];
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: alg, extensions }, webcrypto as unknown as X509Crypto);
+  const extensions = sans.length ? [new (x509().SubjectAlternativeNameExtension)(sans)] : [];
+  const csr = await x509().Pkcs10CertificateRequestGenerator.create({ name, keys, signingAlgorithm: alg, extensions }, webcrypto as unknown as X509Crypto);
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n?$/, '\n')}-----END PRIVATE KEY-----\n`;
   return { keyPem, csrPem: `${csr.toString('pem')}\n` };

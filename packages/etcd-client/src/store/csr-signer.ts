@@ -8,9 +8,9 @@
 // (a node's own server certificate, with its DNS/IP names) and kube-apiserver-client signers,
 // with the cluster CA.
 //
-// @peculiar/x509 needs the reflect-metadata polyfill loaded before it.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+// @peculiar/x509 is loaded through apimachinery's x509() (after its reflect-metadata polyfill),
+// on first use: only a Store with --cluster-signing-* pays for it.
+import type * as X509 from '@peculiar/x509';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { core, store } from '@berth/api';
@@ -23,6 +23,7 @@ import {
   nodeClientRequest,
   parseCsr,
   verifyCsrSignature,
+  x509,
   type ParsedCsr,
   type UserInfo,
   type X509Crypto,
@@ -37,9 +38,9 @@ const CLIENT_USAGES = new Set(['client auth', 'digital signature', 'key encipher
 /** The cluster CA as a signer: issues leaf certificates for approved requests. */
 export class ClusterSigner {
   private constructor(
-    readonly caCert: x509.X509Certificate,
+    readonly caCert: X509.X509Certificate,
     private readonly key: CryptoKeyLike,
-    private readonly alg: x509.Pkcs10CertificateRequestCreateParams['signingAlgorithm'],
+    private readonly alg: X509.Pkcs10CertificateRequestCreateParams['signingAlgorithm'],
     /** Longest validity issued (default one year). */
     readonly maxDurationSeconds: number,
   ) {}
@@ -48,8 +49,8 @@ export class ClusterSigner {
     const read = (flag: string, f: string) => {
       try { return fs.readFileSync(f, 'utf8'); } catch (e) { throw new Error(`--${flag}: cannot read ${f}: ${(e as Error).message}`); }
     };
-    let caCert: x509.X509Certificate;
-    try { caCert = new x509.X509Certificate(read('cluster-signing-cert-file', certFile)); } catch (e) {
+    let caCert: X509.X509Certificate;
+    try { caCert = new (x509().X509Certificate)(read('cluster-signing-cert-file', certFile)); } catch (e) {
       throw new Error(`--cluster-signing-cert-file: ${certFile} is not a PEM certificate: ${(e as Error).message}`);
     }
     let keyObj: crypto.KeyObject;
@@ -59,7 +60,7 @@ export class ClusterSigner {
     // The key must be the certificate's: a mismatch would issue certificates nobody can verify.
     const pub = crypto.createPublicKey(keyObj).export({ format: 'der', type: 'spki' });
     if (!Buffer.from(caCert.publicKey.rawData).equals(pub)) throw new Error(`--cluster-signing-key-file: ${keyFile} is not the key of ${certFile}`);
-    let alg: x509.Pkcs10CertificateRequestCreateParams['signingAlgorithm'];
+    let alg: X509.Pkcs10CertificateRequestCreateParams['signingAlgorithm'];
     if (keyObj.asymmetricKeyType === 'ec') {
       const curve = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' }[keyObj.asymmetricKeyDetails?.namedCurve ?? ''];
       if (!curve) throw new Error(`--cluster-signing-key-file: unsupported EC curve ${keyObj.asymmetricKeyDetails?.namedCurve}`);
@@ -88,9 +89,9 @@ export class ClusterSigner {
     const serial = crypto.randomBytes(16);
     serial[0] &= 0x7f; // positive
     let flags = 0;
-    if (usages.includes('digital signature')) flags |= x509.KeyUsageFlags.digitalSignature;
-    if (usages.includes('key encipherment')) flags |= x509.KeyUsageFlags.keyEncipherment;
-    const cert = await x509.X509CertificateGenerator.create({
+    if (usages.includes('digital signature')) flags |= x509().KeyUsageFlags.digitalSignature;
+    if (usages.includes('key encipherment')) flags |= x509().KeyUsageFlags.keyEncipherment;
+    const cert = await x509().X509CertificateGenerator.create({
       serialNumber: serial.toString('hex'),
       subject: p.request.subjectName,
       issuer: this.caCert.subjectName,
@@ -100,12 +101,12 @@ export class ClusterSigner {
       signingKey: this.key,
       signingAlgorithm: this.alg,
       extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        ...(flags ? [new x509.KeyUsagesExtension(flags, true)] : []),
-        new x509.ExtendedKeyUsageExtension([o.serving ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
+        new (x509().BasicConstraintsExtension)(false, undefined, true),
+        ...(flags ? [new (x509().KeyUsagesExtension)(flags, true)] : []),
+        new (x509().ExtendedKeyUsageExtension)([o.serving ? x509().ExtendedKeyUsage.serverAuth : x509().ExtendedKeyUsage.clientAuth], false),
         ...(o.serving ? sanOf(p) : []),
-        await x509.AuthorityKeyIdentifierExtension.create(this.caCert.publicKey, false, webcrypto),
-        await x509.SubjectKeyIdentifierExtension.create(p.request.publicKey, false, webcrypto),
+        await x509().AuthorityKeyIdentifierExtension.create(this.caCert.publicKey, false, webcrypto),
+        await x509().SubjectKeyIdentifierExtension.create(p.request.publicKey, false, webcrypto),
       ],
     }, webcrypto);
     return `${cert.toString('pem')}\n`;
@@ -113,12 +114,12 @@ export class ClusterSigner {
 }
 
 /** The request's subjectAltName extension, as the request carries it (DNS and IP names were checked). */
-function sanOf(p: ParsedCsr): x509.Extension[] {
+function sanOf(p: ParsedCsr): X509.Extension[] {
   const ext = p.request.getExtension('2.5.29.17');
-  return ext ? [new x509.SubjectAlternativeNameExtension(ext.rawData)] : [];
+  return ext ? [new (x509().SubjectAlternativeNameExtension)(ext.rawData)] : [];
 }
 
-type CryptoKeyLike = x509.X509CertificateCreateWithKeyParams['signingKey'];
+type CryptoKeyLike = X509.X509CertificateCreateWithKeyParams['signingKey'];
 
 const CONTROLLER: UserInfo = { name: 'system:kube-controller-manager', groups: ['system:masters', 'system:authenticated'], authenticator: 'internal' };
 
