@@ -276,7 +276,7 @@ describe('berth-runtime vs runc', () => {
     }
   });
 
-  it('a foreground run passes signals on to the container, and terminal size changes to its pty (same as runc)', async () => {
+  it('a foreground run or exec passes signals on to its process, and terminal size changes to its pty (same as runc)', async () => {
     const b = makeBundle(['sh', '-c', 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done']);
     const t = makeBundle(['sh', '-c', 'stty size; echo ready; read x; stty size'], (s) => {
       s.process!.terminal = true;
@@ -290,6 +290,17 @@ describe('berth-runtime vs runc', () => {
         p.stdout.on('data', (d: Buffer) => (out += d.toString()));
         const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
         for (let i = 0; i < 300 && !out.includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+        // exec in the foreground: to the process it started
+        const tool = cmd === RUNC ? runc : berth;
+        const x = spawn(cmd, [...args.slice(0, args.indexOf('run')), 'exec', id, 'sh', '-c', 'trap "echo exec got TERM; exit 5" TERM; echo up; while :; do sleep 0.1; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let xout = '';
+        x.stdout.on('data', (d: Buffer) => (xout += d.toString()));
+        const xexited = new Promise<number | null>((r) => x.once('exit', (code) => r(code)));
+        for (let i = 0; i < 300 && !xout.includes('up'); i++) await new Promise((r) => setTimeout(r, 20));
+        x.kill('SIGTERM');
+        expect(await xexited, `${cmd} exec: ${xout}`).toBe(5);
+        expect(xout).toBe('up\nexec got TERM\n');
+        expect(JSON.parse(tool('state', id).out).status).toBe('running');
         p.kill('SIGTERM');
         expect(await exited, `${cmd}: ${out}`).toBe(7);
         expect(out).toBe('ready\ngot TERM\n');

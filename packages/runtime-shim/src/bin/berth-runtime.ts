@@ -207,7 +207,7 @@ async function main(argv: string[]): Promise<number> {
       }
       if (bool(f, 'detach')) return await rt.run(id, { ...o, detach: true, keep: bool(f, 'keep') });
       // In the foreground, like runc: signals sent to us go to the container.
-      const stopForwarding = forwardSignals(rt, id);
+      const stopForwarding = forwardSignals((sig) => rt.kill(id, sig));
       try {
         if (spec.process?.terminal === true && o.consoleSocket === undefined) return await runAttached(rt, id, o, bool(f, 'keep'));
         return await rt.run(id, { ...o, keep: bool(f, 'keep') });
@@ -348,10 +348,16 @@ async function main(argv: string[]): Promise<number> {
         if (bool(f, 'no-new-privs')) proc.noNewPrivileges = true;
       }
       validateSpec({ ociVersion: SPEC_VERSION, process: proc });
-      const { exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') });
+      const { pid, exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') });
       if (bool(f, 'detach')) return 0;
-      const e = await exited;
-      return e.code ?? 128 + parseSignal(e.signal ?? 'SIGKILL');
+      // In the foreground, like runc: signals sent to us go to the process we started.
+      const stop = forwardSignals((sig) => process.kill(pid, sig));
+      try {
+        const e = await exited;
+        return e.code ?? 128 + parseSignal(e.signal ?? 'SIGKILL');
+      } finally {
+        stop();
+      }
     }
   }
   return 0;
@@ -360,12 +366,12 @@ async function main(argv: string[]): Promise<number> {
 /** Signals a foreground `run` passes on to the container's init (not SIGCHLD, SIGWINCH, SIGURG). */
 const FORWARDED: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGPIPE', 'SIGALRM', 'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGPWR', 'SIGVTALRM', 'SIGPROF', 'SIGXCPU', 'SIGXFSZ'];
 
-/** Forwards the signals we get to container `id` (once it exists) until the returned stop(). */
-function forwardSignals(rt: Runtime, id: string): () => void {
+/** Passes the signals we get on through `send` until the returned stop(). */
+function forwardSignals(send: (sig: NodeJS.Signals) => void): () => void {
   const handlers = FORWARDED.map((sig) => {
     const h = (): void => {
       try {
-        rt.kill(id, sig);
+        send(sig);
       } catch {
         // not created yet, or already gone
       }
