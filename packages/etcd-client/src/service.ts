@@ -26,6 +26,7 @@ const schema = {
   watchBookmarkIntervalMs: z.number().int().min(100).default(5000),
   clusterSigningCertFile: z.string().optional(),
   clusterSigningKeyFile: z.string().optional(),
+  enableGarbageCollector: z.boolean().default(true),
   // Go duration syntax, as kube-controller-manager's flag: "8760h", "720h0m0s", "90m".
   clusterSigningDuration: z.string().regex(/^(\d+h)?(\d+m)?(\d+s)?$/, { message: 'expected a duration like 8760h or 720h0m0s' }).refine((v) => v !== '' && goDurationSeconds(v) >= 600, { message: 'must be at least 10m' }).default('8760h'),
 };
@@ -69,6 +70,7 @@ export const spec: ServiceSpec<typeof schema> = {
     watchBookmarkIntervalMs: { flag: 'watch-bookmark-interval-ms', type: 'number', description: 'how often idle watches get a BOOKMARK' },
     clusterSigningCertFile: { flag: 'cluster-signing-cert-file', type: 'string', description: 'cluster CA certificate: turns on the built-in approver and signer of node client certificates (with --cluster-signing-key-file)' },
     clusterSigningKeyFile: { flag: 'cluster-signing-key-file', type: 'string', description: 'private key of --cluster-signing-cert-file' },
+    enableGarbageCollector: { flag: 'enable-garbage-collector', type: 'boolean', description: 'delete dependents of deleted owners (ownerReferences); on by default, off with enableGarbageCollector: false in --config' },
     clusterSigningDuration: { flag: 'cluster-signing-duration', type: 'string', description: 'longest validity of a signed certificate (default 8760h = 1 year)' },
   },
   schema,
@@ -97,7 +99,7 @@ export const spec: ServiceSpec<typeof schema> = {
     if (config.secureListen && !(config.clientCaFile && config.tlsCertFile && config.tlsPrivateKeyFile)) throw new Error('--secure-listen needs --client-ca-file, --tls-cert-file and --tls-private-key-file');
     if (!config.clusterSigningCertFile !== !config.clusterSigningKeyFile) throw new Error('--cluster-signing-cert-file and --cluster-signing-key-file go together');
     let csrController: CsrController | undefined;
-    const gc = new GarbageCollector(registry, { logger });
+    const gc = config.enableGarbageCollector ? new GarbageCollector(registry, { logger }) : undefined;
     return {
       services: [{ definition: store.StoreService, implementation: local }],
       servingOnStart: false,
@@ -121,7 +123,7 @@ export const spec: ServiceSpec<typeof schema> = {
               await registry.start();
               ready = true;
               csrController?.start();
-              gc.start();
+              gc?.start();
               logger.info('store initialised');
             } catch (err) {
               logger.warn({ err: String(err) }, 'store initialisation failed; retrying');
@@ -144,7 +146,7 @@ export const spec: ServiceSpec<typeof schema> = {
       close: async () => {
         clearInterval(timer);
         await csrController?.close();
-        await gc.close();
+        await gc?.close();
         registry.close();
         await secure?.shutdown(1000);
         backend.close();
