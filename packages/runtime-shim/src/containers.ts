@@ -159,6 +159,8 @@ export class ContainerManager {
   private readonly monitorPids = new Set<number>();
   private readonly warn: (msg: string) => void;
   private readonly devNull: number;
+  /** (sandbox, name, attempt) of creates in flight. */
+  private readonly naming = new Set<string>();
   /** The sandboxes containers are created in (set once, at setup). */
   sandboxes: SandboxManager | undefined;
   /** A monitor started ahead of need: a create hands it its job instead of waiting for a Node start. */
@@ -228,9 +230,20 @@ export class ContainerManager {
       throw new InvalidArgumentError(`config.annotations.${BUNDLE_ANNOTATION}`, 'must be an absolute path');
     }
     const attempt = cfg.metadata?.attempt ?? 0;
-    if (sandboxId !== '' && this.list().some((r) => r.sandboxId === sandboxId && r.name === name && r.attempt === attempt)) {
+    const key = JSON.stringify([sandboxId, name, attempt]);
+    if (sandboxId !== '' && (this.naming.has(key) || this.list().some((r) => r.sandboxId === sandboxId && r.name === name && r.attempt === attempt))) {
       throw new AlreadyExistsError(`container "${name}" attempt ${attempt} already exists in pod sandbox ${sandboxId}`);
     }
+    // Held until the record exists, so two concurrent creates cannot both take the name.
+    if (sandboxId !== '') this.naming.add(key);
+    try {
+      return await this.createNamed(cfg, name, attempt, sandboxId, sandbox, bundleDir);
+    } finally {
+      this.naming.delete(key);
+    }
+  }
+
+  private async createNamed(cfg: runtime.ContainerConfig, name: string, attempt: number, sandboxId: string, sandbox: ReturnType<SandboxManager['find']>, bundleDir: string | undefined): Promise<ContainerRecord> {
     let logPath = '';
     if (cfg.logPath !== '') {
       if (sandbox === undefined || sandbox.logDirectory === '') throw new InvalidArgumentError('config.log_path', 'needs a sandbox with a log_directory');

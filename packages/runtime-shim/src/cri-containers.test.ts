@@ -59,6 +59,10 @@ describe('containers from images', () => {
     await expect(fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('escape', ['true'], { logPath: '../../escape.log' }) })).rejects.toThrow(/config\.log_path/);
     await expect(fx.containers.create({ sandboxId: 'f'.repeat(64), config: fx.containerConfig('x', ['true']) })).rejects.toThrow(/pod sandbox f+ not found/);
     await expect(fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('layers', ['true']) })).rejects.toThrow(/already exists/);
+    // Two creates of one name at once: one wins.
+    const race = await Promise.allSettled([0, 1].map(() => fx.containers.create({ sandboxId: sb.id, config: fx.containerConfig('twin', ['true']) })));
+    expect(race.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    await fx.containers.remove((race.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ id: string }>).value.id);
     // Failed creates left nothing: only the three containers are there.
     expect(fs.readdirSync(fx.containers.criRoot).sort()).toEqual([a, b, c].sort());
     expect(mountsUnder(fx.containers.criRoot).length).toBe(3);
