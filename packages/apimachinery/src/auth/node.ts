@@ -1,5 +1,5 @@
 // The Node authorizer: a kubelet (user `system:node:<name>` in group `system:nodes`) may read
-// its own node and the pods bound to it, write its node, its lease, its pods' status and
+// all nodes and the pods bound to it, write its node, its lease, its pods' status and
 // events — nothing else. It answers before RBAC; for what it does not grant it says "deny",
 // so no RBAC binding can widen a node's reach by accident.
 import { parseFieldSelector } from '../selectors';
@@ -45,11 +45,9 @@ export class NodeAuthorizer {
     }
     if (g === '' && a.resource === 'nodes') {
       if (a.subresource === '' && a.verb === 'create' && (!a.name || a.name === node)) return allow('create its own node');
-      if ((a.verb === 'list' || a.verb === 'watch') && a.subresource === '') {
-        let pinned: string | undefined;
-        try { pinned = parseFieldSelector(a.fieldSelector ?? '', ['metadata.name']).exact('metadata.name'); } catch { pinned = undefined; }
-        return pinned === node ? allow('list/watch its own node') : deny('can only list/watch its own node (fieldSelector metadata.name=' + node + ')');
-      }
+      // Every node may read every Node, as in Kubernetes' node rules: pod networks route to the
+      // other nodes' pod CIDRs and addresses (cni-manager's node routes run with the node's identity).
+      if (READ.has(a.verb) && a.subresource === '') return allow(`${a.verb} nodes`);
       if (a.name !== node) return deny(`cannot ${a.verb} node "${a.name}"`);
       if (a.subresource === '' && ['get', 'update', 'patch'].includes(a.verb)) return allow(`${a.verb} its own node`);
       if (a.subresource === 'status' && ['get', 'update', 'patch'].includes(a.verb)) return allow(`${a.verb} its own node status`);
