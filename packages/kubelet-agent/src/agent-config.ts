@@ -55,7 +55,7 @@ export const agentOptions: Record<string, OptionSpec> = {
   nodeLabels: { flag: 'node-labels', type: 'list', description: 'extra node labels, e.g. example.com/pool=blue' },
   registerWithTaints: { flag: 'register-with-taints', type: 'list', description: 'taints to register with, key[=value]:Effect' },
   cgroupRoot: { flag: 'cgroup-root', type: 'string', description: 'cgroup filesystem root (default /sys/fs/cgroup)' },
-  podCgroupParent: { flag: 'pod-cgroup-parent', type: 'string', description: 'cgroup the kubepods tree is made under, per node so that two agents never share it (default berth/<node-name>)' },
+  podCgroupParent: { flag: 'pod-cgroup-parent', type: 'string', description: 'cgroup the kubepods tree is made under, below --cgroup-root (default berth/<node-name> on the machine cgroupfs, none under a per-node --cgroup-root)' },
   clusterDns: { flag: 'cluster-dns', type: 'list', description: 'DNS server IPs for ClusterFirst pods (default: none, the node resolv.conf is used)' },
   clusterDomain: { flag: 'cluster-domain', type: 'string', description: 'cluster DNS domain (default cluster.local)' },
   syncFrequencyMs: { flag: 'sync-frequency-ms', type: 'number', description: 'resync every pod at least this often (default 60000)' },

@@ -8,7 +8,7 @@ import { core, runtime } from '@berth/api';
 import { kindInfo, Quantity, wrap, type Informer, type StoreClient } from '@berth/apimachinery';
 import type { Registry } from 'prom-client';
 import { CrashLoopBackoff } from './backoff';
-import { CgroupV1Manager, CgroupV2Manager, detectCgroupDriver, type CgroupManager } from './cgroups/manager';
+import { cgroupRootPrefix, CgroupV1Manager, CgroupV2Manager, detectCgroupDriver, type CgroupManager } from './cgroups/manager';
 import { qosCgroupPlans } from './cgroups/plan';
 import { realClock, type Clock, type Timer } from './clock';
 import { imageAccess, runtimeExec, type ServiceClients } from './clients';
@@ -159,7 +159,8 @@ export class NodeAgent {
       mounter: o.mounter ?? nativeMounter(),
       store,
       cgroups,
-      cgroupParent: o.cgroupParent,
+      // The runtime names cgroups from the machine's cgroupfs root: prefix a per-node root.
+      cgroupParent: [...cgroupRootPrefix(o.cgroupRoot), ...o.cgroupParent],
       nodeAllocatable: alloc,
       memoryCapacityBytes: Quantity.parse(cap.memory ?? '1Gi').value(),
       hostIPs: this.hostIPs,

@@ -80,7 +80,9 @@ export const spec: ServiceSpec<typeof agentSchema> = {
           clients,
           store,
           cgroupRoot: cfg.cgroupRoot,
-          cgroupParent: (cfg.podCgroupParent ?? `berth/${node.metadata!.name}`).split('/'),
+          // On the machine's own cgroupfs the node's name keeps two agents apart; a per-node
+          // --cgroup-root (berth up) is apart already.
+          cgroupParent: (cfg.podCgroupParent ?? (path.resolve(cfg.cgroupRoot) === '/sys/fs/cgroup' ? `berth/${node.metadata!.name}` : '')).split('/').filter(Boolean),
           staticPodPath: cfg.staticPodPath,
           manifestUrl: cfg.manifestUrl,
           syncFrequencyMs: cfg.syncFrequencyMs,

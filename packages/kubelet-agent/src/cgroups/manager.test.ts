@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CgroupError, CgroupV1Manager, CgroupV2Manager, detectCgroupDriver, sharesToWeight, V1_CONTROLLERS, weightToShares } from './manager';
+import { CgroupError, cgroupRootPrefix, CgroupV1Manager, CgroupV2Manager, detectCgroupDriver, sharesToWeight, V1_CONTROLLERS, weightToShares } from './manager';
 import { podCgroupPlan, qosCgroupPlans } from './plan';
 import { container, pod } from '../testing/pods';
 
@@ -25,6 +25,22 @@ describe('cgroup v1 on the real kernel', () => {
 
   it('this machine is v1 for the controllers', () => {
     expect(detectCgroupDriver()).toBe('v1');
+  });
+
+  it('a per-node cgroup root (symlinks into the machine cgroupfs, as berth up makes): pods are made under it and the runtime prefix names it', () => {
+    new CgroupV1Manager('/sys/fs/cgroup').ensure([root], { cpuShares: 1024 });
+    const links = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cgroot-'));
+    try {
+      for (const c of V1_CONTROLLERS) fs.symlinkSync(path.join('/sys/fs/cgroup', c, root), path.join(links, c));
+      expect(cgroupRootPrefix(links)).toEqual([root]);
+      expect(cgroupRootPrefix('/sys/fs/cgroup')).toEqual([]);
+      expect(cgroupRootPrefix(links + '-missing')).toEqual([]);
+      const m = new CgroupV1Manager(links, []);
+      m.ensure(['kubepods', 'besteffort', 'podx'], { cpuShares: 2 });
+      expect(fs.readFileSync(path.join('/sys/fs/cgroup/cpu', root, 'kubepods', 'besteffort', 'podx', 'cpu.shares'), 'utf8').trim()).toBe('2');
+    } finally {
+      fs.rmSync(links, { recursive: true, force: true });
+    }
   });
 
   it('creates kubepods/{burstable,besteffort}/pod<uid> with the planned limits and reads them back', () => {

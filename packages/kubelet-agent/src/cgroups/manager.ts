@@ -215,3 +215,22 @@ export class CgroupV2Manager implements CgroupManager {
 export function detectCgroupDriver(mountRoot = '/sys/fs/cgroup'): 'v1' | 'v2' {
   return fs.existsSync(path.join(mountRoot, 'cgroup.controllers')) ? 'v2' : 'v1';
 }
+
+/**
+ * Where a cgroup root handed to the agent sits in the machine's cgroupfs, as path segments: the
+ * runtime is given cgroup_parent relative to /sys/fs/cgroup, while the agent may see a per-node
+ * root (e.g. `<root>/<controller>` symlinks to `/sys/fs/cgroup/<controller>/berth-<run>-<node>`,
+ * as `berth up` makes). Empty when the root is the machine's own, or lies outside it (a fixture).
+ */
+export function cgroupRootPrefix(cgroupRoot: string, machineRoot = '/sys/fs/cgroup'): string[] {
+  const v2 = detectCgroupDriver(cgroupRoot) === 'v2';
+  try {
+    const real = fs.realpathSync(v2 ? cgroupRoot : path.join(cgroupRoot, 'cpu'));
+    const base = fs.realpathSync(v2 ? machineRoot : path.join(machineRoot, 'cpu'));
+    const rel = path.relative(base, real);
+    if (!rel || rel.startsWith('..') || path.isAbsolute(rel)) return [];
+    return rel.split(path.sep);
+  } catch {
+    return [];
+  }
+}
