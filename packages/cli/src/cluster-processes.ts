@@ -60,25 +60,40 @@ export class ServiceProcesses {
   /**
    * Starts `node <bin> <args>`; with `netns`, inside that network namespace only (nsenter
    * --net: the mount namespace stays the host's, so cgroupfs, /run/netns and the sockets of
-   * the other services are where they are for everyone).
+   * the other services are where they are for everyone). A service that exits while the run is
+   * not stopping is started again, like a unit with Restart=always: after 1 s, doubling up to
+   * 30 s while it keeps failing, back to 1 s once it has run for a minute.
    */
   start(name: string, bin: string, args: string[], o: { socket: string; env: NodeJS.ProcessEnv; netns?: string }): ServiceChild {
     const log = path.join(this.logDir, `${name.replace(/\//g, '.')}.log`);
-    const fd = fs.openSync(log, 'a', 0o600);
     const argv = [bin, ...args];
-    // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
-    // service once, gracefully, instead of the service seeing SIGINT and SIGTERM at once.
-    const proc = o.netns
-      ? spawn('nsenter', [`--net=${o.netns}`, '--', process.execPath, ...argv], { stdio: ['ignore', fd, fd], detached: true, env: o.env })
-      : spawn(process.execPath, argv, { stdio: ['ignore', fd, fd], detached: true, env: o.env });
-    fs.closeSync(fd);
-    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-    const child: ServiceChild = { name, proc, socket: o.socket, log, exited };
+    let backoffMs = 1000;
+    const launch = (): { proc: ChildProcess; exited: Promise<number | null> } => {
+      const fd = fs.openSync(log, 'a', 0o600);
+      // Own process group: a terminal's Ctrl-C reaches only `berth up`, which then stops each
+      // service once, gracefully, instead of the service seeing SIGINT and SIGTERM at once.
+      const proc = o.netns
+        ? spawn('nsenter', [`--net=${o.netns}`, '--', process.execPath, ...argv], { stdio: ['ignore', fd, fd], detached: true, env: o.env })
+        : spawn(process.execPath, argv, { stdio: ['ignore', fd, fd], detached: true, env: o.env });
+      fs.closeSync(fd);
+      const started = Date.now();
+      const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+      void exited.then((code) => {
+        if (this.stopping) return;
+        if (Date.now() - started > 60_000) backoffMs = 1000;
+        this.say(`${name} exited unexpectedly (code ${code ?? proc.signalCode}); starting it again in ${backoffMs / 1000} s; see ${log}`);
+        setTimeout(() => {
+          if (this.stopping) return;
+          Object.assign(child, launch());
+          this.record();
+        }, backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+      });
+      return { proc, exited };
+    };
+    const child: ServiceChild = { name, socket: o.socket, log, ...launch() };
     this.children.push(child);
     this.record();
-    void exited.then((code) => {
-      if (!this.stopping) this.say(`${name} exited unexpectedly (code ${code}); see ${log}`);
-    });
     return child;
   }
 
@@ -92,13 +107,5 @@ export class ServiceProcesses {
       await c.exited;
       clearTimeout(t);
     }));
-  }
-
-  /** Kill -9 of one child and wait (for chaos tests). */
-  async kill(name: string): Promise<void> {
-    const c = this.children.find((x) => x.name === name);
-    if (!c || c.proc.exitCode !== null || c.proc.signalCode !== null) return;
-    c.proc.kill('SIGKILL');
-    await c.exited;
   }
 }

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EtcdCluster } from '@berth/common';
+import { EtcdCluster, waitServing } from '@berth/common';
 import type { ClusterPki, CertPair } from './certs';
 import { ServiceProcesses, isAlive, type ServiceChild } from './cluster-processes';
 import { cleanupRun } from './down';
@@ -137,6 +137,15 @@ export function serverChain(pki: ClusterPki): string {
   const file = path.join(pki.dir, 'etcd-client-chain.crt');
   fs.writeFileSync(file, fs.readFileSync(pki.server.cert, 'utf8').trimEnd() + '\n' + fs.readFileSync(pki.ca.cert, 'utf8'), { mode: 0o644 });
   return file;
+}
+
+/**
+ * Waits until each child serves (its health is SERVING) or 60 s pass. A child that exits on the
+ * way is started again by the supervisor and may still make it (a start-up race with a peer),
+ * so an exit alone does not fail the wait; its log says why it exited.
+ */
+export function waitAllServing(run: ForegroundRun, children: ServiceChild[], timeoutMs = 60_000): Promise<string[]> {
+  return Promise.all(children.map((c) => Promise.race([waitServing(c.socket, timeoutMs), run.stopped.then(() => 'STOPPED')])));
 }
 
 export interface ControlPlane { children: ServiceChild[]; storeUnix: string; storeTcp: string }

@@ -8,9 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { core } from '@berth/api';
 import { StoreClient } from '@berth/apimachinery';
-import { runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { runDir as defaultRunDir, stateRoot } from '@berth/common';
 import { createClusterPki } from './certs';
-import { ForegroundRun, startControlPlane, startLocalEtcd } from './cluster';
+import { ForegroundRun, startControlPlane, startLocalEtcd, waitAllServing } from './cluster';
 import { CommandUsageError, ETCD_FLAGS, parseDuration, parseEtcdFlags, parseFlags, parseInteger } from './cluster-flags';
 import { writeAdminConfig } from './kubeconfig';
 
@@ -115,7 +115,7 @@ export async function init(opts: InitOptions = {}): Promise<number> {
       say(`cluster CA   ${pki.ca.cert}`);
       const storeTcp = `${advertise}:${port}`;
       const cp = startControlPlane(run, { etcdEndpoints, pki, storeTcp, signing: true });
-      const statuses = await Promise.all(cp.children.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
+      const statuses = await waitAllServing(run, cp.children);
       run.checkStop();
       cp.children.forEach((c, i) => say(`${c.name.padEnd(12)} ${c.socket.padEnd(50)} ${statuses[i]}`));
       if (!statuses.every((s) => s === 'SERVING')) throw new Error(`the control plane is not serving; logs are in ${run.logDir}`);

@@ -12,8 +12,8 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { core } from '@berth/api';
 import { KUBELET_CLIENT_SIGNER, StoreClient, csrCondition, generateKeyAndCsr } from '@berth/apimachinery';
-import { runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
-import { ForegroundRun, startNode, type NetworkMode } from './cluster';
+import { runDir as defaultRunDir, stateRoot } from '@berth/common';
+import { ForegroundRun, startNode, waitAllServing, type NetworkMode } from './cluster';
 import { CommandUsageError, parseDuration, parseFlags, parseNetwork } from './cluster-flags';
 import { caCertHash } from './init';
 
@@ -189,7 +189,7 @@ export async function join(opts: JoinOptions): Promise<number> {
       name: node, ip, podCidr: opts.podCidr, network: opts.network ?? 'bridge', runDir, stateDir, cgroupRoot: opts.cgroupRoot,
       store: { tcp: opts.server, ca: caFile, cert: certFile, key: keyFile },
     });
-    const statuses = await Promise.all(children.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
+    const statuses = await waitAllServing(run, children);
     run.checkStop();
     children.forEach((c, i) => say(`${c.name.padEnd(26)} ${c.socket.padEnd(50)} ${statuses[i]}`));
     if (!statuses.every((s) => s === 'SERVING')) throw new Error(`not every node service is serving; logs are in ${run.logDir}`);

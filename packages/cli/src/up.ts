@@ -8,9 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StoreClient } from '@berth/apimachinery';
-import { checkHealth, freePort, runDir as defaultRunDir, stateRoot, waitServing } from '@berth/common';
+import { checkHealth, freePort, runDir as defaultRunDir, stateRoot } from '@berth/common';
 import { createClusterPki, type ClusterPki } from './certs';
-import { CONTROL_PLANE, NODE_SERVICES, ForegroundRun, startControlPlane, startLocalEtcd, startNode, type NetworkMode, type NodeSpec } from './cluster';
+import { CONTROL_PLANE, NODE_SERVICES, ForegroundRun, waitAllServing, startControlPlane, startLocalEtcd, startNode, type NetworkMode, type NodeSpec } from './cluster';
 import { createNodeCgroupRoot } from './cluster-cgroups';
 import { CommandUsageError, ETCD_FLAGS, parseDuration, parseEtcdFlags, parseFlags, parseInteger, parseNetwork } from './cluster-flags';
 import { DEFAULT_EXAMPLES, applyManifests, buildExampleImage, examplePods, importImage, liveView } from './cluster-examples';
@@ -148,7 +148,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
         });
       }
       fs.writeFileSync(path.join(runDir, 'cluster.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
-      const serving = (children: ServiceChild[]) => Promise.all(children.map((c) => Promise.race([waitServing(c.socket, 60_000), run.stopped.then(() => 'STOPPED'), c.exited.then(() => 'EXITED')])));
+      const serving = (children: ServiceChild[]) => waitAllServing(run, children);
 
       // Each node's runtime and network first; the example image goes into every runtime before
       // the kubelet-agents start, so a node is registered with its image already there (and no

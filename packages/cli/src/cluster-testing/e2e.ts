@@ -1,0 +1,166 @@
+// The end-to-end suite of a `berth up --nodes 2` cluster, run by cluster.e2e.test.ts (bridge)
+// and cluster-routed.e2e.test.ts (routed) in parallel: the nodes register Ready, the examples
+// are scheduled by their rules (node affinity, a toleration, anti-affinity spread) over both
+// nodes and run; a pod on one node reaches pods on the other over TCP and UDP, and so does the
+// other node itself; every service killed -9 in turn comes back with no pod lost or duplicated;
+// Ctrl-C (SIGINT) then leaves nothing on the host: no process, mount, netns, link, route or
+// cgroup of the run.
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { core } from '@berth/api';
+import { StoreClient } from '@berth/apimachinery';
+import { checkHealth, startServiceProcess, type ServiceProcess } from '@berth/common';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { DEFAULT_EXAMPLES, examplePods, podDone } from '../cluster-examples';
+import { cleanupRun, leftovers } from '../down';
+import { readClusterInfo, type ClusterInfo } from '../up';
+
+const bin = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth.js');
+
+async function waitFor(p: ServiceProcess, re: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!re.test(p.output())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output:\n${p.output().slice(-6000)}`);
+    if (p.proc.exitCode !== null) throw new Error(`berth up exited ${p.proc.exitCode}; output:\n${p.output().slice(-6000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Runs `berth runtime exec` in the first running container of pod `pod` on `node`. */
+function execInPod(info: ClusterInfo, node: string, pod: string, cmd: string[]): { code: number | null; out: string } {
+  const sock = info.nodes.find((n) => n.name === node)!.services.find((s) => s.name === 'runtime-shim')!.socket;
+  const ps = spawnSync(process.execPath, [bin, 'runtime', '--runtime-endpoint', sock, 'ps', '-q', '--pod', pod, '--state', 'running'], { encoding: 'utf8' });
+  const id = ps.stdout.trim().split('\n')[0];
+  if (!id) throw new Error(`no running container of pod ${pod} on ${node}: ${ps.stdout}${ps.stderr}`);
+  const r = spawnSync(process.execPath, [bin, 'runtime', '--runtime-endpoint', sock, 'exec', '--timeout', '10', id, ...cmd], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+/** The suite for one cluster; call inside a describe. */
+export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string): void {
+  let dir: string;
+  let runDir: string;
+  let stateDir: string;
+  let up: ServiceProcess | undefined;
+  let info: ClusterInfo;
+  let pods: core.Pod[] = [];
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-e2e-${mode}-${crypto.randomBytes(3).toString('hex')}-`));
+    runDir = path.join(dir, 'run');
+    stateDir = path.join(dir, 'state');
+    up = startServiceProcess(bin, ['up', '--nodes', '2', '--network', mode, '--examples', examples(), '--wait-timeout', '150s'], { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir });
+    await waitFor(up, /All examples are Running and Ready|not every example is Running and Ready/, 240_000);
+    info = readClusterInfo(runDir)!;
+    const store = new StoreClient({ target: info.store.unix });
+    try { pods = (await store.list({ resource: 'pods', namespace: 'default' })).items.map((o) => o.pod!); } finally { store.raw.close(); }
+  }, 300_000);
+
+  afterAll(async () => {
+    await up?.stop(60_000);
+    if (dir) {
+      await cleanupRun(runDir, stateDir, () => undefined);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  const pod = (name: string) => pods.find((p) => p.metadata?.name === name)!;
+
+  it('reaches "all examples Running and Ready" on two Ready nodes', () => {
+    expect(up!.output(), up!.output().slice(-4000)).toMatch(/All examples are Running and Ready/);
+    expect(up!.output()).toMatch(/node-1\s+Ready/);
+    expect(up!.output()).toMatch(/node-2\s+Ready/);
+  });
+
+  it('schedules by the examples\' rules: node affinity, the toleration of the tainted node, pods on both nodes', () => {
+    expect(pod('pinned').spec?.nodeName).toBe('node-1');
+    expect(pod('tolerant').spec?.nodeName).toBe('node-2');
+    // Only pods that tolerate the batch taint are on node-2.
+    for (const p of pods.filter((x) => x.spec?.nodeName === 'node-2')) expect(p.spec?.tolerations.some((t) => t.key === 'dedicated'), p.metadata?.name).toBe(true);
+    for (const p of pods) expect(p.status?.podIP, p.metadata?.name).toMatch(p.spec?.nodeName === 'node-1' ? /^10\.244\.1\./ : /^10\.244\.2\./);
+    const spread = pods.filter((p) => p.metadata?.labels.app === 'spread');
+    if (spread.length) expect(new Set(spread.map((p) => p.spec?.nodeName)).size).toBe(2);
+  });
+
+  it('a pod on node-2 reaches pods on node-1 over TCP and UDP', () => {
+    const web = pod('web').status!.podIP;
+    const echo = pod('udp-echo').status!.podIP;
+    expect(pod('web').spec?.nodeName).toBe('node-1');
+    // (nc, not wget: Debian's static busybox wget crashes here, in or out of a container)
+    const tcp = execInPod(info, 'node-2', 'tolerant', ['/bin/sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 ${web} 8080`]);
+    expect(tcp.out).toMatch(/hello from web/);
+    const token = crypto.randomBytes(6).toString('hex');
+    const udp = execInPod(info, 'node-2', 'tolerant', ['/bin/udp-echo', '-c', echo, '5353', token]);
+    expect(udp.out.trim()).toBe(token);
+  });
+
+  it('node-2 itself reaches a pod on node-1 across the underlay, and node-1 a pod on node-2', () => {
+    const n2 = info.nodes.find((n) => n.name === 'node-2')!;
+    const n1 = info.nodes.find((n) => n.name === 'node-1')!;
+    const out = execFileSync('ip', ['netns', 'exec', n2.netns, 'busybox', 'nc', '-w', '5', pod('web').status!.podIP, '8080'], { encoding: 'utf8', input: 'GET /index.html HTTP/1.0\r\n\r\n' });
+    expect(out).toMatch(/hello from web/);
+    execFileSync('ip', ['netns', 'exec', n1.netns, 'busybox', 'ping', '-c', '1', '-W', '3', pod('tolerant').status!.podIP], { stdio: 'ignore' });
+  });
+
+  it('every service killed -9 in turn is started again, and no pod is lost or duplicated', async () => {
+    const store = new StoreClient({ target: info.store.unix, defaultDeadlineMs: 10_000 });
+    try {
+      const uids = new Map(pods.map((p) => [p.metadata!.name, p.metadata!.uid]));
+      const services = [...info.controlPlane, ...info.nodes.flatMap((n) => n.services.map((x) => ({ name: `${n.name}/${x.name}`, socket: x.socket })))];
+      for (const svc of services) {
+        const pidOf = () => Number(spawnSync('pgrep', ['-f', '--', `--listen ${svc.socket} --state-dir`], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || 0;
+        const old = pidOf();
+        expect(old, svc.name).toBeGreaterThan(0);
+        process.kill(old, 'SIGKILL');
+        const deadline = Date.now() + 60_000;
+        while (Date.now() < deadline && !(pidOf() && pidOf() !== old && (await checkHealth(svc.socket)) === 'SERVING')) await new Promise((r) => setTimeout(r, 300));
+        expect(await checkHealth(svc.socket), `${svc.name} did not come back`).toBe('SERVING');
+        expect(up!.output()).toContain(`${svc.name} exited unexpectedly`);
+      }
+      // Every example is back to Running and Ready (or Succeeded), as the same pod (same uid),
+      // with no pod added, and each node's runtime runs each container of a Running pod once
+      // (the Store and the runtimes agree again).
+      const wanted = examplePods(examples()).map((k) => k.split('/')[1]);
+      const running = (p: core.Pod) => {
+        const sock = info.nodes.find((n) => n.name === p.spec!.nodeName)!.services.find((x) => x.name === 'runtime-shim')!.socket;
+        const ps = spawnSync(process.execPath, [bin, 'runtime', '--runtime-endpoint', sock, 'ps', '-q', '--pod', p.metadata!.name, '--state', 'running'], { encoding: 'utf8' });
+        return ps.stdout.trim().split('\n').filter(Boolean).length;
+      };
+      const deadline = Date.now() + 120_000;
+      let now: core.Pod[] = [];
+      let mismatch: string[] = [];
+      while (Date.now() < deadline) {
+        now = (await store.list({ resource: 'pods', namespace: 'default' })).items.map((o) => o.pod!);
+        mismatch = [
+          ...wanted.filter((w) => !now.some((p) => p.metadata?.name === w && podDone(p))).map((w) => `${w}: not Running and Ready`),
+          ...now.filter((p) => p.status?.phase === 'Running').map((p) => [p, running(p)] as const).filter(([p, n]) => n !== p.spec!.containers.length)
+            .map(([p, n]) => `${p.metadata!.name}: ${n} running containers for ${p.spec!.containers.length}`),
+        ];
+        if (!mismatch.length) break;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+      expect(mismatch).toEqual([]);
+      expect(now.map((p) => p.metadata!.name).sort()).toEqual([...uids.keys()].sort());
+      for (const p of now) expect(p.metadata!.uid, p.metadata!.name).toBe(uids.get(p.metadata!.name));
+    } finally {
+      store.raw.close();
+    }
+  }, 600_000);
+
+  it('Ctrl-C stops everything and leaves nothing on the host', async () => {
+    up!.proc.kill('SIGINT');
+    expect((await up!.exited).code).toBe(0);
+    expect(up!.output()).toMatch(/stopped; nothing left running/);
+    expect(leftovers(runDir, stateDir)).toEqual({ processes: [], mounts: [], netns: [], links: [], cgroups: [] });
+    const routes = execFileSync('ip', ['-4', 'route', 'show'], { encoding: 'utf8' });
+    expect(routes).not.toContain(info.underlay.cidr);
+    expect(routes).not.toMatch(/10\.244\./);
+    // no container process of the run is left (their command lines name the image's binaries
+    // under the run's state dir)
+    expect(spawnSync('pgrep', ['-f', stateDir]).stdout.toString().trim()).toBe('');
+  }, 120_000);
+}
+
