@@ -7,15 +7,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { runtime } from '@berth/api';
+// The runtime-shim's own test teardown: kills monitors, unmounts, removes the state and cgroups.
+import { removeCgroupTree, scrubStateDir } from '@berth/runtime-shim';
 import { callUnary, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serviceBin } from '../services';
 import { runRuntime, type RuntimeIo } from './index';
 
 const root = path.resolve(__dirname, '..', '..', '..', '..');
-// The runtime-shim's own test teardown: kills monitors, unmounts, removes the state and cgroups.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { scrubStateDir, removeCgroupTree } = require('@berth/runtime-shim/dist/testing/cri') as { scrubStateDir: (d: string) => void; removeCgroupTree: (rel: string) => void };
 
 let dir: string;
 let sock: string;
