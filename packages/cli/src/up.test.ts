@@ -7,7 +7,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkHealth, startServiceProcess, type ServiceProcess } from '@berth/common';
+import { EtcdCluster, checkHealth, startServiceProcess, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { certSubject } from './certs';
 import { runId } from './cluster-net';
@@ -22,7 +22,7 @@ function childrenOf(pid: number): number[] {
   try { return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number); } catch { return []; }
 }
 
-export async function waitForOutput(p: ServiceProcess, re: RegExp, timeoutMs = 120_000): Promise<void> {
+async function waitForOutput(p: ServiceProcess, re: RegExp, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!re.test(p.output())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output:\n${p.output()}`);
@@ -158,6 +158,29 @@ describe('berth up', () => {
     expect(await up.stop(60_000)).toEqual({ code: 0, signal: null });
     expect(pids.filter(alive)).toEqual([]);
     expect(leftovers(runDir, stateDir)).toEqual({ processes: [], mounts: [], netns: [], links: [], cgroups: [] });
+  }, 180_000);
+
+  it('--etcd-endpoints: the cluster keeps its state in an existing etcd, which berth up leaves running', async () => {
+    const etcd = await EtcdCluster.start({ dataRoot: path.join(dir, 'external-etcd'), namePrefix: 'ext' });
+    try {
+      const env = { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir };
+      up = startServiceProcess(bin, ['up', '--nodes', '1', '--no-examples', '--etcd-endpoints', etcd.endpoints.join(',')], env);
+      await waitForOutput(up, /Berth is up/);
+      expect(up.output()).toContain(`${etcd.endpoints.join(',')}  (existing cluster)`);
+      expect(childrenOf(up.proc.pid!).some((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/usr/bin/etcd'))).toBe(false);
+      pids.push(...childrenOf(up.proc.pid!));
+      const ns = `ext-${crypto.randomBytes(3).toString('hex')}`;
+      const r = spawnSync(process.execPath, [bin, 'apply', '-f', '-'], { env, encoding: 'utf8', input: `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${ns}}\n` });
+      expect(r.stdout).toContain(`namespace/${ns} created`);
+      // the object is in that etcd, read with Debian's etcdctl
+      const keys = execFileSync('etcdctl', ['--endpoints', etcd.endpoints[0], 'get', '--prefix', '--keys-only', '/registry/namespaces/'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+      expect(keys).toContain(`/registry/namespaces/${ns}`);
+      expect(await up.stop(60_000)).toEqual({ code: 0, signal: null });
+      expect(etcd.isRunning(0)).toBe(true);
+      expect(leftovers(runDir, stateDir)).toEqual({ processes: [], mounts: [], netns: [], links: [], cgroups: [] });
+    } finally {
+      await etcd.destroy();
+    }
   }, 180_000);
 
   it('after a kill -9 of berth up, the next berth up takes over, and berth down leaves nothing', async () => {
