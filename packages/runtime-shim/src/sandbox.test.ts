@@ -63,7 +63,11 @@ describe('pod sandboxes', () => {
     await fx.sandboxes.remove(sb.id);
     expect(mountsUnder(fx.stateDir)).toEqual([]);
     expect(fs.existsSync(sb.dir)).toBe(false);
-    for (const mnt of new Set(Object.values(v1Mounts()))) expect(fs.existsSync(path.join(mnt, fx.cgroupRoot, 'kubepods', 'burstable', `pod${sb.uid}`))).toBe(false);
+    for (const mnt of new Set(Object.values(v1Mounts()))) {
+      expect(fs.existsSync(path.join(mnt, fx.cgroupRoot, 'kubepods', 'burstable', `pod${sb.uid}`))).toBe(false);
+      // The QoS levels the sandbox made go with it once empty.
+      expect(fs.existsSync(path.join(mnt, fx.cgroupRoot, 'kubepods'))).toBe(false);
+    }
     await fx.sandboxes.remove(sb.id); // idempotent
   });
 

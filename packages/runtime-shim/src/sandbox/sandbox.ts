@@ -47,6 +47,8 @@ export interface SandboxRecord {
   cgroupParent: string;
   /** Whether RunPodSandbox made the pod cgroup (a kubelet that made it itself also removes it). */
   ownsCgroup?: boolean;
+  /** The cgroup levels RunPodSandbox made (e.g. /kubepods/besteffort), removed again when empty. */
+  createdCgroups?: string[];
   modes: { network: NsMode; pid: NsMode; ipc: NsMode };
   /** Pin files of the pod's namespaces (absent where the node's is used). */
   ns: { net?: string; ipc?: string; uts?: string; pid?: string };
@@ -265,6 +267,8 @@ export class SandboxManager {
       rec.ownsCgroup = !Object.values(cg.paths).some((d) => fs.existsSync(d));
       this.save(rec);
       await cg.create();
+      rec.createdCgroups = [...cg.created];
+      this.save(rec);
       await cg.apply(resources, 'config.linux.resources');
       fs.writeFileSync(path.join(dir, 'hostname'), `${hostname !== '' ? hostname : fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim()}\n`, { mode: 0o644 });
       fs.writeFileSync(path.join(dir, 'hosts'), modes.network === 'node' ? fs.readFileSync('/etc/hosts', 'utf8') : hostsFile(hostname), { mode: 0o644 });
@@ -400,7 +404,7 @@ export class SandboxManager {
     }
     const left = cg.pids();
     if (left.length > 0) throw new FailedPreconditionError(`pod cgroup ${rec.cgroupParent} still has processes ${left.join(', ')}`);
-    if (rec.ownsCgroup !== false) await cg.destroy([]);
+    if (rec.ownsCgroup !== false) await cg.destroy(rec.createdCgroups ?? []);
     fs.rmSync(rec.dir, { recursive: true, force: true });
   }
 }
