@@ -42,6 +42,8 @@ export interface SyncLoopOptions {
   /** How often the loop looks for pods due (1 s). */
   tickMs?: number;
   maxParallel?: number;
+  /** A sync that threw is tried again after this long (2 s). */
+  retryAfterErrorMs?: number;
   onError?: (uid: string, e: unknown) => void;
 }
 
@@ -50,13 +52,25 @@ export class SyncLoop {
   private readonly pods = new Map<string, core.Pod>();
   private readonly deleted = new Set<string>();
   private readonly due = new Map<string, number>();
+  /** Deleted pods whose tear-down failed: retried with the same pod. */
+  private readonly deletedRetry = new Map<string, core.Pod>();
   private timer?: Timer;
   private stopped = false;
   private readonly pumps: Promise<void>[] = [];
 
   constructor(private readonly opts: SyncLoopOptions) {
     this.workers = new PodWorkers<SyncWork>(async (item) => {
-      const r = await opts.syncPod(item.data);
+      let r: SyncResult | void;
+      try {
+        r = await opts.syncPod(item.data);
+      } catch (e) {
+        // A failed sync (runtime or Store unreachable...) is tried again soon, not only at the
+        // next resync or event.
+        if (!item.data.deleted || this.deleted.has(item.uid)) this.due.set(item.uid, opts.clock.now() + (opts.retryAfterErrorMs ?? 2000));
+        if (item.data.deleted) this.deletedRetry.set(item.uid, item.data.pod);
+        throw e;
+      }
+      if (item.data.deleted) this.deletedRetry.delete(item.uid);
       const now = opts.clock.now();
       if (item.data.deleted) {
         this.due.delete(item.uid);
@@ -115,6 +129,11 @@ export class SyncLoop {
   }
 
   private dispatch(uid: string, reason: SyncReason): void {
+    const gone = this.deletedRetry.get(uid);
+    if (gone && this.deleted.has(uid)) {
+      this.workers.update(uid, { pod: gone, reason: 'DELETE', deleted: true });
+      return;
+    }
     const pod = this.pods.get(uid);
     if (!pod || this.deleted.has(uid)) return; // not ours (or already going away)
     this.workers.update(uid, { pod, reason, deleted: false });

@@ -223,3 +223,48 @@ describe('SyncLoop', () => {
     config.updates.close();
   });
 });
+
+describe('SyncLoop after a failed sync', () => {
+  it('tries a pod again 2 s after its sync threw, and a deleted pod whose tear-down threw as a DELETE again', async () => {
+    const clock = new FakeClock();
+    const config = new PodConfig();
+    const seen: string[] = [];
+    const errors: string[] = [];
+    let failures = 2;
+    const loop = new SyncLoop({
+      clock, config, syncFrequencyMs: 60_000, tickMs: 500,
+      onError: (uid) => errors.push(uid),
+      syncPod: async (w: SyncWork) => {
+        seen.push(`${w.pod.metadata!.name}:${w.reason}`);
+        if (failures-- > 0) throw new Error('runtime unreachable');
+      },
+    });
+    loop.start();
+    config.apply('store', 'ADD', mk('web', 'u1'));
+    await clock.advance(0);
+    await loop.workers.idle();
+    expect(seen.splice(0)).toEqual(['web:ADD']);
+    await clock.advance(2_000);
+    await loop.workers.idle();
+    expect(seen.splice(0)).toEqual(['web:resync']); // failed again: one more try
+    await clock.advance(2_000);
+    await loop.workers.idle();
+    expect(seen.splice(0)).toEqual(['web:resync']);
+    await clock.advance(10_000);
+    await loop.workers.idle();
+    expect(seen.splice(0)).toEqual([]); // succeeded: back to the normal period
+    failures = 1;
+    config.apply('store', 'DELETE', mk('web', 'u1'));
+    await clock.advance(0);
+    await loop.workers.idle();
+    await clock.advance(2_000);
+    await loop.workers.idle();
+    expect(seen.splice(0)).toEqual(['web:DELETE', 'web:DELETE']);
+    await clock.advance(120_000);
+    await loop.workers.idle();
+    expect(seen).toEqual([]);
+    expect(errors).toEqual(['u1', 'u1', 'u1']);
+    loop.stop();
+    config.updates.close();
+  });
+});
