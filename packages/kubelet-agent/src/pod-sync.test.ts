@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { core } from '@berth/api';
+import { core, runtime } from '@berth/api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CrashLoopBackoff } from './backoff';
 import { imageAccess, runtimeExec } from './clients';
@@ -314,6 +314,19 @@ describe('PodSyncer adoption', () => {
     expect(after.phase).toBe('Running');
     expect(after.podIP).toBe(before.podIP);
     expect(after.containerStatuses[0].containerID).toBe(before.containerStatuses[0].containerID);
+  });
+});
+
+describe('PodSyncer half-made sandbox', () => {
+  it('a sandbox left without its network (agent killed between RunPodSandbox and SetUpPod) is finished, not made again', async () => {
+    const w = world();
+    w.rt.images.set('busybox', 'sha256:1');
+    const pod = w.store.put(mkPod('half', { containers: [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never' }] as core.Container[] }));
+    await w.rt.runPodSandbox(runtime.RunPodSandboxRequest.fromPartial({ config: { metadata: { name: 'half', uid: 'uid-half', namespace: 'default' }, labels: { 'io.kubernetes.pod.uid': 'uid-half' } } }));
+    w.rt.calls.length = 0;
+    await w.sync(pod);
+    expect(w.rt.calls).toEqual(['setUpPod half /run/netns/sb1', 'createContainer app#0', 'startContainer app']);
+    expect(w.statusOf(pod)).toMatchObject({ phase: 'Running', podIP: '10.88.0.2' });
   });
 });
 
