@@ -95,16 +95,20 @@ function importOnce(socket: string, file: string, deadlineMs: number): Promise<v
 
 /**
  * Imports the image archive into one node's runtime-shim under EXAMPLE_IMAGE. The archive is
- * 2 MB and an import takes well under a second; one that has not answered in 30 s is cancelled
- * and tried again.
+ * 2 MB and an import takes well under a second. An import that has not answered in 30 s is
+ * cancelled, `unstick` runs (berth up restarts that runtime-shim: one has been seen to stop for
+ * good in the middle of unpacking a layer of its first import), and it is tried again.
  */
-export async function importImage(socket: string, file: string, attempts = 3): Promise<void> {
+export async function importImage(socket: string, file: string, o: { attempts?: number; unstick?: () => Promise<void>; say?: (s: string) => void } = {}): Promise<void> {
+  const attempts = o.attempts ?? 3;
   for (let i = 1; ; i++) {
     try {
       return await importOnce(socket, file, 30_000);
     } catch (e) {
       const err = e as { code?: number; details?: string; message: string };
       if (i >= attempts || err.code !== grpcStatus.DEADLINE_EXCEEDED) throw new Error(`importing ${EXAMPLE_IMAGE} into ${socket}: ${err.details ?? err.message}`);
+      o.say?.(`the import into ${socket} did not finish in 30 s; ${o.unstick ? 'restarting that runtime-shim and ' : ''}trying again`);
+      await o.unstick?.();
     }
   }
 }

@@ -160,7 +160,11 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       if (examplesDir && firstStatus.every((s) => s === 'SERVING')) {
         say('importing the example image into every node ...');
         const image = buildExampleImage(stateDir);
-        await Promise.all(info.nodes.map((n) => importImage(n.services.find((s) => s.name === 'runtime-shim')!.socket, image)));
+        await Promise.all(info.nodes.map((n) => {
+          const shim = first.find((c) => c.name === `${n.name}/runtime-shim`)!;
+          const unstick = async () => { shim.proc.kill('SIGKILL'); await shim.exited; await waitAllServing(run, [shim]); };
+          return importImage(shim.socket, image, { unstick, say: (m) => say(`berth up: ${m}`) });
+        }));
         run.checkStop();
       }
       const agents = specs.flatMap((spec) => startNode(run, spec, ['kubelet-agent']));
