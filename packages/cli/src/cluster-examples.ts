@@ -18,58 +18,58 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEFAULT_EXAMPLES = path.join(REPO_ROOT, 'examples');
 export const EXAMPLE_IMAGE = 'berth.local/busybox:latest';
 
-const sha256File = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
-
-/**
- * Adds one gzip layer holding `files` (path in the image -> file on the host, mode 0755) on top
- * of the image in an OCI layout: a new config (diff_ids, history), manifest and index entry.
- */
-export function addLayer(layout: string, files: Record<string, string>, createdBy: string): void {
-  const blobs = path.join(layout, 'blobs', 'sha256');
-  const readBlob = (digest: string) => JSON.parse(fs.readFileSync(path.join(blobs, digest.replace(/^sha256:/, '')), 'utf8'));
-  const writeBlob = (data: Buffer) => { const h = crypto.createHash('sha256').update(data).digest('hex'); fs.writeFileSync(path.join(blobs, h), data); return { digest: `sha256:${h}`, size: data.length }; };
-  const stage = fs.mkdtempSync(path.join(layout, '..', '.layer-'));
-  try {
-    for (const [inImage, host] of Object.entries(files)) {
-      const dest = path.join(stage, 'root', inImage);
-      fs.mkdirSync(path.dirname(dest), { recursive: true });
-      fs.copyFileSync(host, dest);
-      fs.chmodSync(dest, 0o755);
-    }
-    execFileSync('tar', ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@1700000000', '-C', path.join(stage, 'root'), '-cf', path.join(stage, 'layer.tar'), '.']);
-    const diffId = `sha256:${sha256File(path.join(stage, 'layer.tar'))}`;
-    const layer = writeBlob(zlib.gzipSync(fs.readFileSync(path.join(stage, 'layer.tar'))));
-    const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8'));
-    const manifest = readBlob(index.manifests[0].digest);
-    const config = readBlob(manifest.config.digest);
-    config.rootfs.diff_ids.push(diffId);
-    config.history = [...(config.history ?? []), { created_by: createdBy }];
-    manifest.config = { ...manifest.config, ...writeBlob(Buffer.from(JSON.stringify(config))) };
-    manifest.layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer });
-    index.manifests[0] = { ...index.manifests[0], ...writeBlob(Buffer.from(JSON.stringify(manifest))) };
-    fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify(index));
-  } finally {
-    fs.rmSync(stage, { recursive: true, force: true });
-  }
-}
-
 /**
  * Builds the example image once per state dir as an OCI archive tarball (one file each node's
- * runtime-shim reads as it streams in): tools/build-test-image.sh's busybox image, plus
- * /bin/udp-echo compiled statically from examples/src/udp-echo.c (busybox's nc has no UDP mode
- * in Debian's build).
+ * runtime-shim reads as it streams in): one layer with Debian's static busybox and its applets,
+ * /etc/passwd and /etc/group, /tmp, and /bin/udp-echo compiled statically from
+ * examples/src/udp-echo.c (busybox's nc has no UDP mode in Debian's build). Not
+ * tools/build-test-image.sh's image: that one is made to exercise the unpacker (whiteouts,
+ * opaque directories, hard links), which an example does not need.
  */
 export function buildExampleImage(stateDir: string): string {
-  const file = path.join(stateDir, 'images', 'busybox-oci.tar');
+  const file = path.join(stateDir, 'images', 'example-image.tar');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = fs.mkdtempSync(path.join(path.dirname(file), '.build-'));
-  const layout = path.join(tmp, 'layout');
+  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
-    execFileSync('bash', [path.join(REPO_ROOT, 'tools', 'build-test-image.sh'), '--out', layout], { stdio: ['ignore', 'ignore', 'pipe'] });
-    execFileSync('cc', ['-static', '-O2', '-o', path.join(tmp, 'udp-echo'), path.join(REPO_ROOT, 'examples', 'src', 'udp-echo.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    addLayer(layout, { 'bin/udp-echo': path.join(tmp, 'udp-echo') }, 'berth up: /bin/udp-echo from examples/src/udp-echo.c');
-    execFileSync('tar', ['-C', layout, '-cf', path.join(tmp, 'image.tar'), '.'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const root = path.join(tmp, 'root');
+    for (const d of ['bin', 'etc', 'root', 'tmp']) fs.mkdirSync(path.join(root, d), { recursive: true, mode: 0o755 });
+    fs.chmodSync(path.join(root, 'tmp'), 0o1777);
+    fs.copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
+    fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+    for (const applet of run('/bin/busybox', ['--list']).toString().split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) {
+      fs.symlinkSync('busybox', path.join(root, 'bin', applet));
+    }
+    fs.writeFileSync(path.join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    fs.writeFileSync(path.join(root, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+    run('cc', ['-static', '-O2', '-o', path.join(root, 'bin', 'udp-echo'), path.join(REPO_ROOT, 'examples', 'src', 'udp-echo.c')]);
+    run('tar', ['--sort=name', '--numeric-owner', '--owner=0', '--group=0', '--mtime=@1700000000', '-C', root, '-cf', path.join(tmp, 'layer.tar'), '.']);
+
+    const layout = path.join(tmp, 'layout');
+    const blobs = path.join(layout, 'blobs', 'sha256');
+    fs.mkdirSync(blobs, { recursive: true });
+    const blob = (data: Buffer) => { const h = crypto.createHash('sha256').update(data).digest('hex'); fs.writeFileSync(path.join(blobs, h), data); return { digest: `sha256:${h}`, size: data.length }; };
+    const tarBytes = fs.readFileSync(path.join(tmp, 'layer.tar'));
+    const layer = blob(zlib.gzipSync(tarBytes));
+    const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+    const config = blob(Buffer.from(JSON.stringify({
+      architecture: arch, os: 'linux', created: '2023-11-14T22:13:20Z',
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], WorkingDir: '/' },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${crypto.createHash('sha256').update(tarBytes).digest('hex')}`] },
+      history: [{ created_by: 'berth up: busybox-static, /bin/udp-echo from examples/src/udp-echo.c' }],
+    })));
+    const manifest = blob(Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+    })));
+    fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' }, platform: { architecture: arch, os: 'linux' } }],
+    }));
+    run('tar', ['-C', layout, '-cf', path.join(tmp, 'image.tar'), '.']);
     fs.renameSync(path.join(tmp, 'image.tar'), file);
   } catch (e) {
     throw new Error(`building the example image failed: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`);

@@ -105,6 +105,35 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
     execFileSync('ip', ['netns', 'exec', n1.netns, 'busybox', 'ping', '-c', '1', '-W', '3', pod('tolerant').status!.podIP], { stdio: 'ignore' });
   });
 
+  it("a node's underlay link cut stops traffic across it; when it returns, traffic and the node's heartbeat come back", async () => {
+    const n2 = info.nodes.find((n) => n.name === 'node-2')!;
+    const echo = pod('udp-echo').status!.podIP;
+    const ask = () => execInPod(info, 'node-2', 'tolerant', ['/bin/udp-echo', '-c', echo, '5353', 'cable']);
+    execFileSync('ip', ['link', 'set', n2.hostVeth, 'down']);
+    try {
+      expect(ask()).toMatchObject({ code: 1, out: expect.stringMatching(/no answer/) });
+    } finally {
+      execFileSync('ip', ['link', 'set', n2.hostVeth, 'up']);
+    }
+    const back = Date.now();
+    let answer = ask();
+    for (let i = 0; i < 10 && answer.out.trim() !== 'cable'; i++) answer = ask();
+    expect(answer.out.trim()).toBe('cable');
+    // node-2's kubelet-agent reaches the Store again: its lease is renewed after the link returned
+    const store = new StoreClient({ target: info.store.unix });
+    try {
+      const deadline = Date.now() + 40_000;
+      let renewed = 0;
+      while (Date.now() < deadline && renewed <= back) {
+        renewed = Date.parse((await store.get('leases', 'kube-node-lease', 'node-2')).lease?.spec?.renewTime ?? '') || 0;
+        if (renewed <= back) await new Promise((r) => setTimeout(r, 1000));
+      }
+      expect(renewed).toBeGreaterThan(back);
+    } finally {
+      store.raw.close();
+    }
+  }, 120_000);
+
   it('every service killed -9 in turn is started again, and no pod is lost or duplicated', async () => {
     const store = new StoreClient({ target: info.store.unix, defaultDeadlineMs: 10_000 });
     try {
