@@ -192,6 +192,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
         const timeoutMs = opts.waitTimeoutMs ?? 300_000;
         const pending = await liveView({ client: store, wanted: examplePods(dir), nodes: names, timeoutMs, out, tty: !!(out as { isTTY?: boolean }).isTTY, signal: run.stop.signal });
         run.checkStop();
+        say('');
         if (pending.length) {
           say(`berth up: after ${Math.round(timeoutMs / 1000)} s not every example is Running and Ready:`);
           for (const l of pending) say(`  ${l}`);
