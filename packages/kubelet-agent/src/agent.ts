@@ -245,8 +245,12 @@ export class NodeAgent {
   private async registerNode(): Promise<void> {
     for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 10_000)) {
       try {
-        await this.seams!.registerNode(this.o.node);
-        this.log('info', { node: this.nodeName }, 'node registered');
+        const saved = await this.seams!.registerNode(this.o.node);
+        this.log('info', { node: this.nodeName, podCIDR: saved.spec?.podCIDR || undefined }, 'node registered');
+        const want = this.o.node.spec?.podCIDR;
+        if (want && saved.spec?.podCIDR && saved.spec.podCIDR !== want) {
+          this.log('warn', { node: this.nodeName, flag: want, node_spec: saved.spec.podCIDR }, `--pod-cidr ${want} differs from the Node's spec.podCIDR ${saved.spec.podCIDR}; keeping ${saved.spec.podCIDR} (spec.podCIDR is never changed once set)`);
+        }
         return;
       } catch (e) {
         this.log('warn', { err: (e as Error).message }, 'node not registered yet, retrying');

@@ -22,6 +22,8 @@ export interface NodeConfig {
   nodeIP?: string;
   labels?: Record<string, string>;
   taints?: core.Taint[];
+  /** This node's pod IP range (--pod-cidr): registered as spec.podCIDR/podCIDRs when the Node has none. */
+  podCidr?: string;
   runtimeVersion?: string;
   agentVersion?: string;
   cgroupRoot?: string;
@@ -155,7 +157,7 @@ export function buildNode(cfg: NodeConfig, m: MachineFacts = machineFacts(cfg)):
       name,
       labels: { ...(cfg.labels ?? {}), 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': goArch() },
     },
-    spec: { taints: cfg.taints ?? [] },
+    spec: { taints: cfg.taints ?? [], ...(cfg.podCidr ? { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] } : {}) },
     status: { capacity, allocatable, addresses: nodeAddresses(cfg), nodeInfo: nodeSystemInfo(cfg), conditions: [] },
   });
 }

@@ -38,6 +38,7 @@ export const spec: ServiceSpec<typeof agentSchema> = {
         nodeIP: cfg.nodeIp,
         labels: keyValues(cfg.nodeLabels, 'node-labels'),
         taints: parseTaints(cfg.registerWithTaints),
+        podCidr: cfg.podCidr,
         cgroupRoot: cfg.cgroupRoot,
       });
     } catch (e) {

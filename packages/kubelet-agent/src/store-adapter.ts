@@ -99,7 +99,11 @@ export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, Leas
       if (!isKind(e, 'AlreadyExists')) throw e;
       cur = (await this.client.get('nodes', '', node.metadata!.name)).node!;
       // Keep what others set (taints by admins, podCIDR by the allocator); refresh our labels.
-      cur = (await this.client.update(wrap(NODE, { ...cur, metadata: { ...cur.metadata!, labels: { ...cur.metadata!.labels, ...node.metadata!.labels } } }))).node!;
+      // Our --pod-cidr fills spec.podCIDR(s) only while it is empty: like Kubernetes, the value
+      // is set once and never changed (the caller warns about a different one).
+      const spec = cur.spec ?? core.NodeSpec.fromPartial({});
+      const fill = !spec.podCIDR && node.spec?.podCIDR ? { podCIDR: node.spec.podCIDR, podCIDRs: node.spec.podCIDRs } : {};
+      cur = (await this.client.update(wrap(NODE, { ...cur, spec: { ...spec, ...fill }, metadata: { ...cur.metadata!, labels: { ...cur.metadata!.labels, ...node.metadata!.labels } } }))).node!;
     }
     return this.updateNodeStatus({ ...cur, status: node.status });
   }

@@ -103,6 +103,37 @@ describe('kubelet-agent against the real Store', () => {
     expect(again.metadata!.labels['example.com/pool']).toBe('blue');
   });
 
+  it('--pod-cidr fills spec.podCIDR/podCIDRs on register and on a Node that has none, and never changes a different value', async (ctx) => {
+    const name = `cidr-${suffix}`;
+    const register = (podCidr?: string) =>
+      seams.registerNode(buildNode({ nodeName: name, rootDir: dir, maxPods: 20, podCidr })).catch((e) => {
+        if (/Invalid value: "pods": must be a standard resource type/.test((e as Error).message)) ctx.skip('Store rejects node capacity "pods"');
+        throw e;
+      });
+    try {
+      // Registered without a flag: no CIDR is invented.
+      expect((await register()).spec!.podCIDR).toBe('');
+      // The agent restarts with --pod-cidr: the empty Node gets it (patched once).
+      const filled = await register('10.91.3.0/24');
+      expect(filled.spec!.podCIDR).toBe('10.91.3.0/24');
+      expect(filled.spec!.podCIDRs).toEqual(['10.91.3.0/24']);
+      const stored = (await client.get('nodes', '', name)).node!;
+      expect(stored.spec!.podCIDRs).toEqual(['10.91.3.0/24']);
+      // A different flag later (or an allocator's value) is never overwritten.
+      const kept = await register('10.91.9.0/24');
+      expect(kept.spec!.podCIDR).toBe('10.91.3.0/24');
+      expect(kept.spec!.podCIDRs).toEqual(['10.91.3.0/24']);
+      // No flag on a later restart leaves it too.
+      expect((await register()).spec!.podCIDR).toBe('10.91.3.0/24');
+      // A fresh Node created with the flag carries it from the start.
+      await client.delete({ resource: 'nodes', namespace: '', name });
+      const created = await register('10.91.4.0/24');
+      expect([created.spec!.podCIDR, created.spec!.podCIDRs]).toEqual(['10.91.4.0/24', ['10.91.4.0/24']]);
+    } finally {
+      await client.delete({ resource: 'nodes', namespace: '', name }).catch(() => undefined);
+    }
+  });
+
   it('the informer feeds PodConfig with exactly the pods bound to this node', async () => {
     const config = new PodConfig();
     const seen: PodUpdate[] = [];
