@@ -2,6 +2,7 @@
 // Serves on --listen (the node-local unix socket: the administrator) and, with --secure-listen,
 // on TCP with mutual TLS for nodes and users. Health follows etcd: NOT_SERVING while no
 // endpoint is healthy or the store has not initialised yet.
+import * as os from 'node:os';
 import { store } from '@berth/api';
 import { httpGetJson, UnavailableError, z, type ServiceSpec } from '@berth/common';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -9,9 +10,19 @@ import { Authenticator, EtcdV3Backend, Registry, storeImplementation, type Stora
 import { startSecureListener, type SecureListener } from './store/secure-listener';
 import { ClusterSigner, CsrController } from './store/csr-signer';
 import { GarbageCollector } from './store/garbage-collector';
+import { NodeLifecycleController } from './store/node-lifecycle';
+import { EtcdV2Election, EtcdV3Election, type Candidate } from './recipes';
 import { EtcdV3Client } from './v3';
 import { EtcdV2Client } from './v2';
 import { EtcdV2Backend } from './store/backend-v2';
+
+const GO_DURATION = /^(?=\d)(?:\d+h)?(?:\d+m(?!s))?(?:\d+s)?(?:\d+ms)?$/;
+
+/** "1m30s" / "500ms" -> milliseconds. */
+function goDurationMs(v: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$/.exec(v);
+  return m ? ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000 + Number(m[4] ?? 0) : NaN;
+}
 
 const schema = {
   etcdEndpoints: z.array(z.string().url({ message: 'each endpoint must be a URL like http://127.0.0.1:2379' })).min(1).default(['http://127.0.0.1:2379']),
@@ -27,6 +38,11 @@ const schema = {
   clusterSigningCertFile: z.string().optional(),
   clusterSigningKeyFile: z.string().optional(),
   enableGarbageCollector: z.boolean().default(true),
+  enableNodeLifecycleController: z.boolean().default(true),
+  // Go durations, as kube-controller-manager's flags: "40s", "1m30s", "500ms".
+  nodeMonitorGracePeriod: z.string().regex(GO_DURATION, { message: 'expected a duration like 40s or 1m30s' }).refine((v) => goDurationMs(v) >= 100, { message: 'must be at least 100ms' }).default('40s'),
+  nodeMonitorPeriod: z.string().regex(GO_DURATION, { message: 'expected a duration like 5s or 500ms' }).refine((v) => goDurationMs(v) >= 50, { message: 'must be at least 50ms' }).default('5s'),
+  leaderElectionLeaseDuration: z.string().regex(GO_DURATION, { message: 'expected a duration like 15s' }).refine((v) => goDurationMs(v) >= 1000, { message: 'must be at least 1s' }).default('15s'),
   // Go duration syntax, as kube-controller-manager's flag: "8760h", "720h0m0s", "90m".
   clusterSigningDuration: z.string().regex(/^(\d+h)?(\d+m)?(\d+s)?$/, { message: 'expected a duration like 8760h or 720h0m0s' }).refine((v) => v !== '' && goDurationSeconds(v) >= 600, { message: 'must be at least 10m' }).default('8760h'),
 };
@@ -55,6 +71,16 @@ function makeBackend(api: 'v3' | 'v2', endpoints: string[]): StorageBackend {
   return new EtcdV3Backend(new EtcdV3Client({ endpoints }));
 }
 
+/**
+ * Candidates in the election of the controllers' leader, on the store's own etcd API. The key
+ * sits outside the object prefix (a prefix watch on "/registry" would match "/registry-x" too).
+ */
+function electionCandidate(backend: StorageBackend, etcdPrefix: string, name: string, ttlSeconds: number): () => Candidate {
+  const key = `/berth-leader-election${etcdPrefix}/${name}`;
+  if (backend instanceof EtcdV2Backend) return () => new EtcdV2Election(backend.client, key, { ttl: ttlSeconds });
+  return () => new EtcdV3Election((backend as EtcdV3Backend).client, key, { ttl: ttlSeconds });
+}
+
 export const spec: ServiceSpec<typeof schema> = {
   name: 'etcd-client',
   options: {
@@ -71,6 +97,10 @@ export const spec: ServiceSpec<typeof schema> = {
     clusterSigningCertFile: { flag: 'cluster-signing-cert-file', type: 'string', description: 'cluster CA certificate: turns on the built-in approver and signer of node client certificates (with --cluster-signing-key-file)' },
     clusterSigningKeyFile: { flag: 'cluster-signing-key-file', type: 'string', description: 'private key of --cluster-signing-cert-file' },
     enableGarbageCollector: { flag: 'enable-garbage-collector', type: 'boolean', description: 'delete dependents of deleted owners (ownerReferences); on by default, off with enableGarbageCollector: false in --config' },
+    enableNodeLifecycleController: { flag: 'enable-node-lifecycle-controller', type: 'boolean', description: 'mark nodes whose kubelet went silent Unknown and taint not-ready/unreachable nodes; on by default, off with enableNodeLifecycleController: false in --config' },
+    nodeMonitorGracePeriod: { flag: 'node-monitor-grace-period', type: 'string', description: 'how long a node may go without renewing its lease or posting status before it is marked Unknown (default 40s)' },
+    nodeMonitorPeriod: { flag: 'node-monitor-period', type: 'string', description: 'how often the node lifecycle controller checks node health (default 5s)' },
+    leaderElectionLeaseDuration: { flag: 'leader-election-lease-duration', type: 'string', description: 'how long a dead leader of the controllers keeps its place before another berth-etcd-client takes over (default 15s)' },
     clusterSigningDuration: { flag: 'cluster-signing-duration', type: 'string', description: 'longest validity of a signed certificate (default 8760h = 1 year)' },
   },
   schema,
@@ -100,6 +130,13 @@ export const spec: ServiceSpec<typeof schema> = {
     if (!config.clusterSigningCertFile !== !config.clusterSigningKeyFile) throw new Error('--cluster-signing-cert-file and --cluster-signing-key-file go together');
     let csrController: CsrController | undefined;
     const gc = config.enableGarbageCollector ? new GarbageCollector(registry, { logger }) : undefined;
+    const nodeLifecycle = config.enableNodeLifecycleController ? new NodeLifecycleController(registry, {
+      logger,
+      gracePeriodMs: goDurationMs(config.nodeMonitorGracePeriod),
+      monitorPeriodMs: goDurationMs(config.nodeMonitorPeriod),
+      candidate: electionCandidate(backend, config.etcdPrefix, 'node-lifecycle-controller', Math.max(1, Math.round(goDurationMs(config.leaderElectionLeaseDuration) / 1000))),
+      identity: `${os.hostname()}_${process.pid}`,
+    }) : undefined;
     return {
       services: [{ definition: store.StoreService, implementation: local }],
       servingOnStart: false,
@@ -124,6 +161,7 @@ export const spec: ServiceSpec<typeof schema> = {
               ready = true;
               csrController?.start();
               gc?.start();
+              nodeLifecycle?.start();
               logger.info('store initialised');
             } catch (err) {
               logger.warn({ err: String(err) }, 'store initialisation failed; retrying');
@@ -147,6 +185,7 @@ export const spec: ServiceSpec<typeof schema> = {
         clearInterval(timer);
         await csrController?.close();
         await gc?.close();
+        await nodeLifecycle?.close();
         registry.close();
         await secure?.shutdown(1000);
         backend.close();

@@ -6,3 +6,4 @@ export { Authenticator, LOCAL_ADMIN, type AuthnOptions } from './authn';
 export { storeImplementation } from './server';
 export { ClusterSigner, CsrController, type CsrControllerOptions } from './csr-signer';
 export { GarbageCollector, type GarbageCollectorOptions } from './garbage-collector';
+export { NodeLifecycleController, reconcileReadyTaints, markUnknown, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE, type NodeLifecycleOptions } from './node-lifecycle';

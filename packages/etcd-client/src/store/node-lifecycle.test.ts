@@ -1,0 +1,242 @@
+// The node lifecycle controller in a real berth-etcd-client process on a real etcd, with the
+// test playing the kubelet (lease renewals, Node status posts) over the Store API: a renewing
+// node stays Ready; a silent one turns Unknown and unreachable-tainted after the grace period
+// and is untainted once it renews and posts Ready=True again; Ready=False brings the not-ready
+// taints; of two berth-etcd-client only the elected one acts, and the other takes over.
+// Pure-logic checks of the taint/condition rules sit at the end.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { core } from '@berth/api';
+import { StoreClient, decodeObject } from '@berth/apimachinery';
+import { startServiceProcess, waitServing, type EtcdCluster, type ServiceProcess } from '@berth/common';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { EtcdV2Client } from '../v2';
+import { EtcdV3Client } from '../v3';
+import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
+import { markUnknown, reconcileReadyTaints, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE } from './node-lifecycle';
+
+const bin = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-etcd-client.js');
+const GRACE_MS = 2000;
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+
+let etcd: EtcdCluster;
+let v3: EtcdV3Client;
+let v2: EtcdV2Client;
+beforeAll(async () => {
+  etcd = await startEtcd({ enableV2: true });
+  v3 = new EtcdV3Client({ endpoints: etcd.endpoints });
+  v2 = new EtcdV2Client({ endpoints: etcd.endpoints });
+});
+afterAll(async () => {
+  v3?.close();
+  v2?.close();
+  await etcd?.destroy();
+});
+
+/** MicroTime, as a kubelet writes renewTime. */
+const microNow = () => new Date().toISOString().replace(/Z$/, '000Z');
+
+/** What a kubelet-agent does for its node, over the Store API. */
+class FakeKubelet {
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly c: StoreClient, readonly name: string) {}
+
+  async register(ready: 'True' | 'False' = 'True'): Promise<void> {
+    await this.c.create(decodeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: this.name, labels: { 'kubernetes.io/hostname': this.name } } }));
+    await this.c.create(decodeObject({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name, namespace: 'kube-node-lease' }, spec: { holderIdentity: this.name, leaseDurationSeconds: 40, renewTime: microNow() } }));
+    await this.postStatus(ready);
+  }
+
+  async postStatus(ready: 'True' | 'False'): Promise<void> {
+    for (;;) {
+      const n = await this.c.get('nodes', '', this.name);
+      const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      const cond = (type: string, status: string, reason: string) => core.NodeCondition.fromPartial({ type, status, reason, message: reason, lastHeartbeatTime: now, lastTransitionTime: now });
+      (n.node!.status ??= core.NodeStatus.fromPartial({})).conditions = [
+        cond('MemoryPressure', 'False', 'KubeletHasSufficientMemory'), cond('DiskPressure', 'False', 'KubeletHasNoDiskPressure'),
+        cond('PIDPressure', 'False', 'KubeletHasSufficientPID'), cond('Ready', ready, ready === 'True' ? 'KubeletReady' : 'KubeletNotReady'),
+      ];
+      try { await this.c.updateStatus(n); return; } catch (e) { if (!/modified/.test(String(e))) throw e; }
+    }
+  }
+
+  async renew(): Promise<void> {
+    const l = await this.c.get('leases', 'kube-node-lease', this.name);
+    l.lease!.spec!.renewTime = microNow();
+    await this.c.update(l);
+  }
+
+  startRenewing(everyMs = 300): void {
+    this.stopRenewing();
+    this.timer = setInterval(() => void this.renew().catch(() => undefined), everyMs);
+  }
+
+  stopRenewing(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+describe('node lifecycle controller (berth-etcd-client process)', () => {
+  let dir: string;
+  let prefix: string;
+  let procs: ServiceProcess[];
+  let clients: StoreClient[];
+  let kubelets: FakeKubelet[];
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-nlc-'));
+    prefix = uniquePrefix('nlc');
+    procs = [];
+    clients = [];
+    kubelets = [];
+  });
+  afterEach(async () => {
+    for (const k of kubelets) k.stopRenewing();
+    for (const c of clients) c.close();
+    await Promise.all(procs.map((p) => p.stop()));
+    await v3.delete(prefix, { prefix: true }).catch(() => undefined);
+    await v3.delete(`/berth-leader-election${prefix}`, { prefix: true }).catch(() => undefined);
+    await v2.delete(prefix, { recursive: true }).catch(() => undefined);
+    await v2.delete(`/berth-leader-election${prefix}`, { recursive: true }).catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(api: 'v3' | 'v2', tag = 'a', extra: string[] = []): Promise<{ proc: ServiceProcess; client: StoreClient }> {
+    const sock = `unix://${path.join(dir, `${tag}.sock`)}`;
+    const proc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(dir, `state-${tag}`), '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-api', api,
+      '--etcd-prefix', prefix, '--etcd-health-interval-ms', '200', '--node-monitor-grace-period', `${GRACE_MS}ms`, '--node-monitor-period', '200ms', '--leader-election-lease-duration', '3s', ...extra]);
+    procs.push(proc);
+    expect(await waitServing(sock), proc.output()).toBe('SERVING');
+    const client = new StoreClient({ target: sock });
+    clients.push(client);
+    return { proc, client };
+  }
+  const kubelet = (c: StoreClient, name: string) => { const k = new FakeKubelet(c, name); kubelets.push(k); return k; };
+  const node = async (c: StoreClient, name: string) => (await c.get('nodes', '', name)).node!;
+  const ready = (n: core.Node) => n.status!.conditions.find((c) => c.type === 'Ready')!;
+  const taints = (n: core.Node) => (n.spec?.taints ?? []).map((t) => `${t.key}:${t.effect}`).sort();
+
+  it('keeps a renewing node Ready, marks it Unknown + unreachable when it goes silent, untaints it when it is back', async () => {
+    const { client: c, proc } = await start('v3');
+    const name = `node-${Math.random().toString(36).slice(2, 8)}`;
+    const k = kubelet(c, name);
+    await k.register('True');
+    k.startRenewing();
+    // A pod that tolerates unreachable, bound to the node: nothing touches it.
+    const pod = await c.create(decodeObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'tolerant', namespace: 'default' }, spec: {
+      nodeName: name, containers: [{ name: 'c', image: 'busybox:1.36' }],
+      tolerations: [{ key: TAINT_NODE_UNREACHABLE, operator: 'Exists', effect: 'NoExecute' }, { key: TAINT_NODE_UNREACHABLE, operator: 'Exists', effect: 'NoSchedule' }],
+    } }));
+
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    let n = await node(c, name);
+    expect(ready(n).status, proc.output()).toBe('True');
+    expect(taints(n)).toEqual([]);
+
+    k.stopRenewing();
+    const silentSince = Date.now();
+    await waitUntil(async () => ready(await node(c, name)).status === 'Unknown', GRACE_MS + 3000, 'Ready=Unknown');
+    expect(Date.now() - silentSince).toBeGreaterThanOrEqual(GRACE_MS - 400); // not before the grace period (less one renewal interval)
+    await waitUntil(async () => taints(await node(c, name)).length === 2, 3000, 'unreachable taints');
+    n = await node(c, name);
+    for (const type of ['Ready', 'MemoryPressure', 'DiskPressure', 'PIDPressure']) {
+      const cond = n.status!.conditions.find((x) => x.type === type)!;
+      expect(cond, type).toMatchObject({ status: 'Unknown', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' });
+      expect(cond.lastTransitionTime).toMatch(RFC3339);
+    }
+    expect(taints(n)).toEqual([`${TAINT_NODE_UNREACHABLE}:NoExecute`, `${TAINT_NODE_UNREACHABLE}:NoSchedule`]);
+    expect(n.spec!.taints.find((t) => t.effect === 'NoExecute')!.timeAdded).toMatch(RFC3339);
+    expect(n.spec!.taints.find((t) => t.effect === 'NoSchedule')!.timeAdded).toBe('');
+
+    const p = (await c.get('pods', 'default', 'tolerant')).pod!;
+    expect(p.metadata!.deletionTimestamp).toBe('');
+    expect(p.metadata!.resourceVersion).toBe(pod.pod!.metadata!.resourceVersion);
+
+    // The lease alone does not clear the taints: the kubelet has to say it is Ready.
+    k.startRenewing();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(taints(await node(c, name))).toEqual([`${TAINT_NODE_UNREACHABLE}:NoExecute`, `${TAINT_NODE_UNREACHABLE}:NoSchedule`]);
+    await k.postStatus('True');
+    await waitUntil(async () => taints(await node(c, name)).length === 0, 3000, 'taints removed');
+    // And it stays Ready while it keeps renewing.
+    await new Promise((r) => setTimeout(r, GRACE_MS + 500));
+    n = await node(c, name);
+    expect(ready(n).status).toBe('True');
+    expect(taints(n)).toEqual([]);
+    expect(proc.output()).toMatch(/kubelet stopped posting node status/);
+  });
+
+  it('taints a node that posts Ready=False not-ready, keeping other taints (v2 backend)', async () => {
+    const { client: c } = await start('v2');
+    const name = `node-${Math.random().toString(36).slice(2, 8)}`;
+    const k = kubelet(c, name);
+    await k.register('True');
+    k.startRenewing();
+    const n0 = (await c.get('nodes', '', name));
+    (n0.node!.spec ??= core.NodeSpec.fromPartial({})).taints = [core.Taint.fromPartial({ key: 'example.com/dedicated', value: 'gpu', effect: 'NoSchedule' })];
+    await c.update(n0);
+    await k.postStatus('False');
+    await waitUntil(async () => taints(await node(c, name)).length === 3, 3000, 'not-ready taints');
+    const n = await node(c, name);
+    expect(taints(n)).toEqual(['example.com/dedicated:NoSchedule', `${TAINT_NODE_NOT_READY}:NoExecute`, `${TAINT_NODE_NOT_READY}:NoSchedule`]);
+    expect(ready(n).status).toBe('False'); // heard from: the kubelet's word stands
+    await k.postStatus('True');
+    await waitUntil(async () => taints(await node(c, name)).join() === 'example.com/dedicated:NoSchedule', 3000, 'not-ready taints removed');
+  });
+
+  it('acts from one berth-etcd-client only; another takes over when the leader stops', async () => {
+    const a = await start('v3', 'a');
+    const b = await start('v3', 'b');
+    const leading = /node lifecycle controller: leading/;
+    await waitUntil(() => leading.test(a.proc.output()) || leading.test(b.proc.output()), 5000, 'a leader');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(leading.test(a.proc.output()) && leading.test(b.proc.output()), a.proc.output() + b.proc.output()).toBe(false);
+    const [leader, follower] = leading.test(a.proc.output()) ? [a, b] : [b, a];
+    // A node registered but never heard from again is marked by the leader alone.
+    const first = kubelet(follower.client, `node-${Math.random().toString(36).slice(2, 8)}`);
+    await first.register('True');
+    await waitUntil(async () => ready(await node(follower.client, first.name)).status === 'Unknown', GRACE_MS + 3000, 'Ready=Unknown');
+    expect(leader.proc.output()).toMatch(/kubelet stopped posting node status/);
+    expect(follower.proc.output()).not.toMatch(/kubelet stopped posting node status/);
+
+    expect(await leader.proc.stop()).toEqual({ code: 0, signal: null });
+    // The leader resigned on SIGTERM: no lease TTL to wait for.
+    await waitUntil(() => leading.test(follower.proc.output()), 4000, 'take-over');
+    const second = kubelet(follower.client, `node-${Math.random().toString(36).slice(2, 8)}`);
+    await second.register('True');
+    await waitUntil(async () => ready(await node(follower.client, second.name)).status === 'Unknown', GRACE_MS + 3000, 'Ready=Unknown after take-over');
+    expect(follower.proc.output()).toMatch(/kubelet stopped posting node status/);
+  });
+
+  it('rejects a malformed --node-monitor-grace-period naming the flag', async () => {
+    const proc = startServiceProcess(bin, ['--listen', `unix://${path.join(dir, 'bad.sock')}`, '--node-monitor-grace-period', 'forty']);
+    procs.push(proc);
+    expect((await proc.exited).code).toBe(2);
+    expect(proc.output()).toMatch(/--node-monitor-grace-period: expected a duration like 40s/);
+  });
+});
+
+describe('node lifecycle rules', () => {
+  const t = (key: string, effect: string, timeAdded = '') => core.Taint.fromPartial({ key, effect, timeAdded });
+  it('swaps not-ready for unreachable, keeps timeAdded of taints already there and foreign taints', () => {
+    const now = Date.parse('2026-01-02T03:04:05.678Z');
+    expect(reconcileReadyTaints([], 'True', now)).toBeUndefined();
+    expect(reconcileReadyTaints([t('x', 'NoSchedule')], undefined, now)).toBeUndefined();
+    expect(reconcileReadyTaints([t(TAINT_NODE_NOT_READY, 'NoSchedule'), t('x', 'NoExecute')], 'Unknown', now)).toEqual([t('x', 'NoExecute'), t(TAINT_NODE_UNREACHABLE, 'NoSchedule'), t(TAINT_NODE_UNREACHABLE, 'NoExecute', '2026-01-02T03:04:05Z')]);
+    const both = [t(TAINT_NODE_UNREACHABLE, 'NoSchedule'), t(TAINT_NODE_UNREACHABLE, 'NoExecute', '2020-01-01T00:00:00Z')];
+    expect(reconcileReadyTaints(both, 'Unknown', now)).toBeUndefined();
+    expect(reconcileReadyTaints(both, 'True', now)).toEqual([]);
+    // A PreferNoSchedule taint of the same key is someone else's.
+    expect(reconcileReadyTaints([t(TAINT_NODE_UNREACHABLE, 'PreferNoSchedule')], 'True', now)).toBeUndefined();
+  });
+  it('marks kubelet conditions Unknown once and adds those never posted', () => {
+    const now = Date.parse('2026-01-02T03:04:05Z');
+    const c = (type: string, status: string) => core.NodeCondition.fromPartial({ type, status, reason: 'r', lastHeartbeatTime: 'hb' });
+    const next = markUnknown([c('Ready', 'True'), c('MemoryPressure', 'False'), c('NetworkUnavailable', 'False')], 'created', now)!;
+    expect(next.map((x) => [x.type, x.status, x.reason])).toEqual([['Ready', 'Unknown', 'NodeStatusUnknown'], ['MemoryPressure', 'Unknown', 'NodeStatusUnknown'], ['NetworkUnavailable', 'False', 'r'], ['DiskPressure', 'Unknown', 'NodeStatusNeverUpdated'], ['PIDPressure', 'Unknown', 'NodeStatusNeverUpdated']]);
+    expect(next[0].lastHeartbeatTime).toBe('hb');
+    expect(next[3].lastHeartbeatTime).toBe('created');
+    expect(markUnknown(next, 'created', now)).toBeUndefined();
+  });
+});
