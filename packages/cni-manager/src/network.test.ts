@@ -46,7 +46,9 @@ async function leakCheck(net: PodNetwork): Promise<void> {
     const links = await rt.links();
     expect(links.filter((l) => /^b[vi][0-9a-f]{12}$/.test(l.name)).map((l) => l.name)).toEqual([]);
     const nodeRoutes = new Set((net.config.nodeRoutes ?? []).map((r) => r.podCidr));
-    expect((await rt.routes()).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst))).toEqual([]);
+    // The routed-mode gateway's route (on a node without a default route) is node state, not a pod's.
+    const lo = (await rt.link('lo'))!.index;
+    expect((await rt.routes()).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst) && !(r.dst === `${ROUTED_GATEWAY}/32` && r.oif === lo))).toEqual([]);
     expect((await rt.routes(undefined, 6)).filter((r) => r.protocol === RTPROT_BERTH && !nodeRoutes.has(r.dst))).toEqual([]);
     expect(await rt.neighbours({ proxy: true })).toEqual([]);
     const qdiscKinds = (await rt.qdiscs()).map((q) => q.kind).filter((k) => k === 'tbf' || k === 'ingress');
@@ -224,6 +226,45 @@ describe('across nodes', () => {
     expect(await probe(pods[2]!.ns, 'tcp', pods[0]!.ip, 7100, 'c')).toBe('P0:c');
     expect(await probe(pods[2]!.ns, 'udp', pods[0]!.ip, 7100, 'd')).toBe('P0:d');
     expect(sh('ip', ['-n', nodes[0]!.name, 'route', 'show', '10.65.2.0/24'])).toMatch(new RegExp(`via ${nodes[1]!.address.replace(/\./g, '\\.')}`));
+  });
+});
+
+describe('routed mode on nodes without a default route', () => {
+  it('makes 169.254.1.1 routable (dev lo) so proxy ARP answers, pods talk across nodes, and the route goes once another covers it', async () => {
+    const nodes = [topo.node(1, '10.66.1.0/24', undefined, { defaultRoute: false }), topo.node(2, '10.66.2.0/24', undefined, { defaultRoute: false })];
+    const gwRoute = (n: TestNode) => sh('ip', ['-n', n.name, '-j', 'route', 'show', 'table', 'all', `${ROUTED_GATEWAY}/32`]);
+    // Before: nothing routes the gateway address, so the kernel would not proxy ARP for it.
+    expect(JSON.parse(gwRoute(nodes[0]!))).toEqual([]);
+    const managers = [];
+    for (const n of nodes) managers.push(await managerOn(n, 'routed', nodes.filter((o) => o !== n)));
+    for (const n of nodes) expect(JSON.parse(gwRoute(n))).toMatchObject([{ dst: ROUTED_GATEWAY, dev: 'lo', protocol: '190', scope: 'link' }]);
+    const [a, b, c] = [await pod(managers[0]!), await pod(managers[0]!), await pod(managers[1]!)];
+    await startEchoServer(topo, a.ns, 7150, 'A');
+    await startEchoServer(topo, c.ns, 7150, 'C');
+    expect(await probe(b.ns, 'tcp', a.ip, 7150, 'same-node')).toBe('A:same-node');
+    expect(await probe(a.ns, 'tcp', c.ip, 7150, 'x')).toBe('C:x');
+    expect(await probe(c.ns, 'udp', a.ip, 7150, 'y')).toBe('A:y');
+    // A restart keeps the one route (no duplicate, no error).
+    await managers[0]!.close();
+    nets.splice(nets.indexOf(managers[0]!), 1);
+    const again = await managerOn(nodes[0]!, 'routed', [nodes[1]!], { stateDir: managers[0]!.config.stateDir });
+    expect(JSON.parse(gwRoute(nodes[0]!))).toHaveLength(1);
+    expect(await probe(c.ns, 'tcp', a.ip, 7150, 'z')).toBe('A:z');
+    // The node gets a default route of its own: ours is no longer needed and goes on the next start;
+    // proxy ARP keeps working through the default route (a fresh pod resolves the gateway anew).
+    sh('ip', ['-n', nodes[0]!.name, 'route', 'add', 'default', 'via', `192.168.${topo.subnet}.254`]);
+    await again.close();
+    nets.splice(nets.indexOf(again), 1);
+    const third = await managerOn(nodes[0]!, 'routed', [nodes[1]!], { stateDir: again.config.stateDir });
+    expect(JSON.parse(gwRoute(nodes[0]!))).toEqual([]);
+    const d = await pod(third);
+    expect(await probe(d.ns, 'tcp', c.ip, 7150, 'w')).toBe('C:w');
+  });
+
+  it('leaves a node that already routes 169.254.1.1 alone', async () => {
+    const node = topo.node(1, '10.67.1.0/24');
+    await managerOn(node, 'routed');
+    expect(JSON.parse(sh('ip', ['-n', node.name, '-j', 'route', 'show', 'table', 'all', `${ROUTED_GATEWAY}/32`]))).toEqual([]);
   });
 });
 

@@ -23,7 +23,7 @@ import {
   BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
 } from '@berth/common';
 import {
-  Conntrack, NLM_F, Netns, RTM, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseIpCidr, sysctl, tcmsg, type Link,
+  Conntrack, NLM_F, Netns, RTM, RTPROT_BERTH, RT_TABLE_MAIN, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseIpCidr, sysctl, tcmsg, type Link,
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
@@ -135,6 +135,16 @@ export interface SetUpResult {
 type RecordEntry = { ready: AttachmentRecord } | { deleting: string } | { dropped: string };
 
 export const ROUTED_GATEWAY = '169.254.1.1';
+
+/** Whether IPv4 route destination `dst` ('default' or a CIDR) contains the address `ip` (as a u32). */
+function covers(dst: string, ip: number): boolean {
+  if (dst === 'default') return true;
+  const [net, len] = dst.split('/');
+  const bits = Number(len);
+  if (!net || !Number.isInteger(bits) || bits < 0 || bits > 32 || isIP(net) !== 4) return false;
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return ((ipv4Bytes(net, 'dst').readUInt32BE(0) & mask) >>> 0) === ((ip & mask) >>> 0);
+}
 /**
  * Routed mode, IPv6 (as Calico): every host end has the MAC ee:ee:ee:ee:ee:ee, so its EUI-64
  * link-local address, the pods' IPv6 gateway, is the same on every veth; it answers neighbour
@@ -235,6 +245,7 @@ export class PodNetwork {
       sysctl(this.hostNetns, 'net/ipv4/ip_forward', '1');
       if (this.ipam6) sysctl(this.hostNetns, 'net/ipv6/conf/all/forwarding', '1');
       if (this.mode === 'bridge') await this.ensureBridge();
+      else await this.ensureGatewayRoutable();
       for (const r of this.config.nodeRoutes ?? []) await this.host.addRoute({ dst: r.podCidr, gw: r.via }, { replace: true });
       if (this.config.masquerade) await this.ensureMasquerade();
       if (this.config.probeCapabilities !== false) this.caps = await this.probeCapabilities();
@@ -278,6 +289,37 @@ export class PodNetwork {
     }
     await this.host.setLink(br.index, { up: true });
     this.bridge = br;
+  }
+
+  /**
+   * Routed mode: pods ARP for 169.254.1.1 and the host end answers by proxy ARP, but the kernel
+   * proxies only a target it can route out of another interface (arp_process: a unicast route
+   * whose device is not the asking one). A real host's default route covers that; a node netns
+   * without one (nothing may leave it) would leave every pod without a gateway. So when no route
+   * in the tables the default rules consult (local, main, default) covers 169.254.1.1, add
+   * `169.254.1.1/32 dev lo` (protocol berth): it only makes the address routable, the node
+   * does not own it, and nothing is ever sent to it (pods use it as a next hop only). Once
+   * another route covers it, ours goes again. Node state like ip_forward: kept across restarts
+   * and pod teardowns, since running pods depend on it.
+   */
+  private async ensureGatewayRoutable(): Promise<void> {
+    const gw = ipv4Bytes(ROUTED_GATEWAY, 'gateway').readUInt32BE(0);
+    const lo = await this.host.link('lo');
+    if (!lo) throw new FailedPreconditionError(`hostNetns: ${this.hostNetnsPath ?? 'the host namespace'} has no loopback device`);
+    const ours = (r: { dst: string; protocol: number; oif?: number; table: number }) =>
+      r.dst === `${ROUTED_GATEWAY}/32` && r.protocol === RTPROT_BERTH && r.oif === lo.index && r.table === RT_TABLE_MAIN;
+    const routes = (await this.host.routes(0)).filter((r) => r.table === 255 || r.table === RT_TABLE_MAIN || r.table === 253);
+    const mine = routes.find(ours);
+    const covered = routes.some((r) => !ours(r) && covers(r.dst, gw));
+    if (covered) {
+      if (mine) await this.host.deleteRoute({ dst: mine.dst, oif: lo.index });
+      return;
+    }
+    if (mine) return;
+    // A route through a device that is down is refused (ENETDOWN); a namespace's lo is down until set up.
+    if (!lo.up) await this.host.setLink(lo.index, { up: true });
+    await this.host.addRoute({ dst: `${ROUTED_GATEWAY}/32`, oif: lo.index, scope: 'link' }, { replace: true });
+    this.config.logger?.info({ route: `${ROUTED_GATEWAY}/32 dev lo` }, 'no route covers the routed-mode gateway here: added one so proxy ARP answers for it');
   }
 
   /** Routes to other nodes learned from Node objects: pod CIDR -> node address. */

@@ -38,10 +38,10 @@ export class Topology {
 
   /**
    * A "node": its own namespace with address 192.168.<subnet>.<n> (and `address6`/64 when given) on an underlay bridge (in a
-   * namespace of its own), and a default route into the underlay, as a real node has (proxy
-   * ARP answers only for destinations the node can route).
+   * namespace of its own), and a default route into the underlay, as a real node has, unless
+   * `defaultRoute: false` (a node that must not send anything out, as `berth up`'s nodes).
    */
-  node(n: number, podCidr: string, address6?: string): TestNode {
+  node(n: number, podCidr: string, address6?: string, o: { defaultRoute?: boolean } = {}): TestNode {
     if (!this.underlay) {
       this.underlay = this.netns('u');
       sh('ip', ['-n', this.underlay, 'link', 'add', 'ul0', 'type', 'bridge']);
@@ -55,7 +55,7 @@ export class Topology {
     // An IPv6 underlay address too, without DAD (it would keep the address tentative for a second).
     if (address6) sh('ip', ['-n', name, 'addr', 'add', `${address6}/64`, 'dev', 'ul', 'nodad']);
     sh('ip', ['-n', name, 'link', 'set', 'ul', 'up']);
-    sh('ip', ['-n', name, 'route', 'add', 'default', 'via', `192.168.${this.subnet}.254`]);
+    if (o.defaultRoute !== false) sh('ip', ['-n', name, 'route', 'add', 'default', 'via', `192.168.${this.subnet}.254`]);
     return { name, netns: netnsPath(name), address, podCidr };
   }
 
