@@ -9,6 +9,7 @@ import { BerthError, stateRoot } from '@berth/common';
 import { stringify as toYaml } from 'yaml';
 import { certSubject, createClusterPki } from './certs';
 import { ConfigFileError, connectionFrom, emptyConfig, localConnection, readConfig, resolveConfigPath, userConfigPath, writeConfig, type BerthConfig, type ClusterEntry, type Connection, type ContextEntry, type UserEntry } from './kubeconfig';
+import { execInPod, kubeletEndpointFor, streamLogs } from './kubelet-io';
 import { age, nameOf, printObjects, table, tableRows } from './printers';
 
 export interface Io {
@@ -648,6 +649,71 @@ async function cmdApiResources(io: Io, args: string[]): Promise<number> {
   return 0;
 }
 
+// ---- logs / exec: through the Kubelet API of the pod's node ----
+
+/** The pod, its node's kubelet endpoint and the container (the only one, or -c). */
+async function podTarget(io: Io, command: string, values: { kubeconfig?: string; context?: string; namespace?: string; container?: string; 'kubelet-endpoint'?: string }, name: string | undefined) {
+  if (!name) throw new UsageError(command, 'needs a POD name');
+  const ctx = connect(io, values);
+  const obj = await ctx.client.get('pods', ctx.namespace, name.replace(/^pods?\//, ''));
+  const pod = obj.pod!;
+  const podName = pod.metadata!.name;
+  const node = pod.spec?.nodeName ?? '';
+  if (node === '') throw new UsageError(command, `pod ${ctx.namespace}/${podName} is not scheduled to a node yet`);
+  const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
+  let container = values.container ?? '';
+  if (container === '') {
+    const app = (pod.spec?.containers ?? []).map((c) => c.name);
+    container = app[0] ?? '';
+    if (app.length > 1) io.stderr(`Defaulted container "${container}" out of: ${app.join(', ')}\n`);
+  } else if (!containers.includes(container)) {
+    throw new UsageError(command, `container ${container} is not valid for pod ${podName}: choose one of ${containers.join(', ')}`);
+  }
+  return { namespace: ctx.namespace, pod: podName, container, endpoint: kubeletEndpointFor(node, io.env, values['kubelet-endpoint']) };
+}
+
+function nonNegative(command: string, flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v)) throw new UsageError(command, `--${flag}: expected a non-negative number, got "${v}"`);
+  return Number(v);
+}
+
+async function cmdLogs(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parse('logs', args, {
+    container: { type: 'string', short: 'c' }, follow: { type: 'boolean', short: 'f' }, previous: { type: 'boolean', short: 'p' },
+    timestamps: { type: 'boolean' }, tail: { type: 'string' }, since: { type: 'string' }, 'limit-bytes': { type: 'string' }, 'kubelet-endpoint': { type: 'string' },
+  });
+  if (positionals.length > 1) throw new UsageError('logs', `expected one POD, got ${positionals.length} arguments`);
+  const tail = values.tail === '-1' ? undefined : nonNegative('logs', 'tail', values.tail);
+  let sinceSeconds: number | undefined;
+  if (values.since !== undefined) {
+    const m = /^([0-9]+)(s|m|h)$/.exec(values.since);
+    if (!m) throw new UsageError('logs', `--since: expected a duration like 10s, 5m or 2h, got "${values.since}"`);
+    sinceSeconds = Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h'];
+  }
+  const t = await podTarget(io, 'logs', values, positionals[0]);
+  await streamLogs(t.endpoint, {
+    namespace: t.namespace, pod: t.pod, container: t.container, follow: !!values.follow, previous: !!values.previous, timestamps: !!values.timestamps,
+    tailLines: tail, sinceSeconds, limitBytes: nonNegative('logs', 'limit-bytes', values['limit-bytes']),
+  }, (b) => io.stdout(b.toString('utf8')), io.signal);
+  return 0;
+}
+
+async function cmdExec(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parse('exec', args, {
+    container: { type: 'string', short: 'c' }, stdin: { type: 'boolean', short: 'i' }, tty: { type: 'boolean', short: 't' }, 'kubelet-endpoint': { type: 'string' },
+  });
+  const [podName, ...cmd] = positionals;
+  if (cmd.length === 0) throw new UsageError('exec', 'needs a command after the POD name: berth exec POD -- COMMAND [ARG...]');
+  const t = await podTarget(io, 'exec', values, podName);
+  return execInPod(t.endpoint, { namespace: t.namespace, pod: t.pod, container: t.container, cmd, stdin: !!values.stdin, tty: !!values.tty }, {
+    stdout: (b) => io.stdout(b.toString('utf8')),
+    stderr: (b) => io.stderr(b.toString('utf8')),
+    stdinStream: () => process.stdin,
+    terminalSize: () => (process.stdout.isTTY ? { width: process.stdout.columns, height: process.stdout.rows } : undefined),
+  });
+}
+
 const USAGE: Record<string, string> = {
   get: 'berth get TYPE[.GROUP] [NAME...] | TYPE/NAME... [-o wide|yaml|json|name] [-l SELECTOR] [--field-selector SELECTOR] [-n NAMESPACE | -A] [-w] [--no-headers] [--ignore-not-found]',
   describe: 'berth describe TYPE [NAME...] [-l SELECTOR] [-n NAMESPACE | -A]',
@@ -659,6 +725,8 @@ const USAGE: Record<string, string> = {
   certs: 'berth certs [--dir DIR] [--node NAME]... [--san NAME_OR_IP]...',
   certificate: 'berth certificate approve|deny NAME... [--force]',
   'api-resources': 'berth api-resources [--namespaced=true|false] [-o name]',
+  logs: 'berth logs POD [-c CONTAINER] [-f] [-p] [--timestamps] [--tail N] [--since 10s|5m|2h] [--limit-bytes N] [-n NAMESPACE] [--kubelet-endpoint unix:///path]',
+  exec: 'berth exec POD [-c CONTAINER] [-i] [-t] [-n NAMESPACE] [--kubelet-endpoint unix:///path] -- COMMAND [ARG...]',
 };
 
 export const KUBECTL_COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
@@ -672,6 +740,8 @@ export const KUBECTL_COMMANDS: Record<string, (io: Io, args: string[]) => Promis
   config: cmdConfig,
   certs: cmdCerts,
   certificate: cmdCertificate,
+  logs: cmdLogs,
+  exec: cmdExec,
 };
 
 /** Runs one kubectl-like command with kubectl's error conventions. */

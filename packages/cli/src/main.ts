@@ -18,6 +18,8 @@ Usage:
   berth join --token T --server https://H:P --ca-cert-hash sha256:X --pod-cidr CIDR
                   join this machine as a node (berth join --help)
   berth status    show the health of the local services
+  berth runtime images|pull|import|rmi|pods|ps|inspect|inspectp|exec|logs|stats
+                  crictl-like commands against one node's runtime-shim (--runtime-endpoint)
   berth help      this text
 
 Cluster objects (like kubectl):
@@ -25,10 +27,13 @@ Cluster objects (like kubectl):
   berth describe TYPE [NAME]      details of objects, with their events
   berth apply -f FILE|DIR|-       create or update from YAML/JSON manifests
   berth create -f FILE|DIR|-      create from manifests
-  berth delete TYPE NAME|-l SEL|-f FILE [--grace-period N] [--force]
+  berth delete TYPE NAME|-l SEL|-f FILE [--grace-period N] [--force] [--cascade=MODE]
+  berth logs POD [-c C] [-f] [--tail N]   a container's log, from the kubelet of the pod's node
+  berth exec POD [-c C] [-i] [-t] -- CMD  run a command in a pod's container
   berth auth can-i VERB TYPE[/NAME]    check an action; berth auth whoami
   berth config view|get-contexts|use-context|set-context|set-cluster|set-credentials
   berth certs [--dir DIR] [--node NAME]   create the cluster CA and component certificates
+  berth get csr ; berth certificate approve|deny NAME   node certificate requests
   berth api-resources             the kinds the cluster stores
   berth explain pod NAME | -f SNAPSHOT.yaml   why a pod fits (or not) each node, with scores
 
