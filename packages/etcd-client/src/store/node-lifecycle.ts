@@ -42,6 +42,13 @@ interface Health {
   renewTime: string;
 }
 
+/** `p`, or undefined as soon as `signal` aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  p.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(undefined);
+  return Promise.race([p, new Promise<undefined>((r) => signal.addEventListener('abort', () => r(undefined), { once: true }))]);
+}
+
 /** RFC3339 with seconds, as Kubernetes writes metav1.Time. */
 function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
@@ -110,7 +117,9 @@ export class NodeLifecycleController {
       const candidate = this.o.candidate?.();
       try {
         if (candidate) {
-          await candidate.campaign(this.o.identity ?? `pid-${process.pid}`, signal);
+          // With etcd unreachable the candidate may not notice the abort: shutdown never waits on it.
+          await untilAborted(candidate.campaign(this.o.identity ?? `pid-${process.pid}`, signal), signal);
+          if (signal.aborted) break;
           this.o.logger?.info({ identity: this.o.identity }, 'node lifecycle controller: leading');
         }
         const term = new AbortController();
@@ -130,7 +139,7 @@ export class NodeLifecycleController {
         if (!signal.aborted) this.o.logger?.warn({ err: String(err) }, 'node lifecycle controller: election failed; retrying');
       } finally {
         // Resigning at once lets another berth-etcd-client take over without waiting for the TTL.
-        await candidate?.resign().catch(() => undefined);
+        if (candidate) await Promise.race([candidate.resign().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
       }
       if (!signal.aborted) await new Promise((r) => setTimeout(r, 1000));
     }
@@ -178,7 +187,7 @@ export class NodeLifecycleController {
       for (const [name, n] of [...nodes]) {
         if (signal.aborted) break;
         try {
-          await this.monitor(name, n, health.get(name));
+          await untilAborted(this.monitor(name, n, health.get(name)), signal);
         } catch (err) {
           if (!signal.aborted) this.o.logger?.warn({ err: String(err), node: name }, 'node lifecycle controller: node update failed; retrying next period');
         }
