@@ -106,11 +106,8 @@ export function createNodeNet(u: Underlay, node: string, index: number): NodeNet
   ip(['link', 'set', hostVeth, 'master', u.bridge, 'up']);
   ip(['-n', netns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
   ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
-  // Routed pods send everything to 169.254.1.1, which the node answers by proxy ARP, and the
-  // kernel proxies only addresses it has a route to through another interface. A real host has
-  // a default route for that; a node here has none (nothing may leave the machine), so it gets
-  // a route for that one address that ends on its own loopback.
-  ip(['-n', netns, 'route', 'add', '169.254.1.1/32', 'dev', 'lo']);
+  // No route for routed mode's 169.254.1.1 here: cni-manager adds one itself when the node has
+  // nothing that routes it (this node has no default route: nothing may leave the machine).
   return { name: node, index, netns, netnsPath: path.join(NETNS_DIR, netns), ip: addr, hostVeth };
 }
 

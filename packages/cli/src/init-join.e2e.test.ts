@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { StoreClient } from '@berth/apimachinery';
-import { checkHealth, freePort, startServiceProcess, type ServiceProcess } from '@berth/common';
+import { cni } from '@berth/api';
+import { checkHealth, createClient, freePort, startServiceProcess, type ServiceProcess } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certSubject } from './certs';
 import { createNodeCgroupRoot, deleteCgroups } from './cluster-cgroups';
@@ -36,15 +37,18 @@ describe('berth init / berth join', () => {
   let dir: string;
   let underlay: Underlay;
   let net: NodeNet;
+  let net2: NodeNet;
   let init: ServiceProcess | undefined;
   let join: ServiceProcess | undefined;
+  let join2: ServiceProcess | undefined;
+  const nodeName2 = `joiner2-${id}`;
   let joinArgs: string[] = [];
   const cp = () => ({ run: path.join(dir, 'cp', 'run'), state: path.join(dir, 'cp', 'state') });
-  const node = () => ({ run: path.join(dir, 'node', 'run'), state: path.join(dir, 'node', 'state') });
-  const joinEnv = () => ({ ...process.env, BERTH_RUN_DIR: node().run, BERTH_STATE_DIR: node().state });
+  const node = (sub = 'node') => ({ run: path.join(dir, sub, 'run'), state: path.join(dir, sub, 'state') });
+  const joinEnv = (sub = 'node') => ({ ...process.env, BERTH_RUN_DIR: node(sub).run, BERTH_STATE_DIR: node(sub).state });
   /** `berth join ...` inside the node's namespace: the "other machine". */
-  const startJoin = (args: string[]): ServiceProcess => {
-    const proc = spawn('nsenter', [`--net=${net.netnsPath}`, '--', process.execPath, bin, 'join', ...args], { env: joinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const startJoin = (args: string[], into: NodeNet = net, sub = 'node'): ServiceProcess => {
+    const proc = spawn('nsenter', [`--net=${into.netnsPath}`, '--', process.execPath, bin, 'join', ...args], { env: joinEnv(sub), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -66,6 +70,7 @@ describe('berth init / berth join', () => {
     underlay = planUnderlay(id);
     createUnderlay(underlay);
     net = createNodeNet(underlay, nodeName, 1);
+    net2 = createNodeNet(underlay, nodeName2, 2);
     const port = await freePort(underlay.hostIp);
     init = startServiceProcess(bin, ['init', '--advertise-address', underlay.hostIp, '--port', String(port), '--token-ttl', '1h'],
       { ...process.env, BERTH_RUN_DIR: cp().run, BERTH_STATE_DIR: cp().state });
@@ -74,9 +79,11 @@ describe('berth init / berth join', () => {
   }, 120_000);
 
   afterAll(async () => {
+    await join2?.stop(60_000);
     await join?.stop(60_000);
     await init?.stop(60_000);
     if (dir) {
+      await cleanupRun(node('node2').run, node('node2').state, () => undefined);
       await cleanupRun(node().run, node().state, () => undefined);
       await cleanupRun(cp().run, cp().state, () => undefined);
     }
@@ -113,7 +120,7 @@ describe('berth init / berth join', () => {
 
   it('join from the other "machine" gets a node certificate through a CSR and starts the three node services', async () => {
     const cgroupRoot = createNodeCgroupRoot(id, nodeName, path.join(dir, 'cgroup'));
-    join = startJoin([...joinArgs, '--pod-cidr', '10.244.7.0/24', '--node-name', nodeName, '--cgroup-root', cgroupRoot]);
+    join = startJoin([...joinArgs, '--pod-cidr', '10.244.7.0/24', '--node-name', nodeName, '--cgroup-root', cgroupRoot, '--network', 'routed']);
     await waitFor(join, /has joined the cluster/, 120_000);
     const cert = path.join(node().state, 'pki', `node-${nodeName}.crt`);
     expect(certSubject(cert)).toMatchObject({ cn: `system:node:${nodeName}`, groups: ['system:nodes'] });
@@ -137,18 +144,68 @@ describe('berth init / berth join', () => {
       }
       expect(n, `Node ${nodeName} never registered; join output:\n${join.output().slice(-3000)}`).toBeDefined();
       expect(n!.status?.addresses.find((a) => a.type === 'InternalIP')?.address).toBe(net.ip);
+      // ... and its pod range from --pod-cidr, which the other nodes' cni-managers route by.
+      expect([n!.spec?.podCIDR, n!.spec?.podCIDRs]).toEqual(['10.244.7.0/24', ['10.244.7.0/24']]);
     } finally {
       admin.raw.close();
     }
   }, 180_000);
 
+  it('a second joined node: a pod on each reaches the other through routes learned from the Node objects (routed mode)', async () => {
+    const cgroupRoot = createNodeCgroupRoot(id, nodeName2, path.join(dir, 'cgroup2'));
+    join2 = startJoin([...joinArgs, '--pod-cidr', '10.244.8.0/24', '--node-name', nodeName2, '--cgroup-root', cgroupRoot, '--network', 'routed'], net2, 'node2');
+    await waitFor(join2, /has joined the cluster/, 120_000);
+    const routeTo = (n: NodeNet, cidr: string) => spawnSync('ip', ['-n', path.basename(n.netnsPath), 'route', 'show', cidr], { encoding: 'utf8' }).stdout;
+    const deadline = Date.now() + 60_000;
+    while (!(routeTo(net, '10.244.8.0/24').includes(`via ${net2.ip}`) && routeTo(net2, '10.244.7.0/24').includes(`via ${net.ip}`))) {
+      if (Date.now() > deadline) throw new Error(`no routes learned from the Node objects: node1 [${routeTo(net, '10.244.8.0/24')}] node2 [${routeTo(net2, '10.244.7.0/24')}]\n${join2.output().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // A pod network on each node, set up by that node's own cni-manager (the network half of a
+    // pod, without an image: what crosses nodes is the routing, not the container).
+    const call = <T>(c: unknown, m: string, req: unknown): Promise<T> =>
+      new Promise((res, rej) => (c as Record<string, Function>)[m]!(req, (e: Error | null, r: T) => (e ? rej(e) : res(r))));
+    const pods = [{ ns: `bjp-${id}-a`, sub: 'node' }, { ns: `bjp-${id}-b`, sub: 'node2' }].map((p) => ({
+      ...p, sandboxId: `sb-${p.ns}`, client: createClient(cni.NetworkServiceClient, { target: `unix://${path.join(node(p.sub).run, 'cni-manager.sock')}` }),
+    }));
+    let server: ReturnType<typeof spawn> | undefined;
+    try {
+      const ips: string[] = [];
+      for (const p of pods) {
+        spawnSync('ip', ['netns', 'add', p.ns]);
+        const r = await call<cni.SetUpPodResponse>(p.client, 'setUpPod', cni.SetUpPodRequest.fromPartial({
+          podUid: `uid-${p.ns}`, podNamespace: 'default', podName: p.ns, sandboxId: p.sandboxId, netnsPath: `/run/netns/${p.ns}`, interfaceName: 'eth0',
+        }));
+        ips.push(r.ips[0]!.split('/')[0]!);
+      }
+      expect(ips[0]).toMatch(/^10\.244\.7\./);
+      expect(ips[1]).toMatch(/^10\.244\.8\./);
+      server = spawn('ip', ['netns', 'exec', pods[0]!.ns, process.execPath, '-e',
+        "require('net').createServer((s) => s.once('data', (d) => s.end('A:' + d))).listen(7300, () => console.log('ready'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((res, rej) => { server!.stdout!.once('data', () => res()); server!.once('exit', (c) => rej(new Error(`echo server exited ${c}`))); });
+      const client = `const s = require('net').connect(7300, '${ips[0]}', () => s.write('from-b')); s.on('data', (d) => { process.stdout.write(d); s.end(); }); s.setTimeout(5000, () => process.exit(3));`;
+      const got = spawnSync('ip', ['netns', 'exec', pods[1]!.ns, process.execPath, '-e', client], { encoding: 'utf8', timeout: 15_000 });
+      expect(got.stdout, got.stderr).toBe('A:from-b');
+    } finally {
+      server?.kill('SIGKILL');
+      for (const p of pods) {
+        await call(p.client, 'tearDownPod', cni.TearDownPodRequest.fromPartial({ podUid: `uid-${p.ns}`, podNamespace: 'default', podName: p.ns, sandboxId: p.sandboxId, netnsPath: `/run/netns/${p.ns}` })).catch(() => undefined);
+        (p.client as unknown as { close(): void }).close();
+        spawnSync('ip', ['netns', 'del', p.ns]);
+      }
+    }
+  }, 240_000);
+
   it('Ctrl-C on both ends leaves nothing of either', async () => {
+    join2?.proc.kill('SIGINT');
+    if (join2) expect((await join2.exited).code).toBe(0);
     join!.proc.kill('SIGINT');
     expect((await join!.exited).code).toBe(0);
     init!.proc.kill('SIGINT');
     expect((await init!.exited).code).toBe(0);
     const none = { processes: [], mounts: [], netns: [], links: [], cgroups: [] };
     expect(leftovers(node().run, node().state)).toEqual(none);
+    expect(leftovers(node('node2').run, node('node2').state)).toEqual(none);
     expect(leftovers(cp().run, cp().state)).toEqual(none);
   }, 120_000);
 });
