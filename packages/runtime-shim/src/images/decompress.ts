@@ -1,11 +1,12 @@
 // Layer decompression chosen by the bytes, not by the media type a manifest claims: gzip through
 // Node's zlib (off the main thread); zstd through Debian's zstd(1) in a child process (another
 // core, native speed) or, without it, fzstd (Node 20's zlib has no zstd); else plain tar.
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { Readable, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { Decompress } from 'fzstd';
 import { InvalidArgumentError } from '@berth/common';
+import { spawnHelper } from './children';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -79,7 +80,7 @@ export function useZstdBinary(on: boolean): void {
 function spawnZstd(): ChildProcessWithoutNullStreams | undefined {
   if (zstdBinary === undefined) zstdBinary = spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status === 0;
   if (!zstdBinary) return undefined;
-  return spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawnHelper('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
 }
 
 async function* zstdProcess(child: ChildProcessWithoutNullStreams, input: AsyncIterable<Buffer>, field: string): AsyncGenerator<Buffer> {

@@ -12,11 +12,11 @@
 //   - the whole stream is hashed: the caller compares the diff id with the image config.
 // Whiteouts (`.wh.NAME`) become overlayfs whiteouts (char 0:0) and `.wh..wh..opq` an opaque
 // directory (trusted.overlay.opaque=y).
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@berth/common';
+import { runHelper } from './children';
 import { decompress } from './decompress';
 import { readTar, type TarHeader } from './tar';
 import type { Digest } from './digest';
@@ -59,7 +59,7 @@ export class WhiteoutMaker {
 
   private async newTemplate(): Promise<string> {
     const p = path.join(this.dir, `whiteout-${process.pid}-${Date.now()}-${this.seq++}`);
-    await run('mknod', ['-m', '000', p, 'c', '0', '0']);
+    await runHelper('mknod', ['-m', '000', p, 'c', '0', '0']);
     return p;
   }
 
@@ -73,20 +73,6 @@ export class WhiteoutMaker {
       fs.linkSync(this.template, target);
     }
   }
-}
-
-export function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd: opts.cwd, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
-    p.on('error', (e) => reject(new Error(`${cmd}: ${e.message}`)));
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err.trim()}`))));
-    if (p.stdin) {
-      p.stdin.on('error', () => { /* the exit status tells */ });
-      p.stdin.end(opts.input);
-    }
-  });
 }
 
 function bad(name: string, message: string): InvalidArgumentError {
@@ -269,7 +255,7 @@ export async function applyLayer(
           if (h.type !== 'fifo' && !limits.allowDevices) throw bad(h.name, `${h.type} device ${h.devmajor}:${h.devminor} is not allowed in a layer`);
           clear(rel, false);
           const kind = h.type === 'fifo' ? ['p'] : [h.type === 'char' ? 'c' : 'b', String(h.devmajor), String(h.devminor)];
-          await run('mknod', ['-m', '000', '--', p, ...kind]);
+          await runHelper('mknod', ['-m', '000', '--', p, ...kind]);
           own(p, h);
           fs.chmodSync(p, h.mode);
           break;
@@ -308,7 +294,7 @@ export async function applyLayer(
       if (x.rel !== last) { dump += `\n# file: ${escapeDumpPath(x.rel)}\n`; last = x.rel; }
       dump += `${x.name}=0s${x.value.toString('base64')}\n`;
     }
-    await run('setfattr', ['-h', '--restore=-'], { cwd: dest, input: dump });
+    await runHelper('setfattr', ['-h', '--restore=-'], { cwd: dest, input: dump });
   }
   for (let i = dirTimes.length - 1; i >= 0; i--) {
     const [rel, t] = dirTimes[i];
