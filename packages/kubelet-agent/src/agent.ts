@@ -18,6 +18,7 @@ import { EvictionManager } from './eviction-manager';
 import { containersToRemove, type ImageGcPolicy } from './gc';
 import { ImageGc } from './image-gc';
 import { NodeLease } from './node-lease';
+import { podCidrConflict } from './node';
 import { NodeStatusReporter } from './node-status';
 import { PodSyncer, type PodLifecycleStore } from './pod-sync';
 import { ProbeManager, ResultChannel, type ProbeUpdate } from './probes/manager';
@@ -247,10 +248,8 @@ export class NodeAgent {
       try {
         const saved = await this.seams!.registerNode(this.o.node);
         this.log('info', { node: this.nodeName, podCIDR: saved.spec?.podCIDR || undefined }, 'node registered');
-        const want = this.o.node.spec?.podCIDR;
-        if (want && saved.spec?.podCIDR && saved.spec.podCIDR !== want) {
-          this.log('warn', { node: this.nodeName, flag: want, node_spec: saved.spec.podCIDR }, `--pod-cidr ${want} differs from the Node's spec.podCIDR ${saved.spec.podCIDR}; keeping ${saved.spec.podCIDR} (spec.podCIDR is never changed once set)`);
-        }
+        const conflict = podCidrConflict(this.o.node, saved);
+        if (conflict) this.log('warn', { node: this.nodeName, podCidrFlag: this.o.node.spec?.podCIDR, podCIDR: saved.spec?.podCIDR }, conflict);
         return;
       } catch (e) {
         this.log('warn', { err: (e as Error).message }, 'node not registered yet, retrying');

@@ -162,6 +162,17 @@ export function buildNode(cfg: NodeConfig, m: MachineFacts = machineFacts(cfg)):
   });
 }
 
+/**
+ * The warning for a --pod-cidr that differs from the registered Node's spec.podCIDR (which is
+ * kept: like Kubernetes, it is set once and never changed), or undefined when they agree.
+ */
+export function podCidrConflict(wanted: core.Node, saved: core.Node): string | undefined {
+  const want = wanted.spec?.podCIDR;
+  const have = saved.spec?.podCIDR;
+  if (!want || !have || want === have) return undefined;
+  return `--pod-cidr ${want} differs from Node ${saved.metadata?.name ?? ''} spec.podCIDR ${have}; keeping ${have} (spec.podCIDR is never changed once set)`;
+}
+
 export interface NodeHealth {
   memoryPressure: boolean;
   diskPressure: boolean;

@@ -17,7 +17,7 @@ import { NodeLease } from './node-lease';
 import { NodeStatusReporter } from './node-status';
 import { readSignals } from './eviction';
 import { FakeClock } from './clock';
-import { buildNode } from './node';
+import { buildNode, podCidrConflict } from './node';
 import { computePodStatus } from './status/compute';
 import { StatusManager } from './status/manager';
 import { isKind, StoreSeams } from './store-adapter';
@@ -123,6 +123,8 @@ describe('kubelet-agent against the real Store', () => {
       const kept = await register('10.91.9.0/24');
       expect(kept.spec!.podCIDR).toBe('10.91.3.0/24');
       expect(kept.spec!.podCIDRs).toEqual(['10.91.3.0/24']);
+      expect(podCidrConflict(buildNode({ nodeName: name, rootDir: dir, podCidr: '10.91.9.0/24' }), kept)).toMatch(/--pod-cidr 10\.91\.9\.0\/24 differs .* spec\.podCIDR 10\.91\.3\.0\/24; keeping 10\.91\.3\.0\/24/);
+      expect(podCidrConflict(buildNode({ nodeName: name, rootDir: dir, podCidr: '10.91.3.0/24' }), kept)).toBeUndefined();
       // No flag on a later restart leaves it too.
       expect((await register()).spec!.podCIDR).toBe('10.91.3.0/24');
       // A fresh Node created with the flag carries it from the start.
