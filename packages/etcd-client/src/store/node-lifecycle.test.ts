@@ -1,7 +1,7 @@
 // The node lifecycle controller in a real berth-etcd-client process on a real etcd, with the
 // test playing the kubelet (lease renewals, Node status posts) over the Store API: a renewing
-// node stays Ready; a silent one turns Unknown and unreachable-tainted after the grace period
-// and is untainted once it renews and posts Ready=True again; Ready=False brings the not-ready
+// node stays Ready; a silent one turns Unknown and unreachable-tainted after the grace period,
+// its pods not Ready but not evicted, and it is untainted once it renews and posts Ready=True again; Ready=False brings the not-ready
 // taints; of two berth-etcd-client only the elected one acts, and the other takes over.
 // Pure-logic checks of the taint/condition rules sit at the end.
 import * as fs from 'node:fs';
@@ -128,11 +128,14 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
       nodeName: name, containers: [{ name: 'c', image: 'busybox:1.36' }],
       tolerations: [{ key: TAINT_NODE_UNREACHABLE, operator: 'Exists', effect: 'NoExecute' }, { key: TAINT_NODE_UNREACHABLE, operator: 'Exists', effect: 'NoSchedule' }],
     } }));
+    pod.pod!.status = core.PodStatus.fromPartial({ phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }, { type: 'PodScheduled', status: 'True' }] });
+    await c.updateStatus(pod);
 
     await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
     let n = await node(c, name);
     expect(ready(n).status, proc.output()).toBe('True');
     expect(taints(n)).toEqual([]);
+    expect((await c.get('pods', 'default', 'tolerant')).pod!.status!.conditions.find((x) => x.type === 'Ready')!.status).toBe('True');
 
     k.stopRenewing();
     const silentSince = Date.now();
@@ -149,9 +152,15 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
     expect(n.spec!.taints.find((t) => t.effect === 'NoExecute')!.timeAdded).toMatch(RFC3339);
     expect(n.spec!.taints.find((t) => t.effect === 'NoSchedule')!.timeAdded).toBe('');
 
+    // Not evicted (NoExecute eviction is not done at all), but reported not Ready, as Kubernetes'
+    // MarkPodsNotReady does; the kubelet makes it Ready again when it is back.
+    await waitUntil(async () => (await c.get('pods', 'default', 'tolerant')).pod!.status!.conditions.find((x) => x.type === 'Ready')!.status === 'False', 3000, 'pod not Ready');
     const p = (await c.get('pods', 'default', 'tolerant')).pod!;
     expect(p.metadata!.deletionTimestamp).toBe('');
-    expect(p.metadata!.resourceVersion).toBe(pod.pod!.metadata!.resourceVersion);
+    expect(p.metadata!.uid).toBe(pod.pod!.metadata!.uid);
+    expect(p.spec!.nodeName).toBe(name);
+    expect(p.status!.phase).toBe('Running');
+    expect(p.status!.conditions.find((x) => x.type === 'PodScheduled')!.status).toBe('True');
 
     // The lease alone does not clear the taints: the kubelet has to say it is Ready.
     k.startRenewing();

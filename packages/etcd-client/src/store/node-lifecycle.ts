@@ -4,7 +4,8 @@
 //     of hearing is this process's own clock, never the kubelet's timestamps, so clock skew
 //     between machines cannot make a node look alive or dead;
 //   - a node not heard from for the grace period gets Ready/MemoryPressure/DiskPressure/PIDPressure
-//     set to Unknown ("Kubelet stopped posting node status.");
+//     set to Unknown ("Kubelet stopped posting node status."), and the pods bound to it Ready=False
+//     (its kubelet sets them Ready again when it is back);
 //   - keeps the taints that follow the Ready condition: Unknown -> node.kubernetes.io/unreachable,
 //     False -> node.kubernetes.io/not-ready (NoSchedule, and NoExecute with timeAdded), True -> none.
 // Evicting pods from NoExecute-tainted nodes (the taint manager) is not done here.
@@ -96,6 +97,8 @@ export class NodeLifecycleController {
   private running: Promise<void> | undefined;
   private readonly grace: number;
   private readonly period: number;
+  /** Nodes that went Unknown whose pods are still to be marked not Ready. */
+  private readonly podsToMark = new Set<string>();
 
   constructor(private readonly registry: Registry, private readonly o: NodeLifecycleOptions = {}) {
     this.grace = o.gracePeriodMs ?? 40_000;
@@ -207,17 +210,25 @@ export class NodeLifecycleController {
     const silent = h !== undefined && Date.now() - h.probeMs > this.grace;
     const ready = cached.status?.conditions.find((c) => c.type === 'Ready')?.status;
     if (silent && markUnknown(cached.status?.conditions ?? [], '', 0)) {
-      await this.retryOnConflict(name, 'status', (n) => {
+      const wasReady = ready === 'True';
+      await this.retryOnConflict('nodes', '', name, 'status', (o) => {
+        const n = o.node!;
         const next = markUnknown(n.status?.conditions ?? [], n.metadata!.creationTimestamp, Date.now());
         if (!next) return false;
         (n.status ??= core.NodeStatus.fromPartial({})).conditions = next;
         this.o.logger?.warn({ node: name, silentMs: Date.now() - h.probeMs }, 'node lifecycle controller: kubelet stopped posting node status; conditions Unknown');
         return true;
       });
+      if (wasReady) this.podsToMark.add(name);
+    }
+    if (this.podsToMark.has(name)) {
+      await this.markPodsNotReady(name);
+      this.podsToMark.delete(name);
     }
     const want = silent ? 'Unknown' : ready;
     if (!reconcileReadyTaints(cached.spec?.taints ?? [], want, 0)) return;
-    await this.retryOnConflict(name, '', (n) => {
+    await this.retryOnConflict('nodes', '', name, '', (o) => {
+      const n = o.node!;
       const r = n.status?.conditions.find((c) => c.type === 'Ready')?.status;
       const next = reconcileReadyTaints(n.spec?.taints ?? [], r, Date.now());
       if (!next) return false;
@@ -232,22 +243,40 @@ export class NodeLifecycleController {
    * resourceVersion, so a kubelet's concurrent status post is never overwritten: a conflict
    * reads again and decides again.
    */
-  private async retryOnConflict(name: string, subresource: '' | 'status', change: (n: core.Node) => boolean): Promise<void> {
+  private async retryOnConflict(resource: string, namespace: string, name: string, subresource: '' | 'status', change: (o: core.Object) => boolean): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       let obj: core.Object;
       try {
-        obj = await this.registry.get(store.GetRequest.fromPartial({ resource: 'nodes', name }), NODE_CONTROLLER);
+        obj = await this.registry.get(store.GetRequest.fromPartial({ resource, namespace, name }), NODE_CONTROLLER);
       } catch (e) {
         if (e instanceof NotFoundError) return;
         throw e;
       }
-      if (!change(obj.node!)) return;
+      if (!change(obj)) return;
       try {
         await (subresource === 'status' ? this.registry.updateStatus(obj, NODE_CONTROLLER) : this.registry.update(obj, NODE_CONTROLLER));
         return;
       } catch (e) {
         if (!(e instanceof ConflictError) || attempt >= 5) throw e;
       }
+    }
+  }
+
+  /** MarkPodsNotReady: the pods of a node that went silent are not Ready, whatever they last said. */
+  private async markPodsNotReady(node: string): Promise<void> {
+    const l = await this.registry.list(store.ListRequest.fromPartial({ resource: 'pods', fieldSelector: `spec.nodeName=${node}` }), NODE_CONTROLLER);
+    for (const item of l.items) {
+      const m = item.pod!.metadata!;
+      await this.retryOnConflict('pods', m.namespace, m.name, 'status', (o) => {
+        const p = o.pod!;
+        if (p.metadata!.uid !== m.uid || p.spec?.nodeName !== node || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') return false;
+        const cond = p.status?.conditions.find((c) => c.type === 'Ready');
+        if (!cond || cond.status === 'False') return false;
+        cond.status = 'False';
+        cond.lastTransitionTime = rfc3339(Date.now());
+        this.o.logger?.info({ node, pod: `${m.namespace}/${m.name}` }, 'node lifecycle controller: pod of an unreachable node marked not Ready');
+        return true;
+      });
     }
   }
 
