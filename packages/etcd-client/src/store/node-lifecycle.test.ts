@@ -7,14 +7,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { core } from '@berth/api';
+import { core, store } from '@berth/api';
 import { StoreClient, decodeObject } from '@berth/apimachinery';
 import { startServiceProcess, waitServing, type EtcdCluster, type ServiceProcess } from '@berth/common';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EtcdV2Client } from '../v2';
 import { EtcdV3Client } from '../v3';
 import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
-import { markUnknown, reconcileReadyTaints, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE } from './node-lifecycle';
+import { EtcdV3Backend } from './backend-v3';
+import { markUnknown, NodeLifecycleController, reconcileReadyTaints, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE } from './node-lifecycle';
+import { Registry } from './registry';
 
 const bin = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-etcd-client.js');
 const GRACE_MS = 2000;
@@ -223,6 +225,48 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
     procs.push(proc);
     expect((await proc.exited).code).toBe(2);
     expect(proc.output()).toMatch(/--node-monitor-grace-period: expected a duration like 40s/);
+  });
+});
+
+describe('node lifecycle controller under write contention (in-process, real etcd)', () => {
+  it('retries resourceVersion conflicts and never overwrites a concurrent status write', async () => {
+    const prefix = uniquePrefix('nlc-conflict');
+    const reg = new Registry(new EtcdV3Backend(v3), { prefix });
+    await reg.start();
+    const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
+    const ctl = new NodeLifecycleController(reg, { gracePeriodMs: 500, monitorPeriodMs: 50 });
+    let writing = true;
+    try {
+      await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'busy' } }), admin);
+      ctl.start();
+      // Another writer keeps changing the node's status (not a heartbeat) as fast as it can.
+      let last = 0;
+      const seen: number[] = [];
+      const writer = (async () => {
+        while (writing) {
+          const n = await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin);
+          // A controller write made from a stale read would bring an older value back.
+          seen.push(Number(n.node!.status?.capacity.pods ?? 0) - last);
+          (n.node!.status ??= core.NodeStatus.fromPartial({})).capacity = { pods: String(++last) };
+          try { await reg.updateStatus(n, admin); } catch (e) { last--; if (!/modified/.test(String(e))) throw e; }
+        }
+      })();
+      await waitUntil(async () => (await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!.status?.conditions.find((c) => c.type === 'Ready')?.status === 'Unknown', 5000, 'Ready=Unknown under contention');
+      await waitUntil(async () => ((await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!.spec?.taints.length ?? 0) === 2, 5000, 'taints under contention');
+      writing = false;
+      await writer;
+      const n = (await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!;
+      expect(n.status!.capacity).toEqual({ pods: String(last) }); // the other writer's last word stands
+      expect(seen.length).toBeGreaterThan(10);
+      expect(seen.filter((d) => d !== 0)).toEqual([]);
+      expect(n.status!.conditions.map((c) => `${c.type}=${c.status}`).sort()).toEqual(['DiskPressure=Unknown', 'MemoryPressure=Unknown', 'PIDPressure=Unknown', 'Ready=Unknown']);
+      expect(n.status!.conditions.find((c) => c.type === 'Ready')!.reason).toBe('NodeStatusNeverUpdated');
+    } finally {
+      writing = false;
+      await ctl.close();
+      reg.close();
+      await v3.delete(prefix, { prefix: true });
+    }
   });
 });
 
