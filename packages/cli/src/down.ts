@@ -1,7 +1,7 @@
 // `berth down`, and the clean-up a `berth up` does when it takes over from a crashed run: stop
 // the running `berth up` (SIGTERM: it stops everything itself), or — when it is gone — kill the
 // processes it recorded and remove what its run made on the host: mounts under its run and
-// node state dirs, the node network namespaces (with every pod link, route and iptables rule
+// state dirs, the node network namespaces (with every pod link, route and iptables rule
 // inside), the underlay bridge and veths, and the node cgroups.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,7 +33,8 @@ export function leftovers(runDir: string, stateDir: string): Leftovers {
   try { pids = fs.readFileSync(path.join(runDir, 'up.children'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { /* none */ }
   return {
     processes: pids.filter(isRunning),
-    mounts: mountsUnder([runDir, path.join(stateDir, 'nodes')]),
+    // The whole state dir: `berth up` keeps node state under nodes/, `berth join` right in it.
+    mounts: mountsUnder([runDir, stateDir]),
     ...leftoverNetwork(id),
     cgroups: leftoverCgroups(id),
   };
@@ -43,7 +44,7 @@ export function leftovers(runDir: string, stateDir: string): Leftovers {
 export async function cleanupRun(runDir: string, stateDir: string, say: (s: string) => void): Promise<string[]> {
   killRecorded(path.join(runDir, 'up.children'), say);
   const errors: string[] = [];
-  for (const m of mountsUnder([runDir, path.join(stateDir, 'nodes')])) {
+  for (const m of mountsUnder([runDir, stateDir])) {
     // Lazy: a mount a dying process still holds goes as soon as it lets go.
     try { execFileSync('umount', ['-l', m], { stdio: ['ignore', 'ignore', 'pipe'] }); } catch (e) {
       errors.push(`umount ${m}: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim()}`);
