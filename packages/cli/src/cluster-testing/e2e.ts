@@ -105,6 +105,24 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
     execFileSync('ip', ['netns', 'exec', n1.netns, 'busybox', 'ping', '-c', '1', '-W', '3', pod('tolerant').status!.podIP], { stdio: 'ignore' });
   });
 
+  it('berth logs and berth exec reach containers on both nodes through their kubelets', () => {
+    const berth = (args: string[], input?: string) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, input, env: { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir } });
+    expect(pod('udp-echo').spec?.nodeName).toBe('node-1');
+    expect(pod('tolerant').spec?.nodeName).toBe('node-2');
+    const logs = berth(['logs', 'udp-echo']);
+    expect(logs.stdout, logs.stderr).toMatch(/udp-echo: listening on udp port 5353/);
+    const host = berth(['exec', 'tolerant', '--', 'hostname']);
+    expect(host.status, host.stderr).toBe(0);
+    expect(host.stdout.trim()).toBe('tolerant');
+    const token = crypto.randomBytes(6).toString('hex');
+    const cat = berth(['exec', '-i', 'tolerant', '--', 'cat'], token);
+    expect(cat.stdout).toBe(token);
+    expect(berth(['exec', 'web', '--', 'sh', '-c', 'exit 7']).status).toBe(7);
+    const bad = berth(['logs', 'web', '-c', 'nope']);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/container nope is not valid for pod web: choose one of httpd/);
+  });
+
   it("a node's underlay link cut stops traffic across it; when it returns, traffic and the node's heartbeat come back", async () => {
     const n2 = info.nodes.find((n) => n.name === 'node-2')!;
     const echo = pod('udp-echo').status!.podIP;
