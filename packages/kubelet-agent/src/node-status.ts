@@ -1,9 +1,10 @@
 // The node status reporter: every 10 s it reads the pressure signals from the machine, turns
 // them into the node conditions (MemoryPressure, DiskPressure, PIDPressure, Ready), and writes
-// the Node's status when a condition changed or 5 minutes passed since the last write (the
-// lease is the frequent heartbeat). Events NodeReady/NodeNotReady and the pressure reasons are
+// the Node's status when a condition differs from the Node in the Store or 5 minutes passed
+// since the last write (the lease is the frequent heartbeat). Events NodeReady/NodeNotReady and the pressure reasons are
 // recorded on transitions.
 import { core } from '@berth/api';
+import { ConflictError } from '@berth/common';
 import type { Clock, Timer } from './clock';
 import { thresholdsMet, type SignalName, type Signals } from './eviction';
 import { nodeConditions, shouldReportNodeStatus, type NodeHealth } from './node';
@@ -62,13 +63,26 @@ export class NodeStatusReporter {
       const reason = c.type === 'Ready' ? (good ? on : off) : good ? off : on;
       if (before !== undefined || !good) this.o.onEvent?.(good ? 'Normal' : 'Warning', reason, `Node ${this.o.nodeName} status is now: ${reason}`);
     }
-    if (!shouldReportNodeStatus(this.conditions, next, this.lastReport, now, this.o.reportEveryMs)) {
-      this.conditions = next;
-      return false;
+    // Compared with the Node as the Store has it, as the kubelet does: someone else (the node
+    // lifecycle controller marking a silent node Unknown) may have changed the conditions, and
+    // the node must say Ready again at once when it is heard again, not at the 5-minute report.
+    // A write that loses to another writer (the controller tainting the node) reads again, as the
+    // kubelet's status update does (5 tries).
+    for (let attempt = 1; ; attempt++) {
+      const cur = await this.o.writer.getNode(this.o.nodeName);
+      if (!cur) throw new Error(`node ${this.o.nodeName} is not registered`);
+      const stored = cur.status?.conditions ?? [];
+      if (!shouldReportNodeStatus(this.lastReport === undefined ? this.conditions : stored, next, this.lastReport, now, this.o.reportEveryMs)) {
+        this.conditions = next;
+        return false;
+      }
+      try {
+        await this.o.writer.updateNodeStatus({ ...cur, status: core.NodeStatus.fromPartial({ ...cur.status, conditions: next }) });
+        break;
+      } catch (e) {
+        if (attempt >= 5 || !(e instanceof ConflictError)) throw e;
+      }
     }
-    const cur = await this.o.writer.getNode(this.o.nodeName);
-    if (!cur) throw new Error(`node ${this.o.nodeName} is not registered`);
-    await this.o.writer.updateNodeStatus({ ...cur, status: core.NodeStatus.fromPartial({ ...cur.status, conditions: next }) });
     this.conditions = next;
     this.lastReport = now;
     this.writes++;

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { core } from '@berth/api';
 import { StoreClient, kindInfo, unwrap, wrap, type Informer } from '@berth/apimachinery';
-import { EtcdCluster, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { ConflictError, EtcdCluster, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { realClock } from './clock';
 import { resolveEnv } from './env';
@@ -274,6 +274,19 @@ describe('kubelet-agent against the real Store', () => {
     await clock.advance(10_000);
     expect(await reporter.report()).toBe(true); // 5 minutes since the last write
     expect(reporter.writes).toBe(4);
+    // The node lifecycle controller marked the node Unknown while it was not heard (a link
+    // cut): the next round says Ready again at once, not at the next 5-minute report.
+    // (read-modify-write with retries: the Store's own node lifecycle controller also writes nodes)
+    for (let attempt = 0; ; attempt++) {
+      const node = (await client.get('nodes', '', name)).node!;
+      for (const c of node.status!.conditions) { c.status = 'Unknown'; c.reason = 'NodeStatusUnknown'; }
+      try { await client.updateStatus(wrap(kindInfo('Node')!, node)); break; } catch (e) { if (attempt > 5 || !(e instanceof ConflictError)) throw e; }
+    }
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(true);
+    expect(await conds()).toEqual({ MemoryPressure: 'False', DiskPressure: 'False', PIDPressure: 'False', Ready: 'True' });
+    await clock.advance(10_000);
+    expect(await reporter.report()).toBe(false);
   });
 
   it('reflects a static pod into the Store as a mirror pod, replaced when the manifest changes and removed with it', async () => {
