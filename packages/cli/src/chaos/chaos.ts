@@ -133,7 +133,7 @@ export interface ChaosReport {
   kills: { service: string; at: string; backAfterMs: number | null }[];
   faults: { pod: string; node: string; loss: number; rate: string; applied: string[]; unsupported: string[]; error?: string }[];
   watch: { events: number; restarts: number; relists: number };
-  final: { podsInStore: number; running: number; settleMs: number };
+  final: { podsInStore: number; running: number; settleMs: number; mismatchesAtFirstCheck: number };
   violations: string[];
   leftovers?: Leftovers;
   ok: boolean;
@@ -187,7 +187,7 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
   const report: ChaosReport = {
     startedAt: new Date().toISOString(), options: { durationMs: o.durationMs, pods: o.pods, nodes: o.nodes, network: o.network, killEveryMs: o.killEveryMs },
     created: 0, deleted: 0, createErrors: 0, deleteErrors: 0, kills: [], faults: [], watch: { events: 0, restarts: 0, relists: 0 },
-    final: { podsInStore: 0, running: 0, settleMs: 0 }, violations: [], ok: false,
+    final: { podsInStore: 0, running: 0, settleMs: 0, mismatchesAtFirstCheck: 0 }, violations: [], ok: false,
   };
   const v = (s: string) => { report.violations.push(s); say(`  VIOLATION ${s}`); };
   say(`chaos: berth up --nodes ${o.nodes} --network ${o.network} in ${dir}`);
@@ -252,7 +252,7 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
       if (Date.now() >= nextFault) {
         nextFault = Date.now() + 4_000;
         const running = (await st.list({ resource: 'pods', namespace: NS, labelSelector: 'app=chaos' }).catch(() => ({ items: [] as core.Object[] }))).items
-          .map((x) => x.pod!).filter((p) => p.status?.phase === 'Running' && p.spec?.nodeName);
+          .map((x) => x.pod!).filter((p) => p.status?.phase === 'Running' && p.spec?.nodeName && !p.metadata?.deletionTimestamp);
         if (running.length) {
           const p = pick(running);
           const node = p.spec!.nodeName;
@@ -292,6 +292,7 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
     const t0 = Date.now();
     let mismatch: string[] = [];
     let pods: core.Pod[] = [];
+    let firstMismatch = -1;
     while (Date.now() - t0 < 180_000) {
       pods = (await st.list({ resource: 'pods', namespace: NS }).catch(() => ({ items: [] as core.Object[] }))).items.map((x) => x.pod!);
       mismatch = [];
@@ -317,10 +318,14 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
           if (!atts.some((a) => a.podUid === p.metadata!.uid && a.ips.some((ip) => ip.split('/')[0] === p.status!.podIP))) mismatch.push(`pod ${p.metadata!.name} says IP ${p.status!.podIP} but ${n.name}'s cni-manager has no such attachment`);
         }
       }
+      // No pod lost: every pod not being deleted gets to Running again (restartPolicy Always,
+      // containers that sleep), whatever was killed while it was created or started.
+      for (const p of pods.filter((x) => x.status?.phase !== 'Running' && !x.metadata?.deletionTimestamp)) mismatch.push(`pod ${p.metadata!.name} is ${p.status?.phase || 'without a phase'} on ${p.spec?.nodeName || 'no node'}, not Running`);
+      if (firstMismatch < 0) firstMismatch = mismatch.length;
       if (!mismatch.length) break;
       await sleep(3000);
     }
-    report.final = { podsInStore: pods.length, running: pods.filter((p) => p.status?.phase === 'Running').length, settleMs: Date.now() - t0 };
+    report.final = { podsInStore: pods.length, running: pods.filter((p) => p.status?.phase === 'Running').length, settleMs: Date.now() - t0, mismatchesAtFirstCheck: firstMismatch };
     for (const m of mismatch) v(m);
 
     // The watch saw every change: its view equals a fresh list (after it caught up).

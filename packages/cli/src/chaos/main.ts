@@ -27,7 +27,7 @@ async function main(): Promise<number> {
   if (backs.length) console.log(`  restart median   ${(backs[Math.floor(backs.length / 2)] / 1000).toFixed(1)} s`);
   console.log(`  pod faults       ${r.faults.length} injected, ${applied} applied${r.faults.some((f) => f.unsupported.length) ? `; unsupported: ${[...new Set(r.faults.flatMap((f) => f.unsupported))].join('; ')}` : ''}${r.faults.some((f) => f.error) ? `; errors: ${[...new Set(r.faults.map((f) => f.error).filter(Boolean))].join('; ')}` : ''}`);
   console.log(`  watch            ${r.watch.events} events, ${r.watch.restarts} stream restarts, ${r.watch.relists} relists`);
-  console.log(`  at the end       ${r.final.podsInStore} pods in the Store, ${r.final.running} Running; settled in ${(r.final.settleMs / 1000).toFixed(1)} s`);
+  console.log(`  at the end       ${r.final.podsInStore} pods in the Store, ${r.final.running} Running; settled in ${(r.final.settleMs / 1000).toFixed(1)} s (${r.final.mismatchesAtFirstCheck} mismatches at the first check)`);
   console.log(`  invariants       ${r.ok ? 'all hold' : `${r.violations.length} violated:`}`);
   for (const x of r.violations) console.log(`    - ${x}`);
   console.log(`  results          ${file}`);
