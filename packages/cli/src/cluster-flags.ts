@@ -19,11 +19,13 @@ export function parseFlags<O extends Options>(args: string[], options: O): FlagV
   }
 }
 
-/** "300", "300s", "5m", "1h" -> ms. */
+/** "300" (seconds), "300s", "5m", "1h", and Go-style sums such as "1m30s" -> ms. */
 export function parseDuration(v: string, flag: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new CommandUsageError(`${flag}: expected a duration such as 300s or 5m, got "${v}"`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
+  const t = v.trim();
+  if (/^\d+$/.test(t)) return Number(t) * 1000;
+  if (!/^(?:\d+(?:ms|s|m|h))+$/.test(t)) throw new CommandUsageError(`${flag}: expected a duration such as 300s, 5m or 1m30s, got "${v}"`);
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return [...t.matchAll(/(\d+)(ms|s|m|h)/g)].reduce((sum, m) => sum + Number(m[1]) * unit[m[2]]!, 0);
 }
 
 export function parseInteger(s: string, flag: string, min: number, max: number): number {

@@ -151,7 +151,7 @@ export function waitAllServing(run: ForegroundRun, children: ServiceChild[], tim
 export interface ControlPlane { children: ServiceChild[]; storeUnix: string; storeTcp: string }
 
 /** etcd-client (unix socket + mutual TLS on `storeTcp`) and the scheduler (mTLS with its own certificate). */
-export function startControlPlane(run: ForegroundRun, o: { etcdEndpoints: string[]; pki: ClusterPki; storeTcp: string; signing?: boolean }): ControlPlane {
+export function startControlPlane(run: ForegroundRun, o: { etcdEndpoints: string[]; pki: ClusterPki; storeTcp: string; signing?: boolean; nodeMonitorGracePeriodMs?: number }): ControlPlane {
   const env = { ...process.env, BERTH_RUN_DIR: run.runDir, BERTH_STATE_DIR: run.stateDir };
   const storeUnix = `unix://${path.join(run.runDir, 'etcd-client.sock')}`;
   const children: ServiceChild[] = [];
@@ -159,6 +159,8 @@ export function startControlPlane(run: ForegroundRun, o: { etcdEndpoints: string
     '--listen', storeUnix, '--state-dir', path.join(run.stateDir, 'etcd-client'), '--etcd-endpoints', o.etcdEndpoints.join(','),
     '--secure-listen', o.storeTcp, '--client-ca-file', o.pki.ca.cert, '--tls-cert-file', serverChain(o.pki), '--tls-private-key-file', o.pki.server.key,
     ...(o.signing && serviceTakes('etcd-client', '--cluster-signing-cert-file') ? ['--cluster-signing-cert-file', o.pki.ca.cert, '--cluster-signing-key-file', o.pki.ca.key] : []),
+    // The service takes Go durations; whole milliseconds say any parsed value exactly.
+    ...(o.nodeMonitorGracePeriodMs !== undefined ? ['--node-monitor-grace-period', `${o.nodeMonitorGracePeriodMs}ms`] : []),
   ], { socket: storeUnix, env }));
   const schedSock = `unix://${path.join(run.runDir, 'scheduler.sock')}`;
   children.push(run.procs.start('scheduler', serviceBin('scheduler'), [

@@ -40,6 +40,8 @@ export interface UpOptions {
   waitTimeoutMs?: number;
   /** The underlay /24 (default: a free one in 10.250.0.0/16). */
   underlayCidr?: string;
+  /** How long a node may stay silent before the Store marks it Unknown (default: the service's 40 s). */
+  nodeMonitorGracePeriodMs?: number;
 }
 
 
@@ -53,6 +55,10 @@ export const UP_HELP = `Usage: berth up [flags]
   --no-examples             apply nothing
   --wait-timeout DURATION   how long to wait for the examples to be Running and Ready (default 5m)
   --underlay-cidr CIDR      the nodes' /24 (default: a free /24 in 10.250.0.0/16)
+  --node-monitor-grace-period DURATION
+                            how long a node may go without renewing its lease before it is
+                            marked NotReady (Ready=Unknown) and tainted unreachable (default 40s;
+                            at least 1s; shorter than the agents' 10 s lease renewal flaps)
 
 Environment: BERTH_RUN_DIR (sockets, default /run/berth), BERTH_STATE_DIR (state, default /var/lib/berth)
 `;
@@ -61,6 +67,7 @@ export function parseUpArgs(args: string[]): UpOptions | 'help' {
   const v = parseFlags(args, {
     nodes: { type: 'string' }, network: { type: 'string' }, ...ETCD_FLAGS,
     examples: { type: 'string' }, 'no-examples': { type: 'boolean' }, 'wait-timeout': { type: 'string' }, 'underlay-cidr': { type: 'string' },
+    'node-monitor-grace-period': { type: 'string' },
   });
   if (v.help) return 'help';
   const o: UpOptions = {};
@@ -75,6 +82,10 @@ export function parseUpArgs(args: string[]): UpOptions | 'help' {
   }
   if (v['wait-timeout'] !== undefined) o.waitTimeoutMs = parseDuration(v['wait-timeout'], '--wait-timeout');
   if (v['underlay-cidr'] !== undefined) o.underlayCidr = v['underlay-cidr'];
+  if (v['node-monitor-grace-period'] !== undefined) {
+    o.nodeMonitorGracePeriodMs = parseDuration(v['node-monitor-grace-period'], '--node-monitor-grace-period');
+    if (o.nodeMonitorGracePeriodMs < 1000) throw new CommandUsageError(`--node-monitor-grace-period: must be at least 1s, got "${v['node-monitor-grace-period']}"`);
+  }
   return o;
 }
 
@@ -124,7 +135,7 @@ export async function up(opts: UpOptions = {}): Promise<number> {
       const pki: ClusterPki = createClusterPki(path.join(stateDir, 'pki'), { sans: [underlay.hostIp], nodes: names });
       say(`cluster CA   ${pki.ca.cert}`);
       const storeTcp = `${underlay.hostIp}:${await freePort(underlay.hostIp)}`;
-      const cp = startControlPlane(run, { etcdEndpoints, pki, storeTcp, signing: true });
+      const cp = startControlPlane(run, { etcdEndpoints, pki, storeTcp, signing: true, nodeMonitorGracePeriodMs: opts.nodeMonitorGracePeriodMs });
 
       // The nodes: a namespace on the underlay, a cgroup root, and the three node services in it.
       const info: ClusterInfo = {

@@ -2,7 +2,8 @@
 // and cluster-routed.e2e.test.ts (routed) in parallel: the nodes register Ready, the examples
 // are scheduled by their rules (node affinity, a toleration, anti-affinity spread) over both
 // nodes and run; a pod on one node reaches pods on the other over TCP and UDP, and so does the
-// other node itself; every service killed -9 in turn comes back with no pod lost or duplicated;
+// other node itself; a node whose link is cut or whose agent is stopped becomes Ready=Unknown with
+// the unreachable taint and its pods Ready=False, and Ready again when it is heard; every service killed -9 in turn comes back with no pod lost or duplicated;
 // Ctrl-C (SIGINT) then leaves nothing on the host: no process, mount, netns, link, route or
 // cgroup of the run.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -19,6 +20,42 @@ import { cleanupRun, leftovers } from '../down';
 import { readClusterInfo, type ClusterInfo } from '../up';
 
 const bin = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth.js');
+
+/**
+ * The Store's node grace period for the suite: short, so a silent node is noticed quickly, yet
+ * safely above the kubelet-agent's 10 s lease renewal (a shorter one would flap healthy nodes).
+ */
+const GRACE_S = 15;
+/** The controller checks every 5 s and the last renewal may be up to 10 s old at the cut. */
+const NOTICE_MS = (GRACE_S + 5 + 5) * 1000;
+
+/** node-2's view in the Store: its Ready condition, its taint keys, and the Ready condition of each pod bound to it. */
+async function nodeView(store: StoreClient, node: string): Promise<{ ready: string; taints: string[]; pods: Record<string, string> }> {
+  const n = (await store.get('nodes', '', node)).node;
+  const pods = (await store.list({ resource: 'pods', namespace: 'default' })).items.map((o) => o.pod!)
+    .filter((p) => p.spec?.nodeName === node && p.status?.phase === 'Running');
+  return {
+    ready: n?.status?.conditions.find((c) => c.type === 'Ready')?.status ?? '',
+    taints: (n?.spec?.taints ?? []).filter((t) => t.key.startsWith('node.kubernetes.io/')).map((t) => `${t.key}:${t.effect}`).sort(),
+    pods: Object.fromEntries(pods.map((p) => [p.metadata!.name, p.status?.conditions.find((c) => c.type === 'Ready')?.status ?? ''])),
+  };
+}
+
+/** Polls `view` until `ok` holds or `timeoutMs` passes; returns the last view. */
+async function until<T>(view: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let v = await view();
+  while (!ok(v) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    v = await view();
+  }
+  return v;
+}
+
+const silent = (v: { ready: string; taints: string[]; pods: Record<string, string> }) =>
+  v.ready === 'Unknown' && v.taints.join() === UNREACHABLE.join() && Object.values(v.pods).length > 0 && Object.values(v.pods).every((r) => r === 'False');
+const UNREACHABLE = ['node.kubernetes.io/unreachable:NoExecute', 'node.kubernetes.io/unreachable:NoSchedule'];
+const healthy = (v: { ready: string; taints: string[] }) => v.ready === 'True' && v.taints.length === 0;
 
 async function waitFor(p: ServiceProcess, re: RegExp, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -52,7 +89,7 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
     dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-e2e-${mode}-${crypto.randomBytes(3).toString('hex')}-`));
     runDir = path.join(dir, 'run');
     stateDir = path.join(dir, 'state');
-    up = startServiceProcess(bin, ['up', '--nodes', '2', '--network', mode, '--examples', examples(), '--wait-timeout', '150s'], { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir });
+    up = startServiceProcess(bin, ['up', '--nodes', '2', '--network', mode, '--examples', examples(), '--wait-timeout', '150s', '--node-monitor-grace-period', `${GRACE_S}s`], { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir });
     await waitFor(up, /All examples are Running and Ready|not every example is Running and Ready/, 240_000);
     info = readClusterInfo(runDir)!;
     const store = new StoreClient({ target: info.store.unix });
@@ -123,34 +160,71 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
     expect(bad.stderr).toMatch(/container nope is not valid for pod web: choose one of httpd/);
   });
 
-  it("a node's underlay link cut stops traffic across it; when it returns, traffic and the node's heartbeat come back", async () => {
+  it("a node's underlay link cut stops traffic and makes it Ready=Unknown, tainted unreachable, its pods Ready=False; when it returns, traffic and Ready come back", async () => {
     const n2 = info.nodes.find((n) => n.name === 'node-2')!;
     const echo = pod('udp-echo').status!.podIP;
     const ask = () => execInPod(info, 'node-2', 'tolerant', ['/bin/udp-echo', '-c', echo, '5353', 'cable']);
-    execFileSync('ip', ['link', 'set', n2.hostVeth, 'down']);
+    const store = new StoreClient({ target: info.store.unix, defaultDeadlineMs: 10_000 });
     try {
-      expect(ask()).toMatchObject({ code: 1, out: expect.stringMatching(/no answer/) });
-    } finally {
-      execFileSync('ip', ['link', 'set', n2.hostVeth, 'up']);
-    }
-    const back = Date.now();
-    let answer = ask();
-    for (let i = 0; i < 10 && answer.out.trim() !== 'cable'; i++) answer = ask();
-    expect(answer.out.trim()).toBe('cable');
-    // node-2's kubelet-agent reaches the Store again: its lease is renewed after the link returned
-    const store = new StoreClient({ target: info.store.unix });
-    try {
-      const deadline = Date.now() + 40_000;
-      let renewed = 0;
-      while (Date.now() < deadline && renewed <= back) {
-        renewed = Date.parse((await store.get('leases', 'kube-node-lease', 'node-2')).lease?.spec?.renewTime ?? '') || 0;
-        if (renewed <= back) await new Promise((r) => setTimeout(r, 1000));
+      expect(healthy(await nodeView(store, 'node-2'))).toBe(true);
+      execFileSync('ip', ['link', 'set', n2.hostVeth, 'down']);
+      let back = 0;
+      try {
+        const cut = Date.now();
+        expect(ask()).toMatchObject({ code: 1, out: expect.stringMatching(/no answer/) });
+        const down = await until(() => nodeView(store, 'node-2'), silent, NOTICE_MS - (Date.now() - cut));
+        expect(down).toMatchObject({ ready: 'Unknown', taints: UNREACHABLE });
+        expect(silent(down), JSON.stringify(down)).toBe(true);
+        // node-1 kept talking: it stays Ready
+        expect(healthy(await nodeView(store, 'node-1'))).toBe(true);
+      } finally {
+        execFileSync('ip', ['link', 'set', n2.hostVeth, 'up']);
+        back = Date.now();
       }
+      // Only the node is checked back: setting its pods Ready again after the controller's
+      // Ready=False is the kubelet-agent's status reconcile, which does not happen yet.
+      const up2 = await until(() => nodeView(store, 'node-2'), healthy, 20_000);
+      expect(up2, JSON.stringify(up2)).toMatchObject({ ready: 'True', taints: [] });
+      let answer = ask();
+      for (let i = 0; i < 10 && answer.out.trim() !== 'cable'; i++) answer = ask();
+      expect(answer.out.trim()).toBe('cable');
+      // node-2's kubelet-agent renews its lease again
+      const renewed = await until(async () => Date.parse((await store.get('leases', 'kube-node-lease', 'node-2')).lease?.spec?.renewTime ?? '') || 0, (t) => t > back, 20_000);
       expect(renewed).toBeGreaterThan(back);
     } finally {
       store.raw.close();
     }
   }, 120_000);
+
+  it("a node's stopped kubelet-agent (SIGSTOP) makes it Ready=Unknown with its pods Ready=False; SIGCONT makes it Ready again", async () => {
+    const sock = info.nodes.find((n) => n.name === 'node-2')!.services.find((s) => s.name === 'kubelet-agent')!.socket;
+    const pid = Number(spawnSync('pgrep', ['-f', '--', `--listen ${sock} --state-dir`], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || 0;
+    expect(pid).toBeGreaterThan(0);
+    const store = new StoreClient({ target: info.store.unix, defaultDeadlineMs: 10_000 });
+    try {
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const down = await until(() => nodeView(store, 'node-2'), silent, NOTICE_MS);
+        expect(silent(down), JSON.stringify(down)).toBe(true);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      // Only the node is checked back: setting its pods Ready again after the controller's
+      // Ready=False is the kubelet-agent's status reconcile, which does not happen yet.
+      const up2 = await until(() => nodeView(store, 'node-2'), healthy, 20_000);
+      expect(up2, JSON.stringify(up2)).toMatchObject({ ready: 'True', taints: [] });
+    } finally {
+      store.raw.close();
+    }
+  }, 120_000);
+
+  it('berth up rejects a bad --node-monitor-grace-period with exit 2, naming the flag', () => {
+    for (const bad of ['soon', '500ms']) {
+      const r = spawnSync(process.execPath, [bin, 'up', '--node-monitor-grace-period', bad], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, BERTH_RUN_DIR: path.join(dir, 'bad-run'), BERTH_STATE_DIR: path.join(dir, 'bad-state') } });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/--node-monitor-grace-period/);
+    }
+  });
 
   it('every service killed -9 in turn is started again, and no pod is lost or duplicated', async () => {
     const store = new StoreClient({ target: info.store.unix, defaultDeadlineMs: 10_000 });
