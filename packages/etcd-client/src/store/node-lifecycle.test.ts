@@ -253,6 +253,8 @@ describe('node lifecycle controller under write contention (in-process, real etc
       })();
       await waitUntil(async () => (await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!.status?.conditions.find((c) => c.type === 'Ready')?.status === 'Unknown', 5000, 'Ready=Unknown under contention');
       await waitUntil(async () => ((await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!.spec?.taints.length ?? 0) === 2, 5000, 'taints under contention');
+      // (a loaded machine gets few writes in: the contention must have been real before we stop)
+      await waitUntil(async () => seen.length > 10, 20_000, 'more than ten concurrent status writes');
       writing = false;
       await writer;
       const n = (await reg.get(store.GetRequest.fromPartial({ resource: 'nodes', name: 'busy' }), admin)).node!;
