@@ -280,6 +280,23 @@ describe('PodSyncer bad input', () => {
     expect(w.statusOf(bad).containerStatuses[0].state?.running).toBeTruthy();
   });
 
+  it('a sandbox that failed while the network service was away is made on the next sync (not stuck Pending)', async () => {
+    const w = world();
+    w.rt.images.set('busybox', 'sha256:1');
+    const pod = w.store.put(mkPod('retry', { containers: [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never' }] as core.Container[] }));
+    const setUp = w.rt.setUpPod.bind(w.rt);
+    w.rt.setUpPod = async () => { throw new Error('14 UNAVAILABLE: connect ECONNREFUSED cni-manager.sock'); };
+    expect((await w.sync(pod))?.requeueAfterMs).toBe(10_000);
+    expect(w.statusOf(pod).phase).toBe('Pending');
+    expect(w.rt.sandboxes.size).toBe(0); // the half-made sandbox was removed
+    expect(w.events.reasons()).toContain('FailedCreatePodSandBox');
+    w.rt.setUpPod = setUp;
+    await w.clock.advance(10_000);
+    await w.sync(pod, { reason: 'requeue' });
+    expect(w.statusOf(pod).phase).toBe('Running');
+    expect(w.statusOf(pod).containerStatuses[0].state?.running).toBeTruthy();
+  });
+
   it.each([
     [{ volumes: [{ name: 'h', hostPath: { path: '/nonexistent-berth-path', type: 'Directory' } }] }, 'ContainerCreating', 'FailedMount', /hostPath.*nonexistent-berth-path/],
     [{ dnsPolicy: 'Sometimes' }, 'CreateContainerConfigError', 'Failed', /spec\.dnsPolicy: unsupported value "Sometimes"/],

@@ -223,6 +223,9 @@ export class PodSyncer {
     let obs = await this.observe(uid);
     let requeue: number | undefined;
     const later = (ms: number) => { requeue = requeue === undefined ? ms : Math.min(requeue, ms); };
+    // What blocked the last attempt (a sandbox the runtime or network could not make, a volume,
+    // a config error) is tried again on every sync: the service that was away may be back.
+    st.blocked = undefined;
     // A spec the node cannot run at all fails every sync the same way: report, do not retry hot.
     try {
       restartPolicyOf(pod.spec!);
