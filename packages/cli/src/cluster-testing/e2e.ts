@@ -132,7 +132,7 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
     const token = crypto.randomBytes(6).toString('hex');
     const udp = execInPod(info, 'node-2', 'tolerant', ['/bin/udp-echo', '-c', echo, '5353', token]);
     expect(udp.out.trim()).toBe(token);
-  });
+  }, 120_000); // four berth CLI starts and two probes: slow on a loaded machine
 
   it('node-2 itself reaches a pod on node-1 across the underlay, and node-1 a pod on node-2', () => {
     const n2 = info.nodes.find((n) => n.name === 'node-2')!;
