@@ -49,21 +49,7 @@ describe('berth init / berth join', () => {
   const joinEnv = (sub = 'node') => ({ ...process.env, BERTH_RUN_DIR: node(sub).run, BERTH_STATE_DIR: node(sub).state });
   /** `berth join ...` inside the node's namespace: the "other machine". */
   const startJoin = (args: string[], into: NodeNet = net, sub = 'node'): ServiceProcess => {
-    const proc = spawn('nsenter', [`--net=${into.netnsPath}`, '--', process.execPath, bin, 'join', ...args], { env: joinEnv(sub), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-    const stop = async (graceMs = 10_000) => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
-        await exited;
-        clearTimeout(t);
-      }
-      return exited;
-    };
-    return { proc, output: () => out, exited, stop };
+    return startServiceProcess(bin, ['join', ...args], joinEnv(sub), { netns: into.netnsPath });
   };
 
   beforeAll(async () => {

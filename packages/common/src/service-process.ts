@@ -10,8 +10,19 @@ export interface ServiceProcess {
   stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startServiceProcess(bin: string, args: string[], env: NodeJS.ProcessEnv = process.env): ServiceProcess {
-  const proc = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export interface ServiceProcessOptions {
+  /** Run inside this network namespace (a file like /run/netns/NAME), through nsenter --net only,
+   *  so cgroupfs and mounts stay the host's (unlike `ip netns exec`, which remounts /sys). */
+  netns?: string;
+  /** Extra flags for node itself (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+}
+
+export function startServiceProcess(bin: string, args: string[], env: NodeJS.ProcessEnv = process.env, opts: ServiceProcessOptions = {}): ServiceProcess {
+  const argv = [...(opts.nodeArgs ?? []), bin, ...args];
+  const proc = opts.netns !== undefined
+    ? spawn('nsenter', [`--net=${opts.netns}`, '--', process.execPath, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -4,7 +4,7 @@
 // berth-kubelet-agent itself running inside that namespace — so its httpGet/tcp probes reach pod
 // IPs the way they do on a node. Every name carries a random suffix; stop() removes everything
 // it made (pods' sandboxes, namespaces, cgroups, processes, files), also after a failure.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -44,25 +44,7 @@ export async function sandboxesMissing(runtimeSock: string): Promise<string | un
  * namespace (`ip netns exec` would also remount /sys and hide cgroupfs).
  */
 function startInNetns(netns: string, bin: string, args: string[], nodeArgs: string[] = []): ServiceProcess {
-  const proc: ChildProcess = spawn('nsenter', [`--net=/run/netns/${netns}`, process.execPath, ...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-  return {
-    proc,
-    output: () => out,
-    exited,
-    stop: async (graceMs = 10_000) => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
-        await exited;
-        clearTimeout(t);
-      }
-      return exited;
-    },
-  };
+  return startServiceProcess(bin, args, process.env, { netns: `/run/netns/${netns}`, nodeArgs });
 }
 
 export class NodeHarness {
