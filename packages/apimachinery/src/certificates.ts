@@ -220,6 +220,8 @@ export interface CertificateRequestOptions {
   /** How long to wait for the certificate (default 5 minutes). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Called with the request's name once it is created (before the wait). */
+  onCreated?: (name: string) => void;
 }
 
 /**
@@ -236,6 +238,7 @@ export async function requestCertificate(client: StoreClient, o: CertificateRequ
     status: undefined,
   } as core.CertificateSigningRequest as never));
   const name = created.certificateSigningRequest!.metadata!.name;
+  o.onCreated?.(name);
   const ac = new AbortController();
   const stop = () => ac.abort();
   o.signal?.addEventListener('abort', stop, { once: true });

@@ -8,6 +8,7 @@ export * from './defaults';
 export * from './admission';
 export * from './auth/index';
 export * from './certificates';
+export * from './node-bootstrap';
 export * from './client';
 export * from './informer';
 export * from './apply';

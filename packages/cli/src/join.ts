@@ -10,8 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { core } from '@berth/api';
-import { KUBELET_CLIENT_SIGNER, StoreClient, csrCondition, generateKeyAndCsr } from '@berth/apimachinery';
+import { bootstrapNodeCertificate } from '@berth/apimachinery';
 import { runDir as defaultRunDir, stateRoot } from '@berth/common';
 import { ForegroundRun, startNode, waitAllServing, type NetworkMode } from './cluster';
 import { CommandUsageError, parseDuration, parseFlags, parseNetwork } from './cluster-flags';
@@ -116,51 +115,6 @@ export function sourceAddressTowards(host: string): string {
   return m[1];
 }
 
-/** A node certificate already issued by this CA for this node (a restart re-uses it, as the kubelet does). */
-function existingCert(certFile: string, keyFile: string, caPem: string, node: string): boolean {
-  try {
-    const cert = new crypto.X509Certificate(fs.readFileSync(certFile));
-    const ca = new crypto.X509Certificate(caPem);
-    const key = crypto.createPrivateKey(fs.readFileSync(keyFile));
-    return cert.checkIssued(ca) && cert.verify(ca.publicKey) && cert.checkPrivateKey(key) && Date.parse(cert.validTo) > Date.now() + 3_600_000
-      && cert.subject.split('\n').includes(`CN=system:node:${node}`);
-  } catch { return false; }
-}
-
-/** Asks for the node's client certificate with a CertificateSigningRequest and waits until it is issued. */
-export async function requestNodeCertificate(o: { server: string; caFile: string; token: string; node: string; certFile: string; keyFile: string; timeoutMs: number; signal: AbortSignal; say: (s: string) => void }): Promise<void> {
-  const client = new StoreClient({ target: o.server, tls: { caFile: o.caFile }, bearerToken: o.token, defaultDeadlineMs: 10_000 });
-  try {
-    const { keyPem, csrPem } = await generateKeyAndCsr({ commonName: `system:node:${o.node}`, organizations: ['system:nodes'] });
-    const name = `node-csr-${o.node}-${crypto.randomBytes(4).toString('hex')}`.slice(0, 253);
-    await client.create(core.Object.fromPartial({
-      certificateSigningRequest: {
-        apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest', metadata: { name },
-        spec: { request: Buffer.from(csrPem), signerName: KUBELET_CLIENT_SIGNER, usages: ['digital signature', 'key encipherment', 'client auth'] },
-      },
-    }));
-    o.say(`certificate signing request ${name} sent; waiting for it to be approved and signed ...`);
-    const deadline = Date.now() + o.timeoutMs;
-    for (;;) {
-      if (o.signal.aborted) throw new Error('stopped');
-      const csr = (await client.get('certificatesigningrequests', '', name)).certificateSigningRequest!;
-      for (const bad of ['Denied', 'Failed']) {
-        const c = csrCondition(csr, bad);
-        if (c) throw new Error(`certificate signing request ${name} was ${bad.toLowerCase()}: ${c.reason}${c.message ? `: ${c.message}` : ''}`);
-      }
-      if (csr.status?.certificate?.length) {
-        fs.writeFileSync(o.keyFile, keyPem, { mode: 0o600 });
-        fs.writeFileSync(o.certFile, Buffer.from(csr.status.certificate), { mode: 0o644 });
-        return;
-      }
-      if (Date.now() > deadline) throw new Error(`certificate signing request ${name} was not signed within ${o.timeoutMs / 1000} s (is the Store running with --cluster-signing-cert-file? approve it with: berth certificate approve ${name})`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  } finally {
-    client.raw.close();
-  }
-}
-
 export async function join(opts: JoinOptions): Promise<number> {
   const out = opts.out ?? process.stdout;
   const runDir = path.resolve(opts.runDir ?? defaultRunDir());
@@ -178,11 +132,11 @@ export async function join(opts: JoinOptions): Promise<number> {
     say(`cluster CA   pinned by ${opts.caCertHash} (${caFile})`);
     const certFile = path.join(pkiDir, `node-${node}.crt`);
     const keyFile = path.join(pkiDir, `node-${node}.key`);
-    if (existingCert(certFile, keyFile, caPem, node)) say(`node certificate ${certFile} (issued earlier, still valid)`);
-    else {
-      await requestNodeCertificate({ server: opts.server, caFile, token: opts.token, node, certFile, keyFile, timeoutMs: opts.timeoutMs ?? 120_000, signal: run.stop.signal, say });
-      say(`node certificate ${certFile} (CN=system:node:${node}, O=system:nodes)`);
-    }
+    const got = await bootstrapNodeCertificate({
+      server: opts.server, caFile, token: opts.token, node, certFile, keyFile, timeoutMs: opts.timeoutMs ?? 120_000, signal: run.stop.signal,
+      onRequested: (name) => say(`certificate signing request ${name} sent; waiting for it to be approved and signed ...`),
+    });
+    say(got === 'existing' ? `node certificate ${certFile} (issued earlier, still valid)` : `node certificate ${certFile} (CN=system:node:${node}, O=system:nodes)`);
     run.checkStop();
     const ip = opts.nodeIp ?? sourceAddressTowards(opts.server.slice(0, opts.server.lastIndexOf(':')));
     const children = startNode(run, {

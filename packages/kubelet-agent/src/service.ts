@@ -6,8 +6,8 @@
 // adopts them.
 import * as path from 'node:path';
 import { kubelet } from '@berth/api';
-import { storeClientFromConfig } from '@berth/apimachinery';
-import { ConfigError, runDir, withUnimplemented, type ServiceSpec } from '@berth/common';
+import { bootstrapNodeCertificate, CertificateRequestRefusedError, storeClientFromConfig } from '@berth/apimachinery';
+import { ConfigError, runDir, withUnimplemented, type Logger, type ServiceSpec } from '@berth/common';
 import { NodeAgent } from './agent';
 import { connectServices, type ServiceClients } from './clients';
 import { kubeletService } from './kubelet-api';
@@ -62,7 +62,11 @@ export const spec: ServiceSpec<typeof agentSchema> = {
       const failing = Object.entries(checks).filter(([, v]) => v !== 'ok').map(([k]) => k).sort();
       return { status: failing.length ? `failing: ${failing.join(', ')}` : 'ok', checks };
     };
-    const store = storeClientFromConfig(cfg);
+    // With a bootstrap token the node may have no client certificate yet: it gets one first (in
+    // started(), as the kubelet's TLS bootstrap does) and connects to the Store with it after.
+    const boot = cfg.bootstrapToken ? bootstrapPlan(cfg) : undefined;
+    let store = boot ? undefined : storeClientFromConfig(cfg);
+    const stopping = new AbortController();
     const log = (level: 'info' | 'warn', obj: object, msg: string) => logger[level](obj, msg);
     const impl = kubeletService({ agent: () => agent, runtimeRaw: () => clients?.runtimeRaw, healthz, nodeName: node.metadata!.name, rootDir: cfg.stateDir });
     return {
@@ -75,6 +79,11 @@ export const spec: ServiceSpec<typeof agentSchema> = {
         if (report.missing.length) logger.warn({ missing: report.missing.map((m) => m.name) }, `dependencies missing: ${describeMissing(report)}`);
         else logger.info({ ok: report.ok.map((d) => d.name) }, 'dependencies reachable');
         clients = connectServices({ runtimeEndpoint: deps[0].endpoint, imageEndpoint: cfg.imageEndpoint, cniEndpoint: deps[1].endpoint });
+        if (boot) {
+          const creds = await bootstrapUntilIssued(boot, node.metadata!.name, stopping.signal, logger);
+          if (!creds) return;
+          store = storeClientFromConfig({ ...cfg, storeCert: creds.certFile, storeKey: creds.keyFile });
+        }
         agent = new NodeAgent({
           node,
           stateDir: cfg.stateDir,
@@ -97,6 +106,7 @@ export const spec: ServiceSpec<typeof agentSchema> = {
         agent.start().then(() => logger.info({ node: node.metadata!.name }, 'pod sync loop running'), (e) => logger.error({ err: e }, 'pod sync loop failed to start'));
       },
       close: async () => {
+        stopping.abort();
         await agent?.stop();
         clients?.close();
         store?.close();
@@ -104,3 +114,36 @@ export const spec: ServiceSpec<typeof agentSchema> = {
     };
   },
 };
+
+interface BootstrapPlan { server: string; caFile: string; token: string; certFile: string; keyFile: string }
+
+/** What --bootstrap-token needs: a TLS Store address and its CA; where the node's credentials go. */
+export function bootstrapPlan(cfg: AgentConfig & { stateDir: string }): BootstrapPlan {
+  if (!cfg.store || cfg.store.startsWith('unix://')) throw new ConfigError('bootstrap-token: needs --store host:port (the Store\'s TLS address); a unix socket has no TLS bootstrap');
+  if (!cfg.storeCa) throw new ConfigError('bootstrap-token: needs --store-ca (the cluster CA to trust before the token is sent)');
+  const pki = path.join(cfg.stateDir, 'pki');
+  return {
+    server: cfg.store, caFile: cfg.storeCa, token: cfg.bootstrapToken!,
+    certFile: cfg.storeCert ?? path.join(pki, 'kubelet-client.crt'), keyFile: cfg.storeKey ?? path.join(pki, 'kubelet-client.key'),
+  };
+}
+
+/**
+ * The node's client certificate: the one on disk while it is valid, else a new one asked for with
+ * the bootstrap token. A Store that is away or a request that waits for an administrator is
+ * retried with back-off until it is issued or the agent stops (undefined then).
+ */
+async function bootstrapUntilIssued(b: BootstrapPlan, node: string, signal: AbortSignal, logger: Logger): Promise<{ certFile: string; keyFile: string } | undefined> {
+  for (let delay = 1000; !signal.aborted; delay = Math.min(delay * 2, 30_000)) {
+    try {
+      const got = await bootstrapNodeCertificate({ ...b, node, signal, onRequested: (name) => logger.info({ csr: name }, 'certificate signing request sent; waiting for it to be approved and signed') });
+      logger.info({ certFile: b.certFile, node }, got === 'existing' ? 'node client certificate on disk is valid' : 'node client certificate issued through the bootstrap token');
+      return { certFile: b.certFile, keyFile: b.keyFile };
+    } catch (e) {
+      if (signal.aborted) break;
+      logger[e instanceof CertificateRequestRefusedError ? 'error' : 'warn']({ err: e, retryInMs: delay }, 'node TLS bootstrap failed');
+      await new Promise<void>((r) => { const t = setTimeout(r, delay); signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true }); });
+    }
+  }
+  return undefined;
+}
