@@ -46,7 +46,8 @@ export function killRecorded(pidsFile: string, say: (s: string) => void): void {
 
 export class ServiceProcesses {
   readonly children: ServiceChild[] = [];
-  private stopping = false;
+  /** Set once a stop began: nothing exited is started again from then on (etcd members neither). */
+  stopping = false;
   /** Extra pids to record (etcd members). */
   extraPids: () => number[] = () => [];
 

@@ -126,7 +126,44 @@ export async function startLocalEtcd(run: ForegroundRun, members: number): Promi
   fs.writeFileSync(portsFile, JSON.stringify({ client: run.etcd.endpoints.map((e) => Number(new URL(e).port)) }));
   run.procs.record();
   run.say(`etcd         ${run.etcd.endpoints.join(',')}  (data ${etcdRoot})`);
+  superviseEtcd(run, run.etcd);
   return run.etcd.endpoints;
+}
+
+/**
+ * Starts a member that exits while the run is up again with its data dir, so it rejoins its
+ * cluster (like the services: Restart=always, 1 s doubling to 30 s while it keeps failing).
+ * Without this a 3-member cluster that lost one member stays one failure from losing quorum.
+ */
+function superviseEtcd(run: ForegroundRun, etcd: EtcdCluster): void {
+  const members = etcd.memberInfo;
+  const backoffMs = members.map(() => 1000);
+  const startedAt = members.map(() => Date.now());
+  const due = members.map(() => 0);
+  const restarting = members.map(() => false);
+  const timer = setInterval(() => {
+    if (run.etcd !== etcd || run.procs.stopping) { clearInterval(timer); return; }
+    members.forEach((m, i) => {
+      if (restarting[i] || etcd.isRunning(i)) return;
+      const now = Date.now();
+      if (!due[i]) {
+        if (now - startedAt[i] > 60_000) backoffMs[i] = 1000;
+        due[i] = now + backoffMs[i];
+        run.say(`berth ${run.command}: etcd member ${m.name} exited unexpectedly; starting it again in ${backoffMs[i] / 1000} s; see ${path.join(run.stateDir, 'etcd', `${m.name}.log`)}`);
+        backoffMs[i] = Math.min(backoffMs[i] * 2, 30_000);
+        return;
+      }
+      if (now < due[i]) return;
+      restarting[i] = true;
+      due[i] = 0;
+      etcd.restart(i, false).then(() => {
+        startedAt[i] = Date.now();
+        run.procs.record();
+        run.say(`berth ${run.command}: etcd member ${m.name} started again (pid ${etcd.memberInfo[i].pid})`);
+      }, (err: Error) => run.say(`berth ${run.command}: etcd member ${m.name}: ${err.message}`)).finally(() => { restarting[i] = false; });
+    });
+  }, 250);
+  timer.unref();
 }
 
 /**

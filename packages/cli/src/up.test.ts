@@ -134,32 +134,6 @@ describe('berth up', () => {
     expect(execFileSync('ip', ['-4', 'route', 'show'], { encoding: 'utf8' })).not.toContain(info.underlay.cidr);
   }, 180_000);
 
-  it('--etcd-members 3: with one etcd member killed -9 the cluster keeps storing and scheduling', async () => {
-    const env = { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir };
-    up = startServiceProcess(bin, ['up', '--nodes', '1', '--no-examples', '--etcd-members', '3'], env);
-    await waitForOutput(up, /Berth is up/);
-    expect(readClusterInfo(runDir)!.etcd.length).toBe(3);
-    const etcdPids = childrenOf(up.proc.pid!).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/usr/bin/etcd'));
-    expect(etcdPids.length).toBe(3);
-    pids.push(...childrenOf(up.proc.pid!));
-    process.kill(etcdPids[0], 'SIGKILL');
-    const berth = (args: string[], input?: string) => { const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8', input }); return { code: r.status, out: r.stdout + r.stderr }; };
-    const pod = `survivor-${crypto.randomBytes(3).toString('hex')}`;
-    const manifest = `apiVersion: v1\nkind: Pod\nmetadata: {name: ${pod}}\nspec: {containers: [{name: main, image: berth.local/busybox:latest, imagePullPolicy: Never, command: [sleep, "60"]}]}\n`;
-    expect(berth(['apply', '-f', '-'], manifest)).toMatchObject({ code: 0, out: expect.stringContaining(`pod/${pod} created`) });
-    // the scheduler (on the Store, on the two etcd members left) still binds it
-    const deadline = Date.now() + 60_000;
-    let wide = '';
-    while (Date.now() < deadline && !new RegExp(`${pod}\\s.*node-1`).test(wide)) {
-      wide = berth(['get', 'pods', '-o', 'wide']).out;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    expect(wide).toMatch(new RegExp(`${pod}\\s.*node-1`));
-    expect(await up.stop(60_000)).toEqual({ code: 0, signal: null });
-    expect(pids.filter(alive)).toEqual([]);
-    expect(leftovers(runDir, stateDir)).toEqual({ processes: [], mounts: [], netns: [], links: [], cgroups: [] });
-  }, 180_000);
-
   it('--etcd-endpoints: the cluster keeps its state in an existing etcd, which berth up leaves running', async () => {
     const etcd = await EtcdCluster.start({ dataRoot: path.join(dir, 'external-etcd'), namePrefix: 'ext' });
     try {

@@ -49,7 +49,8 @@ export const UP_HELP = `Usage: berth up [flags]
 
   --nodes N                 nodes to run, each in its own network namespace (default 2)
   --network bridge|routed   pod network: a bridge per node, or Calico-style routes (default bridge)
-  --etcd-members N          members of the local etcd cluster (default 1)
+  --etcd-members N          members of the local etcd cluster (default 1); a member that exits
+                            is started again with its data and rejoins
   --etcd-endpoints URLS     use an existing etcd cluster (comma-separated http:// URLs) instead
   --examples DIR            manifests to apply once up (default: the repository's examples/)
   --no-examples             apply nothing

@@ -42,7 +42,7 @@ async function nodeView(store: StoreClient, node: string): Promise<{ ready: stri
 }
 
 /** Polls `view` until `ok` holds or `timeoutMs` passes; returns the last view. */
-async function until<T>(view: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
+export async function until<T>(view: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let v = await view();
   while (!ok(v) && Date.now() < deadline) {
@@ -57,7 +57,7 @@ const silent = (v: { ready: string; taints: string[]; pods: Record<string, strin
 const UNREACHABLE = ['node.kubernetes.io/unreachable:NoExecute', 'node.kubernetes.io/unreachable:NoSchedule'];
 const healthy = (v: { ready: string; taints: string[] }) => v.ready === 'True' && v.taints.length === 0;
 
-async function waitFor(p: ServiceProcess, re: RegExp, timeoutMs: number): Promise<void> {
+export async function waitFor(p: ServiceProcess, re: RegExp, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!re.test(p.output())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; output:\n${p.output().slice(-6000)}`);
@@ -76,8 +76,38 @@ function execInPod(info: ClusterInfo, node: string, pod: string, cmd: string[]):
   return { code: r.status, out: r.stdout + r.stderr };
 }
 
+/** A `berth up` that a describe's tests share: its dirs, process and cluster.json, and the env for `berth` commands. */
+export interface UpCluster { dir: string; runDir: string; stateDir: string; env: NodeJS.ProcessEnv; up?: ServiceProcess; info: ClusterInfo }
+
+/**
+ * Starts `berth up <args>` in fresh per-run dirs before the describe's tests (waiting for the
+ * examples' verdict) and stops it and removes what it left after them, also when they fail.
+ * `args` gets the run's temporary dir (for example manifests written beside it).
+ */
+export function upCluster(label: string, args: (dir: string) => string[]): UpCluster {
+  const c = {} as UpCluster;
+  beforeAll(async () => {
+    c.dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-e2e-${label}-${crypto.randomBytes(3).toString('hex')}-`));
+    c.runDir = path.join(c.dir, 'run');
+    c.stateDir = path.join(c.dir, 'state');
+    c.env = { ...process.env, BERTH_RUN_DIR: c.runDir, BERTH_STATE_DIR: c.stateDir };
+    c.up = startServiceProcess(bin, ['up', ...args(c.dir), '--wait-timeout', '150s'], c.env);
+    await waitFor(c.up, /All examples are Running and Ready|not every example is Running and Ready/, 240_000);
+    c.info = readClusterInfo(c.runDir)!;
+  }, 300_000);
+  afterAll(async () => {
+    await c.up?.stop(60_000);
+    if (c.dir) {
+      await cleanupRun(c.runDir, c.stateDir, () => undefined);
+      fs.rmSync(c.dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+  return c;
+}
+
 /** The suite for one cluster; call inside a describe. */
 export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string): void {
+  const c = upCluster(mode, () => ['--nodes', '2', '--network', mode, '--examples', examples(), '--node-monitor-grace-period', `${GRACE_S}s`]);
   let dir: string;
   let runDir: string;
   let stateDir: string;
@@ -86,23 +116,10 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
   let pods: core.Pod[] = [];
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-e2e-${mode}-${crypto.randomBytes(3).toString('hex')}-`));
-    runDir = path.join(dir, 'run');
-    stateDir = path.join(dir, 'state');
-    up = startServiceProcess(bin, ['up', '--nodes', '2', '--network', mode, '--examples', examples(), '--wait-timeout', '150s', '--node-monitor-grace-period', `${GRACE_S}s`], { ...process.env, BERTH_RUN_DIR: runDir, BERTH_STATE_DIR: stateDir });
-    await waitFor(up, /All examples are Running and Ready|not every example is Running and Ready/, 240_000);
-    info = readClusterInfo(runDir)!;
+    ({ dir, runDir, stateDir, up, info } = c);
     const store = new StoreClient({ target: info.store.unix });
     try { pods = (await store.list({ resource: 'pods', namespace: 'default' })).items.map((o) => o.pod!); } finally { store.raw.close(); }
-  }, 300_000);
-
-  afterAll(async () => {
-    await up?.stop(60_000);
-    if (dir) {
-      await cleanupRun(runDir, stateDir, () => undefined);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+  }, 60_000);
 
   const pod = (name: string) => pods.find((p) => p.metadata?.name === name)!;
 
