@@ -56,10 +56,14 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <pthread.h>
+
 #include <cerrno>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -1122,6 +1126,95 @@ void ReadStatus(bool holds, int statusRead, int syncWrite, Outcome& out) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cgroup spawners: a thread placed in a container's cgroups ahead of its create.
+//
+// On cgroup v1 the first write to a cgroup.procs file after a quiet moment waits for an RCU
+// grace period (the write side of the kernel's cgroup_threadgroup_rwsem goes through
+// rcu_sync), measured here at 4-14 ms: the largest single cost of a create. A child is born in
+// the cgroups of the thread that clones it, without any migration. So a daemon keeps a few
+// cgroups ready (see the TS CgroupPool), each with a thread of ours that moved itself in there
+// in the background (writing its tid to each hierarchy's `tasks`); a create hands its plan to
+// that thread, which clones the init and exits. The init never migrates, and no grace period
+// is on the create's path.
+
+struct Spawner {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> tasksFds;  // owned by the thread, closed once it has attached
+  pthread_t thread{};
+  // Guarded by mu:
+  bool attached = false;
+  int attachErr = 0;
+  const ContainerPlan* plan = nullptr;  // the job, handed over once
+  Outcome* out = nullptr;
+  bool done = false;
+  bool cancelled = false;  // released unused: the thread frees the Spawner itself
+};
+
+void* SpawnerMain(void* arg) {
+  auto* s = static_cast<Spawner*>(arg);
+  std::string tid = std::to_string(static_cast<long>(::syscall(SYS_gettid)));
+  int err = 0;
+  for (int fd : s->tasksFds) {
+    if (err == 0 && ::pwrite(fd, tid.data(), tid.size(), 0) < 0) err = errno;
+    ::close(fd);
+  }
+  std::unique_lock<std::mutex> lock(s->mu);
+  s->attached = true;
+  s->attachErr = err;
+  s->cv.notify_all();
+  s->cv.wait(lock, [s] { return s->plan != nullptr || s->cancelled; });
+  if (s->cancelled) {
+    lock.unlock();
+    delete s;
+    return nullptr;
+  }
+  const ContainerPlan* plan = s->plan;
+  Outcome* out = s->out;
+  lock.unlock();
+  CloneContainer(*plan, *out);
+  lock.lock();
+  s->done = true;
+  s->cv.notify_all();
+  return nullptr;
+}
+
+// Tells an unused spawner's thread to exit (it frees itself); never blocks.
+void CancelSpawner(Spawner* s) {
+  pthread_t t = s->thread;
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->cancelled = true;
+    s->cv.notify_all();
+  }
+  pthread_detach(t);
+}
+
+// Runs `plan` on the spawner's thread (a pool thread waits here); the spawner is gone after.
+void SpawnWith(Spawner* s, const ContainerPlan& plan, Outcome& out) {
+  std::unique_lock<std::mutex> lock(s->mu);
+  s->cv.wait(lock, [s] { return s->attached; });
+  if (s->attachErr != 0) {
+    SetFail(out, s->attachErr, "write", "cgroup");
+    lock.unlock();
+    CancelSpawner(s);
+    return;
+  }
+  s->plan = &plan;
+  s->out = &out;
+  s->cv.notify_all();
+  s->cv.wait(lock, [s] { return s->done; });
+  lock.unlock();
+  pthread_join(s->thread, nullptr);
+  delete s;
+}
+
+// The JS handle: consumed by exactly one containerSpawn or spawnerRelease (or the GC).
+struct SpawnerHandle {
+  Spawner* spawner;
+};
+
+// ---------------------------------------------------------------------------------------------
 // N-API glue.
 
 std::string Str(Napi::Object o, const char* key, bool* present = nullptr) {
@@ -1292,13 +1385,17 @@ void ReportOutcome(Napi::Env env, Napi::FunctionReference& cb, const Outcome& ou
 
 class ContainerWork : public Napi::AsyncWorker {
  public:
-  ContainerWork(Napi::Function cb, std::unique_ptr<ContainerPlan> plan)
-      : Napi::AsyncWorker(cb, "BerthContainer"), plan_(std::move(plan)) {}
-  void Execute() override { CloneContainer(*plan_, out_); }
+  ContainerWork(Napi::Function cb, std::unique_ptr<ContainerPlan> plan, Spawner* spawner)
+      : Napi::AsyncWorker(cb, "BerthContainer"), plan_(std::move(plan)), spawner_(spawner) {}
+  void Execute() override {
+    if (spawner_ != nullptr) SpawnWith(spawner_, *plan_, out_);
+    else CloneContainer(*plan_, out_);
+  }
   void OnOK() override { ReportOutcome(Env(), Callback(), out_, true); }
 
  private:
   std::unique_ptr<ContainerPlan> plan_;
+  Spawner* spawner_;
   Outcome out_;
 };
 
@@ -1344,10 +1441,53 @@ Napi::Value ContainerResume(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Takes the spawner out of its handle (once); null if there is none or it was used.
+Spawner* TakeSpawner(Napi::Value v) {
+  if (!v.IsExternal()) return nullptr;
+  auto* h = v.As<Napi::External<SpawnerHandle>>().Data();
+  Spawner* s = h->spawner;
+  h->spawner = nullptr;
+  return s;
+}
+
+// containerSpawn(plan, cb[, spawner]): with a spawner, its thread (already in the container's
+// cgroups) clones the init.
 Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
   auto plan = ParsePlan(info[0].As<Napi::Object>());
-  auto* work = new ContainerWork(info[1].As<Napi::Function>(), std::move(plan));
+  Spawner* spawner = info.Length() > 2 ? TakeSpawner(info[2]) : nullptr;
+  auto* work = new ContainerWork(info[1].As<Napi::Function>(), std::move(plan), spawner);
   work->Queue();
+  return info.Env().Undefined();
+}
+
+// spawnerCreate(tasksFds): starts a thread that writes its tid into each (open, O_WRONLY)
+// `tasks` file and waits for a plan. The fds become the thread's (it closes them).
+Napi::Value SpawnerCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = std::make_unique<Spawner>();
+  Napi::Array fds = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < fds.Length(); ++i) s->tasksFds.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
+  // The thread takes no signals: they stay with Node's own threads.
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);
+  int rc = pthread_create(&s->thread, nullptr, SpawnerMain, s.get());
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  if (rc != 0) {
+    for (int fd : s->tasksFds) ::close(fd);
+    return ThrowSyscallError(env, rc, "pthread_create");
+  }
+  auto* h = new SpawnerHandle{s.release()};
+  return Napi::External<SpawnerHandle>::New(env, h, [](Napi::Env, SpawnerHandle* handle) {
+    if (handle->spawner != nullptr) CancelSpawner(handle->spawner);
+    delete handle;
+  });
+}
+
+// spawnerRelease(spawner): an unused spawner's thread exits (leaving its cgroups); no-op once used.
+Napi::Value SpawnerRelease(const Napi::CallbackInfo& info) {
+  Spawner* s = TakeSpawner(info[0]);
+  if (s != nullptr) CancelSpawner(s);
   return info.Env().Undefined();
 }
 
@@ -1529,6 +1669,8 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 
 void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("containerSpawn", Napi::Function::New(env, ContainerSpawn, "containerSpawn"));
+  exports.Set("spawnerCreate", Napi::Function::New(env, SpawnerCreate, "spawnerCreate"));
+  exports.Set("spawnerRelease", Napi::Function::New(env, SpawnerRelease, "spawnerRelease"));
   exports.Set("containerResume", Napi::Function::New(env, ContainerResume, "containerResume"));
   exports.Set("watchPidfd", Napi::Function::New(env, WatchPidfd, "watchPidfd"));
   exports.Set("mkfifo", Napi::Function::New(env, Mkfifo, "mkfifo"));

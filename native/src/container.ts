@@ -4,7 +4,7 @@
  * `containerSyscalls` is the real implementation; `RecordingContainerFake` records plans for
  * pure-logic tests.
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, writeFileSync } from 'node:fs';
 
 import { signalName, SyscallError } from './errors';
 import { binding } from './loader';
@@ -101,13 +101,31 @@ export interface ContainerExit {
   signal: string | null;
 }
 
+/**
+ * A thread of this process that has moved itself into a container's cgroups (v1: its tid
+ * written to each hierarchy's `tasks`) and waits there for that container's plan: the init it
+ * clones is born in those cgroups, so no migration (and no RCU grace period of the kernel's
+ * cgroup attach) is on the create's path. Used by one spawnContainer, or released.
+ */
+export interface CgroupSpawner {
+  readonly kind: 'cgroup-spawner';
+}
+
 export interface ContainerSyscalls {
   /**
    * Clones and sets up the container; resolves once it holds at the fifo (or has exec'd). With
    * plan.pauseBeforePivot or pauseBeforeExec, `onPause(pid)` runs while the child waits there;
    * if it rejects, the child is killed and reaped and spawnContainer rejects with that error.
+   * With a `spawner`, its thread clones the init (plan.cgroupProcsFds is then usually empty).
    */
-  spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>): Promise<{ pid: number; pidfd: number }>;
+  spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>, spawner?: CgroupSpawner): Promise<{ pid: number; pidfd: number }>;
+  /**
+   * Starts a spawner thread that attaches itself to the cgroups behind `tasksFds` (open
+   * O_WRONLY `tasks` files, which become its own: the caller must not close them).
+   */
+  createSpawner(tasksFds: number[]): CgroupSpawner;
+  /** Lets an unused spawner's thread exit (it leaves its cgroups as it does); no-op once used. */
+  releaseSpawner(spawner: CgroupSpawner): void;
   /** Resolves when the child behind the pidfd has exited and been reaped; closes the pidfd. */
   watchExit(pidfd: number): Promise<ContainerExit>;
   mkfifo(path: string, mode: number): void;
@@ -119,7 +137,9 @@ export interface ContainerSyscalls {
 }
 
 interface ContainerBinding {
-  containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number) => void): void;
+  containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number) => void, spawner?: object): void;
+  spawnerCreate(tasksFds: number[]): object;
+  spawnerRelease(spawner: object): void;
   containerResume(pid: number, pidfd: number, statusFd: number, syncFd: number, holds: boolean, go: boolean, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
   watchPidfd(pidfd: number, cb: (err: SyscallError | null, code: number | null, signal: number | null) => void): void;
   mkfifo(path: string, mode: number): void;
@@ -181,8 +201,11 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
   raw().setWinsize(fd, rows, cols);
 }
 
+/** The addon's handle behind a CgroupSpawner. */
+const spawnerHandles = new WeakMap<CgroupSpawner, object>();
+
 export const containerSyscalls: ContainerSyscalls = {
-  spawnContainer(plan, onPause) {
+  spawnContainer(plan, onPause, spawner) {
     const checked = checkPlan(plan);
     const holds = plan.fifoFd !== undefined && plan.fifoFd >= 0;
     const resume = (pid: number, pidfd: number, statusFd: number, syncFd: number, go: boolean): Promise<{ pid: number; pidfd: number }> =>
@@ -190,15 +213,35 @@ export const containerSyscalls: ContainerSyscalls = {
         raw().containerResume(pid, pidfd, statusFd, syncFd, holds, go, (err, p, fd) => (err !== null ? reject(err) : resolve({ pid: p, pidfd: fd })));
       });
     return new Promise((resolve, reject) => {
-      raw().containerSpawn(checked, (err, pid, pidfd, statusFd, syncFd) => {
+      const cb = (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number): void => {
         if (err !== null) return reject(err);
         if (statusFd < 0) return resolve({ pid, pidfd });
         (onPause ?? (async () => undefined))(pid).then(
           () => resume(pid, pidfd, statusFd, syncFd, true).then(resolve, reject),
           (hookErr: unknown) => resume(pid, pidfd, statusFd, syncFd, false).then(() => reject(hookErr), reject),
         );
-      });
+      };
+      const handle = spawner !== undefined ? spawnerHandles.get(spawner) : undefined;
+      if (spawner !== undefined) {
+        if (handle === undefined) return reject(new RangeError('spawnContainer: the spawner was already used or released'));
+        spawnerHandles.delete(spawner);
+        raw().containerSpawn(checked, cb, handle);
+      } else {
+        raw().containerSpawn(checked, cb);
+      }
     });
+  },
+  createSpawner(tasksFds) {
+    if (!Array.isArray(tasksFds) || tasksFds.some((fd) => !Number.isInteger(fd) || fd < 0)) throw new RangeError('createSpawner tasksFds must be file descriptors');
+    const spawner: CgroupSpawner = { kind: 'cgroup-spawner' };
+    spawnerHandles.set(spawner, raw().spawnerCreate(tasksFds));
+    return spawner;
+  },
+  releaseSpawner(spawner) {
+    const handle = spawnerHandles.get(spawner);
+    if (handle === undefined) return;
+    spawnerHandles.delete(spawner);
+    raw().spawnerRelease(handle);
   },
   watchExit(pidfd) {
     return new Promise((resolve, reject) => {
@@ -229,8 +272,11 @@ export class RecordingContainerFake implements ContainerSyscalls {
   private readonly exits = new Map<number, (e: ContainerExit) => void>();
   failNext: Error | null = null;
 
-  async spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>): Promise<{ pid: number; pidfd: number }> {
+  /** Spawners handed out and not yet used or released. */
+  readonly spawners = new Set<CgroupSpawner>();
+  async spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>, spawner?: CgroupSpawner): Promise<{ pid: number; pidfd: number }> {
     checkPlan(plan);
+    if (spawner !== undefined && !this.spawners.delete(spawner)) throw new RangeError('spawnContainer: the spawner was already used or released');
     this.plans.push(plan);
     if (this.failNext !== null) {
       const err = this.failNext;
@@ -256,6 +302,16 @@ export class RecordingContainerFake implements ContainerSyscalls {
   }
   pidfdOpen(pid: number): number {
     return pid;
+  }
+  /** Closes the fds (the real one's thread does once attached). */
+  createSpawner(tasksFds: number[]): CgroupSpawner {
+    for (const fd of tasksFds) closeSync(fd);
+    const s: CgroupSpawner = { kind: 'cgroup-spawner' };
+    this.spawners.add(s);
+    return s;
+  }
+  releaseSpawner(spawner: CgroupSpawner): void {
+    this.spawners.delete(spawner);
   }
   setChildSubreaper(): void {}
   closeFd(): void {}

@@ -170,7 +170,8 @@ export class ContainerManager {
   constructor(private readonly opts: ContainerManagerOptions) {
     this.devNull = fs.openSync('/dev/null', 'r+');
     this.sandboxes = opts.sandboxes;
-    this.rt = new Runtime({ root: path.join(opts.stateDir, 'containers') });
+    // Two pooled cgroups: the bundle containers the daemon runs itself skip the cgroup setup.
+    this.rt = new Runtime({ root: path.join(opts.stateDir, 'containers'), cgroupPool: 2 });
     this.criRoot = path.join(opts.stateDir, 'cri');
     fs.mkdirSync(this.criRoot, { recursive: true, mode: 0o711 });
     this.warn = opts.warn ?? (() => undefined);
@@ -604,6 +605,7 @@ export class ContainerManager {
       await spare.gone;
     }
     for (const r of this.list()) if (r.inProcess === true) await this.remove(r.id).catch(() => undefined);
+    await this.rt.close();
     this.reaper.stop();
     fs.closeSync(this.devNull);
   }

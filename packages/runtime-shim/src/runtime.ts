@@ -7,7 +7,8 @@ import * as path from 'node:path';
 
 import { CLONE_FLAGS, containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
 
-import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
+import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, detectCgroupVersion, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
+import { CgroupPool } from './cgroups/pool';
 import type { runHooks as RunHooks } from './hooks';
 import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
@@ -22,6 +23,11 @@ export interface RuntimeOptions {
   warn?: (msg: string) => void;
   /** --debug: one line per step of create. */
   debug?: (msg: string) => void;
+  /**
+   * A long-running process (the daemon): keep this many container cgroups ready, each with a
+   * spawner thread already inside (cgroup v1 only; see cgroups/pool.ts). Call close() at the end.
+   */
+  cgroupPool?: number;
 }
 
 export interface CreateOptions {
@@ -132,6 +138,14 @@ function ownedCgroupParents(spec: Spec, cgPath: string, created: readonly string
   return [...owned];
 }
 
+/**
+ * The processes in a container's cgroups that a kill may target: never this process, whose
+ * spawner thread (cgroups/pool.ts) sits in a pooled cgroup until it has cloned the init.
+ */
+function tasksOf(cg: CgroupDriver): number[] {
+  return cg.pids().filter((p) => p !== process.pid);
+}
+
 export class Runtime {
   readonly store: StateStore;
   private readonly sys: ContainerSyscalls;
@@ -142,11 +156,23 @@ export class Runtime {
   readonly ownPids = new Set<number>();
   /** Removals of empty cgroup parents still waiting for the kernel (see settle()). */
   private readonly cleanups = new Set<Promise<void>>();
+  /** The warm cgroups of a long-running runtime (RuntimeOptions.cgroupPool). */
+  readonly pool: CgroupPool | undefined;
 
   constructor(private readonly opts: RuntimeOptions) {
     this.store = new StateStore(opts.root);
     this.sys = opts.syscalls ?? containerSyscalls;
     this.warn = opts.warn ?? (() => undefined);
+    if ((opts.cgroupPool ?? 0) > 0 && opts.cgroupRoot === undefined && opts.systemdCgroup !== true && detectCgroupVersion() === 1) {
+      this.pool = new CgroupPool(this.sys, opts.root, opts.cgroupPool);
+      this.pool.removeStale();
+    }
+  }
+
+  /** Lets the cgroup pool go (its threads and directories) and waits for background cleanups. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+    await this.settle();
   }
 
   private driver(s: Pick<StoredState, 'cgroupPath' | 'cgroupVersion' | 'cgroupPaths'>): CgroupDriver {
@@ -191,19 +217,23 @@ export class Runtime {
     if (spec.process === undefined) throw new ConfigError('process', 'required field is missing');
     const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true);
     const dir = this.store.claim(id);
-    const cg = cgroupDriver(cgPath, this.opts.cgroupRoot);
+    // A pooled cgroup for the default path: the spawner thread inside clones the init, so the
+    // init never migrates. Not with a pids limit: the spawner counts as a task until it exits.
+    const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined ? this.pool?.take(cgPath) : undefined;
+    const cg = pooled?.driver ?? cgroupDriver(cgPath, this.opts.cgroupRoot);
+    let spawner = pooled?.spawner;
     let pidfd = -1;
     let pid = -1;
     let pausedInit: number | undefined;
     let fds: number[] = [];
     try {
-      await cg.create();
+      if (pooled === undefined) await cg.create();
       await cg.apply(spec.linux?.resources ?? {});
       const fifo = path.join(dir, 'exec.fifo');
       this.sys.mkfifo(fifo, 0o622);
       const compiled = compilePlan({
         spec, bundle, fifo,
-        cgroupProcs: cg.procsFiles(),
+        cgroupProcs: pooled !== undefined ? [] : cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd, noNewKeyring: o.noNewKeyring,
       });
@@ -226,7 +256,9 @@ export class Runtime {
         for (const hook of hooks.createContainer ?? []) await this.hookBeforePivot(initPid, dir, spec, cg, hook, state);
       };
       try {
-        ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan, beforePivot));
+        const via = spawner;
+        spawner = undefined;
+        ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan, beforePivot, via));
       } catch (err) {
         throw describeInitFailure(err, compiled.plan, spec);
       }
@@ -258,6 +290,7 @@ export class Runtime {
       return { state, exited };
     } catch (err) {
       for (const fd of fds) fs.closeSync(fd);
+      if (spawner !== undefined) this.sys.releaseSpawner(spawner);
       if (pid > 0) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
         if (pidfd >= 0) await this.sys.watchExit(pidfd).catch(() => undefined);
@@ -314,7 +347,7 @@ export class Runtime {
     const sig = typeof signal === 'number' ? signal : parseSignal(signal);
     const status = this.status(s);
     if (status === 'stopped') throw new RuntimeError('container not running');
-    const pids = all ? this.driver(s).pids() : [s.pid];
+    const pids = all ? tasksOf(this.driver(s)) : [s.pid];
     for (const pid of pids) {
       try {
         process.kill(pid, sig);
@@ -356,10 +389,10 @@ export class Runtime {
         // A create that crashed before writing state.json: its cgroup (at the default path)
         // and anything already in it go too.
         const cg = cgroupDriver(cgroupPath(undefined, id, false), this.opts.cgroupRoot);
-        for (const pid of cg.pids()) {
+        for (const pid of tasksOf(cg)) {
           try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
         }
-        for (let i = 0; i < 100 && cg.pids().length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+        for (let i = 0; i < 100 && tasksOf(cg).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
         await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
         this.store.remove(id);
         return;
@@ -372,15 +405,15 @@ export class Runtime {
       if (!force) throw new RuntimeError(`cannot delete container ${id} that is not stopped: ${status}`);
     }
     if (status !== 'stopped') {
-      for (const pid of new Set([s.pid, ...cg.pids()])) {
+      for (const pid of new Set([s.pid, ...tasksOf(cg)])) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       }
       if (status === 'paused') cg.thaw();
       await this.waitGone(s);
     }
     // Everything else in the cgroup (a pid namespace dies with its init; without one, kill).
-    for (let i = 0; i < 100 && cg.pids().length > 0; i++) {
-      for (const pid of cg.pids()) {
+    for (let i = 0; i < 100 && tasksOf(cg).length > 0; i++) {
+      for (const pid of tasksOf(cg)) {
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       }
       await new Promise((r) => setTimeout(r, 5));

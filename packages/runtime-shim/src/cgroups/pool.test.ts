@@ -1,0 +1,188 @@
+// The warm cgroup pool of a long-running runtime, on the real kernel (cgroup v1 here): the init
+// is born in its own cgroups by a spawner thread (never migrated, the daemon never left in
+// them), the pool refills, and nothing of it outlives close(), a failed create or a kill -9.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { containerSyscalls, type CgroupSpawner, type ContainerSyscalls } from '@berth/native';
+
+import { Runtime } from '../runtime';
+import { makeBundle, uniqueId, type Bundle } from '../testing/bundle';
+import { RUNTIME_PARENT, v1Mounts } from './cgroups';
+
+const mounts = v1Mounts();
+const hierarchies = [...new Set(Object.values(mounts))];
+
+/** The dirs under /berth of every hierarchy whose name starts with `prefix`. */
+function dirsNamed(prefix: string): string[] {
+  return hierarchies.flatMap((mnt) => {
+    try {
+      return fs.readdirSync(path.join(mnt, RUNTIME_PARENT)).filter((n) => n.startsWith(prefix)).map((n) => path.join(mnt, RUNTIME_PARENT, n));
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  for (const end = Date.now() + ms; !ok(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** containerSyscalls, recording whether each spawn went through a spawner. */
+function recording(): { sys: ContainerSyscalls; viaSpawner: boolean[] } {
+  const viaSpawner: boolean[] = [];
+  const sys: ContainerSyscalls = {
+    ...containerSyscalls,
+    spawnContainer(plan, onPause, spawner?: CgroupSpawner) {
+      viaSpawner.push(spawner !== undefined);
+      return containerSyscalls.spawnContainer(plan, onPause, spawner);
+    },
+  };
+  return { sys, viaSpawner };
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function setup(edit?: Parameters<typeof makeBundle>[1]): { rt: Runtime; root: string; bundle: Bundle; viaSpawner: boolean[]; prefix: string } {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-pool-'));
+  const bundle = makeBundle(['/bin/sh', '-c', 'cat /proc/self/cgroup'], edit);
+  const { sys, viaSpawner } = recording();
+  const rt = new Runtime({ root, cgroupPool: 2, syscalls: sys });
+  const prefix = rt.pool!.dirPrefix;
+  cleanups.push(async () => {
+    for (const id of rt.store.ids()) await rt.delete(id, true).catch(() => undefined);
+    await rt.close();
+    bundle.remove();
+    fs.rmSync(root, { recursive: true, force: true });
+    // Whatever happened, no pool dir of this runtime stays behind.
+    for (const d of dirsNamed(prefix)) fs.rmdirSync(d);
+  });
+  return { rt, root, bundle, viaSpawner, prefix };
+}
+
+async function runOnce(rt: Runtime, bundle: Bundle, id: string): Promise<{ code: number | null; out: string; procs: string[] }> {
+  const out = path.join(path.dirname(bundle.dir), `${id}.out`);
+  const fd = fs.openSync(out, 'w+');
+  const nul = fs.openSync('/dev/null', 'r');
+  try {
+    const c = await rt.create(id, { bundle: bundle.dir, stdio: [nul, fd, fd] });
+    // Before start: the init alone is in its cgroup, in every hierarchy.
+    const procs = hierarchies.map((mnt) => fs.readFileSync(path.join(mnt, RUNTIME_PARENT, id, 'cgroup.procs'), 'utf8').trim());
+    await rt.start(id);
+    const exit = await c.exited;
+    await rt.delete(id);
+    return { code: exit.code, out: fs.readFileSync(out, 'utf8'), procs: procs.map((p) => (p === String(c.state.pid) ? 'init' : p)) };
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(nul);
+    fs.rmSync(out, { force: true });
+  }
+}
+
+describe('cgroup pool (v1)', () => {
+  it('the init is born in its own cgroups by a pooled spawner; the pool refills; close() leaves nothing', async () => {
+    const { rt, bundle, viaSpawner, prefix } = setup();
+    // The first create finds the pool empty (it fills on first use) and makes its cgroup itself.
+    const first = await runOnce(rt, bundle, uniqueId());
+    expect(first.code).toBe(0);
+    await until('the pool to fill', () => rt.pool!.available === 2);
+    expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
+    for (let i = 0; i < 3; i++) {
+      const id = uniqueId();
+      const r = await runOnce(rt, bundle, id);
+      expect(r.code).toBe(0);
+      // Only the init: the daemon's spawner thread has left (it exited after the clone).
+      expect(r.procs).toEqual(hierarchies.map(() => 'init'));
+      // Seen from inside, every controller's cgroup is the container's own.
+      const lines = r.out.trim().split('\n').filter((l) => !/:name=|^0::/.test(l));
+      expect(lines.length).toBeGreaterThanOrEqual(hierarchies.length);
+      for (const l of lines) expect(l).toMatch(new RegExp(`:${RUNTIME_PARENT}/${id}$`));
+      expect(dirsNamed(id)).toEqual([]);
+      await until('the pool to refill', () => rt.pool!.available === 2);
+    }
+    expect(viaSpawner).toEqual([false, true, true, true]);
+    await rt.close();
+    expect(dirsNamed(prefix)).toEqual([]);
+  });
+
+  it('a pids limit takes the normal path (the spawner would count as a task) and is enforced', async () => {
+    const { rt, bundle, viaSpawner } = setup((s) => {
+      s.process!.args = ['/bin/sh', '-c', 'cat /sys/fs/cgroup/pids/pids.max'];
+      s.linux!.resources = { ...s.linux!.resources, pids: { limit: 7 } };
+    });
+    rt.pool!.fill();
+    await until('the pool to fill', () => rt.pool!.available === 2);
+    const r = await runOnce(rt, bundle, uniqueId());
+    expect(r.out.trim()).toBe('7');
+    expect(rt.pool!.available).toBe(2);
+    expect(viaSpawner).toEqual([false]);
+  });
+
+  it('a failed create with a pooled cgroup leaves no cgroup, state or thread in a cgroup', async () => {
+    const { rt, bundle, viaSpawner } = setup((s) => {
+      s.process!.args = ['/no/such/binary'];
+    });
+    await expect(rt.create(uniqueId(), { bundle: bundle.dir })).rejects.toThrow(/executable file not found/);
+    await until('the pool to fill', () => rt.pool!.available === 2);
+    const id = uniqueId();
+    await expect(rt.create(id, { bundle: bundle.dir })).rejects.toThrow(/process.args\[0\].*no\/such\/binary/);
+    expect(viaSpawner).toEqual([false, true]);
+    expect(dirsNamed(id)).toEqual([]);
+    expect(rt.store.ids()).toEqual([]);
+    // No thread of this process is left in any container cgroup (only the pool's own spawners).
+    const own = new Set(fs.readdirSync('/proc/self/task'));
+    for (const mnt of hierarchies) {
+      for (const d of fs.readdirSync(path.join(mnt, RUNTIME_PARENT)).filter((n) => !n.startsWith(rt.pool!.dirPrefix))) {
+        const tasks = path.join(mnt, RUNTIME_PARENT, d, 'tasks');
+        if (!fs.existsSync(tasks)) continue;
+        for (const t of fs.readFileSync(tasks, 'utf8').split('\n').filter(Boolean)) expect(own.has(t)).toBe(false);
+      }
+    }
+  });
+
+  it('after a kill -9 of the process holding a pool, a runtime on the same root removes its dirs', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-pool-crash-'));
+    const dist = path.resolve(__dirname, '..', '..', 'dist', 'runtime.js');
+    // A process that fills a pool and says so.
+    const script = `
+      const { Runtime } = require(${JSON.stringify(dist)});
+      const rt = new Runtime({ root: ${JSON.stringify(root)}, cgroupPool: 2 });
+      rt.pool.fill();
+      const t = setInterval(() => { if (rt.pool.available === 2) { clearInterval(t); console.log(rt.pool.dirPrefix); } }, 10);
+      setInterval(() => undefined, 1000);`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const gone = new Promise((r) => child.once('exit', r));
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await gone;
+      fs.rmSync(root, { recursive: true, force: true });
+    });
+    const prefix = await new Promise<string>((resolve, reject) => {
+      child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+      child.once('exit', (code) => reject(new Error(`pool process exited early (${code})`)));
+    });
+    cleanups.push(() => {
+      for (const d of dirsNamed(prefix)) fs.rmdirSync(d);
+    });
+    expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
+    child.kill('SIGKILL');
+    await gone;
+    // Its threads died with it, the dirs are still there ...
+    await until('the dead spawners to leave their cgroups', () => dirsNamed(prefix).every((d) => fs.readFileSync(path.join(d, 'tasks'), 'utf8') === ''));
+    expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
+    // ... until a runtime with the same root starts.
+    const rt = new Runtime({ root, cgroupPool: 2 });
+    expect(rt.pool!.dirPrefix).toBe(prefix);
+    expect(dirsNamed(prefix)).toEqual([]);
+    await rt.close();
+  });
+});

@@ -1,0 +1,160 @@
+// A daemon's warm pool of container cgroups (cgroup v1): directories made ahead of need under
+// the runtime's parent as /berth/.pool-<tag>-<n>, each with a spawner thread of the daemon
+// already inside (see CgroupSpawner in @berth/native). A create takes one, renames it to its
+// container's own name (/berth/<id>: v1 renames a cgroup in place, within its parent) and has
+// the spawner clone the init there. The mkdirs, the cpuset setup and the attach (the kernel's
+// RCU grace period, 4-14 ms here) all happen off the create's path; a new entry is made after.
+//
+// Crash safety: an entry is either a pool dir (named with this runtime's tag; a restarted
+// daemon removes every such dir it finds: their threads died with the old process) or, once
+// renamed, the cgroup of a container whose state dir was claimed first, which the runtime's
+// own recovery (delete --force of a half-created container) removes at its default path.
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import type { CgroupSpawner, ContainerSyscalls } from '@berth/native';
+
+import { CgroupV1, RUNTIME_PARENT, v1Mounts } from './cgroups';
+
+interface Entry {
+  cgPath: string;
+  spawner: CgroupSpawner;
+}
+
+export interface PooledCgroup {
+  driver: CgroupV1;
+  spawner: CgroupSpawner;
+}
+
+const POOL_PREFIX = '.pool-';
+
+export class CgroupPool {
+  private readonly entries: Entry[] = [];
+  private readonly mounts: Record<string, string>;
+  /** One dir per hierarchy (co-mounted controllers share one). */
+  private readonly hierarchies: string[];
+  /** The name every dir of this pool starts with (under the runtime's parent). */
+  readonly dirPrefix: string;
+  /** The refill in progress, if any (close() waits for it). */
+  private filling: Promise<void> | undefined;
+  private closed = false;
+  /** The last error of a refill (the pool then stays empty; creates take the normal path). */
+  lastError: Error | undefined;
+
+  /**
+   * `owner` names the runtime the pool belongs to (its state root): pool dirs carry a tag made
+   * from it, so that a daemon's cleanup never touches the pool of another daemon on the node.
+   */
+  constructor(private readonly sys: ContainerSyscalls, owner: string, private readonly size = 2) {
+    this.mounts = v1Mounts();
+    this.hierarchies = [...new Set(Object.values(this.mounts))];
+    this.dirPrefix = `${POOL_PREFIX}${createHash('sha256').update(path.resolve(owner)).digest('hex').slice(0, 12)}-`;
+  }
+
+
+  get available(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Removes the pool dirs a previous process with this owner left (killed: its threads died
+   * with it, so they are empty). The pool itself fills on its first take().
+   */
+  removeStale(): void {
+    const mine = this.dirPrefix;
+    for (const mnt of this.hierarchies) {
+      let names: string[];
+      try {
+        names = fs.readdirSync(path.join(mnt, RUNTIME_PARENT));
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        if (!n.startsWith(mine)) continue;
+        try {
+          fs.rmdirSync(path.join(mnt, RUNTIME_PARENT, n));
+        } catch {
+          // still in use (cannot be ours) or already gone
+        }
+      }
+    }
+  }
+
+  private async makeEntry(): Promise<Entry> {
+    const cgPath = `${RUNTIME_PARENT}/${this.dirPrefix}${randomBytes(6).toString('hex')}`;
+    const cg = new CgroupV1(cgPath, this.mounts);
+    const fds: number[] = [];
+    try {
+      await cg.create();
+      for (const dir of new Set(Object.values(cg.paths))) fds.push(fs.openSync(path.join(dir, 'tasks'), 'w'));
+      const spawner = this.sys.createSpawner(fds);
+      return { cgPath, spawner };
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      await cg.destroyLeaf().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Tops the pool up on the next turn of the event loop (never on a create's path). */
+  fill(): void {
+    if (this.filling !== undefined || this.closed) return;
+    this.filling = (async () => {
+      await new Promise((r) => setImmediate(r));
+      try {
+        while (!this.closed && this.entries.length < this.size) {
+          const e = await this.makeEntry();
+          if (this.closed) await this.discard(e);
+          else this.entries.push(e);
+        }
+        this.lastError = undefined;
+      } catch (err) {
+        this.lastError = err as Error;
+      } finally {
+        this.filling = undefined;
+      }
+    })();
+  }
+
+  /**
+   * An entry renamed to `cgPath` (a cgroup that does not exist yet, in the runtime's parent),
+   * or undefined when the pool is empty or the rename is refused (the caller then makes the
+   * cgroup itself).
+   */
+  take(cgPath: string): PooledCgroup | undefined {
+    if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
+    const e = this.entries.shift();
+    this.fill();
+    if (e === undefined) return undefined;
+    const done: string[] = [];
+    try {
+      for (const mnt of this.hierarchies) {
+        fs.renameSync(path.join(mnt, e.cgPath), path.join(mnt, cgPath));
+        done.push(mnt);
+      }
+    } catch {
+      // EEXIST (a cgroup of that name is already there) or the like: undo, and drop the entry.
+      for (const mnt of done) {
+        try { fs.renameSync(path.join(mnt, cgPath), path.join(mnt, e.cgPath)); } catch { /* leave it to removeStale */ }
+      }
+      this.discard(e);
+      return undefined;
+    }
+    return { driver: new CgroupV1(cgPath, this.mounts), spawner: e.spawner };
+  }
+
+  /** Lets the entry's thread go and removes its dirs (retried while the thread leaves). */
+  private discard(e: Entry): Promise<void> {
+    this.sys.releaseSpawner(e.spawner);
+    return new CgroupV1(e.cgPath, this.mounts).destroyLeaf().catch(() => undefined);
+  }
+
+  /** Releases every entry and removes its cgroups. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.filling;
+    const all = this.entries.splice(0);
+    await Promise.all(all.map((e) => this.discard(e)));
+  }
+}
