@@ -101,12 +101,18 @@ function checkBool(v: unknown, option: string): void {
   if (v !== undefined && typeof v !== 'boolean') throw new EtcdArgumentError(option, `must be a boolean, got ${typeof v}`);
 }
 
+/** A key that is normal already and needs no escaping in a URL: "/" + segments of unreserved
+ *  characters, none starting with "." (so none is "." or ".."). The common case, checked in one
+ *  step before the general split-and-encode path. */
+const SIMPLE_KEY = /^(?:\/[\w~-][\w.~-]*)+$/;
+
 /**
  * Normalises a key: collapses repeated slashes, drops a trailing one, adds the leading one
  * ("foo//bar/" -> "/foo/bar"). Empty keys and "." or ".." segments are refused: etcd would
  * resolve them to another key than the caller named.
  */
 export function normalizeKey(key: string, option = 'key'): string {
+  if (typeof key === 'string' && SIMPLE_KEY.test(key)) return key;
   if (typeof key !== 'string') throw new EtcdArgumentError(option, `must be a string, got ${typeof key}`);
   if (key.length === 0) throw new EtcdArgumentError(option, 'must not be empty');
   const segs = key.split('/').filter((s) => s.length > 0);
@@ -118,6 +124,7 @@ export function normalizeKey(key: string, option = 'key'): string {
 }
 
 export function keyPath(key: string): string {
+  if (SIMPLE_KEY.test(key)) return `/v2/keys${key}`;
   return `/v2/keys${key === '/' ? '/' : key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
@@ -153,6 +160,10 @@ export function responseFromHeaders(h: IncomingHttpHeaders, body: { action: stri
   return out;
 }
 
+function keysResponse(r: HttpResult): Response {
+  return toResponse(r, Transport.json(r));
+}
+
 export class EtcdV2Client {
   /** @internal */
   readonly transport: Transport;
@@ -167,19 +178,25 @@ export class EtcdV2Client {
     return this.transport.pinnedEndpoint;
   }
 
-  private async keys(method: 'GET' | 'PUT' | 'POST' | 'DELETE', key: string, fields: Record<string, string | number | boolean | undefined>): Promise<Response> {
+  private keys(method: 'GET' | 'PUT' | 'POST' | 'DELETE', key: string, fields: Record<string, string | number | boolean | undefined>): Promise<Response> {
     const f = form(fields);
     const path = keyPath(key);
-    const r = method === 'GET' || method === 'DELETE'
-      ? await this.transport.request({ method, path: f ? `${path}?${f}` : path })
-      : await this.transport.request({ method, path, body: f });
-    return toResponse(r, Transport.json(r));
+    return this.transport.request(method === 'GET' || method === 'DELETE' ? { method, path: f ? `${path}?${f}` : path } : { method, path, body: f }).then(keysResponse);
   }
 
-  async get(key: string, o: GetOptions = {}): Promise<Response> {
-    const k = normalizeKey(key);
-    checkBool(o.recursive, 'recursive'); checkBool(o.sorted, 'sorted'); checkBool(o.quorum, 'quorum');
-    return this.keys('GET', k, { recursive: o.recursive || undefined, sorted: o.sorted || undefined, quorum: o.quorum || undefined });
+  get(key: string, o: GetOptions = {}): Promise<Response> {
+    // Not an async function: a read is the hot path, and this saves a promise and its hops.
+    // Bad options still reject (never throw), as from the async methods.
+    let path: string;
+    try {
+      path = keyPath(normalizeKey(key));
+      checkBool(o.recursive, 'recursive'); checkBool(o.sorted, 'sorted'); checkBool(o.quorum, 'quorum');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // Same query as form() would build, without the intermediate object.
+    const q = (o.recursive ? '&recursive=true' : '') + (o.sorted ? '&sorted=true' : '') + (o.quorum ? '&quorum=true' : '');
+    return this.transport.request({ method: 'GET', path: q ? `${path}?${q.slice(1)}` : path }).then(keysResponse);
   }
 
   async set(key: string, value: string, o: SetOptions = {}): Promise<Response> {

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdArgumentError, EtcdError, EtcdV2Client, type V2Response } from '..';
+import { keyPath, normalizeKey } from './client';
 import { Transport } from './transport';
 import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
 
@@ -78,6 +79,27 @@ describe('EtcdV2Client keys', () => {
     expect(() => new EtcdV2Client({ endpoints: [etcd.endpoints[0]], headerTimeoutMs: 0 })).toThrow(/headerTimeoutMs/);
   });
 
+  // normalizeKey and keyPath answer simple keys in one regex test; the rest take the general
+  // split-and-encode path. Both must agree on every key.
+  it.each([
+    ['/a/b', '/a/b', '/v2/keys/a/b'],
+    ['/a/b.c/-x/~y/Z_9', '/a/b.c/-x/~y/Z_9', '/v2/keys/a/b.c/-x/~y/Z_9'],
+    ['a/b', '/a/b', '/v2/keys/a/b'],
+    ['/a//b/', '/a/b', '/v2/keys/a/b'],
+    ['/a/.hidden', '/a/.hidden', '/v2/keys/a/.hidden'],
+    ['/a/b..c', '/a/b..c', '/v2/keys/a/b..c'],
+    ['/a/sp ace&q=1', '/a/sp ace&q=1', '/v2/keys/a/sp%20ace%26q%3D1'],
+    ['/a/ü?#', '/a/ü?#', '/v2/keys/a/%C3%BC%3F%23'],
+    ['/', '/', '/v2/keys/'],
+  ])('key %j is %j, sent as %j', (key, norm, p) => {
+    expect(normalizeKey(key)).toBe(norm);
+    expect(keyPath(normalizeKey(key))).toBe(p);
+  });
+
+  it.each(['', '/a/../b', '/a/./b', '..', '/a/\0'])('refuses key %j', (key) => {
+    expect(() => normalizeKey(key)).toThrow(EtcdArgumentError);
+  });
+
   it('compare-and-swap and compare-and-delete on prevExist, prevValue and prevIndex (101, 100, 105)', async () => {
     const k = `${uniquePrefix('cas')}/k`;
     const created = await c.create(k, 'v1');
@@ -112,6 +134,9 @@ describe('EtcdV2Client keys', () => {
     expect(flat.node.nodes?.[2].nodes).toBeUndefined();
     const deep = await c.get(`${p}/d`, { recursive: true, sorted: true });
     expect(deep.node.nodes?.[2].nodes?.map((n) => n.value)).toEqual(['3']);
+    // All three read options in one query (the read path builds it by hand).
+    expect(await c.get(`${p}/d`, { recursive: true, sorted: true, quorum: true })).toMatchObject({ node: deep.node });
+    expect((await c.get(`${p}/d`, { recursive: false, sorted: true, quorum: false })).node.nodes?.[2].nodes).toBeUndefined();
     expect(await code(c.set(`${p}/d`, 'x'))).toBe(102); // not a file
     expect(await code(c.delete(`${p}/d`))).toBe(102);
     expect(await code(c.set(`${p}/d/a/under-a-file`, 'x'))).toBe(104); // not a directory

@@ -23,7 +23,7 @@ export interface EtcdV2Options {
   auth?: { username: string; password: string };
   /** Time to wait for response headers of a request (not of a watch), ms. Default 5000. */
   headerTimeoutMs?: number;
-  /** Connections kept per endpoint. Default 128. */
+  /** Connections kept per endpoint. Default V2_MAX_SOCKETS (128). */
   maxSockets?: number;
 }
 
@@ -45,6 +45,9 @@ export interface RequestSpec {
   /** Send to this endpoint only (no failover). */
   endpoint?: number;
 }
+
+/** Default keep-alive connections per endpoint. */
+export const V2_MAX_SOCKETS = 128;
 
 const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 
@@ -90,7 +93,7 @@ export class Transport {
     if (opts.maxSockets !== undefined && (!Number.isInteger(opts.maxSockets) || opts.maxSockets <= 0)) throw new EtcdArgumentError('maxSockets', 'must be a positive integer');
     if (opts.auth && (typeof opts.auth.username !== 'string' || !opts.auth.username || typeof opts.auth.password !== 'string')) throw new EtcdArgumentError('auth', 'needs a non-empty username and a password string');
     this.headerTimeoutMs = opts.headerTimeoutMs ?? 5000;
-    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 128, maxFreeSockets: opts.maxSockets ?? 128, scheduling: 'lifo' as const };
+    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? V2_MAX_SOCKETS, maxFreeSockets: opts.maxSockets ?? V2_MAX_SOCKETS, scheduling: 'lifo' as const };
     this.httpAgent = new http.Agent(agentOpts);
     this.watchHttpAgent = new http.Agent({ keepAlive: true });
     if (this.endpoints.some((e) => e.secure)) {
@@ -157,39 +160,40 @@ export class Transport {
   }
 
   /** Sends with failover; returns the raw result of the first endpoint that answered. */
-  async request(spec: RequestSpec): Promise<HttpResult> {
-    const errors: { endpoint: string; error: Error }[] = [];
+  request(spec: RequestSpec): Promise<HttpResult> {
+    return this.attempt(spec, spec.endpoint ?? this.pinned, 0, spec.endpoint !== undefined ? 1 : this.endpoints.length, undefined);
+  }
+
+  /** Try `i` of `tries`, starting at endpoint `start`. A promise chain rather than an async
+   *  loop: the first try is nearly every request, and this keeps it to one promise hop. */
+  private attempt(spec: RequestSpec, start: number, i: number, tries: number, errors: { endpoint: string; error: Error }[] | undefined): Promise<HttpResult> {
     const n = this.endpoints.length;
-    const start = spec.endpoint ?? this.pinned;
-    const tries = spec.endpoint !== undefined ? 1 : n;
-    for (let i = 0; i < tries; i++) {
-      const idx = (start + i) % n;
-      const ep = this.endpoints[idx];
-      try {
-        const r = await this.once(ep, spec);
-        if (r.status >= 500 && spec.method === 'GET' && i < tries - 1) {
-          // A member without a leader (300/301) or a broken one: another may answer the read.
-          errors.push({ endpoint: ep.url, error: new EtcdHttpError(r.status, r.body, ep.url) });
-          continue;
-        }
-        if (spec.endpoint === undefined && this.pinned !== idx) this.pinned = idx;
-        return r;
-      } catch (e) {
-        if ((e as Error).name === 'AbortError') throw e;
-        const err = e as TransportError;
-        errors.push({ endpoint: ep.url, error: err });
-        if (spec.endpoint === undefined && this.pinned === idx) this.pinned = (idx + 1) % n;
-        if (!err.notSent && spec.method !== 'GET') {
-          throw new EtcdClusterUnavailableError(errors, `etcd ${spec.method} ${spec.path} failed after it was sent (it may have been applied; not retried)`);
-        }
+    const idx = (start + i) % n;
+    const ep = this.endpoints[idx];
+    return this.once(ep, spec).then((r) => {
+      if (r.status >= 500 && spec.method === 'GET' && i < tries - 1) {
+        // A member without a leader (300/301) or a broken one: another may answer the read.
+        (errors ??= []).push({ endpoint: ep.url, error: new EtcdHttpError(r.status, r.body, ep.url) });
+        return this.attempt(spec, start, i + 1, tries, errors);
       }
-    }
-    throw new EtcdClusterUnavailableError(errors);
+      if (spec.endpoint === undefined && this.pinned !== idx) this.pinned = idx;
+      return r;
+    }, (e: unknown) => {
+      if ((e as Error).name === 'AbortError') throw e;
+      const err = e as TransportError;
+      (errors ??= []).push({ endpoint: ep.url, error: err });
+      if (spec.endpoint === undefined && this.pinned === idx) this.pinned = (idx + 1) % n;
+      if (!err.notSent && spec.method !== 'GET') {
+        throw new EtcdClusterUnavailableError(errors, `etcd ${spec.method} ${spec.path} failed after it was sent (it may have been applied; not retried)`);
+      }
+      if (i + 1 < tries) return this.attempt(spec, start, i + 1, tries, errors);
+      throw new EtcdClusterUnavailableError(errors);
+    });
   }
 
   /** Parses an etcd JSON answer; etcd error documents become EtcdError. */
-  static json<T>(r: HttpResult, okStatuses: number[] = [200, 201]): T {
-    if (okStatuses.includes(r.status)) return (r.body ? JSON.parse(r.body) : undefined) as T;
+  static json<T>(r: HttpResult, okStatuses?: number[]): T {
+    if (okStatuses ? okStatuses.includes(r.status) : r.status === 200 || r.status === 201) return (r.body ? JSON.parse(r.body) : undefined) as T;
     let doc: { errorCode?: number; message?: string; cause?: string; index?: number } | undefined;
     try { doc = JSON.parse(r.body); } catch { /* not JSON */ }
     if (doc && typeof doc.errorCode === 'number') throw new EtcdError(doc as { errorCode: number; message: string }, r.endpoint);
