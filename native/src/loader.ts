@@ -41,12 +41,21 @@ export interface RawSpawnPlan {
 const FILE_NAME = 'berth_native.node';
 
 /**
+ * This package's root. `src/` (tests) and `dist/` (built) are both one level below it; code
+ * bundled into another file (the berth-runtime CLI) is not, and finds the package the way
+ * require() does, from where the bundle is.
+ */
+function packageRoot(): string {
+  if (/^loader\.[jt]s$/.test(path.basename(__filename))) return path.resolve(__dirname, '..');
+  return path.dirname(require.resolve('@berth/native/package.json'));
+}
+
+/**
  * Where the addon is looked for, in order: `$BERTH_NATIVE_PATH` (a .node file), then the
- * node-gyp output folders of this package. `src/` (tests) and `dist/` (built) are both one
- * level below the package root.
+ * node-gyp output folders of this package.
  */
 export function candidatePaths(env: NodeJS.ProcessEnv = process.env): string[] {
-  const root = path.resolve(__dirname, '..');
+  const root = packageRoot();
   const paths: string[] = [];
   const override = env['BERTH_NATIVE_PATH'];
   if (override !== undefined && override !== '') paths.push(path.resolve(override));

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// node tools/bundle-cli.js <entry.ts> <out.js> [<bin.js>]   (run from the package directory by its build)
+//
+// Bundles a CLI into one CommonJS file and makes a V8 code cache for it, so that a start of the
+// CLI reads two files instead of resolving, reading and compiling a module tree. The entry's
+// TypeScript sources are bundled (not tsc's CommonJS output) so that esbuild can drop what the
+// CLI never uses (e.g. the netlink half of @berth/native, which loads node:net).
+//
+// <out.js>            the bundle; its last line names the hash of what comes before it
+// <out minus .js>.cache  that hash (hex) + the code cache, compiled eagerly (--no-lazy) so that
+//                     the functions a command runs need no compiling either
+//
+// <bin.js>            the launcher that loads them, made executable (engines exec it by path)
+//
+// The bundle may only hold sources of this repository: an npm package or a generated API in it
+// would be loaded at every start of the CLI, so this fails naming them. The cache is checked
+// in a fresh Node process before it is kept (V8 ignores a cache made under other flags).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
+const { wrap } = require('node:module');
+const path = require('node:path');
+const v8 = require('node:v8');
+const { Script } = require('node:vm');
+
+const HASH_MARK = '//# berth-bundle-hash=';
+const HASH_LEN = 32;
+
+/** Writes through a temporary file: a CLI starting meanwhile reads the old file or the new one. */
+function writeAtomic(file, data) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+async function main() {
+  const [entry, out, bin] = process.argv.slice(2);
+  if (!entry || !out || !out.endsWith('.js')) {
+    console.error('usage: node tools/bundle-cli.js <entry.ts> <out.js> [<bin.js>]');
+    process.exit(2);
+  }
+  const esbuild = require(require.resolve('esbuild', { paths: [process.cwd()] }));
+  const nativeRoot = path.dirname(require.resolve('@berth/native/package.json', { paths: [process.cwd()] }));
+  const repo = path.resolve(__dirname, '..');
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: `node${process.versions.node.split('.')[0]}`,
+    plugins: [{
+      name: 'berth-native-source',
+      setup(b) {
+        // The TS sources of @berth/native rather than its CommonJS dist: tree-shakable.
+        b.onResolve({ filter: /^@berth\/native$/ }, () => ({ path: path.join(nativeRoot, 'src', 'index.ts') }));
+      },
+    }],
+    // Found at run time by the addon loader (it looks for the package's build/ folder).
+    external: ['@berth/native/package.json'],
+    write: false,
+    metafile: true,
+    sourcemap: 'linked',
+    outfile: out,
+    logLevel: 'warning',
+  });
+  const foreign = Object.keys(result.metafile.inputs)
+    .map((f) => path.resolve(f))
+    .filter((f) => !f.startsWith(repo + path.sep) || f.includes(`${path.sep}node_modules${path.sep}`) || /[/\\]packages[/\\](api|common)[/\\]/.test(f));
+  if (foreign.length > 0) {
+    console.error(`bundle-cli: ${entry} must not reach npm packages or @berth/api|common (loaded at every CLI start):\n  ${foreign.join('\n  ')}`);
+    process.exit(1);
+  }
+  let code;
+  let map;
+  for (const f of result.outputFiles) {
+    if (f.path.endsWith('.map')) map = f.contents;
+    else code = f.text;
+  }
+  code = code.replace(/^#!.*\n/, '');
+  const hash = createHash('sha256').update(code).digest('hex').slice(0, HASH_LEN);
+  code += `${HASH_MARK}${hash}\n`;
+
+  const cacheFile = out.replace(/\.js$/, '.cache');
+  // Eagerly compiled: every function of the bundle in the cache, not only the top level.
+  v8.setFlagsFromString('--no-lazy');
+  const script = new Script(wrap(code), { filename: path.resolve(out) });
+  v8.setFlagsFromString('--lazy');
+  const cache = Buffer.concat([Buffer.from(hash), script.createCachedData()]);
+
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  writeAtomic(`${out}.map`, map);
+  writeAtomic(out, code);
+  writeAtomic(cacheFile, cache);
+
+  const check = `const fs=require('fs'),{wrap}=require('module'),{Script}=require('vm');` +
+    `const s=new Script(wrap(fs.readFileSync(${JSON.stringify(out)},'utf8')),{cachedData:fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${HASH_LEN})});` +
+    `process.exit(s.cachedDataRejected===true?1:0)`;
+  try {
+    execFileSync(process.execPath, ['-e', check], { stdio: 'inherit' });
+  } catch {
+    fs.rmSync(cacheFile, { force: true });
+    console.error(`bundle-cli: V8 rejects the code cache made for ${out} in a fresh process`);
+    process.exit(1);
+  }
+  if (bin) fs.chmodSync(bin, 0o755);
+  const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+  console.log(`bundle-cli: ${out} (${kb(code.length)}, ${Object.keys(result.metafile.inputs).length} modules), code cache ${kb(cache.length)}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
