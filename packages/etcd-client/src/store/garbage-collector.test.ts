@@ -3,11 +3,8 @@
 // several owners, and references to owners that do not exist.
 import { core, store } from '@berth/api';
 import { decodeObject, unwrap, type UserInfo } from '@berth/apimachinery';
-import type { EtcdCluster } from '@berth/common';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EtcdV2Client } from '../v2';
-import { EtcdV3Client } from '../v3';
-import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
+import { EtcdWithClients, uniquePrefix, waitUntil } from '../v3/fixture';
 import type { StorageBackend } from './backend';
 import { EtcdV2Backend } from './backend-v2';
 import { EtcdV3Backend } from './backend-v3';
@@ -16,19 +13,9 @@ import { Registry } from './registry';
 
 const admin: UserInfo = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
 
-let etcd: EtcdCluster;
-let v3: EtcdV3Client;
-let v2: EtcdV2Client;
-beforeAll(async () => {
-  etcd = await startEtcd({ enableV2: true });
-  v3 = new EtcdV3Client({ endpoints: etcd.endpoints });
-  v2 = new EtcdV2Client({ endpoints: etcd.endpoints });
-});
-afterAll(async () => {
-  v3?.close();
-  v2?.close();
-  await etcd?.destroy();
-});
+const env = new EtcdWithClients();
+beforeAll(() => env.start());
+afterAll(() => env.destroy());
 
 describe.each(['v3', 'v2'] as const)('garbage collection on etcd %s', (api) => {
   let reg: Registry;
@@ -36,7 +23,7 @@ describe.each(['v3', 'v2'] as const)('garbage collection on etcd %s', (api) => {
   let prefix: string;
   beforeEach(async () => {
     prefix = uniquePrefix('gc');
-    const backend: StorageBackend = api === 'v3' ? new EtcdV3Backend(v3) : new EtcdV2Backend(v2);
+    const backend: StorageBackend = api === 'v3' ? new EtcdV3Backend(env.v3) : new EtcdV2Backend(env.v2);
     reg = new Registry(backend, { prefix });
     await reg.start();
     gc = new GarbageCollector(reg, { resources: ['configmaps', 'secrets', 'pods', 'namespaces', 'nodes'], retryMs: 100 });
@@ -45,8 +32,8 @@ describe.each(['v3', 'v2'] as const)('garbage collection on etcd %s', (api) => {
   afterEach(async () => {
     await gc.close();
     reg.close();
-    if (api === 'v3') await v3.delete(prefix, { prefix: true });
-    else await v2.delete(prefix, { recursive: true }).catch(() => undefined);
+    if (api === 'v3') await env.v3.delete(prefix, { prefix: true });
+    else await env.v2.delete(prefix, { recursive: true }).catch(() => undefined);
   });
 
   const ref = (o: core.Object, block?: boolean) => {

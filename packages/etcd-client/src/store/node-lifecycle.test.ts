@@ -9,11 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { core, store } from '@berth/api';
 import { StoreClient, decodeObject } from '@berth/apimachinery';
-import { startServiceProcess, waitServing, type EtcdCluster, type ServiceProcess } from '@berth/common';
+import { startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EtcdV2Client } from '../v2';
-import { EtcdV3Client } from '../v3';
-import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
+import { EtcdWithClients, uniquePrefix, waitUntil } from '../v3/fixture';
 import { EtcdV3Backend } from './backend-v3';
 import { markUnknown, NodeLifecycleController, reconcileReadyTaints, TAINT_NODE_NOT_READY, TAINT_NODE_UNREACHABLE } from './node-lifecycle';
 import { Registry } from './registry';
@@ -22,19 +20,9 @@ const bin = path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-etcd-clien
 const GRACE_MS = 2000;
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
 
-let etcd: EtcdCluster;
-let v3: EtcdV3Client;
-let v2: EtcdV2Client;
-beforeAll(async () => {
-  etcd = await startEtcd({ enableV2: true });
-  v3 = new EtcdV3Client({ endpoints: etcd.endpoints });
-  v2 = new EtcdV2Client({ endpoints: etcd.endpoints });
-});
-afterAll(async () => {
-  v3?.close();
-  v2?.close();
-  await etcd?.destroy();
-});
+const env = new EtcdWithClients();
+beforeAll(() => env.start());
+afterAll(() => env.destroy());
 
 /** MicroTime, as a kubelet writes renewTime. */
 const microNow = () => new Date().toISOString().replace(/Z$/, '000Z');
@@ -97,16 +85,16 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
     for (const k of kubelets) k.stopRenewing();
     for (const c of clients) c.close();
     await Promise.all(procs.map((p) => p.stop()));
-    await v3.delete(prefix, { prefix: true }).catch(() => undefined);
-    await v3.delete(`/berth-leader-election${prefix}`, { prefix: true }).catch(() => undefined);
-    await v2.delete(prefix, { recursive: true }).catch(() => undefined);
-    await v2.delete(`/berth-leader-election${prefix}`, { recursive: true }).catch(() => undefined);
+    await env.v3.delete(prefix, { prefix: true }).catch(() => undefined);
+    await env.v3.delete(`/berth-leader-election${prefix}`, { prefix: true }).catch(() => undefined);
+    await env.v2.delete(prefix, { recursive: true }).catch(() => undefined);
+    await env.v2.delete(`/berth-leader-election${prefix}`, { recursive: true }).catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   async function start(api: 'v3' | 'v2', tag = 'a', extra: string[] = []): Promise<{ proc: ServiceProcess; client: StoreClient }> {
     const sock = `unix://${path.join(dir, `${tag}.sock`)}`;
-    const proc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(dir, `state-${tag}`), '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-api', api,
+    const proc = startServiceProcess(bin, ['--listen', sock, '--state-dir', path.join(dir, `state-${tag}`), '--etcd-endpoints', env.etcd.endpoints.join(','), '--etcd-api', api,
       '--etcd-prefix', prefix, '--etcd-health-interval-ms', '200', '--node-monitor-grace-period', `${GRACE_MS}ms`, '--node-monitor-period', '200ms', '--leader-election-lease-duration', '3s', ...extra]);
     procs.push(proc);
     expect(await waitServing(sock), proc.output()).toBe('SERVING');
@@ -231,7 +219,7 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
 describe('node lifecycle controller under write contention (in-process, real etcd)', () => {
   it('retries resourceVersion conflicts and never overwrites a concurrent status write', async () => {
     const prefix = uniquePrefix('nlc-conflict');
-    const reg = new Registry(new EtcdV3Backend(v3), { prefix });
+    const reg = new Registry(new EtcdV3Backend(env.v3), { prefix });
     await reg.start();
     const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
     const ctl = new NodeLifecycleController(reg, { gracePeriodMs: 500, monitorPeriodMs: 50 });
@@ -267,7 +255,7 @@ describe('node lifecycle controller under write contention (in-process, real etc
       writing = false;
       await ctl.close();
       reg.close();
-      await v3.delete(prefix, { prefix: true });
+      await env.v3.delete(prefix, { prefix: true });
     }
   });
 });

@@ -217,6 +217,7 @@ describe('EtcdV2Client keys', () => {
     const got: V2Response[] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => { release = r; });
+    let lastIndex = Infinity;
     const reading = (async () => {
       for await (const r of w) {
         got.push(r);
@@ -225,7 +226,6 @@ describe('EtcdV2Client keys', () => {
       }
     })();
     const writes: { i: number; index: number; key: string }[] = [];
-    let lastIndex = Infinity;
     const n = 1500;
     for (let b = 0; b < n; b += 50) {
       const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => c.set(`${p}/k${(b + j) % 40}`, String(b + j))));

@@ -5,10 +5,35 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EtcdCluster, type EtcdClusterOptions } from '@berth/common';
+import { EtcdV2Client } from '../v2/client';
+import { EtcdV3Client } from './client';
 
 export async function startEtcd(opts: Partial<EtcdClusterOptions> = {}): Promise<EtcdCluster> {
   const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-etcd-test-'));
   return EtcdCluster.start({ dataRoot, removeDataOnDestroy: true, enableV2: true, ...opts });
+}
+
+/**
+ * A real etcd (v2 API on) with a v2 and a v3 client on it, shared by the tests of one file:
+ * `beforeAll(() => env.start())`, `afterAll(() => env.destroy())`. The fields are set once
+ * start() has run; destroy() closes what was made, also after a start that failed half-way.
+ */
+export class EtcdWithClients {
+  etcd!: EtcdCluster;
+  v2!: EtcdV2Client;
+  v3!: EtcdV3Client;
+
+  async start(opts: Partial<EtcdClusterOptions> = {}): Promise<void> {
+    this.etcd = await startEtcd(opts);
+    this.v3 = new EtcdV3Client({ endpoints: this.etcd.endpoints });
+    this.v2 = new EtcdV2Client({ endpoints: this.etcd.endpoints });
+  }
+
+  async destroy(): Promise<void> {
+    this.v3?.close();
+    this.v2?.close();
+    await this.etcd?.destroy();
+  }
 }
 
 let counter = 0;
