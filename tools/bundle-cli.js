@@ -19,7 +19,7 @@
 const { execFileSync } = require('node:child_process');
 const { createHash } = require('node:crypto');
 const fs = require('node:fs');
-const { wrap } = require('node:module');
+const { builtinModules, wrap } = require('node:module');
 const path = require('node:path');
 const v8 = require('node:v8');
 const { Script } = require('node:vm');
@@ -33,6 +33,34 @@ function writeAtomic(file, data) {
   fs.writeFileSync(tmp, data);
   fs.renameSync(tmp, file);
 }
+
+/**
+ * Node's own modules that its start-up has not loaded (node:crypto, node:net and the stream
+ * stack under them, node:child_process, ...) cost 2-40 ms each to load on this machine. A
+ * library module may import one at its top for a path the CLI never takes (the daemon's cgroup
+ * pool hashes with node:crypto): in the bundle, each such import gets an object whose
+ * properties load the module on first access, so a command pays only for what it uses.
+ */
+const EAGER_BUILTINS = new Set(['buffer', 'events', 'fs', 'module', 'os', 'path', 'process', 'timers', 'util', 'vm']);
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?[a-z_]+(\/[a-z_]+)?$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      if (args.namespace === 'lazy-builtin' || EAGER_BUILTINS.has(name) || !builtinModules.includes(name)) return undefined;
+      return { path: name, namespace: 'lazy-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
+      const keys = Object.keys(require(args.path)).filter((k) => k !== 'default');
+      const id = JSON.stringify(`node:${args.path}`);
+      return {
+        loader: 'js',
+        contents: `let m;\nconst load = () => (m ??= require(${id}));\n` +
+          `module.exports = Object.defineProperties({}, {${keys.map((k) => `${JSON.stringify(k)}: { get: () => load()[${JSON.stringify(k)}], enumerable: true }`).join(', ')}});\n`,
+      };
+    });
+  },
+};
 
 async function main() {
   const [entry, out, bin] = process.argv.slice(2);
@@ -55,7 +83,7 @@ async function main() {
         // The TS sources of @berth/native rather than its CommonJS dist: tree-shakable.
         b.onResolve({ filter: /^@berth\/native$/ }, () => ({ path: path.join(nativeRoot, 'src', 'index.ts') }));
       },
-    }],
+    }, lazyBuiltins],
     // Found at run time by the addon loader (it looks for the package's build/ folder).
     external: ['@berth/native/package.json'],
     write: false,

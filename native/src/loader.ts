@@ -46,8 +46,14 @@ const FILE_NAME = 'berth_native.node';
  * require() does, from where the bundle is.
  */
 function packageRoot(): string {
-  if (/^loader\.[jt]s$/.test(path.basename(__filename))) return path.resolve(__dirname, '..');
-  return path.dirname(require.resolve('@berth/native/package.json'));
+  if (!/^loader\.[jt]s$/.test(path.basename(__filename))) {
+    try {
+      return path.dirname(require.resolve('@berth/native/package.json'));
+    } catch {
+      // not installed where the bundle is: the paths below are listed as not found
+    }
+  }
+  return path.resolve(__dirname, '..');
 }
 
 /**

@@ -45,6 +45,22 @@ describe('berth-runtime bin', () => {
     expect((JSON.parse(r.err) as string[]).filter((f) => f !== probe)).toEqual([LAUNCHER]);
   });
 
+  it('loads the heavier Node modules only for the commands that use them', () => {
+    // The library imports node:crypto (cgroup pool) and node:net (netlink codec) at its top,
+    // for paths these commands never take.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-launcher-'));
+    dirs.push(dir);
+    const probe = path.join(dir, 'probe.js');
+    fs.writeFileSync(probe, "process.on('exit', () => require('fs').writeSync(2, JSON.stringify(process.moduleLoadList.filter((m) => /^NativeModule (crypto|net|child_process|stream)$/.test(m)))));\n");
+    const version = node(['--require', probe, LAUNCHER, '--version']);
+    expect(version.code).toBe(0);
+    expect(JSON.parse(version.err)).toEqual([]);
+    const state = node(['--require', probe, LAUNCHER, '--root', dir, 'state', 'no-such-container']);
+    expect(state.code).toBe(1);
+    expect(state.err).toContain('container does not exist');
+    expect(JSON.parse(state.err.slice(state.err.lastIndexOf('[')))).toEqual([]);
+  });
+
   it('never takes a cache made for another build of the bundle, even one of the same length', () => {
     // A rebuild that changes one character keeps the length, the only thing V8 checks itself:
     // with the old cache the old code would run.
