@@ -234,7 +234,9 @@ export class NodeAgent {
     for (const s of this.statics) s.start();
     // Pods seen in the Store feed the status manager's view first, so a restarted agent does
     // not rewrite (or regress) statuses it wrote before.
-    if (this.seams) this.informer = await this.seams.watchNodePods(this.nodeName, this.config);
+    // A status another writer changed under the agent (Ready=False from the node lifecycle
+    // controller while this node was not heard) is put right when the informer sees it.
+    if (this.seams) this.informer = await this.seams.watchNodePods(this.nodeName, this.config, (p) => { if (this.status.reconcile(p)) this.log('info', { pod: `${p.metadata!.namespace}/${p.metadata!.name}` }, 'pod status in the Store differs from the node\'s view: posted again'); });
     for (const p of this.config.all()) if (p.status) this.status.observe(p);
     await this.cleanOrphansUntilReachable();
     this.loop.start();

@@ -108,12 +108,18 @@ export class StoreSeams implements PodStatusStore, ConfigSource, EventSink, Leas
     return this.updateNodeStatus({ ...cur, status: node.status });
   }
 
-  /** Feeds PodConfig with the pods bound to `nodeName`; resolves once the first list is in. */
-  async watchNodePods(nodeName: string, config: PodConfig): Promise<Informer> {
+  /**
+   * Feeds PodConfig with the pods bound to `nodeName`; resolves once the first list is in.
+   * `onUpdate` sees every changed pod, status-only changes too (PodConfig ignores those).
+   */
+  async watchNodePods(nodeName: string, config: PodConfig, onUpdate?: (pod: core.Pod) => void): Promise<Informer> {
     const inf = new Informer(this.client, { resource: 'pods', fieldSelector: `spec.nodeName=${nodeName}` });
     const pod = (o: core.Object) => unwrap(o).value as core.Pod;
     inf.on('add', (o) => config.apply('store', 'ADD', pod(o)));
-    inf.on('update', (_old, o) => config.apply('store', 'UPDATE', pod(o)));
+    inf.on('update', (_old, o) => {
+      config.apply('store', 'UPDATE', pod(o));
+      onUpdate?.(pod(o));
+    });
     inf.on('delete', (o) => config.apply('store', 'DELETE', pod(o)));
     await inf.start();
     return inf;

@@ -207,6 +207,33 @@ describe('kubelet-agent against the real Store', () => {
     expect(stored.status!.containerStatuses[0].restartCount).toBe(2);
   });
 
+  it('a Ready=False another writer puts on a pod (the node lifecycle controller) is set right from the informer\'s update, without a sync; the echo of its own writes is not', async () => {
+    const pod = await createPod('reconcile-1', nodeName);
+    const mgr = new StatusManager({ clock: realClock, store: seams, batchMs: 5 });
+    const running = new Map([['app', { current: { name: 'app', id: 'c1', state: 'running' as const, exitCode: 0, startedAt: Date.now() - 1000, finishedAt: 0, reason: '', attempt: 0 }, image: 'busybox:1.36', ready: true, started: true }]]);
+    mgr.setStatus(pod, computePodStatus({ pod, containers: running, now: Date.now(), hostIPs: ['10.0.0.1'], podIPs: ['10.244.0.9'], startedAt: Date.now() - 2000 }));
+    await mgr.flush();
+    const reposted: string[] = [];
+    let inf: Informer | undefined;
+    try {
+      inf = await seams.watchNodePods(nodeName, new PodConfig(), (p) => { if (mgr.reconcile(p)) reposted.push(p.metadata!.resourceVersion); });
+      const readyOf = async () => ((unwrap(await client.get('pods', ns, 'reconcile-1')).value as core.Pod).status!.conditions.find((c) => c.type === 'Ready')!.status);
+      expect(await readyOf()).toBe('True');
+      const cur = unwrap(await client.get('pods', ns, 'reconcile-1')).value as core.Pod;
+      const marked = { ...cur, status: { ...cur.status!, conditions: cur.status!.conditions.map((c) => (c.type === 'Ready' ? { ...c, status: 'False' } : c)) } };
+      await client.updateStatus(wrap(POD, marked));
+      await until('Ready=True again', async () => (await readyOf()) === 'True', 10_000);
+      expect(reposted).toHaveLength(1);
+      expect(mgr.writes).toBe(2);
+      // the update event of that write is its own echo: nothing more is written
+      await new Promise((r) => setTimeout(r, 500));
+      expect(mgr.writes).toBe(2);
+      expect(reposted).toHaveLength(1);
+    } finally {
+      inf?.stop();
+    }
+  });
+
   it('identical events become one Event with a count', async () => {
     const pod = await createPod('events-1', nodeName);
     const rec = new EventRecorder({ clock: realClock, sink: seams, host: nodeName });

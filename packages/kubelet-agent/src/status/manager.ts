@@ -6,7 +6,10 @@ import { ConflictError, NotFoundError } from '@berth/common';
 import type { Clock, Timer } from '../clock';
 import type { PodStatusStore } from '../seams';
 import { CONFIG_MIRROR_ANNOTATION } from '../sync/pod-config';
-import { mergeNoRegress, statusEqual } from './compute';
+import { mergeNoRegress, rfc3339, statusEqual } from './compute';
+
+/** The pod conditions the kubelet owns: another writer's different value for one of them is re-posted. */
+export const KUBELET_CONDITIONS = ['Initialized', 'ContainersReady', 'Ready'] as const;
 
 export interface StatusManagerOptions {
   clock: Clock;
@@ -36,6 +39,9 @@ export class StatusManager {
   /** The pod as last seen in the Store (write result or informer): the first write tries its
    *  resourceVersion directly, and re-reads only on a conflict — one round trip, not two. */
   private readonly latest = new Map<string, core.Pod>();
+  /** The status the pod worker last computed, per pod uid: the agent's own view, kept when
+   *  someone else (the node lifecycle controller) overwrites it in the Store. */
+  private readonly desired = new Map<string, core.PodStatus>();
   private timer?: Timer;
   private flushing?: Promise<void>;
   private readonly batchMs: number;
@@ -65,6 +71,7 @@ export class StatusManager {
   setStatus(pod: core.Pod, status: core.PodStatus): void {
     const meta = pod.metadata;
     if (!meta?.uid || !meta.name) throw new TypeError('pod.metadata.uid and name: required to write a status');
+    this.desired.set(meta.uid, status);
     const base = this.written.get(meta.uid);
     if (base && statusEqual(base, status)) {
       this.pending.delete(meta.uid);
@@ -74,7 +81,34 @@ export class StatusManager {
     if (!this.timer) this.timer = this.opts.clock.setTimeout(() => { this.timer = undefined; void this.flush(); }, this.batchMs);
   }
 
+  /**
+   * A pod as the Store has it now (the informer's update): when another writer changed a
+   * condition the kubelet owns (the node lifecycle controller's Ready=False while this node was
+   * not heard) and the agent's own view says otherwise, the own view is posted again now, as the
+   * kubelet's status manager does, instead of at the pod's next resync. Returns whether it did.
+   */
+  reconcile(pod: core.Pod): boolean {
+    const meta = pod.metadata;
+    if (!meta?.uid || !meta.name || !pod.status) return false;
+    const seen = this.latest.get(meta.uid);
+    this.observe(pod);
+    // A stale event (older than a write of ours) says nothing about the Store now; a pending
+    // write goes out anyway.
+    if (seen && Number(seen.metadata!.resourceVersion) > Number(meta.resourceVersion)) return false;
+    const mine = this.desired.get(meta.uid);
+    if (!mine || this.pending.has(meta.uid)) return false;
+    const theirs = new Map(pod.status.conditions.map((c) => [c.type, c]));
+    const differs = mine.conditions.filter((c) => (KUBELET_CONDITIONS as readonly string[]).includes(c.type) && theirs.get(c.type) && theirs.get(c.type)!.status !== c.status);
+    if (!differs.length) return false;
+    // The conditions flip back in the Store now: that is their transition time.
+    const now = rfc3339(this.opts.clock.now());
+    const status = { ...mine, conditions: mine.conditions.map((c) => (differs.includes(c) ? { ...c, lastTransitionTime: now } : c)) };
+    this.setStatus(pod, status);
+    return true;
+  }
+
   forget(uid: string): void {
+    this.desired.delete(uid);
     this.pending.delete(uid);
     this.written.delete(uid);
     this.latest.delete(uid);

@@ -172,4 +172,49 @@ describe('StatusManager', () => {
     expect(s.containerStatuses[0].restartCount).toBe(4);
     expect(s.containerStatuses[0].state?.terminated?.reason).toBe('Completed');
   });
+
+  describe('reconcile (another writer changed a condition the kubelet owns)', () => {
+    const readyStatus = core.PodStatus.fromPartial({ phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: rfc3339(T0) }, { type: 'ContainersReady', status: 'True', lastTransitionTime: rfc3339(T0) }] });
+    const withReady = (p: core.Pod, status: string, extra: core.PodCondition[] = []) => ({ ...p, status: { ...p.status!, conditions: [...p.status!.conditions.map((c) => (c.type === 'Ready' ? { ...c, status } : c)), ...extra] } });
+    async function written() {
+      const { clock, store, mgr } = setup();
+      const p = store.put(pods(1)[0]);
+      mgr.setStatus(p, readyStatus);
+      await clock.advance(10);
+      await mgr.flush();
+      return { clock, store, mgr, p: store.pods.get('default/p0')! };
+    }
+
+    it('posts the own view again, with the time it flips back as the transition time', async () => {
+      const { clock, store, mgr, p } = await written();
+      // the node lifecycle controller: Ready=False
+      const marked = store.put(withReady(p, 'False'));
+      await clock.advance(5000);
+      expect(mgr.reconcile(marked)).toBe(true);
+      await clock.advance(10);
+      await mgr.flush();
+      const ready = store.pods.get('default/p0')!.status!.conditions.find((c) => c.type === 'Ready')!;
+      expect(ready).toMatchObject({ status: 'True', lastTransitionTime: rfc3339(T0 + 5010) });
+      expect(store.updates).toBe(2);
+    });
+
+    it('leaves alone the echo of its own write, a stale event, conditions others own, and pods it never wrote', async () => {
+      const { store, mgr, p } = await written();
+      expect(mgr.reconcile(p)).toBe(false);
+      const gate = store.put(withReady(p, 'True', [core.PodCondition.fromPartial({ type: 'example.com/gate', status: 'False' })]));
+      expect(mgr.reconcile(gate)).toBe(false);
+      // an event older than what the manager saw last
+      expect(mgr.reconcile({ ...withReady(p, 'False'), metadata: { ...p.metadata!, resourceVersion: '1' } })).toBe(false);
+      const other = store.put({ ...pods(2)[1], status: core.PodStatus.fromPartial({ phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }] }) });
+      expect(mgr.reconcile(other)).toBe(false);
+      await mgr.flush();
+      expect(store.updates).toBe(1);
+    });
+
+    it('forgets a pod once told to: no re-post after it is gone', async () => {
+      const { store, mgr, p } = await written();
+      mgr.forget(p.metadata!.uid);
+      expect(mgr.reconcile(store.put(withReady(p, 'False')))).toBe(false);
+    });
+  });
 });
