@@ -230,6 +230,30 @@ export function macString(b: Buffer): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
+/**
+ * A gratuitous ARP (RFC 5227 announcement: a request whose sender and target address are both
+ * `ip`) from `mac`, as an Ethernet frame to `to` (default broadcast). A neighbour that has an
+ * entry for `ip` replaces its MAC with `mac`.
+ */
+export function gratuitousArp(o: { mac: string; ip: string; to?: string }): Buffer {
+  const f = zeroed(42);
+  macBytes(o.to ?? 'ff:ff:ff:ff:ff:ff', 'gratuitous ARP destination').copy(f, 0);
+  const mac = macBytes(o.mac, 'gratuitous ARP mac');
+  mac.copy(f, 6);
+  f.writeUInt16BE(0x0806, 12); // ETH_P_ARP
+  f.writeUInt16BE(1, 14); // hardware: Ethernet
+  f.writeUInt16BE(0x0800, 16); // protocol: IPv4
+  f.writeUInt8(6, 18);
+  f.writeUInt8(4, 19);
+  f.writeUInt16BE(1, 20); // request
+  mac.copy(f, 22);
+  const ip = ipv4Bytes(o.ip);
+  ip.copy(f, 28);
+  // Target hardware address stays zero; the target protocol address is the sender's own.
+  ip.copy(f, 38);
+  return f;
+}
+
 /** Parses "10.1.2.3/24" into address and prefix length; names `field` on error. */
 export function parseCidr(cidr: string, field = 'cidr'): { ip: string; prefix: number } {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(cidr);

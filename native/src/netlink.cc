@@ -12,6 +12,7 @@
 // block the event loop. TS serialises transactions per socket, so a socket is never read by
 // two threads at once.
 #include <fcntl.h>
+#include <linux/if_packet.h>
 #include <linux/netlink.h>
 #include <linux/nsfs.h>
 #include <sched.h>
@@ -389,7 +390,42 @@ Napi::Value NetnsSysctl(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, out);
 }
 
+// packetOpen(netnsFd: number /* -1 = here */): number (fd). A raw AF_PACKET socket made in that
+// namespace (an ifindex given to sendto resolves there). Protocol 0: it only sends, so the
+// kernel hooks no receive path for it.
+Napi::Value PacketOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int nsfd = info[0].As<Napi::Number>().Int32Value();
+  int fd = -1;
+  const char* failed = "socket";
+  int err = InNetns(nsfd, &failed, [&]() -> int {
+    fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    return fd < 0 ? errno : 0;
+  });
+  if (err != 0) return ThrowSyscallError(env, err, failed);
+  return Napi::Number::New(env, fd);
+}
+
+// packetSend(fd, ifindex, frame: Buffer /* from the Ethernet header on */). One sendto, which
+// returns once the frame is handed to the device (veth delivers it to its peer at once).
+Napi::Value PacketSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> frame = info[2].As<Napi::Buffer<uint8_t>>();
+  struct sockaddr_ll to = {};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = info[1].As<Napi::Number>().Int32Value();
+  ssize_t n;
+  do {
+    n = ::sendto(fd, frame.Data(), frame.Length(), 0, reinterpret_cast<struct sockaddr*>(&to), sizeof to);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ThrowSyscallError(env, errno, "sendto");
+  return env.Undefined();
+}
+
 void InitNetlink(Napi::Env env, Napi::Object exports) {
+  exports.Set("packetOpen", Napi::Function::New(env, PacketOpen, "packetOpen"));
+  exports.Set("packetSend", Napi::Function::New(env, PacketSend, "packetSend"));
   exports.Set("nlOpen", Napi::Function::New(env, NlOpen, "nlOpen"));
   exports.Set("nlClose", Napi::Function::New(env, NlClose, "nlClose"));
   exports.Set("nlTransact", Napi::Function::New(env, NlTransact, "nlTransact"));

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { Conntrack, encodeMessage, ipBytes, ipString, lockFile, Netns, NLM_F, parseIpCidr, parseMessages, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
+import { Conntrack, encodeMessage, gratuitousArp, ipBytes, ipString, lockFile, Netns, NLM_F, parseIpCidr, parseMessages, PacketSocket, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
 
 const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
 const ipJson = (ns: string, ...args: string[]): any[] => JSON.parse(sh('ip', ['-n', ns, '-j', ...args]) || '[]');
@@ -245,6 +245,31 @@ describe('netlink on the real kernel', () => {
     expect((await rt.addresses(br.index, 6)).map((a) => a.ip)).not.toContain('2001:db8:5::1');
   });
 
+  it('sends a frame from a packet socket opened in another namespace: a gratuitous ARP updates the neighbour it is sent to', async () => {
+    const a = mkns();
+    const b = mkns();
+    const A = open(a);
+    const B = open(b);
+    const host = await A.rt.addVeth({ name: 'vh0', peer: 'eth0', peerNetns: B.netns, peerMac: '02:00:00:00:00:05' });
+    await A.rt.addAddress(host.index, '10.77.0.1/24');
+    await A.rt.setLink(host.index, { up: true });
+    await B.rt.setLink(host.link, { up: true });
+    sh('ip', ['-n', a, 'neigh', 'replace', '10.77.0.2', 'lladdr', '02:00:00:00:00:99', 'dev', 'vh0', 'nud', 'stale']);
+    const sock = PacketSocket.open(B.netns);
+    opened.push(sock);
+    // From the peer's namespace, by the peer's index there (the same number means another link here).
+    sock.send(host.link, gratuitousArp({ mac: '02:00:00:00:00:05', ip: '10.77.0.2', to: host.mac }));
+    let entry: any;
+    for (let t = 0; t < 100; t++) {
+      entry = ipJson(a, 'neigh', 'show', '10.77.0.2', 'dev', 'vh0')[0];
+      if (entry?.lladdr === '02:00:00:00:00:05') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(entry?.lladdr).toBe('02:00:00:00:00:05');
+    expect(() => sock.send(0, gratuitousArp({ mac: '02:00:00:00:00:05', ip: '10.77.0.2' }))).toThrow(RangeError);
+    expect(() => sock.send(9999, gratuitousArp({ mac: '02:00:00:00:00:05', ip: '10.77.0.2' }))).toThrow(/ENXIO|ENODEV/);
+  });
+
   it('reads and writes sysctls of the namespace, not of the host', () => {
     const ns = mkns();
     const { netns } = open(ns);
@@ -316,6 +341,17 @@ describe('netlink encoding (recording transport)', () => {
     expect(() => parseIpCidr('2001:db8::/129', 'dst')).toThrow(/dst: expected a CIDR/);
     expect(() => parseIpCidr('10.0.0.0', 'dst')).toThrow(/dst: expected a CIDR/);
     expect(parseIpCidr('2001:db8::/32')).toMatchObject({ prefix: 32, family: 10 });
+  });
+
+  it('builds a gratuitous ARP: an Ethernet frame with a request whose sender and target are the announced address', () => {
+    const f = gratuitousArp({ mac: '0a:58:0a:3f:01:02', ip: '10.63.1.2', to: '0a:58:0a:3f:01:01' });
+    expect(f.toString('hex')).toBe(
+      '0a580a3f0101' + '0a580a3f0102' + '0806' + // Ethernet: to, from, ARP
+      '0001' + '0800' + '06' + '04' + '0001' + // Ethernet/IPv4, request
+      '0a580a3f0102' + '0a3f0102' + '000000000000' + '0a3f0102');
+    expect(gratuitousArp({ mac: '0a:58:0a:3f:01:02', ip: '10.63.1.2' }).subarray(0, 6).toString('hex')).toBe('ffffffffffff');
+    expect(() => gratuitousArp({ mac: 'nope', ip: '10.63.1.2' })).toThrow(/gratuitous ARP mac/);
+    expect(() => gratuitousArp({ mac: '0a:58:0a:3f:01:02', ip: '::1' })).toThrow(/IPv4/);
   });
 
   it('frames messages the way the kernel reads them', () => {

@@ -21,7 +21,7 @@ import {
 // struct builders and attribute encoders stay internal (generic names like u32 would crowd
 // the package's namespace).
 export {
-  AF_INET, AF_INET6, NLM_F, RTM, cstr, encodeMessage, intToIp, ipBytes, ipString, ipToInt, ipv4Bytes, ipv4String,
+  AF_INET, AF_INET6, NLM_F, RTM, cstr, encodeMessage, gratuitousArp, intToIp, ipBytes, ipString, ipToInt, ipv4Bytes, ipv4String,
   macBytes, macString, parseCidr, parseIpCidr, parseMessages, tcmsg, type Attr, type Message,
 } from './netlink-codec';
 
@@ -34,6 +34,8 @@ interface NetlinkBinding {
   netnsOpen(path: string): number;
   netnsCloseFd(fd: number): void;
   netnsSysctl(netnsFd: number, path: string, value: string | null): string;
+  packetOpen(netnsFd: number): number;
+  packetSend(fd: number, ifindex: number, frame: Buffer): void;
 }
 const nl = (): NetlinkBinding => binding() as unknown as NetlinkBinding;
 
@@ -55,6 +57,33 @@ export class Netns {
     if (this.closed) return;
     this.closed = true;
     nl().netnsCloseFd(this.fd);
+  }
+}
+
+/**
+ * A raw packet socket in one network namespace (opened there, like a netlink socket, by a
+ * setns-and-back that lasts the call), for the few frames Berth writes itself. It only sends.
+ */
+export class PacketSocket {
+  private closed = false;
+  private constructor(readonly fd: number) {}
+
+  static open(netns: Netns | null = null): PacketSocket {
+    return new PacketSocket(nl().packetOpen(netns?.fd ?? -1));
+  }
+
+  /** Sends one Ethernet frame (header included) out of interface `ifindex` of the socket's namespace. */
+  send(ifindex: number, frame: Buffer): void {
+    if (this.closed) throw new Error('packet socket is closed');
+    if (!Number.isInteger(ifindex) || ifindex <= 0) throw new RangeError(`packet send: expected an interface index, got ${ifindex}`);
+    if (frame.length < 14) throw new RangeError(`packet send: a frame needs at least an Ethernet header (14 bytes), got ${frame.length}`);
+    nl().packetSend(this.fd, ifindex, frame);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    nl().nlClose(this.fd);
   }
 }
 

@@ -126,6 +126,48 @@ describe.each(['bridge', 'routed'] as const)('%s mode on one node', (mode) => {
   });
 });
 
+describe('announcing a pod (bridge mode)', () => {
+  it('corrects the node\'s stale entry for a reused address with a gratuitous ARP to the node alone, and gives single-stack veths no IPv6 link-local', async () => {
+    const node = topo.node(1, '10.63.1.0/24');
+    const net = await managerOn(node, 'bridge');
+    const br = `br${topo.id}`;
+    const brMac = (): string => (JSON.parse(sh('ip', ['-n', node.name, '-j', 'link', 'show', br])) as Array<{ address: string }>)[0]!.address;
+    // Pinned (derived from the gateway 10.63.1.1): ports coming and going never change it, so
+    // neither the node's ARP cache nor the pods' gateway entries are disturbed.
+    expect(brMac()).toBe('0a:58:0a:3f:01:01');
+    // A first pod gives the bridge its carrier for good (an empty bridge has none, and losing
+    // it flushes the node's entries on it).
+    const first = await pod(net);
+    expect(first.ip).toBe('10.63.1.2');
+    // Entries the node might hold from earlier pods: the next pods get 10.63.1.3 and 10.63.1.4.
+    for (const ip of ['10.63.1.3', '10.63.1.4']) sh('ip', ['-n', node.name, 'neigh', 'replace', ip, 'lladdr', '02:00:00:00:00:99', 'dev', br, 'nud', 'stale']);
+    const macOf = (ip: string): string | undefined => (JSON.parse(sh('ip', ['-n', node.name, '-j', 'neigh', 'show', ip, 'dev', br])) as Array<{ lladdr?: string }>)[0]?.lladdr;
+    // The frame is handled in softirq, which a loaded machine may run a little later.
+    const macSoon = async (ip: string, want: string): Promise<string | undefined> => {
+      for (let t = 0; t < 100 && macOf(ip) !== want; t++) await new Promise((r) => setTimeout(r, 20));
+      return macOf(ip);
+    };
+    const b = await pod(net);
+    expect(b.ip).toBe('10.63.1.3');
+    expect(await macSoon('10.63.1.3', '0a:58:0a:3f:01:03')).toBe('0a:58:0a:3f:01:03');
+    expect(macOf('10.63.1.4')).toBe('02:00:00:00:00:99');
+    // b would now make an entry from any gratuitous ARP it hears; a's must not reach it.
+    sh('ip', ['netns', 'exec', b.ns, 'sysctl', '-qw', 'net.ipv4.conf.eth0.arp_accept=1']);
+    const a = await pod(net);
+    expect(a.ip).toBe('10.63.1.4');
+    expect(await macSoon('10.63.1.4', '0a:58:0a:3f:01:04')).toBe('0a:58:0a:3f:01:04');
+    expect(JSON.parse(sh('ip', ['-n', b.ns, '-j', 'neigh', 'show', a.ip]))).toEqual([]);
+    await startEchoServer(topo, a.ns, 7000, 'A');
+    expect(await probe(b.ns, 'tcp', a.ip, 7000, 'x')).toBe('A:x');
+    expect(brMac()).toBe('0a:58:0a:3f:01:01');
+    // No automatic IPv6 on either end of a single-stack pod's veth; the pod's loopback keeps ::1.
+    expect(sh('ip', ['-n', a.ns, '-6', 'addr', 'show', 'dev', 'eth0']).trim()).toBe('');
+    const hostVeth = net.list().find((x) => x.sandboxId === a.id)!.hostVeth;
+    expect(sh('ip', ['-n', node.name, '-6', 'addr', 'show', 'dev', hostVeth]).trim()).toBe('');
+    expect(sh('ip', ['-n', a.ns, '-6', 'addr', 'show', 'dev', 'lo'])).toMatch(/::1\/128/);
+  });
+});
+
 describe('attachment lifecycle', () => {
   it('is idempotent, checks itself, reports status and lists attachments', async () => {
     const node = topo.node(1, '10.62.1.0/24');
