@@ -14,11 +14,13 @@ import {
   toServiceError,
   unary,
   withUnimplemented,
+  z,
   type ServiceSpec,
 } from '@berth/common';
 import { containerSyscalls } from '@berth/native';
 
 import { ContainerManager, type ContainerEventInfo, type ContainerRecord } from './containers';
+import { DEFAULT_CONTAINERS_PER_MONITOR } from './monitor/hosts';
 import { StatsSampler } from './cri/stats';
 import { ExecSession, execSync } from './exec/exec';
 import { imageService, openImageStore } from './images';
@@ -345,14 +347,25 @@ function safePid(mgr: ContainerManager, id: string): number {
   }
 }
 
-export const spec: ServiceSpec<{}> = {
+const schema = {
+  containersPerMonitor: z.number().int().min(1).max(1024).default(DEFAULT_CONTAINERS_PER_MONITOR),
+};
+
+export const spec: ServiceSpec<typeof schema> = {
   name: 'runtime-shim',
+  options: {
+    containersPerMonitor: {
+      flag: 'containers-per-monitor', type: 'number',
+      description: `containers one monitor process serves (default ${DEFAULT_CONTAINERS_PER_MONITOR}); a monitor that dies loses that many, 1 gives each container its own`,
+    },
+  },
+  schema,
   setup: async (ctx) => {
     // Orphans of our containers (double-forked daemons) are reparented to us and reaped.
     containerSyscalls.setChildSubreaper();
     const images = openImageStore(ctx.config.stateDir);
     const warn = (msg: string): void => ctx.logger.warn(msg);
-    const containers = new ContainerManager({ stateDir: ctx.config.stateDir, images, warn });
+    const containers = new ContainerManager({ stateDir: ctx.config.stateDir, images, warn, containersPerMonitor: ctx.config.containersPerMonitor });
     const sandboxes = new SandboxManager(path.join(ctx.config.stateDir, 'sandboxes'), warn, containers.rt);
     containers.sandboxes = sandboxes;
     await sandboxes.recover();

@@ -1,15 +1,25 @@
-// The container monitor: one small process per container, the parent of its init, so that a
-// kill -9 of the daemon neither stops the container nor loses its exit status (the conmon /
-// containerd-shim design). It
-// - creates the container through the runtime library (so it is the init's parent and reaper),
-// - holds the read ends of the container's stdout/stderr and writes them to the CRI log,
-// - reopens the log on SIGUSR1 (ReopenContainerLog),
-// - writes exit.json (code, signal, OOM kill, time) atomically when the init exits, then exits.
-// The daemon hands it one JSON job on stdin and gets one JSON line back on stdout; after that
-// the monitor needs nothing from the daemon, which may die and come back at any time.
+// The container monitor host: one small process that is the parent of the inits of up to N
+// containers (the conmon / containerd-shim design, shared), so that a kill -9 of the daemon
+// neither stops a container nor loses its exit status. For each container it
+// - creates it through the runtime library (so it is the init's parent and reaper),
+// - holds the read ends of its stdout/stderr and writes them to its CRI log,
+// - writes its exit.json (code, signal, OOM kill, time) atomically when the init exits.
+// SIGUSR1 (ReopenContainerLog) reopens every log it holds.
+//
+// One Node process per container cost ~60 ms of CPU and ~50 MB of memory each: a burst of 100
+// pods spent seconds of CPU on Node start-ups alone. A host serves many containers; the daemon
+// bounds how many (--containers-per-monitor), since a host that dies takes the monitoring of all
+// of its containers with it.
+//
+// Protocol: the daemon writes one JSON HostRequest per line on stdin and reads one JSON
+// HostReply per request on stdout. When stdin ends, no more jobs come (the daemon retired this
+// host, or died): the host exits after its last container. A container whose create finishes
+// after the daemon went away is killed, because no record will ever name it (the daemon's
+// recovery removes records still "creating").
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 
 import { loadNativeBinding, recvFd, socketpair } from '@berth/native';
 
@@ -33,6 +43,14 @@ export interface MonitorJob {
 
 export type MonitorReply = { ok: true; pid: number; /** Time from the job to the container created (diagnostics). */ createMs: number } | { ok: false; error: string; kind: string; field?: string };
 
+/** One line on the host's stdin; `seq` pairs it with its reply. */
+export interface HostRequest {
+  seq: number;
+  job: MonitorJob;
+}
+
+export type HostReply = MonitorReply & { seq: number };
+
 export interface ExitRecord {
   code: number | null;
   signal: string | null;
@@ -41,30 +59,6 @@ export interface ExitRecord {
 }
 
 export const EXIT_FILE = 'exit.json';
-
-function readJob(): Promise<MonitorJob> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        process.stdin.pause();
-        try {
-          resolve(JSON.parse(buf.slice(0, nl)) as MonitorJob);
-        } catch (err) {
-          reject(err);
-        }
-      }
-    });
-    process.stdin.on('end', () => reject(new Error('no job on stdin')));
-  });
-}
-
-function reply(r: MonitorReply): Promise<void> {
-  return new Promise((resolve) => process.stdout.write(`${JSON.stringify(r)}\n`, () => resolve()));
-}
 
 /** Copies a pipe into the log until EOF. */
 function drain(fd: number, stream: LogStream, log: CriLogWriter | undefined): Promise<void> {
@@ -94,84 +88,158 @@ function drainPty(master: number, log: CriLogWriter | undefined): Promise<void> 
   });
 }
 
-export async function main(): Promise<void> {
-  // The daemon's terminal or process group must not take the container's monitor with it.
+export function writeExitRecord(dir: string, rec: ExitRecord): void {
+  const tmp = path.join(dir, `.${EXIT_FILE}.tmp`);
+  fs.writeFileSync(tmp, JSON.stringify(rec));
+  fs.renameSync(tmp, path.join(dir, EXIT_FILE));
+}
+
+class MonitorHost {
+  /** Jobs taken and containers not yet recorded as exited. */
+  private live = 0;
+  private daemonGone = false;
+  /** Logs still being written (SIGUSR1 reopens them; closed ones leave the set). */
+  private readonly logs = new Set<CriLogWriter>();
+  private readonly runtimes = new Map<string, Runtime>();
+
+  constructor(private readonly warn: (msg: string) => void) {}
+
+  private runtime(root: string): Runtime {
+    let rt = this.runtimes.get(root);
+    if (rt === undefined) this.runtimes.set(root, (rt = new Runtime({ root })));
+    return rt;
+  }
+
+  reopenLogs(): void {
+    for (const log of this.logs) {
+      try {
+        log.reopen();
+      } catch (err) {
+        // the log directory is gone: keep writing to the old file
+        this.warn(`reopen of a log: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** No more jobs: stdin ended. */
+  endOfJobs(): void {
+    this.daemonGone = true;
+    this.exitIfDone();
+  }
+
+  private exitIfDone(): void {
+    if (this.daemonGone && this.live === 0) process.exit(0);
+  }
+
+  private reply(r: HostReply): void {
+    if (this.daemonGone) return;
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+  }
+
+  async run(req: HostRequest): Promise<void> {
+    const { seq, job } = req;
+    this.live++;
+    let log: CriLogWriter | undefined;
+    const fds: number[] = [];
+    try {
+      if (job.logPath !== '') {
+        fs.mkdirSync(path.dirname(job.logPath), { recursive: true, mode: 0o755 });
+        log = new CriLogWriter(job.logPath, job.rotate);
+        this.logs.add(log);
+      }
+      const t0 = process.hrtime.bigint();
+      const rt = this.runtime(job.runtimeRoot);
+      let created: Awaited<ReturnType<Runtime['create']>>;
+      let drained: Promise<unknown>;
+      if (job.spec.process?.terminal === true) {
+        // A terminal: the pty is made in the container, its master comes back over a socketpair,
+        // and everything the container writes to it is its stdout.
+        const [mine, theirs] = socketpair();
+        fds.push(mine, theirs);
+        created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, consoleFd: theirs });
+        const master = recvFd(mine);
+        fs.closeSync(mine);
+        fs.closeSync(theirs);
+        fds.length = 0;
+        drained = drainPty(master, log);
+      } else {
+        const out = pipePair(job.dir);
+        const err = pipePair(job.dir);
+        fds.push(out.r, out.w, err.r, err.w);
+        const nul = fs.openSync('/dev/null', 'r');
+        fds.push(nul);
+        created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, stdio: [nul, out.w, err.w] });
+        // Only the container holds the write ends now: EOF comes when its last process closes them.
+        fs.closeSync(out.w);
+        fs.closeSync(err.w);
+        fs.closeSync(nul);
+        fds.length = 0;
+        drained = Promise.all([drain(out.r, 'stdout', log), drain(err.r, 'stderr', log)]);
+      }
+      if (this.daemonGone) {
+        // Nobody took this container and no record will name it: it must not run unseen.
+        this.warn(`container ${job.id}: created after the daemon went away; removed`);
+        await rt.delete(job.id, true).catch(() => undefined);
+      } else {
+        this.reply({ seq, ok: true, pid: created.state.pid, createMs: Number(process.hrtime.bigint() - t0) / 1e6 });
+      }
+      const exit = await created.exited;
+      const finishedAtUs = Date.now() * 1000;
+      // Processes that outlive the init (no pid namespace) may hold the pipes: do not wait forever.
+      await Promise.race([drained, new Promise((r) => setTimeout(r, 2000).unref())]);
+      this.closeLog(log);
+      try {
+        writeExitRecord(job.dir, { code: exit.code, signal: exit.signal, oomKilled: exit.oomKilled, finishedAtUs });
+      } catch (err) {
+        // The container was removed meanwhile (its directory went away with it).
+        this.warn(`container ${job.id}: exit not recorded: ${(err as Error).message}`);
+      }
+    } catch (err) {
+      for (const fd of fds) fs.closeSync(fd);
+      this.closeLog(log);
+      const e = err as Error & { field?: string };
+      this.reply({ seq, ok: false, error: e.message, kind: e.name, ...(e.field !== undefined ? { field: e.field } : {}) });
+    } finally {
+      this.live--;
+      this.exitIfDone();
+    }
+  }
+
+  private closeLog(log: CriLogWriter | undefined): void {
+    if (log === undefined) return;
+    this.logs.delete(log);
+    log.close();
+  }
+}
+
+export function main(): void {
+  // The daemon's terminal or process group must not take the containers' monitor with it.
   for (const s of ['SIGINT', 'SIGHUP', 'SIGPIPE'] as const) process.on(s, () => undefined);
-  // A spare monitor waits for its job: load the addon now, not on the container's clock.
+  const warn = (msg: string): void => void process.stderr.write(`monitor ${process.pid}: ${msg}\n`);
+  // One container's failure must not end the monitoring of the others.
+  process.on('uncaughtException', (err) => warn(`uncaught: ${err.stack ?? err.message}`));
+  // The daemon may die at any time: a reply into a closed pipe is not an error here.
+  process.stdout.on('error', () => undefined);
+  // A spare host waits for its first job: load the addon now, not on the container's clock.
   try {
     loadNativeBinding();
   } catch {
     // reported by the create that needs it
   }
-  let job: MonitorJob;
-  try {
-    job = await readJob();
-  } catch {
-    // A spare monitor whose daemon went away before it had a job: nothing to do.
-    process.exit(0);
-  }
-  let log: CriLogWriter | undefined;
-  const fds: number[] = [];
-  try {
-    if (job.logPath !== '') {
-      fs.mkdirSync(path.dirname(job.logPath), { recursive: true, mode: 0o755 });
-      log = new CriLogWriter(job.logPath, job.rotate);
+  const host = new MonitorHost(warn);
+  process.on('SIGUSR1', () => host.reopenLogs());
+  const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  lines.on('line', (line) => {
+    let req: HostRequest;
+    try {
+      req = JSON.parse(line) as HostRequest;
+    } catch {
+      warn('a job that is not JSON: ignored');
+      return;
     }
-    const t0 = process.hrtime.bigint();
-    const rt = new Runtime({ root: job.runtimeRoot });
-    let created: Awaited<ReturnType<Runtime['create']>>;
-    let drained: Promise<unknown>;
-    if (job.spec.process?.terminal === true) {
-      // A terminal: the pty is made in the container, its master comes back over a socketpair,
-      // and everything the container writes to it is its stdout.
-      const [mine, theirs] = socketpair();
-      fds.push(mine, theirs);
-      created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, consoleFd: theirs });
-      const master = recvFd(mine);
-      fs.closeSync(mine);
-      fs.closeSync(theirs);
-      fds.length = 0;
-      drained = drainPty(master, log);
-    } else {
-      const out = pipePair(job.dir);
-      const err = pipePair(job.dir);
-      fds.push(out.r, out.w, err.r, err.w);
-      const nul = fs.openSync('/dev/null', 'r');
-      fds.push(nul);
-      created = await rt.create(job.id, { bundle: job.bundle, spec: job.spec, stdio: [nul, out.w, err.w] });
-      // Only the container holds the write ends now: EOF comes when its last process closes them.
-      fs.closeSync(out.w);
-      fs.closeSync(err.w);
-      fs.closeSync(nul);
-      fds.length = 0;
-      drained = Promise.all([drain(out.r, 'stdout', log), drain(err.r, 'stderr', log)]);
-    }
-    process.on('SIGUSR1', () => {
-      try {
-        log?.reopen();
-      } catch {
-        // the log directory is gone: keep writing to the old file
-      }
-    });
-    await reply({ ok: true, pid: created.state.pid, createMs: Number(process.hrtime.bigint() - t0) / 1e6 });
-    // From here the daemon may be gone: never write to stdout again.
-    const exit = await created.exited;
-    const finishedAtUs = Date.now() * 1000;
-    // Processes that outlive the init (no pid namespace) may hold the pipes: do not wait forever.
-    await Promise.race([drained, new Promise((r) => setTimeout(r, 2000).unref())]);
-    log?.close();
-    const rec: ExitRecord = { code: exit.code, signal: exit.signal, oomKilled: exit.oomKilled, finishedAtUs };
-    const tmp = path.join(job.dir, `.${EXIT_FILE}.tmp`);
-    fs.writeFileSync(tmp, JSON.stringify(rec));
-    fs.renameSync(tmp, path.join(job.dir, EXIT_FILE));
-    process.exit(0);
-  } catch (err) {
-    for (const fd of fds) fs.closeSync(fd);
-    log?.close();
-    const e = err as Error & { field?: string };
-    await reply({ ok: false, error: e.message, kind: e.name, ...(e.field !== undefined ? { field: e.field } : {}) });
-    process.exit(1);
-  }
+    void host.run(req);
+  });
+  lines.on('close', () => host.endOfJobs());
 }
 
-if (require.main === module) void main();
+if (require.main === module) main();

@@ -133,7 +133,7 @@ export class CriFixture {
 }
 
 /** The real berth-runtime-shim binary (dist), from the sources or from dist itself. */
-function shimBin(): string {
+export function shimBin(): string {
   const here = path.resolve(__dirname, '..', 'bin', 'berth-runtime-shim.js');
   return fs.existsSync(here) && here.includes(`${path.sep}dist${path.sep}`) ? here : path.resolve(__dirname, '..', '..', 'dist', 'bin', 'berth-runtime-shim.js');
 }
@@ -161,9 +161,9 @@ export class ShimFixture {
   }
 
   /** Starts the daemon (again) and connects a client; throws with its output if it does not serve. */
-  async start(): Promise<runtime.RuntimeServiceClient> {
+  async start(extraArgs: string[] = []): Promise<runtime.RuntimeServiceClient> {
     this.client?.close();
-    this.svc = startServiceProcess(shimBin(), ['--listen', `unix://${this.sock}`, '--state-dir', this.stateDir]);
+    this.svc = startServiceProcess(shimBin(), ['--listen', `unix://${this.sock}`, '--state-dir', this.stateDir, ...extraArgs]);
     const health = await waitServing(`unix://${this.sock}`);
     if (health !== 'SERVING') throw new Error(`berth-runtime-shim did not serve (${health}): ${this.svc.output()}`);
     this.client = createClient(runtime.RuntimeServiceClient, { target: `unix://${this.sock}` });
