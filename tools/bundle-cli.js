@@ -84,7 +84,9 @@ async function main() {
         b.onResolve({ filter: /^@berth\/native$/ }, () => ({ path: path.join(nativeRoot, 'src', 'index.ts') }));
       },
     }, lazyBuiltins],
-    // Found at run time by the addon loader (it looks for the package's build/ folder).
+    // The addon loader finds the package's build/ folder from the bundle's folder, else through
+    // require.resolve at run time.
+    define: { BERTH_NATIVE_ROOT_FROM_BUNDLE: JSON.stringify(path.relative(path.dirname(path.resolve(out)), nativeRoot)) },
     external: ['@berth/native/package.json'],
     write: false,
     metafile: true,

@@ -41,12 +41,20 @@ export interface RawSpawnPlan {
 const FILE_NAME = 'berth_native.node';
 
 /**
- * This package's root. `src/` (tests) and `dist/` (built) are both one level below it; code
- * bundled into another file (the berth-runtime CLI) is not, and finds the package the way
- * require() does, from where the bundle is.
+ * Defined by tools/bundle-cli.js when it inlines this file into a bundle (the berth-runtime
+ * CLI): this package's root relative to the bundle's folder. Undefined otherwise.
+ */
+declare const BERTH_NATIVE_ROOT_FROM_BUNDLE: string | undefined;
+
+/**
+ * This package's root: `src/` (tests) and `dist/` (built) are both one level below it. Inlined
+ * into a bundle, this code looks where the bundle was built beside, then where require() would
+ * find the package from the bundle.
  */
 function packageRoot(): string {
-  if (!/^loader\.[jt]s$/.test(path.basename(__filename))) {
+  if (typeof BERTH_NATIVE_ROOT_FROM_BUNDLE === 'string') {
+    const root = path.resolve(__dirname, BERTH_NATIVE_ROOT_FROM_BUNDLE);
+    if (existsSync(path.join(root, 'package.json'))) return root;
     try {
       return path.dirname(require.resolve('@berth/native/package.json'));
     } catch {
