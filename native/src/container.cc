@@ -41,6 +41,7 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -61,6 +62,8 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -84,6 +87,8 @@ namespace {
 enum CStage : int32_t {
   kCReady = -1,
   kCPaused = -2,  // rootfs set up, waiting before pivot_root while the createContainer hooks run
+  kCHello = -3,   // a CLONE_VM init's first report: op = its pidfd (see Launch)
+  kCLaunchFailed = -4,  // from the launching thread: clone (op 0) or setns of the pid ns (op 1) failed
   kCSync = 0,
   kCSetns,
   kCTimens,
@@ -1004,26 +1009,75 @@ const char* StageSyscall(int stage) {
 
 void ReadStatus(bool holds, int statusRead, int syncWrite, Outcome& out);
 
-void CloneContainer(const ContainerPlan& plan, Outcome& out) {
+// The status and sync pipes (O_CLOEXEC, moved above the fds the child keeps): {statusRead,
+// statusWrite, syncRead, syncWrite}.
+bool MakePipes(const ContainerPlan& plan, int fds[4], Outcome& out) {
   int floor = 3 + plan.preserveFds + 8;
   int statusPipe[2], syncPipe[2];
-  if (::pipe2(statusPipe, O_CLOEXEC) != 0) return SetFail(out, errno, "pipe2", "prepare");
+  if (::pipe2(statusPipe, O_CLOEXEC) != 0) {
+    SetFail(out, errno, "pipe2", "prepare");
+    return false;
+  }
   if (::pipe2(syncPipe, O_CLOEXEC) != 0) {
     int err = errno;
     ::close(statusPipe[0]);
     ::close(statusPipe[1]);
-    return SetFail(out, err, "pipe2", "prepare");
+    SetFail(out, err, "pipe2", "prepare");
+    return false;
   }
-  int fds[4] = {statusPipe[0], statusPipe[1], syncPipe[0], syncPipe[1]};
-  for (int& fd : fds) fd = HighCloexecFd(fd, floor);
-  for (int fd : fds) {
-    if (fd < 0) {
-      for (int other : fds) {
-        if (other >= 0) ::close(other);
+  fds[0] = statusPipe[0];
+  fds[1] = statusPipe[1];
+  fds[2] = syncPipe[0];
+  fds[3] = syncPipe[1];
+  for (int i = 0; i < 4; ++i) fds[i] = HighCloexecFd(fds[i], floor);
+  for (int i = 0; i < 4; ++i) {
+    if (fds[i] < 0) {
+      for (int j = 0; j < 4; ++j) {
+        if (fds[j] >= 0) ::close(fds[j]);
       }
-      return SetFail(out, EMFILE, "fcntl", "prepare");
+      SetFail(out, EMFILE, "fcntl", "prepare");
+      return false;
     }
   }
+  return true;
+}
+
+// The parent's part once the child runs (and waits for "go"): id maps, cgroup.procs,
+// oom_score_adj, "go", then the child's report. Consumes statusRead and syncWrite.
+void ParentSide(const ContainerPlan& plan, pid_t p, int pidfd, int statusRead, int syncWrite, Outcome& out) {
+  auto abort = [&](int err, const char* syscall, const char* stage) {
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(syncWrite);
+    ::close(statusRead);
+    ReapAndClose(pidfd);
+    SetFail(out, err, syscall, stage);
+  };
+  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
+    if (plan.setgroupsDeny && WriteProcFile(p, "setgroups", "deny") != 0) return abort(errno, "write", "setgroups");
+    if (!plan.uidMap.empty() && WriteProcFile(p, "uid_map", plan.uidMap) != 0) return abort(errno, "write", "uid_map");
+    if (!plan.gidMap.empty() && WriteProcFile(p, "gid_map", plan.gidMap) != 0) return abort(errno, "write", "gid_map");
+  }
+  std::string pidText = std::to_string(p);
+  for (int fd : plan.cgroupProcsFds) {
+    if (::pwrite(fd, pidText.data(), pidText.size(), 0) < 0) return abort(errno, "write", "cgroup");
+  }
+  if (plan.hasOomScoreAdj && WriteProcFile(p, "oom_score_adj", std::to_string(plan.oomScoreAdj)) != 0) {
+    return abort(errno, "write", "oom_score_adj");
+  }
+  char go = 1;
+  if (::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
+  bool pauses = plan.pauseBeforePivot || plan.pauseBeforeExec;
+  if (!pauses) ::close(syncWrite);
+  out.pid = p;
+  out.pidfd = pidfd;
+  ReadStatus(plan.fifoFd >= 0, statusRead, pauses ? syncWrite : -1, out);
+}
+
+// Fork-style (no CLONE_VM): a time namespace must be entered by a process that shares its
+// memory with no other (the kernel refuses setns into one otherwise), so such inits are copies.
+void CloneContainer(const ContainerPlan& plan, Outcome& out) {
+  int fds[4];
+  if (!MakePipes(plan, fds, out)) return;
   int statusRead = fds[0], statusWrite = fds[1], syncRead = fds[2], syncWrite = fds[3];
 
   int savedPidNs = -1;
@@ -1065,34 +1119,179 @@ void CloneContainer(const ContainerPlan& plan, Outcome& out) {
     ::close(syncWrite);
     return SetFail(out, cloneErr, "clone", "clone");
   }
+  ParentSide(plan, static_cast<pid_t>(pid), pidfd, statusRead, syncWrite, out);
+}
 
-  auto abort = [&](int err, const char* syscall, const char* stage) {
-    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-    ::close(syncWrite);
-    ::close(statusRead);
-    ReapAndClose(pidfd);
-    SetFail(out, err, syscall, stage);
+// ---------------------------------------------------------------------------------------------
+// CLONE_VM inits: no copy of the runtime's address space.
+//
+// A fork-style clone of a daemon copies the page tables of its whole heap (~100 MB here) and
+// then both sides take copy-on-write faults on every page they write: measured as the largest
+// CPU cost of a create after the cgroup attach. So the init shares our memory instead
+// (CLONE_VM), on a stack of its own, and the thread that clones it sleeps in clone()
+// (CLONE_VFORK) until the init has exec'd or died, as posix_spawn's parent does: the init
+// uses that thread's TLS (errno) while it sleeps, and only data laid out before clone() (the
+// plan, kept alive by the Launch below). The parent's part (maps, "go", reading the reports)
+// is done by the pool thread that started the launch, as for a fork-style init. The init's
+// first report is its pidfd (the kernel wrote it to our memory before the init ran).
+// Non-dumpable applies to the shared mm: the runtime process stays non-dumpable from then on.
+
+struct Launch {
+  std::shared_ptr<const ContainerPlan> plan;
+  ChildCtx ctx{};
+  void* stack = MAP_FAILED;
+  size_t stackSize = 0;
+  unsigned long flags = 0;
+  int pidfd = -1;  // CLONE_PIDFD: written by the kernel before the init runs
+};
+
+// The child's stack: OpenInRoot's worst case (16 levels of 12 KB frames) with room to spare.
+constexpr size_t kInitStackSize = 1 << 20;
+
+int LaunchChild(void* arg) {
+  auto* l = static_cast<Launch*>(arg);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  CRecord hello{kCHello, 0, l->pidfd};
+  if (WriteAll(l->ctx.statusFd, reinterpret_cast<const char*>(&hello), sizeof hello) != 0) ::_exit(127);
+  ContainerChild(l->ctx);
+}
+
+// On the launching thread: clones the init, sleeps until it has exec'd or died, cleans up.
+void RunLaunch(Launch* l) {
+  const ContainerPlan& plan = *l->plan;
+  int savedPidNs = -1;
+  int err = 0, what = 0;
+  if (plan.joinPidFd >= 0) {
+    savedPidNs = ::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (savedPidNs < 0 || ::setns(plan.joinPidFd, CLONE_NEWPID) != 0) {
+      err = errno;
+      what = 1;
+    }
+  }
+  if (err == 0) {
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    int pid = ::clone(LaunchChild, static_cast<char*>(l->stack) + l->stackSize, static_cast<int>(l->flags), l,
+                      reinterpret_cast<pid_t*>(&l->pidfd));
+    if (pid < 0) err = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  }
+  if (savedPidNs >= 0) {
+    ::setns(savedPidNs, CLONE_NEWPID);
+    ::close(savedPidNs);
+  }
+  if (err != 0) {
+    CRecord rec{kCLaunchFailed, err, what};
+    ssize_t ignored = ::write(l->ctx.statusFd, &rec, sizeof rec);
+    (void)ignored;
+  }
+  ::munmap(l->stack, l->stackSize);
+  delete l;
+}
+
+void* LaunchThreadMain(void* arg) {
+  RunLaunch(static_cast<Launch*>(arg));
+  return nullptr;
+}
+
+// The pid behind a pidfd, from /proc/self/fdinfo (-1 if none).
+pid_t PidOfPidfd(int pidfd) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "\nPid:");
+  if (at == nullptr) return -1;
+  return static_cast<pid_t>(std::strtol(at + 5, nullptr, 10));
+}
+
+struct Spawner;
+bool HandToSpawner(Spawner* s, Launch* l, Outcome& out);
+void CancelSpawner(Spawner* s);
+
+// A CLONE_VM init, cloned by `spawner`'s thread (in the container's cgroups) or by a new one.
+void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* spawner, Outcome& out) {
+  int fds[4];
+  if (!MakePipes(*plan, fds, out)) {
+    if (spawner != nullptr) CancelSpawner(spawner);
+    return;
+  }
+  int statusRead = fds[0], statusWrite = fds[1], syncRead = fds[2], syncWrite = fds[3];
+  auto closeAll = [&] {
+    for (int fd : fds) ::close(fd);
   };
-  auto p = static_cast<pid_t>(pid);
-  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
-    if (plan.setgroupsDeny && WriteProcFile(p, "setgroups", "deny") != 0) return abort(errno, "write", "setgroups");
-    if (!plan.uidMap.empty() && WriteProcFile(p, "uid_map", plan.uidMap) != 0) return abort(errno, "write", "uid_map");
-    if (!plan.gidMap.empty() && WriteProcFile(p, "gid_map", plan.gidMap) != 0) return abort(errno, "write", "gid_map");
+  auto* l = new Launch;
+  l->plan = plan;
+  l->ctx = ChildCtx{l->plan.get(), statusWrite, syncRead};
+  l->stackSize = kInitStackSize;
+  l->stack = ::mmap(nullptr, kInitStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (l->stack == MAP_FAILED) {
+    int err = errno;
+    delete l;
+    closeAll();
+    if (spawner != nullptr) CancelSpawner(spawner);
+    return SetFail(out, err, "mmap", "prepare");
   }
-  std::string pidText = std::to_string(p);
-  for (int fd : plan.cgroupProcsFds) {
-    if (::pwrite(fd, pidText.data(), pidText.size(), 0) < 0) return abort(errno, "write", "cgroup");
+  ::mprotect(l->stack, 4096, PROT_NONE);  // a guard page below the stack
+  // CLONE_NEWCGROUP is left to the child (unshare once it is in its cgroups).
+  l->flags = (static_cast<unsigned long>(plan->cloneFlags) & ~static_cast<unsigned long>(CLONE_NEWCGROUP)) | CLONE_VM |
+             CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+  bool started;
+  if (spawner != nullptr) {
+    started = HandToSpawner(spawner, l, out);
+  } else {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);  // the thread takes no signals
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, LaunchThreadMain, l);
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    pthread_attr_destroy(&attr);
+    started = rc == 0;
+    if (!started) SetFail(out, rc, "pthread_create", "clone");
   }
-  if (plan.hasOomScoreAdj && WriteProcFile(p, "oom_score_adj", std::to_string(plan.oomScoreAdj)) != 0) {
-    return abort(errno, "write", "oom_score_adj");
+  if (!started) {
+    ::munmap(l->stack, l->stackSize);
+    delete l;
+    return closeAll();
   }
-  char go = 1;
-  if (::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
-  bool pauses = plan.pauseBeforePivot || plan.pauseBeforeExec;
-  if (!pauses) ::close(syncWrite);
-  out.pid = p;
-  out.pidfd = pidfd;
-  ReadStatus(plan.fifoFd >= 0, statusRead, pauses ? syncWrite : -1, out);
+  // From here `l` belongs to the launching thread. First report: the init's hello, or the
+  // launching thread's failure.
+  CRecord rec{};
+  ssize_t n;
+  do n = ::read(statusRead, &rec, sizeof rec);
+  while (n < 0 && errno == EINTR);
+  int readErr = errno;
+  // The init has its own fd table now (or there is no init): our copies of its ends go.
+  ::close(statusWrite);
+  ::close(syncRead);
+  bool full = n == static_cast<ssize_t>(sizeof rec);
+  if (!full || rec.stage != kCHello) {
+    ::close(statusRead);
+    ::close(syncWrite);
+    if (full && rec.stage == kCLaunchFailed) return SetFail(out, rec.err, rec.op == 1 ? "setns" : "clone", rec.op == 1 ? "join_pid" : "clone");
+    return SetFail(out, n < 0 ? readErr : EPROTO, "read", "status");
+  }
+  int pidfd = rec.op;
+  pid_t pid = PidOfPidfd(pidfd);
+  if (pid <= 0) {
+    int err = errno;
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(statusRead);
+    ::close(syncWrite);
+    ReapAndClose(pidfd);
+    return SetFail(out, err != 0 ? err : EPROTO, "read", "status");
+  }
+  ParentSide(*plan, pid, pidfd, statusRead, syncWrite, out);
 }
 
 // Reads the child's next report from the status pipe into `out` (pid and pidfd already set):
@@ -1145,10 +1344,8 @@ struct Spawner {
   // Guarded by mu:
   bool attached = false;
   int attachErr = 0;
-  const ContainerPlan* plan = nullptr;  // the job, handed over once
-  Outcome* out = nullptr;
-  bool done = false;
-  bool cancelled = false;  // released unused: the thread frees the Spawner itself
+  Launch* launch = nullptr;  // the job, handed over once
+  bool cancelled = false;    // released unused
 };
 
 void* SpawnerMain(void* arg) {
@@ -1163,19 +1360,13 @@ void* SpawnerMain(void* arg) {
   s->attached = true;
   s->attachErr = err;
   s->cv.notify_all();
-  s->cv.wait(lock, [s] { return s->plan != nullptr || s->cancelled; });
-  if (s->cancelled) {
-    lock.unlock();
-    delete s;
-    return nullptr;
-  }
-  const ContainerPlan* plan = s->plan;
-  Outcome* out = s->out;
+  s->cv.wait(lock, [s] { return s->launch != nullptr || s->cancelled; });
+  Launch* l = s->launch;
   lock.unlock();
-  CloneContainer(*plan, *out);
-  lock.lock();
-  s->done = true;
-  s->cv.notify_all();
+  // Either way the Spawner is ours alone now (a launch or a cancel hands it over, and the
+  // thread is detached by whoever did that).
+  delete s;
+  if (l != nullptr) RunLaunch(l);
   return nullptr;
 }
 
@@ -1190,23 +1381,23 @@ void CancelSpawner(Spawner* s) {
   pthread_detach(t);
 }
 
-// Runs `plan` on the spawner's thread (a pool thread waits here); the spawner is gone after.
-void SpawnWith(Spawner* s, const ContainerPlan& plan, Outcome& out) {
+// Hands the launch to the spawner's thread once it is in its cgroups; false (and the spawner
+// cancelled, `l` still the caller's) if it could not get there.
+bool HandToSpawner(Spawner* s, Launch* l, Outcome& out) {
   std::unique_lock<std::mutex> lock(s->mu);
   s->cv.wait(lock, [s] { return s->attached; });
   if (s->attachErr != 0) {
     SetFail(out, s->attachErr, "write", "cgroup");
     lock.unlock();
     CancelSpawner(s);
-    return;
+    return false;
   }
-  s->plan = &plan;
-  s->out = &out;
+  pthread_t t = s->thread;
+  s->launch = l;
   s->cv.notify_all();
-  s->cv.wait(lock, [s] { return s->done; });
   lock.unlock();
-  pthread_join(s->thread, nullptr);
-  delete s;
+  pthread_detach(t);
+  return true;
 }
 
 // The JS handle: consumed by exactly one containerSpawn or spawnerRelease (or the GC).
@@ -1388,13 +1579,16 @@ class ContainerWork : public Napi::AsyncWorker {
   ContainerWork(Napi::Function cb, std::unique_ptr<ContainerPlan> plan, Spawner* spawner)
       : Napi::AsyncWorker(cb, "BerthContainer"), plan_(std::move(plan)), spawner_(spawner) {}
   void Execute() override {
-    if (spawner_ != nullptr) SpawnWith(spawner_, *plan_, out_);
-    else CloneContainer(*plan_, out_);
+    if (!plan_->newTime) return LaunchContainer(plan_, spawner_, out_);
+    if (spawner_ == nullptr) return CloneContainer(*plan_, out_);
+    // A spawner's init must not be fork-style (see CloneContainer): the TS side never asks.
+    CancelSpawner(spawner_);
+    SetFail(out_, EINVAL, "clone", "clone");
   }
   void OnOK() override { ReportOutcome(Env(), Callback(), out_, true); }
 
  private:
-  std::unique_ptr<ContainerPlan> plan_;
+  std::shared_ptr<const ContainerPlan> plan_;
   Spawner* spawner_;
   Outcome out_;
 };

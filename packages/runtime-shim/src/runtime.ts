@@ -139,8 +139,8 @@ function ownedCgroupParents(spec: Spec, cgPath: string, created: readonly string
 }
 
 /**
- * The processes in a container's cgroups that a kill may target: never this process, whose
- * spawner thread (cgroups/pool.ts) sits in a pooled cgroup until it has cloned the init.
+ * The processes of a container's cgroups: never this process, whose spawner thread
+ * (cgroups/pool.ts) sits in a pooled cgroup until the init it cloned has exec'd.
  */
 function tasksOf(cg: CgroupDriver): number[] {
   return cg.pids().filter((p) => p !== process.pid);
@@ -218,8 +218,10 @@ export class Runtime {
     const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true);
     const dir = this.store.claim(id);
     // A pooled cgroup for the default path: the spawner thread inside clones the init, so the
-    // init never migrates. Not with a pids limit: the spawner counts as a task until it exits.
-    const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined ? this.pool?.take(cgPath) : undefined;
+    // init never migrates. Not with a pids limit (the spawner counts as a task until it exits),
+    // nor with a new time namespace (such an init is a fork-style copy, cloned by a pool thread).
+    const newTime = (spec.linux?.namespaces ?? []).some((n) => n.type === 'time' && n.path === undefined);
+    const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined && !newTime ? this.pool?.take(cgPath) : undefined;
     const cg = pooled?.driver ?? cgroupDriver(cgPath, this.opts.cgroupRoot);
     let spawner = pooled?.spawner;
     let pidfd = -1;
@@ -464,7 +466,7 @@ export class Runtime {
   }
 
   ps(id: string): number[] {
-    return this.driver(this.store.read(checkId(id))).pids();
+    return tasksOf(this.driver(this.store.read(checkId(id))));
   }
 
   stats(id: string): CgroupStats {
