@@ -36,6 +36,7 @@ interface NetlinkBinding {
   netnsSysctl(netnsFd: number, path: string, value: string | null): string;
   packetOpen(netnsFd: number): number;
   packetSend(fd: number, ifindex: number, frame: Buffer): void;
+  packetClose(fd: number): void;
 }
 const nl = (): NetlinkBinding => binding() as unknown as NetlinkBinding;
 
@@ -80,10 +81,11 @@ export class PacketSocket {
     nl().packetSend(this.fd, ifindex, frame);
   }
 
+  /** Returns at once: the kernel's close waits for an RCU grace period, on a thread of its own. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    nl().nlClose(this.fd);
+    nl().packetClose(this.fd);
   }
 }
 
