@@ -1,14 +1,13 @@
-// ContainerManager: the daemon's containers. Each container has a monitor process (see
-// monitor/monitor.ts) that creates it through the runtime library, is its init's parent, holds
-// its stdio, writes its CRI log and records its exit; so a kill -9 of the daemon stops no
-// container and loses no exit status. The daemon keeps a small record per container on disk
-// (meta.json, written atomically; "creating" until the container exists) and, on restart,
-// rebuilds its view from those records, the monitors' exit files and the kernel, removing what a
-// crash left half-made.
+// ContainerManager: the daemon's containers. Each container has a monitor (a host process that
+// serves up to --containers-per-monitor containers, see monitor/monitor.ts) that creates it
+// through the runtime library, is its init's parent, holds its stdio, writes its CRI log and
+// records its exit; so a kill -9 of the daemon stops no container and loses no exit status.
+// The daemon keeps a small record per container on disk (meta.json, written atomically;
+// "creating" until the container exists) and, on restart, rebuilds its view from those records,
+// the monitors' exit files and the kernel, removing what a crash left half-made.
 //
 // Containers come from an image in a pod sandbox (the CRI path), or from an OCI bundle named
 // by the berth.io/oci-bundle annotation (the issue #5 path, kept for tools and tests).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -23,6 +22,7 @@ import { buildSpec, type ImageConfig } from './cri/spec';
 import { hookPids } from './hooks';
 import type { ImageStore } from './images';
 import { DEFAULT_ROTATE, type RotateOptions } from './logs/cri-log';
+import { DEFAULT_CONTAINERS_PER_MONITOR, exitRecorded, MonitorHosts, MonitorJobError, watchForeignHost } from './monitor/hosts';
 import type { ExitRecord, MonitorJob, MonitorReply } from './monitor/monitor';
 import { EXIT_FILE } from './monitor/monitor';
 import { ConfigError, loadSpec, type Spec } from './oci/config';
@@ -101,16 +101,6 @@ export class Invalid extends InvalidArgumentError {
 
 const nowUs = (): number => Date.now() * 1000;
 const ID = /^[0-9a-f]{64}$/;
-/** How long a monitor may take to create its container (a slow image rootfs setup included). */
-const MONITOR_REPLY_TIMEOUT_MS = 120_000;
-
-interface SpawnedMonitor {
-  child: ChildProcess;
-  pid: number;
-  start: string;
-  gone: Promise<void>;
-  alive(): boolean;
-}
 
 export interface ContainerManagerOptions {
   /** The daemon's state dir: containers/ (runtime state) and cri/ (records) go below. */
@@ -119,13 +109,8 @@ export interface ContainerManagerOptions {
   sandboxes?: SandboxManager;
   rotate?: RotateOptions;
   warn?: (msg: string) => void;
-}
-
-/** The monitor's script: next to this file when built; from dist when running the sources (tests). */
-function monitorScript(): string {
-  const here = path.join(__dirname, 'monitor', 'monitor.js');
-  if (fs.existsSync(here)) return here;
-  return path.resolve(__dirname, '..', 'dist', 'monitor', 'monitor.js');
+  /** Containers per monitor host (default 16; 1: a monitor process per container). */
+  containersPerMonitor?: number;
 }
 
 function writeAtomic(file: string, data: string): void {
@@ -155,17 +140,14 @@ export class ContainerManager {
   readonly criRoot: string;
   private readonly records = new Map<string, ContainerRecord>();
   private readonly reaper: OrphanReaper;
-  /** Monitors that are our children (libuv reaps them; the orphan reaper must not). */
-  private readonly monitorPids = new Set<number>();
+  /** The monitor hosts this daemon started (their pids: libuv reaps them, the orphan reaper must not). */
+  private readonly monitors: MonitorHosts;
   private readonly warn: (msg: string) => void;
   private readonly devNull: number;
   /** (sandbox, name, attempt) of creates in flight. */
   private readonly naming = new Set<string>();
   /** The sandboxes containers are created in (set once, at setup). */
   sandboxes: SandboxManager | undefined;
-  /** A monitor started ahead of need: a create hands it its job instead of waiting for a Node start. */
-  private spare: SpawnedMonitor | undefined;
-  private closed = false;
 
   constructor(private readonly opts: ContainerManagerOptions) {
     this.devNull = fs.openSync('/dev/null', 'r+');
@@ -176,7 +158,8 @@ export class ContainerManager {
     fs.mkdirSync(this.criRoot, { recursive: true, mode: 0o711 });
     this.warn = opts.warn ?? (() => undefined);
     this.events.setMaxListeners(0);
-    this.reaper = new OrphanReaper(containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids, ...this.monitorPids]));
+    this.monitors = new MonitorHosts({ errLog: path.join(opts.stateDir, 'monitors.log'), perHost: opts.containersPerMonitor ?? DEFAULT_CONTAINERS_PER_MONITOR });
+    this.reaper = new OrphanReaper(containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids, ...this.monitors.pids]));
   }
 
   /** Reap orphans reparented to this (subreaper) process. */
@@ -336,87 +319,24 @@ export class ContainerManager {
     }
   }
 
-  private spawnMonitor(): SpawnedMonitor {
-    const errLog = fs.openSync(path.join(this.opts.stateDir, 'monitors.log'), 'a', 0o600);
-    let child: ChildProcess;
+  /** Hands the container's job to a monitor host; its exit is watched from then on. */
+  private async startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
+    let gone: Promise<void> = Promise.resolve();
     try {
-      child = spawn(process.execPath, [monitorScript()], { detached: true, stdio: ['pipe', 'pipe', errLog] });
-    } finally {
-      fs.closeSync(errLog);
-    }
-    const pid = child.pid!;
-    this.monitorPids.add(pid);
-    let exited = false;
-    const gone = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve(); })).finally(() => this.monitorPids.delete(pid));
-    child.on('error', () => undefined);
-    child.stdin!.on('error', () => undefined);
-    return { child, pid, start: pidStartTime(pid)?.start ?? '', gone, alive: () => !exited };
-  }
-
-  /** The spare monitor if it is still there, else a new one; a new spare is started after. */
-  private takeMonitor(): SpawnedMonitor {
-    let m = this.spare;
-    this.spare = undefined;
-    if (m === undefined || !m.alive()) m = this.spawnMonitor();
-    setImmediate(() => {
-      if (this.spare === undefined && !this.closed) this.spare = this.spawnMonitor();
-    });
-    return m;
-  }
-
-  private startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
-    const { child, pid, start, gone } = this.takeMonitor();
-    rec.monitorPid = pid;
-    rec.monitorStart = start;
-    return new Promise((resolve, reject) => {
-      let out = '';
-      let settled = false;
-      const fail = (err: Error): void => {
-        if (settled) return;
-        settled = true;
-        reject(err);
-      };
-      child.on('error', (e) => fail(e));
-      this.save(rec);
-      child.stdout!.setEncoding('utf8');
-      child.stdout!.on('data', (d: string) => {
-        out += d;
-        const nl = out.indexOf('\n');
-        if (nl < 0 || settled) return;
-        settled = true;
-        const r = JSON.parse(out.slice(0, nl)) as MonitorReply;
-        child.stdout!.destroy();
-        child.stdin!.destroy();
-        if (!r.ok) {
-          const msg = r.error;
-          if (r.kind === 'ConfigError') reject(new InvalidArgumentError(undefined, msg));
-          else if (r.kind === 'RuntimeError' || r.kind === 'SyscallError') reject(new FailedPreconditionError(msg));
-          else reject(new Error(`container monitor: ${msg}`));
-          return;
-        }
-        child.unref();
-        rec.exited = gone.then(() => this.settleExit(rec));
-        resolve(r);
+      const reply = await this.monitors.run(job, (host) => {
+        rec.monitorPid = host.pid;
+        rec.monitorStart = host.start;
+        gone = host.gone;
+        this.save(rec);
       });
-      child.on('exit', (code, signal) => fail(new Error(`container monitor exited (${code ?? signal}) before it reported: ${this.monitorLog(rec)}`)));
-      // A monitor that never answers must not hold the caller forever: it is killed, and the
-      // create fails (and is cleaned up) like any other.
-      const timer = setTimeout(() => {
-        if (settled) return;
-        child.kill('SIGKILL');
-        fail(new Error(`container monitor did not report within ${MONITOR_REPLY_TIMEOUT_MS / 1000}s: ${this.monitorLog(rec)}`));
-      }, MONITOR_REPLY_TIMEOUT_MS);
-      timer.unref();
-      child.stdout!.once('close', () => clearTimeout(timer));
-      child.stdin!.write(`${JSON.stringify(job)}\n`);
-    });
-  }
-
-  private monitorLog(_rec: ContainerRecord): string {
-    try {
-      return fs.readFileSync(path.join(this.opts.stateDir, 'monitors.log'), 'utf8').trim().slice(-2000);
-    } catch {
-      return '';
+      rec.exited = exitRecorded(rec.dir, gone).then(() => this.settleExit(rec));
+      return reply;
+    } catch (err) {
+      if (!(err instanceof MonitorJobError)) throw err;
+      const msg = err.message;
+      if (err.reply.kind === 'ConfigError') throw new InvalidArgumentError(undefined, msg);
+      if (err.reply.kind === 'RuntimeError' || err.reply.kind === 'SyscallError') throw new FailedPreconditionError(msg);
+      throw new Error(`container monitor: ${msg}`);
     }
   }
 
@@ -521,6 +441,8 @@ export class ContainerManager {
   /** Rebuilds the records from disk and the kernel after a (re)start. */
   async recover(): Promise<void> {
     const known = new Set<string>();
+    /** One watch per monitor host of a previous daemon, shared by its containers. */
+    const hosts = new Map<number, Promise<void>>();
     for (const id of fs.readdirSync(this.criRoot)) {
       if (!ID.test(id)) continue;
       const dir = path.join(this.criRoot, id);
@@ -531,10 +453,9 @@ export class ContainerManager {
         meta = undefined;
       }
       if (meta === undefined || meta.state === 'creating') {
-        // Half-made by a daemon that crashed: a monitor may hold a container already.
-        if (meta !== undefined && meta.monitorPid > 0 && pidStartTime(meta.monitorPid)?.start === meta.monitorStart) {
-          try { process.kill(meta.monitorPid, 'SIGKILL'); } catch { /* gone */ }
-        }
+        // Half-made by a daemon that crashed: its monitor host may hold a container already,
+        // which the destroy kills (the host serves other containers and stays). A create still
+        // running in the host when the daemon died is undone by the host itself.
         await this.destroy({ ...(meta ?? this.blankMeta(id)), dir }).catch((e: Error) => this.warn(`container ${id}: cleanup of a half-made container: ${e.message}`));
         continue;
       }
@@ -552,15 +473,9 @@ export class ContainerManager {
         rec.phase = 'running';
         if (rec.startedAtUs === 0) rec.startedAtUs = nowUs();
       }
-      let fd: number;
-      try {
-        fd = containerSyscalls.pidfdOpen(meta.monitorPid);
-      } catch {
-        await this.settleExit(rec);
-        continue;
-      }
-      // Not our child any more: the pidfd turns readable at its exit (waitid then says ECHILD).
-      rec.exited = containerSyscalls.watchExit(fd).then(() => undefined, () => undefined).then(() => this.settleExit(rec));
+      let gone = hosts.get(meta.monitorPid);
+      if (gone === undefined) hosts.set(meta.monitorPid, (gone = watchForeignHost(meta.monitorPid)));
+      rec.exited = exitRecorded(dir, gone).then(() => this.settleExit(rec));
     }
     // Runtime state nobody has a record of (a create cut short between the two).
     // (The inits of shared pid namespaces are the sandboxes' own.)
@@ -588,7 +503,7 @@ export class ContainerManager {
     this.save(r);
   }
 
-  /** Sends SIGUSR1 to the monitor, which reopens the log file. */
+  /** Sends SIGUSR1 to the monitor host, which reopens the log files it writes (this one among them). */
   reopenLog(id: string): void {
     const r = this.get(id);
     if (r.phase !== 'running') throw new FailedPreconditionError(`container ${id} is not running`);
@@ -602,13 +517,7 @@ export class ContainerManager {
    * daemon's own bundle containers cannot be, and are removed.
    */
   async close(): Promise<void> {
-    this.closed = true;
-    const spare = this.spare;
-    this.spare = undefined;
-    if (spare !== undefined && spare.alive()) {
-      spare.child.kill('SIGKILL');
-      await spare.gone;
-    }
+    await this.monitors.close();
     for (const r of this.list()) if (r.inProcess === true) await this.remove(r.id).catch(() => undefined);
     await this.rt.close();
     this.reaper.stop();
