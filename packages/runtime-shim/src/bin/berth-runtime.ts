@@ -3,10 +3,10 @@
 // to it must stay small. The CLI (./runtime-cli and the library under it) is loaded from one
 // bundled file (one read instead of resolving and reading a module tree) and compiled from the
 // V8 code cache made beside it at build time (no parsing or compiling at start); both are made
-// by tools/bundle-cli.js in the package's build. Without the bundle (a plain `tsc` build) the
-// modules load one by one: the same CLI, a slower start. A cache V8 does not accept (another
-// Node binary) only costs the compile.
-import { readFileSync } from 'node:fs';
+// by tools/bundle-cli.js in the package's build. Without the bundle, or with a bundle older than
+// the compiled modules (a plain `tsc` build), the modules load one by one: the same CLI, a
+// slower start. A cache V8 does not accept (another Node binary) only costs the compile.
+import { readFileSync, statSync } from 'node:fs';
 import { wrap } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
@@ -17,8 +17,15 @@ const BUNDLE = join(__dirname, 'berth-runtime.bundle.js');
 const CACHE = join(__dirname, 'berth-runtime.bundle.cache');
 const HASH_MARK = '//# berth-bundle-hash=';
 const HASH_LEN = 32;
+const STALE_AFTER_MS = 1000;
 
 function loadBundle(): Cli | undefined {
+  // tsc alone (without the package build's bundle step) leaves a bundle of older sources: the
+  // compiled modules beside it are the current CLI then. The build writes the bundle right
+  // after them, and a restore from the Nx cache writes both within moments.
+  const bundled = statSync(BUNDLE, { throwIfNoEntry: false });
+  const compiled = statSync(join(__dirname, 'runtime-cli.js'), { throwIfNoEntry: false });
+  if (bundled === undefined || (compiled !== undefined && compiled.mtimeMs > bundled.mtimeMs + STALE_AFTER_MS)) return undefined;
   let source: string;
   try {
     source = readFileSync(BUNDLE, 'utf8');

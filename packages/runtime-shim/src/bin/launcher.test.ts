@@ -81,13 +81,20 @@ describe('berth-runtime bin', () => {
     expect(r.out).toBe(`berth-runtime version ${other}\nspec: 1.0.2\n`);
   });
 
-  it('runs the unbundled modules when there is no bundle, with the same output', () => {
+  it('runs the unbundled modules when there is no bundle or only a stale one, with the same output', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-launcher-'));
     dirs.push(dir);
     // The launcher beside a runtime-cli.js that only names itself: no bundle there.
     fs.copyFileSync(LAUNCHER, path.join(dir, 'berth-runtime.js'));
     fs.writeFileSync(path.join(dir, 'runtime-cli.js'), "exports.runCli = (argv) => process.stdout.write('unbundled ' + argv.join(' ') + '\\n');\n");
     expect(node([path.join(dir, 'berth-runtime.js'), 'state', 'x']).out).toBe('unbundled state x\n');
+    // A bundle older than the compiled modules (tsc run again without the bundle step) is not used.
+    for (const f of [BUNDLE, CACHE]) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+    const now = Date.now() / 1000;
+    fs.utimesSync(path.join(dir, 'berth-runtime.bundle.js'), now - 60, now - 60);
+    expect(node([path.join(dir, 'berth-runtime.js'), 'state', 'x']).out).toBe('unbundled state x\n');
+    fs.utimesSync(path.join(dir, 'runtime-cli.js'), now - 120, now - 120);
+    expect(node([path.join(dir, 'berth-runtime.js'), '--version']).out).toMatch(/^berth-runtime version /);
     // And the real unbundled CLI says what the bundled one says.
     const unbundled = node(['-e', `require(${JSON.stringify(path.join(DIST_BIN, 'runtime-cli.js'))}).runCli(process.argv.slice(1))`, 'features']);
     const bundled = node([LAUNCHER, 'features']);
