@@ -473,7 +473,25 @@ Napi::Value PacketClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// sysctlOpen(netnsFd: number /* -1 = here */, path: string /* absolute, under /proc/sys */): number (fd).
+// A sysctl file opened in that namespace for reading again and again (pread at 0), where one
+// is read on a hot path: no setns and no open per read.
+Napi::Value SysctlOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int nsfd = info[0].As<Napi::Number>().Int32Value();
+  std::string path = info[1].As<Napi::String>().Utf8Value();
+  int fd = -1;
+  const char* failed = "open";
+  int err = InNetns(nsfd, &failed, [&]() -> int {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    return fd < 0 ? errno : 0;
+  });
+  if (err != 0) return ThrowSyscallError(env, err, failed, {nullptr, path.c_str()});
+  return Napi::Number::New(env, fd);
+}
+
 void InitNetlink(Napi::Env env, Napi::Object exports) {
+  exports.Set("sysctlOpen", Napi::Function::New(env, SysctlOpen, "sysctlOpen"));
   exports.Set("packetClose", Napi::Function::New(env, PacketClose, "packetClose"));
   exports.Set("packetOpen", Napi::Function::New(env, PacketOpen, "packetOpen"));
   exports.Set("packetSend", Napi::Function::New(env, PacketSend, "packetSend"));

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { Conntrack, encodeMessage, gratuitousArp, ipBytes, ipString, lockFile, Netns, NLM_F, parseIpCidr, parseMessages, PacketSocket, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SyscallError } from './index';
+import { Conntrack, encodeMessage, gratuitousArp, ipBytes, ipString, lockFile, Netns, NLM_F, parseIpCidr, parseMessages, PacketSocket, RecordingNetlink, Rtnl, RTM, RTPROT_BERTH, sysctl, SysctlFile, SyscallError } from './index';
 
 const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
 const ipJson = (ns: string, ...args: string[]): any[] => JSON.parse(sh('ip', ['-n', ns, '-j', ...args]) || '[]');
@@ -280,6 +280,14 @@ describe('netlink on the real kernel', () => {
     expect(sh('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/ipv4/ip_forward']).trim()).toBe(hostFwd === '1' ? '0' : '1');
     expect(() => sysctl(netns, 'kernel.hostname', 'x')).toThrow(/sysctl key/);
     expect(() => sysctl(netns, 'net/../../etc/passwd')).toThrow(/sysctl key/);
+    // Kept open: every read sees the namespace's current value, not the host's.
+    const file = SysctlFile.open(netns, 'net.ipv4.ip_forward');
+    opened.push(file);
+    expect(file.read()).toBe(hostFwd === '1' ? '0' : '1');
+    sysctl(netns, 'net.ipv4.ip_forward', hostFwd);
+    expect(file.read()).toBe(hostFwd);
+    expect(() => SysctlFile.open(netns, 'net.ipv4.no_such_key')).toThrow(/no_such_key.*ENOENT/);
+    expect(() => SysctlFile.open(netns, 'net/../../etc/passwd')).toThrow(/sysctl key/);
   });
 
   it('shapes with tbf, and redirects ingress to an ifb', async () => {

@@ -9,6 +9,8 @@
  * `Rtnl` sits on a `NetlinkTransport`: the real one is a socket; `RecordingNetlink` records the
  * encoded requests and answers with scripted replies, for pure-logic tests.
  */
+import { readSync } from 'node:fs';
+
 import { SyscallError } from './errors';
 import { binding } from './loader';
 import {
@@ -37,6 +39,7 @@ interface NetlinkBinding {
   packetOpen(netnsFd: number): number;
   packetSend(fd: number, ifindex: number, frame: Buffer): void;
   packetClose(fd: number): void;
+  sysctlOpen(netnsFd: number, path: string): number;
 }
 const nl = (): NetlinkBinding => binding() as unknown as NetlinkBinding;
 
@@ -89,12 +92,44 @@ export class PacketSocket {
   }
 }
 
+/** 'net.ipv4.ip_forward' or 'net/ipv4/ip_forward' -> 'net/ipv4/ip_forward'; only net.* keys, no '..'. */
+function sysctlPath(key: string): string {
+  if (!/^net[./][A-Za-z0-9_./-]+$/.test(key) || key.includes('..')) throw new TypeError(`sysctl key: expected a net.* key like net.ipv4.ip_forward, got '${key}'`);
+  return key.includes('/') ? key : key.replace(/\./g, '/');
+}
+
 /** Reads (no value) or writes a sysctl such as 'net/ipv4/ip_forward' or 'net.ipv4.conf.all.rp_filter' in `netns` (null: ours). */
 export function sysctl(netns: Netns | null, key: string, value?: string): string {
-  if (!/^net[./][A-Za-z0-9_./-]+$/.test(key) || key.includes('..')) throw new TypeError(`sysctl key: expected a net.* key like net.ipv4.ip_forward, got '${key}'`);
-  const rel = key.includes('/') ? key : key.replace(/\./g, '/');
+  const rel = sysctlPath(key);
   if (value !== undefined && (value.includes('\0') || value.length > 256)) throw new TypeError(`sysctl ${key}: bad value`);
   return nl().netnsSysctl(netns?.fd ?? -1, `/proc/sys/${rel}`, value ?? null).trim();
+}
+
+/**
+ * One sysctl of a namespace kept open for reading on a hot path (one pread per read, where
+ * `sysctl()` opens the file in the namespace each time). Throws like `sysctl()` when the
+ * namespace has no such key (e.g. nf_conntrack_count before conntrack is loaded).
+ */
+export class SysctlFile {
+  private closed = false;
+  private readonly buf = Buffer.allocUnsafe(256);
+  private constructor(private readonly fd: number, readonly key: string) {}
+
+  static open(netns: Netns | null, key: string): SysctlFile {
+    return new SysctlFile(nl().sysctlOpen(netns?.fd ?? -1, `/proc/sys/${sysctlPath(key)}`), key);
+  }
+
+  read(): string {
+    if (this.closed) throw new Error(`sysctl ${this.key}: closed`);
+    const n = readSync(this.fd, this.buf, 0, this.buf.length, 0);
+    return this.buf.toString('utf8', 0, n).trim();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    nl().netnsCloseFd(this.fd);
+  }
 }
 
 /**

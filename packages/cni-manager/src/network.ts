@@ -23,7 +23,7 @@ import {
   BerthError, FailedPreconditionError, InvalidArgumentError, NotFoundError, type Logger,
 } from '@berth/common';
 import {
-  Conntrack, NLM_F, Netns, PacketSocket, RTM, gratuitousArp, RTPROT_BERTH, RT_TABLE_MAIN, Rtnl, SyscallError, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseIpCidr, sysctl, tcmsg, type Link,
+  Conntrack, NLM_F, Netns, PacketSocket, RTM, gratuitousArp, RTPROT_BERTH, RT_TABLE_MAIN, Rtnl, SyscallError, SysctlFile, TC_H_ROOT, checkIfName, cstr, ipBytes, ipv4Bytes, parseIpCidr, sysctl, tcmsg, type Link,
 } from '@berth/native';
 import { iptables } from './host';
 import { IpamStore } from './ipam';
@@ -202,6 +202,8 @@ export class PodNetwork {
   readonly mtu: number;
   private readonly hostNetnsPath: string | null;
   private hostNetns: Netns | null = null;
+  /** net.netfilter.nf_conntrack_count of the node's namespace, once conntrack is loaded. */
+  private conntrackCount: SysctlFile | undefined;
   private host!: Rtnl;
   private bridge: Link | null = null;
   private readonly records = new Map<string, AttachmentRecord>();
@@ -279,6 +281,8 @@ export class PodNetwork {
   async close(): Promise<void> {
     await this.drain();
     this.host?.close();
+    this.conntrackCount?.close();
+    this.conntrackCount = undefined;
     this.hostNetns?.close();
     this.hostNetns = null;
     this.ipam.close();
@@ -703,10 +707,13 @@ export class PodNetwork {
     if (this.config.conntrackFlush === false) return 0;
     // A dump walks the kernel's whole (global) conntrack hash, ~10 ms with 256k buckets; the
     // per-namespace entry count tells for free when there is nothing to find.
+    // The count's file stays open (read on every SetUp and TearDown); until conntrack is
+    // loaded there is no file and nothing to flush, and it is looked for again next time.
     try {
-      if (sysctl(this.hostNetns, 'net/netfilter/nf_conntrack_count') === '0') return 0;
+      this.conntrackCount ??= SysctlFile.open(this.hostNetns, 'net/netfilter/nf_conntrack_count');
+      if (this.conntrackCount.read() === '0') return 0;
     } catch {
-      return 0; // no conntrack in this kernel: nothing to flush
+      return 0;
     }
     const ct = Conntrack.open(this.hostNetns);
     try {
