@@ -37,7 +37,11 @@ function toBig(ip: string): bigint {
   return BigInt(`0x${ipBytes(ip).bytes.toString('hex')}`);
 }
 function fromBig(n: bigint, v6: boolean): string {
-  return ipString(Buffer.from(n.toString(16).padStart(v6 ? 32 : 8, '0'), 'hex'));
+  if (!v6) {
+    const x = Number(n);
+    return `${x >>> 24}.${(x >>> 16) & 255}.${(x >>> 8) & 255}.${x & 255}`;
+  }
+  return ipString(Buffer.from(n.toString(16).padStart(32, '0'), 'hex'));
 }
 
 export class IpamStore {
@@ -45,6 +49,7 @@ export class IpamStore {
   readonly prefix: number;
   readonly gateway: string;
   readonly family: 4 | 6;
+  private readonly cidrString: string;
   private readonly first: bigint;
   private readonly last: bigint;
   private readonly reserved: Set<bigint>;
@@ -69,6 +74,7 @@ export class IpamStore {
     const host = (1n << BigInt(bits - cidr.prefix)) - 1n;
     this.network = toBig(cidr.ip) & (all ^ host);
     this.prefix = cidr.prefix;
+    this.cidrString = `${fromBig(this.network, this.family === 6)}/${this.prefix}`;
     this.first = this.network + 1n;
     // IPv4 keeps the broadcast address out; IPv6 has none, but the last one stays free too.
     this.last = (this.network | host) - 1n;
@@ -132,7 +138,12 @@ export class IpamStore {
   }
 
   get cidr(): string {
-    return `${fromBig(this.network, this.family === 6)}/${this.prefix}`;
+    return this.cidrString;
+  }
+
+  /** How many addresses are allocated (without the copy `allocations()` makes). */
+  get size(): number {
+    return this.owners.size;
   }
 
   contains(ip: string): boolean {

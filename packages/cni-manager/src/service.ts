@@ -110,7 +110,7 @@ export function networkService(net: PodNetwork, nodeRoutes?: () => NodeRouteWatc
         ready, mode: net.mode, podCidr: net.ipam.cidr,
         conditions: [
           { type: 'NetworkReady', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : 'NotReady', message: ready ? `${net.mode} network on ${net.ipam.cidr}` : net.notReadyReason },
-          { type: 'IPAMReady', status: 'True', reason: 'Ready', message: `${net.ipam.allocations().size} addresses allocated` },
+          { type: 'IPAMReady', status: 'True', reason: 'Ready', message: `${net.ipam.size} addresses allocated` },
           ...nodeRouteCondition(nodeRoutes?.()),
         ],
         capabilities: { netem: net.caps.netem, tbf: net.caps.tbf, iptablesStatistic: net.caps.iptablesStatistic, ingressShaping: net.caps.ingressShaping, portMapping: net.caps.iptablesStatistic, cniPlugins: plugins },
