@@ -1340,10 +1340,12 @@ struct Spawner {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<int> tasksFds;  // owned by the thread, closed once it has attached
+  int unshareFlags = 0;       // namespaces the thread makes ahead (net, ipc, uts), inherited by the init
   pthread_t thread{};
   // Guarded by mu:
   bool attached = false;
   int attachErr = 0;
+  const char* attachSyscall = "write";
   Launch* launch = nullptr;  // the job, handed over once
   bool cancelled = false;    // released unused
 };
@@ -1356,9 +1358,17 @@ void* SpawnerMain(void* arg) {
     if (err == 0 && ::pwrite(fd, tid.data(), tid.size(), 0) < 0) err = errno;
     ::close(fd);
   }
+  // Namespaces are per thread: made here, off the create's path (a network namespace is the
+  // costliest part of a clone), they are the init's by inheritance, as if it had cloned them.
+  const char* what = "write";
+  if (err == 0 && s->unshareFlags != 0 && ::unshare(s->unshareFlags) != 0) {
+    err = errno;
+    what = "unshare";
+  }
   std::unique_lock<std::mutex> lock(s->mu);
   s->attached = true;
   s->attachErr = err;
+  s->attachSyscall = what;
   s->cv.notify_all();
   s->cv.wait(lock, [s] { return s->launch != nullptr || s->cancelled; });
   Launch* l = s->launch;
@@ -1387,11 +1397,20 @@ bool HandToSpawner(Spawner* s, Launch* l, Outcome& out) {
   std::unique_lock<std::mutex> lock(s->mu);
   s->cv.wait(lock, [s] { return s->attached; });
   if (s->attachErr != 0) {
-    SetFail(out, s->attachErr, "write", "cgroup");
+    SetFail(out, s->attachErr, s->attachSyscall, "cgroup");
     lock.unlock();
     CancelSpawner(s);
     return false;
   }
+  // The namespaces the thread made are the init's already; a plan that does not ask for one
+  // of them must not get it (the TS pool never hands such a spawner out).
+  if ((l->flags & static_cast<unsigned long>(s->unshareFlags)) != static_cast<unsigned long>(s->unshareFlags)) {
+    SetFail(out, EINVAL, "clone", "clone");
+    lock.unlock();
+    CancelSpawner(s);
+    return false;
+  }
+  l->flags &= ~static_cast<unsigned long>(s->unshareFlags);
   pthread_t t = s->thread;
   s->launch = l;
   s->cv.notify_all();
@@ -1654,11 +1673,13 @@ Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// spawnerCreate(tasksFds): starts a thread that writes its tid into each (open, O_WRONLY)
-// `tasks` file and waits for a plan. The fds become the thread's (it closes them).
+// spawnerCreate(tasksFds, unshareFlags): starts a thread that writes its tid into each (open,
+// O_WRONLY) `tasks` file, unshares those namespaces (CLONE_NEWNET/IPC/UTS) and waits for a
+// plan. The fds become the thread's (it closes them).
 Napi::Value SpawnerCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = std::make_unique<Spawner>();
+  s->unshareFlags = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
   Napi::Array fds = info[0].As<Napi::Array>();
   for (uint32_t i = 0; i < fds.Length(); ++i) s->tasksFds.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
   // The thread takes no signals: they stay with Node's own threads.

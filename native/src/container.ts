@@ -121,9 +121,11 @@ export interface ContainerSyscalls {
   spawnContainer(plan: ContainerPlan, onPause?: (pid: number) => Promise<void>, spawner?: CgroupSpawner): Promise<{ pid: number; pidfd: number }>;
   /**
    * Starts a spawner thread that attaches itself to the cgroups behind `tasksFds` (open
-   * O_WRONLY `tasks` files, which become its own: the caller must not close them).
+   * O_WRONLY `tasks` files, which become its own: the caller must not close them) and makes
+   * the namespaces of `unshareFlags` (CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS only) ahead:
+   * its init inherits them, so a plan it runs must ask for each of them (cloneFlags).
    */
-  createSpawner(tasksFds: number[]): CgroupSpawner;
+  createSpawner(tasksFds: number[], unshareFlags?: number): CgroupSpawner;
   /** Lets an unused spawner's thread exit (it leaves its cgroups as it does); no-op once used. */
   releaseSpawner(spawner: CgroupSpawner): void;
   /** Resolves when the child behind the pidfd has exited and been reaped; closes the pidfd. */
@@ -138,7 +140,7 @@ export interface ContainerSyscalls {
 
 interface ContainerBinding {
   containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number) => void, spawner?: object): void;
-  spawnerCreate(tasksFds: number[]): object;
+  spawnerCreate(tasksFds: number[], unshareFlags: number): object;
   spawnerRelease(spawner: object): void;
   containerResume(pid: number, pidfd: number, statusFd: number, syncFd: number, holds: boolean, go: boolean, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
   watchPidfd(pidfd: number, cb: (err: SyscallError | null, code: number | null, signal: number | null) => void): void;
@@ -201,6 +203,9 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
   raw().setWinsize(fd, rows, cols);
 }
 
+/** CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS: what a spawner thread may make ahead. */
+const SPAWNER_NAMESPACES = 0x40000000 | 0x08000000 | 0x04000000;
+
 /** The addon's handle behind a CgroupSpawner. */
 const spawnerHandles = new WeakMap<CgroupSpawner, object>();
 
@@ -231,10 +236,11 @@ export const containerSyscalls: ContainerSyscalls = {
       }
     });
   },
-  createSpawner(tasksFds) {
+  createSpawner(tasksFds, unshareFlags = 0) {
     if (!Array.isArray(tasksFds) || tasksFds.some((fd) => !Number.isInteger(fd) || fd < 0)) throw new RangeError('createSpawner tasksFds must be file descriptors');
+    if (!Number.isInteger(unshareFlags) || (unshareFlags & ~SPAWNER_NAMESPACES) !== 0) throw new RangeError(`createSpawner unshareFlags may hold only CLONE_NEWNET, CLONE_NEWIPC and CLONE_NEWUTS, got 0x${unshareFlags.toString(16)}`);
     const spawner: CgroupSpawner = { kind: 'cgroup-spawner' };
-    spawnerHandles.set(spawner, raw().spawnerCreate(tasksFds));
+    spawnerHandles.set(spawner, raw().spawnerCreate(tasksFds, unshareFlags));
     return spawner;
   },
   releaseSpawner(spawner) {

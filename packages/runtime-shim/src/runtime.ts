@@ -220,8 +220,8 @@ export class Runtime {
     // A pooled cgroup for the default path: the spawner thread inside clones the init, so the
     // init never migrates. Not with a pids limit (the spawner counts as a task until it exits),
     // nor with a new time namespace (such an init is a fork-style copy, cloned by a pool thread).
-    const newTime = (spec.linux?.namespaces ?? []).some((n) => n.type === 'time' && n.path === undefined);
-    const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined && !newTime ? this.pool?.take(cgPath) : undefined;
+    const newNs = new Set((spec.linux?.namespaces ?? []).filter((n) => n.path === undefined).map((n) => n.type));
+    const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined && !newNs.has('time') ? this.pool?.take(cgPath, newNs) : undefined;
     const cg = pooled?.driver ?? cgroupDriver(cgPath, this.opts.cgroupRoot);
     let spawner = pooled?.spawner;
     let pidfd = -1;

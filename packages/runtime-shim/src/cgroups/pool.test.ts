@@ -221,3 +221,60 @@ describe('CLONE_VM init', () => {
     more.fill(2);
   });
 });
+
+describe('namespaces made ahead by the spawner', () => {
+  const ns = (pid: number | 'self', t: string): string => fs.readlinkSync(`/proc/${pid}/ns/${t}`);
+
+  it('a pooled init has new net, ipc and uts namespaces of its own (lo only, its hostname), unlike the host and each other', async () => {
+    const { rt, bundle, viaSpawner } = setup((s) => {
+      s.process!.args = ['/bin/sh', '-c', 'hostname; ls /sys/class/net'];
+      s.hostname = 'pooled';
+    });
+    rt.pool!.fill();
+    await until('the pool to fill', () => rt.pool!.available === 2);
+    const seen: string[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const id = uniqueId();
+      const out = path.join(os.tmpdir(), `${id}.out`);
+      const fd = fs.openSync(out, 'w+');
+      cleanups.push(() => fs.rmSync(out, { force: true }));
+      const c = await rt.create(id, { bundle: bundle.dir, stdio: [fd, fd, fd] });
+      seen.push(['net', 'ipc', 'uts', 'mnt', 'pid'].map((t) => ns(c.state.pid, t)));
+      for (const t of ['net', 'ipc', 'uts']) expect(ns(c.state.pid, t)).not.toBe(ns('self', t));
+      await rt.start(id);
+      expect((await c.exited).code).toBe(0);
+      fs.closeSync(fd);
+      expect(fs.readFileSync(out, 'utf8')).toBe('pooled\nlo\n');
+      await rt.delete(id);
+    }
+    expect(viaSpawner).toEqual([true, true]);
+    for (let k = 0; k < 5; k++) expect(seen[0]![k]).not.toBe(seen[1]![k]);
+  });
+
+  it('a container without a new network namespace, or with a user namespace, is not pooled', async () => {
+    const { rt, bundle, viaSpawner } = setup((s) => {
+      s.process!.args = ['/bin/true'];
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'network');
+    });
+    rt.pool!.fill();
+    await until('the pool to fill', () => rt.pool!.available === 2);
+    const id = uniqueId();
+    const c = await rt.create(id, { bundle: bundle.dir });
+    expect(ns(c.state.pid, 'net')).toBe(ns('self', 'net'));
+    await rt.delete(id, true);
+    const userBundle = makeBundle(['/bin/true'], (s) => {
+      s.linux!.namespaces!.push({ type: 'user' });
+      s.linux!.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux!.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux!.resources = {};
+    });
+    cleanups.push(() => userBundle.remove());
+    const uid = uniqueId();
+    const u = await rt.create(uid, { bundle: userBundle.dir });
+    // Its network namespace belongs to its own user namespace (it can configure it).
+    expect(ns(u.state.pid, 'user')).not.toBe(ns('self', 'user'));
+    await rt.delete(uid, true);
+    expect(viaSpawner).toEqual([false, false]);
+    expect(rt.pool!.available).toBe(2);
+  });
+});

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import type { CgroupSpawner, ContainerSyscalls } from '@berth/native';
+import { CLONE_FLAGS, type CgroupSpawner, type ContainerSyscalls } from '@berth/native';
 
 import { CgroupV1, RUNTIME_PARENT, v1Mounts } from './cgroups';
 
@@ -28,6 +28,13 @@ export interface PooledCgroup {
 }
 
 const POOL_PREFIX = '.pool-';
+
+/**
+ * The namespaces an entry's spawner thread makes ahead (the costliest part of a clone, a
+ * network namespace, among them): an entry serves only a container that asks for new ones of
+ * each kind and no new user namespace (which would have to own them).
+ */
+const PREMADE: ReadonlyArray<[string, number]> = [['network', CLONE_FLAGS.net], ['ipc', CLONE_FLAGS.ipc], ['uts', CLONE_FLAGS.uts]];
 
 export class CgroupPool {
   private readonly entries: Entry[] = [];
@@ -88,7 +95,7 @@ export class CgroupPool {
     try {
       await cg.create();
       for (const dir of new Set(Object.values(cg.paths))) fds.push(fs.openSync(path.join(dir, 'tasks'), 'w'));
-      const spawner = this.sys.createSpawner(fds);
+      const spawner = this.sys.createSpawner(fds, PREMADE.reduce((f, [, bit]) => f | bit, 0));
       return { cgPath, spawner };
     } catch (err) {
       for (const fd of fds) fs.closeSync(fd);
@@ -119,11 +126,13 @@ export class CgroupPool {
 
   /**
    * An entry renamed to `cgPath` (a cgroup that does not exist yet, in the runtime's parent),
-   * or undefined when the pool is empty or the rename is refused (the caller then makes the
-   * cgroup itself).
+   * for a container whose new namespaces (linux.namespaces without a path) are `newNamespaces`;
+   * undefined when the pool is empty, the container cannot use an entry, or the rename is
+   * refused (the caller then makes the cgroup and the namespaces itself).
    */
-  take(cgPath: string): PooledCgroup | undefined {
+  take(cgPath: string, newNamespaces: ReadonlySet<string>): PooledCgroup | undefined {
     if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
+    if (newNamespaces.has('user') || PREMADE.some(([type]) => !newNamespaces.has(type))) return undefined;
     const e = this.entries.shift();
     this.fill();
     if (e === undefined) return undefined;
