@@ -268,6 +268,7 @@ async function main(): Promise<void> {
       v2.close();
       v3.close();
     }
+    const connectionsBefore = connectionsOpened;
     const load0 = os.loadavg();
     console.log(`etcd ${version.etcdserver} at ${endpoint} (data on ${dataRoot}); node ${process.version}; ${os.cpus().length} cpus; load ${load0.map((l) => l.toFixed(1)).join(' ')}`);
     console.log(`${ROUNDS} rounds x ${SECONDS}s per case (order A..Z, Z..A, ...), concurrency ${CONCURRENCY.join('/')}, ${KEYS} keys, ${VALUE.length}-byte values\n`);
@@ -333,7 +334,8 @@ async function main(): Promise<void> {
     for (const kind of KINDS) for (const c of CONCURRENCY) {
       cpuLines.push(`| ${label[kind]} | ${c} | ${subs.map((s) => { const r = get(kind, c, s.name)!; return `${Math.round(r.cpuUsPerOp)} / ${Math.round(r.etcdCpuUsPerOp)} µs`; }).join(' | ')} |`);
     }
-    const connLine = `connections opened over the run (warm-ups included): ${subs.map((s) => `${s.name} ${results.filter((r) => r.subject === s.name).reduce((a, r) => a + r.connections, 0)}`).join(', ')}`;
+    const connLine = `connections opened during the runs (warm-ups included): ${subs.map((s) => `${s.name} ${results.filter((r) => r.subject === s.name).reduce((a, r) => a + r.connections, 0)}`).join(', ')}; `
+      + `before them: ${connectionsBefore} (the preload clients; raw-h2 and grpc-js connect when created)`;
     console.log('throughput (median ops/s over rounds) and latency p50/p99 (all rounds); ratios of the median throughputs\n');
     console.log(lines.join('\n'));
     console.log('\nthroughput ratio measured within each round (back to back): median [min-max] over rounds\n');

@@ -1,7 +1,6 @@
 // EtcdV2Client: etcd's v2 keys API (directories, TTLs, compare-and-swap, in-order keys,
 // watches), members, version, health and v2 auth, over keep-alive HTTP with failover.
 // Shaped like the Go client's KeysAPI; every option is checked before a request is made.
-import type { IncomingHttpHeaders } from 'node:http';
 import { EtcdArgumentError } from '../v3/errors';
 import { EtcdError } from './errors';
 import { Transport, type EtcdV2Options, type HttpResult } from './transport';
@@ -140,22 +139,7 @@ function form(fields: Record<string, string | number | boolean | undefined>): st
 }
 
 export function toResponse(r: HttpResult, body: { action: string; node: Node; prevNode?: Node }): Response {
-  return responseFromHeaders(r.headers, body);
-}
-
-function num(h: string | string[] | undefined): number {
-  return h === undefined ? 0 : Number(Array.isArray(h) ? h[0] : h);
-}
-
-export function responseFromHeaders(h: IncomingHttpHeaders, body: { action: string; node: Node; prevNode?: Node }): Response {
-  const out: Response = {
-    action: body.action,
-    node: body.node,
-    etcdIndex: num(h['x-etcd-index']),
-    raftIndex: num(h['x-raft-index']),
-    raftTerm: num(h['x-raft-term']),
-    clusterId: String(h['x-etcd-cluster-id'] ?? ''),
-  };
+  const out: Response = { action: body.action, node: body.node, etcdIndex: r.etcd.etcdIndex, raftIndex: r.etcd.raftIndex, raftTerm: r.etcd.raftTerm, clusterId: r.etcd.clusterId };
   if (body.prevNode) out.prevNode = body.prevNode;
   return out;
 }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdArgumentError, EtcdError, EtcdV2Client, type V2Response } from '..';
 import { keyPath, normalizeKey } from './client';
-import { Transport } from './transport';
+import { etcdHeaders, Transport } from './transport';
 import { startEtcd, uniquePrefix, waitUntil } from '../v3/fixture';
 
 let etcd: EtcdCluster;
@@ -98,6 +98,13 @@ describe('EtcdV2Client keys', () => {
 
   it.each(['', '/a/../b', '/a/./b', '..', '/a/\0'])('refuses key %j', (key) => {
     expect(() => normalizeKey(key)).toThrow(EtcdArgumentError);
+  });
+
+  it('reads the etcd headers from the raw header list, in any case, 0 or empty when absent', () => {
+    expect(etcdHeaders(['Content-Type', 'application/json', 'X-Etcd-Cluster-Id', 'cdf818194e3a8c32', 'X-Etcd-Index', '1005', 'X-Raft-Index', '2000', 'X-Raft-Term', '3', 'Date', 'x']))
+      .toEqual({ etcdIndex: 1005, raftIndex: 2000, raftTerm: 3, clusterId: 'cdf818194e3a8c32' });
+    expect(etcdHeaders(['x-etcd-index', '7', 'X-RAFT-TERM', '2', 'X-Etcd-Indexes', '9', 'Content-Length', '10'])).toEqual({ etcdIndex: 7, raftIndex: 0, raftTerm: 2, clusterId: '' });
+    expect(etcdHeaders([])).toEqual({ etcdIndex: 0, raftIndex: 0, raftTerm: 0, clusterId: '' });
   });
 
   it('compare-and-swap and compare-and-delete on prevExist, prevValue and prevIndex (101, 100, 105)', async () => {

@@ -5,7 +5,7 @@
 // yields it as `{ action: 'resync' }` and continues from X-Etcd-Index + 1: the caller
 // reconciles against the snapshot and misses nothing.
 import type { EtcdV2Client, Response } from './client';
-import { keyPath, responseFromHeaders } from './client';
+import { keyPath, toResponse } from './client';
 import { EtcdClusterUnavailableError, EtcdError, EtcdErrorCode, EtcdHttpError } from './errors';
 import { Transport } from './transport';
 
@@ -81,7 +81,7 @@ export class V2Watcher implements AsyncIterable<Response> {
       if (r.status === 200 && r.body.trim() === '') return { kind: 'empty' };
       try {
         const body = Transport.json<{ action: string; node: Response['node']; prevNode?: Response['node'] }>(r);
-        return { kind: 'event', resp: responseFromHeaders(r.headers, body) };
+        return { kind: 'event', resp: toResponse(r, body) };
       } catch (e) {
         if (e instanceof EtcdError && (e.errorCode === EtcdErrorCode.EventIndexCleared || e.errorCode === EtcdErrorCode.WatcherCleared)) return { kind: 'cleared' };
         throw e;
