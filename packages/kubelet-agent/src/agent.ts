@@ -146,6 +146,7 @@ export class NodeAgent {
     };
     this.syncer = new PodSyncer({
       clock: this.clock,
+      inSource: (uid) => this.config.get(uid) !== undefined,
       nodeName: this.nodeName,
       rootDir: o.stateDir,
       runtime: rt,

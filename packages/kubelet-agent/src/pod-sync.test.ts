@@ -34,7 +34,7 @@ let dir: string;
 beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-podsync-')); });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T10:00:00Z')), nodeAllocatable: Record<string, string> = { cpu: '2', memory: '4Gi', pods: '110' }) {
+function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T10:00:00Z')), nodeAllocatable: Record<string, string> = { cpu: '2', memory: '4Gi', pods: '110' }, inSource?: (uid: string) => boolean) {
   rt ??= new MemoryRuntime(clock);
   const store = new MemoryPodStore();
   const events = new Events();
@@ -46,7 +46,7 @@ function world(rt?: MemoryRuntime, clock = new FakeClock(Date.parse('2026-03-01T
   const syncer = new PodSyncer({
     clock, nodeName: 'node-a', rootDir: dir, runtime: rt, images: imageAccess(rt), network: rt, exec: runtimeExec(rt), configs, status, probes, recorder,
     backoff: new CrashLoopBackoff(clock), mounter: noMounts, cgroupParent: ['berth', 'node-a'], nodeAllocatable,
-    memoryCapacityBytes: 4n << 30n, hostIPs: ['192.0.2.10'], dns: { resolvConf: path.join(dir, 'resolv.conf') },
+    memoryCapacityBytes: 4n << 30n, hostIPs: ['192.0.2.10'], dns: { resolvConf: path.join(dir, 'resolv.conf') }, inSource,
     store: { deletePod: async (ns, name, uid) => { deleted.push(`${ns}/${name}/${uid}`); }, annotatePod: async () => undefined },
   });
   fs.writeFileSync(path.join(dir, 'resolv.conf'), 'nameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n');
@@ -233,6 +233,30 @@ describe('PodSyncer admission', () => {
     const e = w.store.put(mkPod('e', { containers: ctr('500m') }));
     await w.sync(e);
     expect(w.statusOf(e).phase).not.toBe('Failed');
+  });
+});
+
+describe('PodSyncer admission of pods removed from the Store', () => {
+  it('a pod deleted from the Store whose teardown is still running no longer counts: the pod bound in its place is admitted', async () => {
+    const inSource = new Set<string>();
+    const w = world(undefined, undefined, { cpu: '2', memory: '1Gi', pods: '2' }, (uid) => inSource.has(uid));
+    w.rt.images.set('busybox', 'sha256:1');
+    const ctr = [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never' }] as core.Container[];
+    const [a, b] = ['a', 'b'].map((n) => { const p = w.store.put(mkPod(n, { containers: ctr })); inSource.add(p.metadata!.uid); return p; });
+    await w.sync(a);
+    await w.sync(b);
+    // a is deleted in the Store (the scheduler stops counting it) but its teardown has not run
+    // yet; c takes its place.
+    inSource.delete(a.metadata!.uid);
+    const c = w.store.put(mkPod('c', { containers: ctr }));
+    inSource.add(c.metadata!.uid);
+    await w.sync(c);
+    expect(w.statusOf(c).phase).toBe('Running');
+    // while a pod still in the Store keeps its room
+    const d = w.store.put(mkPod('d', { containers: ctr }));
+    inSource.add(d.metadata!.uid);
+    await w.sync(d);
+    expect(w.statusOf(d)).toMatchObject({ phase: 'Failed', reason: 'OutOfpods' });
   });
 });
 

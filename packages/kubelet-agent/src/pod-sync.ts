@@ -64,6 +64,13 @@ export interface PodSyncerOptions {
   dns?: DnsDefaults;
   metrics?: StartupMetrics;
   log?: (level: 'info' | 'warn', obj: object, msg: string) => void;
+  /**
+   * Whether a pod is still in its source (the Store, a static manifest). One removed there no
+   * longer counts at admission while its teardown still runs (the kubelet's active pods): the
+   * scheduler stopped counting it when it saw the delete, and may have bound a new pod in its
+   * place already. Default: every pod the worker holds counts.
+   */
+  inSource?: (uid: string) => boolean;
 }
 
 interface PodState {
@@ -140,7 +147,8 @@ export class PodSyncer {
 
   /** Pods admitted on this node that still hold their resources. */
   private admitted(): core.Pod[] {
-    return [...this.pods.values()].filter((s) => !s.finished && !s.terminal).map((s) => s.pod);
+    const inSource = this.o.inSource ?? (() => true);
+    return [...this.pods.values()].filter((s) => !s.finished && !s.terminal && inSource(s.pod.metadata!.uid)).map((s) => s.pod);
   }
 
   /** The SyncLoop's syncPod. */
@@ -159,6 +167,7 @@ export class PodSyncer {
       st.terminal = { phase: 'Failed', ...rejection };
       st.finished = true;
       this.event(pod, 'Warning', rejection.reason, rejection.message);
+      this.o.log?.('warn', { pod: `${pod.metadata!.namespace || 'default'}/${pod.metadata!.name}`, reason: rejection.reason, message: rejection.message }, 'pod rejected at admission');
       this.writeStatus(pod, st, { sandboxes: [], byName: new Map(), pod: { containers: [] } });
       return;
     }

@@ -56,6 +56,11 @@ export function parseChaosArgs(args: string[]): ChaosOptions | 'help' {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T => xs[crypto.randomInt(xs.length)];
+const shuffle = <T>(xs: T[]): T[] => {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) { const j = crypto.randomInt(i + 1); [out[i], out[j]] = [out[j], out[i]]; }
+  return out;
+};
 const bin = path.resolve(__dirname, '..', 'bin', 'berth.js');
 const NS = 'default';
 
@@ -121,6 +126,17 @@ async function runningByUid(socket: string): Promise<Map<string, number>> {
     }
     return out;
   } finally { c.close(); }
+}
+
+/** Why a pod is not Running, from its status: the pod's reason and each container's state. */
+function whyNot(p: core.Pod): string {
+  const st = p.status;
+  const parts = [st?.reason && `${st.reason}: ${st.message}`, ...[...(st?.initContainerStatuses ?? []), ...(st?.containerStatuses ?? [])].map((c) => {
+    const t = c.state?.terminated;
+    const w = c.state?.waiting;
+    return `${c.name} ${t ? `terminated ${t.reason} (exit ${t.exitCode}) ${t.message}` : w ? `waiting ${w.reason} ${w.message}` : c.state?.running ? 'running' : 'unknown'}`.trim();
+  })].filter(Boolean);
+  return parts.length ? ` (${parts.join('; ')})` : '';
 }
 
 export interface ChaosReport {
@@ -213,6 +229,7 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
     let nextKill = Date.now() + crypto.randomInt(o.killEveryMs / 2, o.killEveryMs * 1.5);
     let nextFault = Date.now() + 3_000;
     const pendingKills: Promise<void>[] = [];
+    const killOrder: typeof services = [];
     say(`chaos: cluster up; churning up to ${o.pods} pods for ${Math.round(o.durationMs / 1000)} s, killing a service every ~${Math.round(o.killEveryMs / 1000)} s, injecting faults`);
     let lastLine = 0;
     while (Date.now() < end) {
@@ -232,7 +249,10 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
       }));
       if (Date.now() >= nextKill) {
         nextKill = Date.now() + crypto.randomInt(o.killEveryMs / 2, o.killEveryMs * 1.5);
-        const svc = pick(services);
+        // Every service in turn, in a random order each round: a run with as many kills as
+        // services kills each of them once (runtime-shim and cni-manager of every node too).
+        if (!killOrder.length) killOrder.push(...shuffle(services));
+        const svc = killOrder.shift()!;
         const pid = pidOf(svc.socket);
         if (pid) {
           const k = { service: svc.name, at: new Date().toISOString(), backAfterMs: null as number | null };
@@ -320,7 +340,7 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
       }
       // No pod lost: every pod not being deleted gets to Running again (restartPolicy Always,
       // containers that sleep), whatever was killed while it was created or started.
-      for (const p of pods.filter((x) => x.status?.phase !== 'Running' && !x.metadata?.deletionTimestamp)) mismatch.push(`pod ${p.metadata!.name} is ${p.status?.phase || 'without a phase'} on ${p.spec?.nodeName || 'no node'}, not Running`);
+      for (const p of pods.filter((x) => x.status?.phase !== 'Running' && !x.metadata?.deletionTimestamp)) mismatch.push(`pod ${p.metadata!.name} is ${p.status?.phase || 'without a phase'} on ${p.spec?.nodeName || 'no node'}, not Running${whyNot(p)}`);
       if (firstMismatch < 0) firstMismatch = mismatch.length;
       if (!mismatch.length) break;
       await sleep(3000);

@@ -42,7 +42,12 @@ export class StatusManager {
   /** The status the pod worker last computed, per pod uid: the agent's own view, kept when
    *  someone else (the node lifecycle controller) overwrites it in the Store. */
   private readonly desired = new Map<string, core.PodStatus>();
+  /** Pods whose status write is out now. */
+  private readonly inFlight = new Set<string>();
   private timer?: Timer;
+  /** Retries failed writes on their own, backing off; apart from `timer`, so that new statuses
+   *  still go out after `batchMs` while one pod's writes keep failing. */
+  private retryTimer?: Timer;
   private flushing?: Promise<void>;
   private readonly batchMs: number;
   private retryMs = 0;
@@ -96,7 +101,8 @@ export class StatusManager {
     // write goes out anyway.
     if (seen && Number(seen.metadata!.resourceVersion) > Number(meta.resourceVersion)) return false;
     const mine = this.desired.get(meta.uid);
-    if (!mine || this.pending.has(meta.uid)) return false;
+    // A write of ours still on its way (its echo may come after an older one) is not overruled.
+    if (!mine || this.pending.has(meta.uid) || this.inFlight.has(meta.uid)) return false;
     const theirs = new Map(pod.status.conditions.map((c) => [c.type, c]));
     const differs = mine.conditions.filter((c) => (KUBELET_CONDITIONS as readonly string[]).includes(c.type) && theirs.get(c.type) && theirs.get(c.type)!.status !== c.status);
     if (!differs.length) return false;
@@ -130,6 +136,7 @@ export class StatusManager {
     const worker = async () => {
       while (i < batch.length) {
         const p = batch[i++];
+        this.inFlight.add(p.uid);
         try {
           await this.writeOne(p);
         } catch (e) {
@@ -137,15 +144,17 @@ export class StatusManager {
           // flush tries again, so a Store that is away for a while is caught up later.
           if (!isNotFound(e) && !this.pending.has(p.uid)) this.pending.set(p.uid, p);
           this.opts.onError?.(`${p.namespace}/${p.name}`, e);
+        } finally {
+          this.inFlight.delete(p.uid);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(n, batch.length) }, worker));
     // Failed writes (Store away) are retried on their own, backing off to 10 s, without waiting
     // for the pod to change again.
-    if (this.pending.size && !this.timer && !this.closed) {
+    if (this.pending.size && !this.retryTimer && !this.closed) {
       this.retryMs = Math.min(this.retryMs ? this.retryMs * 2 : 500, 10_000);
-      this.timer = this.opts.clock.setTimeout(() => { this.timer = undefined; void this.flush(); }, this.retryMs);
+      this.retryTimer = this.opts.clock.setTimeout(() => { this.retryTimer = undefined; void this.flush(); }, this.retryMs);
     } else if (!this.pending.size) this.retryMs = 0;
   }
 
@@ -177,5 +186,6 @@ export class StatusManager {
   close(): void {
     this.closed = true;
     this.timer?.cancel();
+    this.retryTimer?.cancel();
   }
 }

@@ -161,6 +161,26 @@ describe('StatusManager', () => {
     expect(store.pods.get('default/p0')!.status!.phase).toBe('Running');
   });
 
+  it('a pod whose writes keep failing does not hold back the next pod\'s status, and is retried with back-off', async () => {
+    const { clock, store, mgr, errors } = setup();
+    const settle = () => new Promise((r) => setImmediate(r));
+    const [a, b] = pods(2).map((p) => store.put(p));
+    store.forbidden.add('default/p0');
+    mgr.setStatus(a, core.PodStatus.fromPartial({ phase: 'Running' }));
+    await clock.advance(10);
+    await settle();
+    expect(errors).toEqual(['default/p0: default/p0: forbidden']);
+    // b's status goes out after the batch window, not after p0's retry back-off (500 ms)
+    mgr.setStatus(b, core.PodStatus.fromPartial({ phase: 'Running' }));
+    await clock.advance(10);
+    await settle();
+    expect(store.pods.get('default/p1')!.status?.phase).toBe('Running');
+    store.forbidden.clear();
+    await clock.advance(10_000);
+    await settle();
+    expect(store.pods.get('default/p0')!.status?.phase).toBe('Running');
+  });
+
   it('a restarted agent does not regress what the Store holds', async () => {
     const { clock, store } = setup();
     const p = store.put({ ...pods(1)[0], status: core.PodStatus.fromPartial({ phase: 'Succeeded', containerStatuses: [{ name: 'app', restartCount: 4, state: { terminated: { exitCode: 0, reason: 'Completed' } } }] }) });

@@ -2,7 +2,7 @@
 // manager until the real Store (issue #4) is wired in. It can be told to fail the next writes
 // with a conflict (as if another writer got there first) or to be unreachable.
 import { core } from '@berth/api';
-import { ConflictError, UnavailableError } from '@berth/common';
+import { ConflictError, PermissionDeniedError, UnavailableError } from '@berth/common';
 import type { PodStatusStore } from '../seams';
 
 export class MemoryPodStore implements PodStatusStore {
@@ -10,6 +10,8 @@ export class MemoryPodStore implements PodStatusStore {
   private rv = 1;
   conflictsToInject = 0;
   unreachable = false;
+  /** namespace/name of pods whose status writes are refused (as the node authorizer refuses a pod it no longer relates to the node). */
+  readonly forbidden = new Set<string>();
   updates = 0;
 
   put(pod: core.Pod): core.Pod {
@@ -28,6 +30,7 @@ export class MemoryPodStore implements PodStatusStore {
   async updatePodStatus(pod: core.Pod): Promise<core.Pod> {
     if (this.unreachable) throw new UnavailableError('store is unreachable');
     const key = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
+    if (this.forbidden.has(key)) throw new PermissionDeniedError(`${key}: forbidden`);
     const cur = this.pods.get(key);
     if (!cur) throw new ConflictError(`${key} is gone`);
     if (this.conflictsToInject > 0) {
