@@ -135,6 +135,40 @@ describe('ImageStore', () => {
     expect(snapshotDirs()).toEqual([]);
   });
 
+  it('concurrent leases and releases are each on disk when they return, in fewer writes than calls', async () => {
+    const [img] = await importPath(store, layout, { name: 'berth.test/busybox' });
+    const file = path.join(dir, 'images', 'images.json');
+    const onDisk = () => Object.keys((JSON.parse(fs.readFileSync(file, 'utf8')) as { leases: Record<string, string[]> }).leases).sort();
+    // Each write of the records ends in a rename onto images.json: count them (inotify).
+    let writes = 0;
+    const watcher = fs.watch(path.dirname(file), (_e, name) => { if (name === 'images.json') writes++; });
+    const owners = Array.from({ length: 40 }, (_, i) => `c${String(i).padStart(2, '0')}`);
+    try {
+      await Promise.all(owners.map(async (o) => {
+        await store.lease(o, img!);
+        // Durable when it returns: a restarted daemon sees this lease.
+        expect(onDisk()).toContain(o);
+      }));
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      watcher.close();
+    }
+    expect(writes).toBeGreaterThan(0);
+    expect(writes).toBeLessThan(owners.length);
+    expect(onDisk()).toEqual(owners);
+    expect(new ImageStore({ root: path.join(dir, 'images') }).find(img!.id)).toBeDefined();
+    await Promise.all(owners.slice(0, 30).map(async (o) => {
+      await store.release(o);
+      expect(onDisk()).not.toContain(o);
+    }));
+    expect(onDisk()).toEqual(owners.slice(30));
+    await store.remove(img!.id);
+    expect(snapshotDirs()).toHaveLength(3);
+    await Promise.all(owners.slice(30).map((o) => store.release(o)));
+    expect(onDisk()).toEqual([]);
+    expect(snapshotDirs()).toEqual([]);
+  });
+
   it('two containers share the snapshots of one image, each with its own writable layer', async () => {
     await importPath(store, layout, { name: 'berth.test/busybox' });
     const roots: string[] = [];

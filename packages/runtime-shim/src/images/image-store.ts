@@ -68,6 +68,8 @@ export class ImageStore {
   private leases = new Map<string, Digest[]>();
   private readonly file: string;
   private lock: Promise<unknown> = Promise.resolve();
+  /** A commit() queued on `lock` and not started yet: callers until it starts share its write. */
+  private commitQueued: Promise<void> | undefined;
   // Chains being built by operations in flight: GC keeps them (guarded by `lock` for mutation by gc).
   private readonly activeChains = new Map<Digest, number>();
 
@@ -94,16 +96,43 @@ export class ImageStore {
     return p;
   }
 
+  private serialized(): string {
+    return JSON.stringify({ images: [...this.images.values()], leases: Object.fromEntries(this.leases) });
+  }
+
   private save(): void {
     const tmp = `${this.file}.tmp-${process.pid}`;
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      fs.writeSync(fd, JSON.stringify({ images: [...this.images.values()], leases: Object.fromEntries(this.leases) }));
+      fs.writeSync(fd, this.serialized());
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, this.file);
+  }
+
+  /**
+   * Saves the records, in a group commit: every change made before the write starts goes into
+   * one write and one fsync, which runs on the thread pool. A burst of container creates took a
+   * lease each, and each lease's own synchronous fsync held the daemon's loop, one after another
+   * (p50 0.67 s of a create's time in a burst of 32 on this machine).
+   */
+  private commit(): Promise<void> {
+    this.commitQueued ??= this.locked(async () => {
+      this.commitQueued = undefined;
+      const data = this.serialized();
+      const tmp = `${this.file}.tmp-${process.pid}`;
+      const fh = await fs.promises.open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.promises.rename(tmp, this.file);
+    });
+    return this.commitQueued;
   }
 
   list(): ImageRecord[] {
@@ -248,13 +277,16 @@ export class ImageStore {
    * Holds an image's snapshots for `owner` (e.g. a container id) until `release(owner)`, across
    * restarts: removing the image then removes its record, not the layers the owner runs on.
    */
-  lease(owner: string, image: ImageRecord): Promise<void> {
-    return this.locked(() => { this.leases.set(owner, [...image.chainIds]); this.save(); });
+  async lease(owner: string, image: ImageRecord): Promise<void> {
+    await this.locked(() => { this.leases.set(owner, [...image.chainIds]); });
+    await this.commit();
   }
 
   async release(owner: string): Promise<void> {
-    const had = await this.locked(() => { const h = this.leases.delete(owner); if (h) this.save(); return h; });
-    if (had) await this.gc();
+    const had = await this.locked(() => this.leases.delete(owner));
+    if (!had) return;
+    await this.commit();
+    await this.gc();
   }
 
   /** Removes an image with all its names; absent is not an error. Returns whether one was removed. */
