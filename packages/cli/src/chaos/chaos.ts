@@ -324,6 +324,11 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
           const got = run.get(p.metadata!.uid) ?? 0;
           if (got !== p.spec!.containers.length) mismatch.push(`pod ${p.metadata!.name} is Running in the Store but ${n.name}'s runtime runs ${got} of its ${p.spec!.containers.length} containers`);
         }
+        // A pod that ended (Succeeded, Failed) runs nothing any more.
+        for (const p of pods.filter((x) => x.spec?.nodeName === n.name && (x.status?.phase === 'Succeeded' || x.status?.phase === 'Failed'))) {
+          const got = run.get(p.metadata!.uid) ?? 0;
+          if (got) mismatch.push(`pod ${p.metadata!.name} is ${p.status!.phase} in the Store but ${n.name}'s runtime runs ${got} of its containers`);
+        }
         for (const [uid, count] of run) if (!uids.has(uid)) mismatch.push(`${n.name}'s runtime runs ${count} container(s) of pod uid ${uid}, which the Store does not have`);
         const atts = await attachments(nodeSocket(info, n.name, 'cni-manager')!).catch((e: Error) => { mismatch.push(`${n.name}: cni-manager: ${e.message}`); return [] as cni.Attachment[]; });
         for (const a of atts) {
