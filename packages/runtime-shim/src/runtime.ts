@@ -420,18 +420,29 @@ export class Runtime {
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+    this.exits.delete(id);
+    // A long-running runtime hands the cgroup to its pool to remove after delete returns (the
+    // kernel can take a moment to let go of it, e.g. while the thread that cloned the init is
+    // on its way out): renamed to a pool name first, which a restart's cleanup removes if we
+    // die before the rmdir, so nothing is left that no one knows of.
+    const retired = s.cgroupVersion === 1 ? this.pool?.retire(s.cgroupPath) : undefined;
+    if (retired !== undefined) this.background(retired.destroyLeaf());
+    else await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
     // The parents can take the kernel a moment to let go of: not on delete's path (a daemon
     // lets it finish in the background; a CLI awaits settle() before it exits).
-    const parents = cg.removeParents(s.cgroupCreated ?? []).catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
-    this.cleanups.add(parents);
-    void parents.finally(() => this.cleanups.delete(parents));
+    this.background(cg.removeParents(s.cgroupCreated ?? []));
     this.store.remove(id);
-    this.exits.delete(id);
     await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
   }
 
-  /** Resolves when the background cleanups of deleted containers (empty cgroup parents) are done. */
+  /** Tracks a cleanup that runs on after the call that started it (see settle()). */
+  private background(p: Promise<void>): void {
+    const tracked = p.catch((e: Error) => this.warn(`cleanup: ${e.message}`));
+    this.cleanups.add(tracked);
+    void tracked.finally(() => this.cleanups.delete(tracked));
+  }
+
+  /** Resolves when the background cleanups of deleted containers (cgroups, state dirs) are done. */
   async settle(): Promise<void> {
     while (this.cleanups.size > 0) await Promise.all([...this.cleanups]);
   }

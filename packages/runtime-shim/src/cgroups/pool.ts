@@ -153,6 +153,34 @@ export class CgroupPool {
     return { driver: new CgroupV1(cgPath, this.mounts), spawner: e.spawner };
   }
 
+  /**
+   * Renames a deleted container's cgroup (in the runtime's parent, every hierarchy) to a name
+   * of this pool and returns a driver to remove it with; undefined if it is elsewhere or a
+   * rename fails (the caller then removes it where it is).
+   */
+  retire(cgPath: string): CgroupV1 | undefined {
+    if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
+    const to = `${RUNTIME_PARENT}/${this.dirPrefix}gone-${randomBytes(6).toString('hex')}`;
+    const done: string[] = [];
+    try {
+      for (const mnt of this.hierarchies) {
+        try {
+          fs.renameSync(path.join(mnt, cgPath), path.join(mnt, to));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          continue;
+        }
+        done.push(mnt);
+      }
+    } catch {
+      for (const mnt of done) {
+        try { fs.renameSync(path.join(mnt, to), path.join(mnt, cgPath)); } catch { /* left to removeStale */ }
+      }
+      return undefined;
+    }
+    return new CgroupV1(to, this.mounts);
+  }
+
   /** Lets the entry's thread go and removes its dirs (retried while the thread leaves). */
   private discard(e: Entry): Promise<void> {
     this.sys.releaseSpawner(e.spawner);
