@@ -2,33 +2,40 @@
 // to execve, with the OCI create/start split.
 //
 //   JS thread: TS compiles config.json into a flat ContainerPlan (policy), queues the work
-//   pool thread                                   child (a fork-style copy of this process)
-//   -----------                                   ------------------------------------------
-//   status + sync pipes (O_CLOEXEC)
-//   [setns(pid) on this thread when joining]
-//   block signals, clone(CLONE_PIDFD|NEW*) ---->  non-dumpable, default signal dispositions
-//   [restore pid_for_children]                    wait for "go" on the sync pipe
-//   write uid/gid maps, cgroup.procs,             setns (joined namespaces), time ns offsets
-//   oom_score_adj; send "go" ---------------->    mounts: propagation, rootfs bind, every op of
-//                                                   the plan resolved inside the rootfs
-//                                                 pivot_root (or chroot), hostname, rlimits,
-//                                                   sysctls, [seccomp w/o NNP], groups/uid/gid,
-//                                                   capabilities, umask, cwd, NNP
-//   read the status pipe: "ready" or {stage,  <-  report "ready" (or {stage, errno, op} + exit)
-//     errno, op}; on failure reap the child       [hold: open the exec fifo for writing until
-//                                                   `start` opens it for reading]
-//                                                 [seccomp with NNP], close fds, execve
+//   pool thread              launching thread           child (CLONE_VM: shares our memory)
+//   -----------              ----------------           -----------------------------------
+//   status + sync pipes
+//   start a launching  -->   [setns(pid) if joining]
+//   thread (or hand the      clone(CLONE_VM|VFORK|   -> non-dumpable; report "hello" + pidfd
+//   launch to a pooled       PIDFD|NEW*), sleeps        default signal dispositions
+//   spawner: see below)      until the child has        wait for "go" on the sync pipe
+//   read "hello": pidfd,     exec'd or died; then
+//   pid (fdinfo)             frees stack and plan
+//   write uid/gid maps, cgroup.procs,                   setns (joined namespaces)
+//   oom_score_adj; send "go" ------------------------>  mounts: propagation, rootfs bind, every
+//                                                         op of the plan resolved in the rootfs
+//                                                       pivot_root (or chroot), hostname,
+//                                                         rlimits, sysctls, [seccomp w/o NNP],
+//                                                         groups/uid/gid, capabilities, umask,
+//                                                         cwd, NNP
+//   read the status pipe: "ready" or {stage,  <-------  report "ready" (or {stage, errno, op})
+//     errno, op}; on failure kill and reap              [hold: open the exec fifo for writing
+//                                                         until `start` opens it for reading]
+//                                                       [seccomp with NNP], close fds, execve
 //
-// * Fork-style (no CLONE_VM): the child must be able to wait for `start` long after the
-//   calling process (a CLI) has exited, so it cannot borrow our address space like spawn()'s
-//   vfork-style child. It is still a copy of a multi-threaded process, so it only makes
-//   async-signal-safe syscalls on data laid out before clone() and never allocates.
+// * CLONE_VM (see Launch below): no copy of the runtime's address space; the child runs on a
+//   stack of its own, reads only data laid out before clone() (the plan, kept alive by the
+//   launching thread) and uses that sleeping thread's TLS, like posix_spawn's child. It still
+//   only makes async-signal-safe syscalls and never allocates. An init that must enter a new
+//   time namespace is a fork-style copy instead (CloneContainer): the kernel refuses that
+//   setns to a process that shares its memory.
 // * Paths inside the rootfs are resolved by the kernel with openat2(RESOLVE_IN_ROOT |
 //   RESOLVE_NO_MAGICLINKS): a symlink planted by the image cannot lead a mount target, a masked
 //   path or a device node out of the rootfs (CVE-2021-30465). The mount then goes to the
 //   resolved fd through /proc/self/fd/N of the host's procfs, so the path is never walked twice.
 // * The child is non-dumpable from its first instruction (CVE-2019-5736: the container must not
-//   open /proc/<pid>/exe of a runtime process); execve of the container binary resets it.
+//   open /proc/<pid>/exe of a runtime process); execve of the container binary resets it. With
+//   CLONE_VM the flag is on the shared mm, so the runtime process itself stays non-dumpable.
 // * Failures before "ready" come back as {stage, errno, op} and surface as SyscallError; the
 //   only step after "ready" that can fail is execve itself (reported on the container's
 //   stderr, exit 127), and its binary was checked with faccessat before "ready".
