@@ -323,11 +323,12 @@ export class ContainerManager {
   private async startMonitor(rec: ContainerRecord, job: MonitorJob): Promise<MonitorReply & { ok: true }> {
     let gone: Promise<void> = Promise.resolve();
     try {
+      // Saved with the "created" record after the reply: a record still "creating" is removed
+      // by recovery without asking its monitor (which removes a late create itself).
       const reply = await this.monitors.run(job, (host) => {
         rec.monitorPid = host.pid;
         rec.monitorStart = host.start;
         gone = host.gone;
-        this.save(rec);
       });
       rec.exited = exitRecorded(rec.dir, gone).then(() => this.settleExit(rec));
       return reply;
