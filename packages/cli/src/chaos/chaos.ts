@@ -3,8 +3,9 @@
 // service with SIGKILL now and then (berth up restarts it), and injects loss/rate faults on
 // random pods through their node's cni-manager. Then it lets the cluster settle and checks the
 // invariants: every pod the Store calls Running runs each of its containers exactly once in its
-// node's runtime, no network attachment (IP) is held for a pod the Store does not have, no two
-// attachments share an IP, a watch on pods saw every change, and after `berth up` stops nothing
+// node's runtime and has processes in its cgroup in the kernel, nothing runs or stays in a cgroup
+// of a pod the Store does not have, no network attachment (IP) or veth is held for a pod the
+// Store does not have, no two attachments share an IP, a watch on pods saw every change, and after `berth up` stops nothing
 // of the run is left on the host (processes, mounts, netns, links, cgroups).
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,6 +19,7 @@ import { EXAMPLE_IMAGE } from '../cluster-examples';
 import { CommandUsageError, parseDuration, parseFlags, parseInteger, parseNetwork } from '../cluster-flags';
 import { cleanupRun, leftovers, type Leftovers } from '../down';
 import { readClusterInfo, type ClusterInfo } from '../up';
+import { kernelMismatches, nodeKernelView } from './kernel';
 
 export interface ChaosOptions {
   durationMs: number;
@@ -339,6 +341,11 @@ export async function chaos(o: ChaosOptions, say: (s: string) => void = (s) => p
             ips.set(addr, a.podName);
           }
         }
+        // The kernel's own view: processes in the pod cgroups, veths in the node's namespace.
+        try {
+          const mine = pods.filter((x) => x.spec?.nodeName === n.name).map((x) => ({ uid: x.metadata!.uid, name: x.metadata!.name, phase: x.status?.phase ?? '' }));
+          mismatch.push(...kernelMismatches(n.name, nodeKernelView(n), mine, atts));
+        } catch (e) { mismatch.push(`${n.name}: kernel view: ${(e as Error).message}`); }
         for (const p of pods.filter((x) => x.spec?.nodeName === n.name && x.status?.phase === 'Running' && x.status.podIP)) {
           if (!atts.some((a) => a.podUid === p.metadata!.uid && a.ips.some((ip) => ip.split('/')[0] === p.status!.podIP))) mismatch.push(`pod ${p.metadata!.name} says IP ${p.status!.podIP} but ${n.name}'s cni-manager has no such attachment`);
         }
