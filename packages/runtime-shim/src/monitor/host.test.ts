@@ -3,7 +3,9 @@
 // daemon leaves every container of every host running with its exit recorded, and a host without
 // a daemon exits after its last container; a kill -9 of a host stops its containers and reports
 // their status as lost, as for any dead monitor.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { runtime } from '@berth/api';
@@ -12,9 +14,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { execSync } from '../exec/exec';
 import { mountsUnder } from '../sandbox/sandbox';
-import { uniqueId } from '../testing/bundle';
-import { CriFixture, removeTestImageLayout, shimBin, ShimFixture, TEST_IMAGE, testImageLayout } from '../testing/cri';
-import { EXIT_FILE } from './monitor';
+import { DEFAULT_ROTATE } from '../logs/cri-log';
+import { Runtime } from '../runtime';
+import { makeBundle, uniqueId } from '../testing/bundle';
+import { CriFixture, removeCgroupTree, removeTestImageLayout, shimBin, ShimFixture, TEST_IMAGE, testImageLayout } from '../testing/cri';
+import { hostScript } from './hosts';
+import { EXIT_FILE, type HostRequest } from './monitor';
 
 let fx: CriFixture | undefined;
 let shim: ShimFixture | undefined;
@@ -174,6 +179,36 @@ describe('monitor hosts', () => {
     expect(mountsUnder(stateDir)).toEqual([]);
     expect(fs.readdirSync(path.join(stateDir, 'cri'))).toEqual([]);
   }, 180_000);
+
+  it('removes a container whose create finishes after its daemon went away, then exits', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-host-orphan-'));
+    const cgroup = `/${uniqueId('berth-test')}`;
+    const id = uniqueId('orphan');
+    const host = spawn(process.execPath, [hostScript()], { stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      const bundle = makeBundle(['sleep', '600'], (s) => { s.linux!.cgroupsPath = `${cgroup}/${id}`; }, work);
+      const dir = path.join(work, 'c');
+      fs.mkdirSync(dir);
+      const runtimeRoot = path.join(work, 'state');
+      let out = '';
+      let err = '';
+      host.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      host.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((r) => host.on('exit', (code) => r(code)));
+      // The job, then at once the end of stdin (what a kill -9 of the daemon does): the create
+      // is still running when the host learns that nobody will take its reply.
+      const req: HostRequest = { seq: 1, job: { id, runtimeRoot, bundle: bundle.dir, spec: bundle.spec, dir, logPath: '', rotate: DEFAULT_ROTATE } };
+      host.stdin.end(`${JSON.stringify(req)}\n`);
+      expect(await exited, err).toBe(0);
+      expect(out).toBe('');
+      expect(err).toMatch(new RegExp(`container ${id}: created after the daemon went away; removed`));
+      expect(new Runtime({ root: runtimeRoot }).store.ids()).toEqual([]);
+    } finally {
+      host.kill('SIGKILL');
+      removeCgroupTree(cgroup);
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('refuses a bad --containers-per-monitor, naming the flag', async () => {
     const dir = fs.mkdtempSync(path.join('/tmp', 'berth-hosts-flag-'));

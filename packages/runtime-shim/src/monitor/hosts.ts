@@ -17,7 +17,7 @@ export const DEFAULT_CONTAINERS_PER_MONITOR = 16;
 const REPLY_TIMEOUT_MS = 120_000;
 
 /** The host's script: next to this file when built; from dist when running the sources (tests). */
-function hostScript(): string {
+export function hostScript(): string {
   const here = path.join(__dirname, 'monitor.js');
   if (fs.existsSync(here)) return here;
   return path.resolve(__dirname, '..', '..', 'dist', 'monitor', 'monitor.js');
