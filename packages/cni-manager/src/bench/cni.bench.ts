@@ -176,6 +176,7 @@ async function main(): Promise<void> {
       'berth/this add p50': +(berth.add.p50 / v.add.p50).toFixed(3), 'berth/this del p50': +(berth.del.p50 / v.del.p50).toFixed(3),
     }));
     console.table(rows);
+    console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (1, 5, 15 min)`);
     for (const peer of ['debian-via-executor', 'debian-direct-exec']) {
       const v = results[peer]!;
       console.log(`ratio berth/${peer}: ADD p50 ${(berth.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(berth.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x); CPU per op ADD ${(berth.add.cpuMsPerOp! / v.add.cpuMsPerOp!).toFixed(3)}x, DEL ${(berth.del.cpuMsPerOp! / v.del.cpuMsPerOp!).toFixed(3)}x`);
