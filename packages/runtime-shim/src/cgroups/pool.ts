@@ -2,13 +2,17 @@
 // the runtime's parent as /berth/.pool-<tag>-<n>, each with a spawner thread of the daemon
 // already inside (see CgroupSpawner in @berth/native). A create takes one, renames it to its
 // container's own name (/berth/<id>: v1 renames a cgroup in place, within its parent) and has
-// the spawner clone the init there. The mkdirs, the cpuset setup and the attach (the kernel's
-// RCU grace period, 4-14 ms here) all happen off the create's path; a new entry is made after.
+// the spawner clone the init there. The mkdirs, the cpuset setup, the attach (the kernel's
+// RCU grace period, 4-14 ms here) and the network, IPC and UTS namespaces (made by the thread,
+// inherited by the init) all happen off the create's path; a new entry is made after. A
+// deleted container's cgroup comes back under a pool name (retire()) to be removed after the
+// delete has returned.
 //
-// Crash safety: an entry is either a pool dir (named with this runtime's tag; a restarted
-// daemon removes every such dir it finds: their threads died with the old process) or, once
-// renamed, the cgroup of a container whose state dir was claimed first, which the runtime's
-// own recovery (delete --force of a half-created container) removes at its default path.
+// Crash safety: a dir is either a pool dir (named with this runtime's tag: an entry, or a
+// retired cgroup; a restarted daemon removes every such dir it finds, their threads died with
+// the old process) or, once renamed, the cgroup of a container whose state dir was claimed
+// first, which the runtime's own recovery (delete --force of a half-created container)
+// removes at its default path.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
