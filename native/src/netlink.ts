@@ -386,7 +386,7 @@ function isNoEnt(err: unknown): boolean {
   return err instanceof SyscallError && (err.code === 'ENODEV' || err.code === 'ENOENT' || err.code === 'ESRCH' || err.code === 'EADDRNOTAVAIL');
 }
 
-export interface VethOptions { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string; master?: number; up?: boolean; peerUp?: boolean }
+export interface VethOptions { name: string; peer: string; peerNetns?: Netns; mtu?: number; mac?: string; peerMac?: string; master?: number; up?: boolean }
 
 /** Link indexes a plan's later steps use before the link exists: see Rtnl.addVethThen. */
 export interface PlannedLinks { created: number; peer: number }
@@ -428,7 +428,9 @@ function vethRequest(o: VethOptions): NetlinkRequest {
   if (o.mtu) peerAttrs.push([IFLA.MTU, u32(o.mtu)]);
   if (o.peerMac) peerAttrs.push([IFLA.ADDRESS, macBytes(o.peerMac, 'veth peer mac')]);
   if (o.peerNetns) peerAttrs.push([IFLA.NET_NS_FD, u32(o.peerNetns.fd)]);
-  const peer = Buffer.concat([ifinfomsg(o.peerUp ? { flags: IFF_UP, change: IFF_UP } : {}), encodeAttrs(peerAttrs)]);
+  // No IFF_UP for the peer here: the kernel opens the peer before the pair is linked, and
+  // veth_open then fails with ENOTCONN. Bring it up afterwards, in its namespace.
+  const peer = Buffer.concat([ifinfomsg({}), encodeAttrs(peerAttrs)]);
   return newLinkRequest(o.name, 'veth', [[VETH_INFO_PEER, peer]], o.mtu, o.mac, { master: o.master, up: o.up });
 }
 
