@@ -10,15 +10,18 @@
 // seconds (etcd's own CPU per request swings as much as the throughput), so a comparison is made
 // inside each round: subjects run back to back, each next to the one it is compared with, in
 // forward order in even rounds and reverse order in odd ones (A B B A ...), and the median of the
-// per-round ratios is reported beside the ratio of the medians. Client CPU and etcd CPU per
-// operation are reported too: the first is the client's own cost, the second shows how much of a
-// throughput swing was the server's.
+// per-round ratios is reported beside the ratio of the medians. Before each subject the bench
+// process is garbage-collected and etcd is let go idle, so no subject is billed for another's
+// leftovers. Client CPU and etcd CPU per operation are reported too: the first is the client's
+// own cost, the second shows how much of a throughput swing was the server's.
 import * as diagnostics from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { Client as GrpcClient, credentials } from '@grpc/grpc-js';
 import { EtcdCluster } from '@berth/common';
 import { Etcd3 } from 'etcd3';
@@ -192,6 +195,27 @@ function processCpuUs(pid: number): number {
   return ns / 1000;
 }
 
+// A full GC before each subject, so none pays for the garbage of the one before (node-etcd makes
+// several times more than the others). The flag can be set at run time; the function is then
+// reachable from a new context.
+v8.setFlagsFromString('--expose-gc');
+const fullGc = vm.runInNewContext('gc') as () => void;
+
+/**
+ * Starts every subject on an idle etcd: after a subject, etcd may still be closing its
+ * connections (node-etcd opens one per request) or collecting its garbage, which would be
+ * billed to whoever runs next. Waits until etcd uses under 10 % of a core over 50 ms (1 s at most).
+ */
+async function settle(etcdPid: number): Promise<void> {
+  fullGc();
+  const deadline = Date.now() + 1000;
+  for (;;) {
+    const c0 = processCpuUs(etcdPid);
+    await new Promise((r) => setTimeout(r, 50));
+    if (processCpuUs(etcdPid) - c0 < 5000 || Date.now() > deadline) return;
+  }
+}
+
 // Every TCP connection the process opens (http agents, http2 sessions and grpc-js all go through
 // net): counted per case, so it shows how many each client opened and that keep-alive held.
 let connectionsOpened = 0;
@@ -278,8 +302,9 @@ async function main(): Promise<void> {
         for (const conc of CONCURRENCY) {
           const order = round % 2 ? [...subs].reverse() : subs;
           for (const s of order) {
-            // Warm-up: the JIT and the connections in the first round; after that it absorbs
-            // what the previous subject left behind in etcd (GC, a raft snapshot).
+            // Warm-up: the JIT and the connections in the first round; after that it fills
+            // the pipeline again.
+            await settle(etcdPid);
             const warm = await runCase(s.ops[kind], conc, round === 0 ? 0.3 : 0.1, etcdPid);
             const r = await runCase(s.ops[kind], conc, SECONDS, etcdPid);
             r.connections += warm.connections;
