@@ -18,7 +18,7 @@ import { DEFAULT_ROTATE } from '../logs/cri-log';
 import { Runtime } from '../runtime';
 import { makeBundle, uniqueId } from '../testing/bundle';
 import { CriFixture, removeCgroupTree, removeTestImageLayout, shimBin, ShimFixture, TEST_IMAGE, testImageLayout } from '../testing/cri';
-import { hostScript } from './hosts';
+import { hostScript, pickHostScript } from './hosts';
 import { EXIT_FILE, type HostRequest } from './monitor';
 
 let fx: CriFixture | undefined;
@@ -209,6 +209,25 @@ describe('monitor hosts', () => {
       fs.rmSync(work, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('starts hosts from the bundle the build made, and from the modules when the bundle is older', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-host-script-'));
+    try {
+      const [mod, bundle] = [path.join(dir, 'monitor.js'), path.join(dir, 'monitor.bundle.js')];
+      fs.writeFileSync(mod, '');
+      expect(pickHostScript(dir)).toBe(mod);
+      fs.writeFileSync(bundle, '');
+      const t = Date.now() / 1000;
+      fs.utimesSync(mod, t, t);
+      fs.utimesSync(bundle, t + 0.5, t + 0.5);
+      expect(pickHostScript(dir)).toBe(bundle);
+      // tsc ran again after the bundle was made: the bundle holds older code.
+      fs.utimesSync(mod, t + 60, t + 60);
+      expect(pickHostScript(dir)).toBe(mod);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('refuses a bad --containers-per-monitor, naming the flag', async () => {
     const dir = fs.mkdtempSync(path.join('/tmp', 'berth-hosts-flag-'));
