@@ -211,6 +211,7 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
       // controller's Ready=False as soon as its informer sees the difference (not at a resync).
       const up2 = await until(() => nodeView(store, 'node-2'), recovered, RECOVER_MS);
       expect(recovered(up2), JSON.stringify(up2)).toBe(true);
+      console.log(`${mode}: node-2 and its pods Ready again ${Date.now() - back} ms after its link came back`);
       let answer = ask();
       for (let i = 0; i < 10 && answer.out.trim() !== 'cable'; i++) answer = ask();
       expect(answer.out.trim()).toBe('cable');
@@ -235,8 +236,10 @@ export function clusterSuite(mode: 'bridge' | 'routed', examples: () => string):
       } finally {
         process.kill(pid, 'SIGCONT');
       }
+      const resumed = Date.now();
       const up2 = await until(() => nodeView(store, 'node-2'), recovered, RECOVER_MS);
       expect(recovered(up2), JSON.stringify(up2)).toBe(true);
+      console.log(`${mode}: node-2 and its pods Ready again ${Date.now() - resumed} ms after SIGCONT`);
     } finally {
       store.raw.close();
     }
