@@ -185,7 +185,9 @@ async function main(): Promise<void> {
     // Room for every pod of the run (the node admits --max-pods, 110 by default).
     const missing = await h.start({ podCidr: '10.78.0.0/16', agentArgs: ['--max-pods', String(Math.max(110, n + 10))] });
     if (missing) throw new Error(`cannot run: ${missing}`);
-    console.log(`pods bench: ${n} pods at once on one node (${os.cpus().length} cpus, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+    const loadStart = os.loadavg();
+    const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
+    console.log(`pods bench: ${n} pods at once on one node (${os.cpus().length} cpus, load ${load(loadStart)})`);
     const b = await berth(h, n);
     const p = await peer(h, n);
     const ratio = (x: number, y: number) => +(x / y).toFixed(2);
@@ -198,12 +200,14 @@ async function main(): Promise<void> {
     for (const [k, s] of Object.entries(b.phases)) row(`  ${k}`, s);
     console.log(`\nRunning p50 berth/peer = ${ratio(b.running.p50, p.p50)}x, p99 = ${ratio(b.running.p99, p.p99)}x; target p99 <= 100 ms: ${b.running.p99 <= 100 ? 'met' : 'NOT met'}; Kubernetes SLO p99 <= 5000 ms: ${b.running.p99 <= 5000 ? 'met' : 'NOT met'}`);
     console.log(`CPU seconds spent while the pods started: ${Object.entries(b.cpuSeconds).map(([k, v]) => `${k} ${v}`).join(', ')} (${b.monitorProcesses} container monitor processes)`);
+    // The machine is shared: the load may move during the run, and the wall times with it.
+    console.log(`load at the end: ${load(os.loadavg())}`);
     console.log(`agent with ${n} pods: RSS ${b.agentRssMb} MiB, idle CPU ${b.agentIdleCpuPercent} % of one core`);
     const out = process.env['BERTH_BENCH_RESULTS'];
     if (out) {
       fs.mkdirSync(out, { recursive: true });
       const file = path.join(out, `pods-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-      fs.writeFileSync(file, JSON.stringify({ bench: 'pods', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, kernel: os.release(), load: os.loadavg(), berth: b, peer: { name: 'ip netns + CNI bridge/host-local + runc run -d', ...p }, ratios: { runningP50VsPeer: ratio(b.running.p50, p.p50), runningP99VsPeer: ratio(b.running.p99, p.p99) }, targets: { runningP99Ms: 100, sloP99Ms: 5000 } }, null, 2) + '\n');
+      fs.writeFileSync(file, JSON.stringify({ bench: 'pods', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, kernel: os.release(), load: loadStart, loadEnd: os.loadavg(), berth: b, peer: { name: 'ip netns + CNI bridge/host-local + runc run -d', ...p }, ratios: { runningP50VsPeer: ratio(b.running.p50, p.p50), runningP99VsPeer: ratio(b.running.p99, p.p99) }, targets: { runningP99Ms: 100, sloP99Ms: 5000 } }, null, 2) + '\n');
       console.log(`results: ${file}`);
     }
   } catch (e) {
