@@ -236,6 +236,27 @@ describe('PodSyncer admission', () => {
   });
 });
 
+describe('PodSyncer admission of a rejected pod', () => {
+  it('a rejected pod synced again while its Failed status is still being written stays rejected: nothing of it runs', async () => {
+    const w = world(undefined, undefined, { cpu: '2', memory: '1Gi', pods: '1' });
+    w.rt.images.set('busybox', 'sha256:1');
+    const ctr = [{ name: 'app', image: 'busybox', imagePullPolicy: 'Never' }] as core.Container[];
+    const a = w.store.put(mkPod('a', { containers: ctr }));
+    await w.sync(a);
+    const b = w.store.put(mkPod('b', { containers: ctr }));
+    let open!: () => void;
+    w.store.gate = new Promise<void>((r) => { open = r; });
+    await w.syncer.sync({ pod: b, reason: 'ADD', deleted: false });
+    await w.clock.advance(10); // the status manager's batch goes out and waits in the Store
+    // b as the informer still has it (no status yet), synced again (a probe, a runtime event)
+    await w.syncer.sync({ pod: b, reason: 'UPDATE', deleted: false });
+    open();
+    await w.status.flush();
+    expect(w.statusOf(b)).toMatchObject({ phase: 'Failed', reason: 'OutOfpods' });
+    expect(w.rt.sandboxes.size).toBe(1);
+  });
+});
+
 describe('PodSyncer admission of pods removed from the Store', () => {
   it('a pod deleted from the Store whose teardown is still running no longer counts: the pod bound in its place is admitted', async () => {
     const inSource = new Set<string>();

@@ -244,7 +244,7 @@ export class PodSyncer {
 
     // A pod that reached Succeeded/Failed never runs again (also after an agent restart): make
     // sure nothing of it runs and keep reporting its final status.
-    const phase = o.status.current(uid)?.phase ?? pod.status?.phase;
+    const phase = st.terminal?.phase ?? o.status.current(uid)?.phase ?? pod.status?.phase;
     if (phase === 'Succeeded' || phase === 'Failed') {
       st.finished = true;
       if (obs.pod.sandbox?.ready || obs.pod.containers.some((c) => c.state === 'running')) {

@@ -42,8 +42,8 @@ export class StatusManager {
   /** The status the pod worker last computed, per pod uid: the agent's own view, kept when
    *  someone else (the node lifecycle controller) overwrites it in the Store. */
   private readonly desired = new Map<string, core.PodStatus>();
-  /** Pods whose status write is out now. */
-  private readonly inFlight = new Set<string>();
+  /** Pods whose status write is out now, with that status. */
+  private readonly inFlight = new Map<string, core.PodStatus>();
   private timer?: Timer;
   /** Retries failed writes on their own, backing off; apart from `timer`, so that new statuses
    *  still go out after `batchMs` while one pod's writes keep failing. */
@@ -68,9 +68,12 @@ export class StatusManager {
     }
   }
 
-  /** The status last written (or observed) for a pod. */
+  /**
+   * The newest status of a pod: pending, being written (not what the Store held before: a pod
+   * worker must not see its Failed go back to Pending while the write is out), or written.
+   */
   current(uid: string): core.PodStatus | undefined {
-    return this.pending.get(uid)?.status ?? this.written.get(uid);
+    return this.pending.get(uid)?.status ?? this.inFlight.get(uid) ?? this.written.get(uid);
   }
 
   setStatus(pod: core.Pod, status: core.PodStatus): void {
@@ -136,7 +139,7 @@ export class StatusManager {
     const worker = async () => {
       while (i < batch.length) {
         const p = batch[i++];
-        this.inFlight.add(p.uid);
+        this.inFlight.set(p.uid, p.status);
         try {
           await this.writeOne(p);
         } catch (e) {

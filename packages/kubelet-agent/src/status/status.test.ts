@@ -181,6 +181,21 @@ describe('StatusManager', () => {
     expect(store.pods.get('default/p0')!.status?.phase).toBe('Running');
   });
 
+  it('current() is the status being written while its write is out, not the older one the Store still holds', async () => {
+    const { clock, store, mgr } = setup();
+    const p = store.put({ ...pods(1)[0], status: core.PodStatus.fromPartial({ phase: 'Pending' }) });
+    mgr.observe(p);
+    let open!: () => void;
+    store.gate = new Promise<void>((r) => { open = r; });
+    mgr.setStatus(p, core.PodStatus.fromPartial({ phase: 'Failed', reason: 'OutOfpods' }));
+    await clock.advance(10);
+    const writing = mgr.flush();
+    expect(mgr.current('u0')?.phase).toBe('Failed');
+    open();
+    await writing;
+    expect(mgr.current('u0')?.phase).toBe('Failed');
+  });
+
   it('a restarted agent does not regress what the Store holds', async () => {
     const { clock, store } = setup();
     const p = store.put({ ...pods(1)[0], status: core.PodStatus.fromPartial({ phase: 'Succeeded', containerStatuses: [{ name: 'app', restartCount: 4, state: { terminated: { exitCode: 0, reason: 'Completed' } } }] }) });

@@ -13,6 +13,8 @@ export class MemoryPodStore implements PodStatusStore {
   /** namespace/name of pods whose status writes are refused (as the node authorizer refuses a pod it no longer relates to the node). */
   readonly forbidden = new Set<string>();
   updates = 0;
+  /** While set, status writes wait for it (a write that is out for a while). */
+  gate?: Promise<void>;
 
   put(pod: core.Pod): core.Pod {
     const p = core.Pod.fromPartial(pod);
@@ -28,6 +30,7 @@ export class MemoryPodStore implements PodStatusStore {
   }
 
   async updatePodStatus(pod: core.Pod): Promise<core.Pod> {
+    await this.gate;
     if (this.unreachable) throw new UnavailableError('store is unreachable');
     const key = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
     if (this.forbidden.has(key)) throw new PermissionDeniedError(`${key}: forbidden`);
