@@ -242,6 +242,11 @@ struct ContainerPlan {
 // ---------------------------------------------------------------------------------------------
 // Child side: async-signal-safe syscalls only, no allocation, never returns.
 
+// Whether the parent has work to do on the child before it may go on (see ParentSide).
+bool NeedsGo(const ContainerPlan& plan) {
+  return (plan.cloneFlags & CLONE_NEWUSER) != 0 || !plan.cgroupProcsFds.empty() || plan.hasOomScoreAdj;
+}
+
 struct ChildCtx {
   const ContainerPlan* plan;
   int statusFd;
@@ -657,12 +662,15 @@ void PauseChild(const ChildCtx& c) {
     if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
   }
 
-  // Wait until the parent has written our id maps and put us in our cgroups.
-  char go = 0;
-  ssize_t n;
-  do n = ::read(c.syncFd, &go, 1);
-  while (n < 0 && errno == EINTR);
-  if (n != 1) CFail(c, kCSync, -1, n == 0 ? EPIPE : errno);
+  // Wait until the parent has written our id maps, put us in our cgroups and set our
+  // oom_score_adj; with none of those to do (an init born in its cgroups) we go on at once.
+  if (NeedsGo(plan)) {
+    char go = 0;
+    ssize_t n;
+    do n = ::read(c.syncFd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) CFail(c, kCSync, -1, n == 0 ? EPIPE : errno);
+  }
   if (!plan.pauseBeforePivot && !plan.pauseBeforeExec) ::close(c.syncFd);
 
   // Connected first, while the socket's host path is reachable: before setns into the
@@ -1049,7 +1057,7 @@ bool MakePipes(const ContainerPlan& plan, int fds[4], Outcome& out) {
   return true;
 }
 
-// The parent's part once the child runs (and waits for "go"): id maps, cgroup.procs,
+// The parent's part once the child runs (waiting for "go" if NeedsGo): id maps, cgroup.procs,
 // oom_score_adj, "go", then the child's report. Consumes statusRead and syncWrite.
 void ParentSide(const ContainerPlan& plan, pid_t p, int pidfd, int statusRead, int syncWrite, Outcome& out) {
   auto abort = [&](int err, const char* syscall, const char* stage) {
@@ -1072,7 +1080,7 @@ void ParentSide(const ContainerPlan& plan, pid_t p, int pidfd, int statusRead, i
     return abort(errno, "write", "oom_score_adj");
   }
   char go = 1;
-  if (::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
+  if (NeedsGo(plan) && ::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
   bool pauses = plan.pauseBeforePivot || plan.pauseBeforeExec;
   if (!pauses) ::close(syncWrite);
   out.pid = p;
