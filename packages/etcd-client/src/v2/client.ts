@@ -144,6 +144,39 @@ export function toResponse(r: HttpResult, body: { action: string; node: Node; pr
   return out;
 }
 
+/** The form of a set (PUT), its options checked first. */
+function setForm(value: string, o: SetOptions): string {
+  // The plain set(key, value): nothing to check but the value, one field to encode.
+  if (typeof value === 'string' && !hasOptions(o)) return `value=${encodeURIComponent(value)}`;
+  checkTtl(o.ttl, 'ttl');
+  checkIndex(o.prevIndex, 'prevIndex');
+  checkBool(o.refresh, 'refresh'); checkBool(o.prevExist, 'prevExist'); checkBool(o.dir, 'dir'); checkBool(o.noValueOnSuccess, 'noValueOnSuccess');
+  if (o.prevValue !== undefined && (typeof o.prevValue !== 'string' || o.prevValue === '')) throw new EtcdArgumentError('prevValue', 'must be a non-empty string');
+  if (value !== undefined && typeof value !== 'string') throw new EtcdArgumentError('value', `must be a string, got ${typeof value}`);
+  if (o.refresh) {
+    if (value) throw new EtcdArgumentError('refresh', 'cannot be combined with a value (a refresh keeps the value)');
+    if (!o.ttl) throw new EtcdArgumentError('refresh', 'needs a ttl');
+  }
+  if (o.dir && value) throw new EtcdArgumentError('dir', 'a directory has no value');
+  if (o.prevExist === false && o.prevIndex !== undefined) throw new EtcdArgumentError('prevIndex', 'cannot be combined with prevExist=false (a key that must not exist has no index)');
+  if (o.prevExist === false && o.prevValue !== undefined) throw new EtcdArgumentError('prevValue', 'cannot be combined with prevExist=false (a key that must not exist has no value)');
+  return form({
+    value: o.refresh || o.dir ? undefined : (value ?? ''),
+    ttl: o.ttl ? o.ttl : undefined,
+    refresh: o.refresh || undefined,
+    prevExist: o.prevExist,
+    prevValue: o.prevValue,
+    prevIndex: o.prevIndex,
+    dir: o.dir || undefined,
+    noValueOnSuccess: o.noValueOnSuccess || undefined,
+  });
+}
+
+function hasOptions(o: object): boolean {
+  for (const k in o) if ((o as Record<string, unknown>)[k] !== undefined) return true;
+  return false;
+}
+
 function keysResponse(r: HttpResult): Response {
   return toResponse(r, Transport.json(r));
 }
@@ -183,30 +216,16 @@ export class EtcdV2Client {
     return this.transport.request({ method: 'GET', path: q ? `${path}?${q.slice(1)}` : path }).then(keysResponse);
   }
 
-  async set(key: string, value: string, o: SetOptions = {}): Promise<Response> {
-    const k = normalizeKey(key);
-    checkTtl(o.ttl, 'ttl');
-    checkIndex(o.prevIndex, 'prevIndex');
-    for (const b of ['refresh', 'prevExist', 'dir', 'noValueOnSuccess'] as const) checkBool(o[b], b);
-    if (o.prevValue !== undefined && (typeof o.prevValue !== 'string' || o.prevValue === '')) throw new EtcdArgumentError('prevValue', 'must be a non-empty string');
-    if (value !== undefined && typeof value !== 'string') throw new EtcdArgumentError('value', `must be a string, got ${typeof value}`);
-    if (o.refresh) {
-      if (value) throw new EtcdArgumentError('refresh', 'cannot be combined with a value (a refresh keeps the value)');
-      if (!o.ttl) throw new EtcdArgumentError('refresh', 'needs a ttl');
+  set(key: string, value: string, o: SetOptions = {}): Promise<Response> {
+    // Not an async function, like get(): writes are a hot path too. Bad options still reject.
+    let path: string, body: string;
+    try {
+      path = keyPath(normalizeKey(key));
+      body = setForm(value, o);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    if (o.dir && value) throw new EtcdArgumentError('dir', 'a directory has no value');
-    if (o.prevExist === false && o.prevIndex !== undefined) throw new EtcdArgumentError('prevIndex', 'cannot be combined with prevExist=false (a key that must not exist has no index)');
-    if (o.prevExist === false && o.prevValue !== undefined) throw new EtcdArgumentError('prevValue', 'cannot be combined with prevExist=false (a key that must not exist has no value)');
-    return this.keys('PUT', k, {
-      value: o.refresh || o.dir ? undefined : (value ?? ''),
-      ttl: o.ttl ? o.ttl : undefined,
-      refresh: o.refresh || undefined,
-      prevExist: o.prevExist,
-      prevValue: o.prevValue,
-      prevIndex: o.prevIndex,
-      dir: o.dir || undefined,
-      noValueOnSuccess: o.noValueOnSuccess || undefined,
-    });
+    return this.transport.request({ method: 'PUT', path, body }).then(keysResponse);
   }
 
   /** Sets the key only if it does not exist (error 105 otherwise). */

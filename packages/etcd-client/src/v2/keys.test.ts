@@ -47,6 +47,12 @@ describe('EtcdV2Client keys', () => {
     const g = await c.get(k, { quorum: true });
     // A v2 set replaces the node: createdIndex moves too.
     expect(g).toMatchObject({ action: 'get', node: { key: k, value: 'two', createdIndex: s2.node.modifiedIndex, modifiedIndex: s2.node.modifiedIndex } });
+    // The plain set(key, value) form-encodes the value on its own short path.
+    for (const v of ['a&b=c d%+ü', '']) {
+      await c.set(`${k}-enc`, v);
+      expect((await c.get(`${k}-enc`)).node.value).toBe(v);
+    }
+    await c.delete(`${k}-enc`);
     const d = await c.delete(k);
     expect(d.action).toBe('delete');
     expect(d.prevNode?.value).toBe('two');
