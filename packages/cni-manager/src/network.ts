@@ -415,11 +415,13 @@ export class PodNetwork {
     } finally {
       await this.host.deleteLink(probe).catch(() => undefined);
     }
-    try {
-      await iptables(this.hostNetnsPath, ['-m', 'statistic', '-h']);
-      caps.iptablesStatistic = true;
-    } catch { /* no iptables */ }
+    caps.iptablesStatistic = await this.probeIptablesStatistic();
     return caps;
+  }
+
+  /** Whether iptables with the statistic match runs here (the loss fault without netem). */
+  private probeIptablesStatistic(): Promise<boolean> {
+    return iptables(this.hostNetnsPath, ['-m', 'statistic', '-h']).then(() => true, () => false);
   }
 
   // ---- records ----
@@ -886,6 +888,9 @@ export class PodNetwork {
         return { applied, unsupported };
       }
       if (f.lossPercent > 0) {
+        // The start-up probe can fail for a passing reason (an exec that timed out under load):
+        // a loss fault asks again rather than staying off until the next restart.
+        if (!this.caps.iptablesStatistic && this.config.probeCapabilities !== false) this.caps.iptablesStatistic = await this.probeIptablesStatistic();
         if (!this.caps.iptablesStatistic) unsupported.push({ fault: 'loss', reason: 'neither sch_netem nor the iptables statistic match is available' });
         else {
           for (const dir of dirs) {
