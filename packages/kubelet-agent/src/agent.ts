@@ -109,7 +109,7 @@ export class NodeAgent {
     const rt = o.clients.runtime;
     const exec = runtimeExec(rt);
     this.probes = new ProbeManager({ clock: this.clock, exec });
-    this.status = new StatusManager({ clock: this.clock, store: this.seams ?? none, batchMs: 5, concurrency: 16, onError: (pod, e) => { if (!isKind(e, 'NotFound')) this.log('warn', { pod, err: (e as Error).message }, 'pod status not written'); } });
+    this.status = new StatusManager({ clock: this.clock, store: this.seams ?? none, batchMs: 5, concurrency: 16, onError: (pod, e) => { if (!isKind(e, 'NotFound') && !isKind(e, 'PermissionDenied')) this.log('warn', { pod, err: (e as Error).message }, 'pod status not written'); } });
     this.recorder = new EventRecorder({ clock: this.clock, sink: this.seams ?? none, host: this.nodeName, onError: (e) => this.log('warn', { err: (e as Error).message }, 'event not written') });
     const alloc = o.node.status!.allocatable;
     const cap = o.node.status!.capacity;

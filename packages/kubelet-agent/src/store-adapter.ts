@@ -14,7 +14,7 @@ const LEASE = kindInfo('Lease')!;
 const NODE = kindInfo('Node')!;
 
 /** Matches domain errors by kind: the class may come from another copy of @berth/common. */
-export function isKind(e: unknown, kind: 'NotFound' | 'AlreadyExists' | 'Conflict'): boolean {
+export function isKind(e: unknown, kind: 'NotFound' | 'AlreadyExists' | 'Conflict' | 'PermissionDenied'): boolean {
   return (e as { kind?: string } | null)?.kind === kind;
 }
 

@@ -31,6 +31,12 @@ interface Pending {
 
 const isConflict = (e: unknown) => e instanceof ConflictError || (e as { kind?: string })?.kind === 'Conflict' || (e as { code?: number })?.code === 10;
 const isNotFound = (e: unknown) => e instanceof NotFoundError || (e as { kind?: string })?.kind === 'NotFound' || (e as { code?: number })?.code === 5;
+/**
+ * The Store's Node authorizer forbids a node the status of a pod that is not bound to it: the pod
+ * was deleted (its teardown still runs here) or bound elsewhere. Either way the write is not
+ * ours to retry; a later change or resync posts again if the pod is still ours.
+ */
+const isForbidden = (e: unknown) => (e as { kind?: string })?.kind === 'PermissionDenied' || (e as { code?: number })?.code === 7;
 
 export class StatusManager {
   private readonly pending = new Map<string, Pending>();
@@ -145,7 +151,8 @@ export class StatusManager {
         } catch (e) {
           // Keep the newest status pending (unless a newer one arrived meanwhile): the next
           // flush tries again, so a Store that is away for a while is caught up later.
-          if (!isNotFound(e) && !this.pending.has(p.uid)) this.pending.set(p.uid, p);
+          const gone = isNotFound(e) || isForbidden(e);
+          if (!gone && !this.pending.has(p.uid)) this.pending.set(p.uid, p);
           this.opts.onError?.(`${p.namespace}/${p.name}`, e);
         } finally {
           this.inFlight.delete(p.uid);

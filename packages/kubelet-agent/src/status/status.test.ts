@@ -165,20 +165,42 @@ describe('StatusManager', () => {
     const { clock, store, mgr, errors } = setup();
     const settle = () => new Promise((r) => setImmediate(r));
     const [a, b] = pods(2).map((p) => store.put(p));
-    store.forbidden.add('default/p0');
+    store.failing.add('default/p0');
     mgr.setStatus(a, core.PodStatus.fromPartial({ phase: 'Running' }));
     await clock.advance(10);
     await settle();
-    expect(errors).toEqual(['default/p0: default/p0: forbidden']);
+    expect(errors).toEqual(['default/p0: default/p0: unavailable']);
     // b's status goes out after the batch window, not after p0's retry back-off (500 ms)
     mgr.setStatus(b, core.PodStatus.fromPartial({ phase: 'Running' }));
     await clock.advance(10);
     await settle();
     expect(store.pods.get('default/p1')!.status?.phase).toBe('Running');
-    store.forbidden.clear();
+    store.failing.clear();
     await clock.advance(10_000);
     await settle();
     expect(store.pods.get('default/p0')!.status?.phase).toBe('Running');
+  });
+
+  it('a write the node authorizer forbids (the pod was deleted or bound elsewhere) is not retried', async () => {
+    const { clock, store, mgr, errors } = setup();
+    const settle = () => new Promise((r) => setImmediate(r));
+    const [a] = pods(1).map((p) => store.put(p));
+    store.forbidden.add('default/p0');
+    mgr.setStatus(a, core.PodStatus.fromPartial({ phase: 'Running' }));
+    await clock.advance(10);
+    await settle();
+    expect(errors).toEqual(['default/p0: default/p0: forbidden']);
+    // Even once the Store would take it, nothing is re-posted on the retry timer.
+    store.forbidden.clear();
+    await clock.advance(20_000);
+    await settle();
+    expect(errors).toHaveLength(1);
+    expect(store.updates).toBe(0);
+    // A new status for the pod (it is ours again) is written as usual.
+    mgr.setStatus(a, core.PodStatus.fromPartial({ phase: 'Succeeded' }));
+    await clock.advance(10);
+    await settle();
+    expect(store.pods.get('default/p0')!.status?.phase).toBe('Succeeded');
   });
 
   it('current() is the status being written while its write is out, not the older one the Store still holds', async () => {

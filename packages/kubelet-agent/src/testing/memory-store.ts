@@ -12,6 +12,8 @@ export class MemoryPodStore implements PodStatusStore {
   unreachable = false;
   /** namespace/name of pods whose status writes are refused (as the node authorizer refuses a pod it no longer relates to the node). */
   readonly forbidden = new Set<string>();
+  /** namespace/name of pods whose status writes fail as if the Store were away for them. */
+  readonly failing = new Set<string>();
   updates = 0;
   /** While set, status writes wait for it (a write that is out for a while). */
   gate?: Promise<void>;
@@ -34,6 +36,7 @@ export class MemoryPodStore implements PodStatusStore {
     if (this.unreachable) throw new UnavailableError('store is unreachable');
     const key = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
     if (this.forbidden.has(key)) throw new PermissionDeniedError(`${key}: forbidden`);
+    if (this.failing.has(key)) throw new UnavailableError(`${key}: unavailable`);
     const cur = this.pods.get(key);
     if (!cur) throw new ConflictError(`${key} is gone`);
     if (this.conflictsToInject > 0) {
