@@ -4,7 +4,6 @@
 // since the last write (the lease is the frequent heartbeat). Events NodeReady/NodeNotReady and the pressure reasons are
 // recorded on transitions.
 import { core } from '@berth/api';
-import { ConflictError } from '@berth/common';
 import type { Clock, Timer } from './clock';
 import { thresholdsMet, type SignalName, type Signals } from './eviction';
 import { nodeConditions, shouldReportNodeStatus, type NodeHealth } from './node';
@@ -80,7 +79,11 @@ export class NodeStatusReporter {
         await this.o.writer.updateNodeStatus({ ...cur, status: core.NodeStatus.fromPartial({ ...cur.status, conditions: next }) });
         break;
       } catch (e) {
-        if (attempt >= 5 || !(e instanceof ConflictError)) throw e;
+        // By kind, not class: the error may come from another copy of @berth/common.
+        if (attempt >= 5 || (e as { kind?: string } | null)?.kind !== 'Conflict') throw e;
+        // The node lifecycle controller writes a node in a few steps (conditions, then its
+        // taints): a short pause keeps five quick tries from all landing inside one burst.
+        await new Promise((r) => setTimeout(r, 25 * attempt));
       }
     }
     this.conditions = next;
