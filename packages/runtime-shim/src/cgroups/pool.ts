@@ -197,5 +197,8 @@ export class CgroupPool {
     await this.filling;
     const all = this.entries.splice(0);
     await Promise.all(all.map((e) => this.discard(e)));
+    // The runtime's parent goes with the last cgroup in it, as after a delete (a create racing
+    // with this makes it again: its mkdir retries a parent that vanished). Still in use: kept.
+    await Promise.all(this.hierarchies.map((mnt) => fs.promises.rmdir(path.join(mnt, RUNTIME_PARENT)).catch(() => undefined)));
   }
 }
