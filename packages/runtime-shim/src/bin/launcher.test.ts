@@ -25,6 +25,15 @@ afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
+/** A --require'd script that writes the JSON of `expr` to stderr when the process exits. */
+function exitProbe(expr: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-launcher-'));
+  dirs.push(dir);
+  const probe = path.join(dir, 'probe.js');
+  fs.writeFileSync(probe, `process.on('exit', () => require('fs').writeSync(2, JSON.stringify(${expr})));\n`);
+  return probe;
+}
+
 describe('berth-runtime bin', () => {
   it('is built with its bundle and a code cache that V8 accepts for it', () => {
     const source = fs.readFileSync(BUNDLE, 'utf8');
@@ -35,10 +44,7 @@ describe('berth-runtime bin', () => {
   });
 
   it('loads no module files but itself: the CLI and the library come from the bundle', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-launcher-'));
-    dirs.push(dir);
-    const probe = path.join(dir, 'probe.js');
-    fs.writeFileSync(probe, "process.on('exit', () => require('fs').writeSync(2, JSON.stringify(Object.keys(require.cache))));\n");
+    const probe = exitProbe('Object.keys(require.cache)');
     const r = node(['--require', probe, LAUNCHER, '--version']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^berth-runtime version \S+\nspec: 1\.0\.2\n$/);
@@ -48,10 +54,8 @@ describe('berth-runtime bin', () => {
   it('loads the heavier Node modules only for the commands that use them', () => {
     // The library imports node:crypto (cgroup pool) and node:net (netlink codec) at its top,
     // for paths these commands never take.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-launcher-'));
-    dirs.push(dir);
-    const probe = path.join(dir, 'probe.js');
-    fs.writeFileSync(probe, "process.on('exit', () => require('fs').writeSync(2, JSON.stringify(process.moduleLoadList.filter((m) => /^NativeModule (crypto|net|child_process|stream)$/.test(m)))));\n");
+    const probe = exitProbe('process.moduleLoadList.filter((m) => /^NativeModule (crypto|net|child_process|stream)$/.test(m))');
+    const dir = path.dirname(probe);
     const version = node(['--require', probe, LAUNCHER, '--version']);
     expect(version.code).toBe(0);
     expect(JSON.parse(version.err)).toEqual([]);
