@@ -30,6 +30,8 @@ export interface EtcdClusterOptions {
   removeDataOnDestroy?: boolean;
   /** Fixed client ports (one per member); free ports are picked when omitted. */
   clientPorts?: number[];
+  /** How a free port is picked (default freePort(); tests give one that races). */
+  pickPort?: () => Promise<number>;
   extraArgs?: string[];
   /** Serve clients over TLS (https client URLs); peer traffic stays plain on loopback. */
   clientTls?: EtcdClientTls;
@@ -103,9 +105,13 @@ export function httpGetJson(url: string, timeoutMs = 1000, tls?: HttpsGetTls): P
 class Member {
   proc?: ChildProcess;
   exited?: Promise<void>;
-  constructor(public info: EtcdMemberInfo, public args: string[], private logFile?: string) {}
+  constructor(public info: EtcdMemberInfo, public args: string[], readonly logFile?: string) {}
+
+  /** Where this start's output begins in the (appended) log file. */
+  logOffset = 0;
 
   start(bin: string): void {
+    if (this.logFile) try { this.logOffset = fs.statSync(this.logFile).size; } catch { this.logOffset = 0; }
     const out = this.logFile ? fs.openSync(this.logFile, 'a') : 'ignore';
     // Own process group: a terminal's Ctrl-C goes to the owner, which stops etcd itself.
     const proc = spawn(bin, this.args, { stdio: ['ignore', out, out], detached: true });
@@ -121,6 +127,8 @@ class Member {
 
 export class EtcdCluster {
   private members: Member[] = [];
+  private fresh: string[] = [];
+  private picked = new Set<number>();
   private bin: string;
   private state = 'new';
   readonly token: string;
@@ -132,14 +140,39 @@ export class EtcdCluster {
 
   /** Starts the members and waits until every one reports healthy. */
   static async start(opts: EtcdClusterOptions): Promise<EtcdCluster> {
-    const c = new EtcdCluster(opts);
-    try {
-      await c.init();
-    } catch (err) {
-      await c.destroy();
-      throw err;
+    // freePort() releases the port before etcd binds it, so another process (a parallel test
+    // run) can take it in between; etcd then exits with "address already in use". Such a start
+    // is retried on new ports; any other failure is reported as it is.
+    for (let attempt = 1; ; attempt++) {
+      const c = new EtcdCluster(opts);
+      try {
+        await c.init();
+        return c;
+      } catch (err) {
+        const raced = c.lostPortRace();
+        await c.destroy();
+        c.removeFreshDataDirs();
+        if (!raced || attempt >= 4) throw err;
+      }
     }
-    return c;
+  }
+
+  /** Whether a member exited because one of its ports was taken after freePort() picked it. */
+  private lostPortRace(): boolean {
+    return this.members.some((m) => {
+      if (m.running || !m.logFile) return false;
+      let log: string;
+      try { log = fs.readFileSync(m.logFile).subarray(m.logOffset).toString('utf8'); } catch { return false; }
+      // etcd: `listen tcp 127.0.0.1:PORT: bind: address already in use`; a port the caller fixed
+      // is taken for good, so only a picked one counts.
+      return [...log.matchAll(/:(\d+): bind: address already in use/g)].some((x) => this.picked.has(Number(x[1])));
+    });
+  }
+
+  /** Data dirs this attempt created (never a member's existing data), with their logs. */
+  private removeFreshDataDirs(): void {
+    for (const dir of this.fresh) fs.rmSync(dir, { recursive: true, force: true });
+    for (const m of this.members) if (m.logFile && this.fresh.includes(m.info.dataDir)) fs.rmSync(m.logFile, { force: true });
   }
 
   private async init(): Promise<void> {
@@ -148,8 +181,11 @@ export class EtcdCluster {
     fs.mkdirSync(this.opts.dataRoot, { recursive: true, mode: 0o700 });
     const infos: EtcdMemberInfo[] = [];
     for (let i = 0; i < n; i++) {
-      const clientPort = this.opts.clientPorts?.[i] ?? (await freePort());
-      const peerPort = await freePort();
+      const pick = this.opts.pickPort ?? freePort;
+      const clientPort = this.opts.clientPorts?.[i] ?? (await pick());
+      const peerPort = await pick();
+      if (this.opts.clientPorts?.[i] === undefined) this.picked.add(clientPort);
+      this.picked.add(peerPort);
       const name = `${prefix}-${i}`;
       const scheme = this.opts.clientTls ? 'https' : 'http';
       infos.push({ name, clientUrl: `${scheme}://127.0.0.1:${clientPort}`, peerUrl: `http://127.0.0.1:${peerPort}`, dataDir: path.join(this.opts.dataRoot, name) });
@@ -158,6 +194,7 @@ export class EtcdCluster {
     for (const info of infos) {
       // An existing data dir (restart of `berth up`) rejoins its cluster; a new one bootstraps.
       const existing = fs.existsSync(path.join(info.dataDir, 'member'));
+      if (!existing && !fs.existsSync(info.dataDir)) this.fresh.push(info.dataDir);
       const args = [
         '--name', info.name,
         '--data-dir', info.dataDir,
