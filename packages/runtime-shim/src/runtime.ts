@@ -169,6 +169,11 @@ export class Runtime {
     }
   }
 
+  /** Fills the cgroup pool (if any) before the first create needs it; see CgroupPool.ready(). */
+  async warm(): Promise<void> {
+    await this.pool?.ready();
+  }
+
   /** Lets the cgroup pool go (its threads and directories) and waits for background cleanups. */
   async close(): Promise<void> {
     await this.pool?.close();
@@ -426,11 +431,16 @@ export class Runtime {
     // on its way out): renamed to a pool name first, which a restart's cleanup removes if we
     // die before the rmdir, so nothing is left that no one knows of.
     const retired = s.cgroupVersion === 1 ? this.pool?.retire(s.cgroupPath) : undefined;
-    if (retired !== undefined) this.background(retired.destroyLeaf());
-    else await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
-    // The parents can take the kernel a moment to let go of: not on delete's path (a daemon
-    // lets it finish in the background; a CLI awaits settle() before it exits).
-    this.background(cg.removeParents(s.cgroupCreated ?? []));
+    if (retired !== undefined) {
+      // Its only parent is the runtime's, which holds the pool's entries: not tried (ten
+      // failing rmdirs per delete); the pool's close() removes it.
+      this.background(retired.remove());
+    } else {
+      await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
+      // The parents can take the kernel a moment to let go of: not on delete's path (a daemon
+      // lets it finish in the background; a CLI awaits settle() before it exits).
+      this.background(cg.removeParents(s.cgroupCreated ?? []));
+    }
     this.store.remove(id);
     await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
   }

@@ -371,6 +371,8 @@ export const spec: ServiceSpec<typeof schema> = {
     await sandboxes.recover();
     await containers.recover();
     containers.startReaper();
+    // The warm cgroups are made before the first request, not on the first create's path.
+    await containers.rt.warm();
     return {
       services: [
         { definition: runtime.RuntimeServiceService, implementation: runtimeService({ sandboxes, containers }) },

@@ -119,6 +119,27 @@ describe('cgroup pool (v1)', () => {
     expect(dirsNamed(prefix)).toEqual([]);
   });
 
+  it('warm() fills the pool before the first create, which then takes a pooled cgroup; a retired cgroup is removed after delete', async () => {
+    const { rt, bundle, viaSpawner, prefix } = setup();
+    expect(rt.pool!.available).toBe(0);
+    await rt.warm();
+    expect(rt.pool!.available).toBe(2);
+    expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
+    const id = uniqueId();
+    const r = await runOnce(rt, bundle, id);
+    expect(r.code).toBe(0);
+    expect(r.procs).toEqual(hierarchies.map(() => 'init'));
+    expect(viaSpawner).toEqual([true]);
+    // The container's cgroup went under a pool name at delete and is removed in the background;
+    // the runtime's parent stays (it holds the refilled entries).
+    expect(dirsNamed(id)).toEqual([]);
+    await until('the pool to refill', () => rt.pool!.available === 2);
+    await until('the retired cgroup to go', () => dirsNamed(`${prefix}gone-`).length === 0);
+    expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
+    await rt.close();
+    expect(dirsNamed(prefix)).toEqual([]);
+  });
+
   it('a pids limit takes the normal path (the spawner would count as a task) and is enforced', async () => {
     const { rt, bundle, viaSpawner } = setup((s) => {
       s.process!.args = ['/bin/sh', '-c', 'cat /sys/fs/cgroup/pids/pids.max'];

@@ -31,7 +31,31 @@ export interface PooledCgroup {
   spawner: CgroupSpawner;
 }
 
+/** A deleted container's cgroup under a pool name, to be removed after its delete has returned. */
+export interface RetiredCgroup {
+  remove(): Promise<void>;
+}
+
 const POOL_PREFIX = '.pool-';
+
+/**
+ * rmdir of a retired cgroup on libuv's threads (the kernel's teardown of a v1 cgroup is not the
+ * event loop's work), retried while the kernel still lets go of the last task (~1 s at most;
+ * then left for removeStale()).
+ */
+async function rmdirOffThread(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await fs.promises.rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 200) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 /**
  * The namespaces an entry's spawner thread makes ahead (the costliest part of a clone, a
@@ -97,7 +121,13 @@ export class CgroupPool {
     const cg = new CgroupV1(cgPath, this.mounts);
     const fds: number[] = [];
     try {
-      await cg.create();
+      // The kernel's part of a cgroup mkdir (~70 us per hierarchy here) runs on libuv's threads
+      // while the event loop serves requests; the parent already exists after the first entry
+      // (and passes cpuset cpus/mems on by itself: cgroup.clone_children). Without it, or on
+      // any error, the event loop's create() makes the parent levels and sets them up.
+      const leaves = this.hierarchies.map((mnt) => path.join(mnt, cgPath));
+      const made = await Promise.allSettled(leaves.map((dir) => fs.promises.mkdir(dir)));
+      if (made.some((r) => r.status === 'rejected')) await cg.create();
       for (const dir of new Set(Object.values(cg.paths))) fds.push(fs.openSync(path.join(dir, 'tasks'), 'w'));
       const spawner = this.sys.createSpawner(fds, PREMADE.reduce((f, [, bit]) => f | bit, 0));
       return { cgPath, spawner };
@@ -106,6 +136,15 @@ export class CgroupPool {
       await cg.destroyLeaf().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Fills the pool now and resolves when it is full (or a refill failed: lastError). A daemon
+   * awaits this before it serves, so that its first create is as warm as the next ones.
+   */
+  async ready(): Promise<void> {
+    this.fill();
+    await this.filling;
   }
 
   /** Tops the pool up on the next turn of the event loop (never on a create's path). */
@@ -162,7 +201,7 @@ export class CgroupPool {
    * of this pool and returns a driver to remove it with; undefined if it is elsewhere or a
    * rename fails (the caller then removes it where it is).
    */
-  retire(cgPath: string): CgroupV1 | undefined {
+  retire(cgPath: string): RetiredCgroup | undefined {
     if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
     const to = `${RUNTIME_PARENT}/${this.dirPrefix}gone-${randomBytes(6).toString('hex')}`;
     const done: string[] = [];
@@ -182,7 +221,8 @@ export class CgroupPool {
       }
       return undefined;
     }
-    return new CgroupV1(to, this.mounts);
+    const dirs = done.map((mnt) => path.join(mnt, to));
+    return { remove: () => Promise.all(dirs.map((d) => rmdirOffThread(d))).then(() => undefined) };
   }
 
   /** Lets the entry's thread go and removes its dirs (retried while the thread leaves). */
