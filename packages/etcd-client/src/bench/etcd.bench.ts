@@ -1,8 +1,9 @@
 // `npm run bench -- etcd [--seconds S] [--rounds R] [--concurrency 1,16,64] [--ops put,get,get-quorum]
 //                        [--subjects berth-v2,raw-http,...]`
 // Put and get throughput and p50/p99 latency against one etcd started by the harness, for
-// Berth's EtcdV2Client and EtcdV3Client, npm `node-etcd` (v2) and `etcd3` (v3), and three
-// baselines that do no client work at all: raw keep-alive HTTP/1.1 (the issue's floor), raw
+// Berth's EtcdV2Client and EtcdV3Client, npm `node-etcd` (v2) and `etcd3` (v3), and four
+// baselines that do no client work at all: raw keep-alive HTTP/1.1 through node:http (the
+// issue's floor), ready-made HTTP/1.1 requests on plain sockets (a lower floor), raw
 // HTTP/2 gRPC requests with pre-encoded bodies (node:http2, the floor of a gRPC client) and
 // @grpc/grpc-js with the same pre-encoded bodies. Like is compared with like: v2 plain reads with
 // v3 serializable reads, v2 quorum reads with v3 linearizable reads.
@@ -18,6 +19,7 @@ import * as diagnostics from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
@@ -96,6 +98,65 @@ function rawHttp(endpoint: string): Subject {
   };
 }
 
+/**
+ * A lower floor for any HTTP/1.1 client in Node: requests written as ready-made strings on 64
+ * keep-alive sockets, answers framed by Content-Length alone (etcd always sends it for these)
+ * and the body JSON-parsed, as raw-http does. It shows how much of raw-http is node:http itself.
+ */
+function rawTcp(endpoint: string): Subject {
+  const u = new URL(endpoint);
+  const host = `Host: ${u.host}\r\n`;
+  const free: net.Socket[] = [];
+  const all = new Set<net.Socket>();
+  const waiting: Array<(s: net.Socket) => void> = [];
+  const getSocket = (): Promise<net.Socket> => {
+    const s = free.pop();
+    if (s) return Promise.resolve(s);
+    if (all.size < 64) {
+      const c = net.connect({ host: u.hostname, port: Number(u.port) });
+      c.setNoDelay(true);
+      all.add(c);
+      c.on('close', () => all.delete(c));
+      return new Promise((resolve) => c.once('connect', () => resolve(c)));
+    }
+    return new Promise((resolve) => waiting.push(resolve));
+  };
+  const put = (s: net.Socket) => { const w = waiting.shift(); if (w) w(s); else free.push(s); };
+  const req = async (text: string) => {
+    const s = await getSocket();
+    return new Promise<unknown>((resolve, reject) => {
+      let buf: Buffer = Buffer.alloc(0);
+      const onData = (d: Buffer) => {
+        buf = buf.length ? Buffer.concat([buf, d]) : d;
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.toString('latin1', 0, end);
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+        if (!(len >= 0)) { s.destroy(); reject(new Error('no content-length')); return; }
+        if (buf.length < end + 4 + len) return;
+        s.off('data', onData);
+        s.off('error', reject);
+        put(s);
+        const status = Number(head.slice(9, 12));
+        const body = buf.toString('utf8', end + 4, end + 4 + len);
+        if (status >= 300) reject(new Error(body)); else resolve(JSON.parse(body));
+      };
+      s.on('data', onData);
+      s.on('error', reject);
+      s.write(text);
+    });
+  };
+  return {
+    name: 'raw-tcp', api: 'v2', floor: true,
+    ops: {
+      put: (k, v) => { const b = `value=${v}`; return req(`PUT /v2/keys${k} HTTP/1.1\r\n${host}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${b.length}\r\n\r\n${b}`); },
+      get: (k) => req(`GET /v2/keys${k} HTTP/1.1\r\n${host}\r\n`),
+      'get-quorum': (k) => req(`GET /v2/keys${k}?quorum=true HTTP/1.1\r\n${host}\r\n`),
+    },
+    close: () => { for (const s of all) s.destroy(); },
+  };
+}
+
 /** The three v3 requests of the benchmark, encoded once per key. */
 function preEncoded(): Record<OpKind, (k: string, v: string) => Buffer> {
   const gets = new Map<string, Buffer>(), sgets = new Map<string, Buffer>(), puts = new Map<string, Buffer>();
@@ -166,6 +227,7 @@ function subjects(endpoint: string): Subject[] {
       close: () => v2.close(),
     },
     rawHttp(endpoint),
+    rawTcp(endpoint),
     rawH2(endpoint),
     {
       name: 'berth-v3', api: 'v3', floor: false,
@@ -182,7 +244,7 @@ function subjects(endpoint: string): Subject[] {
 }
 
 /** Subject / what it is compared with. */
-const PAIRS: [string, string][] = [['berth-v3', 'etcd3'], ['berth-v2', 'node-etcd'], ['berth-v2', 'raw-http'], ['berth-v3', 'raw-http'], ['berth-v3', 'raw-h2']];
+const PAIRS: [string, string][] = [['berth-v3', 'etcd3'], ['berth-v2', 'node-etcd'], ['berth-v2', 'raw-http'], ['berth-v2', 'raw-tcp'], ['berth-v3', 'raw-http'], ['berth-v3', 'raw-h2']];
 
 interface CaseResult { opsPerSec: number; latMs: Float64Array; errors: number; cpuUsPerOp: number; etcdCpuUsPerOp: number; connections: number }
 

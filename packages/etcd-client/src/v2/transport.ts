@@ -7,6 +7,7 @@ import * as https from 'node:https';
 import { EtcdArgumentError } from '../v3/errors';
 import { readPem } from '../v3/types';
 import { EtcdClusterUnavailableError, EtcdError, EtcdHttpError } from './errors';
+import { H1Pool, type H1Error } from './http1';
 
 export interface EtcdV2Tls {
   ca?: string | Buffer;
@@ -96,13 +97,14 @@ interface Endpoint {
 export class Transport {
   readonly endpoints: Endpoint[];
   private pinned = 0;
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent | undefined;
+  /** Request/response calls: Berth's own HTTP/1.1 keep-alive pools, one per endpoint (http1.ts). */
+  private readonly pools: H1Pool[];
   /** Long polls hold a connection each: they get their own unbounded pools so that many
    *  watches never queue requests behind them (or each other). */
   private readonly watchHttpAgent: http.Agent;
   private readonly watchHttpsAgent: https.Agent | undefined;
   private readonly authHeader: string | undefined;
+  private readonly authLine: string;
   readonly headerTimeoutMs: number;
 
   constructor(opts: EtcdV2Options) {
@@ -122,19 +124,20 @@ export class Transport {
     if (opts.maxSockets !== undefined && (!Number.isInteger(opts.maxSockets) || opts.maxSockets <= 0)) throw new EtcdArgumentError('maxSockets', 'must be a positive integer');
     if (opts.auth && (typeof opts.auth.username !== 'string' || !opts.auth.username || typeof opts.auth.password !== 'string')) throw new EtcdArgumentError('auth', 'needs a non-empty username and a password string');
     this.headerTimeoutMs = opts.headerTimeoutMs ?? 5000;
-    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? V2_MAX_SOCKETS, maxFreeSockets: opts.maxSockets ?? V2_MAX_SOCKETS, scheduling: 'lifo' as const };
-    this.httpAgent = new http.Agent(agentOpts);
     this.watchHttpAgent = new http.Agent({ keepAlive: true });
+    let tlsOpts: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string } | undefined;
     if (this.endpoints.some((e) => e.secure)) {
       const t = opts.tls ?? {};
       if ((t.cert === undefined) !== (t.key === undefined)) throw new EtcdArgumentError('tls', 'cert and key go together');
-      const tlsOpts = { ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), servername: t.servername };
-      this.httpsAgent = new https.Agent({ ...agentOpts, ...tlsOpts });
+      tlsOpts = { ca: readPem(t.ca, 'tls.ca'), cert: readPem(t.cert, 'tls.cert'), key: readPem(t.key, 'tls.key'), servername: t.servername };
       this.watchHttpsAgent = new https.Agent({ keepAlive: true, ...tlsOpts });
     } else if (opts.tls) {
       throw new EtcdArgumentError('tls', 'is set but no endpoint is https://');
     }
     if (opts.auth) this.authHeader = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
+    this.authLine = this.authHeader ? `Authorization: ${this.authHeader}\r\n` : '';
+    const maxSockets = opts.maxSockets ?? V2_MAX_SOCKETS;
+    this.pools = this.endpoints.map((e) => new H1Pool({ host: e.host, port: e.port, secure: e.secure, tls: e.secure ? tlsOpts : undefined }, maxSockets, this.headerTimeoutMs));
   }
 
   get pinnedEndpoint(): string {
@@ -146,7 +149,18 @@ export class Transport {
     if (this.pinned === i) this.pinned = (i + 1) % this.endpoints.length;
   }
 
-  private once(ep: Endpoint, spec: RequestSpec): Promise<HttpResult> {
+  private once(idx: number, spec: RequestSpec): Promise<HttpResult> {
+    const ep = this.endpoints[idx];
+    if (spec.watch || spec.signal) return this.onceNode(ep, spec);
+    const headers = spec.body === undefined ? this.authLine : `${this.authLine}Content-Type: ${spec.contentType ?? 'application/x-www-form-urlencoded'}\r\n`;
+    return this.pools[idx].request(spec.method, spec.path, headers, spec.body, spec.method === 'GET').then(
+      (r) => ({ status: r.status, etcd: r.etcd, body: r.body, endpoint: ep.url }),
+      (e: H1Error) => { throw new TransportError(e.message, e.notSent, e.code); },
+    );
+  }
+
+  /** Long polls (and anything cancellable) go through node:http and its own agents. */
+  private onceNode(ep: Endpoint, spec: RequestSpec): Promise<HttpResult> {
     return new Promise((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = {};
       if (this.authHeader) headers.authorization = this.authHeader;
@@ -158,7 +172,7 @@ export class Transport {
       let settled = false;
       const req = (ep.secure ? https : http).request({
         host: ep.host, port: ep.port, method: spec.method, path: spec.path, headers,
-        agent: spec.watch ? (ep.secure ? this.watchHttpsAgent : this.watchHttpAgent) : (ep.secure ? this.httpsAgent : this.httpAgent),
+        agent: ep.secure ? this.watchHttpsAgent : this.watchHttpAgent,
         signal: spec.signal,
       }, (res) => {
         clearTimeout(timer);
@@ -199,7 +213,7 @@ export class Transport {
     const n = this.endpoints.length;
     const idx = (start + i) % n;
     const ep = this.endpoints[idx];
-    return this.once(ep, spec).then((r) => {
+    return this.once(idx, spec).then((r) => {
       if (r.status >= 500 && spec.method === 'GET' && i < tries - 1) {
         // A member without a leader (300/301) or a broken one: another may answer the read.
         (errors ??= []).push({ endpoint: ep.url, error: new EtcdHttpError(r.status, r.body, ep.url) });
@@ -230,8 +244,7 @@ export class Transport {
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent?.destroy();
+    for (const p of this.pools) p.destroy();
     this.watchHttpAgent.destroy();
     this.watchHttpsAgent?.destroy();
   }
