@@ -317,6 +317,42 @@ describe('filesystem', () => {
     expect(ps.state).toMatchObject({ id: r.id, status: 'running' });
   });
 
+  it('run (startAtOnce): the init execs without holding at an exec fifo, unless a startContainer hook must run first', async () => {
+    const nul = fs.openSync('/dev/null', 'r');
+    try {
+      const at = h.bundle(['sh', '-c', 'echo ran']);
+      const o = h.outFile();
+      const id = uniqueId();
+      const c = await h.rt.create(id, { bundle: at.dir, stdio: [nul, o.fd, o.fd], startAtOnce: true });
+      expect(c.started).toBe(true);
+      expect(c.state.status).toBe('running');
+      expect(fs.existsSync(h.rt.store.fifo(id))).toBe(false);
+      // No start: the process runs to its end by itself.
+      expect((await c.exited).code).toBe(0);
+      expect(o.read()).toBe('ran\n');
+      await expect(h.rt.start(id)).rejects.toThrow(/cannot start a container that has stopped/);
+      await h.rt.delete(id);
+      fs.closeSync(o.fd);
+
+      const hooked = h.bundle(['sh', '-c', 'echo ran'], (s) => {
+        s.hooks = { startContainer: [{ path: '/bin/true' }] };
+      });
+      const o2 = h.outFile();
+      const id2 = uniqueId();
+      const c2 = await h.rt.create(id2, { bundle: hooked.dir, stdio: [nul, o2.fd, o2.fd], startAtOnce: true });
+      expect(c2.started).toBe(false);
+      expect(h.rt.state(id2).status).toBe('created');
+      expect(o2.read()).toBe('');
+      await h.rt.start(id2);
+      expect((await c2.exited).code).toBe(0);
+      expect(o2.read()).toBe('ran\n');
+      await h.rt.delete(id2);
+      fs.closeSync(o2.fd);
+    } finally {
+      fs.closeSync(nul);
+    }
+  });
+
   it('a failing createContainer hook stops create before pivot_root and leaves nothing', async () => {
     const id = uniqueId();
     const b = h.bundle(['true'], (s) => {
