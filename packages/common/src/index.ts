@@ -10,3 +10,6 @@ export * from './etcd-process';
 export * from './health-client';
 export * from './service-process';
 export * from './testing-certs';
+export * from './h2-grpc-server';
+export * from './h2-grpc-client';
+export * from './service-main-h2';

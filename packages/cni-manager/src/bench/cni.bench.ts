@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { cni } from '@berth/api';
-import { createClient, startServiceProcess, waitServing } from '@berth/common';
+import { createClient, createH2UnaryClient, startServiceProcess, waitServing } from '@berth/common';
 import { CniExecutor } from '../cni/executor';
 import { Rtnl } from '@berth/native';
 import { hostVethName, PodNetwork } from '../network';
@@ -53,7 +53,9 @@ async function inner(podSets: string[][]): Promise<void> {
   try {
     // 1. Berth through gRPC (a separate cni-manager process, in this namespace).
     const sock = path.join(dir, 'cni.sock');
-    const svc = startServiceProcess(BIN, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--pod-cidr', '10.90.0.0/16', '--log-level', 'warn']);
+    // BERTH_BENCH_SERVER_NODE_ARGS: flags for the server's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see where its time goes.
+    const nodeArgs = (process.env['BERTH_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    const svc = startServiceProcess(BIN, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--pod-cidr', '10.90.0.0/16', '--log-level', 'warn'], process.env, { nodeArgs });
     cleanups.push(async () => { await svc.stop(); });
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`cni-manager did not start: ${svc.output()}`);
     const client = createClient(cni.NetworkServiceClient, { target: `unix://${sock}` });
@@ -67,8 +69,21 @@ async function inner(podSets: string[][]): Promise<void> {
       del: async (i, ns) => { await call('tearDownPod', cni.TearDownPodRequest.fromPartial({ sandboxId: `b${i}`, netnsPath: netnsPath(ns) })); },
       settle: (i) => gone(hostVethName(`b${i}`)),
     };
+    // The same server through Berth's lean node:http2 gRPC client (what a caller on the pod
+    // start path can use instead of grpc-js's client; same wire protocol).
+    const lean = createH2UnaryClient(cni.NetworkServiceService, { target: `unix://${sock}` });
+    cleanups.push(async () => lean.close());
+    await lean.status({});
+    const grpcLean: Impl = {
+      name: 'berth-grpc-lean-client',
+      pid: svc.proc.pid!,
+      add: async (i, ns) => { await lean.setUpPod(cni.SetUpPodRequest.fromPartial({ sandboxId: `l${i}`, podName: `l${i}`, podNamespace: 'bench', netnsPath: netnsPath(ns) })); },
+      del: async (i, ns) => { await lean.tearDownPod(cni.TearDownPodRequest.fromPartial({ sandboxId: `l${i}`, netnsPath: netnsPath(ns) })); },
+      settle: (i) => gone(hostVethName(`l${i}`)),
+    };
     // The floor under the gRPC figures: a call that does nothing (Status), between the same two processes.
     const noop: Impl = { name: 'grpc-noop-status', pid: svc.proc.pid!, add: async () => { await call('status', {}); }, del: async () => { await call('status', {}); }, settle: async () => undefined };
+    const noopLean: Impl = { name: 'grpc-noop-status-lean-client', pid: svc.proc.pid!, add: async () => { await lean.status({}); }, del: async () => { await lean.status({}); }, settle: async () => undefined };
 
     // 1b. The same library in this process (no gRPC, no second process): where the time goes.
     const net = new PodNetwork({ mode: 'bridge', podCidr: '10.92.0.0/16', stateDir: path.join(dir, 'inproc'), bridgeName: 'berthin0', probeCapabilities: false });
@@ -103,7 +118,8 @@ async function inner(podSets: string[][]): Promise<void> {
     });
     const direct: Impl = { name: 'debian-direct-exec', add: (i, ns) => run('ADD', i, ns), del: (i, ns) => run('DEL', i, ns), settle: async () => undefined };
 
-    const impls = [grpc, lib, executor, direct, noop];
+    // Those that make pods first: each has its own set of pod namespaces (see nsOf).
+    const impls = [grpc, grpcLean, lib, executor, direct, noop, noopLean];
     for (const im of impls) samples[im.name] = { add: [], del: [], addCpu: 0, delCpu: 0 };
     const pods = podSets[0]!.length;
     // A fresh random order per pod (seeded: runs are comparable), so no implementation is
@@ -162,8 +178,8 @@ async function main(): Promise<void> {
   const topo = new Topology();
   try {
     const node = topo.netns('bench');
-    // One set of pod namespaces per implementation that makes pods (berth gRPC, in-process, executor, direct).
-    const podSets = Array.from({ length: 4 }, () => Array.from({ length: n }, () => topo.netns('p')));
+    // One set of pod namespaces per implementation that makes pods (berth gRPC with each client, in-process, executor, direct).
+    const podSets = Array.from({ length: 5 }, () => Array.from({ length: n }, () => topo.netns('p')));
     const load = os.loadavg()[0]!.toFixed(1);
     console.log(`cni bench: ${n} pods per implementation, implementations interleaved pod by pod, every SetUp then every TearDown, inside netns ${node} (${os.cpus().length} cpus, load ${load})`);
     const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, __filename, '--inner', JSON.stringify(podSets)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -177,9 +193,12 @@ async function main(): Promise<void> {
     }));
     console.table(rows);
     console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (1, 5, 15 min)`);
-    for (const peer of ['debian-via-executor', 'debian-direct-exec']) {
-      const v = results[peer]!;
-      console.log(`ratio berth/${peer}: ADD p50 ${(berth.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(berth.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x); CPU per op ADD ${(berth.add.cpuMsPerOp! / v.add.cpuMsPerOp!).toFixed(3)}x, DEL ${(berth.del.cpuMsPerOp! / v.del.cpuMsPerOp!).toFixed(3)}x`);
+    for (const client of ['berth-grpc', 'berth-grpc-lean-client']) {
+      const b = results[client]!;
+      for (const peer of ['debian-via-executor', 'debian-direct-exec']) {
+        const v = results[peer]!;
+        console.log(`ratio ${client}/${peer}: ADD p50 ${(b.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(b.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x); CPU per op ADD ${(b.add.cpuMsPerOp! / v.add.cpuMsPerOp!).toFixed(3)}x, DEL ${(b.del.cpuMsPerOp! / v.del.cpuMsPerOp!).toFixed(3)}x`);
+      }
     }
     const outDir = process.env['BERTH_BENCH_RESULTS'];
     if (outDir) {

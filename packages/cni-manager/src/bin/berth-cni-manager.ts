@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { runService } from '@berth/common';
+import { runServiceH2 } from '@berth/common';
 import { spec } from '../service';
 
-void runService(spec);
+// The lean node:http2 gRPC server: SetUpPod is on every pod start's path (see h2-grpc-server.ts).
+void runServiceH2(spec);

@@ -1,0 +1,224 @@
+// The lean node:http2 gRPC server and client against grpc-js (the reference peer): each side
+// must work with the other's standard counterpart, over a real unix socket and mutual TLS.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { credentials, loadPackageDefinition, Metadata, status, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { scheduler } from '@berth/api';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createClient } from './client';
+import { fromServiceError, InvalidArgumentError, NotFoundError } from './errors';
+import { createH2UnaryClient } from './h2-grpc-client';
+import { serveH2, type RunningH2Server } from './h2-grpc-server';
+import { checkHealth } from './health-client';
+import { serve, serverStream, unary, withUnimplemented, type RunningServer } from './serve';
+import { makeTestPki } from './testing-certs';
+
+/** Status echoes the caller's x-who metadata; Explain fails with a field; QueueStatus answers only when the call is cancelled. */
+function schedulerService(seen: { cancelled?: boolean; peer?: string } = {}) {
+  return {
+    definition: scheduler.SchedulerService,
+    implementation: withUnimplemented(scheduler.SchedulerService, 'issue #7', {
+      status: unary(async (_req: scheduler.StatusRequest, call) => {
+        seen.peer = call.getPeer();
+        return scheduler.StatusResponse.fromPartial({ leader: true, leaderIdentity: String(call.metadata.get('x-who')[0] ?? ''), profiles: ['default-scheduler', 'é ü'], scheduledCount: 42 });
+      }),
+      explain: unary(async () => { throw new InvalidArgumentError('profile', 'no profile "x%y" (ünknown)'); }),
+      queueStatus: (call: { on(ev: 'cancelled', f: () => void): void }) => { call.on('cancelled', () => { seen.cancelled = true; }); },
+    }),
+  };
+}
+
+function call<T>(fn: (cb: (e: ServiceError | null, r: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((e, r) => (e ? reject(e) : resolve(r))));
+}
+
+describe('serveH2 (lean node:http2 gRPC server)', () => {
+  let dir: string;
+  let running: RunningH2Server | RunningServer | undefined;
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-h2-')); });
+  afterEach(async () => {
+    await running?.shutdown(0);
+    running = undefined;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves grpc-js clients on a 0600 unix socket: health, unary results, metadata, error statuses with details and fields', async () => {
+    const sock = path.join(dir, 'svc.sock');
+    const seen: { peer?: string } = {};
+    const r = await serveH2({ listen: `unix://${sock}`, services: [schedulerService(seen)] });
+    running = r;
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+    expect(await checkHealth(`unix://${sock}`)).toBe('NOT_SERVING');
+    r.setServing(true);
+    expect(await checkHealth(`unix://${sock}`, 'berth.scheduler.v1.Scheduler')).toBe('SERVING');
+    expect(await checkHealth(`unix://${sock}`, 'no.such.Service')).toMatch(/SERVICE_UNKNOWN|NOT_FOUND|UNREACHABLE/);
+    const client = createClient(scheduler.SchedulerClient, { target: `unix://${sock}` });
+    try {
+      const md = new Metadata();
+      md.set('x-who', 'kubelet');
+      const res = await call<scheduler.StatusResponse>((cb) => client.status({}, md, cb));
+      expect(res).toEqual(scheduler.StatusResponse.fromPartial({ leader: true, leaderIdentity: 'kubelet', profiles: ['default-scheduler', 'é ü'], scheduledCount: 42 }));
+      expect(seen.peer).toBe('unix:');
+      const e1 = (await call((cb) => client.explain({}, cb)).catch((e: unknown) => e)) as ServiceError;
+      expect(e1.code).toBe(status.INVALID_ARGUMENT);
+      expect(e1.details).toBe('profile: no profile "x%y" (ünknown)');
+      expect((fromServiceError(e1) as InvalidArgumentError).field).toBe('profile');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('answers UNIMPLEMENTED for methods not built and unknown paths, as grpc-js does', async () => {
+    const sock = `unix://${path.join(dir, 'svc.sock')}`;
+    const impl = withUnimplemented(scheduler.SchedulerService, 'issue #7', {});
+    running = await serveH2({ listen: sock, services: [{ definition: scheduler.SchedulerService, implementation: impl }] });
+    const client = createClient(scheduler.SchedulerClient, { target: sock });
+    try {
+      const e = (await call((cb) => client.status({}, cb)).catch((x: unknown) => x)) as ServiceError;
+      expect(e.code).toBe(status.UNIMPLEMENTED);
+      expect(e.details).toBe('berth.scheduler.v1.Scheduler.Status is not built yet (issue #7)');
+    } finally {
+      client.close();
+    }
+    const h2 = createH2UnaryClient({ nope: { ...scheduler.SchedulerService.status, path: '/berth.scheduler.v1.Scheduler/Nope' } }, { target: sock });
+    try {
+      await expect(h2.nope({})).rejects.toMatchObject({ code: status.UNIMPLEMENTED, details: 'unknown method /berth.scheduler.v1.Scheduler/Nope' });
+    } finally {
+      h2.close();
+    }
+  });
+
+  it('ends a call at its deadline with DEADLINE_EXCEEDED and tells the handler it was cancelled', async () => {
+    const sock = `unix://${path.join(dir, 'svc.sock')}`;
+    const seen: { cancelled?: boolean } = {};
+    running = await serveH2({ listen: sock, services: [schedulerService(seen)] });
+    const client = createClient(scheduler.SchedulerClient, { target: sock });
+    try {
+      const e = (await call((cb) => client.queueStatus(scheduler.QueueStatusRequest.fromPartial({}), { deadline: Date.now() + 300 }, cb)).catch((x: unknown) => x)) as ServiceError;
+      expect(e.code).toBe(status.DEADLINE_EXCEEDED);
+      await expect.poll(() => seen.cancelled, { timeout: 5000 }).toBe(true);
+    } finally {
+      client.close();
+    }
+    const h2 = createH2UnaryClient(scheduler.SchedulerService, { target: sock });
+    try {
+      await expect(h2.queueStatus(scheduler.QueueStatusRequest.fromPartial({}), { deadlineMs: 200 })).rejects.toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    } finally {
+      h2.close();
+    }
+  });
+
+  it('streams: health Watch follows serving changes; server reflection lists every service', async () => {
+    const sock = `unix://${path.join(dir, 'svc.sock')}`;
+    const r = await serveH2({ listen: sock, services: [schedulerService()] });
+    running = r;
+    const healthDef = protoLoader.loadSync(require.resolve('grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String });
+    const Health = (loadPackageDefinition(healthDef) as unknown as { grpc: { health: { v1: GrpcObject } } }).grpc.health.v1.Health as ServiceClientConstructor;
+    const hc = new Health(sock, credentials.createInsecure());
+    const reflDef = protoLoader.loadSync(require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), { keepCase: true });
+    const Refl = (loadPackageDefinition(reflDef) as unknown as { grpc: { reflection: { v1: GrpcObject } } }).grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
+    const rc = new Refl(sock, credentials.createInsecure());
+    try {
+      const statuses: string[] = [];
+      const watch = hc.watch({ service: '' });
+      watch.on('data', (m: { status: string }) => { statuses.push(m.status); if (statuses.length === 1) r.setServing(true); });
+      watch.on('error', () => undefined);
+      await expect.poll(() => statuses, { timeout: 5000 }).toEqual(['NOT_SERVING', 'SERVING']);
+      watch.cancel();
+      const names = await new Promise<string[]>((resolve, reject) => {
+        const stream = rc.ServerReflectionInfo();
+        stream.on('data', (msg: { list_services_response?: { service: { name: string }[] } }) => {
+          resolve(msg.list_services_response!.service.map((s) => s.name));
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.write({ list_services: '' });
+      });
+      expect(names).toEqual(expect.arrayContaining(['grpc.health.v1.Health', 'berth.scheduler.v1.Scheduler', 'berth.cni.v1.NetworkService']));
+    } finally {
+      hc.close();
+      rc.close();
+    }
+  });
+
+  it('serverStream() handlers stream results and end with the error status they throw', async () => {
+    const sock = `unix://${path.join(dir, 'svc.sock')}`;
+    // A server-streaming method of the Health service, through the serverStream helper.
+    const healthDef = protoLoader.loadSync(require.resolve('grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String });
+    const pkg = loadPackageDefinition(healthDef) as unknown as { grpc: { health: { v1: GrpcObject } } };
+    const Health = pkg.grpc.health.v1.Health as ServiceClientConstructor;
+    running = await serveH2({ listen: sock, services: [{ name: 'test.Health', definition: Health.service, implementation: {
+      watch: serverStream(async function* (req: { service: string }) {
+        yield { status: 'SERVING' };
+        yield { status: 'NOT_SERVING' };
+        throw new NotFoundError(`no service ${req.service}`);
+      }),
+    } }] });
+    const hc = new Health(sock, credentials.createInsecure());
+    try {
+      const got: string[] = [];
+      const err = await new Promise<ServiceError>((resolve) => {
+        const s = hc.watch({ service: 'x' });
+        s.on('data', (m: { status: string }) => got.push(m.status));
+        s.on('error', resolve);
+      });
+      expect(got).toEqual(['SERVING', 'NOT_SERVING']);
+      expect(err.code).toBe(status.NOT_FOUND);
+      expect(err.details).toBe('no service x');
+    } finally {
+      hc.close();
+    }
+  });
+
+  it('the lean client calls grpc-js and lean servers alike: results, metadata, mapped errors; UNAVAILABLE when nothing listens', async () => {
+    for (const kind of ['grpc-js', 'lean'] as const) {
+      const sock = `unix://${path.join(dir, `${kind}.sock`)}`;
+      const r = kind === 'lean' ? await serveH2({ listen: sock, services: [schedulerService()] }) : await serve({ listen: sock, services: [schedulerService()] });
+      try {
+        const c = createH2UnaryClient(scheduler.SchedulerService, { target: sock });
+        try {
+          const md = new Metadata();
+          md.set('x-who', kind);
+          expect(await c.status({}, { metadata: md })).toMatchObject({ leader: true, leaderIdentity: kind, profiles: ['default-scheduler', 'é ü'], scheduledCount: 42 });
+          const e = await c.explain(scheduler.ExplainRequest.fromPartial({})).catch((x: unknown) => x);
+          expect(e).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'profile: no profile "x%y" (ünknown)' });
+          expect((fromServiceError(e) as InvalidArgumentError).field).toBe('profile');
+        } finally {
+          c.close();
+        }
+      } finally {
+        await r.shutdown(0);
+      }
+    }
+    const gone = createH2UnaryClient(scheduler.SchedulerService, { target: `unix://${path.join(dir, 'nothing.sock')}` });
+    await expect(gone.status({})).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    gone.close();
+  });
+
+  it('refuses plain TCP off loopback, a live socket twice; serves mutual TLS only to clients with a certificate', async () => {
+    await expect(serveH2({ listen: '0.0.0.0:0', services: [schedulerService()] })).rejects.toThrow(/needs TLS/);
+    const sock = `unix://${path.join(dir, 'svc.sock')}`;
+    const first = await serveH2({ listen: sock, services: [schedulerService()] });
+    await expect(serveH2({ listen: sock, services: [schedulerService()] })).rejects.toThrow(/in use by another process/);
+    await first.shutdown(0);
+    expect(fs.existsSync(path.join(dir, 'svc.sock'))).toBe(false);
+    const pki = makeTestPki(path.join(dir, 'pki'));
+    const r = await serveH2({ listen: '127.0.0.1:0', services: [schedulerService()], tls: { caFile: pki.ca, certFile: pki.serverCert, keyFile: pki.serverKey } });
+    running = r;
+    r.setServing(true);
+    expect(await checkHealth(r.address, '', { tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey } })).toBe('SERVING');
+    expect(await checkHealth(r.address, '', { tls: { caFile: pki.ca } })).toMatch(/^UNREACHABLE/);
+    expect(await checkHealth(r.address, '', { insecureLoopback: true })).toMatch(/^UNREACHABLE/);
+    const withCert = createH2UnaryClient(scheduler.SchedulerService, { target: r.address, tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey } });
+    const noCert = createH2UnaryClient(scheduler.SchedulerService, { target: r.address, tls: { caFile: pki.ca } });
+    try {
+      expect((await withCert.status({})).scheduledCount).toBe(42);
+      await expect(noCert.status({}, { deadlineMs: 5000 })).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    } finally {
+      withCert.close();
+      noCert.close();
+    }
+  });
+});
