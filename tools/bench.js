@@ -17,6 +17,7 @@ const AREAS = {
   cni: 'packages/cni-manager/dist/bench/cni.bench.js',
   scheduler: 'packages/scheduler/dist/bench/scheduler.bench.js',
   pods: 'packages/kubelet-agent/dist/bench/pods.bench.js',
+  floor: 'packages/kubelet-agent/dist/bench/floor.bench.js',
 };
 const [area, ...rest] = process.argv.slice(2);
 if (!area || !AREAS[area]) {
