@@ -96,6 +96,7 @@ enum CStage : int32_t {
   kCPaused = -2,  // rootfs set up, waiting before pivot_root while the createContainer hooks run
   kCHello = -3,   // a CLONE_VM init's first report: op = its pidfd (see Launch)
   kCLaunchFailed = -4,  // from the launching thread: clone (op 0) or setns of the pid ns (op 1) failed
+  kCDiedEarly = -5,     // from the launching thread: the init died before its hello; op = its pidfd
   kCSync = 0,
   kCSetns,
   kCTimens,
@@ -1158,6 +1159,7 @@ struct Launch {
   size_t stackSize = 0;
   unsigned long flags = 0;
   int pidfd = -1;  // CLONE_PIDFD: written by the kernel before the init runs
+  int helloSent = 0;  // set by the init (shared memory) once its hello is in the pipe
 };
 
 // The child's stack: OpenInRoot's worst case (16 levels of 12 KB frames) with room to spare.
@@ -1168,6 +1170,7 @@ int LaunchChild(void* arg) {
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   CRecord hello{kCHello, 0, l->pidfd};
   if (WriteAll(l->ctx.statusFd, reinterpret_cast<const char*>(&hello), sizeof hello) != 0) ::_exit(127);
+  __atomic_store_n(&l->helloSent, 1, __ATOMIC_SEQ_CST);
   ContainerChild(l->ctx);
 }
 
@@ -1191,6 +1194,17 @@ void RunLaunch(Launch* l) {
                       reinterpret_cast<pid_t*>(&l->pidfd));
     if (pid < 0) err = errno;
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    // clone() returns once the init has exec'd or died. Died before its hello (killed by
+    // someone, or its first write failed): the pool thread, blocked on the status pipe whose
+    // write end this process still holds, would wait forever and the pidfd would leak; it
+    // gets the pidfd here instead, to reap and close. (Killed right after the hello: the pool
+    // thread has the pidfd already and reads this as an unexpected report, which fails the
+    // spawn the same way.)
+    if (pid >= 0 && __atomic_load_n(&l->helloSent, __ATOMIC_SEQ_CST) == 0) {
+      CRecord rec{kCDiedEarly, ECHILD, l->pidfd};
+      ssize_t ignored = ::write(l->ctx.statusFd, &rec, sizeof rec);
+      (void)ignored;
+    }
   }
   if (savedPidNs >= 0) {
     ::setns(savedPidNs, CLONE_NEWPID);
@@ -1294,6 +1308,10 @@ void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* 
     ::close(statusRead);
     ::close(syncWrite);
     if (full && rec.stage == kCLaunchFailed) return SetFail(out, rec.err, rec.op == 1 ? "setns" : "clone", rec.op == 1 ? "join_pid" : "clone");
+    if (full && rec.stage == kCDiedEarly) {
+      ReapAndClose(rec.op);
+      return SetFail(out, rec.err, "clone", "init_died");
+    }
     return SetFail(out, n < 0 ? readErr : EPROTO, "read", "status");
   }
   int pidfd = rec.op;

@@ -88,7 +88,7 @@ export interface ContainerPlan {
 
 /** Where a container init failed, as the child reported it. */
 export type ContainerStage =
-  | 'prepare' | 'clone' | 'join_pid' | 'setgroups' | 'uid_map' | 'gid_map' | 'cgroup' | 'oom_score_adj' | 'sync'
+  | 'prepare' | 'clone' | 'init_died' | 'join_pid' | 'setgroups' | 'uid_map' | 'gid_map' | 'cgroup' | 'oom_score_adj' | 'sync'
   | 'setns' | 'timens' | 'setsid' | 'propagation' | 'rootfs' | 'mount' | 'pivot_root' | 'hostname' | 'domainname'
   | 'rlimit' | 'sysctl' | 'seccomp' | 'capbset' | 'user' | 'capabilities' | 'umask' | 'cwd' | 'no_new_privileges'
   | 'executable' | 'stdio' | 'close_range' | 'procfs' | 'console' | 'keyring' | 'cgroupns' | 'status';

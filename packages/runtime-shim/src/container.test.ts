@@ -1,7 +1,9 @@
 // The container init path on the real kernel, through the runtime library: namespaces,
 // mounts, devices, identity, capabilities, rlimits, seccomp, masked/readonly paths, hooks.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { uniqueId } from './testing/bundle';
@@ -369,5 +371,36 @@ describe('filesystem', () => {
       s.hooks = { prestart: [{ path: '/bin/sleep', args: ['sleep', '10'], timeout: 1 }] };
     });
     await expect(h.rt.create(uniqueId(), { bundle: b.dir })).rejects.toThrow(/timed out after 1s/);
+  });
+});
+
+describe('an init killed before its first report', () => {
+  // The CLONE_VM init's first act is prctl(PR_SET_DUMPABLE) and then its "hello" (its pidfd) on
+  // the status pipe. strace kills each new process at its first prctl: the init dies before the
+  // hello. The create must fail (it used to wait forever, with the pidfd leaked and the init a
+  // zombie) and leave no fd, child, state or cgroup. In a helper process: strace traces all of it.
+  it('fails the create with a clear error and leaves nothing behind', async () => {
+    const id = uniqueId();
+    const b = h.bundle(['true']);
+    const dist = path.resolve(__dirname, '..', 'dist', 'runtime.js');
+    const script = `
+      const fs = require('fs');
+      const { Runtime } = require(${JSON.stringify(dist)});
+      const rt = new Runtime({ root: ${JSON.stringify(h.root)} });
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      const children = () => fs.readdirSync('/proc/self/task').flatMap((t) => fs.readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(' ').filter(Boolean));
+      const before = fds();
+      const hang = setTimeout(() => { console.log(JSON.stringify({ hang: true })); process.exit(3); }, 20000);
+      rt.create(${JSON.stringify(id)}, { bundle: ${JSON.stringify(b.dir)} }).then(() => ({ created: true }), (e) => ({ error: e.message }))
+        .then((r) => { clearTimeout(hang); console.log(JSON.stringify({ ...r, before, after: fds(), children: children() })); });`;
+    const { stdout } = await promisify(execFile)('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=prctl', '-e', 'inject=prctl:signal=KILL:when=1', process.execPath, '-e', script], { timeout: 60_000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop()!) as { hang?: boolean; error?: string; before: number; after: number; children: string[] };
+    expect(r.hang).toBeUndefined();
+    expect(r.error).toMatch(/container init failed: the init process died before its first report/);
+    expect(r.after).toBe(r.before);
+    expect(r.children).toEqual([]);
+    expect(fs.existsSync(h.rt.store.dir(id))).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${id}`)).toBe(false);
+    expect(h.leakedMounts()).toEqual([]);
   });
 });

@@ -118,6 +118,9 @@ export function describeInitFailure(err: unknown, plan: ContainerPlan, spec: Spe
     case 'hostname':
       what = 'hostname';
       break;
+    case 'init_died':
+      what = 'the init process died before its first report (killed from outside?)';
+      break;
     case 'seccomp':
       what = 'linux.seccomp';
       break;
