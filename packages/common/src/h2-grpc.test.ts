@@ -1,5 +1,6 @@
 // The lean node:http2 gRPC server and client against grpc-js (the reference peer): each side
 // must work with the other's standard counterpart, over a real unix socket and mutual TLS.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -170,6 +171,28 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
     } finally {
       hc.close();
     }
+  });
+
+  it('answers gRPC C-core (Debian python3-grpcio): health, reflection stream, error status with a percent-encoded message', async () => {
+    const sock = path.join(dir, 'svc.sock');
+    const r = await serveH2({ listen: `unix://${sock}`, services: [schedulerService()] });
+    running = r;
+    r.setServing(true);
+    // Raw bytes: HealthCheckRequest{} is empty; ServerReflectionRequest{list_services: ""} is field 7.
+    const py = [
+      'import grpc, sys',
+      "ch = grpc.insecure_channel('unix://' + sys.argv[1])",
+      "print('health', ch.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=10).hex())",
+      "resps = list(ch.stream_stream('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo')(iter([b'\\x3a\\x00']), timeout=10))",
+      "print('reflection', len(resps), b'berth.scheduler.v1.Scheduler' in resps[0])",
+      'try:',
+      "    ch.unary_unary('/berth.scheduler.v1.Scheduler/Explain')(b'', timeout=10)",
+      'except grpc.RpcError as e:',
+      "    print('explain', e.code().name, e.details())",
+    ].join('\n');
+    // Async: the server answers from this process's event loop.
+    const out = await new Promise<string>((resolve, reject) => execFile('/usr/bin/python3', ['-c', py, sock], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))));
+    expect(out.trim().split('\n')).toEqual(['health 0801', 'reflection 1 True', 'explain INVALID_ARGUMENT profile: no profile "x%y" (ünknown)']);
   });
 
   it('the lean client calls grpc-js and lean servers alike: results, metadata, mapped errors; UNAVAILABLE when nothing listens', async () => {
