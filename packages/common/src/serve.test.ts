@@ -62,25 +62,31 @@ describe('serve', () => {
     }
   });
 
-  it('lists every service through server reflection', async () => {
+  it.each(['v1', 'v1alpha'] as const)('lists every service and describes a file through server reflection %s (built on first use)', async (v) => {
     const sock = `unix://${path.join(dir, 'svc.sock')}`;
     running = await serve({ listen: sock, services: [schedulerService()] });
-    const reflProto = require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
+    const reflProto = require.resolve(`@grpc/reflection/build/proto/grpc/reflection/${v}/reflection.proto`);
     const def = protoLoader.loadSync(reflProto, { keepCase: true });
-    const pkg = loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1: GrpcObject } } };
-    const Ctor = pkg.grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
+    const pkg = loadPackageDefinition(def) as unknown as { grpc: { reflection: Record<string, GrpcObject> } };
+    const Ctor = pkg.grpc.reflection[v]!.ServerReflection as ServiceClientConstructor;
     const client = new Ctor(sock, credentials.createInsecure());
     try {
-      const names = await new Promise<string[]>((resolve, reject) => {
+      const answers = await new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
+        const got: Array<Record<string, unknown>> = [];
         const stream = client.ServerReflectionInfo();
-        stream.on('data', (msg: { list_services_response?: { service: { name: string }[] } }) => {
-          resolve(msg.list_services_response!.service.map((s) => s.name));
-          stream.end();
+        stream.on('data', (msg: Record<string, unknown>) => {
+          got.push(msg);
+          if (got.length === 2) { resolve(got); stream.end(); }
         });
         stream.on('error', reject);
         stream.write({ list_services: '' });
+        stream.write({ file_containing_symbol: 'berth.scheduler.v1.Scheduler' });
       });
+      const names = (answers[0]!.list_services_response as { service: { name: string }[] }).service.map((s) => s.name);
       expect(names).toEqual(expect.arrayContaining(['grpc.health.v1.Health', 'berth.scheduler.v1.Scheduler', 'berth.store.v1.Store', 'berth.runtime.v1.RuntimeService']));
+      const files = (answers[1]!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
+      expect(files.length).toBeGreaterThan(0);
+      expect(Buffer.concat(files).toString('latin1')).toContain('berth.scheduler.v1');
     } finally {
       client.close();
     }

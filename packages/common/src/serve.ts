@@ -15,10 +15,8 @@ import {
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
-import { descriptorSetPath } from '@berth/api';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { addLazyReflection } from './reflection';
 import { toServiceError, InvalidArgumentError, UnimplementedError } from './errors';
 import { parseListen, isLoopbackHost } from './listen';
 import type { Logger } from './log';
@@ -58,16 +56,6 @@ export interface RunningServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-let reflectionPackage: protoLoader.PackageDefinition | undefined;
-function reflectionDefinition(): protoLoader.PackageDefinition {
-  if (!reflectionPackage) {
-    const berth = protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(descriptorSetPath));
-    const health = protoLoader.loadSync(healthProtoPath);
-    reflectionPackage = { ...berth, ...health };
-  }
-  return reflectionPackage;
-}
-
 function serviceNameOf(reg: ServiceRegistration): string {
   if (reg.name) return reg.name;
   const first = Object.values(reg.definition)[0];
@@ -94,7 +82,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   health.addToServer(server);
-  new ReflectionService(reflectionDefinition()).addToServer(server);
+  addLazyReflection(server);
   const names: string[] = [];
   for (const reg of opts.services) {
     server.addService(reg.definition, reg.implementation);
