@@ -67,7 +67,9 @@ async function main(): Promise<void> {
     const bin = path.resolve(__dirname, '..', 'bin', 'berth-etcd-client.js');
     svc = startServiceProcess(bin, ['--listen', `unix://${path.join(dir, 'etcd-client.sock')}`, '--state-dir', path.join(dir, 'state'), '--log-level', 'warn',
       '--etcd-endpoints', etcd.endpoints.join(','), '--secure-listen', `127.0.0.1:${port}`, '--client-ca-file', pki.ca, '--tls-cert-file', pki.serverCert, '--tls-private-key-file', pki.serverKey,
-      '--watch-bookmark-interval-ms', '60000']);
+      '--watch-bookmark-interval-ms', '60000'], process.env,
+    // BERTH_BENCH_SERVICE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p": profile the Store process.
+    { nodeArgs: (process.env['BERTH_BENCH_SERVICE_NODE_ARGS'] ?? '').split(' ').filter(Boolean) });
     if ((await waitServing(`unix://${path.join(dir, 'etcd-client.sock')}`, 30_000)) !== 'SERVING') throw new Error(`berth-etcd-client did not start:\n${svc.output()}`);
     const api = new StoreClient({ target: `127.0.0.1:${port}`, tls: { caFile: pki.ca, certFile: pki.clientCert, keyFile: pki.clientKey, serverName: 'localhost' }, channelOptions: { 'grpc.max_concurrent_streams': 1000 } });
     closers.push(() => api.close());
