@@ -31,6 +31,16 @@ function callWith(certFile: string): CallIdentity {
   return { metadata: new Metadata(), getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: peer }) as never, getPeer: () => '127.0.0.1:1' };
 }
 
+/** An authenticator of the cluster CA that has accepted alice's certificate, and another CA's. */
+async function twoCas() {
+  const cluster = pki('alice');
+  const other = pki('mallory');
+  const a = new Authenticator(undefined as unknown as Registry, { clientCaFile: cluster.ca });
+  const good = callWith(cluster.clientCert);
+  await a.authenticate(good, false);
+  return { a, good, other };
+}
+
 describe('Authenticator (client certificates)', () => {
   it('accepts a certificate of the cluster CA, again and again, and refuses it once it has expired', async () => {
     const p = pki('alice');
@@ -44,21 +54,13 @@ describe('Authenticator (client certificates)', () => {
   });
 
   it('refuses a certificate of another CA on every call', async () => {
-    const cluster = pki('alice');
-    const other = pki('mallory');
-    const a = new Authenticator(undefined as unknown as Registry, { clientCaFile: cluster.ca });
-    const good = callWith(cluster.clientCert);
-    await a.authenticate(good, false);
+    const { a, other } = await twoCas();
     const bad = callWith(other.clientCert);
     for (let i = 0; i < 2; i++) await expect(a.authenticate(bad, false)).rejects.toThrow(/signed by unknown authority/);
   });
 
   it('trusts no reported fingerprint: only the exact certificate bytes verified before count', async () => {
-    const cluster = pki('alice');
-    const other = pki('mallory');
-    const a = new Authenticator(undefined as unknown as Registry, { clientCaFile: cluster.ca });
-    const good = callWith(cluster.clientCert);
-    await a.authenticate(good, false);
+    const { a, good, other } = await twoCas();
     // A foreign certificate reported with the good one's fingerprint: verified on its own, refused.
     const forged = callWith(other.clientCert);
     const peer = (forged.getAuthContext() as unknown as { sslPeerCertificate: { fingerprint256: string } }).sslPeerCertificate;
