@@ -120,7 +120,7 @@ export class H2ServerCall extends EventEmitter {
 
   /** Sends one response message; false when the stream is congested ('drain' follows). */
   write(message: unknown): boolean {
-    if (this.done) return false;
+    if (this.done || this.gone()) return false;
     let body: Buffer;
     try {
       body = this.route.def.responseSerialize(message);
@@ -147,7 +147,7 @@ export class H2ServerCall extends EventEmitter {
 
   /** Sends the unary response (message then status OK) or the error status; once. */
   reply(err: ErrorLike | null, message?: unknown): void {
-    if (err || this.done) { this.finish(err); return; }
+    if (err || this.done || this.gone()) { this.finish(err); return; }
     let body: Buffer;
     try {
       body = this.route.def.responseSerialize(message);
@@ -159,6 +159,11 @@ export class H2ServerCall extends EventEmitter {
     this.done = true;
     clearTimeout(this.timer);
     this.stream.end(frame(body));
+  }
+
+  /** The peer reset the stream or the connection went: 'close' (and 'cancelled') are on their way. */
+  private gone(): boolean {
+    return this.stream.destroyed || this.stream.closed;
   }
 
   /** Ends the call with `err`'s status (null: OK). `cancel`: the deadline passed, the handler is told. */
@@ -174,7 +179,7 @@ export class H2ServerCall extends EventEmitter {
       this.cancelled = true;
       this.emit('cancelled', 'deadline');
     }
-    if (this.stream.destroyed || this.stream.closed) return;
+    if (this.gone()) return;
     if (this.headersSent) {
       this.trailer = trailer;
       this.stream.end();

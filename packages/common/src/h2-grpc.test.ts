@@ -100,6 +100,12 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
       const e = (await call((cb) => client.queueStatus(scheduler.QueueStatusRequest.fromPartial({}), { deadline: Date.now() + 300 }, cb)).catch((x: unknown) => x)) as ServiceError;
       expect(e.code).toBe(status.DEADLINE_EXCEEDED);
       await expect.poll(() => seen.cancelled, { timeout: 5000 }).toBe(true);
+      // A client that gives up (RST_STREAM) cancels the call on the server as well.
+      seen.cancelled = false;
+      const c = client.queueStatus(scheduler.QueueStatusRequest.fromPartial({}), { deadline: Date.now() + 30_000 }, () => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+      c.cancel();
+      await expect.poll(() => seen.cancelled, { timeout: 5000 }).toBe(true);
     } finally {
       client.close();
     }
