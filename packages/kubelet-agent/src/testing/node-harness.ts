@@ -103,7 +103,9 @@ export class NodeHarness {
   }
 
   private startStore(): ServiceProcess {
-    return startServiceProcess(bins.store, ['--listen', `unix://${this.sock.store}`, '--state-dir', path.join(this.dir, 'store'), '--etcd-endpoints', this.etcd!.endpoints.join(','), '--log-level', 'warn']);
+    // BERTH_STORE_NODE_ARGS: extra node flags for the Store (e.g. --cpu-prof when profiling the bench).
+    return startServiceProcess(bins.store, ['--listen', `unix://${this.sock.store}`, '--state-dir', path.join(this.dir, 'store'), '--etcd-endpoints', this.etcd!.endpoints.join(','), '--log-level', 'warn'],
+      process.env, { nodeArgs: (process.env['BERTH_STORE_NODE_ARGS'] ?? '').split(' ').filter(Boolean) });
   }
 
   /** Takes the Store away (its process stops); `storeBack()` brings it back on the same socket. */
