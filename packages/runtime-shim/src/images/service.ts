@@ -29,6 +29,20 @@ class AsyncQueue<T> implements AsyncIterable<T> {
   }
 }
 
+/**
+ * The request messages of a client-streaming call. A grpc-js call is an async iterable (with
+ * backpressure); the lean node:http2 server's call (the daemon's) is an emitter of 'data' and
+ * 'end', whose messages queue here until read.
+ */
+function requestsOf<T>(call: ServerReadableStream<T, unknown>): AsyncIterator<T> {
+  if (typeof (call as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === 'function') return call[Symbol.asyncIterator]() as AsyncIterator<T>;
+  const q = new AsyncQueue<T>();
+  call.on('data', (m: T) => q.push(m));
+  call.once('end', () => q.end());
+  call.once('cancelled', () => q.end(new Error('the client cancelled the call')));
+  return q[Symbol.asyncIterator]();
+}
+
 export function toApiImage(r: ImageRecord): runtime.Image {
   const user = r.user.split(':')[0];
   const numeric = /^[0-9]+$/.test(user);
@@ -144,7 +158,7 @@ export function imageService(opts: ImageServiceOptions): UntypedServiceImplement
 
   const importImage = (call: ServerReadableStream<runtime.ImportImageRequest, runtime.ImportImageResponse>, callback: sendUnaryData<runtime.ImportImageResponse>): void => {
     (async () => {
-      const it = call[Symbol.asyncIterator]() as AsyncIterator<runtime.ImportImageRequest>;
+      const it = requestsOf(call);
       const first = await it.next();
       if (first.done || !first.value.metadata) throw new InvalidArgumentError('metadata', 'the first frame of ImportImage must be metadata');
       const meta = first.value.metadata;
