@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { runtime } from '@berth/api';
-import { createClient, startServiceProcess, waitServing } from '@berth/common';
+import { createClient, createH2UnaryClient, startServiceProcess, waitServing } from '@berth/common';
 import type { ServiceError } from '@grpc/grpc-js';
 
 import { makeBundle, uniqueId } from '../testing/bundle';
@@ -80,6 +80,9 @@ async function main(): Promise<void> {
   const sock = path.join(work, 'shim.sock');
   const svc = startServiceProcess(SHIM, ['--listen', `unix://${sock}`, '--state-dir', path.join(work, 'state'), '--log-level', 'warn']);
   const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+  // The same unary calls through common's lean node:http2 client (what a caller on a latency-
+  // critical path can use); the exit still arrives on the grpc-js event stream.
+  const lean = createH2UnaryClient(runtime.RuntimeServiceService, { target: `unix://${sock}` });
   let holdBundle: ReturnType<typeof makeBundle> | undefined;
   try {
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
@@ -98,17 +101,28 @@ async function main(): Promise<void> {
     events.on('error', () => undefined);
     await new Promise((r) => setTimeout(r, 200));
     const createReq = runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'bench' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } });
+    const exitOf = (containerId: string): Promise<void> => new Promise<void>((resolve) => {
+      if (early.delete(containerId)) resolve();
+      else waiting.set(containerId, resolve);
+    });
     const apiOnce = async (): Promise<number> => {
       const t0 = process.hrtime.bigint();
       const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, createReq);
-      const exited = new Promise<void>((resolve) => {
-        if (early.delete(containerId)) resolve();
-        else waiting.set(containerId, resolve);
-      });
+      const exited = exitOf(containerId);
       await call(client.startContainer, { containerId });
       await exited;
       waiting.delete(containerId);
       await call(client.removeContainer, { containerId });
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+    const leanOnce = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      const { containerId } = await lean.createContainer(createReq);
+      const exited = exitOf(containerId);
+      await lean.startContainer({ containerId });
+      await exited;
+      waiting.delete(containerId);
+      await lean.removeContainer({ containerId });
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
 
@@ -118,6 +132,7 @@ async function main(): Promise<void> {
       'crun run': () => run('/usr/bin/crun', ['--root', roots.crun, 'run', '--bundle', bundle.dir, uniqueId('b')]),
       'berth-runtime run (CLI)': () => run(process.execPath, [BIN, '--root', roots.berth, 'run', '--bundle', bundle.dir, uniqueId('b')]),
       'runtime-shim API (gRPC)': apiOnce,
+      'API, lean h2 client': leanOnce,
     };
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
     // CPU per run: for the CLIs, what the reaped runtime process and its children used (our
@@ -125,16 +140,25 @@ async function main(): Promise<void> {
     // the gRPC client, i.e. this process).
     const cpu: Record<string, number> = Object.fromEntries(Object.keys(cases).map((k) => [k, 0]));
     const daemonPid = svc.proc.pid!;
-    const cpuOf = (name: string): number => (name === 'runtime-shim API (gRPC)' ? cpuTicks(daemonPid, [14, 15, 16, 17]) : cpuTicks('self', [16, 17]));
+    const isApi = (name: string): boolean => name.startsWith('runtime-shim API') || name.startsWith('API,');
+    const cpuOf = (name: string): number => (isApi(name) ? cpuTicks(daemonPid, [14, 15, 16, 17]) : cpuTicks('self', [16, 17]));
+    // And the client's side of the API path (this process: the gRPC calls and the event stream).
+    const clientCpuUs: Record<string, number> = {};
     for (const fn of Object.values(cases)) await fn(); // warm-up
     for (let i = 0; i < ITER; i++) {
       for (const [name, fn] of Object.entries(cases)) {
         const before = cpuOf(name);
+        const own = process.cpuUsage();
         samples[name]!.push(await fn());
         cpu[name]! += cpuOf(name) - before;
+        if (isApi(name)) {
+          const d = process.cpuUsage(own);
+          clientCpuUs[name] = (clientCpuUs[name] ?? 0) + d.user + d.system;
+        }
       }
     }
     const cpuMs = Object.fromEntries(Object.entries(cpu).map(([k, t]) => [k, (t * TICK_MS) / ITER]));
+    const clientCpuMs = Object.fromEntries(Object.entries(clientCpuUs).map(([k, us]) => [k, us / 1000 / ITER]));
 
     // Peak memory of the daemon with 100 containers alive at once.
     const hold = makeBundle(['sleep', '60']);
@@ -166,7 +190,9 @@ async function main(): Promise<void> {
     }
     const api = med['runtime-shim API (gRPC)']!;
     const cli = med['berth-runtime run (CLI)']!;
-    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x); in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x`);
+    const leanApi = med['API, lean h2 client']!;
+    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x); in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x; with the lean unary client ${(leanApi / crun).toFixed(2)}x`);
+    for (const [k, v] of Object.entries(clientCpuMs)) console.log(`client CPU per run, ${k}: ${v.toFixed(2)} ms`);
     console.log(`CLI path - node -e 0 = ${(cli - nodeFloor).toFixed(2)} ms (target <= 10 ms)`);
     console.log(`daemon with 100 concurrent containers: VmHWM ${mem['VmHWM']!.toFixed(1)} MiB, VmRSS ${mem['VmRSS']!.toFixed(1)} MiB (idle RSS ${rssBefore.toFixed(1)} MiB); 100 create+start took ${concurrentMs.toFixed(0)} ms`);
     const out = process.env['BERTH_BENCH_RESULTS'];
@@ -176,14 +202,15 @@ async function main(): Promise<void> {
       fs.writeFileSync(file, JSON.stringify({
         area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length, loadAverage: os.loadavg()[0], stateFs,
         medianMs: med, p90Ms: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, p90(v)])),
-        ratios: { apiVsCrun: api / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
-        cpuMsPerRun: cpuMs, cpuRatios: { apiVsCrun: cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!, cliMinusNodeMs: cpuMs['berth-runtime run (CLI)']! - cpuMs['node -e 0']! },
+        ratios: { apiVsCrun: api / crun, leanApiVsCrun: leanApi / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
+        cpuMsPerRun: cpuMs, clientCpuMsPerRun: clientCpuMs, cpuRatios: { apiVsCrun: cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!, cliMinusNodeMs: cpuMs['berth-runtime run (CLI)']! - cpuMs['node -e 0']! },
         daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },
       }, null, 2));
       console.log(`results: ${file}`);
     }
   } finally {
     client.close();
+    lean.close();
     await svc.stop(); // its close() removes every container it still has
     bundle.remove();
     holdBundle?.remove();
