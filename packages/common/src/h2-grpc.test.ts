@@ -221,6 +221,23 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
         await r.shutdown(0);
       }
     }
+    // A server restarted on the same socket: the next call connects again.
+    const sock = `unix://${path.join(dir, 'restart.sock')}`;
+    const c = createH2UnaryClient(scheduler.SchedulerService, { target: sock });
+    try {
+      let r = await serveH2({ listen: sock, services: [schedulerService()] });
+      expect((await c.status({})).scheduledCount).toBe(42);
+      await r.shutdown(0);
+      await expect(c.status({})).rejects.toMatchObject({ code: status.UNAVAILABLE });
+      r = await serveH2({ listen: sock, services: [schedulerService()] });
+      try {
+        expect((await c.status({})).scheduledCount).toBe(42);
+      } finally {
+        await r.shutdown(0);
+      }
+    } finally {
+      c.close();
+    }
     const gone = createH2UnaryClient(scheduler.SchedulerService, { target: `unix://${path.join(dir, 'nothing.sock')}` });
     await expect(gone.status({})).rejects.toMatchObject({ code: status.UNAVAILABLE });
     gone.close();
