@@ -126,6 +126,26 @@ describe('berth-cni-manager process', () => {
     expect(IpamStore.claimsOnDisk(path.join(dir, 'state', 'ipam')).size).toBe(0);
   });
 
+  it('idles without waking up; process metrics only with --metrics-listen, served there', async () => {
+    const sock = path.join(dir, 'cni.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    // Nothing to do, nothing done: no timer wakes the main thread (prom-client's event-loop
+    // monitor did 100 times a second). A few switches may come from exiting pool threads.
+    const switches = (): number => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(fs.readFileSync(`/proc/${svc!.proc.pid}/status`, 'utf8'))![1]);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = switches();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(switches() - before).toBeLessThan(20);
+    await svc.stop();
+    const metricsSock = path.join(dir, 'metrics.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs, '--metrics-listen', `unix://${metricsSock}`]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const body = sh('curl', ['-sf', '--unix-socket', metricsSock, 'http://localhost/metrics']);
+    expect(body).toMatch(/^process_cpu_user_seconds_total\{service="cni-manager"\} /m);
+    expect(body).toMatch(/^nodejs_eventloop_lag_seconds\{service="cni-manager"\} /m);
+  });
+
   it('refuses a second cni-manager on the same state dir, naming the one that has it', async () => {
     const sock = path.join(dir, 'one.sock');
     svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state'), '--host-netns', nodeNs]);
