@@ -14,13 +14,11 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Metadata, status, type MethodDefinition, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
-import { descriptorSetPath } from '@berth/api';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { InvalidArgumentError, toServiceError } from './errors';
 import { isLoopbackHost, parseListen } from './listen';
-import type { ServeOptions } from './serve';
+import { removeStaleSocket, type ServeOptions } from './serve';
+import { addLazyReflection } from './reflection';
 
 const MAX_RECEIVE = 16 * 1024 * 1024;
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD } = http2.constants;
@@ -336,25 +334,6 @@ export class H2GrpcServer {
   }
 }
 
-async function removeStaleSocket(p: string): Promise<void> {
-  let st: fs.Stats;
-  try { st = fs.lstatSync(p); } catch { return; }
-  if (!st.isSocket()) throw new InvalidArgumentError('listen', `${p} exists and is not a socket`);
-  const inUse = await new Promise<boolean>((resolve) => {
-    const s = net.connect(p);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-  if (inUse) throw new InvalidArgumentError('listen', `${p} is in use by another process`);
-  fs.rmSync(p, { force: true });
-}
-
-let reflectionPackage: protoLoader.PackageDefinition | undefined;
-function reflectionDefinition(): protoLoader.PackageDefinition {
-  reflectionPackage ??= { ...protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(descriptorSetPath)), ...protoLoader.loadSync(healthProtoPath) };
-  return reflectionPackage;
-}
-
 export interface RunningH2Server {
   server: H2GrpcServer;
   address: string;
@@ -372,7 +351,7 @@ export async function serveH2(opts: ServeOptions): Promise<RunningH2Server> {
   const server = new H2GrpcServer();
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   health.addToServer(server as never);
-  new ReflectionService(reflectionDefinition()).addToServer(server as never);
+  addLazyReflection(server as never);
   const names: string[] = [];
   for (const reg of opts.services) {
     server.addService(reg.definition, reg.implementation);

@@ -6,10 +6,11 @@ import { parseListen } from './listen';
 
 export { Registry };
 
-export function createRegistry(service: string): Registry {
+/** A registry labelled with the service; with the default process metrics unless told not to. */
+export function createRegistry(service: string, opts: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry });
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
   return registry;
 }
 

@@ -64,7 +64,8 @@ function serviceNameOf(reg: ServiceRegistration): string {
   return m[1];
 }
 
-async function removeStaleSocket(p: string): Promise<void> {
+/** A socket file left by a process that is gone is removed; a live one or a non-socket is refused. */
+export async function removeStaleSocket(p: string): Promise<void> {
   let st: fs.Stats;
   try { st = fs.lstatSync(p); } catch { return; }
   if (!st.isSocket()) throw new InvalidArgumentError('listen', `${p} exists and is not a socket`);

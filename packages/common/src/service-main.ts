@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { ConfigError, loadConfig, usage, type OptionSpec } from './config';
 import { createLogger, type Logger } from './log';
 import { createRegistry, serveMetrics, type Registry } from './metrics';
-import { serve, type RunningServer, type ServiceRegistration } from './serve';
+import { serve, type RunningServer, type ServeOptions, type ServiceRegistration } from './serve';
 import { parseListen } from './listen';
 
 export const DEFAULT_RUN_DIR = '/run/berth';
@@ -103,16 +103,20 @@ export function loadServiceConfig<E extends z.ZodRawShape>(spec: ServiceSpec<E>,
   return { config: cfg as CommonConfig & z.infer<z.ZodObject<E>>, help: loaded.help, options };
 }
 
-export async function runService<E extends z.ZodRawShape>(spec: ServiceSpec<E>, argv = process.argv.slice(2), env = process.env): Promise<void> {
+/** The server under a service: grpc-js (serve) or the lean node:http2 one (serveH2). */
+export type ServeFunction = (opts: ServeOptions) => Promise<Omit<RunningServer, 'server'> & { server: unknown }>;
+
+export async function runService<E extends z.ZodRawShape>(spec: ServiceSpec<E>, argv = process.argv.slice(2), env = process.env, serveWith: ServeFunction = serve): Promise<void> {
   const bin = `berth-${spec.name}`;
+  const fail = (err: unknown, code: number): never => {
+    process.stderr.write(`${bin}: error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(code);
+  };
   let loaded: ReturnType<typeof loadServiceConfig<E>>;
   try {
     loaded = loadServiceConfig(spec, argv, env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${bin}: error: ${err.message}\n`);
-      process.exit(2);
-    }
+    if (err instanceof ConfigError) return fail(err, 2);
     throw err;
   }
   if (loaded.help) {
@@ -121,8 +125,11 @@ export async function runService<E extends z.ZodRawShape>(spec: ServiceSpec<E>, 
   }
   const { config } = loaded;
   const logger = createLogger(spec.name, { level: config.logLevel });
-  const metrics = createRegistry(spec.name);
-  let running: RunningServer | undefined;
+  // Default process metrics only when they can be scraped: prom-client's event-loop-delay
+  // monitor wakes the process 100 times a second (~7-10 ms of CPU per second here, measured),
+  // and an idle node service should cost nothing.
+  const metrics = createRegistry(spec.name, { processMetrics: !!config.metricsListen });
+  let running: Awaited<ReturnType<ServeFunction>> | undefined;
   let metricsServer: HttpServer | undefined;
   let instance: ServiceInstance | undefined;
   let stopping = false;
@@ -151,23 +158,19 @@ export async function runService<E extends z.ZodRawShape>(spec: ServiceSpec<E>, 
   try {
     fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
     instance = await spec.setup({ config, logger, metrics });
-    const tls = config.tlsCert || config.tlsKey || config.tlsCa
-      ? (() => {
-          if (!config.tlsCa || !config.tlsCert || !config.tlsKey) throw new ConfigError('tls-ca, tls-cert and tls-key must be given together');
-          return { caFile: config.tlsCa, certFile: config.tlsCert, keyFile: config.tlsKey, requireClientCert: true };
-        })()
-      : undefined;
-    running = await serve({ listen: config.listen, services: instance.services, tls, insecureLoopback: config.insecureLoopback, logger });
+    if (!!config.tlsCa !== !!config.tlsCert || !!config.tlsCert !== !!config.tlsKey) throw new ConfigError('tls-ca, tls-cert and tls-key must be given together');
+    const tls = config.tlsCa && config.tlsCert && config.tlsKey ? { caFile: config.tlsCa, certFile: config.tlsCert, keyFile: config.tlsKey, requireClientCert: true } : undefined;
+    running = await serveWith({ listen: config.listen, services: instance.services, ...(tls ? { tls } : {}), insecureLoopback: config.insecureLoopback, logger });
     if (config.metricsListen) metricsServer = await serveMetrics(metrics, config.metricsListen);
     if (instance.servingOnStart ?? true) running.setServing(true);
-    await instance.started?.(running);
+    // started() gets the serving handle (setServing, health, address, shutdown); under the lean
+    // server its `server` is that server, not a grpc-js Server.
+    await instance.started?.(running as RunningServer);
     logger.info({ listen: running.address, stateDir: config.stateDir, metrics: config.metricsListen }, 'serving');
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`${bin}: error: ${msg}\n`);
     logger.error({ err }, 'failed to start');
     await running?.shutdown(0).catch(() => undefined);
     await instance?.close?.();
-    process.exit(err instanceof ConfigError || (err as { kind?: string }).kind === 'InvalidArgument' ? 2 : 1);
+    fail(err, err instanceof ConfigError || (err as { kind?: string }).kind === 'InvalidArgument' ? 2 : 1);
   }
 }
