@@ -1162,6 +1162,24 @@ struct Launch {
   int helloSent = 0;  // set by the init (shared memory) once its hello is in the pipe
 };
 
+// The CLONE_VM inits between their clone and their execve (or death): each made the mm it shares
+// with us non-dumpable, as it must be while it runs on our memory. When the last one has gone,
+// this process gets back the dumpable state it started with (for core dumps, gdb and /proc
+// access by its own tools): counted before a launch starts, released once clone() has returned.
+std::mutex gSharedMmMutex;
+int gSharedMmInits = 0;  // guarded by gSharedMmMutex
+const int gInitialDumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+
+void SharedMmEnter() {
+  std::lock_guard<std::mutex> lock(gSharedMmMutex);
+  ++gSharedMmInits;
+}
+
+void SharedMmLeave() {
+  std::lock_guard<std::mutex> lock(gSharedMmMutex);
+  if (--gSharedMmInits == 0 && gInitialDumpable > 0) ::prctl(PR_SET_DUMPABLE, gInitialDumpable, 0, 0, 0);
+}
+
 // The child's stack: OpenInRoot's worst case (16 levels of 12 KB frames) with room to spare.
 constexpr size_t kInitStackSize = 1 << 20;
 
@@ -1217,6 +1235,7 @@ void RunLaunch(Launch* l) {
   }
   ::munmap(l->stack, l->stackSize);
   delete l;
+  SharedMmLeave();
 }
 
 void* LaunchThreadMain(void* arg) {
@@ -1272,6 +1291,7 @@ void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* 
   l->flags = (static_cast<unsigned long>(plan->cloneFlags) & ~static_cast<unsigned long>(CLONE_NEWCGROUP)) | CLONE_VM |
              CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
   bool started;
+  SharedMmEnter();
   if (spawner != nullptr) {
     started = HandToSpawner(spawner, l, out);
   } else {
@@ -1289,6 +1309,7 @@ void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* 
     if (!started) SetFail(out, rc, "pthread_create", "clone");
   }
   if (!started) {
+    SharedMmLeave();
     ::munmap(l->stack, l->stackSize);
     delete l;
     return closeAll();
@@ -1910,6 +1931,11 @@ Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// isDumpable(): PR_GET_DUMPABLE of this process (see SharedMmEnter).
+Napi::Value IsDumpable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   ::close(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -1925,6 +1951,7 @@ void InitContainer(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper, "setChildSubreaper"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("isDumpable", Napi::Function::New(env, IsDumpable, "isDumpable"));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize, "setWinsize"));

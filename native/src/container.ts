@@ -152,6 +152,7 @@ interface ContainerBinding {
   socketpair(): [number, number];
   recvFd(sock: number): number;
   setWinsize(fd: number, rows: number, cols: number): void;
+  isDumpable(): boolean;
 }
 
 const raw = (): ContainerBinding => binding() as unknown as ContainerBinding;
@@ -182,6 +183,14 @@ function checkPlan(plan: ContainerPlan): object {
     seccomp: plan.seccomp ?? undefined,
     consoleSocket: plan.consoleSocket ?? undefined,
   };
+}
+
+/**
+ * Whether this process is dumpable (PR_GET_DUMPABLE). A CLONE_VM init makes the memory it shares
+ * with us non-dumpable until its execve; the process is dumpable again once none is left.
+ */
+export function isDumpable(): boolean {
+  return raw().isDumpable();
 }
 
 /** Two connected AF_UNIX stream sockets (O_CLOEXEC), e.g. for a container's console. */

@@ -376,9 +376,9 @@ describe('filesystem', () => {
 
 describe('an init killed before its first report', () => {
   // The CLONE_VM init's first act is prctl(PR_SET_DUMPABLE) and then its "hello" (its pidfd) on
-  // the status pipe. strace kills each new process at its first prctl: the init dies before the
-  // hello. The create must fail (it used to wait forever, with the pidfd leaked and the init a
-  // zombie) and leave no fd, child, state or cgroup. In a helper process: strace traces all of it.
+  // the status pipe. strace holds each thread's first prctl for 1 s, and the helper kills its
+  // child (the init) meanwhile: it dies before the hello. The create must fail (it used to wait
+  // forever, with the pidfd leaked and the init a zombie) and leave no fd, child, state or cgroup.
   it('fails the create with a clear error and leaves nothing behind', async () => {
     const id = uniqueId();
     const b = h.bundle(['true']);
@@ -391,9 +391,10 @@ describe('an init killed before its first report', () => {
       const children = () => fs.readdirSync('/proc/self/task').flatMap((t) => fs.readFileSync('/proc/self/task/' + t + '/children', 'utf8').trim().split(' ').filter(Boolean));
       const before = fds();
       const hang = setTimeout(() => { console.log(JSON.stringify({ hang: true })); process.exit(3); }, 20000);
+      const killer = setInterval(() => { for (const c of children()) { try { process.kill(Number(c), 'SIGKILL'); } catch {} } }, 5);
       rt.create(${JSON.stringify(id)}, { bundle: ${JSON.stringify(b.dir)} }).then(() => ({ created: true }), (e) => ({ error: e.message }))
-        .then((r) => { clearTimeout(hang); console.log(JSON.stringify({ ...r, before, after: fds(), children: children() })); });`;
-    const { stdout } = await promisify(execFile)('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=prctl', '-e', 'inject=prctl:signal=KILL:when=1', process.execPath, '-e', script], { timeout: 60_000 });
+        .then((r) => { clearTimeout(hang); clearInterval(killer); console.log(JSON.stringify({ ...r, before, after: fds(), children: children() })); process.exit(0); });`;
+    const { stdout } = await promisify(execFile)('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=prctl', '-e', 'inject=prctl:delay_enter=1000000:when=1', process.execPath, '-e', script], { timeout: 60_000 });
     const r = JSON.parse(stdout.trim().split('\n').pop()!) as { hang?: boolean; error?: string; before: number; after: number; children: string[] };
     expect(r.hang).toBeUndefined();
     expect(r.error).toMatch(/container init failed: the init process died before its first report/);

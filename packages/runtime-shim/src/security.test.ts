@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { isDumpable } from '@berth/native';
+
 import { v1Mounts } from './cgroups/cgroups';
 import { parseSignal } from './runtime';
 import { uniqueId } from './testing/bundle';
@@ -43,6 +45,29 @@ describe('CVE regressions', () => {
     const after = await h.rt.exec(id, { user: { uid: 0, gid: 0 }, capabilities: caps, cwd: '/', args: ['sh', '-c', 'sleep 0.2; readlink /proc/1/exe'], env: ['PATH=/bin'] }, { stdio: [0, o2.fd, o2.fd] });
     await after.exited;
     expect(o2.read()).toBe('/bin/busybox\n');
+  });
+
+  it('the runtime process is non-dumpable only while a CLONE_VM init shares its memory', async () => {
+    const until = async (ok: () => boolean): Promise<boolean> => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      return ok();
+    };
+    expect(isDumpable()).toBe(true);
+    const b = h.bundle(['true']);
+    const ids = [uniqueId(), uniqueId()];
+    const held = [];
+    for (const id of ids) held.push(await h.rt.create(id, { bundle: b.dir }));
+    // Two held inits run on our memory: both made it non-dumpable.
+    expect(isDumpable()).toBe(false);
+    await h.rt.start(ids[0]!);
+    await held[0]!.exited;
+    // One has exec'd; the other still shares our memory.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(isDumpable()).toBe(false);
+    await h.rt.start(ids[1]!);
+    await held[1]!.exited;
+    // The last one has exec'd: dumpable again (the launching thread says so once its clone returns).
+    expect(await until(isDumpable)).toBe(true);
   });
 
   it('only stdio (and preserved fds) reach the container', async () => {
