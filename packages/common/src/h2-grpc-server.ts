@@ -53,7 +53,7 @@ function parseTimeout(v: string | string[] | undefined): number | undefined {
 /**
  * One call, shaped like grpc-js's server call objects: `request` (unary and server-streaming),
  * `metadata`, `cancelled`, `getPeer()`, `getDeadline()`, `sendMetadata()`, and for streams
- * `write()`/`end()` and the events 'data', 'end', 'cancelled', 'drain'; `emit('error', err)`
+ * `write()`/`end()`, `pause()`/`resume()` and the events 'data', 'end', 'cancelled', 'drain'; `emit('error', err)`
  * ends the call with that error's status, as in grpc-js.
  */
 export class H2ServerCall extends EventEmitter {
@@ -107,6 +107,10 @@ export class H2ServerCall extends EventEmitter {
     const s = this.stream.session?.socket;
     return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unix:';
   }
+
+  /** Client streaming: stop reading request messages (HTTP/2 flow control holds the client back). */
+  pause(): void { this.stream.pause(); }
+  resume(): void { this.stream.resume(); }
 
   getDeadline(): Date | number { return this.deadline === Infinity ? Infinity : new Date(this.deadline); }
   getPath(): string { return this.route.def.path; }

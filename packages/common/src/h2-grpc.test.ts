@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { credentials, loadPackageDefinition, Metadata, status, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { scheduler } from '@berth/api';
+import { runtime, scheduler } from '@berth/api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient } from './client';
 import { fromServiceError, InvalidArgumentError, NotFoundError } from './errors';
@@ -241,6 +241,39 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
     const gone = createH2UnaryClient(scheduler.SchedulerService, { target: `unix://${path.join(dir, 'nothing.sock')}` });
     await expect(gone.status({})).rejects.toMatchObject({ code: status.UNAVAILABLE });
     gone.close();
+  });
+
+  it('pause() holds a client-streaming call back through HTTP/2 flow control until resume()', async () => {
+    const sock = path.join(dir, 'img.sock');
+    let got = 0;
+    let paused: { resume(): void } | undefined;
+    const chunks = 64;
+    running = await serveH2({ listen: `unix://${sock}`, services: [{
+      definition: runtime.ImageServiceService,
+      implementation: withUnimplemented(runtime.ImageServiceService, 'test', {
+        importImage: (c: { on(ev: string, f: () => void): void; pause(): void; resume(): void }, cb: (e: null, r: runtime.ImportImageResponse) => void) => {
+          c.on('data', () => { if (++got === 1) { c.pause(); paused = c; } });
+          c.on('end', () => cb(null, runtime.ImportImageResponse.fromPartial({ images: [] })));
+        },
+      }),
+    }] });
+    const client = createClient(runtime.ImageServiceClient, { target: `unix://${sock}` });
+    try {
+      const answer = new Promise<void>((resolve, reject) => {
+        const up = client.importImage((e) => (e ? reject(e) : resolve()));
+        const chunk = Buffer.alloc(256 * 1024, 7);
+        for (let i = 0; i < chunks; i++) up.write({ chunk });
+        up.end();
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      // 16 MiB were written; while paused only what fits the HTTP/2 windows got through.
+      expect(got).toBeLessThan(8);
+      paused!.resume();
+      await answer;
+      expect(got).toBe(chunks);
+    } finally {
+      client.close();
+    }
   });
 
   it('refuses plain TCP off loopback, a live socket twice; serves mutual TLS only to clients with a certificate', async () => {

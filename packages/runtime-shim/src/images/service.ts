@@ -17,11 +17,22 @@ class AsyncQueue<T> implements AsyncIterable<T> {
   private wake: (() => void) | undefined;
   private done = false;
   private error: unknown;
-  push(t: T): void { this.items.push(t); this.wake?.(); }
+  private paused = false;
+  /** With `flow`, the producer is paused at `high` queued items and resumed at half of it. */
+  constructor(private readonly flow?: { high: number; pause(): void; resume(): void }) {}
+  push(t: T): void {
+    this.items.push(t);
+    if (this.flow && !this.paused && this.items.length >= this.flow.high) { this.paused = true; this.flow.pause(); }
+    this.wake?.();
+  }
   end(err?: unknown): void { this.done = true; this.error = err; this.wake?.(); }
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {
     for (;;) {
-      while (this.items.length) yield this.items.shift()!;
+      while (this.items.length) {
+        const t = this.items.shift()!;
+        if (this.paused && this.items.length <= this.flow!.high / 2) { this.paused = false; this.flow!.resume(); }
+        yield t;
+      }
       if (this.done) { if (this.error !== undefined) throw this.error; return; }
       await new Promise<void>((r) => { this.wake = r; });
       this.wake = undefined;
@@ -32,11 +43,14 @@ class AsyncQueue<T> implements AsyncIterable<T> {
 /**
  * The request messages of a client-streaming call. A grpc-js call is an async iterable (with
  * backpressure); the lean node:http2 server's call (the daemon's) is an emitter of 'data' and
- * 'end', whose messages queue here until read.
+ * 'end', whose messages queue here until read, the call paused while the queue is full.
  */
 function requestsOf<T>(call: ServerReadableStream<T, unknown>): AsyncIterator<T> {
   if (typeof (call as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === 'function') return call[Symbol.asyncIterator]() as AsyncIterator<T>;
-  const q = new AsyncQueue<T>();
+  // At most 16 chunks (16 MiB at the importer's 1 MiB) wait here; beyond that the call is paused
+  // and HTTP/2 flow control holds the client back, so a fast client cannot fill the daemon's memory.
+  const c = call as unknown as { pause(): void; resume(): void };
+  const q = new AsyncQueue<T>({ high: 16, pause: () => c.pause(), resume: () => c.resume() });
   call.on('data', (m: T) => q.push(m));
   call.once('end', () => q.end());
   call.once('cancelled', () => q.end(new Error('the client cancelled the call')));
