@@ -351,11 +351,18 @@ async function main(argv: string[]): Promise<number> {
         if (bool(f, 'no-new-privs')) proc.noNewPrivileges = true;
       }
       validateSpec({ ociVersion: SPEC_VERSION, process: proc });
-      const { pid, exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') });
-      if (bool(f, 'detach')) return 0;
-      // In the foreground, like runc: signals sent to us go to the process we started.
-      const stop = forwardSignals((sig) => process.kill(pid, sig));
+      const detach = bool(f, 'detach');
+      // In the foreground, like runc: signals sent to us go to the process we started. The
+      // handlers are in place before it starts (a signal that came before its pid was known is
+      // passed on then); installed after, a signal in between would end this CLI instead.
+      let target: number | undefined;
+      const early: NodeJS.Signals[] = [];
+      const stop = detach ? () => undefined : forwardSignals((sig) => { if (target === undefined) early.push(sig); else process.kill(target, sig); });
       try {
+        const { pid, exited } = await rt.exec(id, proc, { pidFile: str(f, 'pid-file'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket') });
+        if (detach) return 0;
+        target = pid;
+        for (const sig of early.splice(0)) try { process.kill(pid, sig); } catch { /* already gone */ }
         const e = await exited;
         return e.code ?? 128 + parseSignal(e.signal ?? 'SIGKILL');
       } finally {
