@@ -210,12 +210,22 @@ describe('pods on the real runtime-shim, cni-manager and Store', () => {
     await h.store!.delete({ resource: 'pods', namespace: h.namespace, name: 'hostnet', gracePeriodSeconds: 0 });
   }, 90_000);
 
-  it('kill -9 of the agent: the restarted agent adopts running pods without restarting them', async (ctx) => {
+  it('kill -9 of the agent: the restarted agent adopts running pods without restarting them, and removes one deleted meanwhile', async (ctx) => {
     need(ctx);
     const before = await h.until('web Ready', async () => { const p = await h.getPod('web'); return ready(p) && p; }, 60_000);
+    // `sleep` as a container's pid 1 ignores SIGTERM: only the grace period's end stops it.
+    await h.createPod(mk('stubborn', { terminationGracePeriodSeconds: 30, containers: [c('main', { command: ['sleep', '3600'] })] }));
+    await h.until('stubborn Running', async () => (await h.getPod('stubborn'))?.status?.phase === 'Running', 60_000);
+    const sandboxOf = async () => (await h.sandboxes()).find((s) => s.labels['io.kubernetes.pod.name'] === 'stubborn' || s.metadata?.name === 'stubborn');
+    expect(await sandboxOf()).toBeDefined();
     await h.stopAgent('SIGKILL');
+    await h.store!.delete({ resource: 'pods', namespace: h.namespace, name: 'stubborn', gracePeriodSeconds: 0 });
+    const t0 = Date.now();
     h.startAgent();
     expect(await waitServing(`unix://${h.sock.agent}`, 60_000), h.agent!.output()).toBe('SERVING');
+    // Its spec went with it, so it gets the kubelet's minimum grace period (2 s), not 30 s.
+    await h.until('the deleted pod\'s sandbox gone', async () => !(await sandboxOf()), 20_000);
+    expect(Date.now() - t0).toBeLessThan(20_000);
     const client = h.kubeletClient();
     try {
       await h.until('restarted agent lists web', async () => (await rpc<object, kubelet.ListPodsResponse>(client, 'listPods', {})).pods.some((p) => p.metadata!.name === 'web' && ready(p)), 60_000);

@@ -35,6 +35,9 @@ import type { DnsDefaults } from './runtime-config';
 
 type Log = (level: 'info' | 'warn', obj: object, msg: string) => void;
 
+/** Grace period for the containers of a pod known only from the runtime (the kubelet's minimum). */
+const ORPHAN_GRACE_SECONDS = 2;
+
 export interface NodeAgentOptions {
   node: core.Node;
   stateDir: string;
@@ -286,7 +289,9 @@ export class NodeAgent {
     }
     for (const [uid, s] of orphans) {
       this.log('info', { pod: uid }, 'removing the sandbox of a pod this node no longer runs');
-      const pod = core.Pod.fromPartial({ metadata: { uid, name: s.labels[POD_NAME_LABEL] ?? s.metadata?.name ?? uid, namespace: s.labels[POD_NAMESPACE_LABEL] ?? 'default' } });
+      // Its spec is gone with it: as the kubelet does for a pod it only knows from the runtime,
+      // its containers get the minimum grace period (2 s), not the 30 s default of a spec.
+      const pod = core.Pod.fromPartial({ metadata: { uid, name: s.labels[POD_NAME_LABEL] ?? s.metadata?.name ?? uid, namespace: s.labels[POD_NAMESPACE_LABEL] ?? 'default', deletionGracePeriodSeconds: ORPHAN_GRACE_SECONDS } });
       await this.syncer.sync({ pod, reason: 'DELETE', deleted: true }).catch((e) => this.log('warn', { pod: uid, err: (e as Error).message }, 'orphan not removed'));
     }
   }

@@ -5,7 +5,7 @@
 // PullImage) through the generated grpc-js clients. Then the small adapters the pod worker uses:
 // image presence/pull per the ImageService, and exec (probes, hooks) through ExecSync.
 import { cni, runtime } from '@berth/api';
-import { createClient, createH2UnaryClient } from '@berth/common';
+import { createClient, createH2UnaryClient, type UnaryCallOptions } from '@berth/common';
 import type { ImageAccess } from './images';
 import type { ContainerExec, ExecResult } from './probes/prober';
 import { RUNTIME_METHODS } from './runtime-view';
@@ -33,7 +33,12 @@ export function connectServices(e: Endpoints): ServiceClients {
   const rtUnary = createH2UnaryClient(runtime.RuntimeServiceService, { target: e.runtimeEndpoint });
   const netUnary = createH2UnaryClient(cni.NetworkServiceService, { target: e.cniEndpoint });
   return {
-    runtime: methodsOf<PodRuntime>(rtUnary, RUNTIME_METHODS),
+    runtime: methodsOf<PodRuntime>(rtUnary, RUNTIME_METHODS, {
+      // The runtime waits up to `timeout` seconds for these to finish: the call's deadline must
+      // outlast it (a 30 s grace period ran into the default 30 s deadline).
+      stopContainer: (r) => ({ deadlineMs: (Number((r as runtime.StopContainerRequest).timeout) + 30) * 1000 }),
+      execSync: (r) => ({ deadlineMs: (Number((r as runtime.ExecSyncRequest).timeout || 0) + 30) * 1000 }),
+    }),
     images: imagesSeam(img),
     network: methodsOf<PodNetwork>(netUnary, ['setUpPod', 'tearDownPod', 'podNetworkStatus']),
     runtimeRaw: rt,
@@ -46,13 +51,14 @@ export function connectServices(e: Endpoints): ServiceClients {
   };
 }
 
-/** The named methods of a lean unary client as a seam (each `(req) => Promise<res>`). */
-function methodsOf<T>(client: Record<string, unknown>, methods: readonly (keyof T & string)[]): T {
+/** The named methods of a lean unary client as a seam (each `(req) => Promise<res>`), with per-method call options. */
+function methodsOf<T>(client: Record<string, unknown>, methods: readonly (keyof T & string)[], options: Partial<Record<keyof T & string, (req: unknown) => UnaryCallOptions>> = {}): T {
   const out: Record<string, unknown> = {};
   for (const m of methods) {
-    const fn = client[m] as ((req: unknown) => Promise<unknown>) | undefined;
+    const fn = client[m] as ((req: unknown, o?: UnaryCallOptions) => Promise<unknown>) | undefined;
     if (typeof fn !== 'function') throw new TypeError(`client has no method ${m}`);
-    out[m] = (req: unknown) => fn(req);
+    const opts = options[m];
+    out[m] = opts ? (req: unknown) => fn(req, opts(req)) : (req: unknown) => fn(req);
   }
   return out as T;
 }
