@@ -14,11 +14,10 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Metadata, status, type MethodDefinition, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { HealthImplementation } from 'grpc-health-check';
 import { InvalidArgumentError, toServiceError } from './errors';
 import { isLoopbackHost, parseListen } from './listen';
-import { removeStaleSocket, type ServeOptions } from './serve';
-import { addLazyReflection } from './reflection';
+import { registerServices, removeStaleSocket, type ServeOptions } from './serve';
 
 const MAX_RECEIVE = 16 * 1024 * 1024;
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD } = http2.constants;
@@ -353,26 +352,9 @@ export interface RunningH2Server {
  */
 export async function serveH2(opts: ServeOptions): Promise<RunningH2Server> {
   const server = new H2GrpcServer();
-  const health = new HealthImplementation({ '': 'NOT_SERVING' });
-  health.addToServer(server as never);
-  addLazyReflection(server as never);
-  const names: string[] = [];
-  for (const reg of opts.services) {
-    server.addService(reg.definition, reg.implementation);
-    const first = Object.values(reg.definition)[0];
-    const name = reg.name ?? /^\/([^/]+)\//.exec(first?.path ?? '')?.[1];
-    if (!name) throw new Error('cannot infer the service name from an empty definition');
-    names.push(name);
-    health.setStatus(name, 'NOT_SERVING');
-  }
+  const { health, setServing } = registerServices(server as never, opts.services);
   const { address } = await server.listen(opts.listen, { ...(opts.tls ? { tls: opts.tls } : {}), ...(opts.insecureLoopback ? { insecureLoopback: true } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
   const addr = parseListen(opts.listen);
-  const setServing = (serving: boolean, service?: string): void => {
-    const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
-    if (service !== undefined) { health.setStatus(service, st); return; }
-    health.setStatus('', st);
-    for (const n of names) health.setStatus(n, st);
-  };
   const shutdown = async (graceMs = 5000): Promise<void> => {
     setServing(false);
     await server.shutdown(graceMs);

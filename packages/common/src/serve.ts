@@ -78,19 +78,34 @@ export async function removeStaleSocket(p: string): Promise<void> {
   fs.rmSync(p, { force: true });
 }
 
-export async function serve(opts: ServeOptions): Promise<RunningServer> {
-  const addr = parseListen(opts.listen);
-  const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+/**
+ * What every Berth server carries, on either server: grpc.health.v1 (everything NOT_SERVING until
+ * setServing), server reflection, then the services themselves.
+ */
+export function registerServices(server: Pick<Server, 'addService'>, services: ServiceRegistration[]): Pick<RunningServer, 'health' | 'setServing'> {
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
-  health.addToServer(server);
+  health.addToServer(server as Server);
   addLazyReflection(server);
   const names: string[] = [];
-  for (const reg of opts.services) {
+  for (const reg of services) {
     server.addService(reg.definition, reg.implementation);
     const name = serviceNameOf(reg);
     names.push(name);
     health.setStatus(name, 'NOT_SERVING');
   }
+  const setServing = (serving: boolean, service?: string): void => {
+    const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+    if (service !== undefined) { health.setStatus(service, st); return; }
+    health.setStatus('', st);
+    for (const n of names) health.setStatus(n, st);
+  };
+  return { health, setServing };
+}
+
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
+  const addr = parseListen(opts.listen);
+  const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  const { health, setServing } = registerServices(server, opts.services);
 
   let creds: ServerCredentials;
   if (opts.tls) {
@@ -125,13 +140,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     const port = await bind(server, addr.target, creds);
     address = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`;
   }
-
-  const setServing = (serving: boolean, service?: string): void => {
-    const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
-    if (service !== undefined) { health.setStatus(service, st); return; }
-    health.setStatus('', st);
-    for (const n of names) health.setStatus(n, st);
-  };
 
   const shutdown = async (graceMs = 5000): Promise<void> => {
     setServing(false);
