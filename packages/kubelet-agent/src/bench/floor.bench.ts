@@ -11,16 +11,10 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { intArg } from './args';
 
 interface Floor { containers: number; workers: number; wallMs: number; machineCpuMs: number; failed: number }
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name}: expected a positive integer, got ${JSON.stringify(process.argv[i + 1])}`);
-  return v;
-}
 
 function busyTicks(): number {
   const v = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -28,8 +22,8 @@ function busyTicks(): number {
 }
 
 async function main(): Promise<void> {
-  const pods = arg('pods', 100);
-  const rounds = arg('rounds', 3);
+  const pods = intArg('pods', 100);
+  const rounds = intArg('rounds', 3);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-floor-'));
   const cg = path.basename(dir);
   const hierarchies = ['cpu', 'memory', 'pids'].map((c) => path.join('/sys/fs/cgroup', c, cg));

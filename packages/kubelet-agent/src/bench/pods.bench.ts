@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { core } from '@berth/api';
 import { Informer, unwrap } from '@berth/apimachinery';
 import { NodeHarness, TEST_IMAGE } from '../testing/node-harness';
+import { intArg } from './args';
 
 const run = promisify(execFile);
 
@@ -26,13 +27,6 @@ function stats(xs: number[]): Stats {
   return { p50: r(q(0.5)), p99: r(q(0.99)), mean: r(s.reduce((a, b) => a + b, 0) / s.length), max: r(s[s.length - 1] ?? NaN), n: s.length };
 }
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name}: expected a positive integer, got ${JSON.stringify(process.argv[i + 1])}`);
-  return v;
-}
 
 /** CPU time (user+system) of a process in ms, from /proc/<pid>/stat. */
 function cpuMs(pid: number): number {
@@ -178,7 +172,7 @@ async function peer(h: NodeHarness, n: number): Promise<Stats> {
 }
 
 async function main(): Promise<void> {
-  const n = arg('pods', 100);
+  const n = intArg('pods', 100);
   const h = new NodeHarness();
   let failed = false;
   try {
