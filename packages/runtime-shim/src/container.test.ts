@@ -141,21 +141,23 @@ describe('process identity and privileges', () => {
   it('a new session keyring unless --no-new-keyring', async () => {
     // In a user namespace with a host uid range of its own, /proc/keys shows only this
     // container's keyrings (root-owned ones of other containers are not viewable).
-    const hostId = 300000 + Math.floor(Math.random() * 1000) * 65536;
-    const edit = (s: Parameters<NonNullable<Parameters<Harness['run']>[1]>>[0]): void => {
+    // Each container gets a range of its own: a dead container's keyring stays listed (owned by
+    // its uid) until the kernel's key GC gets to it, and must not show up in the next one.
+    const base = Math.floor(Math.random() * 500) * 2;
+    const inUserns = (hostId: number) => (s: Parameters<NonNullable<Parameters<Harness['run']>[1]>>[0]): void => {
       s.linux!.maskedPaths = s.linux!.maskedPaths!.filter((p) => p !== '/proc/keys' && !p.startsWith('/sys'));
       s.linux!.namespaces!.push({ type: 'user' });
       s.linux!.uidMappings = [{ containerID: 0, hostID: hostId, size: 65536 }];
       s.linux!.gidMappings = [{ containerID: 0, hostID: hostId, size: 65536 }];
       s.mounts = s.mounts!.filter((m) => m.type !== 'sysfs' && m.type !== 'cgroup');
     };
-    const r = await h.run(['cat', '/proc/keys'], edit);
+    const r = await h.run(['cat', '/proc/keys'], inUserns(300000 + base * 65536));
     expect(r.code, r.out).toBe(0);
     // its session keyring is a new, anonymous, empty one; the runtime's is not reachable
     expect(r.out).toMatch(/keyring\s+_ses: empty/);
     expect(r.out).not.toMatch(/_uid_ses\.0/);
     // control: with --no-new-keyring it possesses the runtime's session keyring instead
-    const b = h.bundle(['cat', '/proc/keys'], edit);
+    const b = h.bundle(['cat', '/proc/keys'], inUserns(300000 + (base + 1) * 65536));
     const o = h.outFile();
     await h.rt.run(uniqueId(), { bundle: b.dir, stdio: [0, o.fd, o.fd], noNewKeyring: true });
     expect(o.read()).not.toMatch(/keyring\s+_ses: /);

@@ -253,15 +253,20 @@ describe('namespaces made ahead by the spawner', () => {
     });
     rt.pool!.fill();
     await until('the pool to fill', () => rt.pool!.available === 2);
-    const seen: string[][] = [];
+    // Both exist at once while their namespaces are compared: a namespace's inode number is
+    // reused once it is freed, so one of a deleted container could equal a later one's.
+    const made: Array<{ id: string; out: string; fd: number; c: Awaited<ReturnType<typeof rt.create>> }> = [];
     for (let i = 0; i < 2; i++) {
       const id = uniqueId();
       const out = path.join(os.tmpdir(), `${id}.out`);
       const fd = fs.openSync(out, 'w+');
       cleanups.push(() => fs.rmSync(out, { force: true }));
-      const c = await rt.create(id, { bundle: bundle.dir, stdio: [fd, fd, fd] });
-      seen.push(['net', 'ipc', 'uts', 'mnt', 'pid'].map((t) => ns(c.state.pid, t)));
-      for (const t of ['net', 'ipc', 'uts']) expect(ns(c.state.pid, t)).not.toBe(ns('self', t));
+      made.push({ id, out, fd, c: await rt.create(id, { bundle: bundle.dir, stdio: [fd, fd, fd] }) });
+    }
+    const seen = made.map(({ c }) => ['net', 'ipc', 'uts', 'mnt', 'pid'].map((t) => ns(c.state.pid, t)));
+    for (const { c } of made) for (const t of ['net', 'ipc', 'uts']) expect(ns(c.state.pid, t)).not.toBe(ns('self', t));
+    for (let k = 0; k < 5; k++) expect(seen[0]![k]).not.toBe(seen[1]![k]);
+    for (const { id, out, fd, c } of made) {
       await rt.start(id);
       expect((await c.exited).code).toBe(0);
       fs.closeSync(fd);
@@ -269,7 +274,6 @@ describe('namespaces made ahead by the spawner', () => {
       await rt.delete(id);
     }
     expect(viaSpawner).toEqual([true, true]);
-    for (let k = 0; k < 5; k++) expect(seen[0]![k]).not.toBe(seen[1]![k]);
   });
 
   it('a container without a new network namespace, or with a user namespace, is not pooled', async () => {
