@@ -14,10 +14,9 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Metadata, status, type MethodDefinition, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { HealthImplementation } from 'grpc-health-check';
 import { InvalidArgumentError, toServiceError } from './errors';
 import { isLoopbackHost, parseListen } from './listen';
-import { registerServices, removeStaleSocket, type ServeOptions } from './serve';
+import { registerServices, removeStaleSocket, type RunningServer, type ServeOptions } from './serve';
 
 const MAX_RECEIVE = 16 * 1024 * 1024;
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_PATH, HTTP2_HEADER_METHOD } = http2.constants;
@@ -337,13 +336,8 @@ export class H2GrpcServer {
   }
 }
 
-export interface RunningH2Server {
-  server: H2GrpcServer;
-  address: string;
-  health: HealthImplementation;
-  setServing(serving: boolean, service?: string): void;
-  shutdown(graceMs?: number): Promise<void>;
-}
+/** serve()'s handle, with the lean server in place of grpc-js's. */
+export type RunningH2Server = Omit<RunningServer, 'server'> & { server: H2GrpcServer };
 
 /**
  * serve() on the lean server: the same options and the same contract (0600 unix socket or
