@@ -121,6 +121,33 @@ describe('cgroup parents', () => {
     }
     for (const d of dirs(kept)) expect(fs.existsSync(d), d).toBe(false);
   });
+
+  it('a parent removed by another runtime while this one sets it up is made again, not an error', async () => {
+    // Another process deletes the shared parent whenever it is empty (as a runtime deleting its
+    // last container under it does), racing this one's mkdir of the parent and its cpuset setup.
+    const grp = uniqueId('race');
+    const dirs = [...new Set(Object.values(mounts))].map((m) => path.join(m, grp));
+    const script = `const fs=require('fs');const d=${JSON.stringify(dirs)};const end=Date.now()+20000;
+      process.stdout.write('go\\n');
+      while(Date.now()<end){for(const x of d){try{fs.rmdirSync(x)}catch{}}const t=Date.now()+0.05;while(Date.now()<t);}`;
+    const { spawn } = await import('node:child_process');
+    const remover = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((r) => remover.stdout!.once('data', r));
+      for (let i = 0; i < 300; i++) {
+        const cg = new CgroupV1(`/${grp}/c${i}`);
+        await cg.create();
+        // the cpuset is usable: cpus and mems set from the parent
+        expect(fs.readFileSync(path.join(cg.paths['cpuset']!, 'cpuset.mems'), 'utf8').trim()).not.toBe('');
+        await cg.destroyLeaf();
+      }
+    } finally {
+      remover.kill('SIGKILL');
+      await new Promise((r) => remover.once('exit', r));
+      for (const d of dirs) try { fs.rmdirSync(d); } catch { /* gone */ }
+    }
+    for (const d of dirs) expect(fs.existsSync(d), d).toBe(false);
+  });
 });
 
 describe('cgroup paths', () => {

@@ -54,7 +54,7 @@ function write(dir: string, file: string, value: string | number): void {
     fs.writeFileSync(path.join(dir, file), String(value));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new Error(`cgroup: write ${String(value).trim()} to ${path.join(dir, file)}: ${e.code ?? e.message}`, { cause: err });
+    throw Object.assign(new Error(`cgroup: write ${String(value).trim()} to ${path.join(dir, file)}: ${e.code ?? e.message}`, { cause: err }), { code: e.code });
   }
 }
 
@@ -168,7 +168,7 @@ function mkdirCgroup(mnt: string, cgPath: string, made: (rel: string, dir: strin
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return;
-      if (code !== 'ENOENT' || attempt >= 5) throw err;
+      if (code !== 'ENOENT' || attempt >= 20) throw err;
     }
     const parts = cgPath.split('/').filter(Boolean);
     for (let i = 1; i < parts.length; i++) {
@@ -177,7 +177,13 @@ function mkdirCgroup(mnt: string, cgPath: string, made: (rel: string, dir: strin
         fs.mkdirSync(path.join(mnt, rel));
         made(rel, path.join(mnt, rel));
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') continue;
+        // A concurrent delete removed the level (or its parent) while it was still empty,
+        // between our mkdir and its setup (ENODEV: a write to a removed cgroup's open file):
+        // start again from the leaf.
+        if ((code === 'ENOENT' || code === 'ENODEV') && attempt < 20) break;
+        throw err;
       }
     }
   }
@@ -274,7 +280,9 @@ export class CgroupV1 implements CgroupDriver {
       if ((readText(dir, f) ?? '').trim() !== '') continue;
       const parent = path.dirname(dir);
       if ((readText(parent, f) ?? '').trim() === '') this.initCpuset(parent);
-      write(dir, f, readText(parent, f)!.trim());
+      const v = readText(parent, f);
+      if (v === undefined) throw Object.assign(new Error(`cgroup: read ${path.join(parent, f)}: ENOENT`), { code: 'ENOENT' });
+      write(dir, f, v.trim());
     }
   }
 
