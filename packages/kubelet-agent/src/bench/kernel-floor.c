@@ -20,33 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *root, *cgname;
+#include "../../../../bench/floor/floor-container.h"
+
+static const char *cgname;
 static const char *ctrls[] = {"cpu", "memory", "pids"};
-
-static int child(void *arg) {
-  int fd = *(int *)arg;
-  char go;
-  if (read(fd, &go, 1) != 1) _exit(9); // placed in its cgroups first
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) _exit(10);
-  if (mount(root, root, NULL, MS_BIND | MS_REC, NULL)) _exit(11);
-  char p[512];
-  snprintf(p, sizeof p, "%s/proc", root);
-  if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(12);
-  if (chdir(root)) _exit(13);
-  if (syscall(SYS_pivot_root, ".", ".")) _exit(14);
-  if (umount2(".", MNT_DETACH)) _exit(15);
-  char *argv[] = {"/bin/true", NULL}, *envp[] = {NULL};
-  execve("/bin/true", argv, envp);
-  _exit(16);
-}
-
-static int writefile(const char *path, const char *s) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int r = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
-  close(fd);
-  return r;
-}
 
 static int one(int worker, int i) {
   static char stack[1 << 16];
@@ -57,13 +34,13 @@ static int one(int worker, int i) {
     snprintf(dirs[c], sizeof dirs[c], "/sys/fs/cgroup/%s/%s/w%d-c%d", ctrls[c], cgname, worker, i);
     if (mkdir(dirs[c], 0755)) { perror(dirs[c]); return -1; }
   }
-  pid_t pid = clone(child, stack + sizeof stack, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &fds[0]);
+  pid_t pid = clone(floor_child, stack + sizeof stack, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD, &fds[0]);
   if (pid < 0) { perror("clone"); return -1; }
   char s[32], f[300];
   snprintf(s, sizeof s, "%d", pid);
   for (int c = 0; c < 3; c++) {
     snprintf(f, sizeof f, "%s/cgroup.procs", dirs[c]);
-    if (writefile(f, s)) { perror(f); return -1; }
+    if (floor_writefile(f, s)) { perror(f); return -1; }
   }
   if (write(fds[1], "g", 1) != 1) return -1;
   close(fds[0]);
@@ -85,7 +62,7 @@ static long long busy_ticks(void) {
 
 int main(int argc, char **argv) {
   if (argc != 5) { fprintf(stderr, "usage: kernel-floor ROOTFS CGROUP-NAME N WORKERS\n"); return 2; }
-  root = argv[1];
+  floor_root = argv[1];
   cgname = argv[2];
   int n = atoi(argv[3]), w = atoi(argv[4]);
   long long c0 = busy_ticks();

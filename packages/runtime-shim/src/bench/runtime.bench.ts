@@ -3,7 +3,10 @@
 // berth-runtime run (CLI), and the runtime-shim API path (one gRPC sequence to a running
 // daemon), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
 // peak memory with 100 concurrent containers. Prints medians and ratios; writes JSON.
-import { spawn } from 'node:child_process';
+// Beside them, the floors under the two targets, in the same rounds: `/bin/true` (a C process's
+// start), oneshot-floor.c (the kernel's part of one container run by a one-shot process, with
+// its phases) and three no-op unary calls (Version) through the lean client.
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,25 +15,66 @@ import { runtime } from '@berth/api';
 import { createClient, createH2UnaryClient, startServiceProcess, waitServing } from '@berth/common';
 import type { ServiceError } from '@grpc/grpc-js';
 
+import { v1Mounts } from '../cgroups/cgroups';
 import { makeBundle, uniqueId } from '../testing/bundle';
 
 const ITER = Number(process.argv[2] ?? 60);
 const BIN = path.resolve(__dirname, '..', 'bin', 'berth-runtime.js');
 const SHIM = path.resolve(__dirname, '..', 'bin', 'berth-runtime-shim.js');
 
-function run(cmd: string, args: string[]): Promise<number> {
+function run(cmd: string, args: string[], stdout?: (text: string) => void): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: ['ignore', stdout === undefined ? 'ignore' : 'pipe', 'pipe'] });
     let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    let out = '';
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', reject);
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err}`));
-      else resolve(ms);
+      else {
+        stdout?.(out);
+        resolve(ms);
+      }
     });
   });
+}
+
+/** oneshot-floor.c's phases of one run, ms. */
+interface FloorPhases { mkdirMs: number; cloneMs: number; attachMs: number; runMs: number; rmdirMs: number; totalMs: number }
+
+/**
+ * A parent cgroup for the floor's containers in every v1 hierarchy the runtime uses (cpuset
+ * with cpus and mems, passed on to children), and the floor program compiled with the
+ * system's cc. remove() takes the parents away.
+ */
+function prepareFloor(work: string): { bin: string; parents: string[]; remove: () => void } {
+  const bin = path.join(work, 'oneshot-floor');
+  execFileSync('cc', ['-O2', '-o', bin, path.resolve(__dirname, '..', '..', 'src', 'bench', 'oneshot-floor.c')], { stdio: 'inherit' });
+  const parents: string[] = [];
+  const remove = (): void => {
+    for (const d of parents) {
+      try { fs.rmdirSync(d); } catch { /* gone */ }
+    }
+  };
+  try {
+    for (const [ctl, mnt] of Object.entries(v1Mounts())) {
+      const dir = path.join(mnt, `berth-bench-floor-${process.pid}`);
+      if (parents.includes(dir)) continue;
+      fs.mkdirSync(dir);
+      parents.push(dir);
+      if (ctl === 'cpuset') {
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) fs.writeFileSync(path.join(dir, f), fs.readFileSync(path.join(mnt, f), 'utf8').trim());
+        fs.writeFileSync(path.join(dir, 'cgroup.clone_children'), '1');
+      }
+    }
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { bin, parents, remove };
 }
 
 const median = (xs: number[]): number => {
@@ -84,7 +128,9 @@ async function main(): Promise<void> {
   // critical path can use); the exit still arrives on the grpc-js event stream.
   const lean = createH2UnaryClient(runtime.RuntimeServiceService, { target: `unix://${sock}` });
   let holdBundle: ReturnType<typeof makeBundle> | undefined;
+  let floor: ReturnType<typeof prepareFloor> | undefined;
   try {
+    floor = prepareFloor(work);
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
     const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
       new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
@@ -133,18 +179,27 @@ async function main(): Promise<void> {
       'berth-runtime run (CLI)': () => run(process.execPath, [BIN, '--root', roots.berth, 'run', '--bundle', bundle.dir, uniqueId('b')]),
       'runtime-shim API (gRPC)': apiOnce,
       'API, lean h2 client': leanOnce,
+      '/bin/true (C process start)': () => run('/bin/true', []),
+      'one-shot C container floor': () => run(floor!.bin, [bundle.rootfs, ...floor!.parents], (out) => phases.push(JSON.parse(out) as FloorPhases)),
+      '3 no-op calls (lean Version)': async () => {
+        const t0 = process.hrtime.bigint();
+        for (let k = 0; k < 3; k++) await lean.version({ version: '' });
+        return Number(process.hrtime.bigint() - t0) / 1e6;
+      },
     };
+    const phases: FloorPhases[] = [];
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
     // CPU per run: for the CLIs, what the reaped runtime process and its children used (our
     // cutime+cstime); for the API path, what the daemon and its reaped containers used (not
     // the gRPC client, i.e. this process).
     const cpu: Record<string, number> = Object.fromEntries(Object.keys(cases).map((k) => [k, 0]));
     const daemonPid = svc.proc.pid!;
-    const isApi = (name: string): boolean => name.startsWith('runtime-shim API') || name.startsWith('API,');
+    const isApi = (name: string): boolean => name.startsWith('runtime-shim API') || name.startsWith('API,') || name.startsWith('3 no-op');
     const cpuOf = (name: string): number => (isApi(name) ? cpuTicks(daemonPid, [14, 15, 16, 17]) : cpuTicks('self', [16, 17]));
     // And the client's side of the API path (this process: the gRPC calls and the event stream).
     const clientCpuUs: Record<string, number> = {};
     for (const fn of Object.values(cases)) await fn(); // warm-up
+    phases.length = 0;
     for (let i = 0; i < ITER; i++) {
       for (const [name, fn] of Object.entries(cases)) {
         const before = cpuOf(name);
@@ -194,6 +249,14 @@ async function main(): Promise<void> {
     console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x); in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x; with the lean unary client ${(leanApi / crun).toFixed(2)}x`);
     for (const [k, v] of Object.entries(clientCpuMs)) console.log(`client CPU per run, ${k}: ${v.toFixed(2)} ms`);
     console.log(`CLI path - node -e 0 = ${(cli - nodeFloor).toFixed(2)} ms (target <= 10 ms)`);
+    // The floors: what the kernel and the transport need with none of a runtime's work.
+    const phaseMed = Object.fromEntries((['mkdirMs', 'cloneMs', 'attachMs', 'runMs', 'rmdirMs', 'totalMs'] as const).map((k) => [k, median(phases.map((x) => x[k]))])) as unknown as FloorPhases;
+    const kernelFloor = med['one-shot C container floor']! - med['/bin/true (C process start)']!;
+    const apiFloor = med['3 no-op calls (lean Version)']! + kernelFloor;
+    console.log(`one-shot C container floor, phases (median ms): cgroup mkdir ${phaseMed.mkdirMs.toFixed(2)}, clone ${phaseMed.cloneMs.toFixed(2)}, ` +
+      `cgroup attach ${phaseMed.attachMs.toFixed(2)}, mounts+exec+exit ${phaseMed.runMs.toFixed(2)}, rmdir ${phaseMed.rmdirMs.toFixed(2)}`);
+    console.log(`CLI floor: the kernel's part of one container run by a one-shot process = ${kernelFloor.toFixed(2)} ms over a C process start (the CLI target leaves 10 ms for it and all of the CLI's own work)`);
+    console.log(`API floor: 3 no-op calls + that kernel part = ${apiFloor.toFixed(2)} ms vs 0.5x crun = ${(crun / 2).toFixed(2)} ms`);
     console.log(`daemon with 100 concurrent containers: VmHWM ${mem['VmHWM']!.toFixed(1)} MiB, VmRSS ${mem['VmRSS']!.toFixed(1)} MiB (idle RSS ${rssBefore.toFixed(1)} MiB); 100 create+start took ${concurrentMs.toFixed(0)} ms`);
     const out = process.env['BERTH_BENCH_RESULTS'];
     if (out !== undefined) {
@@ -205,6 +268,7 @@ async function main(): Promise<void> {
         ratios: { apiVsCrun: api / crun, leanApiVsCrun: leanApi / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
         cpuMsPerRun: cpuMs, clientCpuMsPerRun: clientCpuMs, cpuRatios: { apiVsCrun: cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!, cliMinusNodeMs: cpuMs['berth-runtime run (CLI)']! - cpuMs['node -e 0']! },
         daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },
+        floors: { oneShotPhasesMedianMs: phaseMed, kernelPartOfOneShotMs: kernelFloor, apiFloorMs: apiFloor, halfCrunMs: crun / 2 },
       }, null, 2));
       console.log(`results: ${file}`);
     }
@@ -214,6 +278,7 @@ async function main(): Promise<void> {
     await svc.stop(); // its close() removes every container it still has
     bundle.remove();
     holdBundle?.remove();
+    floor?.remove();
     if (holder !== undefined) {
       holder.kill('SIGKILL');
       await new Promise((r) => holder!.once('exit', r));
