@@ -1,7 +1,9 @@
 // `npm run bench -- cni [pods]`: SetUpPod / TearDownPod through cni-manager's gRPC API against
 // Debian's bridge + host-local plugins, driven by Berth's CNI executor and by direct exec, in
-// the same run, interleaved pod by pod. Everything runs inside a node namespace made for the run (the
-// bench re-executes itself there), so the machine's own network is never touched.
+// the same run, interleaved pod by pod, beside the floors under Berth's figures: a no-op gRPC
+// call and the kernel work of a bridge-mode SetUp done from C with raw netlink
+// (netlink-floor.c). Everything runs inside a node namespace made for the run (the bench
+// re-executes itself there), so the machine's own network is never touched.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,8 +15,14 @@ import { CniExecutor } from '../cni/executor';
 import { Rtnl } from '@berth/native';
 import { hostVethName, PodNetwork } from '../network';
 import { netnsPath, Topology } from '../testing/topology';
+import { NetlinkFloor, type FloorAdd } from './netlink-floor';
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'berth-cni-manager.js');
+const FLOOR = "kernel floor (C, raw netlink, Berth's bridge-mode ops)";
+/** The same operations, timed by the C program itself around the kernel work (no pipe hop). */
+const FLOOR_SELF = `${FLOOR}, self-timed`;
+const NOOP_LEAN = 'grpc-noop-status-lean-client';
+const PLUGINS = ['debian-via-executor', 'debian-direct-exec'] as const;
 
 interface Stats { p50: number; p99: number; mean: number; n: number; cpuMsPerOp?: number }
 /** /proc/<pid>/stat counts CPU time in clock ticks of 10 ms (USER_HZ 100). */
@@ -118,8 +126,27 @@ async function inner(podSets: string[][]): Promise<void> {
     });
     const direct: Impl = { name: 'debian-direct-exec', add: (i, ns) => run('ADD', i, ns), del: (i, ns) => run('DEL', i, ns), settle: async () => undefined };
 
+    // 4. The kernel floor: Berth's bridge-mode netlink work for each pod, from one C process
+    // started here (not per pod), on a bridge and pod network of its own (10.94.0.0/16, apart
+    // from the others' 10.90-10.93), its bridge made as PodNetwork makes berth0 (pinned MAC).
+    const floorBridge = await host.addBridge('bkfloor0', { mtu: 1500, mac: '0a:58:0a:5e:00:01' });
+    cleanups.push(async () => { await host.deleteLink(floorBridge.index); });
+    await host.addAddress(floorBridge.index, '10.94.0.1/16');
+    await host.setLink(floorBridge.index, { up: true });
+    const nf = await NetlinkFloor.start(dir, 'bkfloor0', '10.94.0.0/16');
+    cleanups.push(() => nf.stop());
+    const floorSelf = { add: [] as number[], del: [] as number[] };
+    const addParts: FloorAdd[] = [];
+    const floor: Impl = {
+      name: FLOOR,
+      pid: nf.pid,
+      add: async (i, ns) => { const a = await nf.add(i, netnsPath(ns)); floorSelf.add.push(a.total); addParts.push(a); },
+      del: async (i, ns) => { floorSelf.del.push(await nf.del(i, netnsPath(ns))); },
+      settle: (i) => gone(NetlinkFloor.hostName(i)),
+    };
+
     // Those that make pods first: each has its own set of pod namespaces (see nsOf).
-    const impls = [grpc, grpcLean, lib, executor, direct, noop, noopLean];
+    const impls = [grpc, grpcLean, lib, executor, direct, floor, noop, noopLean];
     for (const im of impls) samples[im.name] = { add: [], del: [], addCpu: 0, delCpu: 0 };
     const pods = podSets[0]!.length;
     // A fresh random order per pod (seeded: runs are comparable), so no implementation is
@@ -157,6 +184,10 @@ async function inner(podSets: string[][]): Promise<void> {
         }
       }
     }
+    // The self-timed row is the same operations as the floor row: same CPU.
+    samples[FLOOR_SELF] = { ...floorSelf, addCpu: samples[FLOOR]!.addCpu, delCpu: samples[FLOOR]!.delCpu };
+    const med = (xs: number[]): number => stats(xs).p50;
+    process.stdout.write(`FLOOR_PARTS ${JSON.stringify({ create: med(addParts.map((a) => a.create)), nodeBatch: med(addParts.map((a) => a.nodeBatch)), podBatch: med(addParts.map((a) => a.podBatch)), arp: med(addParts.map((a) => a.arp)), rest: med(addParts.map((a) => a.total - a.create - a.nodeBatch - a.podBatch - a.arp)) })}\n`);
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     host.close();
@@ -169,6 +200,34 @@ async function inner(podSets: string[][]): Promise<void> {
   process.stdout.write(`RESULTS ${JSON.stringify(results)}\n`);
 }
 
+/**
+ * The floor under Berth's ADD through gRPC: the cheapest call between the two processes (the
+ * no-op Status through the lean client) plus the kernel work alone (the C floor, self-timed),
+ * next to the target, 0.1x the plugins' ADD median. Berth's DEL answers before its kernel work
+ * (done in the background), so its floor is the no-op call; the C DEL is that background work.
+ */
+function floorOf(results: Record<string, { add: Stats; del: Stats }>, parts: Record<string, number> | null): { lines: string[]; json: Record<string, unknown> } {
+  const noop = results[NOOP_LEAN]!;
+  const self = results[FLOOR_SELF]!;
+  const exchanged = results[FLOOR]!;
+  const lean = results['berth-grpc-lean-client']!;
+  const addFloor = noop.add.p50 + self.add.p50;
+  const lines = [
+    `kernel floor ADD p50: ${self.add.p50.toFixed(3)} ms in the C program (${exchanged.add.p50.toFixed(3)} ms with its stdin/stdout exchange), DEL p50 ${self.del.p50.toFixed(3)} ms (${exchanged.del.p50.toFixed(3)} ms)`,
+    ...(parts ? [`  ADD parts (p50 ms): veth create ${parts['create']!.toFixed(3)}, node batch ${parts['nodeBatch']!.toFixed(3)}, pod batch ${parts['podBatch']!.toFixed(3)}, gratuitous ARP ${parts['arp']!.toFixed(3)}, netns/socket opening ${parts['rest']!.toFixed(3)}`] : []),
+    `ADD floor through gRPC = no-op lean call ${noop.add.p50.toFixed(3)} + C floor ${self.add.p50.toFixed(3)} = ${addFloor.toFixed(3)} ms; berth lean-client ADD ${lean.add.p50.toFixed(3)} ms is ${(lean.add.p50 - addFloor).toFixed(3)} ms above it`,
+  ];
+  const json: Record<string, unknown> = { noopLeanAddP50: noop.add.p50, cFloorAddP50: self.add.p50, cFloorAddP50Exchanged: exchanged.add.p50, cFloorDelP50: self.del.p50, grpcAddFloorP50: +addFloor.toFixed(3), berthLeanAddAboveFloor: +(lean.add.p50 - addFloor).toFixed(3), addParts: parts };
+  for (const peer of PLUGINS) {
+    const p = results[peer]!;
+    const target = 0.1 * p.add.p50;
+    lines.push(`  vs ${peer}: target 0.1x ADD = ${target.toFixed(3)} ms; the floor is ${(addFloor / p.add.p50).toFixed(3)}x its ADD (${addFloor <= target ? 'below the target: the target is reachable in principle' : `${(addFloor / target).toFixed(2)}x the target: not reachable with Node + gRPC here`}); the kernel alone ${(self.add.p50 / p.add.p50).toFixed(3)}x, the no-op call alone ${(noop.add.p50 / p.add.p50).toFixed(3)}x`);
+    json[peer] = { addP50: p.add.p50, target01x: +target.toFixed(3), floorRatio: +(addFloor / p.add.p50).toFixed(3), kernelRatio: +(self.add.p50 / p.add.p50).toFixed(3), noopRatio: +(noop.add.p50 / p.add.p50).toFixed(3) };
+  }
+  lines.push(`DEL: berth answers before its kernel work (the C DEL, ${self.del.p50.toFixed(3)} ms, is what it does in the background), so its floor through gRPC is the no-op call, ${noop.del.p50.toFixed(3)} ms`);
+  return { lines, json };
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === '--inner') {
     await inner(JSON.parse(process.argv[3]!) as string[][]);
@@ -178,14 +237,16 @@ async function main(): Promise<void> {
   const topo = new Topology();
   try {
     const node = topo.netns('bench');
-    // One set of pod namespaces per implementation that makes pods (berth gRPC with each client, in-process, executor, direct).
-    const podSets = Array.from({ length: 5 }, () => Array.from({ length: n }, () => topo.netns('p')));
+    // One set of pod namespaces per implementation that makes pods (berth gRPC with each client, in-process, executor, direct, the kernel floor).
+    const podSets = Array.from({ length: 6 }, () => Array.from({ length: n }, () => topo.netns('p')));
     const load = os.loadavg()[0]!.toFixed(1);
     console.log(`cni bench: ${n} pods per implementation, implementations interleaved pod by pod, every SetUp then every TearDown, inside netns ${node} (${os.cpus().length} cpus, load ${load})`);
     const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, __filename, '--inner', JSON.stringify(podSets)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
     const line = r.stdout.split('\n').find((l) => l.startsWith('RESULTS '));
     if (!line) throw new Error(`bench failed (exit ${r.status}): ${r.stdout.slice(-2000)}`);
     const results = JSON.parse(line.slice(8)) as Record<string, { add: Stats; del: Stats }>;
+    const partsLine = r.stdout.split('\n').find((l) => l.startsWith('FLOOR_PARTS '));
+    const floorParts = partsLine ? JSON.parse(partsLine.slice(12)) as Record<string, number> : null;
     const berth = results['berth-grpc']!;
     const rows = Object.entries(results).map(([name, v]) => ({
       impl: name, 'add p50 ms': v.add.p50, 'add p99 ms': v.add.p99, 'add cpu ms/op': v.add.cpuMsPerOp, 'del p50 ms': v.del.p50, 'del p99 ms': v.del.p99, 'del cpu ms/op': v.del.cpuMsPerOp,
@@ -200,11 +261,13 @@ async function main(): Promise<void> {
         console.log(`ratio ${client}/${peer}: ADD p50 ${(b.add.p50 / v.add.p50).toFixed(3)}x, DEL p50 ${(b.del.p50 / v.del.p50).toFixed(3)}x (target <= 0.1x); CPU per op ADD ${(b.add.cpuMsPerOp! / v.add.cpuMsPerOp!).toFixed(3)}x, DEL ${(b.del.cpuMsPerOp! / v.del.cpuMsPerOp!).toFixed(3)}x`);
       }
     }
+    const derived = floorOf(results, floorParts);
+    for (const l of derived.lines) console.log(l);
     const outDir = process.env['BERTH_BENCH_RESULTS'];
     if (outDir) {
       fs.mkdirSync(outDir, { recursive: true });
       const file = path.join(outDir, 'cni.json');
-      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, loadavg: os.loadavg(), kernel: os.release(), method: 'interleaved per pod in a seeded random order; DEL timed to the answer, then settled (untimed) until the kernel is done; cpuMsPerOp = user+system CPU of the bench process, the plugins it waited for and the cni-manager server, per operation (DEL including the settling)', results }, null, 2));
+      fs.writeFileSync(file, JSON.stringify({ bench: 'cni', date: new Date().toISOString(), pods: n, cpus: os.cpus().length, loadavg: os.loadavg(), kernel: os.release(), method: 'interleaved per pod in a seeded random order; DEL timed to the answer, then settled (untimed) until the kernel is done; cpuMsPerOp = user+system CPU of the bench process, the plugins it waited for and the cni-manager server (for the kernel floor: the C program), per operation (DEL including the settling); the kernel floor row is timed by the bench around the stdin/stdout exchange, its self-timed row by the C program around the kernel work alone', results, floor: derived.json }, null, 2));
       console.log(`wrote ${file}`);
     }
   } finally {
