@@ -103,6 +103,13 @@ describe('berth-runtime vs runc', () => {
     expect(Date.parse(b['created'] as string)).toBeGreaterThan(Date.now() - 60_000);
     expect(JSON.parse(berth('list', '--format', 'json').out).map((s: { id: string }) => s.id)).toContain(id);
 
+    // With no linux.cgroupsPath the container is at /<id> of every v1 hierarchy, as with crun
+    // (runc nests it under its own cgroup in each hierarchy, which is /<id> for a runc in the root).
+    const cgroupsOf = (pid: unknown): string[] => fs.readFileSync(`/proc/${String(pid)}/cgroup`, 'utf8').trim().split('\n')
+      .filter((l) => /^\d+:(cpu|cpuacct|cpuset|memory|devices|freezer|blkio|pids):/.test(l)).map((l) => l.split(':').slice(1).join(':'));
+    expect(cgroupsOf(b['pid']).length).toBeGreaterThan(0);
+    expect(cgroupsOf(b['pid']).every((l) => l.endsWith(`:/${id}`)), cgroupsOf(b['pid']).join(' ')).toBe(true);
+
     expect(both('start', id).map((x) => x.code)).toEqual([0, 0]);
     [b, r] = states();
     expect([b['status'], r['status']]).toEqual(['running', 'running']);

@@ -28,6 +28,12 @@ export interface RuntimeOptions {
    * spawner thread already inside (cgroup v1 only; see cgroups/pool.ts). Call close() at the end.
    */
   cgroupPool?: number;
+  /**
+   * The parent cgroup of a container whose config has no linux.cgroupsPath: /berth by default
+   * (a daemon's pool lives there); '' puts it at `/<id>` of each hierarchy, as runc and crun do
+   * (the CLI: no parent to make before and remove after each run).
+   */
+  defaultCgroupParent?: string;
 }
 
 export interface CreateOptions {
@@ -231,7 +237,7 @@ export class Runtime {
     const bundle = path.resolve(o.bundle);
     const spec = o.spec !== undefined ? validateSpec(o.spec) : loadSpec(bundle);
     if (spec.process === undefined) throw new ConfigError('process', 'required field is missing');
-    const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true);
+    const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true, this.opts.defaultCgroupParent);
     const dir = this.store.claim(id);
     // A pooled cgroup for the default path: the spawner thread inside clones the init, so the
     // init never migrates. Not with a pids limit (the spawner counts as a task until it exits),
@@ -408,7 +414,7 @@ export class Runtime {
       if (force && fs.existsSync(this.store.dir(id))) {
         // A create that crashed before writing state.json: its cgroup (at the default path)
         // and anything already in it go too.
-        const cg = cgroupDriver(cgroupPath(undefined, id, false), this.opts.cgroupRoot);
+        const cg = cgroupDriver(cgroupPath(undefined, id, false, this.opts.defaultCgroupParent), this.opts.cgroupRoot);
         for (const pid of tasksOf(cg)) {
           try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
         }

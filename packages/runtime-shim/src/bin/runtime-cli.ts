@@ -174,7 +174,8 @@ async function main(argv: string[]): Promise<number> {
     else fs.writeSync(2, line + '\n');
   };
   const debug = bool(g, 'debug') ? (m: string): void => log('debug', m) : undefined;
-  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug });
+  // No linux.cgroupsPath: the container's cgroup is /<id> of each hierarchy, as with runc and crun.
+  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug, defaultCgroupParent: '' });
   runtime = rt;
   debug?.(`${cmd} ${args.join(' ')}`);
   switch (cmd) {

@@ -189,10 +189,14 @@ function mkdirCgroup(mnt: string, cgPath: string, made: (rel: string, dir: strin
   }
 }
 
-/** Validates a cgroupsPath (absolute or relative under the runtime's parent, no ..). */
-export function cgroupPath(cgroupsPath: string | undefined, id: string, systemd: boolean): string {
+/**
+ * Validates a cgroupsPath (absolute or relative under the runtime's parent, no ..). Without one,
+ * the container's cgroup is `<defaultParent>/<id>`: /berth (where a daemon's pool lives) unless
+ * the caller says otherwise ('' for runc's and crun's `/<id>`).
+ */
+export function cgroupPath(cgroupsPath: string | undefined, id: string, systemd: boolean, defaultParent = RUNTIME_PARENT): string {
   if (systemd) throw new ConfigError('--systemd-cgroup', 'the systemd cgroup driver is not supported by berth-runtime (no systemd on this node); use cgroupfs paths');
-  const p = cgroupsPath ?? `/berth/${id}`;
+  const p = cgroupsPath ?? `${defaultParent}/${id}`;
   if (p.includes(':')) throw new ConfigError('linux.cgroupsPath', `'${p}' looks like a systemd slice:prefix:name path; only cgroupfs paths are supported`);
   const norm = path.posix.normalize(p.startsWith('/') ? p : `/berth/${p}`);
   if (norm === '/' || p.split('/').includes('..')) throw new ConfigError('linux.cgroupsPath', `'${p}' must name a cgroup below the root`);
