@@ -12,7 +12,7 @@ import { CgroupPool } from './cgroups/pool';
 import type { runHooks as RunHooks } from './hooks';
 import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
-import { checkId, pidStartTime, RuntimeError, StateStore, type OciState, type Status, type StoredState } from './state';
+import { checkId, pidStartTime, RuntimeError, StateStore, unlinkIfExists, type OciState, type Status, type StoredState } from './state';
 
 export interface RuntimeOptions {
   root: string;
@@ -363,7 +363,7 @@ export class Runtime {
       });
       sock.on('error', reject);
     });
-    fs.rmSync(fifo, { force: true });
+    unlinkIfExists(fifo);
     await runHooks(s.spec.hooks?.poststart, state, 'poststart').catch((e: Error) => this.warn(e.message));
     return state;
   }
@@ -536,10 +536,10 @@ export class Runtime {
     const stdinFile = path.join(dir, `.hook-stdin-${process.pid}`);
     fs.writeFileSync(stdinFile, JSON.stringify(state), { mode: 0o600 });
     const stdin = fs.openSync(stdinFile, 'r');
-    fs.rmSync(stdinFile);
+    fs.unlinkSync(stdinFile);
     const errFile = path.join(dir, `.hook-stderr-${process.pid}`);
     const err = fs.openSync(errFile, 'w+');
-    fs.rmSync(errFile);
+    fs.unlinkSync(errFile);
     try {
       const { pid, exited } = await spawn([stdin, err, err]);
       let timer: NodeJS.Timeout | undefined;

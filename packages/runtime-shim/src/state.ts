@@ -111,7 +111,42 @@ export class StateStore {
   }
 
   remove(id: string): void {
-    fs.rmSync(this.dir(id), { recursive: true, force: true });
+    const dir = this.dir(id);
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    // Entry by entry (unlink does not follow a symlink): only an unexpected subdirectory takes
+    // fs.rmSync, whose first call loads Node's rimraf module (~0.9 ms of a one-shot CLI run).
+    for (const n of names) {
+      const p = path.join(dir, n);
+      try {
+        fs.unlinkSync(p);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EISDIR' || code === 'EPERM') fs.rmSync(p, { recursive: true, force: true });
+        else if (code !== 'ENOENT') throw err;
+      }
+    }
+    try {
+      fs.rmdirSync(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY') fs.rmSync(dir, { recursive: true, force: true });
+      else if (code !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/** unlink that is done when the file is already gone (fs.rmSync with force loads rimraf). */
+export function unlinkIfExists(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
