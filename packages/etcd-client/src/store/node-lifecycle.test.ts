@@ -4,6 +4,7 @@
 // its pods not Ready but not evicted, and it is untainted once it renews and posts Ready=True again; Ready=False brings the not-ready
 // taints; of two berth-etcd-client only the elected one acts, and the other takes over.
 // Pure-logic checks of the taint/condition rules sit at the end.
+import { getEventListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -253,6 +254,36 @@ describe('node lifecycle controller under write contention (in-process, real etc
       expect(n.status!.conditions.find((c) => c.type === 'Ready')!.reason).toBe('NodeStatusNeverUpdated');
     } finally {
       writing = false;
+      await ctl.close();
+      reg.close();
+      await env.v3.delete(prefix, { prefix: true });
+    }
+  });
+});
+
+describe('node lifecycle controller over many periods (in-process, real etcd)', () => {
+  it('adds no abort listener per node and period: its signals hold a constant few', async () => {
+    const prefix = uniquePrefix('nlc-listeners');
+    const reg = new Registry(new EtcdV3Backend(env.v3), { prefix });
+    await reg.start();
+    const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
+    const ctl = new NodeLifecycleController(reg, { gracePeriodMs: 60_000, monitorPeriodMs: 10 });
+    // Every AbortSignal the controller listens on, with the most listeners each ever had.
+    const most = new Map<AbortSignal, number>();
+    const add = AbortSignal.prototype.addEventListener;
+    AbortSignal.prototype.addEventListener = function (this: AbortSignal, ...args: Parameters<typeof add>) {
+      add.apply(this, args);
+      most.set(this, Math.max(most.get(this) ?? 0, getEventListeners(this, 'abort').length));
+    } as typeof add;
+    try {
+      for (const name of ['n1', 'n2', 'n3']) await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name } }), admin);
+      ctl.start();
+      // ~100 monitor periods over three nodes.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(most.size).toBeGreaterThan(0);
+      expect(Math.max(...most.values())).toBeLessThanOrEqual(5);
+    } finally {
+      AbortSignal.prototype.addEventListener = add;
       await ctl.close();
       reg.close();
       await env.v3.delete(prefix, { prefix: true });

@@ -43,11 +43,20 @@ interface Health {
   renewTime: string;
 }
 
-/** `p`, or undefined as soon as `signal` aborts. */
+/**
+ * `p`, or undefined as soon as `signal` aborts. The abort listener goes when `p` settles: the
+ * signal lives as long as the controller (a term), and one listener per node and period kept
+ * every closure alive (Node's MaxListenersExceededWarning in the test runs).
+ */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
   p.catch(() => undefined);
   if (signal.aborted) return Promise.resolve(undefined);
-  return Promise.race([p, new Promise<undefined>((r) => signal.addEventListener('abort', () => r(undefined), { once: true }))]);
+  let onAbort!: () => void;
+  const aborted = new Promise<undefined>((r) => {
+    onAbort = () => r(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([p, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 /** RFC3339 with seconds, as Kubernetes writes metav1.Time. */
@@ -197,9 +206,15 @@ export class NodeLifecycleController {
       }
       if (kicked || signal.aborted) continue;
       await new Promise<void>((r) => {
-        const t = setTimeout(r, this.period);
-        wake = () => { clearTimeout(t); r(); };
-        signal.addEventListener('abort', wake, { once: true });
+        // One way out of the wait (the period, a kick or the abort), and its listener goes with it.
+        const done = (): void => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          r();
+        };
+        const t = setTimeout(done, this.period);
+        wake = done;
+        signal.addEventListener('abort', done, { once: true });
       });
       wake = undefined;
     }

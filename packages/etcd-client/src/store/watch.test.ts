@@ -1,6 +1,7 @@
 // Watch across etcd member failures (3 members, one killed mid-stream: zero lost or repeated
 // events) and the shared informer over the real gRPC API (list + watch + cache, relist after
 // 410 Expired).
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -91,6 +92,8 @@ describe('watch cache', () => {
     const ac = new AbortController();
     cleanups.push(() => ac.abort());
     const W = 20;
+    // W concurrent watches on one signal, each listening until it ends: not a leak.
+    setMaxListeners(W + 1, ac.signal);
     const got: string[][] = Array.from({ length: W }, () => []);
     const all = got.map(async (g, i) => {
       // Half from the list's version, half from "now" with the initial list.

@@ -1,6 +1,7 @@
 // EtcdV2Client against one real etcd member (v2 API on): every keys-API option and error code,
 // TTL expiry and refresh, directories, in-order keys, CAS races, the watch through a >1000-event
 // burst (resync reported, nothing lost or repeated), members, version, health, v2 auth.
+import { getEventListeners } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -346,6 +347,26 @@ describe('EtcdV2Client keys', () => {
     } finally {
       for (const cl of clients) cl.close();
     }
+  });
+});
+
+describe('EtcdV2Client watch and the caller\'s signal', () => {
+  it('a watch that ends takes its listener off the signal; the signal still ends a live one', async () => {
+    const p = uniquePrefix('v2-watch-signal');
+    const ac = new AbortController();
+    for (let i = 0; i < 12; i++) {
+      const s = await c.set(`${p}/k`, String(i));
+      const w = c.watch(`${p}/k`, { afterIndex: s.node.modifiedIndex - 1, signal: ac.signal });
+      if (i % 2 === 0) w.cancel();
+      else for await (const r of w) if (r.node.value === String(i)) break;
+      expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+    }
+    // Also when the abort comes while the watch still reads the index to start from.
+    const w = c.watch(`${p}/k`, { signal: ac.signal });
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    const ended = (async () => { for await (const r of w) void r; })();
+    ac.abort();
+    await ended;
   });
 });
 

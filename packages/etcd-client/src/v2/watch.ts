@@ -32,7 +32,7 @@ export class V2Watcher implements AsyncIterable<Response> {
     if (o.afterIndex !== undefined) this.next = o.afterIndex + 1;
     if (o.signal) {
       if (o.signal.aborted) this.cancel();
-      else o.signal.addEventListener('abort', () => this.cancel(), { once: true });
+      else o.signal.addEventListener('abort', this.onAbort, { once: true });
     }
   }
 
@@ -41,9 +41,13 @@ export class V2Watcher implements AsyncIterable<Response> {
     return this.next;
   }
 
+  /** The caller's signal ends the watch; its listener goes when the watch ends otherwise. */
+  private readonly onAbort = (): void => this.cancel();
+
   cancel(): void {
     if (this.done) return;
     this.done = true;
+    this.o.signal?.removeEventListener('abort', this.onAbort);
     this.ac.abort();
     this.onClose();
   }
@@ -70,6 +74,9 @@ export class V2Watcher implements AsyncIterable<Response> {
     const poll = new AbortController();
     const onAbort = () => poll.abort();
     this.ac.signal.addEventListener('abort', onAbort, { once: true });
+    // Cancelled while the snapshot before this poll was in flight: an aborted signal fires no
+    // more 'abort', and the long poll would wait for the key's next change.
+    if (this.ac.signal.aborted) poll.abort();
     const interval = this.o.livenessIntervalMs ?? 5000;
     let hung = false;
     const probe = setInterval(() => {

@@ -1,5 +1,6 @@
 // EtcdV3Client against one real etcd member: keys, ranges, transactions, leases, watches,
 // compaction, cluster calls and argument checks.
+import { getEventListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdCluster } from '@berth/common';
 import { EtcdArgumentError, EtcdCompactedError, EtcdLeaseNotFoundError, EtcdV3Client, type WatchEvent } from '..';
@@ -177,6 +178,28 @@ describe('EtcdV3Client watch', () => {
     }
     return out;
   };
+
+  it('a watch that ends (cancelled or its iteration left) takes its listener off the caller\'s signal', async () => {
+    const p = uniquePrefix('watch-signal');
+    const ac = new AbortController();
+    for (let i = 0; i < 12; i++) {
+      const w = c.watch(`${p}/`, { prefix: true, signal: ac.signal });
+      await w.ready;
+      if (i % 2 === 0) w.cancel();
+      else {
+        await c.put(`${p}/k`, String(i));
+        for await (const r of w) if (r.events.length > 0) break;
+      }
+      expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+    }
+    // and the signal still ends a live one
+    const w = c.watch(`${p}/`, { prefix: true, signal: ac.signal });
+    await w.ready;
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    const ended = (async () => { for await (const r of w) void r; })();
+    ac.abort();
+    await ended;
+  });
 
   it('delivers puts and deletes on a prefix with prevKv, and replays from a revision', async () => {
     const p = uniquePrefix('watch');

@@ -93,7 +93,7 @@ export class Watcher extends EventEmitter implements AsyncIterable<WatchResponse
     this.ready.catch(() => undefined);
     if (o.signal) {
       if (o.signal.aborted) queueMicrotask(() => this.cancel());
-      else o.signal.addEventListener('abort', () => this.cancel(), { once: true });
+      else o.signal.addEventListener('abort', this.onAbort, { once: true });
     }
     void this.connect();
   }
@@ -203,8 +203,13 @@ export class Watcher extends EventEmitter implements AsyncIterable<WatchResponse
     this.stop();
   }
 
+  /** The caller's signal ends the watch; its listener goes when the watch ends otherwise (a
+   * long-lived signal passed to watch after watch, e.g. on each relist, must not gather them). */
+  private readonly onAbort = (): void => this.cancel();
+
   private stop(): void {
     this.done = true;
+    this.o.signal?.removeEventListener('abort', this.onAbort);
     clearTimeout(this.timer);
     this.timer = undefined;
     const call = this.call;
