@@ -217,13 +217,20 @@ describe('node lifecycle controller (berth-etcd-client process)', () => {
   });
 });
 
+const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
+
+/** A controller in this process on a Registry of its own under a fresh prefix; close() removes it all. */
+async function inProcess(name: string, o: { gracePeriodMs: number; monitorPeriodMs: number }): Promise<{ reg: Registry; ctl: NodeLifecycleController; close: () => Promise<void> }> {
+  const prefix = uniquePrefix(name);
+  const reg = new Registry(new EtcdV3Backend(env.v3), { prefix });
+  await reg.start();
+  const ctl = new NodeLifecycleController(reg, o);
+  return { reg, ctl, close: async () => { await ctl.close(); reg.close(); await env.v3.delete(prefix, { prefix: true }); } };
+}
+
 describe('node lifecycle controller under write contention (in-process, real etcd)', () => {
   it('retries resourceVersion conflicts and never overwrites a concurrent status write', async () => {
-    const prefix = uniquePrefix('nlc-conflict');
-    const reg = new Registry(new EtcdV3Backend(env.v3), { prefix });
-    await reg.start();
-    const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
-    const ctl = new NodeLifecycleController(reg, { gracePeriodMs: 500, monitorPeriodMs: 50 });
+    const { reg, ctl, close } = await inProcess('nlc-conflict', { gracePeriodMs: 500, monitorPeriodMs: 50 });
     let writing = true;
     try {
       await reg.create(decodeObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'busy' } }), admin);
@@ -254,20 +261,14 @@ describe('node lifecycle controller under write contention (in-process, real etc
       expect(n.status!.conditions.find((c) => c.type === 'Ready')!.reason).toBe('NodeStatusNeverUpdated');
     } finally {
       writing = false;
-      await ctl.close();
-      reg.close();
-      await env.v3.delete(prefix, { prefix: true });
+      await close();
     }
   });
 });
 
 describe('node lifecycle controller over many periods (in-process, real etcd)', () => {
   it('adds no abort listener per node and period: its signals hold a constant few', async () => {
-    const prefix = uniquePrefix('nlc-listeners');
-    const reg = new Registry(new EtcdV3Backend(env.v3), { prefix });
-    await reg.start();
-    const admin = { name: 'admin', groups: ['system:masters', 'system:authenticated'], authenticator: 'test' };
-    const ctl = new NodeLifecycleController(reg, { gracePeriodMs: 60_000, monitorPeriodMs: 10 });
+    const { reg, ctl, close } = await inProcess('nlc-listeners', { gracePeriodMs: 60_000, monitorPeriodMs: 10 });
     // Every AbortSignal the controller listens on, with the most listeners each ever had.
     const most = new Map<AbortSignal, number>();
     const add = AbortSignal.prototype.addEventListener;
@@ -284,9 +285,7 @@ describe('node lifecycle controller over many periods (in-process, real etcd)', 
       expect(Math.max(...most.values())).toBeLessThanOrEqual(5);
     } finally {
       AbortSignal.prototype.addEventListener = add;
-      await ctl.close();
-      reg.close();
-      await env.v3.delete(prefix, { prefix: true });
+      await close();
     }
   });
 });
