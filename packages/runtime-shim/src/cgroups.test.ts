@@ -144,7 +144,11 @@ describe('cgroup parents', () => {
     } finally {
       remover.kill('SIGKILL');
       await new Promise((r) => remover.once('exit', r));
-      for (const d of dirs) try { fs.rmdirSync(d); } catch { /* gone */ }
+      // A create that failed half-way leaves its leaf: children first, then the parent.
+      for (const d of dirs) {
+        try { for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) fs.rmdirSync(path.join(d, e.name)); } catch { /* gone */ }
+        try { fs.rmdirSync(d); } catch { /* gone */ }
+      }
     }
     for (const d of dirs) expect(fs.existsSync(d), d).toBe(false);
   });
