@@ -51,18 +51,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef NETLINK_EXT_ACK
-#define NETLINK_EXT_ACK 11
-#endif
-#ifndef NETLINK_CAP_ACK
-#define NETLINK_CAP_ACK 10
-#endif
-#ifndef NLM_F_ACK_TLVS
-#define NLM_F_ACK_TLVS 0x200
-#endif
-#ifndef NLM_F_CAPPED
-#define NLM_F_CAPPED 0x100
-#endif
 #define VETH_INFO_PEER 1
 #define IFLA_BRPORT_MODE_ATTR 4
 #define INET6_ADDR_GEN_MODE_ATTR 8
