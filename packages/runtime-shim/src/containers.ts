@@ -29,7 +29,7 @@ import { ConfigError, loadSpec, type Spec } from './oci/config';
 import { OrphanReaper } from './reaper';
 import { parseSignal, Runtime } from './runtime';
 import { POD_INIT_PREFIX, unmountAll, type SandboxManager } from './sandbox/sandbox';
-import { pidStartTime, RuntimeError } from './state';
+import { pidStartTime, removeFlatDir, RuntimeError } from './state';
 
 /** The annotation naming an OCI bundle to create the container from (instead of an image). */
 export const BUNDLE_ANNOTATION = 'berth.io/oci-bundle';
@@ -436,7 +436,7 @@ export class ContainerManager {
       if (r.rootfs !== '' || r.imageId !== '') await this.opts.images?.removeRootfs(r.id, r.dir);
       else await this.opts.images?.release(r.id);
     }
-    fs.rmSync(r.dir, { recursive: true, force: true });
+    removeFlatDir(r.dir);
   }
 
   /** Rebuilds the records from disk and the kernel after a (re)start. */

@@ -169,6 +169,8 @@ export class Runtime {
   private readonly warn: (msg: string) => void;
   /** Exit promises of the containers this process created (their parent is us). */
   private readonly exits = new Map<string, Created['exited']>();
+  /** Those of them whose init has exited (seen on its pidfd): stopped, no /proc lookup needed. */
+  private readonly exitSeen = new Set<string>();
   /** Pids of our children that a pidfd watch reaps (container inits, execs). */
   readonly ownPids = new Set<number>();
   /** Removals of empty cgroup parents still waiting for the kernel (see settle()). */
@@ -193,6 +195,8 @@ export class Runtime {
 
   /** Lets the cgroup pool go (its threads and directories) and waits for background cleanups. */
   async close(): Promise<void> {
+    // The deleted containers' cgroups first: the pool's close() then removes the parent.
+    await this.settle();
     await this.pool?.close();
     await this.settle();
   }
@@ -209,6 +213,7 @@ export class Runtime {
   }
 
   status(s: StoredState): Status {
+    if (this.exitSeen.has(s.id)) return 'stopped';
     const now = pidStartTime(s.pid);
     if (now === undefined || now.start !== s.pidStartTime || now.state === 'Z' || now.state === 'X') return 'stopped';
     if (this.driver(s).frozen()) return 'paused';
@@ -309,6 +314,7 @@ export class Runtime {
       this.ownPids.add(initPid);
       const exited = this.sys.watchExit(watchFd).then((e) => {
         this.ownPids.delete(initPid);
+        if (this.exits.get(id) === exited) this.exitSeen.add(id);
         return { ...e, oomKilled: cg.oomKills() > 0 };
       });
       exited.catch(() => undefined);
@@ -445,22 +451,24 @@ export class Runtime {
       await new Promise((r) => setTimeout(r, 5));
     }
     this.exits.delete(id);
-    // A long-running runtime hands the cgroup to its pool to remove after delete returns (the
-    // kernel can take a moment to let go of it, e.g. while the thread that cloned the init is
-    // on its way out): renamed to a pool name first, which a restart's cleanup removes if we
-    // die before the rmdir, so nothing is left that no one knows of.
-    const retired = s.cgroupVersion === 1 ? this.pool?.retire(s.cgroupPath) : undefined;
-    if (retired !== undefined) {
-      // Its only parent is the runtime's, which holds the pool's entries: not tried (ten
-      // failing rmdirs per delete); the pool's close() removes it.
-      this.background(retired.remove());
+    this.exitSeen.delete(id);
+    // A long-running runtime removes a cgroup in its own parent after delete returns, on
+    // libuv's threads (the kernel can take a moment to let go of it, e.g. while the thread that
+    // cloned the init is on its way out), and only then the state dir: a crash in between
+    // leaves the state for a restart's delete --force, which removes the cgroup, so nothing is
+    // left that no one knows of. The id stays taken until then (a daemon's ids are random).
+    // Its only parent is the runtime's, which holds the pool's entries: not tried (ten failing
+    // rmdirs per delete); the pool's close() removes it.
+    const leaf = s.cgroupVersion === 1 ? this.pool?.removeLeaf(s.cgroupPath) : undefined;
+    if (leaf !== undefined) {
+      this.background(leaf.then(() => this.store.remove(id)));
     } else {
       await cg.destroyLeaf().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
       // The parents can take the kernel a moment to let go of: not on delete's path (a daemon
       // lets it finish in the background; a CLI awaits settle() before it exits).
       this.background(cg.removeParents(s.cgroupCreated ?? []));
+      this.store.remove(id);
     }
-    this.store.remove(id);
     await runHooks(s.spec.hooks?.poststop, this.ociState(s, 'stopped'), 'poststop').catch((e: Error) => this.warn(e.message));
   }
 

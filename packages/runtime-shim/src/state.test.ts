@@ -1,12 +1,13 @@
-// StateStore.remove on a real filesystem: every kind of entry a container's state dir can hold
-// goes, a symlink is removed without touching what it points to, and a second remove is a no-op.
+// StateStore on a real filesystem: remove() takes every kind of entry a container's state dir can
+// hold, a symlink without touching what it points to, and a second remove is a no-op; read() of
+// a state this store wrote is served without the file, and stops with remove().
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { StateStore, unlinkIfExists } from './state';
+import { StateStore, unlinkIfExists, type StoredState } from './state';
 
 let tmp: string;
 beforeEach(() => {
@@ -44,5 +45,29 @@ describe('StateStore.remove', () => {
     expect(fs.existsSync(f)).toBe(false);
     expect(() => unlinkIfExists(f)).not.toThrow();
     expect(() => unlinkIfExists(tmp)).toThrow(/EISDIR|EPERM/);
+  });
+});
+
+describe('StateStore.read', () => {
+  const state = (id: string): StoredState => ({
+    id, pid: 1, pidStartTime: '1', bundle: '/b', rootfs: '/b/rootfs', created: 'now', annotations: {}, cgroupPath: `/berth/${id}`, cgroupVersion: 1, cgroupPaths: {}, spec: { ociVersion: '1.0.2' },
+  });
+
+  it("serves what this store wrote (the file is written all the same), another store's from the file; remove() ends both", () => {
+    const root = path.join(tmp, 'root');
+    const store = new StateStore(root);
+    store.claim('c1');
+    const s = state('c1');
+    store.write(s);
+    expect(JSON.parse(fs.readFileSync(path.join(root, 'c1', 'state.json'), 'utf8'))).toEqual(s);
+    // A second store on the same root (another process) reads the file.
+    const other = new StateStore(root);
+    expect(other.read('c1')).toEqual(s);
+    fs.writeFileSync(path.join(root, 'c1', 'state.json'), JSON.stringify({ ...s, pid: 2 }));
+    expect(store.read('c1')).toBe(s);
+    expect(other.read('c1').pid).toBe(2);
+    store.remove('c1');
+    expect(() => store.read('c1')).toThrow(/container does not exist: c1/);
+    expect(() => other.read('c1')).toThrow(/container does not exist: c1/);
   });
 });

@@ -52,6 +52,14 @@ export function checkId(id: string | undefined): string {
 }
 
 export class StateStore {
+  /**
+   * The states this process wrote, by id: a long-running runtime reads its own containers'
+   * state from here instead of parsing state.json again on every start, kill and delete. Only
+   * what this process wrote (a monitor process writing to the same root keeps its own), and
+   * gone with remove(). Callers must not mutate what read() returns.
+   */
+  private readonly mine = new Map<string, StoredState>();
+
   constructor(readonly root: string) {}
 
   dir(id: string): string {
@@ -88,9 +96,12 @@ export class StateStore {
     // and the fsync was the single most expensive step of create on a busy disk.
     fs.writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
     fs.renameSync(tmp, path.join(dir, 'state.json'));
+    this.mine.set(state.id, state);
   }
 
   read(id: string): StoredState {
+    const own = this.mine.get(id);
+    if (own !== undefined) return own;
     let text: string;
     try {
       text = fs.readFileSync(path.join(this.dir(id), 'state.json'), 'utf8');
@@ -112,32 +123,41 @@ export class StateStore {
 
   remove(id: string): void {
     const dir = this.dir(id);
-    let names: string[];
+    this.mine.delete(id);
+    removeFlatDir(dir);
+  }
+}
+
+/**
+ * Removes a directory of plain files (a state dir, a container record dir) entry by entry:
+ * unlink does not follow a symlink, and only an unexpected subdirectory takes fs.rmSync, whose
+ * first call loads Node's rimraf module (~0.9 ms of a one-shot CLI run) and which walks the
+ * tree with a stat per entry. Gone already: done.
+ */
+export function removeFlatDir(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  for (const n of names) {
+    const p = path.join(dir, n);
     try {
-      names = fs.readdirSync(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    // Entry by entry (unlink does not follow a symlink): only an unexpected subdirectory takes
-    // fs.rmSync, whose first call loads Node's rimraf module (~0.9 ms of a one-shot CLI run).
-    for (const n of names) {
-      const p = path.join(dir, n);
-      try {
-        fs.unlinkSync(p);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EISDIR' || code === 'EPERM') fs.rmSync(p, { recursive: true, force: true });
-        else if (code !== 'ENOENT') throw err;
-      }
-    }
-    try {
-      fs.rmdirSync(dir);
+      fs.unlinkSync(p);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY') fs.rmSync(dir, { recursive: true, force: true });
+      if (code === 'EISDIR' || code === 'EPERM') fs.rmSync(p, { recursive: true, force: true });
       else if (code !== 'ENOENT') throw err;
     }
+  }
+  try {
+    fs.rmdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY') fs.rmSync(dir, { recursive: true, force: true });
+    else if (code !== 'ENOENT') throw err;
   }
 }
 

@@ -111,7 +111,8 @@ describe('cgroup pool (v1)', () => {
       const lines = r.out.trim().split('\n').filter((l) => !/:name=|^0::/.test(l));
       expect(lines.length).toBeGreaterThanOrEqual(hierarchies.length);
       for (const l of lines) expect(l).toMatch(new RegExp(`:${RUNTIME_PARENT}/${id}$`));
-      expect(dirsNamed(id)).toEqual([]);
+      // Removed after delete returned: the cgroup, then the state dir.
+      await until('the cgroup and the state to go', () => dirsNamed(id).length === 0 && rt.store.ids().length === 0);
       await until('the pool to refill', () => rt.pool!.available === 2);
     }
     expect(viaSpawner).toEqual([false, true, true, true]);
@@ -119,7 +120,7 @@ describe('cgroup pool (v1)', () => {
     expect(dirsNamed(prefix)).toEqual([]);
   });
 
-  it('warm() fills the pool before the first create, which then takes a pooled cgroup; a retired cgroup is removed after delete', async () => {
+  it('warm() fills the pool before the first create, which then takes a pooled cgroup; after delete its cgroup goes, then its state', async () => {
     const { rt, bundle, viaSpawner, prefix } = setup();
     expect(rt.pool!.available).toBe(0);
     await rt.warm();
@@ -130,11 +131,19 @@ describe('cgroup pool (v1)', () => {
     expect(r.code).toBe(0);
     expect(r.procs).toEqual(hierarchies.map(() => 'init'));
     expect(viaSpawner).toEqual([true]);
-    // The container's cgroup went under a pool name at delete and is removed in the background;
-    // the runtime's parent stays (it holds the refilled entries).
-    expect(dirsNamed(id)).toEqual([]);
+    // The container's cgroup is removed in the background after delete, and its state dir only
+    // after it (a crash in between leaves the state for delete --force); the runtime's parent
+    // stays (it holds the refilled entries).
+    // Never the state without the cgroup's removal done first: checked state first, then the
+    // cgroup, so a cgroup still seen means the state was still there at the first look.
+    const stateDir = rt.store.dir(id);
+    await until('the deleted cgroup and its state to go', () => {
+      const state = fs.existsSync(stateDir);
+      const cgroup = dirsNamed(id).length > 0;
+      if (cgroup && !state) throw new Error(`the state dir of ${id} went before its cgroup`);
+      return !state && !cgroup;
+    });
     await until('the pool to refill', () => rt.pool!.available === 2);
-    await until('the retired cgroup to go', () => dirsNamed(`${prefix}gone-`).length === 0);
     expect(dirsNamed(prefix)).toHaveLength(2 * hierarchies.length);
     await rt.close();
     expect(dirsNamed(prefix)).toEqual([]);

@@ -5,14 +5,13 @@
 // the spawner clone the init there. The mkdirs, the cpuset setup, the attach (the kernel's
 // RCU grace period, 4-14 ms here) and the network, IPC and UTS namespaces (made by the thread,
 // inherited by the init) all happen off the create's path; a new entry is made after. A
-// deleted container's cgroup comes back under a pool name (retire()) to be removed after the
-// delete has returned.
+// deleted container's cgroup is removed on libuv's threads after the delete has returned
+// (removeLeaf()), and its state dir only after that.
 //
-// Crash safety: a dir is either a pool dir (named with this runtime's tag: an entry, or a
-// retired cgroup; a restarted daemon removes every such dir it finds, their threads died with
-// the old process) or, once renamed, the cgroup of a container whose state dir was claimed
-// first, which the runtime's own recovery (delete --force of a half-created container)
-// removes at its default path.
+// Crash safety: a dir is either a pool dir (named with this runtime's tag; a restarted daemon
+// removes every such dir it finds, their threads died with the old process) or, once renamed,
+// the cgroup of a container whose state dir was claimed first and is removed only after the
+// cgroup, so the runtime's own recovery (delete --force) removes it at its default path.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -31,15 +30,10 @@ export interface PooledCgroup {
   spawner: CgroupSpawner;
 }
 
-/** A deleted container's cgroup under a pool name, to be removed after its delete has returned. */
-export interface RetiredCgroup {
-  remove(): Promise<void>;
-}
-
 const POOL_PREFIX = '.pool-';
 
 /**
- * rmdir of a retired cgroup on libuv's threads (the kernel's teardown of a v1 cgroup is not the
+ * rmdir of a deleted container's cgroup on libuv's threads (the kernel's teardown of a v1 cgroup is not the
  * event loop's work), retried while the kernel still lets go of the last task (~1 s at most;
  * then left for removeStale()).
  */
@@ -197,32 +191,13 @@ export class CgroupPool {
   }
 
   /**
-   * Renames a deleted container's cgroup (in the runtime's parent, every hierarchy) to a name
-   * of this pool and returns a driver to remove it with; undefined if it is elsewhere or a
-   * rename fails (the caller then removes it where it is).
+   * Removes a deleted container's cgroup (in the runtime's parent, every hierarchy) on libuv's
+   * threads, retried while the kernel lets go of it; undefined if it is elsewhere (the caller
+   * then removes it itself).
    */
-  retire(cgPath: string): RetiredCgroup | undefined {
+  removeLeaf(cgPath: string): Promise<void> | undefined {
     if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
-    const to = `${RUNTIME_PARENT}/${this.dirPrefix}gone-${randomBytes(6).toString('hex')}`;
-    const done: string[] = [];
-    try {
-      for (const mnt of this.hierarchies) {
-        try {
-          fs.renameSync(path.join(mnt, cgPath), path.join(mnt, to));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-          continue;
-        }
-        done.push(mnt);
-      }
-    } catch {
-      for (const mnt of done) {
-        try { fs.renameSync(path.join(mnt, to), path.join(mnt, cgPath)); } catch { /* left to removeStale */ }
-      }
-      return undefined;
-    }
-    const dirs = done.map((mnt) => path.join(mnt, to));
-    return { remove: () => Promise.all(dirs.map((d) => rmdirOffThread(d))).then(() => undefined) };
+    return Promise.all(this.hierarchies.map((mnt) => rmdirOffThread(path.join(mnt, cgPath)))).then(() => undefined);
   }
 
   /** Lets the entry's thread go and removes its dirs (retried while the thread leaves). */
