@@ -246,7 +246,10 @@ export class ContainerManager {
       phase: 'created', finishedAtUs: 0, exitCode: 0, reason: '', message: '', dir, exited: Promise.resolve(),
     };
     fs.mkdirSync(dir, { mode: 0o711 });
-    this.save(rec);
+    // A dir without meta.json is a half-made container to recovery, as one whose record says
+    // "creating": a bundle container takes nothing that needs its record to be undone (no
+    // rootfs mount, no image lease), so its first record is the "created" one below.
+    if (bundleDir === undefined) this.save(rec);
     try {
       let spec: Spec;
       if (bundleDir !== undefined) {

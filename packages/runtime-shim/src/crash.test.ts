@@ -1,6 +1,8 @@
 // Crash safety with the real binary: 20 containers run in a pod, berth-runtime-shim is killed
 // with SIGKILL, a new one starts on the same state; every container is still running, exec
 // works again, an exit that happened while no daemon ran is recorded, and so are later exits.
+// And a bundle container whose create a kill -9 cut short before its record was written is
+// removed, init, cgroups and state, by the next daemon.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -8,15 +10,35 @@ import { runtime } from '@berth/api';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { mountsUnder } from './sandbox/sandbox';
-import { uniqueId } from './testing/bundle';
+import { makeBundle, uniqueId, type Bundle } from './testing/bundle';
 import { removeTestImageLayout, ShimFixture, TEST_IMAGE } from './testing/cri';
 
 let fx: ShimFixture | undefined;
+let bundle: Bundle | undefined;
 afterAll(() => removeTestImageLayout());
 afterEach(async () => {
   await fx?.cleanup();
   fx = undefined;
+  bundle?.remove();
+  bundle = undefined;
 });
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  for (const end = Date.now() + ms; !ok(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Gone, or a zombie of someone else's (killed; its new parent reaps it). */
+function dead(pid: number): boolean {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
 
 describe('crash safety', () => {
   it('keeps 20 containers running across a kill -9 of the daemon and records their exits', async () => {
@@ -90,4 +112,28 @@ describe('crash safety', () => {
     expect(fs.readdirSync(path.join(stateDir, 'cri'))).toEqual([]);
     expect(fs.readdirSync(path.join(stateDir, 'sandboxes'))).toEqual([]);
   }, 240_000); // 20 containers, two daemon starts: well over a minute on a loaded 2-core machine
+
+  it('removes a bundle container whose create was cut short before its record: init, cgroups and state', async () => {
+    fx = new ShimFixture('berth-crash-bundle-');
+    const { stateDir, call } = fx;
+    let client = await fx.start();
+    bundle = makeBundle(['sleep', '60']);
+    const { containerId } = await call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'cut' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }));
+    const st = JSON.parse(fs.readFileSync(path.join(stateDir, 'containers', containerId, 'state.json'), 'utf8')) as { pid: number; cgroupPaths: Record<string, string> };
+    const cgroups = [...new Set(Object.values(st.cgroupPaths))];
+    expect(cgroups.length).toBeGreaterThan(0);
+    for (const d of cgroups) expect(fs.existsSync(d)).toBe(true);
+    // What a kill -9 between the runtime's create and the daemon's record leaves.
+    fs.unlinkSync(path.join(stateDir, 'cri', containerId, 'meta.json'));
+    fx.svc!.proc.kill('SIGKILL');
+    await fx.svc!.exited;
+    expect(dead(st.pid)).toBe(false);
+
+    client = await fx.start();
+    expect(fs.existsSync(path.join(stateDir, 'cri', containerId))).toBe(false);
+    const list = await call(client.listContainers, {});
+    expect(list.containers.map((c) => c.id)).not.toContain(containerId);
+    await until('the init to be killed', () => dead(st.pid));
+    await until('its cgroups and state to go', () => cgroups.every((d) => !fs.existsSync(d)) && !fs.existsSync(path.join(stateDir, 'containers', containerId)));
+  }, 60_000);
 });
