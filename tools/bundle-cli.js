@@ -42,7 +42,7 @@ function writeAtomic(file, data) {
  * module on its first property access, so a command pays only for what it uses (a Proxy, not
  * an object with a getter per export: made in O(1) at start, where ~100 getters cost 0.2 ms).
  */
-const EAGER_BUILTINS = new Set(['buffer', 'events', 'fs', 'module', 'os', 'path', 'process', 'timers', 'util', 'vm']);
+const EAGER_BUILTINS = new Set(['buffer', 'events', 'fs', 'module', 'path', 'process', 'timers', 'util', 'vm']);
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {

@@ -14,6 +14,7 @@ import {
   type NativeSyscalls,
   type SpawnOptions,
 } from './index';
+import { RTLD_NOW } from './loader';
 import { mountFlags, namespaceFlags, spawnPlan, umountFlags } from './validate';
 
 describe('argument validation', () => {
@@ -128,6 +129,10 @@ describe('SyscallError', () => {
 });
 
 describe('loader', () => {
+  it("binds every symbol at load: its RTLD_NOW is the platform's", () => {
+    expect(RTLD_NOW).toBe(constants.dlopen.RTLD_NOW);
+  });
+
   it('lists every path it tried and why each failed', () => {
     const missing = '/nonexistent-berth/berth_native.node';
     const notAddon = __filename; // exists, but is not a shared object
