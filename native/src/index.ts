@@ -40,7 +40,7 @@ import {
 export { errnoName, signalName, SyscallError, type SpawnStage, type SyscallErrorDetails } from './errors';
 export { CLONE_FLAGS, MOUNT_FLAGS, NAMESPACES, UMOUNT_FLAGS } from './flags';
 export type { MountFlag, NamespaceName, UmountFlag } from './flags';
-export { candidatePaths, loadNativeBinding } from './loader';
+export { candidatePaths, exitNow, loadNativeBinding } from './loader';
 export { FakeProcess, RecordingFake, type RecordedCall, type Scripted } from './recording-fake';
 export { HOST_NAME_MAX, type SpawnOptions } from './validate';
 export * from './container';

@@ -13,7 +13,7 @@ import { defaultSpec } from '../oci/default-spec';
 import { CAPABILITIES } from '../oci/plan';
 import { parseSignal, Runtime, type CreateOptions } from '../runtime';
 import { RuntimeError } from '../state';
-import { recvFd, setWinsize, socketpair, SyscallError } from '@berth/native';
+import { exitNow, recvFd, setWinsize, socketpair, SyscallError } from '@berth/native';
 
 const VERSION = '0.1.0';
 const SPEC_VERSION = '1.0.2';
@@ -401,6 +401,7 @@ function forwardSignals(send: (sig: NodeJS.Signals) => void): () => void {
  * until the container exits.
  */
 async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: boolean): Promise<number> {
+  stdioTouched = true;
   const proc = o.spec!.process!;
   if (proc.consoleSize === undefined && process.stdout.isTTY === true) proc.consoleSize = { height: process.stdout.rows, width: process.stdout.columns };
   const [mine, theirs] = socketpair();
@@ -465,23 +466,38 @@ async function runAttached(rt: Runtime, id: string, o: CreateOptions, keep: bool
   }
 }
 
+/**
+ * Whether process.stdin/stdout were used (a terminal's raw mode, a pipe switched to non-blocking
+ * mode): then only process.exit() puts them back as they were.
+ */
+let stdioTouched = false;
+
+/**
+ * Ends the process: at once (_exit) when the addon is loaded and stdio untouched (all output went
+ * through fs.writeSync), skipping Node's ~1 ms of teardown; else with process.exit().
+ */
+function exit(code: number): never {
+  if (!stdioTouched) exitNow(code);
+  process.exit(code);
+}
+
 /** Runs one invocation (argv without node and the script) and exits the process with its code. */
 export function runCli(argv: string[]): void {
   main(argv).then(
     async (code) => {
       // Empty cgroup parents of a deleted container are removed in the background: let it finish.
       await runtime?.settle();
-      process.exit(code);
+      exit(code);
     },
     async (err: unknown) => {
       await runtime?.settle().catch(() => undefined);
       if (err instanceof UsageError) {
         fs.writeSync(2, `Incorrect Usage: ${err.message}\n`);
-        process.exit(1);
+        exit(1);
       }
       const msg = err instanceof ConfigError ? `config.json: ${err.message}` : err instanceof Error ? err.message : String(err);
       logError(err instanceof SyscallError ? `container init: ${msg}` : msg);
-      process.exit(err instanceof RuntimeError ? err.exitCode : 1);
+      exit(err instanceof RuntimeError ? err.exitCode : 1);
     },
   );
 }
