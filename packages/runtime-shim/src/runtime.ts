@@ -12,7 +12,7 @@ import { CgroupPool } from './cgroups/pool';
 import type { runHooks as RunHooks } from './hooks';
 import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
-import { checkId, pidStartTime, RuntimeError, StateStore, unlinkIfExists, type OciState, type Status, type StoredState } from './state';
+import { checkId, isoTime, pidStartTime, RuntimeError, StateStore, unlinkIfExists, type OciState, type Status, type StoredState } from './state';
 
 export interface RuntimeOptions {
   root: string;
@@ -44,6 +44,11 @@ export interface CreateOptions {
   stdio?: [number, number, number];
   /** A spec already loaded (the daemon builds it itself); default: <bundle>/config.json. */
   spec?: Spec;
+  /**
+   * `spec` is what loadSpec() returned, unchanged since (a CLI that looked at it first): not
+   * validated a second time. A spec built or edited after loading is validated again.
+   */
+  specFromLoadSpec?: boolean;
   consoleSocket?: string;
   /** Or a connected unix socket to send the pty master on (see `run` of the CLI). */
   consoleFd?: number;
@@ -240,7 +245,7 @@ export class Runtime {
   async create(id: string, o: CreateOptions): Promise<Created> {
     checkId(id);
     const bundle = path.resolve(o.bundle);
-    const spec = o.spec !== undefined ? validateSpec(o.spec) : loadSpec(bundle);
+    const spec = o.spec !== undefined ? (o.specFromLoadSpec === true ? o.spec : validateSpec(o.spec)) : loadSpec(bundle);
     if (spec.process === undefined) throw new ConfigError('process', 'required field is missing');
     const cgPath = cgroupPath(spec.linux?.cgroupsPath, id, this.opts.systemdCgroup === true, this.opts.defaultCgroupParent);
     const dir = this.store.claim(id);
@@ -270,7 +275,7 @@ export class Runtime {
       });
       fds = compiled.fds;
       this.opts.debug?.(`create ${id}: rootfs ${compiled.rootfs}, cgroup v${cg.version} ${cgPath}, clone flags 0x${compiled.plan.cloneFlags.toString(16)}, ${compiled.plan.ops?.length ?? 0} rootfs ops, exec candidates ${compiled.plan.candidates.join(':')}`);
-      const createdAt = new Date().toISOString();
+      const createdAt = isoTime();
       const hooks = spec.hooks ?? {};
       // The OCI points of these hooks: the environment is set up (namespaces, cgroups, mounts)
       // but pivot_root has not happened yet. The init waits there while they run.

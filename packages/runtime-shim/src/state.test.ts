@@ -1,13 +1,14 @@
 // StateStore on a real filesystem: remove() takes every kind of entry a container's state dir can
 // hold, a symlink without touching what it points to, and a second remove is a no-op; read() of
-// a state this store wrote is served without the file, and stops with remove().
+// a state this store wrote is served without the file, and stops with remove(). isoTime() prints
+// what toISOString() does.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { StateStore, unlinkIfExists, type StoredState } from './state';
+import { isoTime, StateStore, unlinkIfExists, type StoredState } from './state';
 
 let tmp: string;
 beforeEach(() => {
@@ -69,5 +70,18 @@ describe('StateStore.read', () => {
     store.remove('c1');
     expect(() => store.read('c1')).toThrow(/container does not exist: c1/);
     expect(() => other.read('c1')).toThrow(/container does not exist: c1/);
+  });
+});
+
+describe('isoTime', () => {
+  it('prints what toISOString() prints, from 1970 to 9999, leap days and month ends included', () => {
+    const samples = [0, Date.UTC(2000, 1, 29, 23, 59, 59, 999), Date.UTC(2100, 2, 1), Date.UTC(1999, 11, 31, 23, 59, 59, 999), Date.UTC(2024, 1, 29, 12), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.now()];
+    let seed = 42;
+    for (let i = 0; i < 20_000; i++) {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      samples.push(Math.floor((seed / 2 ** 31) * Date.UTC(9999, 11, 31, 23, 59, 59, 999)));
+    }
+    for (const ms of samples) expect(isoTime(ms), String(ms)).toBe(new Date(ms).toISOString());
+    expect(isoTime()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   });
 });

@@ -204,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
       const id = positional(pos, cmd);
       const bundle = path.resolve(str(f, 'bundle') ?? '.');
       const spec = loadSpec(bundle);
-      const o = { bundle, spec, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket'), noNewKeyring: bool(f, 'no-new-keyring') };
+      const o = { bundle, spec, specFromLoadSpec: true, pidFile: str(f, 'pid-file'), noPivot: bool(f, 'no-pivot'), preserveFds: preserveFds(f), consoleSocket: str(f, 'console-socket'), noNewKeyring: bool(f, 'no-new-keyring') };
       if (cmd === 'create') {
         await rt.create(id, o);
         return 0;
