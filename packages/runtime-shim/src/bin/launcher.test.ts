@@ -72,11 +72,12 @@ describe('berth-runtime bin', () => {
     dirs.push(dir);
     for (const f of [LAUNCHER, CACHE]) fs.copyFileSync(f, path.join(dir, path.basename(f)));
     const source = fs.readFileSync(BUNDLE, 'utf8');
-    const version = /\bVERSION = "([^"]+)"/.exec(source);
+    // (The bundle is minified: `VERSION="0.1.0"`.)
+    const version = /\bVERSION\s*=\s*"([^"]+)"/.exec(source);
     expect(version).not.toBeNull();
     const other = version![1]!.replace(/^./, (c) => (c === '9' ? '8' : '9'));
     const rebuilt = source
-      .replace(version![0], `VERSION = "${other}"`)
+      .replace(version![0], version![0].replace(version![1]!, other))
       .replace(/(berth-bundle-hash=)(.)/, (_, mark: string, c: string) => mark + (c === '0' ? '1' : '0'));
     expect(rebuilt.length).toBe(source.length);
     fs.writeFileSync(path.join(dir, 'berth-runtime.bundle.js'), rebuilt);
