@@ -11,7 +11,7 @@ import { InvalidArgumentError } from '@berth/common';
 
 import type { Seccomp } from '../oci/config';
 import { compileSeccomp } from '../oci/seccomp';
-import { SYSCALLS_X86_64 } from '../oci/syscalls-x86_64';
+import { syscallsX8664 } from '../oci/syscalls-x86_64';
 
 const DENIED = new Set([
   'acct', 'add_key', 'bpf', 'clock_adjtime', 'clock_settime', 'create_module', 'delete_module', 'finit_module', 'fsconfig', 'fsmount',
@@ -31,7 +31,7 @@ export function runtimeDefaultSeccomp(): Seccomp {
     defaultAction: 'SCMP_ACT_ERRNO',
     defaultErrnoRet: 1, // EPERM
     architectures: ['SCMP_ARCH_X86_64'],
-    syscalls: [{ names: Object.keys(SYSCALLS_X86_64).filter((n) => !DENIED.has(n)), action: 'SCMP_ACT_ALLOW' }],
+    syscalls: [{ names: Object.keys(syscallsX8664()).filter((n) => !DENIED.has(n)), action: 'SCMP_ACT_ALLOW' }],
   };
   return runtimeDefault;
 }

@@ -5,7 +5,7 @@
 // one test per (rule, name) in the config's order, first match wins, then the default action.
 // Rules with argument conditions get a block that falls through to the next rule on mismatch.
 import { ConfigError, type Seccomp } from './config';
-import { SYSCALLS_X86_64 } from './syscalls-x86_64';
+import { syscallsX8664 } from './syscalls-x86_64';
 
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const RET = {
@@ -132,7 +132,7 @@ export function compileSeccomp(profile: Seccomp, at = 'linux.seccomp'): { filter
     const args = rule.args ?? [];
     for (const [a, arg] of args.entries()) if (arg.index > 5) throw new ConfigError(`${field}.args[${a}].index`, 'must be 0..5');
     for (const name of rule.names) {
-      const nr = SYSCALLS_X86_64[name];
+      const nr = syscallsX8664()[name];
       if (nr === undefined) continue;
       if (args.length === 0) {
         prog.push([JEQ_K, 0, 1, nr], [RET_K, 0, 0, ret]);
