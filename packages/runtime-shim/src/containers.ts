@@ -384,7 +384,9 @@ export class ContainerManager {
     }
     r.startedAtUs = nowUs();
     if (r.phase === 'created') r.phase = 'running';
-    this.save(r);
+    // The daemon's own bundle containers do not outlive it (a restarted daemon kills them and
+    // records their exit as lost, started or not): their record need not follow the start.
+    if (r.inProcess !== true) this.save(r);
     this.emit('started', r);
   }
 
