@@ -75,6 +75,44 @@ describe('berth-runtime-shim process', () => {
     }
   });
 
+  it('WaitContainer: called before the start it returns the exit; at once once exited; NOT_FOUND for none; a removed created container is waited out', async () => {
+    const sock = path.join(dir, 'run', 'runtime-shim.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const bundle = makeBundle(['sh', '-c', 'sleep 0.2; exit 3']);
+    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    const create = async (name: string): Promise<string> => (await call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }))).containerId;
+    try {
+      const a = await create('a');
+      let done = false;
+      const waited = call(client.waitContainer, { containerId: a }).finally(() => { done = true; });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(done).toBe(false); // created, not started: still waiting
+      const t0 = Date.now();
+      await call(client.startContainer, { containerId: a });
+      const w = await waited;
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(150); // returned at the exit, not before
+      expect(w).toMatchObject({ exitCode: 3, reason: 'Error' });
+      expect(w.finishedAtUs).toBeGreaterThan(0);
+      const st = await call(client.containerStatus, { containerId: a, verbose: false });
+      expect(st.status).toMatchObject({ state: runtime.ContainerState.CONTAINER_STATE_EXITED, exitCode: 3, finishedAtUs: w.finishedAtUs });
+      // Exited already: at once, the same answer.
+      expect(await call(client.waitContainer, { containerId: a })).toEqual(w);
+      await call(client.removeContainer, { containerId: a });
+      await expect(call(client.waitContainer, { containerId: a })).rejects.toMatchObject({ code: status.NOT_FOUND });
+      // A created container removed while waited for: the wait returns with its kill.
+      const b = await create('b');
+      const killed = call(client.waitContainer, { containerId: b });
+      await call(client.removeContainer, { containerId: b });
+      expect(await killed).toMatchObject({ exitCode: 137 });
+    } finally {
+      client.close();
+      bundle.remove();
+    }
+  });
+
   it('reaps orphans of a container without its own pid namespace (the daemon is their subreaper)', async () => {
     const sock = path.join(dir, 'run', 'runtime-shim.sock');
     svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);

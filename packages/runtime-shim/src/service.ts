@@ -238,6 +238,11 @@ function runtimeService(d: RuntimeDeps) {
       stats.forget(req.containerId);
       return {};
     }),
+    waitContainer: guarded(async (req: runtime.WaitContainerRequest) => {
+      const r = mgr.get(req.containerId);
+      await r.exited;
+      return runtime.WaitContainerResponse.fromPartial({ exitCode: r.exitCode, finishedAtUs: r.finishedAtUs, reason: r.reason, message: r.message });
+    }),
     containerStatus: guarded((req: runtime.ContainerStatusRequest) => {
       const r = mgr.get(req.containerId);
       return runtime.ContainerStatusResponse.fromPartial({

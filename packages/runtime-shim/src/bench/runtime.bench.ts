@@ -1,7 +1,8 @@
 // npm run bench -- runtime [iterations]
 // create+start+wait+delete of /bin/true on one busybox bundle: runc run, crun run,
 // berth-runtime run (CLI), and the runtime-shim API path (one gRPC sequence to a running
-// daemon), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
+// daemon: CreateContainer, WaitContainer sent before StartContainer, RemoveContainer, through
+// grpc-js and through common's lean unary client), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
 // peak memory with 100 concurrent containers. Prints medians and ratios; writes JSON.
 // Beside them, the floors under the two targets, in the same rounds: `/bin/true` (a C process's
 // start), oneshot-floor.c (the kernel's part of one container run by a one-shot process, with
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
   const svc = startServiceProcess(SHIM, ['--listen', `unix://${sock}`, '--state-dir', path.join(work, 'state'), '--log-level', 'warn']);
   const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
   // The same unary calls through common's lean node:http2 client (what a caller on a latency-
-  // critical path can use); the exit still arrives on the grpc-js event stream.
+  // critical path can use).
   const lean = createH2UnaryClient(runtime.RuntimeServiceService, { target: `unix://${sock}` });
   let holdBundle: ReturnType<typeof makeBundle> | undefined;
   let floor: ReturnType<typeof prepareFloor> | undefined;
@@ -134,40 +135,24 @@ async function main(): Promise<void> {
     if ((await waitServing(`unix://${sock}`)) !== 'SERVING') throw new Error(`daemon did not start: ${svc.output()}`);
     const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
       new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
-    // One event stream for the whole run: the exit of each container arrives on it.
-    const waiting = new Map<string, () => void>();
-    const early = new Set<string>();
-    const events = client.events({ podSandboxId: '' });
-    events.on('data', (e: runtime.ContainerEvent) => {
-      if (e.eventType !== runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STOPPED) return;
-      const w = waiting.get(e.containerId);
-      if (w !== undefined) w();
-      else early.add(e.containerId);
-    });
-    events.on('error', () => undefined);
-    await new Promise((r) => setTimeout(r, 200));
     const createReq = runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'bench' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } });
-    const exitOf = (containerId: string): Promise<void> => new Promise<void>((resolve) => {
-      if (early.delete(containerId)) resolve();
-      else waiting.set(containerId, resolve);
-    });
+    // The wait goes out before the start (as a containerd client waits before it starts a task),
+    // so the exit is answered the moment the daemon sees it.
     const apiOnce = async (): Promise<number> => {
       const t0 = process.hrtime.bigint();
       const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, createReq);
-      const exited = exitOf(containerId);
+      const exited = call<runtime.WaitContainerRequest, runtime.WaitContainerResponse>(client.waitContainer, { containerId });
       await call(client.startContainer, { containerId });
-      await exited;
-      waiting.delete(containerId);
+      if ((await exited).exitCode !== 0) throw new Error('/bin/true failed in the API path');
       await call(client.removeContainer, { containerId });
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
     const leanOnce = async (): Promise<number> => {
       const t0 = process.hrtime.bigint();
       const { containerId } = await lean.createContainer(createReq);
-      const exited = exitOf(containerId);
+      const exited = lean.waitContainer({ containerId });
       await lean.startContainer({ containerId });
-      await exited;
-      waiting.delete(containerId);
+      if ((await exited).exitCode !== 0) throw new Error('/bin/true failed in the lean API path');
       await lean.removeContainer({ containerId });
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
@@ -233,7 +218,6 @@ async function main(): Promise<void> {
       await call(client.stopContainer, { containerId, timeout: 0 });
       await call(client.removeContainer, { containerId });
     }));
-    events.cancel();
 
     const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
     const crun = med['crun run']!;
