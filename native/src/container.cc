@@ -283,12 +283,19 @@ const char* FdPath(char* buf, int fd) {
   return buf;
 }
 
+// EAGAIN: a ".." was resolved while a rename or mount happened anywhere in the system, so the
+// kernel could not vouch for the result (RESOLVE_IN_ROOT / RESOLVE_BENEATH); the whole lookup is
+// done again, as openat2(2) asks. Bounded, so a storm of mounts ends as an error, not a hang.
 long Openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve) {
   struct open_how how;
   std::memset(&how, 0, sizeof how);
   how.flags = flags | O_CLOEXEC;
   how.resolve = resolve;
-  return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  long fd;
+  int tries = 0;
+  do fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  while (fd < 0 && (errno == EAGAIN || errno == EINTR) && ++tries < 64);
+  return fd;
 }
 
 constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
