@@ -23,6 +23,8 @@
 //                                                         until `start` opens it for reading]
 //                                                       [seccomp with NNP], close fds, execve
 //
+// * With a cgroup spawner (the daemon's usual case) the "pool thread" column runs on the JS
+//   thread instead, non-blocking, driven by a uv_poll_t on the status pipe (SpawnOnLoop).
 // * CLONE_VM (see Launch below): no copy of the runtime's address space; the child runs on a
 //   stack of its own, reads only data laid out before clone() (the plan, kept alive by the
 //   launching thread) and uses that sleeping thread's TLS, like posix_spawn's child. It still
@@ -97,6 +99,8 @@ enum CStage : int32_t {
   kCHello = -3,   // a CLONE_VM init's first report: op = its pidfd (see Launch)
   kCLaunchFailed = -4,  // from the launching thread: clone (op 0) or setns of the pid ns (op 1) failed
   kCDiedEarly = -5,     // from the launching thread: the init died before its hello; op = its pidfd
+  kCAttachFailed = -6,  // from a spawner's thread given a launch before it had attached: op 0 write, 1 unshare
+  kCLocalFail = -7,     // from the JS thread (SpawnOnLoop): the launch failed before it started
   kCSync = 0,
   kCSetns,
   kCTimens,
@@ -1065,30 +1069,40 @@ bool MakePipes(const ContainerPlan& plan, int fds[4], Outcome& out) {
   return true;
 }
 
-// The parent's part once the child runs (waiting for "go" if NeedsGo): id maps, cgroup.procs,
-// oom_score_adj, "go", then the child's report. Consumes statusRead and syncWrite.
+// The parent's steps once the child runs (it waits for "go" if NeedsGo): id maps, cgroup.procs,
+// oom_score_adj, "go". False with `out` failed if one failed (nothing is closed or killed here).
+bool ParentSteps(const ContainerPlan& plan, pid_t p, int syncWrite, Outcome& out) {
+  auto fail = [&](int err, const char* syscall, const char* stage) {
+    SetFail(out, err, syscall, stage);
+    return false;
+  };
+  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
+    if (plan.setgroupsDeny && WriteProcFile(p, "setgroups", "deny") != 0) return fail(errno, "write", "setgroups");
+    if (!plan.uidMap.empty() && WriteProcFile(p, "uid_map", plan.uidMap) != 0) return fail(errno, "write", "uid_map");
+    if (!plan.gidMap.empty() && WriteProcFile(p, "gid_map", plan.gidMap) != 0) return fail(errno, "write", "gid_map");
+  }
+  std::string pidText = std::to_string(p);
+  for (int fd : plan.cgroupProcsFds) {
+    if (::pwrite(fd, pidText.data(), pidText.size(), 0) < 0) return fail(errno, "write", "cgroup");
+  }
+  if (plan.hasOomScoreAdj && WriteProcFile(p, "oom_score_adj", std::to_string(plan.oomScoreAdj)) != 0) {
+    return fail(errno, "write", "oom_score_adj");
+  }
+  char go = 1;
+  if (NeedsGo(plan) && ::write(syncWrite, &go, 1) != 1) return fail(errno, "write", "sync");
+  return true;
+}
+
+// The parent's part once the child runs: ParentSteps, then the child's report. Consumes
+// statusRead and syncWrite.
 void ParentSide(const ContainerPlan& plan, pid_t p, int pidfd, int statusRead, int syncWrite, Outcome& out) {
-  auto abort = [&](int err, const char* syscall, const char* stage) {
+  if (!ParentSteps(plan, p, syncWrite, out)) {
     ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
     ::close(syncWrite);
     ::close(statusRead);
     ReapAndClose(pidfd);
-    SetFail(out, err, syscall, stage);
-  };
-  if ((plan.cloneFlags & CLONE_NEWUSER) != 0) {
-    if (plan.setgroupsDeny && WriteProcFile(p, "setgroups", "deny") != 0) return abort(errno, "write", "setgroups");
-    if (!plan.uidMap.empty() && WriteProcFile(p, "uid_map", plan.uidMap) != 0) return abort(errno, "write", "uid_map");
-    if (!plan.gidMap.empty() && WriteProcFile(p, "gid_map", plan.gidMap) != 0) return abort(errno, "write", "gid_map");
+    return;
   }
-  std::string pidText = std::to_string(p);
-  for (int fd : plan.cgroupProcsFds) {
-    if (::pwrite(fd, pidText.data(), pidText.size(), 0) < 0) return abort(errno, "write", "cgroup");
-  }
-  if (plan.hasOomScoreAdj && WriteProcFile(p, "oom_score_adj", std::to_string(plan.oomScoreAdj)) != 0) {
-    return abort(errno, "write", "oom_score_adj");
-  }
-  char go = 1;
-  if (NeedsGo(plan) && ::write(syncWrite, &go, 1) != 1) return abort(errno, "write", "sync");
   bool pauses = plan.pauseBeforePivot || plan.pauseBeforeExec;
   if (!pauses) ::close(syncWrite);
   out.pid = p;
@@ -1270,6 +1284,27 @@ struct Spawner;
 bool HandToSpawner(Spawner* s, Launch* l, Outcome& out);
 void CancelSpawner(Spawner* s);
 
+// The launch of a CLONE_VM init on the pipe ends statusWrite and syncRead (not consumed):
+// nullptr with `out` failed if its stack could not be mapped.
+Launch* NewLaunch(const std::shared_ptr<const ContainerPlan>& plan, int statusWrite, int syncRead, Outcome& out) {
+  auto* l = new Launch;
+  l->plan = plan;
+  l->ctx = ChildCtx{l->plan.get(), statusWrite, syncRead};
+  l->stackSize = kInitStackSize;
+  l->stack = ::mmap(nullptr, kInitStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (l->stack == MAP_FAILED) {
+    int err = errno;
+    delete l;
+    SetFail(out, err, "mmap", "prepare");
+    return nullptr;
+  }
+  ::mprotect(l->stack, 4096, PROT_NONE);  // a guard page below the stack
+  // CLONE_NEWCGROUP is left to the child (unshare once it is in its cgroups).
+  l->flags = (static_cast<unsigned long>(plan->cloneFlags) & ~static_cast<unsigned long>(CLONE_NEWCGROUP)) | CLONE_VM |
+             CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+  return l;
+}
+
 // A CLONE_VM init, cloned by `spawner`'s thread (in the container's cgroups) or by a new one.
 void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* spawner, Outcome& out) {
   int fds[4];
@@ -1281,22 +1316,12 @@ void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* 
   auto closeAll = [&] {
     for (int fd : fds) ::close(fd);
   };
-  auto* l = new Launch;
-  l->plan = plan;
-  l->ctx = ChildCtx{l->plan.get(), statusWrite, syncRead};
-  l->stackSize = kInitStackSize;
-  l->stack = ::mmap(nullptr, kInitStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-  if (l->stack == MAP_FAILED) {
-    int err = errno;
-    delete l;
+  Launch* l = NewLaunch(plan, statusWrite, syncRead, out);
+  if (l == nullptr) {
     closeAll();
     if (spawner != nullptr) CancelSpawner(spawner);
-    return SetFail(out, err, "mmap", "prepare");
+    return;
   }
-  ::mprotect(l->stack, 4096, PROT_NONE);  // a guard page below the stack
-  // CLONE_NEWCGROUP is left to the child (unshare once it is in its cgroups).
-  l->flags = (static_cast<unsigned long>(plan->cloneFlags) & ~static_cast<unsigned long>(CLONE_NEWCGROUP)) | CLONE_VM |
-             CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
   bool started;
   SharedMmEnter();
   if (spawner != nullptr) {
@@ -1437,6 +1462,17 @@ void* SpawnerMain(void* arg) {
   // Either way the Spawner is ours alone now (a launch or a cancel hands it over, and the
   // thread is detached by whoever did that).
   delete s;
+  if (l != nullptr && err != 0) {
+    // Handed over before we had attached (HandToSpawnerNow), and the attach failed: the
+    // launch ends here, reported on its status pipe like a launch failure.
+    CRecord rec{kCAttachFailed, err, what[0] == 'u' ? 1 : 0};
+    ssize_t ignored = ::write(l->ctx.statusFd, &rec, sizeof rec);
+    (void)ignored;
+    ::munmap(l->stack, l->stackSize);
+    delete l;
+    SharedMmLeave();
+    return nullptr;
+  }
   if (l != nullptr) RunLaunch(l);
   return nullptr;
 }
@@ -1465,6 +1501,32 @@ bool HandToSpawner(Spawner* s, Launch* l, Outcome& out) {
   }
   // The namespaces the thread made are the init's already; a plan that does not ask for one
   // of them must not get it (the TS pool never hands such a spawner out).
+  if ((l->flags & static_cast<unsigned long>(s->unshareFlags)) != static_cast<unsigned long>(s->unshareFlags)) {
+    SetFail(out, EINVAL, "clone", "clone");
+    lock.unlock();
+    CancelSpawner(s);
+    return false;
+  }
+  l->flags &= ~static_cast<unsigned long>(s->unshareFlags);
+  pthread_t t = s->thread;
+  s->launch = l;
+  s->cv.notify_all();
+  lock.unlock();
+  pthread_detach(t);
+  return true;
+}
+
+// HandToSpawner without waiting for the thread to attach (for the JS thread, which must not
+// block): a thread still attaching gets the launch now and reports a failed attach on the
+// launch's status pipe (kCAttachFailed). False as HandToSpawner when the failure is known here.
+bool HandToSpawnerNow(Spawner* s, Launch* l, Outcome& out) {
+  std::unique_lock<std::mutex> lock(s->mu);
+  if (s->attached && s->attachErr != 0) {
+    SetFail(out, s->attachErr, s->attachSyscall, "cgroup");
+    lock.unlock();
+    CancelSpawner(s);
+    return false;
+  }
   if ((l->flags & static_cast<unsigned long>(s->unshareFlags)) != static_cast<unsigned long>(s->unshareFlags)) {
     SetFail(out, EINVAL, "clone", "clone");
     lock.unlock();
@@ -1639,18 +1701,27 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   return plan;
 }
 
-// Calls cb(err, pid, pidfd[, statusFd, syncFd]) with the outcome of a spawn or resume.
-void ReportOutcome(Napi::Env env, Napi::FunctionReference& cb, const Outcome& out, bool withPipes) {
+// Calls cb(err, pid, pidfd[, statusFd, syncFd]) with the outcome of a spawn or resume. From a
+// libuv callback (no JS on the stack) with `context`: through MakeCallback, so that the
+// promise jobs it queues run when it returns, as after an AsyncWorker's callback.
+void ReportOutcome(Napi::Env env, Napi::FunctionReference& cb, const Outcome& out, bool withPipes,
+                   Napi::AsyncContext* context = nullptr) {
   Napi::HandleScope scope(env);
+  std::vector<napi_value> args;
   if (out.err != 0) {
     Napi::Value err = MakeSyscallError(env, out.err, out.syscall, {out.stage, nullptr});
     if (err.IsObject()) err.As<Napi::Object>().Set("op", Napi::Number::New(env, out.op));
-    cb.Call({err, Napi::Number::New(env, -1), Napi::Number::New(env, -1)});
+    args = {err, Napi::Number::New(env, -1), Napi::Number::New(env, -1)};
   } else if (withPipes) {
-    cb.Call({env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd),
-             Napi::Number::New(env, out.statusFd), Napi::Number::New(env, out.syncFd)});
+    args = {env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd),
+            Napi::Number::New(env, out.statusFd), Napi::Number::New(env, out.syncFd)};
   } else {
-    cb.Call({env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd)});
+    args = {env.Null(), Napi::Number::New(env, out.pid), Napi::Number::New(env, out.pidfd)};
+  }
+  if (context != nullptr) {
+    cb.MakeCallback(env.Global(), args, *context);
+  } else {
+    cb.Call(args);
   }
 }
 
@@ -1672,6 +1743,299 @@ class ContainerWork : public Napi::AsyncWorker {
   Spawner* spawner_;
   Outcome out_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// A spawner's launch, watched from the JS thread (no libuv pool thread on the path).
+//
+// The pool is shared with the daemon's fs work (cgroup mkdirs and rmdirs), so an AsyncWorker
+// can queue behind them; and with a spawner, the pool thread would only block in read() on the
+// status pipe. So: the JS thread hands the launch to the spawner's thread directly and watches
+// the status pipe (non-blocking) with a uv_poll_t. The records and what each means are those of
+// LaunchContainer + ParentSide + ReadStatus; a failed init is killed and reaped before the
+// callback, its reaping waited for on its pidfd (poll) rather than in a blocking waitid. Plans
+// that pause (hooks, exec) or write cgroup.procs keep the pool path (ContainerWork).
+
+bool OnLoopEligible(const ContainerPlan& plan) {
+  return !plan.newTime && !plan.pauseBeforePivot && !plan.pauseBeforeExec && plan.cgroupProcsFds.empty();
+}
+
+struct LoopSpawn {
+  napi_env env = nullptr;
+  Napi::FunctionReference cb;
+  std::unique_ptr<Napi::AsyncContext> context;
+  std::shared_ptr<const ContainerPlan> plan;
+  uv_poll_t statusPoll;
+  uv_poll_t reapPoll;
+  bool reapPollUsed = false;
+  int openHandles = 0;
+  int statusRead = -1, statusWrite = -1, syncRead = -1, syncWrite = -1;
+  bool hello = false;     // the init's hello was read: our copies of its pipe ends are closed
+  int reapFd = -1;        // a killed (or dead) init's pidfd, reaped before the callback
+  size_t have = 0;        // bytes of the next record read so far
+  char buf[sizeof(CRecord)];
+  Outcome out;
+  Outcome early;          // a failure found before any launch (kCLocalFail)
+  bool finished = false;  // the status pipe is done with
+};
+
+void LoopSpawnTeardown(void* arg);
+
+void OnLoopSpawnClosed(uv_handle_t* h) {
+  auto* s = static_cast<LoopSpawn*>(h->data);
+  if (--s->openHandles == 0) delete s;
+}
+
+// Calls back (once the init is reaped, if it failed) and frees the LoopSpawn.
+void LoopSpawnReport(LoopSpawn* s) {
+  napi_remove_env_cleanup_hook(s->env, LoopSpawnTeardown, s);
+  Napi::Env env(s->env);
+  Napi::FunctionReference cb = std::move(s->cb);
+  std::unique_ptr<Napi::AsyncContext> context = std::move(s->context);
+  Outcome out = s->out;
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->statusPoll), OnLoopSpawnClosed);
+  if (s->reapPollUsed) uv_close(reinterpret_cast<uv_handle_t*>(&s->reapPoll), OnLoopSpawnClosed);
+  ReportOutcome(env, cb, out, true, context.get());
+  ReportPendingException(env);
+}
+
+void OnLoopReapReadable(uv_poll_t* h, int status, int) {
+  auto* s = static_cast<LoopSpawn*>(h->data);
+  if (status >= 0) {
+    siginfo_t si;
+    std::memset(&si, 0, sizeof si);
+    int rc;
+    do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(s->reapFd), &si, WEXITED | WNOHANG);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0 && si.si_pid == 0) return;  // not exited yet
+    if (rc < 0 && errno == EAGAIN) return;
+  } else {
+    ReapAndClose(s->reapFd);  // cannot poll: wait here (it is SIGKILLed)
+    s->reapFd = -1;
+  }
+  uv_poll_stop(h);
+  if (s->reapFd >= 0) ::close(s->reapFd);
+  s->reapFd = -1;
+  LoopSpawnReport(s);
+}
+
+// The status pipe is done with: report now, or once `reapFd` is reaped.
+void LoopSpawnFinish(LoopSpawn* s) {
+  s->finished = true;
+  uv_poll_stop(&s->statusPoll);
+  if (s->reapFd >= 0) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(s->env, &loop);
+    if (uv_poll_init(loop, &s->reapPoll, s->reapFd) == 0) {
+      s->reapPoll.data = s;
+      s->reapPollUsed = true;
+      ++s->openHandles;
+      if (uv_poll_start(&s->reapPoll, UV_READABLE, OnLoopReapReadable) == 0) return;
+    }
+    ReapAndClose(s->reapFd);  // cannot poll: wait here (it is SIGKILLed)
+    s->reapFd = -1;
+  }
+  LoopSpawnReport(s);
+}
+
+void LoopSpawnCloseEnds(LoopSpawn* s) {
+  if (s->statusRead >= 0) ::close(s->statusRead);
+  if (s->syncWrite >= 0) ::close(s->syncWrite);
+  s->statusRead = -1;
+  s->syncWrite = -1;
+}
+
+// Failed after the hello: the init is killed, and reaped before the callback.
+void LoopSpawnKill(LoopSpawn* s) {
+  ::syscall(SYS_pidfd_send_signal, s->out.pidfd, SIGKILL, nullptr, 0);
+  LoopSpawnCloseEnds(s);
+  s->reapFd = s->out.pidfd;
+  s->out.pid = -1;
+  s->out.pidfd = -1;
+  LoopSpawnFinish(s);
+}
+
+// The first report (LaunchContainer's read): the init's hello, or why there is no init.
+// False once finished.
+bool LoopSpawnFirst(LoopSpawn* s, const CRecord* rec, ssize_t n, int readErr) {
+  // The init has its own fd table now (or there is no init): our copies of its ends go.
+  ::close(s->statusWrite);
+  ::close(s->syncRead);
+  s->statusWrite = -1;
+  s->syncRead = -1;
+  s->hello = true;
+  if (rec == nullptr || rec->stage != kCHello) {
+    LoopSpawnCloseEnds(s);
+    if (rec != nullptr && rec->stage == kCLaunchFailed) {
+      SetFail(s->out, rec->err, rec->op == 1 ? "setns" : "clone", rec->op == 1 ? "join_pid" : "clone");
+    } else if (rec != nullptr && rec->stage == kCAttachFailed) {
+      SetFail(s->out, rec->err, rec->op == 1 ? "unshare" : "write", "cgroup");
+    } else if (rec != nullptr && rec->stage == kCLocalFail) {
+      s->out = s->early;
+    } else if (rec != nullptr && rec->stage == kCDiedEarly) {
+      s->reapFd = rec->op;
+      SetFail(s->out, rec->err, "clone", "init_died");
+    } else {
+      SetFail(s->out, n < 0 ? readErr : EPROTO, "read", "status");
+    }
+    LoopSpawnFinish(s);
+    return false;
+  }
+  int pidfd = rec->op;
+  errno = 0;
+  pid_t pid = PidOfPidfd(pidfd);
+  if (pid <= 0) {
+    int err = errno;
+    SetFail(s->out, err != 0 ? err : EPROTO, "read", "status");
+    s->out.pidfd = pidfd;
+    LoopSpawnKill(s);
+    return false;
+  }
+  s->out.pid = pid;
+  s->out.pidfd = pidfd;
+  if (!ParentSteps(*s->plan, pid, s->syncWrite, s->out)) {
+    LoopSpawnKill(s);
+    return false;
+  }
+  ::close(s->syncWrite);  // no pause on this path
+  s->syncWrite = -1;
+  return true;
+}
+
+// A later report (ReadStatus, with no pause): ready, exec'd (EOF), or a failure.
+void LoopSpawnNext(LoopSpawn* s, const CRecord* rec, ssize_t n, int readErr) {
+  bool holds = s->plan->fifoFd >= 0;
+  if ((n == 0 && rec == nullptr && !holds) || (rec != nullptr && rec->stage == kCReady)) {
+    LoopSpawnCloseEnds(s);
+    return LoopSpawnFinish(s);
+  }
+  if (rec != nullptr && rec->stage >= 0 && rec->stage < kCStageCount) {
+    SetFail(s->out, rec->err, StageSyscall(rec->stage), kCStageNames[rec->stage], rec->op);
+  } else {
+    SetFail(s->out, n < 0 ? readErr : EPROTO, "read", "status");
+  }
+  LoopSpawnKill(s);
+}
+
+void OnLoopStatusReadable(uv_poll_t* h, int status, int) {
+  auto* s = static_cast<LoopSpawn*>(h->data);
+  while (!s->finished) {
+    ssize_t n;
+    int readErr = 0;
+    if (status < 0) {
+      n = -1;
+      readErr = -status;
+    } else {
+      do n = ::read(s->statusRead, s->buf + s->have, sizeof s->buf - s->have);
+      while (n < 0 && errno == EINTR);
+      readErr = errno;
+      if (n < 0 && (readErr == EAGAIN || readErr == EWOULDBLOCK)) return;
+    }
+    const CRecord* rec = nullptr;
+    CRecord full;
+    if (n > 0) {
+      s->have += static_cast<size_t>(n);
+      if (s->have < sizeof s->buf) continue;
+      std::memcpy(&full, s->buf, sizeof full);
+      s->have = 0;
+      rec = &full;
+    } else if (n == 0 && s->have > 0) {
+      n = 1;  // a short record, then EOF: as a short read in the blocking path
+    }
+    if (!s->hello) {
+      if (!LoopSpawnFirst(s, rec, n, readErr)) return;
+      continue;
+    }
+    return LoopSpawnNext(s, rec, n, readErr);
+  }
+}
+
+// Environment teardown (worker termination) with a launch in flight: nobody is left to tell.
+// Handles closed without a callback and the LoopSpawn leaked, as in spawn.cc's Teardown.
+void LoopSpawnTeardown(void* arg) {
+  auto* s = static_cast<LoopSpawn*>(arg);
+  s->cb.Reset();
+  s->context.reset();
+  uv_poll_stop(&s->statusPoll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->statusPoll), nullptr);
+  if (s->reapPollUsed) {
+    uv_poll_stop(&s->reapPoll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->reapPoll), nullptr);
+  }
+  LoopSpawnCloseEnds(s);  // the init sees EOF (or EPIPE) and ends
+  // Before the hello the spawner's thread may still write to statusWrite: left open.
+  if (s->out.pidfd >= 0) ::close(s->out.pidfd);
+  if (s->reapFd >= 0) ::close(s->reapFd);
+}
+
+// containerSpawn with a spawner and an eligible plan. False (nothing done, the spawner still
+// the caller's) when the watch cannot be set up: the caller takes the pool path, which fails
+// the same way if the cause was ours.
+bool SpawnOnLoop(Napi::Env env, Napi::Function cb, std::unique_ptr<ContainerPlan>& planIn, Spawner* spawner) {
+  Outcome probe;
+  int fds[4];
+  if (!MakePipes(*planIn, fds, probe)) return false;
+  auto closeAll = [&] {
+    for (int fd : fds) ::close(fd);
+  };
+  int fl = ::fcntl(fds[0], F_GETFL);
+  if (fl < 0 || ::fcntl(fds[0], F_SETFL, fl | O_NONBLOCK) != 0) {
+    closeAll();
+    return false;
+  }
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    closeAll();
+    return false;
+  }
+  auto s = std::make_unique<LoopSpawn>();
+  if (uv_poll_init(loop, &s->statusPoll, fds[0]) != 0) {
+    closeAll();
+    return false;
+  }
+  LoopSpawn* raw = s.release();  // freed by the close callback(s) from here
+  raw->statusPoll.data = raw;
+  raw->openHandles = 1;
+  if (uv_poll_start(&raw->statusPoll, UV_READABLE, OnLoopStatusReadable) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&raw->statusPoll), OnLoopSpawnClosed);
+    closeAll();
+    return false;
+  }
+  std::shared_ptr<const ContainerPlan> plan(std::move(planIn));
+  raw->env = env;
+  raw->plan = plan;
+  raw->statusRead = fds[0];
+  raw->statusWrite = fds[1];
+  raw->syncRead = fds[2];
+  raw->syncWrite = fds[3];
+  raw->cb = Napi::Persistent(cb);
+  raw->context = std::make_unique<Napi::AsyncContext>(env, "BerthContainer");
+  napi_add_env_cleanup_hook(env, LoopSpawnTeardown, raw);
+
+  // From here every outcome comes through the status pipe: a failure known now is written to
+  // it as the launching thread would have (the callback stays asynchronous).
+  Outcome out;
+  Launch* l = NewLaunch(plan, raw->statusWrite, raw->syncRead, out);
+  bool started = false;
+  if (l != nullptr) {
+    SharedMmEnter();
+    started = HandToSpawnerNow(spawner, l, out);
+    if (!started) {
+      SharedMmLeave();
+      ::munmap(l->stack, l->stackSize);
+      delete l;
+    }
+  } else {
+    CancelSpawner(spawner);
+  }
+  if (!started) {
+    // No init: the first report is this failure, read back from the pipe like any other.
+    raw->early = out;
+    CRecord rec{kCLocalFail, out.err, -1};
+    ssize_t ignored = ::write(raw->statusWrite, &rec, sizeof rec);
+    (void)ignored;
+  }
+  return true;
+}
 
 // containerResume(pid, pidfd, statusFd, syncFd, holds, go, cb(err, pid, pidfd)): a container
 // paused before pivot_root goes on (go) and is waited for like containerSpawn, or is killed and
@@ -1729,6 +2093,9 @@ Spawner* TakeSpawner(Napi::Value v) {
 Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
   auto plan = ParsePlan(info[0].As<Napi::Object>());
   Spawner* spawner = info.Length() > 2 ? TakeSpawner(info[2]) : nullptr;
+  if (spawner != nullptr && OnLoopEligible(*plan) && SpawnOnLoop(info.Env(), info[1].As<Napi::Function>(), plan, spawner)) {
+    return info.Env().Undefined();
+  }
   auto* work = new ContainerWork(info[1].As<Napi::Function>(), std::move(plan), spawner);
   work->Queue();
   return info.Env().Undefined();

@@ -1,0 +1,145 @@
+// containerSyscalls.spawnContainer with a cgroup spawner, on the real kernel (run as root):
+// that launch is watched from the JS thread (container.cc, SpawnOnLoop), so every outcome the
+// pool path reports must come back the same way: exec'd, ready at the fifo, a failure in the
+// init (killed and reaped before the rejection), a failed attach (before or after the hand-over),
+// a spawner that made namespaces the plan does not want. No cgroups are touched (a spawner with
+// no `tasks` files stays where it is); every child is reaped and every fd and dir removed.
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { containerSyscalls as sys, isDumpable, type ContainerPlan } from './index';
+
+const CLONE_NEWUTS = 0x04000000;
+const O_PATH = 0o10000000;
+
+let dir: string;
+let fds: number[];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-native-container-'));
+  fds = [];
+});
+
+afterEach(() => {
+  for (const fd of fds) closeSync(fd);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function open(path: string, flags: string): number {
+  const fd = openSync(path, flags);
+  fds.push(fd);
+  return fd;
+}
+
+/** Children of this process, from every thread's /proc children list. */
+function children(): Set<number> {
+  const out = new Set<number>();
+  for (const t of readdirSync('/proc/self/task')) {
+    let text = '';
+    try {
+      text = readFileSync(`/proc/self/task/${t}/children`, 'utf8');
+    } catch {
+      continue;  // the thread has gone
+    }
+    for (const p of text.split(' ').filter(Boolean)) out.add(Number(p));
+  }
+  return out;
+}
+
+function plan(edit: Partial<ContainerPlan> = {}): ContainerPlan {
+  const devNull = open('/dev/null', 'r+');
+  return { cloneFlags: 0, argv: ['true'], envp: [], candidates: ['/bin/true'], stdio: [devNull, devNull, devNull], ...edit };
+}
+
+/** Rejects with the spawn's error; fails if it resolved. */
+async function spawnError(p: ContainerPlan, spawner = sys.createSpawner([])): Promise<Record<string, unknown>> {
+  const before = children();
+  const err = await sys.spawnContainer(p, undefined, spawner).then(
+    () => { throw new Error('the spawn succeeded'); },
+    (e: unknown) => e as Record<string, unknown>,
+  );
+  // The failed init (if there was one) is reaped before the rejection: no new child is left.
+  expect([...children()].filter((c) => !before.has(c))).toEqual([]);
+  return err;
+}
+
+describe('spawnContainer with a spawner (watched on the event loop)', () => {
+  it('resolves once the init has exec\'d, and its exit is reported', async () => {
+    const { pid, pidfd } = await sys.spawnContainer(plan(), undefined, sys.createSpawner([]));
+    expect(pid).toBeGreaterThan(0);
+    expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+    expect(isDumpable()).toBe(true);
+  });
+
+  it('runs many launches at once, each to its own outcome', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => {
+        const p = i % 3 === 2 ? plan({ candidates: ['/nonexistent/bin'] }) : plan({ argv: ['sh', '-c', `exit ${i % 3}`], candidates: ['/bin/sh'] });
+        return sys.spawnContainer(p, undefined, sys.createSpawner([])).then(
+          async ({ pidfd }) => (await sys.watchExit(pidfd)).code,
+          (e: { stage?: string }) => e.stage,
+        );
+      }),
+    );
+    expect(results).toEqual(Array.from({ length: 24 }, (_, i) => (i % 3 === 2 ? 'executable' : i % 3)));
+  });
+
+  it('resolves at "ready" when the init holds at the exec fifo, which runs it once opened', async () => {
+    const fifo = join(dir, 'exec.fifo');
+    sys.mkfifo(fifo, 0o600);
+    const fifoFd = openSync(fifo, O_PATH);
+    fds.push(fifoFd);
+    const out = join(dir, 'out');
+    const outFd = open(out, 'w');
+    const { pidfd } = await sys.spawnContainer(
+      plan({ argv: ['sh', '-c', 'echo ran'], candidates: ['/bin/sh'], fifoFd, stdio: [outFd, outFd, outFd] }),
+      undefined,
+      sys.createSpawner([]),
+    );
+    expect(readFileSync(out, 'utf8')).toBe('');
+    // The init is blocked opening the fifo for writing; our read end lets it through.
+    readFileSync(fifo);
+    expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+    expect(readFileSync(out, 'utf8')).toBe('ran\n');
+  });
+
+  it('reports a failure in the init with its stage, the init reaped', async () => {
+    const err = await spawnError(plan({ candidates: ['/nonexistent/bin'] }));
+    expect(err).toMatchObject({ code: 'ENOENT', syscall: 'execve', stage: 'executable' });
+  });
+
+  it('reports a failed parent step after the hello (oom_score_adj), the init killed and reaped', async () => {
+    const err = await spawnError(plan({ oomScoreAdj: 5000 }));
+    expect(err).toMatchObject({ code: 'EINVAL', syscall: 'write', stage: 'oom_score_adj' });
+  });
+
+  it('reports a spawner that could not attach, handed the launch before or after it tried', async () => {
+    for (const wait of [0, 50]) {
+      const spawner = sys.createSpawner([open('/dev/full', 'w')]);
+      fds.pop();  // the spawner's thread closes it
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const err = await spawnError(plan(), spawner);
+      expect(err).toMatchObject({ code: 'ENOSPC', syscall: 'write', stage: 'cgroup' });
+    }
+  });
+
+  it('refuses a spawner whose namespaces the plan does not ask for', async () => {
+    const err = await spawnError(plan(), sys.createSpawner([], CLONE_NEWUTS));
+    expect(err).toMatchObject({ code: 'EINVAL', syscall: 'clone', stage: 'clone' });
+  });
+
+  it('gives the init the namespaces its spawner made', async () => {
+    const out = join(dir, 'out');
+    const outFd = open(out, 'w');
+    const { pidfd } = await sys.spawnContainer(
+      plan({ cloneFlags: CLONE_NEWUTS, hostname: 'spawned', argv: ['hostname'], candidates: ['/bin/hostname'], stdio: [outFd, outFd, outFd] }),
+      undefined,
+      sys.createSpawner([], CLONE_NEWUTS),
+    );
+    expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+    expect(readFileSync(out, 'utf8')).toBe('spawned\n');
+  });
+});
