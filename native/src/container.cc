@@ -320,9 +320,34 @@ int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast, i
     return -1;
   }
   std::memcpy(buf, path, len + 1);
-  int parent = ::fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
-  if (parent < 0) return -1;
+  // Usually only the last component is missing (a mount point in a directory of the image or
+  // in a tmpfs mounted by an earlier op): its parent, resolved from the root in one openat2,
+  // is the fd the walk below would reach after re-resolving every prefix, so the walk starts
+  // at the last component, which it knows to be missing (the openat2 above: ENOENT). Any
+  // failure there: the whole walk, as before.
+  int parent = -1;
   size_t start = 0;
+  bool lastMissing = false;
+  {
+    size_t lastEnd = len;
+    while (lastEnd > 0 && buf[lastEnd - 1] == '/') --lastEnd;
+    size_t lastStart = lastEnd;
+    while (lastStart > 0 && buf[lastStart - 1] != '/') --lastStart;
+    size_t prefixEnd = lastStart;
+    while (prefixEnd > 0 && buf[prefixEnd - 1] == '/') --prefixEnd;
+    if (prefixEnd > 0) {
+      char saved = buf[prefixEnd];
+      buf[prefixEnd] = '\0';
+      parent = static_cast<int>(Openat2(rootfd, buf, O_PATH | O_DIRECTORY, kInRoot));
+      buf[prefixEnd] = saved;
+      if (parent >= 0) {
+        start = prefixEnd;
+        lastMissing = true;
+      }
+    }
+  }
+  if (parent < 0) parent = ::fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+  if (parent < 0) return -1;
   while (start < len) {
     while (start < len && buf[start] == '/') ++start;
     if (start >= len) break;
@@ -338,7 +363,16 @@ int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast, i
     char saved = buf[end];
     buf[end] = '\0';
     // The prefix so far, resolved from the root again (symlinks stay inside it).
-    int next = static_cast<int>(Openat2(rootfd, buf, last ? lastFlags : (O_PATH | O_DIRECTORY), kInRoot));
+    int next;
+    if (lastMissing) {
+      // The whole path, resolved just above: ENOENT (a race that created it meanwhile ends
+      // in EEXIST below, tolerated, and the path is resolved again).
+      lastMissing = false;
+      next = -1;
+      errno = ENOENT;
+    } else {
+      next = static_cast<int>(Openat2(rootfd, buf, last ? lastFlags : (O_PATH | O_DIRECTORY), kInRoot));
+    }
     if (next < 0 && errno == ENOENT) {
       const char* name = buf + start;
       int rc;
@@ -402,12 +436,11 @@ int OpenInRoot(int rootfd, const char* path, int mkdirKind, bool nofollowLast, i
   return parent;
 }
 
-// Splits `path` into its parent (opened inside the root, created if missing) and last name.
-int OpenParentInRoot(int rootfd, const char* path, char* nameOut, size_t nameCap) {
-  char buf[4096];
+// Splits `path` into its parent path ("." for none) and last name.
+int SplitParent(const char* path, char* buf, size_t bufCap, char* nameOut, size_t nameCap) {
   size_t len = CLen(path);
   while (len > 0 && path[len - 1] == '/') --len;
-  if (len == 0 || len >= sizeof buf) {
+  if (len == 0 || len >= bufCap) {
     errno = EINVAL;
     return -1;
   }
@@ -427,7 +460,22 @@ int OpenParentInRoot(int rootfd, const char* path, char* nameOut, size_t nameCap
     std::memcpy(buf, path, slash);
     buf[slash] = '\0';
   }
-  return OpenInRoot(rootfd, buf, 1, false);
+  return 0;
+}
+
+// The directory mknod/symlink ops create their entries in (O_RDONLY: O_PATH fds cannot be used
+// with mknodat/symlinkat), kept open for the next such op with the same parent path. Reusing
+// it is the same as resolving that path again: the path resolved, so every name its walk
+// looked up existed, and the ops in between only created entries that did not exist (they
+// never replace one: EEXIST keeps the image's) and mounted nothing. Any other op drops it.
+struct DirCache {
+  int fd = -1;
+  char parent[4096];
+};
+
+void DropDir(DirCache& cache) {
+  if (cache.fd >= 0) ::close(cache.fd);
+  cache.fd = -1;
 }
 
 // Mounts onto the fd's path through the host procfs, so the kernel uses the dentry that was
@@ -440,7 +488,8 @@ int MountOnFd(const char* source, int fd, const char* fstype, unsigned long flag
 int WriteBeneath(int procfd, const char* rel, const std::string& value);
 int CheckProcfs(int fd);
 
-int RunOp(const Op& op, int rootfd, int devNull) {
+int RunOp(const Op& op, int rootfd, int devNull, DirCache& cache) {
+  if (op.kind != kOpMknod && op.kind != kOpSymlink) DropDir(cache);
   const char* source = op.hasSource ? op.source.c_str() : nullptr;
   const char* fstype = op.hasFstype ? op.fstype.c_str() : nullptr;
   const char* data = op.hasData ? op.data.c_str() : nullptr;
@@ -463,22 +512,27 @@ int RunOp(const Op& op, int rootfd, int devNull) {
     case kOpMknod:
     case kOpSymlink: {
       char name[256];
-      int parent = OpenParentInRoot(rootfd, op.target.c_str(), name, sizeof name);
-      if (parent < 0) return -1;
-      // O_PATH fds cannot be used with mknodat/symlinkat: reopen the directory for real.
-      int dir = ::openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      int err = errno;
-      ::close(parent);
-      if (dir < 0) {
-        errno = err;
-        return -1;
+      char parentPath[4096];
+      if (SplitParent(op.target.c_str(), parentPath, sizeof parentPath, name, sizeof name) != 0) return -1;
+      if (cache.fd < 0 || std::strcmp(cache.parent, parentPath) != 0) {
+        DropDir(cache);
+        // The parent, opened inside the root (created if missing).
+        int parent = OpenInRoot(rootfd, parentPath, 1, false);
+        if (parent < 0) return -1;
+        // O_PATH fds cannot be used with mknodat/symlinkat: reopen the directory for real.
+        int dir = ::openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int err = errno;
+        ::close(parent);
+        if (dir < 0) {
+          errno = err;
+          return -1;
+        }
+        cache.fd = dir;
+        std::memcpy(cache.parent, parentPath, CLen(parentPath) + 1);
       }
-      int rc = op.kind == kOpMknod ? ::mknodat(dir, name, op.mode, static_cast<dev_t>(op.dev))
-                                   : ::symlinkat(source, dir, name);
+      int rc = op.kind == kOpMknod ? ::mknodat(cache.fd, name, op.mode, static_cast<dev_t>(op.dev))
+                                   : ::symlinkat(source, cache.fd, name);
       if (rc != 0 && errno == EEXIST) rc = 0;  // the image already has it: keep the image's
-      err = errno;
-      ::close(dir);
-      errno = err;
       return rc;
     }
     case kOpMask: {
@@ -756,9 +810,11 @@ void PauseChild(const ChildCtx& c) {
     if (devNull < 0 || ::fstat(devNull, &nullSt) != 0 || !S_ISCHR(nullSt.st_mode) || nullSt.st_rdev != makedev(1, 3)) {
       CFail(c, kCRootfs, -1, devNull < 0 ? errno : EXDEV);
     }
+    DirCache dirCache;
     for (size_t i = 0; i < plan.ops.size(); ++i) {
-      if (RunOp(plan.ops[i], rootfd, devNull) != 0) CFail(c, kCMountOp, static_cast<int>(i));
+      if (RunOp(plan.ops[i], rootfd, devNull, dirCache) != 0) CFail(c, kCMountOp, static_cast<int>(i));
     }
+    DropDir(dirCache);
     // The hooks see the container's mount namespace with its rootfs still at its host path.
     if (plan.pauseBeforePivot) PauseChild(c);
     if (::fchdir(rootfd) != 0) CFail(c, kCPivot);
