@@ -262,6 +262,21 @@ export class Runtime {
     let fds: number[] = [];
     try {
       if (pooled === undefined) await cg.create();
+      // A runtime without a pool (the CLI) on cgroup v1 has its init cloned by a thread of its
+      // own that attaches itself to the container's cgroups now, while the limits are written
+      // and the plan is compiled on this thread, instead of writing the init into them between
+      // its clone and its setup. Not where the pool is not used either: a pids limit (the
+      // thread would count), a new time or user namespace.
+      if (spawner === undefined && this.pool === undefined && cg.version === 1 && spec.linux?.resources?.pids === undefined && !newNs.has('time') && !newNs.has('user')) {
+        const tasks: number[] = [];
+        try {
+          for (const d of new Set(Object.values(cg.paths))) tasks.push(fs.openSync(path.join(d, 'tasks'), 'w'));
+          spawner = this.sys.createSpawner(tasks, 0);
+        } catch (err) {
+          for (const fd of tasks) fs.closeSync(fd);
+          throw err;
+        }
+      }
       await cg.apply(spec.linux?.resources ?? {});
       // The OCI start splits from create at the fifo; startContainer hooks run in that gap.
       const started = o.startAtOnce === true && (spec.hooks?.startContainer?.length ?? 0) === 0;
@@ -269,7 +284,7 @@ export class Runtime {
       if (fifo !== null) this.sys.mkfifo(fifo, 0o622);
       const compiled = compilePlan({
         spec, bundle, fifo,
-        cgroupProcs: pooled !== undefined ? [] : cg.procsFiles(),
+        cgroupProcs: spawner !== undefined ? [] : cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd, noNewKeyring: o.noNewKeyring,
       });
