@@ -488,7 +488,66 @@ int MountOnFd(const char* source, int fd, const char* fstype, unsigned long flag
 int WriteBeneath(int procfd, const char* rel, const std::string& value);
 int CheckProcfs(int fd);
 
-int RunOp(const Op& op, int rootfd, int devNull, DirCache& cache) {
+// Read-only binds made with the new mount API: the bind is cloned detached (open_tree), given
+// its flags there (mount_setattr) and attached on the fd's path (move_mount), instead of
+// mount(MS_BIND) on the path, a second resolution of it and mount(MS_REMOUNT | MS_BIND). The
+// end state is the same: one new mount on top of the target, the same tree (recursive or not),
+// with the remount's flags on its top mount only. Flags a bind remount sets replace the
+// user-settable ones (ro, nosuid, nodev, noexec, nosymfollow) and keep the atime ones, so the
+// same attr_set / attr_clr. Used only where nothing can propagate (see FoldAllowed): flags set
+// before the attach reach no peer a remount after it would have missed. Any failure discards
+// the detached clone (never attached) and the op runs the old way, with the old errors.
+constexpr unsigned long kRemountSettable = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+uint64_t MountAttrs(unsigned long msFlags) {
+  uint64_t a = 0;
+  if ((msFlags & MS_RDONLY) != 0) a |= MOUNT_ATTR_RDONLY;
+  if ((msFlags & MS_NOSUID) != 0) a |= MOUNT_ATTR_NOSUID;
+  if ((msFlags & MS_NODEV) != 0) a |= MOUNT_ATTR_NODEV;
+  if ((msFlags & MS_NOEXEC) != 0) a |= MOUNT_ATTR_NOEXEC;
+  return a;
+}
+
+// Clones `path` at (dirfd, path) (AT_EMPTY_PATH for the fd itself), sets `msFlags` (a subset of
+// kRemountSettable) on the clone's top mount as a bind remount would, attaches it on `target`.
+// 0, or -1 with nothing changed.
+int AttachReadonlyClone(int dirfd, const char* path, unsigned int treeFlags, unsigned long msFlags, int target) {
+  int tree = static_cast<int>(::syscall(SYS_open_tree, dirfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | treeFlags));
+  if (tree < 0) return -1;
+  struct mount_attr attr;
+  std::memset(&attr, 0, sizeof attr);
+  attr.attr_set = MountAttrs(msFlags);
+  attr.attr_clr = (MountAttrs(kRemountSettable) | MOUNT_ATTR_NOSYMFOLLOW) & ~attr.attr_set;
+  int rc = static_cast<int>(::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr));
+  if (rc == 0) {
+    rc = static_cast<int>(::syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+  }
+  ::close(tree);  // attached: just the fd; not attached: the clone is dissolved
+  return rc;
+}
+
+// A bind (op a) followed by a bind remount of the same target (op b) with only settable flags:
+// done as one AttachReadonlyClone.
+bool FoldableBind(const Op& a, const Op& b) {
+  return a.kind == kOpMount && (a.flags == MS_BIND || a.flags == (MS_BIND | MS_REC)) && a.hasSource && !a.hasFstype &&
+         !a.hasData && b.kind == kOpRemount && (b.flags & ~kRemountSettable) == MS_BIND && !b.hasData &&
+         a.target == b.target;
+}
+
+// No mount of the rootfs can propagate anywhere: the whole tree was made slave or private, and
+// no op changes a mount's propagation. (A slave mount's new children, and binds of it, have no
+// peers and no slaves of their own.)
+bool FoldAllowed(const ContainerPlan& plan) {
+  if ((plan.rootPropagation & (MS_SLAVE | MS_PRIVATE)) == 0 || (plan.rootPropagation & (MS_SHARED | MS_UNBINDABLE)) != 0) {
+    return false;
+  }
+  for (const Op& op : plan.ops) {
+    if (op.kind == kOpPropagate) return false;
+  }
+  return true;
+}
+
+int RunOp(const Op& op, int rootfd, int devNull, DirCache& cache, bool fold) {
   if (op.kind != kOpMknod && op.kind != kOpSymlink) DropDir(cache);
   const char* source = op.hasSource ? op.source.c_str() : nullptr;
   const char* fstype = op.hasFstype ? op.fstype.c_str() : nullptr;
@@ -556,6 +615,10 @@ int RunOp(const Op& op, int rootfd, int devNull, DirCache& cache) {
     case kOpReadonly: {
       int fd = OpenInRoot(rootfd, op.target.c_str(), 0, false);
       if (fd < 0) return errno == ENOENT ? 0 : -1;
+      if (fold && AttachReadonlyClone(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, kRemountSettable, fd) == 0) {
+        ::close(fd);
+        return 0;
+      }
       char self[64];
       int rc = MountOnFd(FdPath(self, fd), fd, nullptr, MS_BIND | MS_REC, nullptr);
       int err = errno;
@@ -592,6 +655,18 @@ int RunOp(const Op& op, int rootfd, int devNull, DirCache& cache) {
       errno = EINVAL;
       return -1;
   }
+}
+
+// A FoldableBind pair (ops a, b) as one read-only clone; false if that did not work (nothing
+// changed but a mount point OpenInRoot may have created, as op a would): then the two ops run
+// the old way.
+bool RunFoldedBind(const Op& a, const Op& b, int rootfd, DirCache& cache) {
+  DropDir(cache);
+  int fd = OpenInRoot(rootfd, a.target.c_str(), a.mkdir, false);
+  if (fd < 0) return false;
+  int rc = AttachReadonlyClone(AT_FDCWD, a.source.c_str(), (a.flags & MS_REC) != 0 ? AT_RECURSIVE : 0, b.flags & kRemountSettable, fd);
+  ::close(fd);
+  return rc == 0;
 }
 
 int WriteAll(int fd, const char* data, size_t len) {
@@ -811,8 +886,14 @@ void PauseChild(const ChildCtx& c) {
       CFail(c, kCRootfs, -1, devNull < 0 ? errno : EXDEV);
     }
     DirCache dirCache;
+    bool fold = FoldAllowed(plan);
     for (size_t i = 0; i < plan.ops.size(); ++i) {
-      if (RunOp(plan.ops[i], rootfd, devNull, dirCache) != 0) CFail(c, kCMountOp, static_cast<int>(i));
+      if (fold && i + 1 < plan.ops.size() && FoldableBind(plan.ops[i], plan.ops[i + 1]) &&
+          RunFoldedBind(plan.ops[i], plan.ops[i + 1], rootfd, dirCache)) {
+        ++i;
+        continue;
+      }
+      if (RunOp(plan.ops[i], rootfd, devNull, dirCache, fold) != 0) CFail(c, kCMountOp, static_cast<int>(i));
     }
     DropDir(dirCache);
     // The hooks see the container's mount namespace with its rootfs still at its host path.

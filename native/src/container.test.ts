@@ -4,7 +4,8 @@
 // init (killed and reaped before the rejection), a failed attach (before or after the hand-over),
 // a spawner that made namespaces the plan does not want. No cgroups are touched (a spawner with
 // no `tasks` files stays where it is); every child is reaped and every fd and dir removed.
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,6 +14,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { containerSyscalls as sys, isDumpable, type ContainerPlan } from './index';
 
 const CLONE_NEWUTS = 0x04000000;
+const CLONE_NEWNS = 0x00020000;
+const CLONE_NEWPID = 0x20000000;
+const MS = { rdonly: 1, nosuid: 2, nodev: 4, noexec: 8, bind: 4096, rec: 16384, slave: 1 << 19 } as const;
 const O_PATH = 0o10000000;
 
 let dir: string;
@@ -141,5 +145,93 @@ describe('spawnContainer with a spawner (watched on the event loop)', () => {
     );
     expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
     expect(readFileSync(out, 'utf8')).toBe('spawned\n');
+  });
+});
+
+describe('read-only binds (the new mount API where nothing can propagate)', () => {
+  /** The container's own view of its mounts below the rootfs: mount point, options, type, super options. */
+  async function mountsSeen(extraOps: ContainerPlan['ops']): Promise<string[]> {
+    const rootfs = join(dir, `rootfs-${extraOps!.length}`);
+    for (const d of ['bin', 'proc', 'mnt']) mkdirSync(join(rootfs, d), { recursive: true });
+    copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+    chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+    const host = join(dir, 'host');
+    const out = join(dir, `mounts-${extraOps!.length}`);
+    const outFd = open(out, 'w');
+    const { pidfd } = await sys.spawnContainer(
+      plan({
+        cloneFlags: CLONE_NEWNS | CLONE_NEWPID,
+        rootfs,
+        rootPropagation: MS.slave,
+        argv: ['cat', '/proc/self/mountinfo'],
+        candidates: ['/bin/busybox'],
+        stdio: [outFd, outFd, outFd],
+        ops: [
+          { kind: 'mount', source: 'proc', target: 'proc', fstype: 'proc', flags: 0, data: null, mkdir: 'dir' },
+          { kind: 'mount', source: 'tmpfs', target: 'mnt', fstype: 'tmpfs', flags: MS.nosuid | MS.nodev, data: 'mode=755', mkdir: 'dir' },
+          // Cgroup-style: bind, then every settable flag.
+          { kind: 'mount', source: host, target: 'mnt/all', fstype: null, flags: MS.bind, data: null, mkdir: 'dir' },
+          { kind: 'remount', target: 'mnt/all', flags: MS.bind | MS.rdonly | MS.nosuid | MS.nodev | MS.noexec },
+          // rbind with a submount, some flags only (nodev/noexec of the source cleared as a remount does).
+          { kind: 'mount', source: host, target: 'mnt/rec', fstype: null, flags: MS.bind | MS.rec, data: null, mkdir: 'dir' },
+          { kind: 'remount', target: 'mnt/rec', flags: MS.bind | MS.rdonly | MS.nosuid },
+          // A file bind.
+          { kind: 'mount', source: join(host, 'file'), target: 'mnt/file', fstype: null, flags: MS.bind, data: null, mkdir: 'file' },
+          { kind: 'remount', target: 'mnt/file', flags: MS.bind | MS.rdonly },
+          { kind: 'readonly', target: 'proc/sys' },
+          { kind: 'readonly', target: 'mnt/rec' },
+          { kind: 'readonly', target: 'mnt/missing' },
+          ...extraOps!,
+        ],
+      }),
+      undefined,
+      sys.createSpawner([]),
+    );
+    expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+    return readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const f = line.split(' ');
+        const dash = f.indexOf('-');
+        return [f[4], f[5], ...f.slice(6, dash).filter((o) => !o.startsWith('shared:')), f[dash + 1], f[dash + 3]].join(' ');
+      });
+  }
+
+  let hostMounts: string[] = [];
+  beforeEach(() => {
+    // The bind source: a tmpfs with flags a bind remount clears when it does not ask for them
+    // (nodev, noexec, nosymfollow), and a submount (for the rbind). Unmounted after the test.
+    const host = join(dir, 'host');
+    mkdirSync(host);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'nodev,noexec,nosymfollow,size=1m', 'berth-test', host]);
+    hostMounts = [host];
+    mkdirSync(join(host, 'sub'));
+    writeFileSync(join(host, 'file'), 'x');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'berth-test-sub', join(host, 'sub')]);
+    hostMounts.unshift(join(host, 'sub'));
+  });
+  afterEach(() => {
+    for (const m of hostMounts) execFileSync('umount', [m]);
+    hostMounts = [];
+  });
+
+  it('give the same mounts with the same options as mount + bind remount', async () => {
+    const folded = await mountsSeen([]);
+    // A propagation op turns the new API off (the tree is already slave: this one changes nothing).
+    const plain = await mountsSeen([{ kind: 'propagate', target: '.', flags: MS.slave | MS.rec }]);
+    expect(folded).toEqual(plain);
+    const byPoint = new Map(folded.map((l) => [l.split(' ')[0], l]));
+    expect(byPoint.get('/mnt/all')).toMatch(/^\/mnt\/all ro,nosuid,nodev,noexec,relatime tmpfs /);
+    expect(byPoint.get('/mnt/file')).toMatch(/^\/mnt\/file ro,relatime tmpfs /);
+    expect(byPoint.get('/proc/sys')).toMatch(/^\/proc\/sys ro,nosuid,nodev,noexec,relatime proc /);
+    // The rbind (ro,nosuid: the source's nodev,noexec,nosymfollow cleared), its submount (as it
+    // was), then the read-only bind of both on top.
+    expect(folded.filter((l) => l.startsWith('/mnt/rec'))).toEqual([
+      expect.stringMatching(/^\/mnt\/rec ro,nosuid,relatime tmpfs /),
+      expect.stringMatching(/^\/mnt\/rec\/sub rw,relatime tmpfs /),
+      expect.stringMatching(/^\/mnt\/rec ro,nosuid,nodev,noexec,relatime tmpfs /),
+      expect.stringMatching(/^\/mnt\/rec\/sub rw,relatime tmpfs /),
+    ]);
   });
 });
