@@ -1903,7 +1903,9 @@ struct LoopSpawn {
   std::shared_ptr<const ContainerPlan> plan;
   uv_poll_t statusPoll;
   uv_poll_t reapPoll;
+  bool statusPollClosed = false;
   bool reapPollUsed = false;
+  bool reapPollClosed = false;
   int openHandles = 0;
   int statusRead = -1, statusWrite = -1, syncRead = -1, syncWrite = -1;
   bool hello = false;     // the init's hello was read: our copies of its pipe ends are closed
@@ -1922,43 +1924,63 @@ void OnLoopSpawnClosed(uv_handle_t* h) {
   if (--s->openHandles == 0) delete s;
 }
 
-// Calls back (once the init is reaped, if it failed) and frees the LoopSpawn.
+// A poll handle is always closed before its fd, on the same stack: libuv's stop does an
+// EPOLL_CTL_DEL on the fd number, which must not hit another file that got that number since.
+void CloseLoopHandle(LoopSpawn* s, uv_poll_t* h, bool* closed) {
+  if (*closed) return;
+  *closed = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(h), OnLoopSpawnClosed);
+}
+
+// Calls back (once the init is reaped, if it failed); the handles are closing by now and free
+// the LoopSpawn.
 void LoopSpawnReport(LoopSpawn* s) {
   napi_remove_env_cleanup_hook(s->env, LoopSpawnTeardown, s);
   Napi::Env env(s->env);
   Napi::FunctionReference cb = std::move(s->cb);
   std::unique_ptr<Napi::AsyncContext> context = std::move(s->context);
   Outcome out = s->out;
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->statusPoll), OnLoopSpawnClosed);
-  if (s->reapPollUsed) uv_close(reinterpret_cast<uv_handle_t*>(&s->reapPoll), OnLoopSpawnClosed);
   ReportOutcome(env, cb, out, true, context.get());
   ReportPendingException(env);
 }
 
+void LoopSpawnReapNow(LoopSpawn* s) {
+  if (s->reapPollUsed) CloseLoopHandle(s, &s->reapPoll, &s->reapPollClosed);
+  ReapAndClose(s->reapFd);
+  s->reapFd = -1;
+}
+
 void OnLoopReapReadable(uv_poll_t* h, int status, int) {
   auto* s = static_cast<LoopSpawn*>(h->data);
-  if (status >= 0) {
-    siginfo_t si;
-    std::memset(&si, 0, sizeof si);
-    int rc;
-    do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(s->reapFd), &si, WEXITED | WNOHANG);
-    while (rc < 0 && errno == EINTR);
-    if (rc == 0 && si.si_pid == 0) return;  // not exited yet
-    if (rc < 0 && errno == EAGAIN) return;
-  } else {
-    ReapAndClose(s->reapFd);  // cannot poll: wait here (it is SIGKILLed)
-    s->reapFd = -1;
+  if (status < 0) {
+    LoopSpawnReapNow(s);  // cannot poll: wait here (it is SIGKILLed)
+    return LoopSpawnReport(s);
   }
-  uv_poll_stop(h);
-  if (s->reapFd >= 0) ::close(s->reapFd);
+  siginfo_t si;
+  std::memset(&si, 0, sizeof si);
+  int rc;
+  do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(s->reapFd), &si, WEXITED | WNOHANG);
+  while (rc < 0 && errno == EINTR);
+  if (rc == 0 && si.si_pid == 0) return;  // not exited yet
+  if (rc < 0 && errno == EAGAIN) return;
+  CloseLoopHandle(s, &s->reapPoll, &s->reapPollClosed);
+  ::close(s->reapFd);
   s->reapFd = -1;
   LoopSpawnReport(s);
 }
 
-// The status pipe is done with: report now, or once `reapFd` is reaped.
+// Stops watching the status pipe and closes our ends of the pipes (the handle first).
+void LoopSpawnCloseEnds(LoopSpawn* s) {
+  CloseLoopHandle(s, &s->statusPoll, &s->statusPollClosed);
+  if (s->statusRead >= 0) ::close(s->statusRead);
+  if (s->syncWrite >= 0) ::close(s->syncWrite);
+  s->statusRead = -1;
+  s->syncWrite = -1;
+}
+
+// The status pipe is done with (LoopSpawnCloseEnds): report now, or once `reapFd` is reaped.
 void LoopSpawnFinish(LoopSpawn* s) {
   s->finished = true;
-  uv_poll_stop(&s->statusPoll);
   if (s->reapFd >= 0) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(s->env, &loop);
@@ -1968,17 +1990,9 @@ void LoopSpawnFinish(LoopSpawn* s) {
       ++s->openHandles;
       if (uv_poll_start(&s->reapPoll, UV_READABLE, OnLoopReapReadable) == 0) return;
     }
-    ReapAndClose(s->reapFd);  // cannot poll: wait here (it is SIGKILLed)
-    s->reapFd = -1;
+    LoopSpawnReapNow(s);  // cannot poll: wait here (it is SIGKILLed)
   }
   LoopSpawnReport(s);
-}
-
-void LoopSpawnCloseEnds(LoopSpawn* s) {
-  if (s->statusRead >= 0) ::close(s->statusRead);
-  if (s->syncWrite >= 0) ::close(s->syncWrite);
-  s->statusRead = -1;
-  s->syncWrite = -1;
 }
 
 // Failed after the hello: the init is killed, and reaped before the callback.
@@ -2092,12 +2106,10 @@ void LoopSpawnTeardown(void* arg) {
   auto* s = static_cast<LoopSpawn*>(arg);
   s->cb.Reset();
   s->context.reset();
-  uv_poll_stop(&s->statusPoll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->statusPoll), nullptr);
-  if (s->reapPollUsed) {
-    uv_poll_stop(&s->reapPoll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->reapPoll), nullptr);
-  }
+  if (!s->statusPollClosed) uv_close(reinterpret_cast<uv_handle_t*>(&s->statusPoll), nullptr);
+  s->statusPollClosed = true;
+  if (s->reapPollUsed && !s->reapPollClosed) uv_close(reinterpret_cast<uv_handle_t*>(&s->reapPoll), nullptr);
+  s->reapPollClosed = true;
   LoopSpawnCloseEnds(s);  // the init sees EOF (or EPIPE) and ends
   // Before the hello the spawner's thread may still write to statusWrite: left open.
   if (s->out.pidfd >= 0) ::close(s->out.pidfd);

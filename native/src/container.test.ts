@@ -75,6 +75,8 @@ describe('spawnContainer with a spawner (watched on the event loop)', () => {
     const { pid, pidfd } = await sys.spawnContainer(plan(), undefined, sys.createSpawner([]));
     expect(pid).toBeGreaterThan(0);
     expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+    // Dumpable again once the spawner's thread, woken by the execve, has let go of the launch.
+    for (let i = 0; i < 100 && !isDumpable(); i++) await new Promise((r) => setTimeout(r, 10));
     expect(isDumpable()).toBe(true);
   });
 
