@@ -1418,7 +1418,7 @@ pid_t PidOfPidfd(int pidfd) {
 }
 
 struct Spawner;
-bool HandToSpawner(Spawner* s, Launch* l, Outcome& out);
+bool HandToSpawner(Spawner* s, Launch* l, Outcome& out, bool waitAttached);
 void CancelSpawner(Spawner* s);
 
 // The launch of a CLONE_VM init on the pipe ends statusWrite and syncRead (not consumed):
@@ -1462,7 +1462,7 @@ void LaunchContainer(const std::shared_ptr<const ContainerPlan>& plan, Spawner* 
   bool started;
   SharedMmEnter();
   if (spawner != nullptr) {
-    started = HandToSpawner(spawner, l, out);
+    started = HandToSpawner(spawner, l, out, true);
   } else {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -1600,8 +1600,8 @@ void* SpawnerMain(void* arg) {
   // thread is detached by whoever did that).
   delete s;
   if (l != nullptr && err != 0) {
-    // Handed over before we had attached (HandToSpawnerNow), and the attach failed: the
-    // launch ends here, reported on its status pipe like a launch failure.
+    // Handed over before we had attached (HandToSpawner without waitAttached), and the attach
+    // failed: the launch ends here, reported on its status pipe like a launch failure.
     CRecord rec{kCAttachFailed, err, what[0] == 'u' ? 1 : 0};
     ssize_t ignored = ::write(l->ctx.statusFd, &rec, sizeof rec);
     (void)ignored;
@@ -1625,12 +1625,15 @@ void CancelSpawner(Spawner* s) {
   pthread_detach(t);
 }
 
-// Hands the launch to the spawner's thread once it is in its cgroups; false (and the spawner
-// cancelled, `l` still the caller's) if it could not get there.
-bool HandToSpawner(Spawner* s, Launch* l, Outcome& out) {
+// Hands the launch to the spawner's thread; false (and the spawner cancelled, `l` still the
+// caller's) if it cannot run it. With `waitAttached` (a pool thread) it first waits until the
+// thread is in its cgroups; without (the JS thread, which must not block) a thread still
+// attaching gets the launch now and reports a failed attach on the launch's status pipe
+// (kCAttachFailed), and only a failure known already is returned here.
+bool HandToSpawner(Spawner* s, Launch* l, Outcome& out, bool waitAttached) {
   std::unique_lock<std::mutex> lock(s->mu);
-  s->cv.wait(lock, [s] { return s->attached; });
-  if (s->attachErr != 0) {
+  if (waitAttached) s->cv.wait(lock, [s] { return s->attached; });
+  if (s->attached && s->attachErr != 0) {
     SetFail(out, s->attachErr, s->attachSyscall, "cgroup");
     lock.unlock();
     CancelSpawner(s);
@@ -1638,32 +1641,6 @@ bool HandToSpawner(Spawner* s, Launch* l, Outcome& out) {
   }
   // The namespaces the thread made are the init's already; a plan that does not ask for one
   // of them must not get it (the TS pool never hands such a spawner out).
-  if ((l->flags & static_cast<unsigned long>(s->unshareFlags)) != static_cast<unsigned long>(s->unshareFlags)) {
-    SetFail(out, EINVAL, "clone", "clone");
-    lock.unlock();
-    CancelSpawner(s);
-    return false;
-  }
-  l->flags &= ~static_cast<unsigned long>(s->unshareFlags);
-  pthread_t t = s->thread;
-  s->launch = l;
-  s->cv.notify_all();
-  lock.unlock();
-  pthread_detach(t);
-  return true;
-}
-
-// HandToSpawner without waiting for the thread to attach (for the JS thread, which must not
-// block): a thread still attaching gets the launch now and reports a failed attach on the
-// launch's status pipe (kCAttachFailed). False as HandToSpawner when the failure is known here.
-bool HandToSpawnerNow(Spawner* s, Launch* l, Outcome& out) {
-  std::unique_lock<std::mutex> lock(s->mu);
-  if (s->attached && s->attachErr != 0) {
-    SetFail(out, s->attachErr, s->attachSyscall, "cgroup");
-    lock.unlock();
-    CancelSpawner(s);
-    return false;
-  }
   if ((l->flags & static_cast<unsigned long>(s->unshareFlags)) != static_cast<unsigned long>(s->unshareFlags)) {
     SetFail(out, EINVAL, "clone", "clone");
     lock.unlock();
@@ -2167,7 +2144,7 @@ bool SpawnOnLoop(Napi::Env env, Napi::Function cb, std::unique_ptr<ContainerPlan
   bool started = false;
   if (l != nullptr) {
     SharedMmEnter();
-    started = HandToSpawnerNow(spawner, l, out);
+    started = HandToSpawner(spawner, l, out, false);
     if (!started) {
       SharedMmLeave();
       ::munmap(l->stack, l->stackSize);
