@@ -34,6 +34,14 @@ export interface RuntimeOptions {
    * (the CLI: no parent to make before and remove after each run).
    */
   defaultCgroupParent?: string;
+  /**
+   * A one-shot runtime (the CLI): on cgroup v1, each init is cloned by a thread of this process
+   * that attached itself to the container's cgroups while the limits were written and the plan
+   * compiled, so that no thread pool starts and no attach sits between the clone and the init's
+   * setup. A long-running runtime keeps the pool's way (a daemon's warm cgroups, or a pool
+   * thread that writes the init into its cgroups).
+   */
+  oneShot?: boolean;
 }
 
 export interface CreateOptions {
@@ -262,12 +270,10 @@ export class Runtime {
     let fds: number[] = [];
     try {
       if (pooled === undefined) await cg.create();
-      // A runtime without a pool (the CLI) on cgroup v1 has its init cloned by a thread of its
-      // own that attaches itself to the container's cgroups now, while the limits are written
-      // and the plan is compiled on this thread, instead of writing the init into them between
-      // its clone and its setup. Not where the pool is not used either: a pids limit (the
-      // thread would count), a new time or user namespace.
-      if (spawner === undefined && this.pool === undefined && cg.version === 1 && spec.linux?.resources?.pids === undefined && !newNs.has('time') && !newNs.has('user')) {
+      // A one-shot runtime on cgroup v1 has its init cloned by a thread of its own that attaches
+      // itself to the container's cgroups now (see RuntimeOptions.oneShot). Not where the pool
+      // is not used either: a pids limit (the thread would count), a new time or user namespace.
+      if (spawner === undefined && this.opts.oneShot === true && cg.version === 1 && spec.linux?.resources?.pids === undefined && !newNs.has('time') && !newNs.has('user')) {
         const tasks: number[] = [];
         try {
           for (const d of new Set(Object.values(cg.paths))) tasks.push(fs.openSync(path.join(d, 'tasks'), 'w'));

@@ -175,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const debug = bool(g, 'debug') ? (m: string): void => log('debug', m) : undefined;
   // No linux.cgroupsPath: the container's cgroup is /<id> of each hierarchy, as with runc and crun.
-  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug, defaultCgroupParent: '' });
+  const rt = new Runtime({ root: str(g, 'root') ?? '/run/berth-runtime', systemdCgroup: bool(g, 'systemd-cgroup'), warn: (m) => log('warning', m), debug, defaultCgroupParent: '', oneShot: true });
   runtime = rt;
   debug?.(`${cmd} ${args.join(' ')}`);
   switch (cmd) {

@@ -5,14 +5,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import type { Spec } from '../oci/config';
-import { Runtime } from '../runtime';
+import { Runtime, type RuntimeOptions } from '../runtime';
 import { makeBundle, uniqueId, type Bundle } from './bundle';
 
 export class Harness {
   readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-rt-root-'));
-  readonly rt = new Runtime({ root: this.root });
+  readonly rt: Runtime;
   private readonly bundles: Bundle[] = [];
   private readonly files: string[] = [];
+
+  /** `opts`: more RuntimeOptions (e.g. oneShot, the CLI's way of cloning the init). */
+  constructor(opts: Omit<Partial<RuntimeOptions>, 'root'> = {}) {
+    this.rt = new Runtime({ root: this.root, ...opts });
+  }
 
   bundle(args: string[], edit?: (spec: Spec) => void): Bundle {
     const b = makeBundle(args, edit);
