@@ -22,6 +22,17 @@ describe('berth-runtime-shim process', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /** The daemon on a socket under `dir`, serving, and a grpc-js client with a promise `call`. */
+  async function startShim() {
+    const sock = path.join(dir, 'run', 'runtime-shim.sock');
+    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
+    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
+    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
+      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
+    return { client, call };
+  }
+
   it('serves SERVING health on its 0600 socket and exits 0 on SIGTERM', async () => {
     const sock = path.join(dir, 'run', 'runtime-shim.sock');
     svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
@@ -42,13 +53,8 @@ describe('berth-runtime-shim process', () => {
   });
 
   it('runs a container from an OCI bundle over gRPC: create, start, STOPPED event with the exit code, status, remove', async () => {
-    const sock = path.join(dir, 'run', 'runtime-shim.sock');
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const { client, call } = await startShim();
     const bundle = makeBundle(['sh', '-c', 'exit 7']);
-    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
-    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
-      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
     const events = client.events({ podSandboxId: '' });
     const stopped = new Promise<runtime.ContainerEvent>((resolve) => events.on('data', (e: runtime.ContainerEvent) => e.eventType === runtime.ContainerEventType.CONTAINER_EVENT_TYPE_STOPPED && resolve(e)));
     events.on('error', () => undefined);
@@ -76,13 +82,8 @@ describe('berth-runtime-shim process', () => {
   });
 
   it('WaitContainer: called before the start it returns the exit; at once once exited; NOT_FOUND for none; a removed created container is waited out', async () => {
-    const sock = path.join(dir, 'run', 'runtime-shim.sock');
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const { client, call } = await startShim();
     const bundle = makeBundle(['sh', '-c', 'sleep 0.2; exit 3']);
-    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
-    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
-      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
     const create = async (name: string): Promise<string> => (await call(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }))).containerId;
     try {
       const a = await create('a');
@@ -114,16 +115,11 @@ describe('berth-runtime-shim process', () => {
   });
 
   it('reaps orphans of a container without its own pid namespace (the daemon is their subreaper)', async () => {
-    const sock = path.join(dir, 'run', 'runtime-shim.sock');
-    svc = startServiceProcess(bin, ['--listen', `unix://${sock}`, '--state-dir', path.join(dir, 'state')]);
-    expect(await waitServing(`unix://${sock}`), svc.output()).toBe('SERVING');
+    const { client, call } = await startShim();
     // sh exits at once; its two sleeps are orphaned to the daemon and die 0.3 s later
     const bundle = makeBundle(['sh', '-c', 'sleep 0.3 & sleep 0.3 & exit 0'], (s) => {
       s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'pid');
     });
-    const client = createClient(runtime.RuntimeServiceClient, { target: `unix://${sock}` });
-    const call = <Req, Res>(fn: (req: Req, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: Req): Promise<Res> =>
-      new Promise((resolve, reject) => fn.call(client, req, (e: ServiceError | null, r: Res) => (e ? reject(e) : resolve(r))));
     const daemon = svc.proc.pid!;
     const children = (): string[] => fs.readdirSync(`/proc/${daemon}/task`).flatMap((t) => fs.readFileSync(`/proc/${daemon}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
     try {

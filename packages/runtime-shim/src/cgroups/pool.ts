@@ -33,9 +33,9 @@ export interface PooledCgroup {
 const POOL_PREFIX = '.pool-';
 
 /**
- * rmdir of a deleted container's cgroup on libuv's threads (the kernel's teardown of a v1 cgroup is not the
- * event loop's work), retried while the kernel still lets go of the last task (~1 s at most;
- * then left for removeStale()).
+ * rmdir of a deleted container's cgroup on libuv's threads (the kernel's teardown of a v1 cgroup
+ * is not the event loop's work), retried while the kernel still lets go of the last task (~1 s at
+ * most; then left for removeStale()).
  */
 async function rmdirOffThread(dir: string): Promise<void> {
   for (let i = 0; ; i++) {
