@@ -243,6 +243,56 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
     gone.close();
   });
 
+  it('the lean client streams server-streaming calls from grpc-js and lean servers: messages in order, the end, an error after messages, cancel on break', async () => {
+    // A server-streaming method made from the scheduler's messages: `scheduledCount` 0..n-1.
+    const def = { ...scheduler.SchedulerService.status, path: '/test.Stream/Count', responseStream: true as const };
+    const definition = { count: def };
+    for (const kind of ['grpc-js', 'lean'] as const) {
+      const sock = `unix://${path.join(dir, `stream-${kind}.sock`)}`;
+      let cancelled = false;
+      const implementation = {
+        count: serverStream(async function* (_req: scheduler.StatusRequest, call, signal) {
+          const n = Number(call.metadata.get('x-n')[0] ?? 3);
+          for (let i = 0; i < n; i++) yield scheduler.StatusResponse.fromPartial({ scheduledCount: i, profiles: ['x'.repeat(i * 40_000)] });
+          if (call.metadata.get('x-fail').length > 0) throw new InvalidArgumentError('profile', 'no such profile');
+          if (call.metadata.get('x-hang').length > 0) {
+            if (!signal.aborted) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+            cancelled = true;
+          }
+        }),
+      };
+      const r = kind === 'lean' ? await serveH2({ listen: sock, services: [{ definition, implementation }] }) : await serve({ listen: sock, services: [{ definition, implementation }] });
+      const c = createH2UnaryClient(definition, { target: sock });
+      const md = (k: string, v: string): Metadata => { const m = new Metadata(); m.set(k, v); return m; };
+      try {
+        // Messages larger than one DATA frame and several in one frame are both cut right.
+        const got: number[] = [];
+        for await (const m of c.count({}, { metadata: md('x-n', '5') })) {
+          expect(m.profiles[0]).toHaveLength(m.scheduledCount * 40_000);
+          got.push(m.scheduledCount);
+        }
+        expect(got).toEqual([0, 1, 2, 3, 4]);
+        const seen: number[] = [];
+        const err = await (async () => { for await (const m of c.count({}, { metadata: md('x-fail', '1') })) seen.push(m.scheduledCount); })().catch((e: unknown) => e);
+        expect(seen).toEqual([0, 1, 2]);
+        expect(err).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'profile: no such profile' });
+        // Leaving the loop cancels the call on the server.
+        for await (const m of c.count({}, { metadata: md('x-hang', '1') })) if (m.scheduledCount === 1) break;
+        for (let i = 0; i < 50 && !cancelled; i++) await new Promise((res) => setTimeout(res, 20));
+        expect(cancelled).toBe(true);
+        // A deadline ends a call that runs past it.
+        const late = await (async () => { for await (const _ of c.count({}, { metadata: md('x-hang', '1'), deadlineMs: 100 })) { /* drain */ } })().catch((e: unknown) => e);
+        expect(late).toMatchObject({ code: status.DEADLINE_EXCEEDED });
+      } finally {
+        c.close();
+        await r.shutdown(0);
+      }
+    }
+    const gone = createH2UnaryClient(definition, { target: `unix://${path.join(dir, 'nothing.sock')}` });
+    await expect((async () => { for await (const _ of gone.count({})) { /* none */ } })()).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    gone.close();
+  });
+
   it('pause() holds a client-streaming call back through HTTP/2 flow control until resume()', async () => {
     const sock = path.join(dir, 'img.sock');
     let got = 0;

@@ -159,7 +159,7 @@ export class ContainerManager {
     this.warn = opts.warn ?? (() => undefined);
     this.events.setMaxListeners(0);
     this.monitors = new MonitorHosts({ errLog: path.join(opts.stateDir, 'monitors.log'), perHost: opts.containersPerMonitor ?? DEFAULT_CONTAINERS_PER_MONITOR });
-    this.reaper = new OrphanReaper(containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids, ...this.monitors.pids]));
+    this.reaper = new OrphanReaper(containerSyscalls, () => new Set([...this.rt.ownPids, ...hookPids, ...this.monitors.pids]), () => this.rt.initsInFlight > 0);
   }
 
   /** Reap orphans reparented to this (subreaper) process. */
@@ -198,7 +198,12 @@ export class ContainerManager {
     return { maxSize, maxFiles };
   }
 
-  async create(req: CreateRequest): Promise<ContainerRecord> {
+  /**
+   * `startAtOnce`: the init does not hold for a start() where the runtime allows it (a bundle
+   * container of the daemon without startContainer hooks); the record is then running (or
+   * exited) when this returns, and the created and started events are both out.
+   */
+  async create(req: CreateRequest, o: { startAtOnce?: boolean } = {}): Promise<ContainerRecord> {
     const cfg = req.config;
     const name = cfg.metadata?.name ?? '';
     if (name === '') throw new InvalidArgumentError('config.metadata.name', 'must not be empty');
@@ -221,13 +226,13 @@ export class ContainerManager {
     // Held until the record exists, so two concurrent creates cannot both take the name.
     if (sandboxId !== '') this.naming.add(key);
     try {
-      return await this.createNamed(cfg, name, attempt, sandboxId, sandbox, bundleDir);
+      return await this.createNamed(cfg, name, attempt, sandboxId, sandbox, bundleDir, o.startAtOnce === true);
     } finally {
       this.naming.delete(key);
     }
   }
 
-  private async createNamed(cfg: runtime.ContainerConfig, name: string, attempt: number, sandboxId: string, sandbox: ReturnType<SandboxManager['find']>, bundleDir: string | undefined): Promise<ContainerRecord> {
+  private async createNamed(cfg: runtime.ContainerConfig, name: string, attempt: number, sandboxId: string, sandbox: ReturnType<SandboxManager['find']>, bundleDir: string | undefined, startAtOnce: boolean): Promise<ContainerRecord> {
     let logPath = '';
     if (cfg.logPath !== '') {
       if (sandbox === undefined || sandbox.logDirectory === '') throw new InvalidArgumentError('config.log_path', 'needs a sandbox with a log_directory');
@@ -273,8 +278,12 @@ export class ContainerManager {
       }
       if (bundleDir !== undefined && logPath === '') {
         // The tool/test path of issue #5: the daemon is the parent, the output goes nowhere.
-        const created = await this.rt.create(id, { bundle: rec.bundle, spec, stdio: [this.devNull, this.devNull, this.devNull] });
+        const created = await this.rt.create(id, { bundle: rec.bundle, spec, stdio: [this.devNull, this.devNull, this.devNull], startAtOnce });
         rec.inProcess = true;
+        if (created.started) {
+          rec.startedAtUs = nowUs();
+          rec.phase = 'running';
+        }
         rec.exited = created.exited.then(
           (e) => this.settleExit(rec, { code: e.code, signal: e.signal, oomKilled: e.oomKilled, finishedAtUs: nowUs() }),
           () => this.settleExit(rec),
@@ -290,6 +299,11 @@ export class ContainerManager {
     }
     this.records.set(id, rec);
     this.emit('created', rec);
+    if (rec.startedAtUs !== 0) {
+      // Before the hooks: the exit may come while they run, and its event goes after this one.
+      this.emit('started', rec);
+      await this.rt.poststart(id);
+    }
     return rec;
   }
 
@@ -388,6 +402,32 @@ export class ContainerManager {
     // records their exit as lost, started or not): their record need not follow the start.
     if (r.inProcess !== true) this.save(r);
     this.emit('started', r);
+  }
+
+  /**
+   * create, then start at once and, with `remove`, remove after the exit (what `runc run` and
+   * `docker run --rm` do). Only the create is awaited here: the start and the removal go on
+   * whether or not the caller stays to see them. A failed start removes the container.
+   * `removed` settles once the container has exited (and, with `remove`, is gone): true if it
+   * was removed.
+   */
+  async run(req: CreateRequest, remove: boolean): Promise<{ rec: ContainerRecord; started: Promise<void>; removed: Promise<boolean> }> {
+    const rec = await this.create(req, { startAtOnce: true });
+    let startFailed = false;
+    const started = (rec.startedAtUs !== 0 ? Promise.resolve() : this.start(rec.id)).catch(async (err: unknown) => {
+      startFailed = true;
+      await this.remove(rec.id).catch((e: Error) => this.warn(`container ${rec.id}: removal after a failed start: ${e.message}`));
+      throw err;
+    });
+    const removed = started.then(() => rec.exited).then(async () => {
+      if (!remove) return false;
+      await this.remove(rec.id);
+      return true;
+    });
+    // Nobody may be left to see these (the caller went away): a failed removal is logged.
+    started.catch(() => undefined);
+    removed.catch((e: Error) => { if (!startFailed) this.warn(`container ${rec.id}: removal after its exit: ${e.message}`); });
+    return { rec, started, removed };
   }
 
   private signal(r: ContainerRecord, sig: string | number): void {

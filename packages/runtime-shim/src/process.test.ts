@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { runtime } from '@berth/api';
-import { checkHealth, createClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
+import { checkHealth, createClient, createH2UnaryClient, startServiceProcess, waitServing, type ServiceProcess } from '@berth/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { makeBundle } from './testing/bundle';
@@ -111,6 +111,83 @@ describe('berth-runtime-shim process', () => {
     } finally {
       client.close();
       bundle.remove();
+    }
+  });
+
+  it('RunContainer: created, started, exited in order; removed with remove; kept without; runs on when the caller goes; bad input names the field', async () => {
+    const { client, call } = await startShim();
+    const sock = `unix://${path.join(dir, 'run', 'runtime-shim.sock')}`;
+    const lean = createH2UnaryClient(runtime.RuntimeServiceService, { target: sock });
+    const P = runtime.RunContainerPhase;
+    const exit3 = makeBundle(['sh', '-c', 'exit 3']);
+    const slow = makeBundle(['sh', '-c', 'sleep 0.4']);
+    // A startContainer hook: the init holds for a start, as a plain create does.
+    const hooked = makeBundle(['true'], (s) => { s.hooks = { startContainer: [{ path: '/bin/true' }] }; });
+    const req = (b: { dir: string }, name: string, remove: boolean): runtime.RunContainerRequest =>
+      runtime.RunContainerRequest.fromPartial({ config: { metadata: { name }, annotations: { 'berth.io/oci-bundle': b.dir } }, remove });
+    const list = async (): Promise<string[]> => (await call<runtime.ListContainersRequest, runtime.ListContainersResponse>(client.listContainers, {})).containers.map((c) => c.id);
+    const events: runtime.ContainerEvent[] = [];
+    const stream = client.events({ podSandboxId: '' });
+    stream.on('data', (e: runtime.ContainerEvent) => events.push(e));
+    stream.on('error', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the event stream is open
+      for (const b of [exit3, hooked]) {
+        const got: runtime.RunContainerResponse[] = [];
+        for await (const m of lean.runContainer(req(b, `rm-${got.length}`, true))) got.push(m);
+        const id = got[0]!.containerId;
+        expect(got.map((m) => m.phase)).toEqual([P.RUN_CONTAINER_PHASE_CREATED, P.RUN_CONTAINER_PHASE_STARTED, P.RUN_CONTAINER_PHASE_EXITED]);
+        expect(got.every((m) => m.containerId === id)).toBe(true);
+        expect(got[1]!.startedAtUs).toBeGreaterThan(0);
+        expect(got[2]).toMatchObject({ removed: true, exit: { exitCode: b === exit3 ? 3 : 0, reason: b === exit3 ? 'Error' : 'Completed' } });
+        expect(got[2]!.exit!.finishedAtUs).toBeGreaterThanOrEqual(got[1]!.startedAtUs);
+        await expect(call(client.containerStatus, { containerId: id, verbose: false })).rejects.toMatchObject({ code: status.NOT_FOUND });
+        await new Promise((r) => setTimeout(r, 50));
+        const kinds = events.filter((e) => e.containerId === id).map((e) => e.eventType);
+        const T = runtime.ContainerEventType;
+        expect(kinds).toEqual([T.CONTAINER_EVENT_TYPE_CREATED, T.CONTAINER_EVENT_TYPE_STARTED, T.CONTAINER_EVENT_TYPE_STOPPED, T.CONTAINER_EVENT_TYPE_DELETED]);
+      }
+      // Without remove the exited container stays, as after WaitContainer (grpc-js client here).
+      const kept: runtime.RunContainerResponse[] = await new Promise((resolve, reject) => {
+        const out: runtime.RunContainerResponse[] = [];
+        const st = client.runContainer(req(exit3, 'kept', false));
+        st.on('data', (m: runtime.RunContainerResponse) => out.push(m));
+        st.on('error', reject);
+        st.on('end', () => resolve(out));
+      });
+      expect(kept.at(-1)).toMatchObject({ phase: P.RUN_CONTAINER_PHASE_EXITED, removed: false, exit: { exitCode: 3 } });
+      const keptId = kept[0]!.containerId;
+      expect((await call(client.containerStatus, { containerId: keptId, verbose: false })).status).toMatchObject({ state: runtime.ContainerState.CONTAINER_STATE_EXITED, exitCode: 3 });
+      await call(client.removeContainer, { containerId: keptId });
+      // The caller leaves after the first message: the container runs on and is removed at its exit.
+      let slowId = '';
+      for await (const m of lean.runContainer(req(slow, 'left', true))) {
+        slowId = m.containerId;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await call(client.containerStatus, { containerId: slowId, verbose: false })).status?.state).toBe(runtime.ContainerState.CONTAINER_STATE_RUNNING);
+      for (let i = 0; i < 100 && (await list()).includes(slowId); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await list()).not.toContain(slowId);
+      // Bad input: the field is named and nothing is left behind.
+      const drain = async (r: runtime.RunContainerRequest): Promise<unknown> => {
+        try {
+          for await (const _ of lean.runContainer(r)) { /* none expected */ }
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      };
+      expect(await drain(runtime.RunContainerRequest.fromPartial({ remove: true }))).toMatchObject({ code: status.INVALID_ARGUMENT, details: 'config: is required' });
+      expect(await drain(req({ dir: path.join(dir, 'no-such-bundle') }, 'missing', true))).toMatchObject({ code: status.INVALID_ARGUMENT });
+      expect(await drain(req({ dir: 'relative/bundle' }, 'relative', true))).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('config.annotations.berth.io/oci-bundle') });
+      expect(await list()).toEqual([]);
+      expect(fs.readdirSync(path.join(dir, 'state', 'containers')).filter((n) => !n.startsWith('.'))).toEqual([]);
+    } finally {
+      stream.cancel();
+      lean.close();
+      client.close();
+      for (const b of [exit3, slow, hooked]) b.remove();
     }
   });
 

@@ -22,7 +22,9 @@ export class OrphanReaper {
     this.scheduled = true;
     setTimeout(() => {
       this.scheduled = false;
-      this.reap();
+      // A child whose pid is not known yet may be among the zombies: scan once it is.
+      if (this.busy()) this.onSignal();
+      else this.reap();
     }, REAP_DELAY_MS).unref();
   };
 
@@ -30,6 +32,8 @@ export class OrphanReaper {
     private readonly sys: Pick<ContainerSyscalls, 'reapZombie'>,
     /** Pids someone else waits for. */
     private readonly owned: () => ReadonlySet<number>,
+    /** True while children are being made whose pids `owned` does not list yet. */
+    private readonly busy: () => boolean = () => false,
   ) {}
 
   start(): void {
@@ -53,8 +57,9 @@ export class OrphanReaper {
     return out;
   }
 
-  /** Reaps the orphaned zombies now; returns their pids. */
+  /** Reaps the orphaned zombies now (none while busy); returns their pids. */
   reap(): number[] {
+    if (this.busy()) return [];
     const owned = this.owned();
     const reaped: number[] = [];
     for (const pid of OrphanReaper.children()) {

@@ -186,6 +186,12 @@ export class Runtime {
   private readonly exitSeen = new Set<string>();
   /** Pids of our children that a pidfd watch reaps (container inits, execs). */
   readonly ownPids = new Set<number>();
+  /**
+   * Container inits being spawned, whose pid is not in ownPids yet. One that does not hold for
+   * a start (startAtOnce) can run and exit before its pid is known here: while any is in
+   * flight, an orphan reaper must leave unknown zombies alone, or it takes that init's exit.
+   */
+  initsInFlight = 0;
   /** Removals of empty cgroup parents still waiting for the kernel (see settle()). */
   private readonly cleanups = new Set<Promise<void>>();
   /** The warm cgroups of a long-running runtime (RuntimeOptions.cgroupPool). */
@@ -315,9 +321,13 @@ export class Runtime {
       try {
         const via = spawner;
         spawner = undefined;
+        this.initsInFlight++;
         ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan, beforePivot, via));
       } catch (err) {
         throw describeInitFailure(err, compiled.plan, spec);
+      } finally {
+        // Decremented in the same turn as the pid goes into ownPids below: no timer between.
+        this.initsInFlight--;
       }
       for (const fd of fds) fs.closeSync(fd);
       fds = [];
@@ -510,13 +520,18 @@ export class Runtime {
     while (this.cleanups.size > 0) await Promise.all([...this.cleanups]);
   }
 
+  /** The poststart hooks of a container created with startAtOnce that did not hold (start() runs them otherwise); a failed hook is a warning. */
+  async poststart(id: string): Promise<void> {
+    const s = this.store.read(checkId(id));
+    await runHooks(s.spec.hooks?.poststart, this.ociState(s, 'running'), 'poststart').catch((e: Error) => this.warn(e.message));
+  }
+
   /** create + start + wait; returns the exit code (128+signal when killed), like runc run. */
   async run(id: string, o: CreateOptions & { detach?: boolean; keep?: boolean }): Promise<number> {
     const created = await this.create(id, { ...o, startAtOnce: true });
     try {
       if (created.started) {
-        const s = this.store.read(id);
-        await runHooks(s.spec.hooks?.poststart, this.ociState(s, 'running'), 'poststart').catch((e: Error) => this.warn(e.message));
+        await this.poststart(id);
       } else {
         await this.start(id);
       }

@@ -243,6 +243,31 @@ function runtimeService(d: RuntimeDeps) {
       await r.exited;
       return runtime.WaitContainerResponse.fromPartial({ exitCode: r.exitCode, finishedAtUs: r.finishedAtUs, reason: r.reason, message: r.message });
     }),
+    runContainer: serverStream(async function* (req: runtime.RunContainerRequest) {
+      if (req.config === undefined) throw new InvalidArgumentError('config', 'is required');
+      let run: Awaited<ReturnType<ContainerManager['run']>>;
+      try {
+        run = await mgr.run({ sandboxId: req.podSandboxId, config: req.config }, req.remove);
+      } catch (err) {
+        throw domainError(err);
+      }
+      const { rec } = run;
+      const containerId = rec.id;
+      yield runtime.RunContainerResponse.fromPartial({ phase: runtime.RunContainerPhase.RUN_CONTAINER_PHASE_CREATED, containerId });
+      let removed: boolean;
+      try {
+        await run.started;
+        yield runtime.RunContainerResponse.fromPartial({ phase: runtime.RunContainerPhase.RUN_CONTAINER_PHASE_STARTED, containerId, startedAtUs: rec.startedAtUs });
+        removed = await run.removed;
+      } catch (err) {
+        throw domainError(err);
+      }
+      if (removed) stats.forget(containerId);
+      yield runtime.RunContainerResponse.fromPartial({
+        phase: runtime.RunContainerPhase.RUN_CONTAINER_PHASE_EXITED, containerId, startedAtUs: rec.startedAtUs, removed,
+        exit: { exitCode: rec.exitCode, finishedAtUs: rec.finishedAtUs, reason: rec.reason, message: rec.message },
+      });
+    }),
     containerStatus: guarded((req: runtime.ContainerStatusRequest) => {
       const r = mgr.get(req.containerId);
       return runtime.ContainerStatusResponse.fromPartial({

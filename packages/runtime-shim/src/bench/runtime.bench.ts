@@ -157,6 +157,31 @@ async function main(): Promise<void> {
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
 
+    // The same four steps in one call: RunContainer with remove (as `crun run` is one command).
+    const runReq = runtime.RunContainerRequest.fromPartial({ ...createReq, remove: true });
+    const ranOk = (last: runtime.RunContainerResponse | undefined, how: string): void => {
+      if (last?.phase !== runtime.RunContainerPhase.RUN_CONTAINER_PHASE_EXITED || last.exit?.exitCode !== 0 || !last.removed) throw new Error(`/bin/true failed in ${how}: ${JSON.stringify(last)}`);
+    };
+    const runGrpcOnce = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      let last: runtime.RunContainerResponse | undefined;
+      await new Promise<void>((resolve, reject) => {
+        const st = client.runContainer(runReq);
+        st.on('data', (m: runtime.RunContainerResponse) => (last = m));
+        st.on('error', reject);
+        st.on('end', () => resolve());
+      });
+      ranOk(last, 'RunContainer (grpc-js)');
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+    const runLeanOnce = async (): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      let last: runtime.RunContainerResponse | undefined;
+      for await (const m of lean.runContainer(runReq)) last = m;
+      ranOk(last, 'RunContainer (lean client)');
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+
     const cases: Record<string, () => Promise<number>> = {
       'node -e 0': () => run(process.execPath, ['-e', '0']),
       'runc run': () => run('/usr/sbin/runc', ['--root', roots.runc, 'run', '--bundle', bundle.dir, uniqueId('b')]),
@@ -164,6 +189,8 @@ async function main(): Promise<void> {
       'berth-runtime run (CLI)': () => run(process.execPath, [BIN, '--root', roots.berth, 'run', '--bundle', bundle.dir, uniqueId('b')]),
       'runtime-shim API (gRPC)': apiOnce,
       'API, lean h2 client': leanOnce,
+      'API, RunContainer (gRPC)': runGrpcOnce,
+      'API, RunContainer (lean)': runLeanOnce,
       '/bin/true (C process start)': () => run('/bin/true', []),
       'one-shot C container floor': () => run(floor!.bin, [bundle.rootfs, ...floor!.parents], (out) => phases.push(JSON.parse(out) as FloorPhases)),
       '3 no-op calls (lean Version)': async () => {
