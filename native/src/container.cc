@@ -1704,6 +1704,47 @@ std::vector<char*> Ptrs(std::vector<std::string>& strings) {
   return out;
 }
 
+// The rootfs ops as packOps() (container.ts) lays them out: per op six numbers (kind, flags,
+// mkdir, mode, major, minor) and four fields (source, target, fstype, data), each "1" + value
+// or "0" for absent, NUL-terminated. False on a layout that does not add up.
+bool ParseOps(Napi::Object packed, std::vector<Op>& ops) {
+  constexpr size_t kNums = 6;
+  Napi::Float64Array nums = packed.Get("nums").As<Napi::Float64Array>();
+  std::string strs = packed.Get("strs").As<Napi::String>().Utf8Value();
+  size_t n = nums.ElementLength() / kNums;
+  size_t pos = 0;
+  bool ok = true;
+  auto field = [&](bool* present) {
+    size_t end = pos < strs.size() ? strs.find('\0', pos) : std::string::npos;
+    if (end == std::string::npos || end == pos || (strs[pos] != '0' && strs[pos] != '1')) {
+      ok = false;
+      pos = strs.size();
+      return std::string();
+    }
+    bool has = strs[pos] == '1';
+    if (present != nullptr) *present = has;
+    std::string v = has ? strs.substr(pos + 1, end - pos - 1) : std::string();
+    pos = end + 1;
+    return v;
+  };
+  ops.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double* d = nums.Data() + i * kNums;
+    Op op;
+    op.kind = static_cast<int32_t>(d[0]);
+    op.flags = static_cast<unsigned long>(d[1]);
+    op.mkdir = static_cast<int32_t>(d[2]);
+    op.mode = static_cast<uint32_t>(d[3]);
+    op.dev = makedev(static_cast<unsigned>(d[4]), static_cast<unsigned>(d[5]));
+    op.source = field(&op.hasSource);
+    op.target = field(nullptr);
+    op.fstype = field(&op.hasFstype);
+    op.data = field(&op.hasData);
+    ops.push_back(std::move(op));
+  }
+  return ok && pos == strs.size();
+}
+
 std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   auto plan = std::make_unique<ContainerPlan>();
   plan->cloneFlags = static_cast<uint64_t>(Num(o, "cloneFlags"));
@@ -1729,21 +1770,7 @@ std::unique_ptr<ContainerPlan> ParsePlan(Napi::Object o) {
   plan->rootPropagation = static_cast<unsigned long>(Num(o, "rootPropagation"));
   plan->rootReadonly = Bool(o, "rootReadonly");
   plan->noPivot = Bool(o, "noPivot");
-  Napi::Array ops = o.Get("ops").As<Napi::Array>();
-  for (uint32_t i = 0; i < ops.Length(); ++i) {
-    Napi::Object j = ops.Get(i).As<Napi::Object>();
-    Op op;
-    op.kind = static_cast<int32_t>(Num(j, "kind"));
-    op.source = Str(j, "source", &op.hasSource);
-    op.target = Str(j, "target");
-    op.fstype = Str(j, "fstype", &op.hasFstype);
-    op.flags = static_cast<unsigned long>(Num(j, "flags"));
-    op.data = Str(j, "data", &op.hasData);
-    op.mkdir = static_cast<int32_t>(Num(j, "mkdir"));
-    op.mode = static_cast<uint32_t>(Num(j, "mode"));
-    op.dev = makedev(static_cast<unsigned>(Num(j, "major")), static_cast<unsigned>(Num(j, "minor")));
-    plan->ops.push_back(std::move(op));
-  }
+  if (!ParseOps(o.Get("ops").As<Napi::Object>(), plan->ops)) return nullptr;
   plan->hostname = Str(o, "hostname", &plan->hasHostname);
   plan->domainname = Str(o, "domainname", &plan->hasDomainname);
   Napi::Array rl = o.Get("rlimits").As<Napi::Array>();
@@ -2218,6 +2245,10 @@ Spawner* TakeSpawner(Napi::Value v) {
 // cgroups) clones the init.
 Napi::Value ContainerSpawn(const Napi::CallbackInfo& info) {
   auto plan = ParsePlan(info[0].As<Napi::Object>());
+  if (plan == nullptr) {
+    Napi::Error::New(info.Env(), "container plan: malformed rootfs ops").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   Spawner* spawner = info.Length() > 2 ? TakeSpawner(info[2]) : nullptr;
   if (spawner != nullptr && OnLoopEligible(*plan) && SpawnOnLoop(info.Env(), info[1].As<Napi::Function>(), plan, spawner)) {
     return info.Env().Undefined();

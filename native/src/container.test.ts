@@ -80,6 +80,16 @@ describe('spawnContainer with a spawner (watched on the event loop)', () => {
     expect(isDumpable()).toBe(true);
   });
 
+  it('refuses an op string with a NUL before any launch (the ops reach the addon packed, NUL-separated)', () => {
+    const spawner = sys.createSpawner([]);
+    try {
+      expect(() => sys.spawnContainer(plan({ rootfs: dir, cloneFlags: CLONE_NEWNS, ops: [{ kind: 'mkdir', target: 'a' }, { kind: 'mkdir', target: 'b\0c' }] }), undefined, spawner))
+        .toThrow(/ops\[1\]\.target must not contain NUL bytes/);
+    } finally {
+      sys.releaseSpawner(spawner);
+    }
+  });
+
   it('runs many launches at once, each to its own outcome', async () => {
     const results = await Promise.all(
       Array.from({ length: 24 }, (_, i) => {

@@ -76,6 +76,8 @@ export interface ContainerRecord extends ContainerMeta {
   message: string;
   dir: string;
   exited: Promise<void>;
+  /** A start() in progress: the exit is settled (and STOPPED sent) only after it (STARTED). */
+  starting?: Promise<void>;
 }
 
 export interface CreateRequest {
@@ -360,6 +362,8 @@ export class ContainerManager {
 
   /** The monitor is gone: take the exit it recorded, or note that it was lost. */
   private async settleExit(rec: ContainerRecord, known?: ExitRecord): Promise<void> {
+    // A process that exits at once can be seen gone before its start has returned.
+    if (rec.starting !== undefined) await rec.starting;
     if (rec.phase === 'exited') return;
     let e = known;
     if (e === undefined) {
@@ -390,13 +394,27 @@ export class ContainerManager {
   async start(id: string): Promise<void> {
     const r = this.get(id);
     if (r.phase !== 'created') throw new FailedPreconditionError(`container ${id} is ${r.phase}, not created`);
+    if (r.starting !== undefined) throw new FailedPreconditionError(`container ${id} is being started`);
+    const starting = this.startNow(r);
+    r.starting = starting.then(() => undefined, () => undefined);
     try {
-      await this.rt.start(id);
+      await starting;
+    } finally {
+      r.starting = undefined;
+    }
+  }
+
+  /** start() once checked: settles after the STARTED event (an exit waits for it: settleExit). */
+  private async startNow(r: ContainerRecord): Promise<void> {
+    // Taken before the release: never after the exit that may follow at once.
+    const startedAtUs = nowUs();
+    try {
+      await this.rt.start(r.id);
     } catch (err) {
       if (err instanceof RuntimeError) throw new FailedPreconditionError(err.message);
       throw err;
     }
-    r.startedAtUs = nowUs();
+    r.startedAtUs = startedAtUs;
     if (r.phase === 'created') r.phase = 'running';
     // The daemon's own bundle containers do not outlive it (a restarted daemon kills them and
     // records their exit as lost, started or not): their record need not follow the start.

@@ -142,8 +142,9 @@ describe('berth-runtime-shim process', () => {
         expect(got[2]).toMatchObject({ removed: true, exit: { exitCode: b === exit3 ? 3 : 0, reason: b === exit3 ? 'Error' : 'Completed' } });
         expect(got[2]!.exit!.finishedAtUs).toBeGreaterThanOrEqual(got[1]!.startedAtUs);
         await expect(call(client.containerStatus, { containerId: id, verbose: false })).rejects.toMatchObject({ code: status.NOT_FOUND });
-        await new Promise((r) => setTimeout(r, 50));
-        const kinds = events.filter((e) => e.containerId === id).map((e) => e.eventType);
+        const of = (): runtime.ContainerEvent[] => events.filter((e) => e.containerId === id);
+        for (let i = 0; i < 100 && of().length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+        const kinds = of().map((e) => e.eventType);
         const T = runtime.ContainerEventType;
         expect(kinds).toEqual([T.CONTAINER_EVENT_TYPE_CREATED, T.CONTAINER_EVENT_TYPE_STARTED, T.CONTAINER_EVENT_TYPE_STOPPED, T.CONTAINER_EVENT_TYPE_DELETED]);
       }

@@ -318,12 +318,15 @@ export class Runtime {
         await runHooks(hooks.createRuntime, state, 'createRuntime');
         for (const hook of hooks.createContainer ?? []) await this.hookBeforePivot(initPid, dir, spec, cg, hook, state);
       };
+      const via = spawner;
+      spawner = undefined;
       try {
-        const via = spawner;
-        spawner = undefined;
         this.initsInFlight++;
         ({ pid, pidfd } = await this.sys.spawnContainer(compiled.plan, beforePivot, via));
       } catch (err) {
+        // Refused before the hand-over (a plan the addon will not take): the spawner is still
+        // ours, and its thread would hold the cgroup (no-op once handed over).
+        if (via !== undefined) this.sys.releaseSpawner(via);
         throw describeInitFailure(err, compiled.plan, spec);
       } finally {
         // Decremented in the same turn as the pid goes into ownPids below: no timer between.

@@ -120,6 +120,31 @@ describe('cgroup pool (v1)', () => {
     expect(dirsNamed(prefix)).toEqual([]);
   });
 
+  it('refills once the takes pause while an entry is left, at once when a take empties the pool', async () => {
+    const { rt } = setup();
+    await rt.warm();
+    const pool = rt.pool!;
+    const taken: Array<NonNullable<ReturnType<typeof pool.take>>> = [];
+    const all = new Set(['network', 'ipc', 'uts', 'mount', 'pid']);
+    cleanups.push(async () => {
+      for (const t of taken) {
+        containerSyscalls.releaseSpawner(t.spawner);
+        await t.driver.destroyLeaf().catch(() => undefined);
+      }
+    });
+    taken.push(pool.take(`${RUNTIME_PARENT}/${uniqueId('tk')}`, all)!);
+    expect(pool.available).toBe(1);
+    expect(pool.refill).toBe('waiting'); // not while a container is being set up
+    taken.push(pool.take(`${RUNTIME_PARENT}/${uniqueId('tk')}`, all)!);
+    expect(pool.available).toBe(0);
+    expect(pool.refill).toBe('filling'); // nothing left: at once
+    await until('the pool to refill', () => pool.available === 2);
+    expect(pool.refill).toBe('none');
+    taken.push(pool.take(`${RUNTIME_PARENT}/${uniqueId('tk')}`, all)!);
+    await until('the refill after the pause', () => pool.available === 2);
+    expect(taken.every((t) => t !== undefined)).toBe(true);
+  });
+
   it('warm() fills the pool before the first create, which then takes a pooled cgroup; after delete its cgroup goes, then its state', async () => {
     const { rt, bundle, viaSpawner, prefix } = setup();
     expect(rt.pool!.available).toBe(0);
@@ -182,6 +207,28 @@ describe('cgroup pool (v1)', () => {
         for (const t of fs.readFileSync(tasks, 'utf8').split('\n').filter(Boolean)) expect(own.has(t)).toBe(false);
       }
     }
+  });
+
+  it('a spawn refused before the hand-over (a synchronous throw) releases the pooled spawner: no cgroup or thread is left', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-pool-'));
+    const bundle = makeBundle(['/bin/true']);
+    const sys: ContainerSyscalls = { ...containerSyscalls, spawnContainer: () => { throw new RangeError('container plan refused'); } };
+    const rt = new Runtime({ root, cgroupPool: 2, syscalls: sys });
+    const prefix = rt.pool!.dirPrefix;
+    cleanups.push(async () => {
+      await rt.close();
+      bundle.remove();
+      fs.rmSync(root, { recursive: true, force: true });
+      for (const d of dirsNamed(prefix)) fs.rmdirSync(d);
+    });
+    await rt.warm();
+    // Each entry's thread is in its cgroups (a thread still attaching would find none left).
+    const attached = (): boolean => dirsNamed(prefix).every((d) => fs.readFileSync(path.join(d, 'tasks'), 'utf8').split('\n').some((t) => t !== '' && fs.existsSync(`/proc/self/task/${t}`)));
+    await until('the spawner threads to attach', attached);
+    const id = uniqueId();
+    await expect(rt.create(id, { bundle: bundle.dir })).rejects.toThrow(/container plan refused/);
+    expect(dirsNamed(id)).toEqual([]);
+    expect(rt.store.ids()).toEqual([]);
   });
 
   it('after a kill -9 of the process holding a pool, a runtime on the same root removes its dirs', async () => {
