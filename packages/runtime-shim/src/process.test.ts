@@ -192,6 +192,29 @@ describe('berth-runtime-shim process', () => {
     }
   });
 
+  it('empties removed containers\' dirs after the answer, and those a stopped daemon left at its next start', async () => {
+    // What a daemon killed between a remove and the emptying of its dir leaves behind.
+    const cri = path.join(dir, 'state', 'cri');
+    const left = path.join(cri, `.removed-${'a'.repeat(64)}`);
+    fs.mkdirSync(left, { recursive: true });
+    fs.writeFileSync(path.join(left, 'meta.json'), '{}');
+    const { client, call } = await startShim();
+    const bundle = makeBundle(['true']);
+    try {
+      expect(fs.existsSync(left)).toBe(false);
+      const { containerId } = await call<runtime.CreateContainerRequest, runtime.CreateContainerResponse>(client.createContainer, runtime.CreateContainerRequest.fromPartial({ config: { metadata: { name: 'gone' }, annotations: { 'berth.io/oci-bundle': bundle.dir } } }));
+      await call(client.startContainer, { containerId });
+      await call(client.waitContainer, { containerId });
+      await call(client.removeContainer, { containerId });
+      expect(fs.existsSync(path.join(cri, containerId))).toBe(false);
+      for (let i = 0; i < 100 && fs.readdirSync(cri).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(fs.readdirSync(cri)).toEqual([]);
+    } finally {
+      client.close();
+      bundle.remove();
+    }
+  });
+
   it('reaps orphans of a container without its own pid namespace (the daemon is their subreaper)', async () => {
     const { client, call } = await startShim();
     // sh exits at once; its two sleeps are orphaned to the daemon and die 0.3 s later

@@ -44,16 +44,16 @@ export class OrphanReaper {
     process.off('SIGCHLD', this.onSignal);
   }
 
-  /** Children of this process (all threads), from /proc. */
+  /**
+   * Children of this process's main thread, from /proc: where the kernel puts an orphan
+   * reparented to a subreaper (the first live thread of its group, the leader while the process
+   * runs). The other threads' children are the inits and execs they cloned, which their pidfd
+   * watches reap. One file, not one per thread: the daemon has ~20 threads, and reading them all
+   * took the event loop ~0.25 ms per burst of exits.
+   */
   static children(): number[] {
     const out: number[] = [];
-    for (const tid of fs.readdirSync('/proc/self/task')) {
-      try {
-        for (const p of fs.readFileSync(`/proc/self/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (p !== '') out.push(Number(p));
-      } catch {
-        // the thread ended meanwhile
-      }
-    }
+    for (const p of fs.readFileSync(`/proc/self/task/${process.pid}/children`, 'utf8').trim().split(/\s+/)) if (p !== '') out.push(Number(p));
     return out;
   }
 
