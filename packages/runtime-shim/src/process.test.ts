@@ -192,6 +192,35 @@ describe('berth-runtime-shim process', () => {
     }
   });
 
+  it('reads a bundle\'s config.json again once it has changed (the parsed spec is kept only while the file is the same)', async () => {
+    await startShim();
+    const lean = createH2UnaryClient(runtime.RuntimeServiceService, { target: `unix://${path.join(dir, 'run', 'runtime-shim.sock')}` });
+    const bundle = makeBundle(['sh', '-c', 'exit 3']);
+    const run = async (): Promise<number | unknown> => {
+      try {
+        let code = -1;
+        for await (const m of lean.runContainer(runtime.RunContainerRequest.fromPartial({ config: { metadata: { name: 'c' }, annotations: { 'berth.io/oci-bundle': bundle.dir } }, remove: true }))) code = m.exit?.exitCode ?? code;
+        return code;
+      } catch (err) {
+        return err;
+      }
+    };
+    try {
+      expect(await run()).toBe(3);
+      expect(await run()).toBe(3);
+      bundle.spec.process!.args = ['sh', '-c', 'exit 4'];
+      bundle.write();
+      expect(await run()).toBe(4);
+      fs.writeFileSync(path.join(bundle.dir, 'config.json'), '{"ociVersion": "1.0.2", "process": ');
+      expect(await run()).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('invalid JSON') });
+      bundle.write();
+      expect(await run()).toBe(4);
+    } finally {
+      lean.close();
+      bundle.remove();
+    }
+  });
+
   it('empties removed containers\' dirs after the answer, and those a stopped daemon left at its next start', async () => {
     // What a daemon killed between a remove and the emptying of its dir leaves behind.
     const cri = path.join(dir, 'state', 'cri');
