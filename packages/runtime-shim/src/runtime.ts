@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { CLONE_FLAGS, containerSyscalls, SyscallError, type ContainerExit, type ContainerPlan, type ContainerSyscalls } from '@berth/native';
 
 import { cgroupDriver, cgroupPath, CgroupV1, CgroupV2, detectCgroupVersion, type CgroupDriver, type CgroupStats } from './cgroups/cgroups';
-import { CgroupPool } from './cgroups/pool';
+import { CgroupPool, isPoolPath } from './cgroups/pool';
 import type { runHooks as RunHooks } from './hooks';
 import { ConfigError, loadSpec, validateSpec, type Hook, type Process, type Resources, type Spec } from './oci/config';
 import { compilePlan } from './oci/plan';
@@ -268,7 +268,8 @@ export class Runtime {
     // nor with a new time namespace (such an init is a fork-style copy, cloned by a pool thread).
     const newNs = new Set((spec.linux?.namespaces ?? []).filter((n) => n.path === undefined).map((n) => n.type));
     const pooled = spec.linux?.cgroupsPath === undefined && spec.linux?.resources?.pids === undefined && !newNs.has('time') ? this.pool?.take(cgPath, newNs) : undefined;
-    const cg = pooled?.driver ?? cgroupDriver(cgPath, this.opts.cgroupRoot);
+    // A pooled cgroup keeps its pool name until the init is set up (see PooledCgroup.commit()).
+    let cg: CgroupDriver = pooled?.driver ?? cgroupDriver(cgPath, this.opts.cgroupRoot);
     let spawner = pooled?.spawner;
     let pidfd = -1;
     let pid = -1;
@@ -276,6 +277,7 @@ export class Runtime {
     let fds: number[] = [];
     try {
       if (pooled === undefined) await cg.create();
+      else this.store.notePooledCgroup(id, pooled.poolPath);
       // A one-shot runtime on cgroup v1 has its init cloned by a thread of its own that attaches
       // itself to the container's cgroups now (see RuntimeOptions.oneShot). Not where the pool
       // is not used either: a pids limit (the thread would count), a new time or user namespace.
@@ -334,6 +336,7 @@ export class Runtime {
       }
       for (const fd of fds) fs.closeSync(fd);
       fds = [];
+      if (pooled !== undefined) cg = pooled.commit();
       const stored: RuntimeState = {
         id, pid, pidStartTime: pidStartTime(pid)?.start ?? '', bundle, rootfs: compiled.rootfs,
         created: createdAt, annotations: spec.annotations ?? {},
@@ -368,6 +371,8 @@ export class Runtime {
       }
       if (pausedInit !== undefined) this.ownPids.delete(pausedInit);
       await cg.destroy().catch(() => undefined);
+      // A commit that failed half-way and could not be undone: the other name too.
+      if (pooled !== undefined) await (cg === pooled.driver ? cgroupDriver(cgPath, this.opts.cgroupRoot) : pooled.driver).destroyLeaf().catch(() => undefined);
       this.store.remove(id);
       throw err;
     }
@@ -457,14 +462,18 @@ export class Runtime {
       s = this.store.read(id);
     } catch (err) {
       if (force && fs.existsSync(this.store.dir(id))) {
-        // A create that crashed before writing state.json: its cgroup (at the default path)
-        // and anything already in it go too.
-        const cg = cgroupDriver(cgroupPath(undefined, id, false, this.opts.defaultCgroupParent), this.opts.cgroupRoot);
-        for (const pid of tasksOf(cg)) {
-          try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        // A create that crashed before writing state.json: its cgroup (at the default path, or
+        // still under the pool name it noted) and anything already in it go too.
+        const pooledPath = this.store.pooledCgroup(id);
+        const cgs = [cgroupDriver(cgroupPath(undefined, id, false, this.opts.defaultCgroupParent), this.opts.cgroupRoot)];
+        if (pooledPath !== undefined && isPoolPath(pooledPath)) cgs.push(cgroupDriver(pooledPath, this.opts.cgroupRoot));
+        for (const cg of cgs) {
+          for (const pid of tasksOf(cg)) {
+            try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+          }
+          for (let i = 0; i < 100 && tasksOf(cg).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+          await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
         }
-        for (let i = 0; i < 100 && tasksOf(cg).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
-        await cg.destroy().catch((e: Error) => this.warn(`cgroup cleanup: ${e.message}`));
         this.store.remove(id);
         return;
       }

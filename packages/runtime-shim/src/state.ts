@@ -37,6 +37,8 @@ export interface OciState {
 }
 
 export const ID_PATTERN = /^[\w+.-]+$/;
+/** A create's pooled cgroup path, until state.json names the container's own (see notePooledCgroup()). */
+const POOLED_CGROUP_FILE = 'pooled-cgroup';
 
 export class RuntimeError extends Error {
   constructor(message: string, readonly exitCode = 1) {
@@ -86,6 +88,24 @@ export class StateStore {
       throw err;
     }
     return dir;
+  }
+
+  /**
+   * Notes, before its init exists, that a create runs its container in a pooled cgroup still
+   * named `cgPath` (renamed to the container's own only after the spawn): a forced delete of a
+   * create that crashed before state.json looks there too.
+   */
+  notePooledCgroup(id: string, cgPath: string): void {
+    fs.writeFileSync(path.join(this.dir(id), POOLED_CGROUP_FILE), cgPath, { mode: 0o600 });
+  }
+
+  /** What notePooledCgroup() wrote for a create that has no state.json, if anything. */
+  pooledCgroup(id: string): string | undefined {
+    try {
+      return fs.readFileSync(path.join(this.dir(id), POOLED_CGROUP_FILE), 'utf8');
+    } catch {
+      return undefined;
+    }
   }
 
   write(state: StoredState): void {

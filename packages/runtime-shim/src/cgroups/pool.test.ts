@@ -12,6 +12,7 @@ import { containerSyscalls, type CgroupSpawner, type ContainerSyscalls } from '@
 import { Runtime } from '../runtime';
 import { makeBundle, uniqueId, type Bundle } from '../testing/bundle';
 import { RUNTIME_PARENT, v1Mounts } from './cgroups';
+import { isPoolPath } from './pool';
 
 const mounts = v1Mounts();
 const hierarchies = [...new Set(Object.values(mounts))];
@@ -227,6 +228,29 @@ describe('cgroup pool (v1)', () => {
     await until('the spawner threads to attach', attached);
     const id = uniqueId();
     await expect(rt.create(id, { bundle: bundle.dir })).rejects.toThrow(/container plan refused/);
+    expect(dirsNamed(id)).toEqual([]);
+    expect(rt.store.ids()).toEqual([]);
+  });
+
+  it('a forced delete of a create that died before state.json kills and removes what is in the pool cgroup it noted', async () => {
+    const { rt } = setup();
+    await rt.warm();
+    const id = uniqueId();
+    // What a create leaves when its daemon dies between the spawn and the rename: the claimed
+    // state dir with the pool name noted, and the init in the pool-named cgroup.
+    rt.store.claim(id);
+    const t = rt.pool!.take(`${RUNTIME_PARENT}/${id}`, new Set(['network', 'ipc', 'uts', 'mount', 'pid']))!;
+    rt.store.notePooledCgroup(id, t.poolPath);
+    containerSyscalls.releaseSpawner(t.spawner);
+    expect(isPoolPath(t.poolPath)).toBe(true);
+    expect(isPoolPath('/berth/..')).toBe(false);
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const gone = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, sig) => r(sig)));
+    cleanups.push(() => { child.kill('SIGKILL'); });
+    for (const d of new Set(Object.values(t.driver.paths))) fs.writeFileSync(path.join(d, 'cgroup.procs'), String(child.pid));
+    await rt.delete(id, true);
+    expect(await gone).toBe('SIGKILL');
+    expect(dirsNamed(path.basename(t.poolPath))).toEqual([]);
     expect(dirsNamed(id)).toEqual([]);
     expect(rt.store.ids()).toEqual([]);
   });

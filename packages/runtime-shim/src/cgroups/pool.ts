@@ -1,17 +1,21 @@
 // A daemon's warm pool of container cgroups (cgroup v1): directories made ahead of need under
 // the runtime's parent as /berth/.pool-<tag>-<n>, each with a spawner thread of the daemon
-// already inside (see CgroupSpawner in @berth/native). A create takes one, renames it to its
-// container's own name (/berth/<id>: v1 renames a cgroup in place, within its parent) and has
-// the spawner clone the init there. The mkdirs, the cpuset setup, the attach (the kernel's
-// RCU grace period, 4-14 ms here) and the network, IPC and UTS namespaces (made by the thread,
-// inherited by the init) all happen off the create's path; a new entry is made after. A
-// deleted container's cgroup is removed on libuv's threads after the delete has returned
-// (removeLeaf()), and its state dir only after that.
+// already inside (see CgroupSpawner in @berth/native). A create takes one, has the spawner clone
+// the init there, and once the init is set up (its binds of these dirs made by name) renames it
+// to its container's own name (/berth/<id>: v1 renames a cgroup in place, within its parent),
+// off the path before the spawn. The mkdirs, the cpuset setup, the attach (the kernel's RCU
+// grace period, 4-14 ms here) and the network, IPC and UTS namespaces (made by the thread,
+// inherited by the init) all happen off the create's path; a new entry is made after, once the
+// takes pause. A deleted container's cgroup is removed on libuv's threads after the delete has
+// returned (removeLeaf()), and its state dir only after that.
 //
 // Crash safety: a dir is either a pool dir (named with this runtime's tag; a restarted daemon
-// removes every such dir it finds, their threads died with the old process) or, once renamed,
-// the cgroup of a container whose state dir was claimed first and is removed only after the
-// cgroup, so the runtime's own recovery (delete --force) removes it at its default path.
+// removes every such dir it finds, their threads died with the old process), or the pool dir
+// of a create in flight, whose name the create noted in its state dir before the spawn
+// (StateStore.notePooledCgroup(): a delete --force of that half-made container kills what is in
+// it and removes it), or, once renamed, the cgroup of a container whose state dir was claimed
+// first and is removed only after the cgroup, so the runtime's own recovery (delete --force)
+// removes it at its default path.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,11 +30,25 @@ interface Entry {
 }
 
 export interface PooledCgroup {
+  /** The entry's cgroup, still under its pool name: for the limits and the init's binds. */
   driver: CgroupV1;
   spawner: CgroupSpawner;
+  /** The pool name of the entry (under the runtime's parent). */
+  poolPath: string;
+  /**
+   * Renames the entry to the container's own name (the cgPath given to take()) once its init is
+   * set up (its binds of the cgroup dirs are made by name); returns the driver at that name.
+   * Undoes a partial rename and throws if a hierarchy refuses.
+   */
+  commit(): CgroupV1;
 }
 
 const POOL_PREFIX = '.pool-';
+
+/** Whether `cgPath` is a pool entry's name (`/berth/.pool-<tag>-<n>`), as a noted one must be. */
+export function isPoolPath(cgPath: string): boolean {
+  return /^\/berth\/\.pool-[0-9a-f]{12}-[0-9a-f]{12}$/.test(cgPath) && cgPath.startsWith(`${RUNTIME_PARENT}/`);
+}
 /** How long after a delete its cgroup's removal starts (see removeLeaf()). */
 const REMOVE_DELAY_MS = 5;
 /** How long the takes must pause before a pool that still has an entry is topped up. */
@@ -198,24 +216,28 @@ export class CgroupPool {
   take(cgPath: string, newNamespaces: ReadonlySet<string>): PooledCgroup | undefined {
     if (path.posix.dirname(cgPath) !== RUNTIME_PARENT) return undefined;
     if (newNamespaces.has('user') || PREMADE.some(([type]) => !newNamespaces.has(type))) return undefined;
+    // A cgroup of that name already there (a crashed run's): the caller makes its own, as before.
+    if (this.hierarchies.length > 0 && fs.existsSync(path.join(this.hierarchies[0]!, cgPath))) return undefined;
     const e = this.entries.shift();
     this.fill(true);
     if (e === undefined) return undefined;
-    const done: string[] = [];
-    try {
-      for (const mnt of this.hierarchies) {
-        fs.renameSync(path.join(mnt, e.cgPath), path.join(mnt, cgPath));
-        done.push(mnt);
+    const commit = (): CgroupV1 => {
+      // Eight renames (~0.2 ms): after the spawn, while the container runs, not before it.
+      const done: string[] = [];
+      try {
+        for (const mnt of this.hierarchies) {
+          fs.renameSync(path.join(mnt, e.cgPath), path.join(mnt, cgPath));
+          done.push(mnt);
+        }
+      } catch (err) {
+        for (const mnt of done) {
+          try { fs.renameSync(path.join(mnt, cgPath), path.join(mnt, e.cgPath)); } catch { /* the caller destroys both names */ }
+        }
+        throw err;
       }
-    } catch {
-      // EEXIST (a cgroup of that name is already there) or the like: undo, and drop the entry.
-      for (const mnt of done) {
-        try { fs.renameSync(path.join(mnt, cgPath), path.join(mnt, e.cgPath)); } catch { /* leave it to removeStale */ }
-      }
-      this.discard(e);
-      return undefined;
-    }
-    return { driver: new CgroupV1(cgPath, this.mounts), spawner: e.spawner };
+      return new CgroupV1(cgPath, this.mounts);
+    };
+    return { driver: new CgroupV1(e.cgPath, this.mounts), spawner: e.spawner, poolPath: e.cgPath, commit };
   }
 
   /**
