@@ -4,7 +4,7 @@
 // init (killed and reaped before the rejection), a failed attach (before or after the hand-over),
 // a spawner that made namespaces the plan does not want. No cgroups are touched (a spawner with
 // no `tasks` files stays where it is); every child is reaped and every fd and dir removed.
-import { chmodSync, closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,6 +226,73 @@ describe('read-only binds (the new mount API where nothing can propagate)', () =
   afterEach(() => {
     for (const m of hostMounts) execFileSync('umount', [m]);
     hostMounts = [];
+  });
+
+  it('a spawner\'s prebuilt cgroup tree gives the mounts of the ops it replaces, which run without one', async () => {
+    const host = join(dir, 'host');
+    const sources: Array<[string, string]> = [['a', host], ['b', join(host, 'sub')]];
+    let n = 0;
+    const seen = async (spawner: ReturnType<typeof sys.createSpawner>): Promise<{ mounts: string[]; fallbackRan: boolean }> => {
+      const rootfs = join(dir, `tree-rootfs-${n++}`);
+      for (const d of ['bin', 'proc']) mkdirSync(join(rootfs, d), { recursive: true });
+      copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+      chmodSync(join(rootfs, 'bin', 'busybox'), 0o755);
+      const out = join(dir, `tree-mounts-${n}`);
+      const outFd = open(out, 'w');
+      const { pidfd } = await sys.spawnContainer(
+        plan({
+          cloneFlags: CLONE_NEWNS | CLONE_NEWPID, rootfs, rootPropagation: MS.slave | MS.rec,
+          argv: ['cat', '/proc/self/mountinfo'], candidates: ['/bin/busybox'], stdio: [outFd, outFd, outFd],
+          ops: [
+            { kind: 'mount', source: 'proc', target: 'proc', fstype: 'proc', flags: 0, data: null, mkdir: 'dir' },
+            { kind: 'cgroupTree', target: 'mnt', skip: 6 },
+            { kind: 'mount', source: 'tmpfs', target: 'mnt', fstype: 'tmpfs', flags: MS.nosuid | MS.nodev | MS.noexec, data: 'mode=755', mkdir: 'dir' },
+            ...sources.flatMap(([name, d]): NonNullable<ContainerPlan['ops']> => [
+              { kind: 'mount', source: d, target: `mnt/${name}`, fstype: null, flags: MS.bind, data: null, mkdir: 'dir' },
+              { kind: 'remount', target: `mnt/${name}`, flags: MS.bind | MS.rdonly | MS.nosuid | MS.nodev | MS.noexec },
+            ]),
+            // Skipped with a tree too: shows which way the tree was made.
+            { kind: 'mkdir', target: 'fallback-ran' },
+            { kind: 'remount', target: 'mnt', flags: MS.rdonly | MS.nosuid | MS.nodev | MS.noexec },
+          ],
+        }),
+        undefined,
+        spawner,
+      );
+      expect(await sys.watchExit(pidfd)).toEqual({ code: 0, signal: null });
+      const mounts = readFileSync(out, 'utf8').trim().split('\n').map((line) => {
+        const f = line.split(' ');
+        const dash = f.indexOf('-');
+        return [f[3]!.replace(rootfs, '<rootfs>'), f[4], f[5], ...f.slice(6, dash).filter((o) => !o.startsWith('shared:')), f[dash + 1], f[dash + 3]].join(' ');
+      });
+      return { mounts, fallbackRan: existsSync(join(rootfs, 'fallback-ran')) };
+    };
+    const withTree = await seen(sys.createSpawner([], 0, sources));
+    const withoutTree = await seen(sys.createSpawner([]));
+    expect(withTree.fallbackRan).toBe(false);
+    expect(withoutTree.fallbackRan).toBe(true);
+    // The same mounts; the tree's are listed first (mountinfo goes by mount age, and the tree is
+    // older than the container's namespace).
+    expect([...withTree.mounts].sort()).toEqual([...withoutTree.mounts].sort());
+    expect(withTree.mounts.filter((l) => / \/mnt/.test(l))).toEqual([
+      expect.stringMatching(/^\/ \/mnt ro,nosuid,nodev,noexec,relatime tmpfs /),
+      expect.stringMatching(/^\/ \/mnt\/a ro,nosuid,nodev,noexec,relatime tmpfs /),
+      expect.stringMatching(/^\/ \/mnt\/b ro,nosuid,nodev,noexec,relatime tmpfs /),
+    ]);
+    // A tree that cannot be built (a source that is not there): the ops run.
+    const broken = await seen(sys.createSpawner([], 0, [['a', join(dir, 'no-such-dir')]]));
+    expect(broken.fallbackRan).toBe(true);
+    expect([...broken.mounts].sort()).toEqual([...withoutTree.mounts].sort());
+    expect(() => sys.createSpawner([], 0, [['../x', host]])).toThrow(/cgroupTree\[0\]/);
+    // Shared sources (a systemd host's cgroup mounts are): slaves of their peer group either way,
+    // never peers that would carry the container's mounts back out.
+    execFileSync('mount', ['--make-shared', host]);
+    execFileSync('mount', ['--make-shared', join(host, 'sub')]);
+    const sharedTree = await seen(sys.createSpawner([], 0, sources));
+    const sharedOps = await seen(sys.createSpawner([]));
+    expect(sharedTree.fallbackRan).toBe(false);
+    expect([...sharedTree.mounts].sort()).toEqual([...sharedOps.mounts].sort());
+    expect(sharedTree.mounts.filter((l) => / \/mnt\/[ab] /.test(l))).toEqual([expect.stringMatching(/ master:\d+ /), expect.stringMatching(/ master:\d+ /)]);
   });
 
   it('give the same mounts with the same options as mount + bind remount', async () => {

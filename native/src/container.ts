@@ -20,9 +20,15 @@ export type RootfsOp =
   | { kind: 'readonly'; target: string }
   | { kind: 'mkdir'; target: string }
   /** Writes `source` to <rootfs>/proc/sys/<target> after checking that /proc is a procfs. */
-  | { kind: 'sysctl'; target: string; source: string };
+  | { kind: 'sysctl'; target: string; source: string }
+  /**
+   * Attaches the spawner's prebuilt /sys/fs/cgroup tree (createSpawner's `cgroupTree`) at
+   * `target` and skips the next `skip` ops, which build the same tree the old way; a no-op
+   * (those ops run) for a spawn without such a tree.
+   */
+  | { kind: 'cgroupTree'; target: string; skip: number };
 
-const OP_KINDS = { mount: 0, remount: 1, propagate: 2, mknod: 3, symlink: 4, mask: 5, readonly: 6, mkdir: 7, sysctl: 8 } as const;
+const OP_KINDS = { mount: 0, remount: 1, propagate: 2, mknod: 3, symlink: 4, mask: 5, readonly: 6, mkdir: 7, sysctl: 8, cgroupTree: 9 } as const;
 
 export interface ContainerPlan {
   /** CLONE_NEW* bits of the namespaces to create, without CLONE_NEWTIME. */
@@ -124,8 +130,10 @@ export interface ContainerSyscalls {
    * O_WRONLY `tasks` files, which become its own: the caller must not close them) and makes
    * the namespaces of `unshareFlags` (CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS only) ahead:
    * its init inherits them, so a plan it runs must ask for each of them (cloneFlags).
+   * `cgroupTree` ([name, host dir] pairs): the thread also builds, detached, the v1
+   * /sys/fs/cgroup those dirs make (see RootfsOp 'cgroupTree'); if it cannot, the ops run.
    */
-  createSpawner(tasksFds: number[], unshareFlags?: number): CgroupSpawner;
+  createSpawner(tasksFds: number[], unshareFlags?: number, cgroupTree?: Array<[string, string]>): CgroupSpawner;
   /** Lets an unused spawner's thread exit (it leaves its cgroups as it does); no-op once used. */
   releaseSpawner(spawner: CgroupSpawner): void;
   /** Resolves when the child behind the pidfd has exited and been reaped; closes the pidfd. */
@@ -140,7 +148,7 @@ export interface ContainerSyscalls {
 
 interface ContainerBinding {
   containerSpawn(plan: object, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number, statusFd: number, syncFd: number) => void, spawner?: object): void;
-  spawnerCreate(tasksFds: number[], unshareFlags: number): object;
+  spawnerCreate(tasksFds: number[], unshareFlags: number, cgroupTree?: Array<[string, string]>): object;
   spawnerRelease(spawner: object): void;
   containerResume(pid: number, pidfd: number, statusFd: number, syncFd: number, holds: boolean, go: boolean, cb: (err: ContainerSpawnError | null, pid: number, pidfd: number) => void): void;
   watchPidfd(pidfd: number, cb: (err: SyscallError | null, code: number | null, signal: number | null) => void): void;
@@ -178,10 +186,11 @@ function packOps(ops: RootfsOp[]): { nums: Float64Array; strs: string } {
     parts.push(`1${v}`);
   };
   ops.forEach((op, i) => {
-    const o = op as Partial<{ source: string | null; fstype: string | null; data: string | null; flags: number; mkdir: 'dir' | 'file' | null; mode: number; major: number; minor: number }> & { kind: RootfsOp['kind']; target: string };
+    const o = op as Partial<{ source: string | null; fstype: string | null; data: string | null; flags: number; mkdir: 'dir' | 'file' | null; mode: number; major: number; minor: number; skip: number }> & { kind: RootfsOp['kind']; target: string };
     const b = i * OP_NUMS;
     nums[b] = OP_KINDS[o.kind];
-    nums[b + 1] = o.flags ?? 0;
+    if (o.kind === 'cgroupTree' && (!Number.isInteger(o.skip) || o.skip! < 0 || i + o.skip! >= ops.length)) throw new RangeError(`container plan ops[${i}].skip must count ops that follow it`);
+    nums[b + 1] = o.kind === 'cgroupTree' ? o.skip! : o.flags ?? 0;
     nums[b + 2] = o.mkdir === 'dir' ? 1 : o.mkdir === 'file' ? 2 : 0;
     nums[b + 3] = o.mode ?? 0;
     nums[b + 4] = o.major ?? 0;
@@ -282,11 +291,15 @@ export const containerSyscalls: ContainerSyscalls = {
       }
     });
   },
-  createSpawner(tasksFds, unshareFlags = 0) {
+  createSpawner(tasksFds, unshareFlags = 0, cgroupTree) {
     if (!Array.isArray(tasksFds) || tasksFds.some((fd) => !Number.isInteger(fd) || fd < 0)) throw new RangeError('createSpawner tasksFds must be file descriptors');
     if (!Number.isInteger(unshareFlags) || (unshareFlags & ~SPAWNER_NAMESPACES) !== 0) throw new RangeError(`createSpawner unshareFlags may hold only CLONE_NEWNET, CLONE_NEWIPC and CLONE_NEWUTS, got 0x${unshareFlags.toString(16)}`);
+    for (const [i, b] of (cgroupTree ?? []).entries()) {
+      const ok = Array.isArray(b) && typeof b[0] === 'string' && /^[\w.,=-]+$/.test(b[0]) && b[0] !== '.' && b[0] !== '..' && typeof b[1] === 'string' && b[1].startsWith('/') && !b[1].includes('\0');
+      if (!ok) throw new RangeError(`createSpawner cgroupTree[${i}] must be [a plain name, an absolute dir]`);
+    }
     const spawner: CgroupSpawner = { kind: 'cgroup-spawner' };
-    spawnerHandles.set(spawner, raw().spawnerCreate(tasksFds, unshareFlags));
+    spawnerHandles.set(spawner, raw().spawnerCreate(tasksFds, unshareFlags, cgroupTree));
     return spawner;
   },
   releaseSpawner(spawner) {

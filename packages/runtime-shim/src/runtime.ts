@@ -300,6 +300,7 @@ export class Runtime {
         spec, bundle, fifo,
         cgroupProcs: spawner !== undefined ? [] : cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
+        cgroupTree: pooled?.cgroupTree,
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd, noNewKeyring: o.noNewKeyring,
       });
       fds = compiled.fds;

@@ -27,6 +27,8 @@ import { CgroupV1, RUNTIME_PARENT, v1Mounts } from './cgroups';
 interface Entry {
   cgPath: string;
   spawner: CgroupSpawner;
+  /** The controller names of the /sys/fs/cgroup tree its spawner builds ahead. */
+  cgroupTree: string[];
 }
 
 export interface PooledCgroup {
@@ -35,6 +37,11 @@ export interface PooledCgroup {
   spawner: CgroupSpawner;
   /** The pool name of the entry (under the runtime's parent). */
   poolPath: string;
+  /**
+   * The controllers, in order, of the container's /sys/fs/cgroup that the spawner builds ahead
+   * (a plan asks for it with a 'cgroupTree' op where its binds are exactly these).
+   */
+  cgroupTree: string[];
   /**
    * Renames the entry to the container's own name (the cgPath given to take()) once its init is
    * set up (its binds of the cgroup dirs are made by name); returns the driver at that name.
@@ -152,8 +159,11 @@ export class CgroupPool {
       const made = await Promise.allSettled(leaves.map((dir) => fs.promises.mkdir(dir)));
       if (made.some((r) => r.status === 'rejected')) await cg.create();
       for (const dir of new Set(Object.values(cg.paths))) fds.push(fs.openSync(path.join(dir, 'tasks'), 'w'));
-      const spawner = this.sys.createSpawner(fds, PREMADE.reduce((f, [, bit]) => f | bit, 0));
-      return { cgPath, spawner };
+      // The container's /sys/fs/cgroup too (each controller's dir bound read-only in a tmpfs),
+      // built detached by the thread: ~17 mount calls fewer in the init.
+      const tree = Object.entries(cg.paths);
+      const spawner = this.sys.createSpawner(fds, PREMADE.reduce((f, [, bit]) => f | bit, 0), tree);
+      return { cgPath, spawner, cgroupTree: tree.map(([name]) => name) };
     } catch (err) {
       for (const fd of fds) fs.closeSync(fd);
       await cg.destroyLeaf().catch(() => undefined);
@@ -237,7 +247,7 @@ export class CgroupPool {
       }
       return new CgroupV1(cgPath, this.mounts);
     };
-    return { driver: new CgroupV1(e.cgPath, this.mounts), spawner: e.spawner, poolPath: e.cgPath, commit };
+    return { driver: new CgroupV1(e.cgPath, this.mounts), spawner: e.spawner, poolPath: e.cgPath, cgroupTree: e.cgroupTree, commit };
   }
 
   /**

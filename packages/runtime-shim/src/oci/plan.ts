@@ -75,6 +75,11 @@ export interface PlanInputs {
   cgroupProcs: string[];
   /** Host dirs of the container's v1 cgroups, keyed by controller, for the /sys/fs/cgroup mount. */
   cgroupDirs: Record<string, string>;
+  /**
+   * The controllers of a /sys/fs/cgroup the spawner has built ahead from these same dirs: the
+   * plan attaches it ('cgroupTree' op) instead of mounting it, where they match cgroupDirs.
+   */
+  cgroupTree?: string[];
   fifo: string | null;
   noPivot?: boolean;
   preserveFds?: number;
@@ -118,7 +123,7 @@ export function executableCandidates(arg0: string, env: readonly string[]): stri
   return pathVar.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, arg0));
 }
 
-function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string, string>): RootfsOp[] {
+function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string, string>, cgroupTree?: string[]): RootfsOp[] {
   const type = m.type ?? '';
   const opts = parseMountOptions(m.options ?? []);
   const target = inRoot(m.destination);
@@ -132,6 +137,12 @@ function mountOps(m: Mount, i: number, bundle: string, cgroupDirs: Record<string
       const sub = `${target}/${ctl}`;
       ops.push({ kind: 'mount', source: dir, target: sub, fstype: null, flags: MOUNT_FLAGS.bind, data: null, mkdir: 'dir' });
       ops.push({ kind: 'remount', target: sub, flags: MOUNT_FLAGS.bind | MOUNT_FLAGS.rdonly | MOUNT_FLAGS.nosuid | MOUNT_FLAGS.nodev | MOUNT_FLAGS.noexec });
+    }
+    // The same tmpfs and binds, built ahead by the spawner: attached in one step, these ops
+    // skipped (they run if the spawner could not build it).
+    const names = Object.keys(cgroupDirs);
+    if (cgroupTree !== undefined && names.length > 0 && cgroupTree.length === names.length && cgroupTree.every((n, k) => n === names[k])) {
+      ops.unshift({ kind: 'cgroupTree', target, skip: ops.length });
     }
     if ((opts.flags & MOUNT_FLAGS.rdonly) !== 0) ops.push({ kind: 'remount', target, flags: MOUNT_FLAGS.rdonly | MOUNT_FLAGS.nosuid | MOUNT_FLAGS.nodev | MOUNT_FLAGS.noexec });
     return ops;
@@ -241,7 +252,7 @@ export function compilePlan(inp: PlanInputs): CompiledPlan {
 
     const ops: RootfsOp[] = [];
     const mounts = spec.mounts ?? [];
-    for (const [i, m] of mounts.entries()) ops.push(...mountOps(m, i, bundle, inp.cgroupDirs));
+    for (const [i, m] of mounts.entries()) ops.push(...mountOps(m, i, bundle, inp.cgroupDirs, inp.cgroupTree));
     const devTmpfs = mounts.some((m) => path.posix.normalize(m.destination) === '/dev');
     const devices = [...(devTmpfs ? DEFAULT_DEVICES.map((d) => ({ ...d, type: 'c', fileMode: 0o666 })) : [])];
     for (const [i, d] of (linux.devices ?? []).entries()) {
