@@ -281,11 +281,16 @@ export class Runtime {
       // A one-shot runtime on cgroup v1 has its init cloned by a thread of its own that attaches
       // itself to the container's cgroups now (see RuntimeOptions.oneShot). Not where the pool
       // is not used either: a pids limit (the thread would count), a new time or user namespace.
+      let cgroupTree = pooled?.cgroupTree;
       if (spawner === undefined && this.opts.oneShot === true && cg.version === 1 && spec.linux?.resources?.pids === undefined && !newNs.has('time') && !newNs.has('user')) {
         const tasks: number[] = [];
         try {
           for (const d of new Set(Object.values(cg.paths))) tasks.push(fs.openSync(path.join(d, 'tasks'), 'w'));
-          spawner = this.sys.createSpawner(tasks, 0);
+          // It builds the container's /sys/fs/cgroup too, while this thread writes the limits
+          // and compiles the plan (see PlanInputs.cgroupTree).
+          const tree = Object.entries(cg.paths);
+          spawner = this.sys.createSpawner(tasks, 0, tree);
+          cgroupTree = tree.map(([name]) => name);
         } catch (err) {
           for (const fd of tasks) fs.closeSync(fd);
           throw err;
@@ -300,7 +305,7 @@ export class Runtime {
         spec, bundle, fifo,
         cgroupProcs: spawner !== undefined ? [] : cg.procsFiles(),
         cgroupDirs: cg.version === 1 ? cg.paths : {},
-        cgroupTree: pooled?.cgroupTree,
+        cgroupTree,
         noPivot: o.noPivot, preserveFds: o.preserveFds, stdio: o.stdio, consoleSocket: o.consoleSocket, consoleFd: o.consoleFd, noNewKeyring: o.noNewKeyring,
       });
       fds = compiled.fds;
