@@ -71,6 +71,21 @@ describe('containers from images', () => {
     expect(fs.readdirSync(fx.containers.criRoot)).toEqual([]);
   });
 
+  it('run() an image container through its monitor: created, started, exited and removed, its log written', async () => {
+    fx = await new CriFixture().init();
+    const sb = await fx.sandboxes.run(fx.sandboxConfig(), '');
+    const { rec, started, removed } = await fx.containers.run({ sandboxId: sb.id, config: fx.containerConfig('once', ['sh', '-c', 'echo hello; exit 5']) }, true);
+    const logPath = rec.logPath;
+    await started;
+    expect(rec.startedAtUs).toBeGreaterThan(0);
+    expect(await removed).toBe(true);
+    expect(rec).toMatchObject({ phase: 'exited', exitCode: 5, reason: 'Error' });
+    expect(rec.finishedAtUs).toBeGreaterThanOrEqual(rec.startedAtUs);
+    expect(fx.containers.list().map((c) => c.id)).not.toContain(rec.id);
+    expect(fs.existsSync(rec.dir)).toBe(false);
+    expect(logLines(logPath)).toEqual(['stdout hello']);
+  });
+
   it('runs a container with a terminal and logs what it writes to it as stdout', async () => {
     fx = await new CriFixture().init();
     const sb = await fx.sandboxes.run(fx.sandboxConfig(), '');
