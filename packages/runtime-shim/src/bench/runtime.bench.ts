@@ -1,12 +1,14 @@
 // npm run bench -- runtime [iterations]
 // create+start+wait+delete of /bin/true on one busybox bundle: runc run, crun run,
-// berth-runtime run (CLI), and the runtime-shim API path (one gRPC sequence to a running
-// daemon: CreateContainer, WaitContainer sent before StartContainer, RemoveContainer, through
-// grpc-js and through common's lean unary client), interleaved round by round; plus `node -e 0` (the CLI's floor) and the daemon's
-// peak memory with 100 concurrent containers. Prints medians and ratios; writes JSON.
-// Beside them, the floors under the two targets, in the same rounds: `/bin/true` (a C process's
-// start), oneshot-floor.c (the kernel's part of one container run by a one-shot process, with
-// its phases) and three no-op unary calls (Version) through the lean client.
+// berth-runtime run (CLI), and the runtime-shim API path on a running daemon, two ways: one
+// RunContainer call (remove: true) and the four calls CreateContainer, WaitContainer sent before
+// StartContainer, RemoveContainer; each through grpc-js and through common's lean client. All
+// interleaved round by round, with an untimed pause after each run; plus `node -e 0` (the CLI's
+// floor) and the daemon's peak memory with 100 concurrent containers. Prints medians and
+// ratios; writes JSON. Beside them, the floors under the two targets, in the same rounds:
+// `/bin/true` (a C process's start), oneshot-floor.c (the kernel's part of one container run by
+// a one-shot process, with its phases) and three no-op unary calls (Version) through the lean
+// client.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -264,7 +266,10 @@ async function main(): Promise<void> {
     const api = med['runtime-shim API (gRPC)']!;
     const cli = med['berth-runtime run (CLI)']!;
     const leanApi = med['API, lean h2 client']!;
-    console.log(`\nAPI path / crun = ${(api / crun).toFixed(2)}x (target <= 0.5x); in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x; with the lean unary client ${(leanApi / crun).toFixed(2)}x`);
+    const runLean = med['API, RunContainer (lean)']!;
+    const runGrpc = med['API, RunContainer (gRPC)']!;
+    console.log(`\nAPI path (target <= 0.5x crun): one RunContainer call / crun = ${(runLean / crun).toFixed(2)}x with the lean client, ${(runGrpc / crun).toFixed(2)}x with grpc-js; ` +
+      `the four calls ${(leanApi / crun).toFixed(2)}x with the lean client, ${(api / crun).toFixed(2)}x with grpc-js (in CPU time ${(cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!).toFixed(2)}x)`);
     for (const [k, v] of Object.entries(clientCpuMs)) console.log(`client CPU per run, ${k}: ${v.toFixed(2)} ms`);
     console.log(`CLI path - node -e 0 = ${(cli - nodeFloor).toFixed(2)} ms (target <= 10 ms)`);
     // The floors: what the kernel and the transport need with none of a runtime's work.
@@ -274,7 +279,7 @@ async function main(): Promise<void> {
     console.log(`one-shot C container floor, phases (median ms): cgroup mkdir ${phaseMed.mkdirMs.toFixed(2)}, clone ${phaseMed.cloneMs.toFixed(2)}, ` +
       `cgroup attach ${phaseMed.attachMs.toFixed(2)}, mounts+exec+exit ${phaseMed.runMs.toFixed(2)}, rmdir ${phaseMed.rmdirMs.toFixed(2)}`);
     console.log(`CLI floor: the kernel's part of one container run by a one-shot process = ${kernelFloor.toFixed(2)} ms over a C process start (the CLI target leaves 10 ms for it and all of the CLI's own work)`);
-    console.log(`API floor: 3 no-op calls + that kernel part = ${apiFloor.toFixed(2)} ms vs 0.5x crun = ${(crun / 2).toFixed(2)} ms`);
+    console.log(`API floor: 3 no-op calls + that kernel part = ${apiFloor.toFixed(2)} ms (the four calls), one no-op call + that kernel part = ${(apiFloor - (2 / 3) * med['3 no-op calls (lean Version)']!).toFixed(2)} ms (RunContainer), vs 0.5x crun = ${(crun / 2).toFixed(2)} ms`);
     console.log(`daemon with 100 concurrent containers: VmHWM ${mem['VmHWM']!.toFixed(1)} MiB, VmRSS ${mem['VmRSS']!.toFixed(1)} MiB (idle RSS ${rssBefore.toFixed(1)} MiB); 100 create+start took ${concurrentMs.toFixed(0)} ms`);
     const out = process.env['BERTH_BENCH_RESULTS'];
     if (out !== undefined) {
@@ -283,7 +288,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(file, JSON.stringify({
         area: 'runtime', date: new Date().toISOString(), iterations: ITER, cpus: os.cpus().length, loadAverage: os.loadavg()[0], stateFs,
         medianMs: med, p90Ms: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, p90(v)])),
-        ratios: { apiVsCrun: api / crun, leanApiVsCrun: leanApi / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
+        ratios: { apiVsCrun: api / crun, leanApiVsCrun: leanApi / crun, runContainerLeanVsCrun: runLean / crun, runContainerGrpcVsCrun: runGrpc / crun, cliVsCrun: cli / crun, runcVsCrun: med['runc run']! / crun, cliMinusNodeMs: cli - nodeFloor },
         cpuMsPerRun: cpuMs, clientCpuMsPerRun: clientCpuMs, cpuRatios: { apiVsCrun: cpuMs['runtime-shim API (gRPC)']! / cpuMs['crun run']!, cliMinusNodeMs: cpuMs['berth-runtime run (CLI)']! - cpuMs['node -e 0']! },
         daemon100: { vmHwmMiB: mem['VmHWM'], vmRssMiB: mem['VmRSS'], idleRssMiB: rssBefore, createStartMs: concurrentMs },
         floors: { oneShotPhasesMedianMs: phaseMed, kernelPartOfOneShotMs: kernelFloor, apiFloorMs: apiFloor, halfCrunMs: crun / 2 },
