@@ -43,6 +43,16 @@ describe('berth-runtime bin', () => {
     expect(script.cachedDataRejected).toBe(false);
   });
 
+  it('built as root, its cache is the one a real run trained (tools/train-cli-cache.js): smaller than an eager compile of every function', () => {
+    if (process.getuid?.() !== 0) return; // a build as a user keeps the eager cache
+    // The eager cache, made as bundle-cli makes it, in a process of its own (--no-lazy).
+    const eager = spawnSync(process.execPath, ['--no-lazy', '-e', `const {Script}=require('vm'),{wrap}=require('module');process.stdout.write(String(new Script(wrap(require('fs').readFileSync(${JSON.stringify(BUNDLE)},'utf8')),{filename:${JSON.stringify(BUNDLE)}}).createCachedData().length))`], { encoding: 'utf8' });
+    expect(eager.status).toBe(0);
+    const trained = fs.statSync(CACHE).size - HASH_LEN;
+    expect(trained).toBeLessThan(Number(eager.stdout) * 0.8);
+    expect(trained).toBeGreaterThan(Number(eager.stdout) * 0.25); // more than the top level: the run's functions
+  });
+
   it('loads no module files but itself: the CLI and the library come from the bundle', () => {
     const probe = exitProbe('Object.keys(require.cache)');
     const r = node(['--require', probe, LAUNCHER, '--version']);
