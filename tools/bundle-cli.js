@@ -16,7 +16,6 @@
 // would be loaded at every start of the CLI, so this fails naming them. The cache is checked
 // in a fresh Node process before it is kept (V8 ignores a cache made under other flags).
 'use strict';
-const { execFileSync } = require('node:child_process');
 const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const { builtinModules, wrap } = require('node:module');
@@ -24,8 +23,7 @@ const path = require('node:path');
 const v8 = require('node:v8');
 const { Script } = require('node:vm');
 
-const HASH_MARK = '//# berth-bundle-hash=';
-const HASH_LEN = 32;
+const { HASH_MARK, HASH_LEN, cacheAccepted } = require('./code-cache');
 
 /** Writes through a temporary file: a CLI starting meanwhile reads the old file or the new one. */
 function writeAtomic(file, data) {
@@ -160,12 +158,7 @@ async function main() {
   writeAtomic(out, code);
   writeAtomic(cacheFile, cache);
 
-  const check = `const fs=require('fs'),{wrap}=require('module'),{Script}=require('vm');` +
-    `const s=new Script(wrap(fs.readFileSync(${JSON.stringify(out)},'utf8')),{cachedData:fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${HASH_LEN})});` +
-    `process.exit(s.cachedDataRejected===true?1:0)`;
-  try {
-    execFileSync(process.execPath, ['-e', check], { stdio: 'inherit' });
-  } catch {
+  if (!cacheAccepted(path.resolve(out), path.resolve(cacheFile))) {
     fs.rmSync(cacheFile, { force: true });
     console.error(`bundle-cli: V8 rejects the code cache made for ${out} in a fresh process`);
     process.exit(1);

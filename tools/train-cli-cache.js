@@ -14,13 +14,12 @@
 // busybox-static. Without them (a build as a user, a machine not bootstrapped yet), or if the
 // run or the new cache fail in any way, the eager cache stays and this says why: never an error.
 'use strict';
-const { execFileSync, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const HASH_MARK = '//# berth-bundle-hash=';
-const HASH_LEN = 32;
+const { HASH_MARK, HASH_LEN, cacheAccepted } = require('./code-cache');
 
 /** Why the eager cache stays (thrown, so that the cleanups run). */
 class Skip extends Error {}
@@ -75,15 +74,7 @@ function main() {
     const id = `berth-train-${process.pid}`;
     const r = spawnSync(process.execPath, ['-e', TRAINER, bundle, out, oci.dir, path.join(work, 'root'), id], { encoding: 'utf8', timeout: 60_000 });
     if (r.status !== 0 || !fs.existsSync(out)) skip(`the training run failed (exit ${r.status ?? r.signal}): ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' / ')}`);
-    // The same check bundle-cli makes: V8 takes the cache in a fresh process.
-    const check = `const fs=require('fs'),{wrap}=require('module'),{Script}=require('vm');` +
-      `const s=new Script(wrap(fs.readFileSync(${JSON.stringify(bundle)},'utf8')),{cachedData:fs.readFileSync(${JSON.stringify(out)}).subarray(${HASH_LEN})});` +
-      `process.exit(s.cachedDataRejected===true?1:0)`;
-    try {
-      execFileSync(process.execPath, ['-e', check], { stdio: 'inherit' });
-    } catch {
-      skip('V8 rejects the trained cache in a fresh process');
-    }
+    if (!cacheAccepted(bundle, out)) skip('V8 rejects the trained cache in a fresh process');
     const src = fs.readFileSync(bundle, 'utf8');
     const at = src.lastIndexOf(HASH_MARK) + HASH_MARK.length;
     if (fs.readFileSync(out).toString('latin1', 0, HASH_LEN) !== src.slice(at, at + HASH_LEN)) skip('the trained cache names another bundle');
