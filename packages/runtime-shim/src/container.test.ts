@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { uniqueId } from './testing/bundle';
+import { cgroupMounts, mountinfoView, uniqueId } from './testing/bundle';
 import { Harness } from './testing/harness';
 
 let h: Harness;
@@ -416,17 +416,12 @@ describe('/sys/fs/cgroup of a one-shot run (the CLI\'s way)', () => {
         const id = uniqueId();
         const r = await hh.run(['cat', '/proc/self/mountinfo'], undefined, id);
         expect(r.code).toBe(0);
-        return r.out.trim().split('\n').map((line) => {
-          const f = line.split(' ');
-          const dash = f.indexOf('-');
-          return [f[3]!.replaceAll(id, '<id>'), f[4], f[5], ...f.slice(6, dash).filter((o) => !o.startsWith('shared:')).map((o) => o.replace(/^master:\d+$/, 'master:N')), f[dash + 1], f[dash + 3]].join(' ');
-        });
+        return mountinfoView(r.out, id);
       };
       const tree = await view(oneShot);
       const ops = await view(h); // a runtime without a spawner: the ops mount it
-      const cg = (v: string[]): string[] => v.filter((l) => / \/sys\/fs\/cgroup( |\/)/.test(l)).sort();
-      expect(cg(tree).length).toBeGreaterThan(1);
-      expect(cg(tree)).toEqual(cg(ops));
+      expect(cgroupMounts(tree).length).toBeGreaterThan(1);
+      expect(cgroupMounts(tree)).toEqual(cgroupMounts(ops));
       // Attached, not mounted in place: the tree's mounts are older than the container's root.
       expect(tree[0]).toMatch(/ \/sys\/fs\/cgroup /);
       expect(ops[0]).not.toMatch(/ \/sys\/fs\/cgroup /);

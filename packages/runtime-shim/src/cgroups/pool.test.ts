@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { containerSyscalls, type CgroupSpawner, type ContainerSyscalls } from '@berth/native';
 
 import { Runtime } from '../runtime';
-import { makeBundle, uniqueId, type Bundle } from '../testing/bundle';
+import { cgroupMounts, makeBundle, mountinfoView, uniqueId, type Bundle } from '../testing/bundle';
 import { RUNTIME_PARENT, v1Mounts } from './cgroups';
 import { isPoolPath } from './pool';
 
@@ -148,25 +148,19 @@ describe('cgroup pool (v1)', () => {
 
   it('a pooled container gets its /sys/fs/cgroup from the spawner\'s prebuilt tree, the same mounts the ops make', async () => {
     const mountinfo = (s: Parameters<NonNullable<Parameters<typeof makeBundle>[1]>>[0]): void => { s.process!.args = ['cat', '/proc/self/mountinfo']; };
-    const view = (out: string, id: string): string[] => out.trim().split('\n').map((line) => {
-      const f = line.split(' ');
-      const dash = f.indexOf('-');
-      return [f[3]!.replaceAll(id, '<id>'), f[4], f[5], ...f.slice(6, dash).filter((o) => !o.startsWith('shared:')).map((o) => o.replace(/^master:\d+$/, 'master:N')), f[dash + 1], f[dash + 3]].join(' ');
-    });
     const pooled = setup(mountinfo);
     await pooled.rt.warm();
     const a = uniqueId();
-    const withTree = view((await runOnce(pooled.rt, pooled.bundle, a)).out, a);
+    const withTree = mountinfoView((await runOnce(pooled.rt, pooled.bundle, a)).out, a);
     expect(pooled.viaSpawner).toEqual([true]);
     // A pids limit keeps a create off the pool: its /sys/fs/cgroup is made by the ops.
     const plain = setup((s) => { mountinfo(s); s.linux!.resources = { ...s.linux!.resources, pids: { limit: 100 } }; });
     const b = uniqueId();
-    const withOps = view((await runOnce(plain.rt, plain.bundle, b)).out, b);
+    const withOps = mountinfoView((await runOnce(plain.rt, plain.bundle, b)).out, b);
     expect(plain.viaSpawner).toEqual([false]);
-    const cg = (v: string[]): string[] => v.filter((l) => / \/sys\/fs\/cgroup( |\/)/.test(l)).sort();
-    expect(cg(withTree).length).toBe(1 + hierarchies.length);
-    expect(cg(withTree)).toEqual(cg(withOps));
-    for (const l of cg(withTree)) expect(l).toMatch(/ ro,nosuid,nodev,noexec,relatime /);
+    expect(cgroupMounts(withTree).length).toBe(1 + hierarchies.length);
+    expect(cgroupMounts(withTree)).toEqual(cgroupMounts(withOps));
+    for (const l of cgroupMounts(withTree)) expect(l).toMatch(/ ro,nosuid,nodev,noexec,relatime /);
     // Attached, not mounted in place: the tree's mounts are older than the container's root.
     expect(withTree[0]).toMatch(/ \/sys\/fs\/cgroup /);
     expect(withOps[0]).toMatch(/^<?\S* \/ /);

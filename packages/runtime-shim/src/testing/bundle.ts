@@ -75,3 +75,21 @@ export function makeBundle(args: string[], edit?: (spec: Spec) => void, parent =
   bundle.write();
   return bundle;
 }
+
+/**
+ * A container's /proc/self/mountinfo as comparable lines: root, mount point, options, optional
+ * fields (shared:N dropped, master:N numberless), fstype, super options; `id` replaced by <id>.
+ * Mount ids and parents are left out, the order kept (it is the mounts' age).
+ */
+export function mountinfoView(text: string, id: string): string[] {
+  return text.trim().split('\n').map((line) => {
+    const f = line.split(' ');
+    const dash = f.indexOf('-');
+    return [f[3]!.replaceAll(id, '<id>'), f[4], f[5], ...f.slice(6, dash).filter((o) => !o.startsWith('shared:')).map((o) => o.replace(/^master:\d+$/, 'master:N')), f[dash + 1], f[dash + 3]].join(' ');
+  });
+}
+
+/** The /sys/fs/cgroup lines of a mountinfoView(), sorted. */
+export function cgroupMounts(view: string[]): string[] {
+  return view.filter((l) => / \/sys\/fs\/cgroup( |\/)/.test(l)).sort();
+}
