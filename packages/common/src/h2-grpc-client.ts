@@ -26,6 +26,8 @@ export type H2UnaryClient<D> = {
 } & { close(): void };
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_CANCEL } = http2.constants;
+/** Responses of a server-streaming call held unread before its stream is paused. */
+const STREAM_HIGH_WATER = 64;
 
 function serviceError(code: number, details: string, metadata = new Metadata()): ServiceError {
   return Object.assign(new Error(`${code} ${status[code] ?? 'UNKNOWN'}: ${details}`), { code, details, metadata });
@@ -205,6 +207,8 @@ export function createH2UnaryClient<D extends object>(definition: D, opts: Clien
           }
           pending = pending.subarray(5 + n);
         }
+        // A consumer slower than the server: HTTP/2 flow control holds the server back.
+        if (queue.length >= STREAM_HIGH_WATER) s.pause();
         wake?.();
       });
       s.on('error', (err: Error) => finish(serviceError(status.UNAVAILABLE, `${opts.target}: ${err.message}`)));
@@ -219,7 +223,11 @@ export function createH2UnaryClient<D extends object>(definition: D, opts: Clien
       [Symbol.asyncIterator]: () => it,
       next: async () => {
         for (;;) {
-          if (queue.length > 0) return { value: queue.shift()!, done: false };
+          if (queue.length > 0) {
+            const value = queue.shift()!;
+            if (queue.length === STREAM_HIGH_WATER >> 2 && s?.isPaused()) s.resume();
+            return { value, done: false };
+          }
           if (ended === null) return { value: undefined, done: true };
           if (ended !== undefined) throw ended;
           await new Promise<void>((r) => (wake = r));

@@ -253,7 +253,8 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
       const implementation = {
         count: serverStream(async function* (_req: scheduler.StatusRequest, call, signal) {
           const n = Number(call.metadata.get('x-n')[0] ?? 3);
-          for (let i = 0; i < n; i++) yield scheduler.StatusResponse.fromPartial({ scheduledCount: i, profiles: ['x'.repeat(i * 40_000)] });
+          const big = call.metadata.get('x-small').length === 0;
+          for (let i = 0; i < n; i++) yield scheduler.StatusResponse.fromPartial({ scheduledCount: i, profiles: ['x'.repeat(big ? i * 40_000 : 10)] });
           if (call.metadata.get('x-fail').length > 0) throw new InvalidArgumentError('profile', 'no such profile');
           if (call.metadata.get('x-hang').length > 0) {
             if (!signal.aborted) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
@@ -272,6 +273,16 @@ describe('serveH2 (lean node:http2 gRPC server)', () => {
           got.push(m.scheduledCount);
         }
         expect(got).toEqual([0, 1, 2, 3, 4]);
+        // Many more than the client holds unread: it pauses the stream and resumes it, in order.
+        const many = new Metadata();
+        many.set('x-n', '1000');
+        many.set('x-small', '1');
+        const seenMany: number[] = [];
+        for await (const m of c.count({}, { metadata: many })) {
+          seenMany.push(m.scheduledCount);
+          if (seenMany.length % 100 === 0) await new Promise((res) => setTimeout(res, 5));
+        }
+        expect(seenMany).toEqual(Array.from({ length: 1000 }, (_, i) => i));
         const seen: number[] = [];
         const err = await (async () => { for await (const m of c.count({}, { metadata: md('x-fail', '1') })) seen.push(m.scheduledCount); })().catch((e: unknown) => e);
         expect(seen).toEqual([0, 1, 2]);

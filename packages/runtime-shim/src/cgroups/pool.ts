@@ -1,9 +1,9 @@
 // A daemon's warm pool of container cgroups (cgroup v1): directories made ahead of need under
 // the runtime's parent as /berth/.pool-<tag>-<n>, each with a spawner thread of the daemon
-// already inside (see CgroupSpawner in @berth/native). A create takes one, has the spawner clone
-// the init there, and once the init is set up (its binds of these dirs made by name) renames it
-// to its container's own name (/berth/<id>: v1 renames a cgroup in place, within its parent),
-// off the path before the spawn. The mkdirs, the cpuset setup, the attach (the kernel's RCU
+// already inside (see CgroupSpawner in @berth/native). A create takes one and has the spawner
+// clone the init there; once the init is set up (its binds of these dirs made by name), while
+// the container runs, it renames the entry to its container's own name (/berth/<id>: v1 renames
+// a cgroup in place, within its parent). The mkdirs, the cpuset setup, the attach (the kernel's RCU
 // grace period, 4-14 ms here) and the network, IPC and UTS namespaces (made by the thread,
 // inherited by the init) all happen off the create's path; a new entry is made after, once the
 // takes pause. A deleted container's cgroup is removed on libuv's threads after the delete has
@@ -54,7 +54,7 @@ const POOL_PREFIX = '.pool-';
 
 /** Whether `cgPath` is a pool entry's name (`/berth/.pool-<tag>-<n>`), as a noted one must be. */
 export function isPoolPath(cgPath: string): boolean {
-  return /^\/berth\/\.pool-[0-9a-f]{12}-[0-9a-f]{12}$/.test(cgPath) && cgPath.startsWith(`${RUNTIME_PARENT}/`);
+  return path.posix.dirname(cgPath) === RUNTIME_PARENT && /^\.pool-[0-9a-f]{12}-[0-9a-f]{12}$/.test(path.posix.basename(cgPath));
 }
 /** How long after a delete its cgroup's removal starts (see removeLeaf()). */
 const REMOVE_DELAY_MS = 5;
